@@ -1,0 +1,117 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+
+#include "fileio.h"
+
+int read_full_file(const char *path, size_t max_size, char **ret, size_t *ret_size) {
+        _cleanup_close_ int fd = -EBADF;
+        _cleanup_free_ char *buf = NULL;
+        size_t n = 0, allocated = 0;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return -errno;
+
+        for (;;) {
+                ssize_t k;
+
+                if (allocated - n < 4096) {
+                        size_t m = allocated ? allocated * 2 : 4096 + 1;
+                        char *t;
+
+                        if (m > max_size + 4096 + 1)
+                                m = max_size + 4096 + 1;
+                        if (m <= allocated)
+                                return -EFBIG;
+                        t = realloc(buf, m);
+                        if (!t)
+                                return -ENOMEM;
+                        buf = t;
+                        allocated = m;
+                }
+
+                k = read(fd, buf + n, allocated - n - 1);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (k == 0)
+                        break;
+                n += (size_t) k;
+                if (n > max_size)
+                        return -EFBIG;
+        }
+
+        buf[n] = 0;
+        *ret = TAKE_PTR(buf);
+        if (ret_size)
+                *ret_size = n;
+        return 0;
+}
+
+int write_file_atomic(const char *path, const char *data, size_t size, mode_t mode) {
+        _cleanup_free_ char *tmp = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        size_t done = 0;
+
+        if (asprintf(&tmp, "%s.tmp.%i", path, (int) getpid()) < 0)
+                return -ENOMEM;
+
+        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
+        if (fd < 0)
+                return -errno;
+
+        while (done < size) {
+                ssize_t k = write(fd, data + done, size - done);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        int r = -errno;
+                        (void) unlink(tmp);
+                        return r;
+                }
+                done += (size_t) k;
+        }
+
+        if (fsync(fd) < 0 || rename(tmp, path) < 0) {
+                int r = -errno;
+                (void) unlink(tmp);
+                return r;
+        }
+        return 0;
+}
+
+int mkdir_p(const char *path, mode_t mode) {
+        _cleanup_free_ char *p = strdup(path);
+
+        if (!p)
+                return -ENOMEM;
+
+        for (char *s = p + 1; *s; s++) {
+                if (*s != '/')
+                        continue;
+                *s = 0;
+                if (mkdir(p, mode) < 0 && errno != EEXIST)
+                        return -errno;
+                *s = '/';
+        }
+        if (mkdir(p, mode) < 0 && errno != EEXIST)
+                return -errno;
+        return 0;
+}
+
+char *path_join(const char *a, const char *b) {
+        char *r;
+        size_t la = strlen(a);
+
+        while (la > 0 && a[la - 1] == '/')
+                la--;
+        while (*b == '/')
+                b++;
+        if (asprintf(&r, "%.*s/%s", (int) la, a, b) < 0)
+                return NULL;
+        return r;
+}

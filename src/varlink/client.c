@@ -1,0 +1,144 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include "buffer.h"
+#include "client.h"
+#include "json-util.h"
+
+#define CLIENT_MAX_MESSAGE (64U * 1024U * 1024U)
+
+struct VarlinkClient {
+        int fd;
+        ByteBuffer input;
+        json_tokener *tokener;
+};
+
+int varlink_client_connect(VarlinkClient **ret, const char *address) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        const char *path = startswith(address, "unix:") ?: address;
+        _cleanup_close_ int fd = -EBADF;
+        VarlinkClient *c;
+        socklen_t salen;
+        size_t l = strlen(path);
+
+        if (l == 0 || l >= sizeof(sa.sun_path))
+                return -EINVAL;
+        memcpy(sa.sun_path, path, l);
+        if (path[0] == '@')
+                sa.sun_path[0] = 0; /* abstract namespace */
+        salen = (socklen_t) (offsetof(struct sockaddr_un, sun_path) + l + (path[0] == '@' ? 0 : 1));
+
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        if (connect(fd, (struct sockaddr *) &sa, salen) < 0)
+                return -errno;
+
+        c = calloc(1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+        c->tokener = json_tokener_new_ex(JSON_TOKENER_DEFAULT_DEPTH);
+        if (!c->tokener) {
+                free(c);
+                return -ENOMEM;
+        }
+        c->fd = TAKE_FD(fd);
+        *ret = c;
+        return 0;
+}
+
+VarlinkClient *varlink_client_free(VarlinkClient *c) {
+        if (!c)
+                return NULL;
+        safe_close(c->fd);
+        byte_buffer_done(&c->input);
+        json_tokener_free(c->tokener);
+        free(c);
+        return NULL;
+}
+
+int varlink_client_fd(VarlinkClient *c) {
+        return c->fd;
+}
+
+static int write_all(int fd, const char *p, size_t n) {
+        while (n > 0) {
+                ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                p += k;
+                n -= (size_t) k;
+        }
+        return 0;
+}
+
+int varlink_client_send(VarlinkClient *c, const char *method, json_object *parameters, VarlinkCallFlags flags) {
+        _cleanup_json_ json_object *m = json_object_new_object();
+        const char *text;
+        size_t len;
+        int r;
+
+        if (!m)
+                return -ENOMEM;
+        if ((r = json_add_string(m, "method", method)) < 0)
+                return r;
+        if (parameters && (r = json_add(m, "parameters", json_object_get(parameters))) < 0)
+                return r;
+        if ((flags & VARLINK_CALL_MORE) && (r = json_add_bool(m, "more", true)) < 0)
+                return r;
+        if ((flags & VARLINK_CALL_ONEWAY) && (r = json_add_bool(m, "oneway", true)) < 0)
+                return r;
+
+        text = json_to_plain(m, &len);
+        if (!text)
+                return -ENOMEM;
+        return write_all(c->fd, text, len + 1);
+}
+
+int varlink_client_receive(VarlinkClient *c, json_object **ret_reply) {
+        for (;;) {
+                const char *head = byte_buffer_head(&c->input);
+                size_t size = byte_buffer_size(&c->input);
+                const char *nul = size > 0 ? memchr(head, 0, size) : NULL;
+
+                if (nul) {
+                        json_object *o;
+
+                        json_tokener_reset(c->tokener);
+                        o = json_tokener_parse_ex(c->tokener, head, (int) (nul - head));
+                        byte_buffer_consume(&c->input, (size_t) (nul - head) + 1);
+                        if (!o || !json_object_is_type(o, json_type_object)) {
+                                json_object_put(o);
+                                return -EBADMSG;
+                        }
+                        *ret_reply = o;
+                        return 0;
+                }
+
+                char *p = byte_buffer_reserve(&c->input, 64 * 1024, CLIENT_MAX_MESSAGE);
+                if (!p)
+                        return -errno;
+                ssize_t n = read(c->fd, p, 64 * 1024);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (n == 0)
+                        return -ECONNRESET;
+                byte_buffer_commit(&c->input, (size_t) n);
+        }
+}
+
+int varlink_client_call(VarlinkClient *c, const char *method, json_object *parameters, json_object **ret_reply) {
+        int r;
+
+        r = varlink_client_send(c, method, parameters, 0);
+        if (r < 0)
+                return r;
+        return varlink_client_receive(c, ret_reply);
+}

@@ -1,0 +1,1062 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <ctype.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include "buffer.h"
+#include "json-util.h"
+#include "log.h"
+#include "varlink-idl.h"
+#include "varlink.h"
+
+/* While more than this many reply bytes wait to be written, no further call is dispatched on that
+ * connection, so a peer that pipelines calls without reading replies stalls instead of growing. */
+#define OUTPUT_HIGH_WATER (256U * 1024U)
+/* Calls dispatched per connection per event loop iteration, for fairness between clients. */
+#define DISPATCH_BUDGET 64U
+#define READ_CHUNK (64U * 1024U)
+#define ACCEPT_BUDGET 64U
+#define MAX_LISTEN_FDS 8U
+#define MAX_INTERFACES 16U
+
+struct VarlinkConnection {
+        unsigned n_ref;
+        VarlinkServer *server;
+        VarlinkConnection *prev, *next;
+
+        int fd;
+        sd_event_source *io_source;
+        sd_event_source *defer_source;
+
+        ByteBuffer input;
+        ByteBuffer output;
+        size_t scan_offset;     /* bytes of input already searched for a NUL */
+
+        bool read_eof;
+        bool closed;
+        bool in_call;
+        VarlinkCallFlags call_flags;
+
+        struct ucred ucred;
+
+        void (*close_cb)(VarlinkConnection *c, void *userdata);
+        void *close_userdata;
+};
+
+typedef struct ListenSocket {
+        int fd;
+        sd_event_source *source;
+} ListenSocket;
+
+struct VarlinkServer {
+        sd_event *event;
+        char *vendor, *product, *version, *url;
+        const VarlinkInterface *interfaces[MAX_INTERFACES];
+        size_t n_interfaces;
+        VarlinkServerLimits limits;
+        gid_t privileged_gid;
+        void *userdata;
+
+        json_tokener *tokener;
+
+        ListenSocket listen[MAX_LISTEN_FDS];
+        size_t n_listen;
+        char *bound_path;
+
+        VarlinkConnection *connections;
+        unsigned n_connections;
+
+        uint64_t calls_total;
+        uint64_t connections_total;
+        uint64_t connections_rejected;
+        uint64_t protocol_errors;
+};
+
+static void connection_close(VarlinkConnection *c);
+static int connection_schedule(VarlinkConnection *c);
+
+/* ---- org.varlink.service ---------------------------------------------------------------------- */
+
+static int service_get_info(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags, void *userdata) {
+        VarlinkServer *s = c->server;
+        _cleanup_json_ json_object *reply = NULL, *ifaces = NULL;
+        int r;
+
+        ifaces = json_object_new_array();
+        reply = json_object_new_object();
+        if (!ifaces || !reply)
+                return -ENOMEM;
+
+        for (size_t i = 0; i < s->n_interfaces; i++)
+                if (json_object_array_add(ifaces, json_object_new_string(s->interfaces[i]->name)) < 0)
+                        return -ENOMEM;
+
+        if ((r = json_add_string(reply, "vendor", s->vendor)) < 0 ||
+            (r = json_add_string(reply, "product", s->product)) < 0 ||
+            (r = json_add_string(reply, "version", s->version)) < 0 ||
+            (r = json_add_string(reply, "url", s->url)) < 0 ||
+            (r = json_add(reply, "interfaces", TAKE_PTR(ifaces))) < 0)
+                return r;
+
+        return varlink_reply(c, TAKE_PTR(reply));
+}
+
+static const VarlinkInterface *server_find_interface(VarlinkServer *s, const char *name, size_t len) {
+        for (size_t i = 0; i < s->n_interfaces; i++)
+                if (strlen(s->interfaces[i]->name) == len && strncmp(s->interfaces[i]->name, name, len) == 0)
+                        return s->interfaces[i];
+        return NULL;
+}
+
+static int service_get_interface_description(VarlinkConnection *c, json_object *parameters,
+                                             VarlinkCallFlags flags, void *userdata) {
+        const char *name = json_get_string(parameters, "interface");
+        const VarlinkInterface *iface;
+        _cleanup_json_ json_object *reply = NULL;
+        int r;
+
+        iface = server_find_interface(c->server, name, strlen(name));
+        if (!iface) {
+                reply = json_object_new_object();
+                if (!reply || (r = json_add_string(reply, "interface", name)) < 0)
+                        return -ENOMEM;
+                return varlink_error(c, VARLINK_ERROR_INTERFACE_NOT_FOUND, TAKE_PTR(reply));
+        }
+
+        reply = json_object_new_object();
+        if (!reply || (r = json_add_string(reply, "description", iface->description)) < 0)
+                return -ENOMEM;
+        return varlink_reply(c, TAKE_PTR(reply));
+}
+
+static const VarlinkInterface service_interface = {
+        .name = "org.varlink.service",
+        .description = varlink_idl_org_varlink_service,
+        .methods = (const VarlinkMethod[]) {
+                { "GetInfo", service_get_info, (const VarlinkField[]) { { NULL } }, 0 },
+                { "GetInterfaceDescription", service_get_interface_description,
+                  (const VarlinkField[]) { { "interface", VARLINK_STRING, 0 }, { NULL } }, 0 },
+                { NULL },
+        },
+};
+
+/* ---- server ----------------------------------------------------------------------------------- */
+
+int varlink_server_new(VarlinkServer **ret, sd_event *event, const char *vendor, const char *product,
+                       const char *version, const char *url) {
+        _cleanup_(varlink_server_freep) VarlinkServer *s = NULL;
+        int r;
+
+        s = calloc(1, sizeof(*s));
+        if (!s)
+                return -ENOMEM;
+
+        s->event = sd_event_ref(event);
+        s->privileged_gid = (gid_t) -1;
+        s->limits = VARLINK_SERVER_LIMITS_DEFAULT;
+        s->vendor = strdup(vendor);
+        s->product = strdup(product);
+        s->version = strdup(version);
+        s->url = strdup(url);
+        if (!s->vendor || !s->product || !s->version || !s->url)
+                return -ENOMEM;
+
+        r = varlink_server_set_limits(s, &s->limits);
+        if (r < 0)
+                return r;
+
+        r = varlink_server_add_interface(s, &service_interface);
+        if (r < 0)
+                return r;
+
+        *ret = TAKE_PTR(s);
+        return 0;
+}
+
+VarlinkServer *varlink_server_free(VarlinkServer *s) {
+        if (!s)
+                return NULL;
+
+        varlink_server_shutdown(s);
+        if (s->tokener)
+                json_tokener_free(s->tokener);
+        free(s->vendor);
+        free(s->product);
+        free(s->version);
+        free(s->url);
+        sd_event_unref(s->event);
+        free(s);
+        return NULL;
+}
+
+void varlink_server_set_userdata(VarlinkServer *s, void *userdata) {
+        s->userdata = userdata;
+}
+
+int varlink_server_add_interface(VarlinkServer *s, const VarlinkInterface *iface) {
+        if (s->n_interfaces >= MAX_INTERFACES)
+                return -E2BIG;
+        if (server_find_interface(s, iface->name, strlen(iface->name)))
+                return -EEXIST;
+        s->interfaces[s->n_interfaces++] = iface;
+        return 0;
+}
+
+int varlink_server_set_limits(VarlinkServer *s, const VarlinkServerLimits *limits) {
+        json_tokener *t;
+
+        if (limits->max_message_size < 64 || limits->max_output_size < 64 || limits->max_connections < 1 ||
+            limits->max_connections_per_uid < 1 || limits->max_json_depth < 2 || limits->max_json_depth > 10000)
+                return -EINVAL;
+
+        t = json_tokener_new_ex((int) limits->max_json_depth);
+        if (!t)
+                return -ENOMEM;
+        json_tokener_set_flags(t, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+
+        if (s->tokener)
+                json_tokener_free(s->tokener);
+        s->tokener = t;
+        s->limits = *limits;
+        return 0;
+}
+
+const VarlinkServerLimits *varlink_server_get_limits(VarlinkServer *s) {
+        return &s->limits;
+}
+
+void varlink_server_set_privileged_gid(VarlinkServer *s, gid_t gid) {
+        s->privileged_gid = gid;
+}
+
+unsigned varlink_server_connection_count(VarlinkServer *s) {
+        return s->n_connections;
+}
+
+uint64_t varlink_server_calls_total(VarlinkServer *s) {
+        return s->calls_total;
+}
+
+uint64_t varlink_server_connections_total(VarlinkServer *s) {
+        return s->connections_total;
+}
+
+uint64_t varlink_server_connections_rejected(VarlinkServer *s) {
+        return s->connections_rejected;
+}
+
+uint64_t varlink_server_protocol_errors(VarlinkServer *s) {
+        return s->protocol_errors;
+}
+
+static unsigned server_count_uid(VarlinkServer *s, uid_t uid) {
+        unsigned n = 0;
+
+        for (VarlinkConnection *c = s->connections; c; c = c->next)
+                if (c->ucred.uid == uid)
+                        n++;
+        return n;
+}
+
+static int connection_io(sd_event_source *source, int fd, uint32_t revents, void *userdata);
+static int connection_defer(sd_event_source *source, void *userdata);
+
+static int connection_new(VarlinkServer *s, int fd, const struct ucred *ucred) {
+        VarlinkConnection *c;
+        int r;
+
+        c = calloc(1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+
+        c->n_ref = 1; /* owned by the server's list until closed */
+        c->server = s;
+        c->fd = fd;
+        c->ucred = *ucred;
+
+        r = sd_event_add_io(s->event, &c->io_source, fd, EPOLLIN, connection_io, c);
+        if (r < 0)
+                goto fail;
+        (void) sd_event_source_set_description(c->io_source, "varlink-connection");
+
+        r = sd_event_add_defer(s->event, &c->defer_source, connection_defer, c);
+        if (r < 0)
+                goto fail;
+        (void) sd_event_source_set_enabled(c->defer_source, SD_EVENT_OFF);
+        (void) sd_event_source_set_description(c->defer_source, "varlink-connection-defer");
+
+        c->next = s->connections;
+        if (s->connections)
+                s->connections->prev = c;
+        s->connections = c;
+        s->n_connections++;
+        s->connections_total++;
+        return 0;
+
+fail:
+        c->io_source = sd_event_source_disable_unref(c->io_source);
+        c->defer_source = sd_event_source_disable_unref(c->defer_source);
+        free(c);
+        return r;
+}
+
+int varlink_server_add_connection(VarlinkServer *s, int fd) {
+        _cleanup_close_ int cfd = fd;
+        struct ucred ucred;
+        socklen_t l = sizeof(ucred);
+        int r, flags;
+
+        flags = fcntl(cfd, F_GETFL);
+        if (flags < 0 || fcntl(cfd, F_SETFL, flags | O_NONBLOCK) < 0)
+                return -errno;
+
+        if (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &ucred, &l) < 0)
+                return log_debug_errno(errno, "Failed to get peer credentials, closing connection: %m");
+
+        if (s->n_connections >= s->limits.max_connections) {
+                s->connections_rejected++;
+                log_warning("Too many varlink connections (%u), refusing one from uid %u.",
+                            s->n_connections, (unsigned) ucred.uid);
+                return -EUSERS;
+        }
+        if (server_count_uid(s, ucred.uid) >= s->limits.max_connections_per_uid) {
+                s->connections_rejected++;
+                log_warning("Too many varlink connections from uid %u (limit %u), refusing one.",
+                            (unsigned) ucred.uid, s->limits.max_connections_per_uid);
+                return -EDQUOT;
+        }
+
+        r = connection_new(s, cfd, &ucred);
+        if (r < 0)
+                return r;
+        TAKE_FD(cfd);
+        return 0;
+}
+
+static int server_accept(sd_event_source *source, int fd, uint32_t revents, void *userdata) {
+        VarlinkServer *s = userdata;
+
+        for (unsigned i = 0; i < ACCEPT_BUDGET; i++) {
+                _cleanup_close_ int cfd = -EBADF;
+                int r;
+
+                cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                if (cfd < 0) {
+                        if (errno == EAGAIN)
+                                return 0;
+                        if (errno == EINTR || errno == ECONNABORTED)
+                                continue;
+                        /* EMFILE and friends: try again on the next wakeup. */
+                        log_warning_errno(errno, "Failed to accept varlink connection, ignoring: %m");
+                        return 0;
+                }
+
+                r = varlink_server_add_connection(s, TAKE_FD(cfd));
+                if (r < 0 && r != -EDQUOT && r != -EUSERS)
+                        log_warning_errno(r, "Failed to set up varlink connection, ignoring: %m");
+        }
+        return 0;
+}
+
+int varlink_server_listen_fd(VarlinkServer *s, int fd) {
+        _cleanup_close_ int owned = fd;
+        ListenSocket *l;
+        int r, flags;
+
+        if (s->n_listen >= MAX_LISTEN_FDS)
+                return -E2BIG;
+
+        flags = fcntl(fd, F_GETFL);
+        if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+                return -errno;
+
+        l = &s->listen[s->n_listen];
+        r = sd_event_add_io(s->event, &l->source, fd, EPOLLIN, server_accept, s);
+        if (r < 0)
+                return r;
+        (void) sd_event_source_set_description(l->source, "varlink-listen");
+        l->fd = TAKE_FD(owned);
+        s->n_listen++;
+        return 0;
+}
+
+/* A socket file with nobody listening behind it is stale; one that accepts connections is live. */
+static int socket_path_is_live(const struct sockaddr_un *sa, socklen_t salen) {
+        _cleanup_close_ int fd = -EBADF;
+
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                return -errno;
+        if (connect(fd, (const struct sockaddr *) sa, salen) < 0) {
+                if (errno == ECONNREFUSED || errno == ENOENT)
+                        return 0;
+                if (errno == EAGAIN)
+                        return 1; /* backlog full: somebody is there */
+                return -errno;
+        }
+        return 1;
+}
+
+int varlink_server_listen_address(VarlinkServer *s, const char *path, mode_t mode) {
+        _cleanup_close_ int fd = -EBADF;
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        socklen_t salen;
+        struct stat st;
+        int r;
+
+        if (strlen(path) >= sizeof(sa.sun_path))
+                return -ENAMETOOLONG;
+        strcpy(sa.sun_path, path);
+        salen = (socklen_t) (offsetof(struct sockaddr_un, sun_path) + strlen(path) + 1);
+
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                return -errno;
+
+        if (bind(fd, (struct sockaddr *) &sa, salen) < 0) {
+                if (errno != EADDRINUSE)
+                        return -errno;
+
+                if (lstat(path, &st) < 0)
+                        return -errno;
+                if (!S_ISSOCK(st.st_mode))
+                        return -EEXIST;
+
+                r = socket_path_is_live(&sa, salen);
+                if (r < 0)
+                        return r;
+                if (r > 0)
+                        return -EADDRINUSE;
+
+                log_notice("Replacing stale socket %s.", path);
+                if (unlink(path) < 0 && errno != ENOENT)
+                        return -errno;
+                if (bind(fd, (struct sockaddr *) &sa, salen) < 0)
+                        return -errno;
+        }
+
+        /* Nobody can connect before listen(), so setting the mode here leaves no window. */
+        if (chmod(path, mode) < 0) {
+                r = -errno;
+                (void) unlink(path);
+                return r;
+        }
+
+        if (listen(fd, SOMAXCONN) < 0) {
+                r = -errno;
+                (void) unlink(path);
+                return r;
+        }
+
+        r = varlink_server_listen_fd(s, TAKE_FD(fd));
+        if (r < 0) {
+                (void) unlink(path);
+                return r;
+        }
+
+        free(s->bound_path);
+        s->bound_path = strdup(path);
+        return 0;
+}
+
+void varlink_server_shutdown(VarlinkServer *s) {
+        for (size_t i = 0; i < s->n_listen; i++) {
+                s->listen[i].source = sd_event_source_disable_unref(s->listen[i].source);
+                s->listen[i].fd = safe_close(s->listen[i].fd);
+        }
+        s->n_listen = 0;
+
+        if (s->bound_path) {
+                (void) unlink(s->bound_path);
+                s->bound_path = mfree(s->bound_path);
+        }
+
+        while (s->connections)
+                connection_close(s->connections);
+}
+
+/* ---- connections ------------------------------------------------------------------------------ */
+
+VarlinkConnection *varlink_connection_ref(VarlinkConnection *c) {
+        if (c)
+                c->n_ref++;
+        return c;
+}
+
+VarlinkConnection *varlink_connection_unref(VarlinkConnection *c) {
+        if (!c)
+                return NULL;
+        if (--c->n_ref > 0)
+                return NULL;
+
+        byte_buffer_done(&c->input);
+        byte_buffer_done(&c->output);
+        free(c);
+        return NULL;
+}
+
+bool varlink_connection_is_closed(VarlinkConnection *c) {
+        return c->closed;
+}
+
+uid_t varlink_connection_get_peer_uid(VarlinkConnection *c) {
+        return c->ucred.uid;
+}
+
+pid_t varlink_connection_get_peer_pid(VarlinkConnection *c) {
+        return c->ucred.pid;
+}
+
+VarlinkServer *varlink_connection_get_server(VarlinkConnection *c) {
+        return c->server;
+}
+
+void varlink_connection_set_close_callback(VarlinkConnection *c, void (*cb)(VarlinkConnection *c, void *userdata),
+                                           void *userdata) {
+        c->close_cb = cb;
+        c->close_userdata = userdata;
+}
+
+static void connection_close(VarlinkConnection *c) {
+        VarlinkServer *s = c->server;
+
+        if (c->closed)
+                return;
+        c->closed = true;
+
+        c->io_source = sd_event_source_disable_unref(c->io_source);
+        c->defer_source = sd_event_source_disable_unref(c->defer_source);
+        c->fd = safe_close(c->fd);
+        byte_buffer_done(&c->input);
+        byte_buffer_done(&c->output);
+
+        if (c->prev)
+                c->prev->next = c->next;
+        else
+                s->connections = c->next;
+        if (c->next)
+                c->next->prev = c->prev;
+        c->prev = c->next = NULL;
+        s->n_connections--;
+
+        if (c->close_cb) {
+                void (*cb)(VarlinkConnection *, void *) = c->close_cb;
+                c->close_cb = NULL;
+                cb(c, c->close_userdata);
+        }
+
+        c->server = NULL;
+        varlink_connection_unref(c); /* the server's reference */
+}
+
+static void connection_protocol_error(VarlinkConnection *c, const char *what) {
+        c->server->protocol_errors++;
+        log_debug("Varlink protocol error from pid %i uid %u: %s; closing connection.",
+                  (int) c->ucred.pid, (unsigned) c->ucred.uid, what);
+        connection_close(c);
+}
+
+static int connection_enqueue(VarlinkConnection *c, json_object *message) {
+        const char *text;
+        size_t len;
+        char *p;
+
+        text = json_to_plain(message, &len);
+        if (!text)
+                return -ENOMEM;
+
+        p = byte_buffer_reserve(&c->output, len + 1, c->server->limits.max_output_size);
+        if (!p) {
+                if (errno == ENOBUFS) {
+                        log_warning("Varlink client pid %i uid %u does not read its replies (over %zu bytes "
+                                    "queued), disconnecting.",
+                                    (int) c->ucred.pid, (unsigned) c->ucred.uid, c->server->limits.max_output_size);
+                        connection_close(c);
+                        return -ENOBUFS;
+                }
+                return -ENOMEM;
+        }
+        memcpy(p, text, len + 1); /* includes the terminating NUL */
+        byte_buffer_commit(&c->output, len + 1);
+        return 0;
+}
+
+static int connection_send(VarlinkConnection *c, const char *error, json_object *parameters, bool continues) {
+        _cleanup_json_ json_object *params = parameters, *m = NULL;
+        int r;
+
+        if (!params) {
+                params = json_object_new_object();
+                if (!params)
+                        return -ENOMEM;
+        }
+
+        m = json_object_new_object();
+        if (!m)
+                return -ENOMEM;
+        if (error && (r = json_add_string(m, "error", error)) < 0)
+                return r;
+        r = json_add(m, "parameters", json_object_get(params));
+        if (r < 0)
+                return r;
+        if (continues && (r = json_add_bool(m, "continues", true)) < 0)
+                return r;
+
+        return connection_enqueue(c, m);
+}
+
+static int connection_end_call(VarlinkConnection *c, const char *error, json_object *parameters) {
+        int r = 0;
+
+        if (c->closed) {
+                json_object_put(parameters);
+                return -ENOTCONN;
+        }
+        if (!c->in_call) {
+                json_object_put(parameters);
+                return -EBADMSG;
+        }
+
+        c->in_call = false;
+        if (c->call_flags & VARLINK_CALL_ONEWAY)
+                json_object_put(parameters);
+        else
+                r = connection_send(c, error, parameters, false);
+
+        if (!c->closed)
+                (void) connection_schedule(c);
+        return r;
+}
+
+int varlink_reply(VarlinkConnection *c, json_object *parameters) {
+        return connection_end_call(c, NULL, parameters);
+}
+
+int varlink_error(VarlinkConnection *c, const char *error, json_object *parameters) {
+        return connection_end_call(c, error, parameters);
+}
+
+int varlink_notify(VarlinkConnection *c, json_object *parameters) {
+        int r;
+
+        if (c->closed || !c->in_call || !(c->call_flags & VARLINK_CALL_MORE)) {
+                json_object_put(parameters);
+                return c->closed ? -ENOTCONN : -EBADMSG;
+        }
+
+        r = connection_send(c, NULL, parameters, true);
+        if (r < 0)
+                return r;
+        return connection_schedule(c);
+}
+
+int varlink_error_invalid_parameter(VarlinkConnection *c, const char *parameter) {
+        json_object *p = json_object_new_object();
+
+        if (!p || json_add_string(p, "parameter", parameter) < 0) {
+                json_object_put(p);
+                return -ENOMEM;
+        }
+        return varlink_error(c, VARLINK_ERROR_INVALID_PARAMETER, p);
+}
+
+static bool type_matches(json_object *v, VarlinkType type) {
+        switch (type) {
+        case VARLINK_BOOL:
+                return json_object_is_type(v, json_type_boolean);
+        case VARLINK_INT:
+                return json_object_is_type(v, json_type_int);
+        case VARLINK_FLOAT:
+                return json_object_is_type(v, json_type_double) || json_object_is_type(v, json_type_int);
+        case VARLINK_STRING:
+                return json_object_is_type(v, json_type_string);
+        case VARLINK_OBJECT:
+                return json_object_is_type(v, json_type_object);
+        case VARLINK_ARRAY:
+                return json_object_is_type(v, json_type_array);
+        case VARLINK_ANY:
+                return true;
+        }
+        return false;
+}
+
+const char *varlink_validate_parameters(json_object *parameters, const VarlinkField *fields) {
+        /* Unknown parameters first, in the order the peer sent them. */
+        json_object_object_foreach(parameters, key, value) {
+                const VarlinkField *f = NULL;
+
+                for (const VarlinkField *i = fields; i && i->name; i++)
+                        if (streq(i->name, key)) {
+                                f = i;
+                                break;
+                        }
+                if (!f)
+                        return key;
+                if (json_object_is_type(value, json_type_null)) {
+                        if (!(f->flags & VARLINK_NULLABLE))
+                                return key;
+                } else if (!type_matches(value, f->type))
+                        return key;
+        }
+
+        for (const VarlinkField *i = fields; i && i->name; i++) {
+                if (i->flags & VARLINK_NULLABLE)
+                        continue;
+                if (!json_object_object_get_ex(parameters, i->name, NULL))
+                        return i->name;
+        }
+
+        return NULL;
+}
+
+static int error_with_string(VarlinkConnection *c, const char *error, const char *key, const char *value) {
+        json_object *p = json_object_new_object();
+
+        if (!p || json_add_string(p, key, value) < 0) {
+                json_object_put(p);
+                return -ENOMEM;
+        }
+        return varlink_error(c, error, p);
+}
+
+static bool connection_is_privileged(VarlinkConnection *c) {
+        gid_t gid = c->server->privileged_gid;
+        gid_t groups[256];
+        socklen_t l = sizeof(groups);
+
+        if (c->ucred.uid == 0)
+                return true;
+        if (gid == (gid_t) -1)
+                return false;
+        if (c->ucred.gid == gid)
+                return true;
+
+        /* Supplementary groups of the peer as of connect(). */
+        if (getsockopt(c->fd, SOL_SOCKET, SO_PEERGROUPS, groups, &l) < 0)
+                return false;
+        for (size_t i = 0; i < l / sizeof(gid_t); i++)
+                if (groups[i] == gid)
+                        return true;
+        return false;
+}
+
+/* Dispatches a parsed call object. Returns < 0 on a protocol violation (connection must close). */
+static int connection_dispatch_call(VarlinkConnection *c, json_object *call) {
+        VarlinkServer *s = c->server;
+        const char *method = NULL, *dot;
+        json_object *parameters = NULL;
+        _cleanup_json_ json_object *empty = NULL;
+        const VarlinkInterface *iface;
+        const VarlinkMethod *m = NULL;
+        VarlinkCallFlags flags = 0;
+        bool upgrade = false;
+        int r;
+
+        if (!json_object_is_type(call, json_type_object))
+                return -EBADMSG;
+
+        json_object_object_foreach(call, key, value) {
+                if (streq(key, "method")) {
+                        if (!json_object_is_type(value, json_type_string))
+                                return -EBADMSG;
+                        method = json_object_get_string(value);
+                } else if (streq(key, "parameters")) {
+                        if (!json_object_is_type(value, json_type_object))
+                                return -EBADMSG;
+                        parameters = value;
+                } else if (streq(key, "oneway") || streq(key, "more") || streq(key, "upgrade")) {
+                        if (!json_object_is_type(value, json_type_boolean))
+                                return -EBADMSG;
+                        if (!json_object_get_boolean(value))
+                                continue;
+                        if (key[0] == 'o')
+                                flags |= VARLINK_CALL_ONEWAY;
+                        else if (key[0] == 'm')
+                                flags |= VARLINK_CALL_MORE;
+                        else
+                                upgrade = true;
+                } else
+                        return -EBADMSG;
+        }
+
+        if (!method)
+                return -EBADMSG;
+        if ((flags & VARLINK_CALL_ONEWAY) && (flags & VARLINK_CALL_MORE))
+                return -EBADMSG;
+        dot = strrchr(method, '.');
+        if (!dot || dot == method || dot[1] == 0)
+                return -EBADMSG;
+
+        if (!parameters) {
+                empty = json_object_new_object();
+                if (!empty)
+                        return -ENOMEM;
+                parameters = empty;
+        }
+
+        s->calls_total++;
+        c->in_call = true;
+        c->call_flags = flags;
+
+        if (upgrade)
+                return error_with_string(c, VARLINK_ERROR_METHOD_NOT_IMPLEMENTED, "method", method) == -ENOMEM
+                               ? -ENOMEM : 0;
+
+        iface = server_find_interface(s, method, (size_t) (dot - method));
+        if (!iface) {
+                _cleanup_free_ char *name = strndup(method, (size_t) (dot - method));
+                if (!name)
+                        return -ENOMEM;
+                r = error_with_string(c, VARLINK_ERROR_INTERFACE_NOT_FOUND, "interface", name);
+                return r == -ENOMEM ? r : 0;
+        }
+
+        for (const VarlinkMethod *i = iface->methods; i->name; i++)
+                if (streq(i->name, dot + 1)) {
+                        m = i;
+                        break;
+                }
+        if (!m) {
+                r = error_with_string(c, VARLINK_ERROR_METHOD_NOT_FOUND, "method", method);
+                return r == -ENOMEM ? r : 0;
+        }
+
+        if ((m->flags & VARLINK_METHOD_PRIVILEGED) && !connection_is_privileged(c)) {
+                log_debug("Denied %s to uid %u.", method, (unsigned) c->ucred.uid);
+                (void) varlink_error(c, VARLINK_ERROR_PERMISSION_DENIED, NULL);
+                return 0;
+        }
+
+        if ((m->flags & VARLINK_METHOD_REQUIRES_MORE) && !(flags & VARLINK_CALL_MORE)) {
+                (void) varlink_error(c, VARLINK_ERROR_EXPECTED_MORE, NULL);
+                return 0;
+        }
+
+        if (!(m->flags & VARLINK_METHOD_UNCHECKED)) {
+                const char *bad = varlink_validate_parameters(parameters, m->parameters);
+                if (bad) {
+                        r = varlink_error_invalid_parameter(c, bad);
+                        return r == -ENOMEM ? r : 0;
+                }
+        }
+
+        r = m->callback(c, parameters, flags, s->userdata);
+        if (r < 0 && c->in_call && !c->closed) {
+                _cleanup_json_ json_object *p = json_object_new_object();
+
+                log_debug_errno(r, "Method %s failed: %m", method);
+                if (!p || json_add_int(p, "errno", -r) < 0 || json_add_string(p, "message", strerror(-r)) < 0)
+                        return -ENOMEM;
+                (void) varlink_error(c, VARLINK_ERROR_INTERNAL, TAKE_PTR(p));
+        }
+        return 0;
+}
+
+/* Finds the end of the first complete message; returns its length or -1. */
+static ssize_t connection_find_message(VarlinkConnection *c) {
+        size_t size = byte_buffer_size(&c->input);
+        const char *head = byte_buffer_head(&c->input), *nul;
+
+        if (c->scan_offset >= size)
+                return -1;
+        nul = memchr(head + c->scan_offset, 0, size - c->scan_offset);
+        if (!nul) {
+                c->scan_offset = size;
+                return -1;
+        }
+        return nul - head;
+}
+
+static bool connection_can_dispatch(VarlinkConnection *c) {
+        return !c->closed && !c->in_call && byte_buffer_size(&c->output) <= OUTPUT_HIGH_WATER;
+}
+
+/* Returns 1 when a message was handled, 0 when nothing can be done now, < 0 to close the connection. */
+static int connection_dispatch_one(VarlinkConnection *c) {
+        VarlinkServer *s = c->server;
+        _cleanup_json_ json_object *call = NULL;
+        const char *head;
+        ssize_t len;
+        size_t end;
+        int r;
+
+        if (!connection_can_dispatch(c))
+                return 0;
+
+        len = connection_find_message(c);
+        if (len < 0)
+                return 0;
+
+        head = byte_buffer_head(&c->input);
+        json_tokener_reset(s->tokener);
+        call = json_tokener_parse_ex(s->tokener, head, (int) len);
+        if (!call || json_tokener_get_error(s->tokener) != json_tokener_success) {
+                connection_protocol_error(c, call || len == 0 ? "incomplete message"
+                                                             : json_tokener_error_desc(json_tokener_get_error(s->tokener)));
+                return -EBADMSG;
+        }
+        for (end = json_tokener_get_parse_end(s->tokener); end < (size_t) len; end++)
+                if (!isspace((unsigned char) head[end])) {
+                        connection_protocol_error(c, "trailing data after JSON object");
+                        return -EBADMSG;
+                }
+
+        byte_buffer_consume(&c->input, (size_t) len + 1);
+        c->scan_offset = 0;
+
+        r = connection_dispatch_call(c, call);
+        if (r < 0) {
+                connection_protocol_error(c, r == -ENOMEM ? "out of memory" : "invalid call object");
+                return r;
+        }
+        return 1;
+}
+
+static int connection_write(VarlinkConnection *c) {
+        while (byte_buffer_size(&c->output) > 0) {
+                ssize_t n = send(c->fd, byte_buffer_head(&c->output), byte_buffer_size(&c->output),
+                                 MSG_DONTWAIT | MSG_NOSIGNAL);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        if (errno == EAGAIN)
+                                return 0;
+                        return -errno;
+                }
+                byte_buffer_consume(&c->output, (size_t) n);
+        }
+        return 0;
+}
+
+static size_t connection_input_max(VarlinkConnection *c) {
+        return c->server->limits.max_message_size + 1; /* the message and its NUL */
+}
+
+static int connection_read(VarlinkConnection *c) {
+        size_t room = connection_input_max(c) - byte_buffer_size(&c->input), chunk = MIN(room, (size_t) READ_CHUNK);
+        char *p;
+        ssize_t n;
+
+        if (chunk == 0 || c->read_eof)
+                return 0;
+
+        p = byte_buffer_reserve(&c->input, chunk, connection_input_max(c));
+        if (!p)
+                return -errno;
+
+        n = read(c->fd, p, chunk);
+        if (n < 0) {
+                if (errno == EAGAIN || errno == EINTR)
+                        return 0;
+                return -errno;
+        }
+        if (n == 0) {
+                c->read_eof = true;
+                return 0;
+        }
+        byte_buffer_commit(&c->input, (size_t) n);
+
+        /* A full buffer without a NUL can never become a message within the limit. */
+        if (byte_buffer_size(&c->input) >= connection_input_max(c) && connection_find_message(c) < 0) {
+                log_warning("Varlink client pid %i uid %u sent a message over the %zu byte limit, disconnecting.",
+                            (int) c->ucred.pid, (unsigned) c->ucred.uid, c->server->limits.max_message_size);
+                c->server->protocol_errors++;
+                return -EMSGSIZE;
+        }
+        return 1;
+}
+
+static void connection_rearm(VarlinkConnection *c) {
+        uint32_t events = 0;
+        bool has_message;
+
+        if (c->closed)
+                return;
+
+        has_message = connection_find_message(c) >= 0;
+
+        if (c->read_eof && !c->in_call && !has_message) {
+                if (byte_buffer_size(&c->input) > 0) {
+                        connection_protocol_error(c, "connection closed in the middle of a message (missing NUL)");
+                        return;
+                }
+                if (byte_buffer_size(&c->output) == 0) {
+                        connection_close(c);
+                        return;
+                }
+        }
+
+        if (!c->read_eof && byte_buffer_size(&c->input) < connection_input_max(c))
+                events |= EPOLLIN;
+        if (byte_buffer_size(&c->output) > 0)
+                events |= EPOLLOUT;
+
+        if (events == 0)
+                (void) sd_event_source_set_enabled(c->io_source, SD_EVENT_OFF);
+        else {
+                (void) sd_event_source_set_io_events(c->io_source, events);
+                (void) sd_event_source_set_enabled(c->io_source, SD_EVENT_ON);
+        }
+
+        (void) sd_event_source_set_enabled(c->defer_source,
+                                           has_message && connection_can_dispatch(c) ? SD_EVENT_ONESHOT : SD_EVENT_OFF);
+}
+
+static void connection_run(VarlinkConnection *c) {
+        int r;
+
+        varlink_connection_ref(c);
+
+        for (unsigned i = 0; i < DISPATCH_BUDGET && !c->closed; i++) {
+                r = connection_dispatch_one(c);
+                if (r <= 0)
+                        break;
+        }
+
+        if (!c->closed) {
+                r = connection_write(c);
+                if (r < 0) {
+                        log_debug_errno(r, "Failed to write to varlink client, closing connection: %m");
+                        connection_close(c);
+                }
+        }
+
+        connection_rearm(c);
+        varlink_connection_unref(c);
+}
+
+static int connection_schedule(VarlinkConnection *c) {
+        if (c->closed)
+                return -ENOTCONN;
+        return sd_event_source_set_enabled(c->defer_source, SD_EVENT_ONESHOT);
+}
+
+static int connection_defer(sd_event_source *source, void *userdata) {
+        connection_run(userdata);
+        return 0;
+}
+
+static int connection_io(sd_event_source *source, int fd, uint32_t revents, void *userdata) {
+        VarlinkConnection *c = userdata;
+        int r;
+
+        if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+                r = connection_read(c);
+                if (r < 0) {
+                        if (r != -EMSGSIZE)
+                                log_debug_errno(r, "Failed to read from varlink client, closing connection: %m");
+                        connection_close(c);
+                        return 0;
+                }
+                /* Hung up while we cannot read (buffer full): treat as EOF, else we would spin. */
+                if (r == 0 && (revents & EPOLLHUP) && !(revents & EPOLLIN))
+                        c->read_eof = true;
+        }
+
+        connection_run(c);
+        return 0;
+}
