@@ -2,6 +2,7 @@
 #include <ctype.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <stdio.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -69,6 +70,9 @@ struct VarlinkServer {
 
         VarlinkConnection *connections;
         unsigned n_connections;
+
+        uint64_t reject_log_usec;       /* rate limit for "refusing connection" messages */
+        unsigned reject_log_suppressed;
 
         uint64_t calls_total;
         uint64_t connections_total;
@@ -304,6 +308,29 @@ fail:
         return r;
 }
 
+/* At most one "refusing" message per 10 s, so a flood of connections cannot flood the journal. */
+static bool server_reject_log_ok(VarlinkServer *s) {
+        uint64_t now = 0;
+
+        (void) sd_event_now(s->event, CLOCK_MONOTONIC, &now);
+        if (s->reject_log_usec != 0 && now < s->reject_log_usec + 10 * USEC_PER_SEC) {
+                s->reject_log_suppressed++;
+                return false;
+        }
+        s->reject_log_usec = now;
+        return true;
+}
+
+static const char *server_reject_log_suffix(VarlinkServer *s) {
+        static char buf[64];
+
+        if (s->reject_log_suppressed == 0)
+                return "";
+        snprintf(buf, sizeof(buf), " (%u similar messages suppressed)", s->reject_log_suppressed);
+        s->reject_log_suppressed = 0;
+        return buf;
+}
+
 int varlink_server_add_connection(VarlinkServer *s, int fd) {
         _cleanup_close_ int cfd = fd;
         struct ucred ucred;
@@ -319,14 +346,17 @@ int varlink_server_add_connection(VarlinkServer *s, int fd) {
 
         if (s->n_connections >= s->limits.max_connections) {
                 s->connections_rejected++;
-                log_warning("Too many varlink connections (%u), refusing one from uid %u.",
-                            s->n_connections, (unsigned) ucred.uid);
+                if (server_reject_log_ok(s))
+                        log_warning("Too many varlink connections (limit %u), refusing one from uid %u%s.",
+                                    s->limits.max_connections, (unsigned) ucred.uid, server_reject_log_suffix(s));
                 return -EUSERS;
         }
         if (server_count_uid(s, ucred.uid) >= s->limits.max_connections_per_uid) {
                 s->connections_rejected++;
-                log_warning("Too many varlink connections from uid %u (limit %u), refusing one.",
-                            (unsigned) ucred.uid, s->limits.max_connections_per_uid);
+                if (server_reject_log_ok(s))
+                        log_warning("Too many varlink connections from uid %u (limit %u), refusing one%s.",
+                                    (unsigned) ucred.uid, s->limits.max_connections_per_uid,
+                                    server_reject_log_suffix(s));
                 return -EDQUOT;
         }
 
@@ -403,52 +433,46 @@ static int socket_path_is_live(const struct sockaddr_un *sa, socklen_t salen) {
 
 int varlink_server_listen_address(VarlinkServer *s, const char *path, mode_t mode) {
         _cleanup_close_ int fd = -EBADF;
+        _cleanup_free_ char *tmp = NULL;
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         socklen_t salen;
         struct stat st;
         int r;
 
-        if (strlen(path) >= sizeof(sa.sun_path))
+        if (strlen(path) + 16 >= sizeof(sa.sun_path))
                 return -ENAMETOOLONG;
-        strcpy(sa.sun_path, path);
-        salen = (socklen_t) (offsetof(struct sockaddr_un, sun_path) + strlen(path) + 1);
 
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        if (fd < 0)
-                return -errno;
-
-        if (bind(fd, (struct sockaddr *) &sa, salen) < 0) {
-                if (errno != EADDRINUSE)
-                        return -errno;
-
-                if (lstat(path, &st) < 0)
-                        return -errno;
+        /* Refuse to replace anything but a stale socket. */
+        if (lstat(path, &st) >= 0) {
                 if (!S_ISSOCK(st.st_mode))
                         return -EEXIST;
-
+                strcpy(sa.sun_path, path);
+                salen = (socklen_t) (offsetof(struct sockaddr_un, sun_path) + strlen(path) + 1);
                 r = socket_path_is_live(&sa, salen);
                 if (r < 0)
                         return r;
                 if (r > 0)
                         return -EADDRINUSE;
-
                 log_notice("Replacing stale socket %s.", path);
-                if (unlink(path) < 0 && errno != ENOENT)
-                        return -errno;
-                if (bind(fd, (struct sockaddr *) &sa, salen) < 0)
-                        return -errno;
-        }
+        } else if (errno != ENOENT)
+                return -errno;
 
-        /* Nobody can connect before listen(), so setting the mode here leaves no window. */
-        if (chmod(path, mode) < 0) {
-                r = -errno;
-                (void) unlink(path);
-                return r;
-        }
+        /* Bind and listen under a temporary name, then rename into place: the path appears only once it
+         * accepts connections, with its final mode. */
+        if (asprintf(&tmp, "%s.%i.tmp", path, (int) getpid()) < 0)
+                return -ENOMEM;
+        strcpy(sa.sun_path, tmp);
+        salen = (socklen_t) (offsetof(struct sockaddr_un, sun_path) + strlen(tmp) + 1);
 
-        if (listen(fd, SOMAXCONN) < 0) {
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                return -errno;
+        (void) unlink(tmp);
+        if (bind(fd, (struct sockaddr *) &sa, salen) < 0)
+                return -errno;
+        if (chmod(tmp, mode) < 0 || listen(fd, SOMAXCONN) < 0 || rename(tmp, path) < 0) {
                 r = -errno;
-                (void) unlink(path);
+                (void) unlink(tmp);
                 return r;
         }
 
@@ -553,23 +577,43 @@ static void connection_close(VarlinkConnection *c) {
         varlink_connection_unref(c); /* the server's reference */
 }
 
+static int connection_write(VarlinkConnection *c);
+
 static void connection_protocol_error(VarlinkConnection *c, const char *what) {
         c->server->protocol_errors++;
+        /* Replies to the calls before the violation are owed: hand over what the socket takes now. */
+        (void) connection_write(c);
         log_debug("Varlink protocol error from pid %i uid %u: %s; closing connection.",
                   (int) c->ucred.pid, (unsigned) c->ucred.uid, what);
         connection_close(c);
 }
 
-static int connection_enqueue(VarlinkConnection *c, json_object *message) {
-        const char *text;
-        size_t len;
+/* Writes one reply into the output queue: the envelope is written around the serialized parameters
+ * directly, without building an outer JSON object per reply. */
+static int connection_send(VarlinkConnection *c, const char *error, json_object *parameters, bool continues) {
+        _cleanup_json_ json_object *params = parameters;
+        const char *text = "{}", *suffix = continues ? ",\"continues\":true}" : "}";
+        size_t len = 2, prefix_len, suffix_len = strlen(suffix), total;
+        char prefix[256];
         char *p;
 
-        text = json_to_plain(message, &len);
-        if (!text)
-                return -ENOMEM;
+        if (params) {
+                text = json_to_plain(params, &len);
+                if (!text)
+                        return -ENOMEM;
+        }
 
-        p = byte_buffer_reserve(&c->output, len + 1, c->server->limits.max_output_size);
+        if (error) {
+                /* Error names are the server's own constants; make sure they need no escaping. */
+                if (strlen(error) > 200 || strspn(error, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._") !=
+                                                   strlen(error))
+                        return -EINVAL;
+                prefix_len = (size_t) snprintf(prefix, sizeof(prefix), "{\"error\":\"%s\",\"parameters\":", error);
+        } else
+                prefix_len = (size_t) snprintf(prefix, sizeof(prefix), "{\"parameters\":");
+
+        total = prefix_len + len + suffix_len + 1;
+        p = byte_buffer_reserve(&c->output, total, c->server->limits.max_output_size);
         if (!p) {
                 if (errno == ENOBUFS) {
                         log_warning("Varlink client pid %i uid %u does not read its replies (over %zu bytes "
@@ -580,33 +624,11 @@ static int connection_enqueue(VarlinkConnection *c, json_object *message) {
                 }
                 return -ENOMEM;
         }
-        memcpy(p, text, len + 1); /* includes the terminating NUL */
-        byte_buffer_commit(&c->output, len + 1);
+        memcpy(p, prefix, prefix_len);
+        memcpy(p + prefix_len, text, len);
+        memcpy(p + prefix_len + len, suffix, suffix_len + 1); /* includes the terminating NUL */
+        byte_buffer_commit(&c->output, total);
         return 0;
-}
-
-static int connection_send(VarlinkConnection *c, const char *error, json_object *parameters, bool continues) {
-        _cleanup_json_ json_object *params = parameters, *m = NULL;
-        int r;
-
-        if (!params) {
-                params = json_object_new_object();
-                if (!params)
-                        return -ENOMEM;
-        }
-
-        m = json_object_new_object();
-        if (!m)
-                return -ENOMEM;
-        if (error && (r = json_add_string(m, "error", error)) < 0)
-                return r;
-        r = json_add(m, "parameters", json_object_get(params));
-        if (r < 0)
-                return r;
-        if (continues && (r = json_add_bool(m, "continues", true)) < 0)
-                return r;
-
-        return connection_enqueue(c, m);
 }
 
 static int connection_end_call(VarlinkConnection *c, const char *error, json_object *parameters) {
@@ -872,7 +894,9 @@ static ssize_t connection_find_message(VarlinkConnection *c) {
 }
 
 static bool connection_can_dispatch(VarlinkConnection *c) {
-        return !c->closed && !c->in_call && byte_buffer_size(&c->output) <= OUTPUT_HIGH_WATER;
+        size_t high_water = MIN((size_t) OUTPUT_HIGH_WATER, c->server->limits.max_output_size / 2);
+
+        return !c->closed && !c->in_call && byte_buffer_size(&c->output) <= high_water;
 }
 
 /* Returns 1 when a message was handled, 0 when nothing can be done now, < 0 to close the connection. */
@@ -937,7 +961,9 @@ static size_t connection_input_max(VarlinkConnection *c) {
 }
 
 static int connection_read(VarlinkConnection *c) {
-        size_t room = connection_input_max(c) - byte_buffer_size(&c->input), chunk = MIN(room, (size_t) READ_CHUNK);
+        size_t max = connection_input_max(c), size = byte_buffer_size(&c->input);
+        /* The limit may have been lowered by a reload while more than that is buffered. */
+        size_t room = max > size ? max - size : 0, chunk = MIN(room, (size_t) READ_CHUNK);
         char *p;
         ssize_t n;
 
