@@ -3,6 +3,9 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <time.h>
+
+#include "fileio.h"
 
 #include "build-config.h"
 #include "client.h"
@@ -23,6 +26,9 @@ static const char *arg_address = NULL;
 static bool arg_json = false;
 static bool arg_more = false;
 static bool arg_oneway = false;
+static bool arg_replace = false;
+static const char *arg_name = NULL;
+static const char *arg_signal = NULL;
 
 static void help(void) {
         printf("%s [OPTIONS...] COMMAND ...\n\n"
@@ -34,6 +40,15 @@ static void help(void) {
                "  status                    Show the daemon's status\n"
                "  reload                    Make the daemon re-read its configuration\n"
                "  log-level LEVEL           Set the daemon's log level\n"
+               "\nGuests:\n"
+               "  list                      List guests with state, pid, uptime, vCPUs, memory, restarts\n"
+               "  status NAME               Show a guest: definition, command line, QMP, vCPU threads,\n"
+               "                            last exit\n"
+               "  start|stop|restart NAME   Start, gracefully stop, or restart a guest\n"
+               "  kill NAME                 Send SIGKILL (or --signal=SIG) to the guest's QEMU\n"
+               "  define FILE|-             Define a guest from a .vm file (or standard input)\n"
+               "  undefine NAME             Forget a stopped guest defined with 'define'\n"
+               "  events                    Stream guest events until interrupted\n"
                "\nOptions:\n"
                "  -h --help                 Show this help\n"
                "     --version              Show the version\n"
@@ -42,6 +57,9 @@ static void help(void) {
                "  -j --json                 Machine-readable output (one JSON object per line)\n"
                "     --more                 With call: ask for and print every reply of a streaming method\n"
                "     --oneway               With call: ask for no reply\n"
+               "     --replace              With define: replace an existing definition\n"
+               "     --name=NAME            With define: the guest's name (default: Name= or the file name)\n"
+               "     --signal=SIG           With kill: the signal (KILL, TERM, INT, ...)\n"
                "\nExit status: 0 success, 1 varlink error reply, 2 usage error, 3 connection failure.\n"
                "See memvisorctl(1).\n",
                program_invocation_short_name);
@@ -270,6 +288,311 @@ static int verb_log_level(int argc, char **argv) {
         return call_simple("io.memvisor.Manager.SetLogLevel", params, &reply);
 }
 
+
+/* ---- guests ----------------------------------------------------------------------------------- */
+
+static json_object *obj_get(json_object *o, const char *key) {
+        json_object *v = NULL;
+
+        if (!o || !json_object_object_get_ex(o, key, &v) || json_object_is_type(v, json_type_null))
+                return NULL;
+        return v;
+}
+
+static int call_with_name(const char *method, const char *name, json_object **ret_reply) {
+        _cleanup_json_ json_object *params = json_object_new_object();
+
+        if (!params || json_add_string(params, "name", name) < 0)
+                return EXIT_CONNECTION;
+        return call_simple(method, params, ret_reply);
+}
+
+static const char *format_realtime(char *buf, size_t l, uint64_t usec) {
+        time_t t = (time_t) (usec / USEC_PER_SEC);
+        struct tm tm;
+
+        if (usec == 0 || !localtime_r(&t, &tm) || strftime(buf, l, "%a %Y-%m-%d %H:%M:%S %Z", &tm) == 0)
+                snprintf(buf, l, "n/a");
+        return buf;
+}
+
+static void print_vm_line(json_object *vm, int name_width) {
+        char up[FORMAT_TIMESPAN_MAX], mem[FORMAT_SIZE_MAX], pid[16];
+
+        if (obj_get(vm, "pid"))
+                snprintf(pid, sizeof(pid), "%" PRIi64, json_get_int(vm, "pid", 0));
+        else
+                snprintf(pid, sizeof(pid), "-");
+        if (obj_get(vm, "uptimeUSec"))
+                format_timespan(up, sizeof(up), (uint64_t) json_get_int(vm, "uptimeUSec", 0));
+        else
+                snprintf(up, sizeof(up), "-");
+        printf("%-*s %-10s %-8s %-12s %5" PRIi64 " %7s %8" PRIi64 "\n", name_width, json_get_string(vm, "name"),
+               strna(json_get_string(vm, "state")), pid, up, json_get_int(vm, "vcpus", 0),
+               format_size(mem, sizeof(mem), (uint64_t) json_get_int(vm, "memoryBytes", 0)),
+               json_get_int(vm, "restarts", 0));
+}
+
+static int verb_list(int argc, char **argv) {
+        _cleanup_json_ json_object *reply = NULL;
+        json_object *vms;
+        int r, width = 4;
+
+        r = call_simple("io.memvisor.Manager.ListVMs", NULL, &reply);
+        if (r != EXIT_OK)
+                return r;
+        vms = obj_get(reply_parameters(reply), "vms");
+        if (arg_json) {
+                print_json(vms);
+                return EXIT_OK;
+        }
+        for (size_t i = 0; vms && i < json_object_array_length(vms); i++)
+                width = MAX(width, (int) strlen(strempty(json_get_string(json_object_array_get_idx(vms, i), "name"))));
+        printf("%-*s %-10s %-8s %-12s %5s %7s %8s\n", width, "NAME", "STATE", "PID", "UPTIME", "VCPUS", "MEMORY",
+               "RESTARTS");
+        for (size_t i = 0; vms && i < json_object_array_length(vms); i++)
+                print_vm_line(json_object_array_get_idx(vms, i), width);
+        if (!vms || json_object_array_length(vms) == 0)
+                printf("(no guests defined)\n");
+        return EXIT_OK;
+}
+
+/* Prints the JSON definition back as .vm text. */
+static void print_definition_ini(json_object *def) {
+        json_object_object_foreach(def, section, keys) {
+                printf("[%s]\n", section);
+                json_object_object_foreach(keys, key, value) {
+                        if (json_object_is_type(value, json_type_null))
+                                continue;
+                        if (json_object_is_type(value, json_type_array)) {
+                                for (size_t i = 0; i < json_object_array_length(value); i++)
+                                        printf("%s=%s\n", key, json_object_get_string(json_object_array_get_idx(value, i)));
+                                continue;
+                        }
+                        if (json_object_is_type(value, json_type_boolean))
+                                printf("%s=%s\n", key, json_object_get_boolean(value) ? "yes" : "no");
+                        else
+                                printf("%s=%s\n", key, json_object_get_string(value));
+                }
+                printf("\n");
+        }
+}
+
+static int verb_vm_status(const char *name) {
+        _cleanup_json_ json_object *reply = NULL;
+        char buf[128], ts[FORMAT_TIMESPAN_MAX], sz[FORMAT_SIZE_MAX];
+        json_object *vm, *v, *e;
+        int r;
+
+        r = call_with_name("io.memvisor.Manager.DescribeVM", name, &reply);
+        if (r != EXIT_OK)
+                return r;
+        vm = obj_get(reply_parameters(reply), "vm");
+        if (arg_json) {
+                print_json(vm);
+                return EXIT_OK;
+        }
+
+        printf("%s - %s", json_get_string(vm, "name"), strna(json_get_string(vm, "state")));
+        if (json_get_string(vm, "stateReason"))
+                printf(" (%s)", json_get_string(vm, "stateReason"));
+        printf("\n");
+        printf("        Since: %s\n", format_realtime(buf, sizeof(buf), (uint64_t) json_get_int(vm, "stateSinceRealtimeUSec", 0)));
+        printf("       Source: %s\n", json_get_string(vm, "source") ?: "defined over varlink");
+        if (obj_get(vm, "pid")) {
+                printf("          PID: %" PRIi64 "%s\n", json_get_int(vm, "pid", 0),
+                       json_get_bool(vm, "adopted", false) ? " (re-adopted after a daemon restart)" : "");
+                printf("      Started: %s, up %s\n",
+                       format_realtime(buf, sizeof(buf), (uint64_t) json_get_int(vm, "startedRealtimeUSec", 0)),
+                       format_timespan(ts, sizeof(ts), (uint64_t) json_get_int(vm, "uptimeUSec", 0)));
+                printf("  Accelerator: %s\n", strna(json_get_string(vm, "accelerator")));
+                printf("          QMP: %s (%s); QEMU %s, status %s\n", strna(json_get_string(vm, "qmpState")),
+                       strna(json_get_string(vm, "qmpSocket")), strna(json_get_string(vm, "qemuVersion")),
+                       strna(json_get_string(vm, "qemuStatus")));
+        }
+        printf("        vCPUs: %" PRIi64, json_get_int(vm, "vcpus", 0));
+        v = obj_get(vm, "vcpuThreads");
+        for (size_t i = 0; v && i < json_object_array_length(v); i++) {
+                json_object *t = json_object_array_get_idx(v, i);
+                printf("%s%" PRIi64 "=tid %" PRIi64, i == 0 ? " (" : ", ", json_get_int(t, "index", 0),
+                       json_get_int(t, "threadId", 0));
+                if (i + 1 == json_object_array_length(v))
+                        printf(")");
+        }
+        printf("\n");
+        printf("       Memory: %s\n", format_size(sz, sizeof(sz), (uint64_t) json_get_int(vm, "memoryBytes", 0)));
+        printf("     Restarts: %" PRIi64 "\n", json_get_int(vm, "restarts", 0));
+        if (obj_get(vm, "restartInUSec"))
+                printf(" Next restart: in %s\n",
+                       format_timespan(ts, sizeof(ts), (uint64_t) json_get_int(vm, "restartInUSec", 0)));
+        e = obj_get(vm, "lastExit");
+        if (e)
+                printf("    Last exit: %s%s%s%s at %s\n", strna(json_get_string(e, "description")),
+                       json_get_string(e, "shutdownReason") ? " (QMP SHUTDOWN: " : "",
+                       strempty(json_get_string(e, "shutdownReason")), json_get_string(e, "shutdownReason") ? ")" : "",
+                       format_realtime(buf, sizeof(buf), (uint64_t) json_get_int(e, "realtimeUSec", 0)));
+        printf("      Console: %s\n", strna(json_get_string(vm, "consoleLog")));
+        if (json_get_string(vm, "qemuLog"))
+                printf("     QEMU log: %s\n", json_get_string(vm, "qemuLog"));
+        if (json_get_bool(vm, "definitionChangedSinceStart", false))
+                printf("         Note: the definition changed since this QEMU started; it applies from the next start\n");
+        if (json_get_string(vm, "commandLine"))
+                printf(" Command line: %s\n", json_get_string(vm, "commandLine"));
+        printf("\n");
+        if (obj_get(vm, "definition"))
+                print_definition_ini(obj_get(vm, "definition"));
+        return EXIT_OK;
+}
+
+static int verb_status_any(int argc, char **argv) {
+        if (argc == 2)
+                return verb_vm_status(argv[1]);
+        return verb_status(argc, argv);
+}
+
+static int print_vm_reply(json_object *reply) {
+        json_object *vm = obj_get(reply_parameters(reply), "vm");
+
+        if (arg_json)
+                print_json(vm);
+        else
+                printf("%s: %s\n", json_get_string(vm, "name"), strna(json_get_string(vm, "state")));
+        return EXIT_OK;
+}
+
+static int verb_lifecycle(int argc, char **argv) {
+        _cleanup_json_ json_object *reply = NULL, *params = json_object_new_object();
+        const char *method;
+        int r;
+
+        if (streq(argv[0], "start"))
+                method = "io.memvisor.Manager.StartVM";
+        else if (streq(argv[0], "stop"))
+                method = "io.memvisor.Manager.StopVM";
+        else if (streq(argv[0], "restart"))
+                method = "io.memvisor.Manager.RestartVM";
+        else
+                method = "io.memvisor.Manager.KillVM";
+
+        if (!params || json_add_string(params, "name", argv[1]) < 0 ||
+            (arg_signal && json_add_string(params, "signal", arg_signal) < 0))
+                return EXIT_CONNECTION;
+        r = call_simple(method, params, &reply);
+        if (r != EXIT_OK)
+                return r;
+        return print_vm_reply(reply);
+}
+
+static int verb_undefine(int argc, char **argv) {
+        _cleanup_json_ json_object *reply = NULL;
+
+        return call_with_name("io.memvisor.Manager.UndefineVM", argv[1], &reply);
+}
+
+static int verb_define(int argc, char **argv) {
+        _cleanup_json_ json_object *reply = NULL, *params = json_object_new_object();
+        _cleanup_free_ char *text = NULL;
+        size_t size = 0;
+        int r;
+
+        if (streq(argv[1], "-")) {
+                FILE *f = open_memstream(&text, &size);
+                char buf[4096];
+                size_t n;
+
+                if (!f)
+                        return EXIT_CONNECTION;
+                while ((n = fread(buf, 1, sizeof(buf), stdin)) > 0)
+                        fwrite(buf, 1, n, f);
+                fclose(f);
+        } else {
+                r = read_full_file(argv[1], 1024 * 1024, &text, &size);
+                if (r < 0) {
+                        fprintf(stderr, "Failed to read %s: %s\n", argv[1], strerror(-r));
+                        return EXIT_USAGE;
+                }
+        }
+
+        if (!params || json_add_string(params, "ini", text) < 0 ||
+            json_add_string(params, "filename", streq(argv[1], "-") ? "<stdin>" : argv[1]) < 0 ||
+            (arg_name && json_add_string(params, "name", arg_name) < 0) ||
+            (arg_replace && json_add_bool(params, "replace", true) < 0))
+                return EXIT_CONNECTION;
+
+        r = call_simple("io.memvisor.Manager.DefineVM", params, &reply);
+        if (r != EXIT_OK)
+                return r;
+        return print_vm_reply(reply);
+}
+
+static int verb_events(int argc, char **argv) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        int r;
+
+        r = connect_daemon(&c);
+        if (r < 0)
+                return -r;
+        r = varlink_client_send(c, "io.memvisor.Manager.SubscribeEvents", NULL, VARLINK_CALL_MORE);
+        if (r < 0) {
+                fprintf(stderr, "Failed to subscribe: %s\n", strerror(-r));
+                return EXIT_CONNECTION;
+        }
+
+        for (;;) {
+                _cleanup_json_ json_object *reply = NULL;
+                json_object *p;
+                char ts[64];
+                const char *ev;
+
+                r = varlink_client_receive(c, &reply);
+                if (r < 0) {
+                        fprintf(stderr, "Event stream ended: %s\n",
+                                r == -ECONNRESET ? "connection closed by the daemon" : strerror(-r));
+                        return EXIT_CONNECTION;
+                }
+                if (json_get_string(reply, "error"))
+                        return report_error(reply, "io.memvisor.Manager.SubscribeEvents");
+                p = reply_parameters(reply);
+                if (arg_json) {
+                        print_json(p);
+                        fflush(stdout);
+                        continue;
+                }
+
+                ev = strna(json_get_string(p, "event"));
+                {
+                        uint64_t usec = (uint64_t) json_get_int(p, "realtimeUSec", 0);
+                        time_t t = (time_t) (usec / USEC_PER_SEC);
+                        struct tm tm;
+                        if (localtime_r(&t, &tm))
+                                snprintf(ts + strftime(ts, sizeof(ts), "%H:%M:%S", &tm), 8, ".%03u",
+                                         (unsigned) (usec % USEC_PER_SEC / 1000));
+                        else
+                                snprintf(ts, sizeof(ts), "?");
+                }
+
+                if (streq(ev, "subscribed")) {
+                        json_object *vms = obj_get(p, "vms");
+                        printf("%s subscribed; %zu guest%s\n", ts, vms ? json_object_array_length(vms) : 0,
+                               vms && json_object_array_length(vms) == 1 ? "" : "s");
+                        for (size_t i = 0; vms && i < json_object_array_length(vms); i++) {
+                                json_object *vm = json_object_array_get_idx(vms, i);
+                                printf("%s %s: %s\n", ts, json_get_string(vm, "name"), strna(json_get_string(vm, "state")));
+                        }
+                } else if (streq(ev, "state")) {
+                        printf("%s %s: %s → %s", ts, strna(json_get_string(p, "vm")),
+                               strna(json_get_string(p, "previousState")), strna(json_get_string(p, "state")));
+                        if (obj_get(p, "pid"))
+                                printf(" (pid %" PRIi64 ")", json_get_int(p, "pid", 0));
+                        if (json_get_string(p, "reason"))
+                                printf(": %s", json_get_string(p, "reason"));
+                        printf("\n");
+                } else
+                        printf("%s %s: %s\n", ts, strna(json_get_string(p, "vm")), ev);
+                fflush(stdout);
+        }
+}
+
 static const struct {
         const char *name;
         int min_args, max_args; /* counting the verb itself */
@@ -278,13 +601,21 @@ static const struct {
         { "info", 1, 1, verb_info },
         { "introspect", 1, 2, verb_introspect },
         { "call", 2, 3, verb_call },
-        { "status", 1, 1, verb_status },
+        { "status", 1, 2, verb_status_any },
         { "reload", 1, 1, verb_reload },
         { "log-level", 2, 2, verb_log_level },
+        { "list", 1, 1, verb_list },
+        { "start", 2, 2, verb_lifecycle },
+        { "stop", 2, 2, verb_lifecycle },
+        { "restart", 2, 2, verb_lifecycle },
+        { "kill", 2, 2, verb_lifecycle },
+        { "define", 2, 2, verb_define },
+        { "undefine", 2, 2, verb_undefine },
+        { "events", 1, 1, verb_events },
 };
 
 int main(int argc, char *argv[]) {
-        enum { ARG_VERSION = 0x100, ARG_MORE, ARG_ONEWAY };
+        enum { ARG_VERSION = 0x100, ARG_MORE, ARG_ONEWAY, ARG_REPLACE, ARG_NAME, ARG_SIGNAL };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
@@ -292,6 +623,9 @@ int main(int argc, char *argv[]) {
                 { "json", no_argument, NULL, 'j' },
                 { "more", no_argument, NULL, ARG_MORE },
                 { "oneway", no_argument, NULL, ARG_ONEWAY },
+                { "replace", no_argument, NULL, ARG_REPLACE },
+                { "name", required_argument, NULL, ARG_NAME },
+                { "signal", required_argument, NULL, ARG_SIGNAL },
                 {}
         };
         int c;
@@ -316,6 +650,15 @@ int main(int argc, char *argv[]) {
                 case ARG_ONEWAY:
                         arg_oneway = true;
                         break;
+                case ARG_REPLACE:
+                        arg_replace = true;
+                        break;
+                case ARG_NAME:
+                        arg_name = optarg;
+                        break;
+                case ARG_SIGNAL:
+                        arg_signal = optarg;
+                        break;
                 case '?':
                         return EXIT_USAGE;
                 default:
@@ -339,6 +682,14 @@ int main(int argc, char *argv[]) {
                 }
                 if ((arg_more || arg_oneway) && verbs[i].run != verb_call) {
                         fprintf(stderr, "--more and --oneway only apply to 'call'.\n");
+                        return EXIT_USAGE;
+                }
+                if ((arg_replace || arg_name) && verbs[i].run != verb_define) {
+                        fprintf(stderr, "--replace and --name only apply to 'define'.\n");
+                        return EXIT_USAGE;
+                }
+                if (arg_signal && !streq(verbs[i].name, "kill")) {
+                        fprintf(stderr, "--signal only applies to 'kill'.\n");
                         return EXIT_USAGE;
                 }
                 return verbs[i].run(n, argv + optind);

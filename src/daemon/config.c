@@ -22,6 +22,7 @@ void config_done(DaemonConfig *c) {
         free(c->runtime_dir);
         free(c->state_dir);
         free(c->admin_group);
+        free(c->vm_dir);
         free(c->varlink_address);
         *c = (DaemonConfig) {};
 }
@@ -29,6 +30,7 @@ void config_done(DaemonConfig *c) {
 void config_overrides_done(ConfigOverrides *o) {
         free(o->runtime_dir);
         free(o->state_dir);
+        free(o->vm_dir);
         free(o->varlink_address);
 }
 
@@ -66,6 +68,7 @@ static const IniItem config_items[] = {
         { "Daemon", "LogLevel", ini_parse_log_level, offsetof(DaemonConfig, log_level), NULL },
         { "Daemon", "LogTarget", parse_log_target, offsetof(DaemonConfig, log_target), NULL },
         { "Daemon", "AdminGroup", parse_group_name, offsetof(DaemonConfig, admin_group), NULL },
+        { "Daemon", "VMDirectory", ini_parse_path, offsetof(DaemonConfig, vm_dir), NULL },
         { "Varlink", "Address", ini_parse_path, offsetof(DaemonConfig, varlink_address), NULL },
         { "Varlink", "SocketMode", ini_parse_mode, offsetof(DaemonConfig, socket_mode), NULL },
         { "Varlink", "MaxMessageSize", ini_parse_size, offsetof(DaemonConfig, max_message_size), &range_message },
@@ -85,6 +88,8 @@ static int apply_overrides(DaemonConfig *c, const ConfigOverrides *o) {
         if (o->runtime_dir && (r = free_and_strdup(&c->runtime_dir, o->runtime_dir)) < 0)
                 return r;
         if (o->state_dir && (r = free_and_strdup(&c->state_dir, o->state_dir)) < 0)
+                return r;
+        if (o->vm_dir && (r = free_and_strdup(&c->vm_dir, o->vm_dir)) < 0)
                 return r;
         if (o->varlink_address && (r = free_and_strdup(&c->varlink_address, o->varlink_address)) < 0)
                 return r;
@@ -115,6 +120,8 @@ int config_load(const char *path, const ConfigOverrides *o, DaemonConfig *ret, b
                 r = free_and_strdup(&c.runtime_dir, DEFAULT_RUNTIME_DIR);
         if (r >= 0 && !c.state_dir)
                 r = free_and_strdup(&c.state_dir, DEFAULT_STATE_DIR);
+        if (r >= 0 && !c.vm_dir)
+                r = free_and_strdup(&c.vm_dir, DEFAULT_VM_DIR);
         if (r < 0) {
                 config_done(&c);
                 return r;

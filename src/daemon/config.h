@@ -10,6 +10,7 @@
 #define DEFAULT_CONFIG_PATH "/etc/memvisor/memvisord.conf"
 #define DEFAULT_RUNTIME_DIR "/run/memvisor"
 #define DEFAULT_STATE_DIR "/var/lib/memvisor"
+#define DEFAULT_VM_DIR "/etc/memvisor/vms"
 #define VARLINK_SOCKET_NAME "io.memvisor.Manager"
 #define DEFAULT_SOCKET_MODE 0666
 
@@ -21,6 +22,7 @@ typedef struct DaemonConfig {
         int log_level;
         LogTarget log_target;
         char *admin_group;              /* NULL: only uid 0 may change state */
+        char *vm_dir;                   /* .vm files: default /etc/memvisor/vms */
 
         /* [Varlink] */
         char *varlink_address;          /* NULL: <runtime_dir>/io.memvisor.Manager */
@@ -36,6 +38,7 @@ typedef struct DaemonConfig {
 typedef struct ConfigOverrides {
         char *runtime_dir;
         char *state_dir;
+        char *vm_dir;
         char *varlink_address;
         int log_level;                  /* -1: not given */
         LogTarget log_target;           /* _LOG_TARGET_INVALID: not given */

@@ -91,22 +91,46 @@ static int vl_set_log_level(VarlinkConnection *c, json_object *parameters, Varli
         return varlink_reply(c, NULL);
 }
 
-static const VarlinkInterface manager_interface = {
-        .name = "io.memvisor.Manager",
-        .description = varlink_idl_io_memvisor_Manager,
-        .methods = (const VarlinkMethod[]) {
-                { "GetDaemonStatus", vl_get_daemon_status, (const VarlinkField[]) { { NULL } }, 0 },
-                { "Reload", vl_reload, (const VarlinkField[]) { { NULL } }, VARLINK_METHOD_PRIVILEGED },
-                { "SetLogLevel", vl_set_log_level, (const VarlinkField[]) { { "level", VARLINK_STRING, 0 }, { NULL } },
-                  VARLINK_METHOD_PRIVILEGED },
-                { NULL },
-        },
+static const VarlinkMethod daemon_methods[] = {
+        { "GetDaemonStatus", vl_get_daemon_status, (const VarlinkField[]) { { NULL } }, 0 },
+        { "Reload", vl_reload, (const VarlinkField[]) { { NULL } }, VARLINK_METHOD_PRIVILEGED },
+        { "SetLogLevel", vl_set_log_level, (const VarlinkField[]) { { "level", VARLINK_STRING, 0 }, { NULL } },
+          VARLINK_METHOD_PRIVILEGED },
+        { NULL },
 };
+
+/* io.memvisor.Manager is served from the tables of several files: the daemon's own methods here, the
+ * guests' in manager-vms.c. */
+static int manager_build_interface(Manager *m) {
+        const VarlinkMethod *const tables[] = { daemon_methods, manager_vm_methods() };
+        size_t n = 0, k = 0;
+
+        for (size_t t = 0; t < ELEMENTSOF(tables); t++)
+                for (const VarlinkMethod *i = tables[t]; i->name; i++)
+                        n++;
+
+        m->methods = calloc(n + 1, sizeof(VarlinkMethod));
+        if (!m->methods)
+                return -ENOMEM;
+        for (size_t t = 0; t < ELEMENTSOF(tables); t++)
+                for (const VarlinkMethod *i = tables[t]; i->name; i++)
+                        m->methods[k++] = *i;
+
+        m->interface = (VarlinkInterface) {
+                .name = "io.memvisor.Manager",
+                .description = varlink_idl_io_memvisor_Manager,
+                .methods = m->methods,
+        };
+        return 0;
+}
 
 int manager_varlink_register(Manager *m) {
         int r;
 
-        r = varlink_server_add_interface(m->varlink, &manager_interface);
+        r = manager_build_interface(m);
+        if (r < 0)
+                return r;
+        r = varlink_server_add_interface(m->varlink, &m->interface);
         if (r < 0)
                 return r;
 

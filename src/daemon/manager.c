@@ -35,7 +35,7 @@ int manager_new(Manager **ret, char *config_path, ConfigOverrides *overrides) {
         m->start_usec = now_usec(CLOCK_MONOTONIC);
         config_init(&m->config);
 
-        r = sd_event_default(&m->event);
+        r = sd_event_new(&m->event);
         if (r < 0)
                 return r;
 
@@ -48,6 +48,8 @@ Manager *manager_free(Manager *m) {
                 return NULL;
 
         m->varlink = varlink_server_free(m->varlink);
+        manager_vms_done(m);
+        free(m->methods);
         m->event = sd_event_unref(m->event);
         config_done(&m->config);
         config_overrides_done(&m->overrides);
@@ -188,8 +190,11 @@ int manager_reload(Manager *m, char **ret_error) {
 
         log_struct(LOG_INFO, 0, STRV(MESSAGE_ID_CONFIG_RELOADED), "Reloaded configuration from %s%s.",
                    m->config_path, found ? "" : " (not found, built-in defaults)");
+        m->reloading = true; /* STATUS= goes out after READY=1 */
+        (void) manager_vms_reload(m);
+        m->reloading = false;
         (void) sd_notify(false, "READY=1");
-        manager_set_status(m, "Listening on %s", m->varlink_address);
+        manager_update_status(m);
         return 0;
 }
 
@@ -312,6 +317,7 @@ int manager_start(Manager *m) {
         sigaddset(&ss, SIGTERM);
         sigaddset(&ss, SIGINT);
         sigaddset(&ss, SIGHUP);
+        sigaddset(&ss, SIGCHLD); /* QEMU children are reaped through pidfd child sources */
         if (sigprocmask(SIG_BLOCK, &ss, NULL) < 0)
                 return log_error_errno(errno, "Failed to block signals: %m");
 
@@ -328,6 +334,10 @@ int manager_start(Manager *m) {
         if (r < 0)
                 log_warning_errno(r, "Failed to enable the watchdog, ignoring: %m");
 
+        r = manager_vms_start(m);
+        if (r < 0)
+                return r;
+
         return 0;
 }
 
@@ -337,7 +347,7 @@ int manager_run(Manager *m) {
         log_struct(LOG_INFO, 0, STRV(MESSAGE_ID_DAEMON_STARTED), "memvisord %s started, listening on %s.",
                    PROJECT_VERSION, m->varlink_address);
         (void) sd_notify(false, "READY=1");
-        manager_set_status(m, "Listening on %s", m->varlink_address);
+        manager_update_status(m);
 
         r = sd_event_loop(m->event);
         if (r < 0)

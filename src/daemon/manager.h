@@ -6,6 +6,7 @@
 #include "config.h"
 #include "macro.h"
 #include "varlink.h"
+#include "vm.h"
 
 /* MESSAGE_IDs of notable journal entries (documented in memvisord(8)). */
 #define MESSAGE_ID_DAEMON_STARTED "MESSAGE_ID=6f1d3c2a8e4b4f0e9a7c5d3b1e2f4a60"
@@ -24,9 +25,21 @@ typedef struct Manager {
 
         VarlinkServer *varlink;
         char *varlink_address;          /* the path we bound, or "socket-activated" */
+        VarlinkInterface interface;     /* io.memvisor.Manager */
+        VarlinkMethod *methods;
 
         uint64_t start_usec;            /* CLOCK_MONOTONIC */
         char *status;
+        bool reloading;
+
+        /* Guests (manager-vms.c), sorted by name. */
+        VmContext vmctx;
+        bool vmctx_ready;
+        Vm **vms;
+        size_t n_vms;
+        sd_event_source *gc_source;     /* forgets transient guests once they ended */
+        VarlinkConnection **subscribers; /* SubscribeEvents calls in progress */
+        size_t n_subscribers;
 } Manager;
 
 /* Takes ownership of config_path and overrides. */
@@ -47,3 +60,15 @@ void manager_set_status(Manager *m, const char *format, ...) _printf_(2, 3);
 
 /* manager-varlink.c */
 int manager_varlink_register(Manager *m);
+
+/* manager-vms.c */
+#define MESSAGE_ID_VM_DEFINITION_INVALID "MESSAGE_ID=3a6e2f1b9c0d4e8f8b7a6c5d4e3f2a17"
+#define MANAGER_MAX_SUBSCRIBERS 64U
+#define MANAGER_MAX_VMS 1024U
+
+int manager_vms_start(Manager *m);              /* load definitions, re-adopt, autostart */
+int manager_vms_reload(Manager *m);             /* re-read VMDirectory */
+void manager_vms_done(Manager *m);
+Vm *manager_find_vm(Manager *m, const char *name);
+const VarlinkMethod *manager_vm_methods(void);
+void manager_update_status(Manager *m);

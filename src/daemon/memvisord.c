@@ -17,6 +17,7 @@ static void help(void) {
                "     --varlink-address=PATH Varlink socket (default: RUNTIME_DIR/" VARLINK_SOCKET_NAME ")\n"
                "     --runtime-dir=PATH     Runtime directory (default: " DEFAULT_RUNTIME_DIR ")\n"
                "     --state-dir=PATH       State directory (default: " DEFAULT_STATE_DIR ")\n"
+               "     --vm-dir=PATH          Directory of .vm definitions (default: " DEFAULT_VM_DIR ")\n"
                "     --log-target=TARGET    auto, journal or console\n"
                "     --log-level=LEVEL      emerg, alert, crit, err, warning, notice, info, debug\n"
                "     --check-config         Parse the configuration, report problems and exit\n"
@@ -31,6 +32,7 @@ int main(int argc, char *argv[]) {
                 ARG_VARLINK_ADDRESS,
                 ARG_RUNTIME_DIR,
                 ARG_STATE_DIR,
+                ARG_VM_DIR,
                 ARG_LOG_TARGET,
                 ARG_LOG_LEVEL,
                 ARG_CHECK_CONFIG,
@@ -42,6 +44,7 @@ int main(int argc, char *argv[]) {
                 { "varlink-address", required_argument, NULL, ARG_VARLINK_ADDRESS },
                 { "runtime-dir", required_argument, NULL, ARG_RUNTIME_DIR },
                 { "state-dir", required_argument, NULL, ARG_STATE_DIR },
+                { "vm-dir", required_argument, NULL, ARG_VM_DIR },
                 { "log-target", required_argument, NULL, ARG_LOG_TARGET },
                 { "log-level", required_argument, NULL, ARG_LOG_LEVEL },
                 { "check-config", no_argument, NULL, ARG_CHECK_CONFIG },
@@ -76,6 +79,9 @@ int main(int argc, char *argv[]) {
                         break;
                 case ARG_STATE_DIR:
                         target = &o.state_dir;
+                        break;
+                case ARG_VM_DIR:
+                        target = &o.vm_dir;
                         break;
                 case ARG_LOG_TARGET:
                         o.log_target = log_target_from_string(optarg);

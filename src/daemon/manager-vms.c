@@ -1,0 +1,903 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The guest table: definitions from VMDirectory (read-only files) and from DefineVM (saved under
+ * STATE_DIR/vms), re-adoption of running guests at start, the varlink methods for guests and the event
+ * stream. */
+#include <dirent.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "fileio.h"
+#include "json-util.h"
+#include "log.h"
+#include "manager.h"
+#include "strv.h"
+#include "varlink-idl.h"
+
+#define ERROR_NO_SUCH_VM "io.memvisor.Manager.NoSuchVM"
+#define ERROR_VM_EXISTS "io.memvisor.Manager.VMExists"
+#define ERROR_INVALID_DEFINITION "io.memvisor.Manager.InvalidDefinition"
+#define ERROR_INVALID_STATE "io.memvisor.Manager.InvalidState"
+#define ERROR_DEFINITION_READ_ONLY "io.memvisor.Manager.DefinitionReadOnly"
+#define ERROR_START_FAILED "io.memvisor.Manager.StartFailed"
+#define ERROR_TOO_MANY_SUBSCRIBERS "io.memvisor.Manager.TooManySubscribers"
+
+static uint64_t now_realtime(void) {
+        struct timespec ts;
+
+        (void) clock_gettime(CLOCK_REALTIME, &ts);
+        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / NSEC_PER_USEC;
+}
+
+/* ---- table ------------------------------------------------------------------------------------ */
+
+Vm *manager_find_vm(Manager *m, const char *name) {
+        size_t lo = 0, hi = m->n_vms;
+
+        if (!name)
+                return NULL;
+        while (lo < hi) {
+                size_t mid = (lo + hi) / 2;
+                int c = strcmp(m->vms[mid]->name, name);
+                if (c == 0)
+                        return m->vms[mid];
+                if (c < 0)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return NULL;
+}
+
+static int manager_add_vm(Manager *m, Vm *vm) {
+        size_t i = 0;
+        Vm **t;
+
+        if (m->n_vms >= MANAGER_MAX_VMS)
+                return -E2BIG;
+        t = realloc(m->vms, (m->n_vms + 1) * sizeof(Vm *));
+        if (!t)
+                return -ENOMEM;
+        m->vms = t;
+        while (i < m->n_vms && strcmp(m->vms[i]->name, vm->name) < 0)
+                i++;
+        memmove(m->vms + i + 1, m->vms + i, (m->n_vms - i) * sizeof(Vm *));
+        m->vms[i] = vm;
+        m->n_vms++;
+        return 0;
+}
+
+static void manager_remove_vm(Manager *m, Vm *vm) {
+        for (size_t i = 0; i < m->n_vms; i++)
+                if (m->vms[i] == vm) {
+                        memmove(m->vms + i, m->vms + i + 1, (m->n_vms - i - 1) * sizeof(Vm *));
+                        m->n_vms--;
+                        break;
+                }
+        vm_free(vm);
+}
+
+void manager_update_status(Manager *m) {
+        unsigned running = 0, failed = 0, other = 0;
+
+        if (m->reloading)
+                return;
+        for (size_t i = 0; i < m->n_vms; i++)
+                switch (m->vms[i]->state) {
+                case VM_STATE_RUNNING:
+                        running++;
+                        break;
+                case VM_STATE_FAILED:
+                        failed++;
+                        break;
+                case VM_STATE_STARTING:
+                case VM_STATE_STOPPING:
+                case VM_STATE_RESTARTING:
+                        other++;
+                        break;
+                case VM_STATE_DEFINED:
+                case VM_STATE_STOPPED:
+                case _VM_STATE_MAX:
+                case _VM_STATE_INVALID:
+                        break;
+                }
+
+        manager_set_status(m, "%u guest%s running, %u failed%s%.0u%s, %zu defined; listening on %s", running,
+                           running == 1 ? "" : "s", failed, other ? ", " : "", other, other ? " changing state" : "",
+                           m->n_vms, strna(m->varlink_address));
+}
+
+/* ---- events ----------------------------------------------------------------------------------- */
+
+static void subscriber_closed(VarlinkConnection *c, void *userdata) {
+        Manager *m = userdata;
+
+        for (size_t i = 0; i < m->n_subscribers; i++)
+                if (m->subscribers[i] == c) {
+                        memmove(m->subscribers + i, m->subscribers + i + 1,
+                                (m->n_subscribers - i - 1) * sizeof(VarlinkConnection *));
+                        m->n_subscribers--;
+                        varlink_connection_unref(c);
+                        return;
+                }
+}
+
+static void manager_broadcast(Manager *m, json_object *event) {
+        /* Notifying may close a slow subscriber (output limit), which edits the list: walk a copy. */
+        size_t n = m->n_subscribers;
+        VarlinkConnection *copy[MANAGER_MAX_SUBSCRIBERS];
+
+        memcpy(copy, m->subscribers, n * sizeof(VarlinkConnection *));
+        for (size_t i = 0; i < n; i++)
+                varlink_connection_ref(copy[i]);
+        for (size_t i = 0; i < n; i++) {
+                if (!varlink_connection_is_closed(copy[i]))
+                        (void) varlink_notify(copy[i], json_object_get(event));
+                varlink_connection_unref(copy[i]);
+        }
+}
+
+static json_object *event_new(const char *type, Vm *vm) {
+        _cleanup_json_ json_object *e = json_object_new_object();
+
+        if (!e || json_add_string(e, "event", type) < 0 || json_add_uint(e, "realtimeUSec", now_realtime()) < 0)
+                return NULL;
+        if (vm && json_add_string(e, "vm", vm->name) < 0)
+                return NULL;
+        return TAKE_PTR(e);
+}
+
+static void manager_emit_simple(Manager *m, const char *type, Vm *vm) {
+        _cleanup_json_ json_object *e = NULL;
+
+        if (m->n_subscribers == 0)
+                return;
+        e = event_new(type, vm);
+        if (e)
+                manager_broadcast(m, e);
+}
+
+static int manager_gc(sd_event_source *s, void *userdata) {
+        Manager *m = userdata;
+
+        for (size_t i = 0; i < m->n_vms;) {
+                Vm *vm = m->vms[i];
+
+                if (vm->transient && !vm_is_active(vm) && vm->state != VM_STATE_RESTARTING) {
+                        log_info("Forgetting guest %s: it ended and has no definition any more.", vm->name);
+                        manager_emit_simple(m, "undefined", vm);
+                        vm_cleanup_runtime(&m->vmctx, vm->name);
+                        manager_remove_vm(m, vm);
+                        continue;
+                }
+                i++;
+        }
+        manager_update_status(m);
+        return 0;
+}
+
+static void manager_on_vm_state(Vm *vm, VmState old_state, void *userdata) {
+        Manager *m = userdata;
+
+        if (m->n_subscribers > 0) {
+                _cleanup_json_ json_object *e = event_new("state", vm);
+
+                if (e && json_add_string(e, "state", vm_state_to_string(vm->state)) >= 0 &&
+                    json_add_string(e, "previousState", vm_state_to_string(old_state)) >= 0 &&
+                    json_add_string(e, "reason", vm->reason) >= 0 && json_add_uint(e, "restarts", vm->restarts) >= 0 &&
+                    (!vm_is_active(vm) || json_add_int(e, "pid", vm->pid) >= 0))
+                        manager_broadcast(m, e);
+        }
+
+        if (vm->transient && !vm_is_active(vm) && m->gc_source)
+                (void) sd_event_source_set_enabled(m->gc_source, SD_EVENT_ONESHOT);
+        manager_update_status(m);
+}
+
+/* ---- loading ---------------------------------------------------------------------------------- */
+
+static int vm_file_filter(const struct dirent *de) {
+        size_t l = strlen(de->d_name);
+
+        return de->d_name[0] != '.' && l > 3 && streq(de->d_name + l - 3, ".vm");
+}
+
+/* Parses every *.vm in dir; calls cb for each good one. Bad ones are logged and skipped. */
+typedef int (*LoadCallback)(Manager *m, VmSpec *spec, const char *path, bool api, void *userdata);
+
+static int load_vm_dir(Manager *m, const char *dir, bool api, LoadCallback cb, void *userdata) {
+        struct dirent **list = NULL;
+        int n;
+
+        n = scandir(dir, &list, vm_file_filter, alphasort);
+        if (n < 0) {
+                if (errno == ENOENT)
+                        return 0;
+                return log_warning_errno(errno, "Failed to read %s, ignoring: %m", dir);
+        }
+
+        for (int i = 0; i < n; i++) {
+                _cleanup_free_ char *path = path_join(dir, list[i]->d_name);
+                VmSpec *spec = NULL;
+                VmSpecError e = {};
+                int r;
+
+                free(list[i]);
+                if (!path) {
+                        log_oom();
+                        continue;
+                }
+                r = vm_spec_parse_file(path, &spec, &e);
+                if (r < 0) {
+                        log_struct(LOG_ERR, r, STRV(MESSAGE_ID_VM_DEFINITION_INVALID),
+                                   "Invalid guest definition, not loaded: %s", e.message ?: strerror(-r));
+                        vm_spec_error_done(&e);
+                        continue;
+                }
+                r = cb(m, spec, path, api, userdata);
+                if (r < 0)
+                        vm_spec_free(spec);
+        }
+        free(list);
+        return 0;
+}
+
+static int add_loaded_vm(Manager *m, VmSpec *spec, const char *path, bool api, void *userdata) {
+        Vm *existing = manager_find_vm(m, spec->name), *vm = NULL;
+        int r;
+
+        if (existing) {
+                log_error("Guest %s from %s is already defined by %s, ignoring.", spec->name, path,
+                          existing->source ?: "DefineVM");
+                return -EEXIST;
+        }
+
+        r = vm_new(&m->vmctx, spec, api ? NULL : path, &vm);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up guest %s: %m", spec->name);
+        r = manager_add_vm(m, vm);
+        if (r < 0) {
+                vm->spec = NULL; /* the caller frees spec */
+                vm_free(vm);
+                return log_error_errno(r, "Failed to add guest %s: %m", spec->name);
+        }
+        log_debug("Loaded guest %s from %s.", spec->name, path);
+        return 0;
+}
+
+static char *api_vm_dir(Manager *m) {
+        return path_join(m->config.state_dir, "vms");
+}
+
+static void manager_adopt_running(Manager *m) {
+        struct dirent **list = NULL;
+        int n;
+
+        n = scandir(m->vmctx.vms_dir, &list, NULL, alphasort);
+        if (n < 0)
+                return;
+
+        for (int i = 0; i < n; i++) {
+                _cleanup_free_ char *dir = NULL, *state_path = NULL;
+                _cleanup_json_ json_object *state = NULL;
+                const char *name = list[i]->d_name;
+                Vm *vm;
+                int r;
+
+                if (name[0] == '.' || !vm_name_is_valid(name))
+                        goto next;
+                dir = path_join(m->vmctx.vms_dir, name);
+                state_path = dir ? path_join(dir, "state") : NULL;
+                if (!state_path)
+                        goto next;
+                r = vm_state_file_read(state_path, &state);
+                if (r == -ENOENT)
+                        goto next;
+                if (r < 0) {
+                        log_warning_errno(r, "Failed to read %s, ignoring: %m", state_path);
+                        goto next;
+                }
+
+                vm = manager_find_vm(m, name);
+                if (!vm) {
+                        json_object *def = NULL;
+                        VmSpec *spec = NULL;
+                        VmSpecError e = {};
+
+                        if (!json_object_object_get_ex(state, "definition", &def) ||
+                            vm_spec_parse_json(def, name, &spec, &e) < 0) {
+                                log_error("Guest %s runs (pid %lld) but neither its definition nor its saved one "
+                                          "can be read (%s); leaving it alone.",
+                                          name, (long long) json_get_int(state, "pid", 0), strna(e.message));
+                                vm_spec_error_done(&e);
+                                goto next;
+                        }
+                        if (add_loaded_vm(m, spec, state_path, true, NULL) < 0) {
+                                vm_spec_free(spec);
+                                goto next;
+                        }
+                        vm = manager_find_vm(m, name);
+                        vm->transient = true;
+                        log_notice("Guest %s runs but is no longer defined; supervising it until it ends.", name);
+                }
+
+                r = vm_adopt(vm, state);
+                if (r == -ESRCH) {
+                        log_struct(LOG_WARNING, 0, STRV(vm->log_field, MESSAGE_ID_VM_VANISHED),
+                                   "Guest %s (pid %lld) ended while memvisord was not running.", name,
+                                   (long long) json_get_int(state, "pid", 0));
+                        vm_cleanup_runtime(&m->vmctx, name);
+                        if (vm->transient) {
+                                manager_remove_vm(m, vm);
+                                goto next;
+                        }
+                        free(vm->reason);
+                        vm->reason = strdup("ended while memvisord was not running (exit status unknown)");
+                        vm->state = VM_STATE_FAILED;
+                        if (vm->spec->restart != VM_RESTART_NO && !vm->spec->autostart) {
+                                _cleanup_free_ char *error = NULL;
+                                log_info("Starting guest %s again (Restart=%s).", name,
+                                         vm_restart_policy_to_string(vm->spec->restart));
+                                (void) vm_start(vm, &error);
+                        }
+                } else if (r < 0)
+                        log_error_errno(r, "Failed to re-adopt guest %s: %m", name);
+        next:
+                free(list[i]);
+        }
+        free(list);
+}
+
+int manager_vms_start(Manager *m) {
+        _cleanup_free_ char *api_dir = NULL;
+        int r;
+
+        r = vm_context_init(&m->vmctx, m->event, m->config.runtime_dir,
+                            log_get_effective_target() == LOG_TARGET_JOURNAL);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up %s/vms: %m", m->config.runtime_dir);
+        m->vmctx_ready = true;
+
+        r = vm_context_add_state_watch(&m->vmctx, manager_on_vm_state, m);
+        if (r < 0)
+                return r;
+
+        r = sd_event_add_defer(m->event, &m->gc_source, manager_gc, m);
+        if (r < 0)
+                return r;
+        (void) sd_event_source_set_enabled(m->gc_source, SD_EVENT_OFF);
+        (void) sd_event_source_set_description(m->gc_source, "vm-gc");
+
+        api_dir = api_vm_dir(m);
+        if (!api_dir)
+                return log_oom();
+        r = mkdir_p(api_dir, 0700);
+        if (r < 0)
+                return log_error_errno(r, "Failed to create %s: %m", api_dir);
+
+        (void) load_vm_dir(m, m->config.vm_dir, false, add_loaded_vm, NULL);
+        (void) load_vm_dir(m, api_dir, true, add_loaded_vm, NULL);
+
+        manager_adopt_running(m);
+
+        for (size_t i = 0; i < m->n_vms; i++) {
+                Vm *vm = m->vms[i];
+                _cleanup_free_ char *error = NULL;
+
+                if (vm->spec->autostart && !vm_is_active(vm) && vm->state != VM_STATE_RESTARTING) {
+                        log_info("Starting guest %s (Autostart=yes).", vm->name);
+                        (void) vm_start(vm, &error);
+                }
+        }
+
+        log_info("%zu guest%s defined.", m->n_vms, m->n_vms == 1 ? "" : "s");
+        return 0;
+}
+
+void manager_vms_done(Manager *m) {
+        /* Guests keep running: only our handles on them go. */
+        for (size_t i = 0; i < m->n_vms; i++)
+                vm_free(m->vms[i]);
+        m->vms = mfree(m->vms);
+        m->n_vms = 0;
+        for (size_t i = 0; i < m->n_subscribers; i++)
+                varlink_connection_unref(m->subscribers[i]);
+        m->subscribers = mfree(m->subscribers);
+        m->n_subscribers = 0;
+        m->gc_source = sd_event_source_disable_unref(m->gc_source);
+        if (m->vmctx_ready)
+                vm_context_done(&m->vmctx);
+        m->vmctx_ready = false;
+}
+
+/* Re-reads VMDirectory: new files add guests, changed ones replace definitions (from the next start for a
+ * running guest), removed ones forget stopped guests and make running ones transient. */
+typedef struct ReloadSet {
+        VmSpec **specs;
+        char **paths;
+        size_t n;
+} ReloadSet;
+
+static int collect_spec(Manager *m, VmSpec *spec, const char *path, bool api, void *userdata) {
+        ReloadSet *set = userdata;
+        VmSpec **s;
+        int r;
+
+        for (size_t i = 0; i < set->n; i++)
+                if (streq(set->specs[i]->name, spec->name)) {
+                        log_error("Guest %s from %s is already defined by %s, ignoring.", spec->name, path,
+                                  set->paths[i]);
+                        return -EEXIST;
+                }
+        s = realloc(set->specs, (set->n + 1) * sizeof(VmSpec *));
+        if (!s)
+                return -ENOMEM;
+        set->specs = s;
+        r = strv_extend(&set->paths, path);
+        if (r < 0)
+                return r;
+        set->specs[set->n++] = spec;
+        return 0;
+}
+
+int manager_vms_reload(Manager *m) {
+        ReloadSet set = {};
+
+        if (!m->vmctx_ready)
+                return 0;
+
+        (void) load_vm_dir(m, m->config.vm_dir, false, collect_spec, &set);
+
+        /* Definitions that went away. */
+        for (size_t i = 0; i < m->n_vms;) {
+                Vm *vm = m->vms[i];
+                bool found = false;
+
+                if (!vm->source || vm->transient) {
+                        i++;
+                        continue;
+                }
+                for (size_t k = 0; k < set.n; k++)
+                        if (streq(set.specs[k]->name, vm->name))
+                                found = true;
+                if (found) {
+                        i++;
+                        continue;
+                }
+                if (vm_is_active(vm) || vm->state == VM_STATE_RESTARTING) {
+                        log_notice("Definition of guest %s is gone; supervising it until it ends.", vm->name);
+                        vm->transient = true;
+                        i++;
+                        continue;
+                }
+                log_info("Definition of guest %s is gone, forgetting it.", vm->name);
+                manager_emit_simple(m, "undefined", vm);
+                vm_cleanup_runtime(&m->vmctx, vm->name);
+                manager_remove_vm(m, vm);
+        }
+
+        /* New and changed definitions. */
+        for (size_t k = 0; k < set.n; k++) {
+                VmSpec *spec = set.specs[k];
+                Vm *vm = manager_find_vm(m, spec->name);
+
+                set.specs[k] = NULL;
+                if (!vm) {
+                        if (add_loaded_vm(m, spec, set.paths[k], false, NULL) < 0)
+                                vm_spec_free(spec);
+                        else
+                                manager_emit_simple(m, "defined", manager_find_vm(m, spec->name));
+                        continue;
+                }
+                if (!vm->source && !vm->transient) {
+                        log_error("Guest %s from %s conflicts with a guest defined over the API, ignoring the file.",
+                                  spec->name, set.paths[k]);
+                        vm_spec_free(spec);
+                        continue;
+                }
+                if (vm_spec_equal(vm->spec, spec) && streq_ptr(vm->source, set.paths[k]) && !vm->transient) {
+                        vm_spec_free(spec);
+                        continue;
+                }
+                log_info("Definition of guest %s changed%s.", vm->name,
+                         vm_is_active(vm) ? "; it applies from the next start" : "");
+                vm_set_spec(vm, spec, set.paths[k]);
+                manager_emit_simple(m, "redefined", vm);
+        }
+
+        free(set.specs);
+        strv_free(set.paths);
+        manager_update_status(m);
+        return 0;
+}
+
+/* ---- varlink ---------------------------------------------------------------------------------- */
+
+static int error_name_param(VarlinkConnection *c, const char *error, const char *key, const char *value) {
+        json_object *p = json_object_new_object();
+
+        if (!p || json_add_string(p, key, value) < 0) {
+                json_object_put(p);
+                return -ENOMEM;
+        }
+        return varlink_error(c, error, p);
+}
+
+static int error_invalid_state(VarlinkConnection *c, Vm *vm) {
+        json_object *p = json_object_new_object();
+
+        if (!p || json_add_string(p, "name", vm->name) < 0 ||
+            json_add_string(p, "state", vm_state_to_string(vm->state)) < 0) {
+                json_object_put(p);
+                return -ENOMEM;
+        }
+        return varlink_error(c, ERROR_INVALID_STATE, p);
+}
+
+static Vm *lookup_or_reply(Manager *m, VarlinkConnection *c, json_object *parameters, int *ret) {
+        const char *name = json_get_string(parameters, "name");
+        Vm *vm = manager_find_vm(m, name);
+
+        if (!vm)
+                *ret = error_name_param(c, ERROR_NO_SUCH_VM, "name", name);
+        return vm;
+}
+
+static int reply_summary(VarlinkConnection *c, Vm *vm) {
+        _cleanup_json_ json_object *s = NULL, *p = json_object_new_object();
+        int r;
+
+        if (!p)
+                return -ENOMEM;
+        r = vm_summary_json(vm, &s);
+        if (r < 0)
+                return r;
+        r = json_add(p, "vm", TAKE_PTR(s));
+        if (r < 0)
+                return r;
+        return varlink_reply(c, TAKE_PTR(p));
+}
+
+static int vl_list_vms(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags, void *userdata) {
+        Manager *m = userdata;
+        _cleanup_json_ json_object *list = json_object_new_array(), *p = json_object_new_object();
+        int r;
+
+        if (!list || !p)
+                return -ENOMEM;
+        for (size_t i = 0; i < m->n_vms; i++) {
+                json_object *s = NULL;
+                r = vm_summary_json(m->vms[i], &s);
+                if (r < 0)
+                        return r;
+                if (json_object_array_add(list, s) < 0) {
+                        json_object_put(s);
+                        return -ENOMEM;
+                }
+        }
+        r = json_add(p, "vms", TAKE_PTR(list));
+        if (r < 0)
+                return r;
+        return varlink_reply(c, TAKE_PTR(p));
+}
+
+static int vl_describe_vm(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags, void *userdata) {
+        _cleanup_json_ json_object *d = NULL, *p = json_object_new_object();
+        Vm *vm;
+        int r = 0;
+
+        vm = lookup_or_reply(userdata, c, parameters, &r);
+        if (!vm)
+                return r;
+        if (!p)
+                return -ENOMEM;
+        r = vm_describe_json(vm, &d);
+        if (r < 0)
+                return r;
+        r = json_add(p, "vm", TAKE_PTR(d));
+        if (r < 0)
+                return r;
+        return varlink_reply(c, TAKE_PTR(p));
+}
+
+static int reply_invalid_definition(VarlinkConnection *c, const VmSpecError *e, int error) {
+        json_object *p = json_object_new_object();
+
+        if (!p || json_add_string(p, "field", e->field) < 0 ||
+            json_add_string(p, "reason", e->message ?: strerror(-error)) < 0) {
+                json_object_put(p);
+                return -ENOMEM;
+        }
+        return varlink_error(c, ERROR_INVALID_DEFINITION, p);
+}
+
+static int vl_define_vm(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags, void *userdata) {
+        Manager *m = userdata;
+        const char *name = json_get_string(parameters, "name"), *ini = json_get_string(parameters, "ini");
+        const char *filename = json_get_string(parameters, "filename");
+        bool replace = json_get_bool(parameters, "replace", false);
+        _cleanup_(vm_spec_freep) VmSpec *spec = NULL;
+        _cleanup_free_ char *text = NULL, *dir = NULL, *path = NULL;
+        json_object *definition = NULL;
+        VmSpecError e = {};
+        Vm *vm;
+        int r;
+
+        if (json_object_object_get_ex(parameters, "definition", &definition) &&
+            json_object_is_type(definition, json_type_null))
+                definition = NULL;
+        if (!!definition == !!ini)
+                return varlink_error_invalid_parameter(c, definition ? "ini" : "definition");
+        if (name && !vm_name_is_valid(name)) {
+                VmSpecError ne = { .field = (char *) "VM.Name",
+                                   .message = (char *) "invalid name: use 1-64 characters from a-z A-Z 0-9 _ . - "
+                                                       "not starting with . or -" };
+                return reply_invalid_definition(c, &ne, -EINVAL);
+        }
+
+        if (ini)
+                r = vm_spec_parse_ini(filename ?: "DefineVM", ini, name, &spec, &e);
+        else
+                r = vm_spec_parse_json(definition, name, &spec, &e);
+        if (r == -ENOMEM) {
+                vm_spec_error_done(&e);
+                return r;
+        }
+        if (r < 0) {
+                r = reply_invalid_definition(c, &e, r);
+                vm_spec_error_done(&e);
+                return r;
+        }
+
+        vm = manager_find_vm(m, spec->name);
+        if (vm && vm->source && !vm->transient)
+                return varlink_error(c, ERROR_DEFINITION_READ_ONLY, ({
+                        json_object *p = json_object_new_object();
+                        if (p && (json_add_string(p, "name", vm->name) < 0 || json_add_string(p, "source", vm->source) < 0))
+                                p = (json_object_put(p), NULL);
+                        p;
+                }));
+        if (vm && !replace && !vm->transient)
+                return error_name_param(c, ERROR_VM_EXISTS, "name", spec->name);
+        if (!vm && m->n_vms >= MANAGER_MAX_VMS)
+                return -E2BIG;
+
+        /* Save first: nothing changes unless the definition is on disk. */
+        dir = api_vm_dir(m);
+        if (!dir || asprintf(&path, "%s/%s.vm", dir, spec->name) < 0)
+                return -ENOMEM;
+        r = vm_spec_to_ini(spec, &text);
+        if (r < 0)
+                return r;
+        r = write_file_atomic(path, text, strlen(text), 0600);
+        if (r < 0)
+                return log_error_errno(r, "Failed to save definition of guest %s to %s: %m", spec->name, path);
+
+        if (vm) {
+                log_info("Guest %s redefined over varlink by uid %u%s.", vm->name,
+                         (unsigned) varlink_connection_get_peer_uid(c),
+                         vm_is_active(vm) ? "; it applies from the next start" : "");
+                vm_set_spec(vm, TAKE_PTR(spec), NULL);
+                manager_emit_simple(m, "redefined", vm);
+        } else {
+                r = vm_new(&m->vmctx, spec, NULL, &vm);
+                if (r < 0) {
+                        (void) unlink(path);
+                        return r;
+                }
+                TAKE_PTR(spec);
+                r = manager_add_vm(m, vm);
+                if (r < 0) {
+                        (void) unlink(path);
+                        vm_free(vm);
+                        return r;
+                }
+                log_info("Guest %s defined over varlink by uid %u.", vm->name, (unsigned) varlink_connection_get_peer_uid(c));
+                manager_emit_simple(m, "defined", vm);
+        }
+        manager_update_status(m);
+        return reply_summary(c, vm);
+}
+
+static void remove_run_dir(Manager *m, const char *name) {
+        _cleanup_free_ char *dir = path_join(m->vmctx.vms_dir, name);
+        static const char *const files[] = { "state", "qmp.sock", "console.log", "qemu.log" };
+
+        if (!dir)
+                return;
+        for (size_t i = 0; i < ELEMENTSOF(files); i++) {
+                _cleanup_free_ char *p = path_join(dir, files[i]);
+                if (p)
+                        (void) unlink(p);
+        }
+        (void) rmdir(dir);
+}
+
+static int vl_undefine_vm(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags, void *userdata) {
+        Manager *m = userdata;
+        _cleanup_free_ char *dir = NULL, *path = NULL;
+        Vm *vm;
+        int r = 0;
+
+        vm = lookup_or_reply(m, c, parameters, &r);
+        if (!vm)
+                return r;
+        if (vm_is_active(vm) || vm->state == VM_STATE_RESTARTING || vm->state == VM_STATE_STARTING ||
+            vm->state == VM_STATE_STOPPING)
+                return error_invalid_state(c, vm);
+        if (vm->source && !vm->transient)
+                return varlink_error(c, ERROR_DEFINITION_READ_ONLY, ({
+                        json_object *p = json_object_new_object();
+                        if (p && (json_add_string(p, "name", vm->name) < 0 || json_add_string(p, "source", vm->source) < 0))
+                                p = (json_object_put(p), NULL);
+                        p;
+                }));
+
+        dir = api_vm_dir(m);
+        if (!dir || asprintf(&path, "%s/%s.vm", dir, vm->name) < 0)
+                return -ENOMEM;
+        if (unlink(path) < 0 && errno != ENOENT)
+                return log_error_errno(errno, "Failed to remove %s: %m", path);
+
+        log_info("Guest %s undefined over varlink by uid %u.", vm->name, (unsigned) varlink_connection_get_peer_uid(c));
+        manager_emit_simple(m, "undefined", vm);
+        remove_run_dir(m, vm->name);
+        manager_remove_vm(m, vm);
+        manager_update_status(m);
+        return varlink_reply(c, NULL);
+}
+
+static int vl_start_vm(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags, void *userdata) {
+        _cleanup_free_ char *error = NULL;
+        Vm *vm;
+        int r = 0;
+
+        vm = lookup_or_reply(userdata, c, parameters, &r);
+        if (!vm)
+                return r;
+        r = vm_start(vm, &error);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0) {
+                json_object *p = json_object_new_object();
+                if (!p || json_add_string(p, "name", vm->name) < 0 ||
+                    json_add_string(p, "reason", error ?: strerror(-r)) < 0) {
+                        json_object_put(p);
+                        return -ENOMEM;
+                }
+                return varlink_error(c, ERROR_START_FAILED, p);
+        }
+        return reply_summary(c, vm);
+}
+
+static int vl_stop_vm(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags, void *userdata) {
+        Vm *vm;
+        int r = 0;
+
+        vm = lookup_or_reply(userdata, c, parameters, &r);
+        if (!vm)
+                return r;
+        r = vm_stop(vm);
+        if (r < 0)
+                return r;
+        return reply_summary(c, vm);
+}
+
+static int vl_restart_vm(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags, void *userdata) {
+        _cleanup_free_ char *error = NULL;
+        Vm *vm;
+        int r = 0;
+
+        vm = lookup_or_reply(userdata, c, parameters, &r);
+        if (!vm)
+                return r;
+        r = vm_restart(vm, &error);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0) {
+                json_object *p = json_object_new_object();
+                if (!p || json_add_string(p, "name", vm->name) < 0 ||
+                    json_add_string(p, "reason", error ?: strerror(-r)) < 0) {
+                        json_object_put(p);
+                        return -ENOMEM;
+                }
+                return varlink_error(c, ERROR_START_FAILED, p);
+        }
+        return reply_summary(c, vm);
+}
+
+static int parse_signal(const char *s) {
+        if (!s)
+                return SIGKILL;
+        if (startswith(s, "SIG"))
+                s += 3;
+        for (int sig = 1; sig < SIGRTMIN; sig++) {
+                const char *n = sigabbrev_np(sig);
+                if (n && streq(n, s))
+                        return sig;
+        }
+        return -EINVAL;
+}
+
+static int vl_kill_vm(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags, void *userdata) {
+        Vm *vm;
+        int r = 0, sig;
+
+        vm = lookup_or_reply(userdata, c, parameters, &r);
+        if (!vm)
+                return r;
+        sig = parse_signal(json_get_string(parameters, "signal"));
+        if (sig < 0)
+                return varlink_error_invalid_parameter(c, "signal");
+        r = vm_kill(vm, sig);
+        if (r == -ESRCH)
+                return error_invalid_state(c, vm);
+        if (r < 0)
+                return r;
+        return reply_summary(c, vm);
+}
+
+static int vl_subscribe_events(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags, void *userdata) {
+        Manager *m = userdata;
+        _cleanup_json_ json_object *e = NULL, *list = json_object_new_array();
+        VarlinkConnection **t;
+        int r;
+
+        if (m->n_subscribers >= MANAGER_MAX_SUBSCRIBERS)
+                return varlink_error(c, ERROR_TOO_MANY_SUBSCRIBERS, NULL);
+        if (!list)
+                return -ENOMEM;
+
+        for (size_t i = 0; i < m->n_vms; i++) {
+                json_object *s = NULL;
+                r = vm_summary_json(m->vms[i], &s);
+                if (r < 0)
+                        return r;
+                if (json_object_array_add(list, s) < 0) {
+                        json_object_put(s);
+                        return -ENOMEM;
+                }
+        }
+        e = event_new("subscribed", NULL);
+        if (!e || json_add(e, "vms", TAKE_PTR(list)) < 0)
+                return -ENOMEM;
+
+        t = realloc(m->subscribers, (m->n_subscribers + 1) * sizeof(VarlinkConnection *));
+        if (!t)
+                return -ENOMEM;
+        m->subscribers = t;
+        m->subscribers[m->n_subscribers++] = varlink_connection_ref(c);
+        varlink_connection_set_close_callback(c, subscriber_closed, m);
+
+        return varlink_notify(c, TAKE_PTR(e));
+}
+
+static const VarlinkField name_only[] = { { "name", VARLINK_STRING, 0 }, { NULL } };
+
+static const VarlinkMethod vm_methods[] = {
+        { "ListVMs", vl_list_vms, (const VarlinkField[]) { { NULL } }, 0 },
+        { "DescribeVM", vl_describe_vm, name_only, 0 },
+        { "DefineVM", vl_define_vm,
+          (const VarlinkField[]) {
+                  { "name", VARLINK_STRING, VARLINK_NULLABLE },
+                  { "definition", VARLINK_OBJECT, VARLINK_NULLABLE },
+                  { "ini", VARLINK_STRING, VARLINK_NULLABLE },
+                  { "filename", VARLINK_STRING, VARLINK_NULLABLE },
+                  { "replace", VARLINK_BOOL, VARLINK_NULLABLE },
+                  { NULL } },
+          VARLINK_METHOD_PRIVILEGED },
+        { "UndefineVM", vl_undefine_vm, name_only, VARLINK_METHOD_PRIVILEGED },
+        { "StartVM", vl_start_vm, name_only, VARLINK_METHOD_PRIVILEGED },
+        { "StopVM", vl_stop_vm, name_only, VARLINK_METHOD_PRIVILEGED },
+        { "RestartVM", vl_restart_vm, name_only, VARLINK_METHOD_PRIVILEGED },
+        { "KillVM", vl_kill_vm,
+          (const VarlinkField[]) { { "name", VARLINK_STRING, 0 }, { "signal", VARLINK_STRING, VARLINK_NULLABLE }, { NULL } },
+          VARLINK_METHOD_PRIVILEGED },
+        { "SubscribeEvents", vl_subscribe_events, (const VarlinkField[]) { { NULL } }, VARLINK_METHOD_REQUIRES_MORE },
+        { NULL },
+};
+
+const VarlinkMethod *manager_vm_methods(void) {
+        return vm_methods;
+}

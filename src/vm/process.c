@@ -1,0 +1,205 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+
+#include "fileio.h"
+#include "process.h"
+#include "strv.h"
+
+#ifndef __NR_pidfd_open
+#define __NR_pidfd_open 434
+#endif
+#ifndef __NR_pidfd_send_signal
+#define __NR_pidfd_send_signal 424
+#endif
+#ifndef __NR_close_range
+#define __NR_close_range 436
+#endif
+
+static int sys_pidfd_open(pid_t pid) {
+        return (int) syscall(__NR_pidfd_open, pid, 0);
+}
+
+int pidfd_send_sig(int pidfd, int sig) {
+        if (syscall(__NR_pidfd_send_signal, pidfd, sig, NULL, 0) < 0)
+                return -errno;
+        return 0;
+}
+
+int find_executable(const char *name, char **ret_path) {
+        _cleanup_free_ char *path_copy = NULL;
+        const char *path_env;
+        char *state = NULL;
+        bool found_non_exec = false;
+
+        if (isempty(name))
+                return -EINVAL;
+
+        if (strchr(name, '/')) {
+                if (access(name, X_OK) < 0)
+                        return -errno;
+                char *p = strdup(name);
+                if (!p)
+                        return -ENOMEM;
+                *ret_path = p;
+                return 0;
+        }
+
+        path_env = getenv("PATH") ?: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+        path_copy = strdup(path_env);
+        if (!path_copy)
+                return -ENOMEM;
+
+        for (char *dir = strtok_r(path_copy, ":", &state); dir; dir = strtok_r(NULL, ":", &state)) {
+                _cleanup_free_ char *p = path_join(dir, name);
+                struct stat st;
+
+                if (!p)
+                        return -ENOMEM;
+                if (stat(p, &st) < 0 || !S_ISREG(st.st_mode))
+                        continue;
+                if (access(p, X_OK) < 0) {
+                        found_non_exec = true;
+                        continue;
+                }
+                *ret_path = TAKE_PTR(p);
+                return 0;
+        }
+        return found_non_exec ? -EACCES : -ENOENT;
+}
+
+int process_spawn(const char *path, char *const *argv, int out_fd, int pass_fd, pid_t *ret_pid, int *ret_pidfd) {
+        _cleanup_close_ int null_fd = -EBADF;
+        int pidfd;
+        pid_t pid;
+
+        null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (null_fd < 0)
+                return -errno;
+
+        pid = fork();
+        if (pid < 0)
+                return -errno;
+
+        if (pid == 0) {
+                sigset_t ss;
+
+                /* Child: only async-signal-safe calls from here on. */
+                (void) setsid();
+
+                sigemptyset(&ss);
+                (void) sigprocmask(SIG_SETMASK, &ss, NULL);
+                for (int sig = 1; sig < _NSIG; sig++)
+                        if (sig != SIGKILL && sig != SIGSTOP)
+                                (void) signal(sig, SIG_DFL);
+
+                /* Move the fd to pass out of the way of 0–2 first, then place everything. */
+                if (pass_fd >= 0 && pass_fd < 3) {
+                        pass_fd = fcntl(pass_fd, F_DUPFD_CLOEXEC, 10);
+                        if (pass_fd < 0)
+                                _exit(126);
+                }
+                if (dup2(null_fd, STDIN_FILENO) < 0 || dup2(out_fd, STDOUT_FILENO) < 0 ||
+                    dup2(out_fd, STDERR_FILENO) < 0)
+                        _exit(126);
+                if (pass_fd >= 0) {
+                        if (pass_fd == 3) {
+                                int flags = fcntl(3, F_GETFD);
+                                if (flags < 0 || fcntl(3, F_SETFD, flags & ~FD_CLOEXEC) < 0)
+                                        _exit(126);
+                        } else if (dup2(pass_fd, 3) < 0)
+                                _exit(126);
+                }
+                if (syscall(__NR_close_range, pass_fd >= 0 ? 4U : 3U, ~0U, 0U) < 0)
+                        for (int fd = pass_fd >= 0 ? 4 : 3; fd < 65536; fd++)
+                                (void) close(fd);
+
+                execv(path, argv);
+                _exit(127);
+        }
+
+        /* The child is ours and not yet reaped, so this pidfd cannot refer to another process. */
+        pidfd = sys_pidfd_open(pid);
+        if (pidfd < 0) {
+                int r = -errno;
+                (void) kill(pid, SIGKILL);
+                return r;
+        }
+
+        *ret_pid = pid;
+        *ret_pidfd = pidfd;
+        return 0;
+}
+
+int process_get_stat(const char *proc_root, pid_t pid, char *ret_state, uint64_t *ret_starttime) {
+        _cleanup_free_ char *path = NULL, *buf = NULL;
+        const char *p;
+        uint64_t v;
+        int r;
+
+        if (asprintf(&path, "%s/%i/stat", proc_root, (int) pid) < 0)
+                return -ENOMEM;
+        r = read_full_file(path, 64 * 1024, &buf, NULL);
+        if (r == -ENOENT)
+                return -ESRCH;
+        if (r < 0)
+                return r;
+
+        /* The comm field may contain spaces and parentheses: skip to the last ')'. */
+        p = strrchr(buf, ')');
+        if (!p)
+                return -EINVAL;
+        p++;
+        while (*p == ' ')
+                p++;
+        if (ret_state)
+                *ret_state = *p;
+        /* Fields after comm start at 3 (state); starttime is field 22. */
+        for (int field = 3; field < 22; field++) {
+                while (*p == ' ')
+                        p++;
+                p = strchr(p, ' ');
+                if (!p)
+                        return -EINVAL;
+        }
+        while (*p == ' ')
+                p++;
+        if (sscanf(p, "%" SCNu64, &v) != 1)
+                return -EINVAL;
+        if (ret_starttime)
+                *ret_starttime = v;
+        return 0;
+}
+
+int process_get_starttime(const char *proc_root, pid_t pid, uint64_t *ret) {
+        return process_get_stat(proc_root, pid, NULL, ret);
+}
+
+int process_adopt(pid_t pid, uint64_t starttime, int *ret_pidfd) {
+        _cleanup_close_ int pidfd = -EBADF;
+        uint64_t st;
+        char state = 0;
+        int r;
+
+        if (pid <= 1)
+                return -EINVAL;
+
+        pidfd = sys_pidfd_open(pid);
+        if (pidfd < 0)
+                return errno == ESRCH ? -ESRCH : -errno;
+
+        r = process_get_stat("/proc", pid, &state, &st);
+        if (r < 0)
+                return r;
+        if (st != starttime)
+                return -ESRCH; /* the pid now belongs to another process */
+        if (state == 'Z' || state == 'X')
+                return -ESRCH; /* dead, waiting for whoever inherited it to reap it */
+
+        *ret_pidfd = TAKE_FD(pidfd);
+        return 0;
+}

@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include <sys/types.h>
+
+#include "macro.h"
+
+/* Finds an executable: a path containing '/' is checked as is, a bare name is searched in $PATH.
+ * -ENOENT when not found, -EACCES when found but not executable. */
+int find_executable(const char *name, char **ret_path);
+
+/* Forks and executes path with argv in a new session (its own process group), stdin on /dev/null,
+ * stdout and stderr on out_fd, the signal mask and dispositions reset, every fd closed except pass_fd,
+ * which the child gets as fd 3 (pass_fd < 0: none). Returns the pid and a pidfd for it. */
+int process_spawn(const char *path, char *const *argv, int out_fd, int pass_fd, pid_t *ret_pid, int *ret_pidfd);
+
+/* Reads field 22 (starttime, in clock ticks since boot) of /proc/PID/stat under proc_root ("/proc" normally).
+ * Together with the pid it names one process for its whole life, so a reused pid is told apart. */
+int process_get_starttime(const char *proc_root, pid_t pid, uint64_t *ret);
+/* Field 3 (state: R, S, D, Z, …) and field 22 (starttime) of /proc/PID/stat; either output may be NULL. */
+int process_get_stat(const char *proc_root, pid_t pid, char *ret_state, uint64_t *ret_starttime);
+
+/* Opens a pidfd for pid and checks that the process still has the given start time (the pidfd then pins
+ * that very process). -ESRCH when it is gone, a zombie, or the pid was reused. */
+int process_adopt(pid_t pid, uint64_t starttime, int *ret_pidfd);
+
+int pidfd_send_sig(int pidfd, int sig);

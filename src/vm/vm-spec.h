@@ -1,0 +1,127 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* A guest definition: parsed from a .vm file (systemd-style INI, memvisor.vm(5)) or from the JSON form that
+ * DefineVM takes, which has the same sections and keys: {"VM": {"Memory": "512M", "VCPUs": 2}, "Restart":
+ * {...}}. Values in JSON may be strings, numbers or booleans (converted to their text), or arrays of those for
+ * keys that may repeat (Disk=). Both forms go through the same key table, so they accept exactly the same
+ * things. Errors name the place: "FILE:LINE: reason" for files, "VM.Memory: reason" for JSON. */
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "macro.h"
+
+typedef enum VmAccel {
+        VM_ACCEL_AUTO,          /* KVM when /dev/kvm is usable, else TCG */
+        VM_ACCEL_KVM,
+        VM_ACCEL_TCG,
+        _VM_ACCEL_MAX,
+        _VM_ACCEL_INVALID = -EINVAL,
+} VmAccel;
+
+typedef enum VmMemoryBackend {
+        VM_MEMORY_BACKEND_RAM,
+        VM_MEMORY_BACKEND_MEMFD,
+        VM_MEMORY_BACKEND_FILE,
+        _VM_MEMORY_BACKEND_MAX,
+        _VM_MEMORY_BACKEND_INVALID = -EINVAL,
+} VmMemoryBackend;
+
+typedef enum VmMemoryPolicy {
+        VM_MEMORY_POLICY_DEFAULT,
+        VM_MEMORY_POLICY_BIND,
+        VM_MEMORY_POLICY_PREFERRED,
+        VM_MEMORY_POLICY_INTERLEAVE,
+        _VM_MEMORY_POLICY_MAX,
+        _VM_MEMORY_POLICY_INVALID = -EINVAL,
+} VmMemoryPolicy;
+
+typedef enum VmRestartPolicy {
+        VM_RESTART_NO,
+        VM_RESTART_ON_FAILURE,
+        VM_RESTART_ALWAYS,
+        _VM_RESTART_MAX,
+        _VM_RESTART_INVALID = -EINVAL,
+} VmRestartPolicy;
+
+DECLARE_STRING_TABLE(vm_accel, VmAccel);
+DECLARE_STRING_TABLE(vm_memory_backend, VmMemoryBackend);
+DECLARE_STRING_TABLE(vm_memory_policy, VmMemoryPolicy);
+DECLARE_STRING_TABLE(vm_restart_policy, VmRestartPolicy);
+
+#define VM_NAME_MAX 64
+#define VM_MAX_DISKS 16
+#define VM_MAX_VCPUS 512
+#define VM_MAX_EXTRA_ARGS 256
+
+typedef struct VmSpec {
+        /* [VM] */
+        char *name;                     /* Name=; [a-zA-Z0-9_.-], 1..64 chars, not starting with '.' or '-' */
+        uint64_t memory_bytes;          /* Memory=, default 512M; multiple of 1 MiB, 16M … 16T */
+        unsigned vcpus;                 /* VCPUs=, default 1; 1 … 512 */
+        char *machine;                  /* Machine=, default "q35" */
+        VmAccel accel;                  /* Accelerator=, default auto */
+        char *qemu_binary;              /* Emulator=, default NULL → "qemu-system-x86_64" from PATH */
+        char *kernel;                   /* Kernel=, absolute path */
+        char *initrd;                   /* Initrd=, absolute path, needs Kernel= */
+        char *append;                   /* Append=, needs Kernel= */
+        char **disks;                   /* Disk=, repeatable, absolute paths; NULL-terminated */
+        size_t n_disks;
+        bool balloon;                   /* Balloon=, default yes: -device virtio-balloon-pci,id=balloon0 */
+        char **extra_args;              /* ExtraArgs=, split like a shell (quotes, backslash), no expansion;
+                                         * passed verbatim and unchecked; NULL-terminated */
+        size_t n_extra_args;
+        bool autostart;                 /* Autostart=, default no */
+        uint64_t start_timeout_usec;    /* StartTimeoutSec=, default 30s: QMP must answer within */
+        uint64_t stop_timeout_usec;     /* StopTimeoutSec=, default 30s: system_powerdown → SIGTERM after */
+
+        /* [Memory] */
+        VmMemoryBackend backend;        /* Backend=, default ram */
+        bool hugepages;                 /* HugePages=, default no (memfd: hugetlb=on; file: needs Path= on hugetlbfs) */
+        char *mem_path;                 /* Path=, file backend only (required there): mem-path= */
+        VmMemoryPolicy policy;          /* Policy=, default "default" */
+        char *host_nodes;               /* HostNodes=, a node list like "0", "0-1", "0,2-3"; required for
+                                         * bind/preferred/interleave, forbidden with default; normalized */
+        bool prealloc;                  /* Prealloc=, default no */
+
+        /* [Restart] */
+        VmRestartPolicy restart;        /* Policy=, default no */
+        uint64_t restart_usec;          /* RestartSec=, default 1s */
+        uint64_t restart_max_usec;      /* RestartMaxDelaySec=, default 1min; backoff doubles up to this */
+        unsigned start_limit_burst;     /* StartLimitBurst=, default 5 */
+        uint64_t start_limit_interval_usec; /* StartLimitIntervalSec=, default 60s */
+} VmSpec;
+
+/* A parse or validation problem: where (file:line or JSON field path) and why. */
+typedef struct VmSpecError {
+        char *field;                    /* "VM.Memory" (section.key), or NULL for a syntax error */
+        char *message;                  /* full text: "web.vm:3: Invalid value '12Q' for Memory=: …" */
+} VmSpecError;
+
+void vm_spec_error_done(VmSpecError *e);
+
+VmSpec *vm_spec_new(void);              /* with every default set */
+VmSpec *vm_spec_free(VmSpec *s);
+DEFINE_TRIVIAL_CLEANUP_FUNC(VmSpec *, vm_spec_free);
+
+bool vm_name_is_valid(const char *name);
+
+/* Parses INI text. filename is used in messages and, when the text has no Name=, gives the name (basename
+ * without ".vm"); name_hint (may be NULL) overrides that (e.g. the name given to DefineVM). A Name= that
+ * disagrees with the file name is an error. Validates the result (vm_spec_validate). */
+int vm_spec_parse_ini(const char *filename, const char *text, const char *name_hint, VmSpec **ret,
+                      VmSpecError *ret_error);
+int vm_spec_parse_file(const char *path, VmSpec **ret, VmSpecError *ret_error);
+int vm_spec_parse_json(json_object *definition, const char *name_hint, VmSpec **ret, VmSpecError *ret_error);
+
+/* Cross-field checks (Initrd without Kernel, neither kernel nor disk, Policy without HostNodes, file backend
+ * without Path, HugePages with ram backend, RestartMaxDelaySec < RestartSec, …). */
+int vm_spec_validate(const VmSpec *s, VmSpecError *ret_error);
+
+/* Canonical INI text (every key, defaults included) — parsing it gives an equal spec. */
+int vm_spec_to_ini(const VmSpec *s, char **ret);
+/* JSON form with the same sections/keys, typed values (numbers for counts and bytes, booleans, strings). */
+int vm_spec_to_json(const VmSpec *s, json_object **ret);
+bool vm_spec_equal(const VmSpec *a, const VmSpec *b);

@@ -1,0 +1,1101 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/kvm.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <systemd/sd-journal.h>
+#include <time.h>
+
+#include "fileio.h"
+#include "json-util.h"
+#include "log.h"
+#include "process.h"
+#include "qemu-argv.h"
+#include "strv.h"
+#include "vm.h"
+
+#define KILL_TIMEOUT_USEC (10 * USEC_PER_SEC)
+#define QMP_COMMAND_TIMEOUT_USEC (10 * USEC_PER_SEC)
+
+#define log_vm(vm, level, error, ...) log_struct(level, error, STRV((vm)->log_field), __VA_ARGS__)
+#define log_vm_id(vm, level, error, id, ...) log_struct(level, error, STRV((vm)->log_field, id), __VA_ARGS__)
+
+static const char *const vm_state_table[_VM_STATE_MAX] = {
+        [VM_STATE_DEFINED] = "defined",
+        [VM_STATE_STARTING] = "starting",
+        [VM_STATE_RUNNING] = "running",
+        [VM_STATE_STOPPING] = "stopping",
+        [VM_STATE_STOPPED] = "stopped",
+        [VM_STATE_FAILED] = "failed",
+        [VM_STATE_RESTARTING] = "restarting",
+};
+
+DEFINE_STRING_TABLE(vm_state, VmState, _VM_STATE_MAX);
+
+static uint64_t now_usec(clockid_t clock) {
+        struct timespec ts;
+
+        (void) clock_gettime(clock, &ts);
+        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / NSEC_PER_USEC;
+}
+
+/* ---- context ---------------------------------------------------------------------------------- */
+
+int vm_context_init(VmContext *ctx, sd_event *event, const char *runtime_dir, bool log_to_journal) {
+        *ctx = (VmContext) {
+                .event = sd_event_ref(event),
+                .log_to_journal = log_to_journal,
+                .proc_root = "/proc",
+        };
+        ctx->vms_dir = path_join(runtime_dir, "vms");
+        if (!ctx->vms_dir)
+                return -ENOMEM;
+        return mkdir_p(ctx->vms_dir, 0700);
+}
+
+void vm_context_done(VmContext *ctx) {
+        free(ctx->vms_dir);
+        sd_event_unref(ctx->event);
+        *ctx = (VmContext) {};
+}
+
+int vm_context_add_state_watch(VmContext *ctx, VmStateWatch cb, void *userdata) {
+        if (ctx->n_state_watches >= VM_CONTEXT_MAX_WATCHES)
+                return -E2BIG;
+        ctx->state_watches[ctx->n_state_watches].cb = cb;
+        ctx->state_watches[ctx->n_state_watches++].userdata = userdata;
+        return 0;
+}
+
+int vm_context_add_event_watch(VmContext *ctx, VmEventWatch cb, void *userdata) {
+        if (ctx->n_event_watches >= VM_CONTEXT_MAX_WATCHES)
+                return -E2BIG;
+        ctx->event_watches[ctx->n_event_watches].cb = cb;
+        ctx->event_watches[ctx->n_event_watches++].userdata = userdata;
+        return 0;
+}
+
+/* ---- object ----------------------------------------------------------------------------------- */
+
+static void vm_exit_done(VmExit *e) {
+        free(e->shutdown_reason);
+        free(e->description);
+        *e = (VmExit) {};
+}
+
+int vm_new(VmContext *ctx, VmSpec *spec, const char *source, Vm **ret) {
+        _cleanup_(vm_freep) Vm *vm = NULL;
+
+        vm = calloc(1, sizeof(*vm));
+        if (!vm)
+                return -ENOMEM;
+        vm->ctx = ctx;
+        vm->pidfd = -EBADF;
+        vm->state = VM_STATE_DEFINED;
+        vm->state_since_realtime = now_usec(CLOCK_REALTIME);
+        vm->name = strdup(spec->name);
+        if (!vm->name || asprintf(&vm->log_field, "VM=%s", spec->name) < 0)
+                return -ENOMEM;
+        if (source && !(vm->source = strdup(source)))
+                return -ENOMEM;
+
+        vm->run_dir = path_join(ctx->vms_dir, vm->name);
+        if (!vm->run_dir)
+                return -ENOMEM;
+        vm->qmp_path = path_join(vm->run_dir, "qmp.sock");
+        vm->console_path = path_join(vm->run_dir, "console.log");
+        vm->log_path = path_join(vm->run_dir, "qemu.log");
+        vm->state_path = path_join(vm->run_dir, "state");
+        if (!vm->qmp_path || !vm->console_path || !vm->log_path || !vm->state_path)
+                return -ENOMEM;
+
+        vm->spec = spec; /* only now: on failure above the caller still owns spec */
+        *ret = TAKE_PTR(vm);
+        return 0;
+}
+
+static void vm_release_process(Vm *vm) {
+        vm->process_source = sd_event_source_disable_unref(vm->process_source);
+        vm->pidfd = safe_close(vm->pidfd);
+        vm->pid = 0;
+        vm->starttime = 0;
+        vm->adopted = false;
+}
+
+static void vm_release_qmp(Vm *vm);
+
+Vm *vm_free(Vm *vm) {
+        if (!vm)
+                return NULL;
+
+        vm->timer = sd_event_source_disable_unref(vm->timer);
+        vm_release_qmp(vm);
+        vm_release_process(vm);
+        vm_spec_free(vm->spec);
+        vm_spec_free(vm->running_spec);
+        vm_exit_done(&vm->last_exit);
+        strv_free(vm->argv);
+        free(vm->vcpus);
+        free(vm->name);
+        free(vm->log_field);
+        free(vm->source);
+        free(vm->reason);
+        free(vm->run_dir);
+        free(vm->qmp_path);
+        free(vm->console_path);
+        free(vm->log_path);
+        free(vm->state_path);
+        free(vm->qemu_status);
+        free(vm->qemu_version);
+        free(vm->shutdown_reason);
+        free(vm);
+        return NULL;
+}
+
+void vm_set_spec(Vm *vm, VmSpec *spec, const char *source) {
+        vm_spec_free(vm->spec);
+        vm->spec = spec;
+        (void) free_and_strdup(&vm->source, source);
+        vm->transient = false;
+}
+
+bool vm_is_active(const Vm *vm) {
+        return vm->pidfd >= 0;
+}
+
+static void vm_set_state(Vm *vm, VmState state, const char *reason) {
+        VmState old = vm->state;
+
+        (void) free_and_strdup(&vm->reason, reason);
+        if (old == state && !reason)
+                return;
+        vm->state = state;
+        vm->state_since_realtime = now_usec(CLOCK_REALTIME);
+
+        log_vm(vm, LOG_DEBUG, 0, "Guest %s: %s → %s%s%s", vm->name, vm_state_to_string(old),
+               vm_state_to_string(state), reason ? ": " : "", strempty(reason));
+
+        for (size_t i = 0; i < vm->ctx->n_state_watches; i++)
+                vm->ctx->state_watches[i].cb(vm, old, vm->ctx->state_watches[i].userdata);
+}
+
+/* ---- timers ----------------------------------------------------------------------------------- */
+
+static int vm_on_timer(sd_event_source *s, uint64_t usec, void *userdata);
+
+static int vm_arm_timer(Vm *vm, VmTimer kind, uint64_t delay_usec) {
+        int r;
+
+        if (!vm->timer) {
+                r = sd_event_add_time_relative(vm->ctx->event, &vm->timer, CLOCK_MONOTONIC, delay_usec, 0,
+                                               vm_on_timer, vm);
+                if (r < 0)
+                        return r;
+                (void) sd_event_source_set_description(vm->timer, "vm-timer");
+        } else {
+                r = sd_event_source_set_time_relative(vm->timer, delay_usec);
+                if (r < 0)
+                        return r;
+                r = sd_event_source_set_enabled(vm->timer, SD_EVENT_ONESHOT);
+                if (r < 0)
+                        return r;
+        }
+        vm->timer_kind = kind;
+        return 0;
+}
+
+static void vm_disarm_timer(Vm *vm) {
+        if (vm->timer)
+                (void) sd_event_source_set_enabled(vm->timer, SD_EVENT_OFF);
+        vm->timer_kind = VM_TIMER_NONE;
+}
+
+static void vm_signal(Vm *vm, int sig) {
+        int r;
+
+        if (vm->pidfd < 0)
+                return;
+        r = pidfd_send_sig(vm->pidfd, sig);
+        if (r < 0 && r != -ESRCH)
+                log_vm(vm, LOG_WARNING, r, "Failed to send %s to QEMU of guest %s: %m", sigabbrev_np(sig), vm->name);
+}
+
+/* ---- runtime state (for re-adoption) ---------------------------------------------------------- */
+
+static int vm_write_state_file(Vm *vm) {
+        _cleanup_json_ json_object *o = json_object_new_object(), *argv = json_object_new_array(), *def = NULL;
+        const char *text;
+        size_t len;
+        int r;
+
+        if (!o || !argv)
+                return -ENOMEM;
+        for (char **a = vm->argv; a && *a; a++)
+                if (json_object_array_add(argv, json_object_new_string(*a)) < 0)
+                        return -ENOMEM;
+        r = vm_spec_to_json(vm->running_spec, &def);
+        if (r < 0)
+                return r;
+
+        if ((r = json_add_string(o, "name", vm->name)) < 0 || (r = json_add_int(o, "pid", vm->pid)) < 0 ||
+            (r = json_add_uint(o, "starttime", vm->starttime)) < 0 ||
+            (r = json_add_uint(o, "startedRealtime", vm->started_realtime)) < 0 ||
+            (r = json_add_uint(o, "startedMonotonic", vm->started_monotonic)) < 0 ||
+            (r = json_add_uint(o, "restarts", vm->restarts)) < 0 ||
+            (r = json_add_string(o, "accelerator", vm_accel_to_string(vm->accel))) < 0 ||
+            (r = json_add_string(o, "source", vm->source)) < 0 ||
+            (r = json_add(o, "argv", TAKE_PTR(argv))) < 0 || (r = json_add(o, "definition", TAKE_PTR(def))) < 0)
+                return r;
+
+        text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
+        len = strlen(text);
+        return write_file_atomic(vm->state_path, text, len, 0600);
+}
+
+void vm_cleanup_runtime(VmContext *ctx, const char *name) {
+        _cleanup_free_ char *dir = path_join(ctx->vms_dir, name), *state = NULL, *qmp = NULL;
+
+        if (!dir)
+                return;
+        state = path_join(dir, "state");
+        qmp = path_join(dir, "qmp.sock");
+        if (state)
+                (void) unlink(state);
+        if (qmp)
+                (void) unlink(qmp);
+}
+
+int vm_state_file_read(const char *path, json_object **ret) {
+        _cleanup_free_ char *buf = NULL;
+        json_object *o;
+        int r;
+
+        r = read_full_file(path, 1024 * 1024, &buf, NULL);
+        if (r < 0)
+                return r;
+        o = json_tokener_parse(buf);
+        if (!o || !json_object_is_type(o, json_type_object)) {
+                json_object_put(o);
+                return -EBADMSG;
+        }
+        *ret = o;
+        return 0;
+}
+
+/* ---- exit handling ---------------------------------------------------------------------------- */
+
+static void vm_release_qmp(Vm *vm) {
+        if (!vm->qmp)
+                return;
+        qmp_client_set_state_callback(vm->qmp, NULL, NULL);
+        vm->qmp = qmp_client_unref(vm->qmp);
+}
+
+static int vm_start_internal(Vm *vm, bool by_policy, char **ret_error);
+
+static void vm_handle_exit(Vm *vm, bool status_known, int code, int sig) {
+        uint64_t now = now_usec(CLOCK_MONOTONIC), uptime = now - vm->started_monotonic, delay = 0;
+        _cleanup_free_ char *desc = NULL, *reason = NULL;
+        bool clean;
+        RestartDecision d;
+        VmSpec *spec;
+
+        vm_disarm_timer(vm);
+        vm_release_qmp(vm);
+        vm_release_process(vm);
+        vm_cleanup_runtime(vm->ctx, vm->name);
+
+        if (!status_known)
+                desc = strdup(vm->shutdown_reason ? "exited (adopted guest, exit status unknown)"
+                                                  : "vanished (adopted guest, exit status unknown)");
+        else if (sig > 0)
+                (void) asprintf(&desc, "killed by signal %s", sigabbrev_np(sig) ?: "?");
+        else
+                (void) asprintf(&desc, "exited with status %i", code);
+        if (!desc)
+                desc = strdup("ended");
+
+        vm_exit_done(&vm->last_exit);
+        vm->last_exit = (VmExit) {
+                .valid = true,
+                .status_known = status_known,
+                .code = status_known && sig == 0 ? code : -1,
+                .signal = sig,
+                .shutdown_reason = vm->shutdown_reason ? strdup(vm->shutdown_reason) : NULL,
+                .description = desc ? strdup(desc) : NULL,
+                .realtime_usec = now_usec(CLOCK_REALTIME),
+        };
+
+        spec = vm->running_spec ?: vm->spec;
+
+        if (vm->stop_requested) {
+                bool again = vm->restart_requested;
+
+                vm->stop_requested = vm->restart_requested = false;
+                log_vm_id(vm, LOG_INFO, 0, MESSAGE_ID_VM_STOPPED, "Guest %s stopped (%s).", vm->name, desc);
+                vm_set_state(vm, VM_STATE_STOPPED, desc);
+                if (again) {
+                        _cleanup_free_ char *error = NULL;
+                        if (vm_start_internal(vm, false, &error) < 0)
+                                log_vm(vm, LOG_ERR, 0, "Failed to start guest %s again: %s", vm->name, strna(error));
+                }
+                return;
+        }
+
+        if (vm->start_timed_out) {
+                clean = false;
+                free(desc);
+                if (asprintf(&desc, "start timeout: QMP did not become ready within %.1fs",
+                             (double) spec->start_timeout_usec / USEC_PER_SEC) < 0)
+                        desc = NULL;
+        } else if (status_known)
+                clean = sig == 0 && code == 0;
+        else
+                clean = vm->shutdown_reason && (streq(vm->shutdown_reason, "guest-shutdown") ||
+                                                 streq(vm->shutdown_reason, "host-signal") ||
+                                                 streq(vm->shutdown_reason, "host-qmp-quit"));
+
+        if (clean && vm->shutdown_reason)
+                (void) asprintf(&reason, "%s (%s)", desc, vm->shutdown_reason);
+        else
+                reason = strdup(strempty(desc));
+
+        d = restart_decide(&vm->tracker, spec, clean, uptime, now, &delay);
+        switch (d) {
+        case RESTART_DECISION_NONE:
+                if (clean) {
+                        log_vm_id(vm, LOG_INFO, 0, MESSAGE_ID_VM_STOPPED, "Guest %s ended: %s.", vm->name, reason);
+                        vm_set_state(vm, VM_STATE_STOPPED, reason);
+                } else {
+                        log_vm_id(vm, LOG_WARNING, 0, MESSAGE_ID_VM_FAILED, "Guest %s failed: %s.", vm->name, reason);
+                        vm_set_state(vm, VM_STATE_FAILED, reason);
+                }
+                return;
+
+        case RESTART_DECISION_RESTART: {
+                char ts[64];
+                int r;
+
+                snprintf(ts, sizeof(ts), "%.3gs", (double) delay / USEC_PER_SEC);
+                log_vm_id(vm, clean ? LOG_INFO : LOG_WARNING, 0, MESSAGE_ID_VM_RESTART_SCHEDULED,
+                          "Guest %s %s: %s; restarting in %s (policy %s).", vm->name, clean ? "ended" : "failed",
+                          reason, ts, vm_restart_policy_to_string(spec->restart));
+                r = vm_arm_timer(vm, VM_TIMER_RESTART, delay);
+                if (r < 0) {
+                        log_vm(vm, LOG_ERR, r, "Failed to schedule restart of guest %s: %m", vm->name);
+                        vm_set_state(vm, VM_STATE_FAILED, reason);
+                        return;
+                }
+                vm_set_state(vm, VM_STATE_RESTARTING, reason);
+                return;
+        }
+
+        case RESTART_DECISION_LIMIT_HIT: {
+                _cleanup_free_ char *why = NULL;
+
+                if (asprintf(&why, "start limit hit (%u starts within %.0fs): %s", spec->start_limit_burst,
+                             (double) spec->start_limit_interval_usec / USEC_PER_SEC, reason) < 0)
+                        why = NULL;
+                log_vm_id(vm, LOG_ERR, 0, MESSAGE_ID_VM_START_LIMIT_HIT,
+                          "Guest %s failed and hit its start limit, not restarting: %s.", vm->name, strna(why));
+                vm_set_state(vm, VM_STATE_FAILED, why ?: reason);
+                return;
+        }
+
+        case _RESTART_DECISION_MAX:
+        case _RESTART_DECISION_INVALID:
+                break;
+        }
+        vm_set_state(vm, VM_STATE_FAILED, reason);
+}
+
+/* Our own child: sd-event reaps it and tells us how it ended. */
+static int vm_on_child(sd_event_source *s, const siginfo_t *si, void *userdata) {
+        Vm *vm = userdata;
+
+        if (si->si_code == CLD_EXITED)
+                vm_handle_exit(vm, true, si->si_status, 0);
+        else
+                vm_handle_exit(vm, true, -1, si->si_status);
+        return 0;
+}
+
+/* An adopted guest: the pidfd becomes readable when it exits; we cannot wait for it. */
+static int vm_on_pidfd(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        vm_handle_exit(userdata, false, -1, 0);
+        return 0;
+}
+
+/* ---- QMP -------------------------------------------------------------------------------------- */
+
+static void vm_start_done(Vm *vm) {
+        if (vm->state != VM_STATE_STARTING || vm->start_done)
+                return;
+        vm->start_done = true;
+        vm_disarm_timer(vm);
+        log_vm_id(vm, LOG_INFO, 0, MESSAGE_ID_VM_STARTED, "Guest %s started (pid %i, %s, %u vCPUs).", vm->name,
+                  (int) vm->pid, vm_accel_to_string(vm->accel), (unsigned) vm->n_vcpus);
+        vm_set_state(vm, VM_STATE_RUNNING, NULL);
+}
+
+static void on_cont(QmpClient *q, int error, json_object *result, const char *cls, const char *desc, void *userdata) {
+        Vm *vm = userdata;
+
+        if (error < 0) {
+                log_vm(vm, LOG_ERR, error, "Failed to resume guest %s: %s", vm->name,
+                       error == -EIO ? desc : strerror(-error));
+                return; /* the start timeout will deal with it */
+        }
+        vm_start_done(vm);
+}
+
+static void on_query_cpus(QmpClient *q, int error, json_object *result, const char *cls, const char *desc,
+                          void *userdata) {
+        Vm *vm = userdata;
+        size_t n;
+        VmVcpu *v;
+
+        if (error < 0) {
+                log_vm(vm, LOG_WARNING, error, "query-cpus-fast failed for guest %s: %s", vm->name,
+                       error == -EIO ? desc : strerror(-error));
+        } else if (json_object_is_type(result, json_type_array)) {
+                n = json_object_array_length(result);
+                v = calloc(MAX(n, (size_t) 1), sizeof(VmVcpu));
+                if (v) {
+                        for (size_t i = 0; i < n; i++) {
+                                json_object *cpu = json_object_array_get_idx(result, i);
+                                v[i].index = (unsigned) json_get_int(cpu, "cpu-index", (int64_t) i);
+                                v[i].thread_id = (pid_t) json_get_int(cpu, "thread-id", 0);
+                        }
+                        free(vm->vcpus);
+                        vm->vcpus = v;
+                        vm->n_vcpus = n;
+                }
+        }
+
+        if (vm->state != VM_STATE_STARTING)
+                return;
+        if (vm->start_paused) {
+                int r = qmp_client_execute(q, "cont", NULL, QMP_COMMAND_TIMEOUT_USEC, on_cont, vm);
+                if (r < 0)
+                        log_vm(vm, LOG_ERR, r, "Failed to queue cont for guest %s: %m", vm->name);
+        } else
+                vm_start_done(vm);
+}
+
+static void on_query_status(QmpClient *q, int error, json_object *result, const char *cls, const char *desc,
+                            void *userdata) {
+        Vm *vm = userdata;
+
+        if (error == 0)
+                (void) free_and_strdup(&vm->qemu_status, json_get_string(result, "status"));
+}
+
+static void vm_on_qmp_event(QmpClient *q, const char *event, json_object *data, uint64_t ts, void *userdata) {
+        Vm *vm = userdata;
+
+        if (streq(event, "SHUTDOWN")) {
+                (void) free_and_strdup(&vm->shutdown_reason, json_get_string(data, "reason"));
+                log_vm(vm, LOG_INFO, 0, "Guest %s is shutting down (%s).", vm->name, strna(vm->shutdown_reason));
+        } else if (streq(event, "STOP"))
+                (void) free_and_strdup(&vm->qemu_status, "paused");
+        else if (streq(event, "RESUME"))
+                (void) free_and_strdup(&vm->qemu_status, "running");
+
+        for (size_t i = 0; i < vm->ctx->n_event_watches; i++)
+                vm->ctx->event_watches[i].cb(vm, event, data, ts, vm->ctx->event_watches[i].userdata);
+}
+
+static void vm_on_qmp_state(QmpClient *q, QmpClientState state, int error, void *userdata) {
+        Vm *vm = userdata;
+        json_object *greeting, *ver, *qemu;
+        int r;
+
+        switch (state) {
+        case QMP_CLIENT_RUNNING:
+                greeting = qmp_client_get_greeting(q);
+                if (json_object_object_get_ex(greeting, "version", &ver) &&
+                    json_object_object_get_ex(ver, "qemu", &qemu)) {
+                        char v[64];
+                        snprintf(v, sizeof(v), "%" PRIi64 ".%" PRIi64 ".%" PRIi64, json_get_int(qemu, "major", 0),
+                                 json_get_int(qemu, "minor", 0), json_get_int(qemu, "micro", 0));
+                        (void) free_and_strdup(&vm->qemu_version, v);
+                }
+                r = qmp_client_execute(q, "query-status", NULL, QMP_COMMAND_TIMEOUT_USEC, on_query_status, vm);
+                if (r >= 0)
+                        r = qmp_client_execute(q, "query-cpus-fast", NULL, QMP_COMMAND_TIMEOUT_USEC, on_query_cpus, vm);
+                if (r < 0)
+                        log_vm(vm, LOG_ERR, r, "Failed to queue QMP commands for guest %s: %m", vm->name);
+                break;
+        case QMP_CLIENT_DISCONNECTED:
+                if (vm_is_active(vm) && vm->state == VM_STATE_RUNNING)
+                        log_vm(vm, LOG_WARNING, error, "Lost the QMP connection of guest %s.", vm->name);
+                break;
+        case QMP_CLIENT_CONNECTING:
+        case QMP_CLIENT_NEGOTIATING:
+        case _QMP_CLIENT_STATE_MAX:
+        case _QMP_CLIENT_STATE_INVALID:
+                break;
+        }
+}
+
+static int vm_connect_qmp(Vm *vm, int fd) {
+        _cleanup_(qmp_client_unrefp) QmpClient *q = NULL;
+        int r;
+
+        if (fd >= 0)
+                r = qmp_client_new(&q, vm->ctx->event, fd);
+        else
+                r = qmp_client_connect(&q, vm->ctx->event, vm->qmp_path);
+        if (r < 0)
+                return r;
+
+        qmp_client_set_description(q, vm->name);
+        qmp_client_set_state_callback(q, vm_on_qmp_state, vm);
+        r = qmp_client_add_event_observer(q, vm_on_qmp_event, vm);
+        if (r < 0)
+                return r;
+
+        vm_release_qmp(vm);
+        vm->qmp = TAKE_PTR(q);
+        return 0;
+}
+
+/* ---- start ------------------------------------------------------------------------------------ */
+
+static bool kvm_usable(void) {
+        _cleanup_close_ int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+
+        return fd >= 0 && ioctl(fd, KVM_GET_API_VERSION, 0) == KVM_API_VERSION;
+}
+
+/* Creates the listening QMP socket that QEMU inherits; we connect to it right away. */
+static int vm_make_qmp_socket(Vm *vm, int *ret_listen_fd) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        _cleanup_close_ int fd = -EBADF;
+
+        if (strlen(vm->qmp_path) >= sizeof(sa.sun_path))
+                return -ENAMETOOLONG;
+        strcpy(sa.sun_path, vm->qmp_path);
+
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        (void) unlink(vm->qmp_path);
+        if (bind(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0)
+                return -errno;
+        if (chmod(vm->qmp_path, 0600) < 0 || listen(fd, 8) < 0)
+                return -errno;
+        *ret_listen_fd = TAKE_FD(fd);
+        return 0;
+}
+
+static int vm_open_output(Vm *vm, int *ret_fd) {
+        int fd;
+
+        if (vm->ctx->log_to_journal) {
+                _cleanup_free_ char *ident = NULL;
+
+                if (asprintf(&ident, "qemu-%s", vm->name) < 0)
+                        return -ENOMEM;
+                fd = sd_journal_stream_fd(ident, LOG_INFO, false);
+                if (fd >= 0) {
+                        *ret_fd = fd;
+                        return 0;
+                }
+                log_vm(vm, LOG_WARNING, fd, "Failed to connect QEMU output to the journal, using %s: %m", vm->log_path);
+        }
+
+        fd = open(vm->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0600);
+        if (fd < 0)
+                return -errno;
+        *ret_fd = fd;
+        return 0;
+}
+
+static int fail_start(Vm *vm, int error, char **ret_error, const char *fmt, ...) _printf_(4, 5);
+static int fail_start(Vm *vm, int error, char **ret_error, const char *fmt, ...) {
+        _cleanup_free_ char *msg = NULL;
+        va_list ap;
+
+        errno = abs(error);
+        va_start(ap, fmt);
+        if (vasprintf(&msg, fmt, ap) < 0)
+                msg = NULL;
+        va_end(ap);
+
+        log_vm_id(vm, LOG_ERR, error, MESSAGE_ID_VM_FAILED, "Failed to start guest %s: %s", vm->name, strna(msg));
+        vm_set_state(vm, VM_STATE_FAILED, msg);
+        if (ret_error)
+                *ret_error = TAKE_PTR(msg);
+        return error < 0 ? error : -EINVAL;
+}
+
+static int vm_start_internal(Vm *vm, bool by_policy, char **ret_error) {
+        _cleanup_close_ int listen_fd = -EBADF, out_fd = -EBADF, qmp_fd = -EBADF;
+        _cleanup_(strv_freep) char **argv = NULL;
+        _cleanup_free_ char *emulator = NULL;
+        _cleanup_(vm_spec_freep) VmSpec *spec = NULL;
+        QemuArgvParams p;
+        pid_t pid;
+        int pidfd, r;
+
+        if (vm_is_active(vm))
+                return 0;
+
+        vm_disarm_timer(vm);
+        vm->stop_requested = vm->restart_requested = false;
+        vm->start_timed_out = false;
+        vm->start_done = false;
+        vm->shutdown_reason = mfree(vm->shutdown_reason);
+        vm->qemu_status = mfree(vm->qemu_status);
+        vm->vcpus = mfree(vm->vcpus);
+        vm->n_vcpus = 0;
+
+        /* Snapshot the definition: a redefinition while running applies at the next start. */
+        {
+                _cleanup_free_ char *ini = NULL;
+                VmSpecError e = {};
+
+                r = vm_spec_to_ini(vm->spec, &ini);
+                if (r >= 0)
+                        r = vm_spec_parse_ini(vm->name, ini, vm->name, &spec, &e);
+                vm_spec_error_done(&e);
+                if (r < 0)
+                        return fail_start(vm, r, ret_error, "cannot copy the definition: %s", strerror(-r));
+        }
+
+        r = find_executable(spec->qemu_binary ?: "qemu-system-x86_64", &emulator);
+        if (r < 0)
+                return fail_start(vm, r, ret_error, "emulator %s %s", spec->qemu_binary ?: "qemu-system-x86_64",
+                                  r == -ENOENT ? "not found" : r == -EACCES ? "is not executable" : strerror(-r));
+
+        switch (spec->accel) {
+        case VM_ACCEL_AUTO:
+                vm->accel = kvm_usable() ? VM_ACCEL_KVM : VM_ACCEL_TCG;
+                break;
+        case VM_ACCEL_KVM:
+                if (!kvm_usable())
+                        return fail_start(vm, -ENODEV, ret_error,
+                                          "Accelerator=kvm but /dev/kvm is missing or not usable");
+                vm->accel = VM_ACCEL_KVM;
+                break;
+        case VM_ACCEL_TCG:
+                vm->accel = VM_ACCEL_TCG;
+                break;
+        case _VM_ACCEL_MAX:
+        case _VM_ACCEL_INVALID:
+                return fail_start(vm, -EINVAL, ret_error, "invalid accelerator");
+        }
+
+        r = mkdir_p(vm->run_dir, 0700);
+        if (r < 0)
+                return fail_start(vm, r, ret_error, "cannot create %s: %s", vm->run_dir, strerror(-r));
+
+        r = vm_make_qmp_socket(vm, &listen_fd);
+        if (r < 0)
+                return fail_start(vm, r, ret_error, "cannot create QMP socket %s: %s", vm->qmp_path, strerror(-r));
+
+        r = vm_open_output(vm, &out_fd);
+        if (r < 0)
+                return fail_start(vm, r, ret_error, "cannot open QEMU log %s: %s", vm->log_path, strerror(-r));
+
+        vm->start_paused = false; /* nothing needs the vCPUs stopped yet */
+        p = (QemuArgvParams) {
+                .qmp_path = vm->qmp_path,
+                .qmp_fd = 3,
+                .console_path = vm->console_path,
+                .accel = vm->accel,
+                .paused = vm->start_paused,
+        };
+        r = qemu_build_argv(spec, &p, &argv);
+        if (r < 0)
+                return fail_start(vm, r, ret_error, "cannot build the QEMU command line: %s", strerror(-r));
+        free(argv[0]);
+        argv[0] = strdup(emulator);
+        if (!argv[0])
+                return fail_start(vm, -ENOMEM, ret_error, "out of memory");
+
+        {
+                /* Connect before QEMU runs: the backlog holds us until QEMU accepts and greets. */
+                struct sockaddr_un sa = { .sun_family = AF_UNIX };
+                strcpy(sa.sun_path, vm->qmp_path);
+                qmp_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+                if (qmp_fd < 0 || connect(qmp_fd, (struct sockaddr *) &sa, sizeof(sa)) < 0)
+                        return fail_start(vm, -errno, ret_error, "cannot connect to QMP socket: %m");
+        }
+
+        r = process_spawn(emulator, argv, out_fd, listen_fd, &pid, &pidfd);
+        if (r < 0)
+                return fail_start(vm, r, ret_error, "cannot spawn %s: %s", emulator, strerror(-r));
+
+        vm->pid = pid;
+        vm->pidfd = pidfd;
+        vm->adopted = false;
+        (void) process_get_starttime(vm->ctx->proc_root, pid, &vm->starttime);
+        vm->started_monotonic = now_usec(CLOCK_MONOTONIC);
+        vm->started_realtime = now_usec(CLOCK_REALTIME);
+        strv_free(vm->argv);
+        vm->argv = TAKE_PTR(argv);
+        vm_spec_free(vm->running_spec);
+        vm->running_spec = TAKE_PTR(spec);
+        if (by_policy)
+                vm->restarts++;
+        else
+                restart_tracker_reset(&vm->tracker);
+        restart_tracker_record_start(&vm->tracker, vm->running_spec, vm->started_monotonic);
+
+        r = sd_event_add_child_pidfd(vm->ctx->event, &vm->process_source, pidfd, WEXITED, vm_on_child, vm);
+        if (r < 0) {
+                vm_signal(vm, SIGKILL);
+                return fail_start(vm, r, ret_error, "cannot watch the QEMU process: %s", strerror(-r));
+        }
+        (void) sd_event_source_set_description(vm->process_source, "vm-process");
+
+        r = vm_connect_qmp(vm, TAKE_FD(qmp_fd));
+        if (r < 0)
+                log_vm(vm, LOG_ERR, r, "Failed to set up QMP for guest %s: %m", vm->name);
+
+        r = vm_write_state_file(vm);
+        if (r < 0)
+                log_vm(vm, LOG_WARNING, r, "Failed to write %s, the guest cannot be re-adopted: %m", vm->state_path);
+
+        r = vm_arm_timer(vm, VM_TIMER_START, vm->running_spec->start_timeout_usec);
+        if (r < 0)
+                log_vm(vm, LOG_WARNING, r, "Failed to arm the start timeout of guest %s: %m", vm->name);
+
+        log_vm(vm, LOG_DEBUG, 0, "Spawned QEMU for guest %s as pid %i.", vm->name, (int) pid);
+        vm_set_state(vm, VM_STATE_STARTING, NULL);
+        return 0;
+}
+
+int vm_start(Vm *vm, char **ret_error) {
+        if (vm->state == VM_STATE_STOPPING) {
+                /* Start again once it is down, as a restart would. */
+                vm->restart_requested = true;
+                return 0;
+        }
+        return vm_start_internal(vm, false, ret_error);
+}
+
+/* ---- stop ------------------------------------------------------------------------------------- */
+
+static void on_powerdown(QmpClient *q, int error, json_object *result, const char *cls, const char *desc,
+                         void *userdata) {
+        Vm *vm = userdata;
+
+        if (error < 0 && vm->state == VM_STATE_STOPPING && vm->timer_kind == VM_TIMER_STOP_TERM) {
+                log_vm(vm, LOG_NOTICE, error, "system_powerdown failed for guest %s (%s), sending SIGTERM.", vm->name,
+                       error == -EIO ? desc : strerror(-error));
+                vm_signal(vm, SIGTERM);
+                (void) vm_arm_timer(vm, VM_TIMER_STOP_KILL, KILL_TIMEOUT_USEC);
+        }
+}
+
+int vm_stop(Vm *vm) {
+        int r;
+
+        if (vm->state == VM_STATE_RESTARTING) {
+                vm_disarm_timer(vm);
+                vm_set_state(vm, VM_STATE_STOPPED, "restart cancelled by stop request");
+                return 0;
+        }
+        if (!vm_is_active(vm))
+                return 0;
+        if (vm->stop_requested) {
+                vm->restart_requested = false;
+                return 0;
+        }
+
+        vm->stop_requested = true;
+        vm->restart_requested = false;
+
+        if (vm->qmp && qmp_client_get_state(vm->qmp) == QMP_CLIENT_RUNNING && vm->state == VM_STATE_RUNNING) {
+                r = qmp_client_execute(vm->qmp, "system_powerdown", NULL, QMP_COMMAND_TIMEOUT_USEC, on_powerdown, vm);
+                if (r >= 0) {
+                        r = vm_arm_timer(vm, VM_TIMER_STOP_TERM, (vm->running_spec ?: vm->spec)->stop_timeout_usec);
+                        if (r >= 0) {
+                                log_vm(vm, LOG_INFO, 0, "Stopping guest %s: system_powerdown sent.", vm->name);
+                                vm_set_state(vm, VM_STATE_STOPPING, NULL);
+                                return 0;
+                        }
+                }
+        }
+
+        log_vm(vm, LOG_INFO, 0, "Stopping guest %s: SIGTERM sent.", vm->name);
+        vm_signal(vm, SIGTERM);
+        (void) vm_arm_timer(vm, VM_TIMER_STOP_KILL, KILL_TIMEOUT_USEC);
+        vm_set_state(vm, VM_STATE_STOPPING, NULL);
+        return 0;
+}
+
+int vm_kill(Vm *vm, int sig) {
+        if (!vm_is_active(vm))
+                return -ESRCH;
+
+        vm->stop_requested = true;
+        vm->restart_requested = false;
+        log_vm(vm, LOG_INFO, 0, "Sending %s to guest %s.", sigabbrev_np(sig) ?: "signal", vm->name);
+        vm_signal(vm, sig);
+        if (vm->timer_kind != VM_TIMER_STOP_KILL)
+                (void) vm_arm_timer(vm, VM_TIMER_STOP_KILL, KILL_TIMEOUT_USEC);
+        vm_set_state(vm, VM_STATE_STOPPING, NULL);
+        return 0;
+}
+
+int vm_restart(Vm *vm, char **ret_error) {
+        int r;
+
+        if (!vm_is_active(vm)) {
+                vm_disarm_timer(vm);
+                return vm_start_internal(vm, false, ret_error);
+        }
+        r = vm_stop(vm);
+        if (r < 0)
+                return r;
+        vm->restart_requested = true;
+        return 0;
+}
+
+static int vm_on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Vm *vm = userdata;
+        VmTimer kind = vm->timer_kind;
+
+        vm->timer_kind = VM_TIMER_NONE;
+
+        switch (kind) {
+        case VM_TIMER_START:
+                log_vm(vm, LOG_ERR, 0, "Guest %s did not finish starting within its start timeout, killing it.",
+                       vm->name);
+                vm->start_timed_out = true;
+                vm_signal(vm, SIGKILL);
+                break;
+        case VM_TIMER_STOP_TERM:
+                log_vm(vm, LOG_NOTICE, 0, "Guest %s did not power down within its stop timeout, sending SIGTERM.",
+                       vm->name);
+                vm_signal(vm, SIGTERM);
+                (void) vm_arm_timer(vm, VM_TIMER_STOP_KILL, KILL_TIMEOUT_USEC);
+                break;
+        case VM_TIMER_STOP_KILL:
+                log_vm(vm, LOG_WARNING, 0, "Guest %s did not exit after SIGTERM, sending SIGKILL.", vm->name);
+                vm_signal(vm, SIGKILL);
+                break;
+        case VM_TIMER_RESTART: {
+                _cleanup_free_ char *error = NULL;
+                if (vm->state == VM_STATE_RESTARTING && vm_start_internal(vm, true, &error) < 0)
+                        log_vm(vm, LOG_ERR, 0, "Restart of guest %s failed: %s", vm->name, strna(error));
+                break;
+        }
+        case VM_TIMER_NONE:
+                break;
+        }
+        return 0;
+}
+
+/* ---- adoption --------------------------------------------------------------------------------- */
+
+int vm_adopt(Vm *vm, json_object *state) {
+        _cleanup_close_ int pidfd = -EBADF;
+        _cleanup_(vm_spec_freep) VmSpec *spec = NULL;
+        json_object *argv = NULL, *def = NULL;
+        int64_t pid = json_get_int(state, "pid", 0);
+        uint64_t starttime = (uint64_t) json_get_int(state, "starttime", -1);
+        int r;
+
+        if (pid <= 1 || pid > INT32_MAX)
+                return -EBADMSG;
+
+        r = process_adopt((pid_t) pid, starttime, &pidfd);
+        if (r < 0)
+                return r;
+
+        if (json_object_object_get_ex(state, "definition", &def)) {
+                VmSpecError e = {};
+                r = vm_spec_parse_json(def, vm->name, &spec, &e);
+                if (r < 0)
+                        log_vm(vm, LOG_WARNING, r, "Stored definition of running guest %s is unreadable (%s), using "
+                               "the current one.", vm->name, strna(e.message));
+                vm_spec_error_done(&e);
+        }
+        if (!spec) {
+                _cleanup_free_ char *ini = NULL;
+                VmSpecError e = {};
+                r = vm_spec_to_ini(vm->spec, &ini);
+                if (r >= 0)
+                        r = vm_spec_parse_ini(vm->name, ini, vm->name, &spec, &e);
+                vm_spec_error_done(&e);
+                if (r < 0)
+                        return r;
+        }
+
+        vm_disarm_timer(vm);
+        vm->pid = (pid_t) pid;
+        vm->starttime = starttime;
+        vm->adopted = true;
+        vm->started_realtime = (uint64_t) json_get_int(state, "startedRealtime", 0);
+        vm->started_monotonic = (uint64_t) json_get_int(state, "startedMonotonic", (int64_t) now_usec(CLOCK_MONOTONIC));
+        vm->restarts = (unsigned) json_get_int(state, "restarts", 0);
+        vm->accel = vm_accel_from_string(json_get_string(state, "accelerator"));
+        if ((int) vm->accel < 0)
+                vm->accel = VM_ACCEL_TCG;
+        strv_free(vm->argv);
+        vm->argv = NULL;
+        if (json_object_object_get_ex(state, "argv", &argv) && json_object_is_type(argv, json_type_array))
+                for (size_t i = 0; i < json_object_array_length(argv); i++)
+                        (void) strv_extend(&vm->argv, json_object_get_string(json_object_array_get_idx(argv, i)));
+        vm_spec_free(vm->running_spec);
+        vm->running_spec = TAKE_PTR(spec);
+        restart_tracker_reset(&vm->tracker);
+        vm->stop_requested = vm->restart_requested = false;
+        vm->start_done = true;
+
+        r = sd_event_add_io(vm->ctx->event, &vm->process_source, pidfd, EPOLLIN, vm_on_pidfd, vm);
+        if (r < 0)
+                return r;
+        (void) sd_event_source_set_description(vm->process_source, "vm-adopted-process");
+        vm->pidfd = TAKE_FD(pidfd);
+
+        r = vm_connect_qmp(vm, -EBADF);
+        if (r < 0)
+                log_vm(vm, LOG_WARNING, r, "Failed to reconnect to QMP of adopted guest %s: %m", vm->name);
+
+        log_vm_id(vm, LOG_INFO, 0, MESSAGE_ID_VM_ADOPTED, "Re-adopted running guest %s (pid %i).", vm->name,
+                  (int) vm->pid);
+        vm_set_state(vm, VM_STATE_RUNNING, "re-adopted after daemon restart");
+        return 0;
+}
+
+/* ---- JSON views ------------------------------------------------------------------------------- */
+
+static int add_common(Vm *vm, json_object *o) {
+        const VmSpec *s = vm->running_spec && vm_is_active(vm) ? vm->running_spec : vm->spec;
+        uint64_t now = now_usec(CLOCK_MONOTONIC);
+        int r;
+
+        if ((r = json_add_string(o, "name", vm->name)) < 0 ||
+            (r = json_add_string(o, "state", vm_state_to_string(vm->state))) < 0 ||
+            (r = json_add_string(o, "stateReason", vm->reason)) < 0 ||
+            (r = json_add_uint(o, "stateSinceRealtimeUSec", vm->state_since_realtime)) < 0 ||
+            (r = json_add_uint(o, "vcpus", s->vcpus)) < 0 ||
+            (r = json_add_uint(o, "memoryBytes", s->memory_bytes)) < 0 ||
+            (r = json_add_uint(o, "restarts", vm->restarts)) < 0 ||
+            (r = json_add_bool(o, "autostart", vm->spec->autostart)) < 0)
+                return r;
+        if (vm_is_active(vm)) {
+                if ((r = json_add_int(o, "pid", vm->pid)) < 0 ||
+                    (r = json_add_uint(o, "uptimeUSec", now - vm->started_monotonic)) < 0 ||
+                    (r = json_add_uint(o, "startedRealtimeUSec", vm->started_realtime)) < 0)
+                        return r;
+        }
+        return 0;
+}
+
+int vm_summary_json(Vm *vm, json_object **ret) {
+        _cleanup_json_ json_object *o = json_object_new_object();
+        int r;
+
+        if (!o)
+                return -ENOMEM;
+        r = add_common(vm, o);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(o);
+        return 0;
+}
+
+int vm_describe_json(Vm *vm, json_object **ret) {
+        _cleanup_json_ json_object *o = json_object_new_object(), *def = NULL, *vcpus = NULL, *argv = NULL;
+        _cleanup_free_ char *cmdline = NULL;
+        int r;
+
+        if (!o)
+                return -ENOMEM;
+        r = add_common(vm, o);
+        if (r < 0)
+                return r;
+
+        r = vm_spec_to_json(vm->spec, &def);
+        if (r < 0)
+                return r;
+        if ((r = json_add(o, "definition", TAKE_PTR(def))) < 0 || (r = json_add_string(o, "source", vm->source)) < 0 ||
+            (r = json_add_bool(o, "transient", vm->transient)) < 0 ||
+            (r = json_add_string(o, "runtimeDirectory", vm->run_dir)) < 0 ||
+            (r = json_add_string(o, "qmpSocket", vm->qmp_path)) < 0 ||
+            (r = json_add_string(o, "consoleLog", vm->console_path)) < 0 ||
+            (r = json_add_string(o, "qemuLog", vm->ctx->log_to_journal ? NULL : vm->log_path)) < 0)
+                return r;
+
+        if (vm->running_spec && vm_is_active(vm) && !vm_spec_equal(vm->running_spec, vm->spec) &&
+            (r = json_add_bool(o, "definitionChangedSinceStart", true)) < 0)
+                return r;
+
+        if (vm->argv) {
+                argv = json_object_new_array();
+                if (!argv)
+                        return -ENOMEM;
+                for (char **a = vm->argv; *a; a++)
+                        if (json_object_array_add(argv, json_object_new_string(*a)) < 0)
+                                return -ENOMEM;
+                cmdline = qemu_argv_to_string(vm->argv);
+                if ((r = json_add(o, "argv", TAKE_PTR(argv))) < 0 || (r = json_add_string(o, "commandLine", cmdline)) < 0)
+                        return r;
+        }
+
+        if (vm_is_active(vm)) {
+                if ((r = json_add_bool(o, "adopted", vm->adopted)) < 0 ||
+                    (r = json_add_string(o, "accelerator", vm_accel_to_string(vm->accel))) < 0 ||
+                    (r = json_add_string(o, "qmpState", vm->qmp ? qmp_client_state_to_string(qmp_client_get_state(vm->qmp))
+                                                                 : "disconnected")) < 0 ||
+                    (r = json_add_string(o, "qemuStatus", vm->qemu_status)) < 0 ||
+                    (r = json_add_string(o, "qemuVersion", vm->qemu_version)) < 0)
+                        return r;
+
+                vcpus = json_object_new_array();
+                if (!vcpus)
+                        return -ENOMEM;
+                for (size_t i = 0; i < vm->n_vcpus; i++) {
+                        _cleanup_json_ json_object *c = json_object_new_object();
+                        if (!c || json_add_uint(c, "index", vm->vcpus[i].index) < 0 ||
+                            json_add_int(c, "threadId", vm->vcpus[i].thread_id) < 0 ||
+                            json_object_array_add(vcpus, TAKE_PTR(c)) < 0)
+                                return -ENOMEM;
+                }
+                if ((r = json_add(o, "vcpuThreads", TAKE_PTR(vcpus))) < 0)
+                        return r;
+        }
+
+        if (vm->state == VM_STATE_RESTARTING && vm->timer) {
+                uint64_t t = 0;
+                if (sd_event_source_get_time(vm->timer, &t) >= 0) {
+                        uint64_t now = now_usec(CLOCK_MONOTONIC);
+                        if ((r = json_add_uint(o, "restartInUSec", t > now ? t - now : 0)) < 0)
+                                return r;
+                }
+        }
+
+        if (vm->last_exit.valid) {
+                _cleanup_json_ json_object *e = json_object_new_object();
+                if (!e || json_add_bool(e, "statusKnown", vm->last_exit.status_known) < 0 ||
+                    json_add_string(e, "description", vm->last_exit.description) < 0 ||
+                    json_add_string(e, "shutdownReason", vm->last_exit.shutdown_reason) < 0 ||
+                    json_add_uint(e, "realtimeUSec", vm->last_exit.realtime_usec) < 0)
+                        return -ENOMEM;
+                if (vm->last_exit.code >= 0 && json_add_int(e, "exitCode", vm->last_exit.code) < 0)
+                        return -ENOMEM;
+                if (vm->last_exit.signal > 0 &&
+                    json_add_string(e, "signal", sigabbrev_np(vm->last_exit.signal)) < 0)
+                        return -ENOMEM;
+                if ((r = json_add(o, "lastExit", TAKE_PTR(e))) < 0)
+                        return r;
+        }
+
+        *ret = TAKE_PTR(o);
+        return 0;
+}

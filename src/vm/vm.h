@@ -1,0 +1,172 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* One supervised guest: its definition, its QEMU process (watched through a pidfd), its QMP connection, and
+ * the state machine
+ *
+ *      defined → starting → running → stopping → stopped
+ *                    │          │                    ↑
+ *                    └──────────┴──→ failed ─(policy)┴→ restarting → starting …
+ *
+ * Runtime state lives in RUNTIME_DIR/vms/NAME/ (qmp.sock, state, console.log, qemu.log) so that a restarted
+ * memvisord can re-adopt running guests (vm_adopt). */
+
+#include <json-c/json.h>
+#include <sys/types.h>
+#include <systemd/sd-event.h>
+
+#include "macro.h"
+#include "qmp-client.h"
+#include "restart.h"
+#include "vm-spec.h"
+
+#define MESSAGE_ID_VM_STARTED "MESSAGE_ID=3a6e2f1b9c0d4e8f8b7a6c5d4e3f2a10"
+#define MESSAGE_ID_VM_STOPPED "MESSAGE_ID=3a6e2f1b9c0d4e8f8b7a6c5d4e3f2a11"
+#define MESSAGE_ID_VM_FAILED "MESSAGE_ID=3a6e2f1b9c0d4e8f8b7a6c5d4e3f2a12"
+#define MESSAGE_ID_VM_START_LIMIT_HIT "MESSAGE_ID=3a6e2f1b9c0d4e8f8b7a6c5d4e3f2a13"
+#define MESSAGE_ID_VM_ADOPTED "MESSAGE_ID=3a6e2f1b9c0d4e8f8b7a6c5d4e3f2a14"
+#define MESSAGE_ID_VM_VANISHED "MESSAGE_ID=3a6e2f1b9c0d4e8f8b7a6c5d4e3f2a15"
+#define MESSAGE_ID_VM_RESTART_SCHEDULED "MESSAGE_ID=3a6e2f1b9c0d4e8f8b7a6c5d4e3f2a16"
+
+typedef enum VmState {
+        VM_STATE_DEFINED,       /* never started since it was defined (or since the daemon started) */
+        VM_STATE_STARTING,      /* QEMU spawned; waiting for QMP and the start-up steps */
+        VM_STATE_RUNNING,
+        VM_STATE_STOPPING,      /* stop or kill requested; waiting for QEMU to exit */
+        VM_STATE_STOPPED,       /* ended on request or by a clean guest shutdown */
+        VM_STATE_FAILED,        /* ended otherwise; reason says how */
+        VM_STATE_RESTARTING,    /* waiting RestartSec (with backoff) before starting again */
+        _VM_STATE_MAX,
+        _VM_STATE_INVALID = -EINVAL,
+} VmState;
+
+DECLARE_STRING_TABLE(vm_state, VmState);
+
+typedef struct Vm Vm;
+typedef struct VmContext VmContext;
+
+/* Observers: called after every state change, and for every QMP event of a guest. */
+typedef void (*VmStateWatch)(Vm *vm, VmState old_state, void *userdata);
+typedef void (*VmEventWatch)(Vm *vm, const char *event, json_object *data, uint64_t timestamp_usec, void *userdata);
+
+#define VM_CONTEXT_MAX_WATCHES 16
+
+struct VmContext {
+        sd_event *event;
+        char *vms_dir;                  /* RUNTIME_DIR/vms */
+        bool log_to_journal;            /* QEMU output to the journal instead of per-guest qemu.log */
+        const char *proc_root;          /* "/proc" */
+        struct {
+                VmStateWatch cb;
+                void *userdata;
+        } state_watches[VM_CONTEXT_MAX_WATCHES];
+        size_t n_state_watches;
+        struct {
+                VmEventWatch cb;
+                void *userdata;
+        } event_watches[VM_CONTEXT_MAX_WATCHES];
+        size_t n_event_watches;
+};
+
+int vm_context_init(VmContext *ctx, sd_event *event, const char *runtime_dir, bool log_to_journal);
+void vm_context_done(VmContext *ctx);
+int vm_context_add_state_watch(VmContext *ctx, VmStateWatch cb, void *userdata);
+int vm_context_add_event_watch(VmContext *ctx, VmEventWatch cb, void *userdata);
+
+typedef struct VmVcpu {
+        unsigned index;
+        pid_t thread_id;
+} VmVcpu;
+
+typedef struct VmExit {
+        bool valid;
+        bool status_known;      /* false for adopted guests: not our child, no wait status */
+        int code;               /* exit code, or -1 */
+        int signal;             /* terminating signal, or 0 */
+        char *shutdown_reason;  /* QMP SHUTDOWN reason seen before the exit, if any */
+        char *description;      /* human-readable: "killed by signal KILL", "exited with status 1", … */
+        uint64_t realtime_usec;
+} VmExit;
+
+typedef enum VmTimer {
+        VM_TIMER_NONE,
+        VM_TIMER_START,         /* start timeout */
+        VM_TIMER_STOP_TERM,     /* powerdown grace over → SIGTERM */
+        VM_TIMER_STOP_KILL,     /* SIGTERM grace over → SIGKILL */
+        VM_TIMER_RESTART,       /* restart delay over → start */
+} VmTimer;
+
+struct Vm {
+        VmContext *ctx;
+        char *name;
+        char *log_field;                /* "VM=name" for journal entries */
+        VmSpec *spec;                   /* the definition; applies from the next start */
+        VmSpec *running_spec;           /* what the current QEMU was started with */
+        char *source;                   /* .vm file it came from; NULL when defined over the API */
+        bool transient;                 /* adopted without a definition: forgotten once it ends */
+
+        VmState state;
+        char *reason;
+        uint64_t state_since_realtime;
+
+        pid_t pid;
+        int pidfd;
+        uint64_t starttime;             /* /proc/PID/stat field 22 */
+        bool adopted;
+        sd_event_source *process_source;
+        uint64_t started_monotonic;
+        uint64_t started_realtime;
+
+        char *run_dir, *qmp_path, *console_path, *log_path, *state_path;
+        QmpClient *qmp;
+        char **argv;
+        VmAccel accel;
+        bool start_paused;
+        bool start_done;                /* start-up steps over (QMP up, vCPUs known, cont sent) */
+        char *qemu_status;              /* query-status / STOP / RESUME: running, paused, … */
+        char *qemu_version;
+        VmVcpu *vcpus;
+        size_t n_vcpus;
+        char *shutdown_reason;
+        bool start_timed_out;
+
+        sd_event_source *timer;
+        VmTimer timer_kind;
+
+        bool stop_requested;
+        bool restart_requested;
+        unsigned restarts;
+        RestartTracker tracker;
+        VmExit last_exit;
+};
+
+int vm_new(VmContext *ctx, VmSpec *spec, const char *source, Vm **ret);
+Vm *vm_free(Vm *vm);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Vm *, vm_free);
+
+/* Replaces the definition (takes ownership); a running guest keeps its old one until it restarts. */
+void vm_set_spec(Vm *vm, VmSpec *spec, const char *source);
+
+/* Starts the guest; on failure *ret_error (optional) says why in words, and the guest is failed. Starting a
+ * guest that is starting or running is a no-op. A start requested by the user resets the start limit. */
+int vm_start(Vm *vm, char **ret_error);
+/* Graceful stop: system_powerdown, SIGTERM after StopTimeoutSec, SIGKILL 10 s later. No-op when not running. */
+int vm_stop(Vm *vm);
+/* Sends a signal (SIGKILL by default) now; the guest is not restarted by policy. -ESRCH when not running. */
+int vm_kill(Vm *vm, int sig);
+/* Stop (if running), then start. */
+int vm_restart(Vm *vm, char **ret_error);
+
+bool vm_is_active(const Vm *vm);       /* a QEMU process exists */
+
+/* Re-adopts a guest from RUNTIME_DIR/vms/NAME/state. -ESRCH when the process is gone (the state is then
+ * cleaned up); the caller reports it. state is the parsed state file. */
+int vm_adopt(Vm *vm, json_object *state);
+/* Reads and parses a state file. */
+int vm_state_file_read(const char *path, json_object **ret);
+/* Removes the runtime files of a guest that is not running (state and QMP socket; logs are kept). */
+void vm_cleanup_runtime(VmContext *ctx, const char *name);
+
+/* JSON views for the API. */
+int vm_summary_json(Vm *vm, json_object **ret);
+int vm_describe_json(Vm *vm, json_object **ret);
