@@ -1,0 +1,440 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""Guest supervision with the real daemon and real QEMU: definitions (files and DefineVM), start, stop,
+restart, kill, restart policy and start limit, re-adoption after memvisord is killed, events.
+
+Firmware-only guests (a blank disk: SeaBIOS finds nothing to boot and waits) stand in where only the QEMU
+process matters; the Linux test guest (tests/guest, TCG) is used where the guest itself must run."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from memvisor_it import REPO, ConnectionClosed, VarlinkConnection
+
+M = "io.memvisor.Manager."
+
+
+# ---- helpers --------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def test_guest(build):
+    """The Linux test guest (kernel + busybox initramfs), built once per build tree."""
+    out = build.path / "test-guest"
+    r = subprocess.run([str(REPO / "tests/guest/build-guest.sh"), str(out)], capture_output=True, text=True,
+                       timeout=600)
+    if r.returncode != 0:
+        pytest.fail("building the test guest failed:\n%s%s" % (r.stdout, r.stderr))
+    return out
+
+
+def call(d, method, params=None):
+    reply = d.call(M + method, params)
+    return reply
+
+
+def ok(d, method, params=None):
+    reply = call(d, method, params)
+    assert "error" not in reply, reply
+    return reply["parameters"]
+
+
+def describe(d, name):
+    return ok(d, "DescribeVM", {"name": name})["vm"]
+
+
+def wait_vm(d, name, predicate, timeout=30.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    vm = None
+    while time.monotonic() < deadline:
+        vm = describe(d, name)
+        if predicate(vm):
+            return vm
+        time.sleep(0.05)
+    raise AssertionError("guest %s: %s not reached within %.0fs; last: %s" % (name, what, timeout,
+                                                                             json.dumps(vm, indent=1)))
+
+
+def wait_state(d, name, state, timeout=30.0):
+    return wait_vm(d, name, lambda vm: vm["state"] == state, timeout, "state " + state)
+
+
+def alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def write_vm(d, name, text):
+    d.vm_dir.mkdir(exist_ok=True)
+    (d.vm_dir / (name + ".vm")).write_text(text)
+
+
+_disks = [0]
+
+
+def firmware_vm(workdir, extra=""):
+    """A firmware-only guest with a blank disk of its own (QEMU locks disk images)."""
+    _disks[0] += 1
+    disk = workdir / ("blank%d.img" % _disks[0])
+    if not disk.exists():
+        with open(disk, "wb") as f:
+            f.truncate(1 << 20)
+    return "[VM]\nMemory=64M\nAccelerator=tcg\nDisk=%s\nStopTimeoutSec=1s\n%s" % (disk, extra)
+
+
+class Events:
+    """A SubscribeEvents stream."""
+
+    def __init__(self, d):
+        self.conn = d.connect(timeout=30)
+        self.conn.send(M + "SubscribeEvents", more=True)
+        first = self.conn.receive()
+        assert first.get("continues") is True, first
+        assert first["parameters"]["event"] == "subscribed"
+        self.initial = first["parameters"]["vms"]
+
+    def next(self, timeout=30):
+        msg = self.conn.receive(timeout)
+        assert msg.get("continues") is True and "error" not in msg, msg
+        return msg["parameters"]
+
+    def wait(self, predicate, timeout=30):
+        deadline = time.monotonic() + timeout
+        seen = []
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("event not seen; got: %s" % json.dumps(seen, indent=1))
+            e = self.next(left)
+            seen.append(e)
+            if predicate(e):
+                return e, seen
+
+    def close(self):
+        self.conn.close()
+
+
+def state_event(name, state):
+    return lambda e: e["event"] == "state" and e.get("vm") == name and e.get("state") == state
+
+
+# ---- tests ----------------------------------------------------------------------------------------
+
+def test_linux_guest_lifecycle(daemons, workdir, ctl, test_guest):
+    """define from a file, start, the guest reaches its ready line on the console, stop, restart."""
+    d = daemons(name="lc", start=False)
+    d.start()
+    vmfile = workdir / "web.vm"
+    vmfile.write_text("[VM]\nName=web\nMemory=256M\nVCPUs=2\nAccelerator=tcg\nKernel=%s/vmlinuz\n"
+                      "Initrd=%s/initrd.gz\nAppend=console=ttyS0 quiet\nStopTimeoutSec=3s\n"
+                      % (test_guest, test_guest))
+    r = ctl("define", vmfile, address=d.socket)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "web: defined"
+
+    r = ctl("list", address=d.socket)
+    assert r.returncode == 0
+    lines = r.stdout.splitlines()
+    assert lines[0].split() == ["NAME", "STATE", "PID", "UPTIME", "VCPUS", "MEMORY", "RESTARTS"]
+    assert lines[1].split()[:2] == ["web", "defined"]
+
+    ev = Events(d)
+    assert ctl("start", "web", address=d.socket).returncode == 0
+    ev.wait(state_event("web", "starting"))
+    e, _ = ev.wait(state_event("web", "running"))
+    vm = describe(d, "web")
+    pid = vm["pid"]
+    assert e["pid"] == pid and alive(pid)
+    assert vm["accelerator"] == "tcg" and vm["qmpState"] == "running"
+    assert len(vm["vcpuThreads"]) == 2
+    for t in vm["vcpuThreads"]:
+        comm = Path("/proc/%d/task/%d/comm" % (pid, t["threadId"])).read_text().strip()
+        assert comm == "CPU %d/TCG" % t["index"]
+    assert vm["argv"][0].endswith("qemu-system-x86_64")
+    assert "web,debug-threads=on" in vm["argv"]
+    with open("/proc/%d/cmdline" % pid, "rb") as f:
+        assert f.read().split(b"\0")[:-1] == [a.encode() for a in vm["argv"]]
+
+    console = Path(vm["consoleLog"])
+    deadline = time.monotonic() + 90
+    while b"MEMVISOR-GUEST-READY" not in (console.read_bytes() if console.exists() else b""):
+        assert time.monotonic() < deadline, "guest never printed its ready line; console:\n%s" % console.read_text()
+        time.sleep(0.2)
+
+    r = ctl("status", "web", address=d.socket)
+    assert r.returncode == 0
+    assert "web - running" in r.stdout and "Command line: " in r.stdout and "tid" in r.stdout
+
+    # Graceful stop: this guest has no ACPI handler, so powerdown is followed by SIGTERM after 3 s.
+    assert ctl("stop", "web", address=d.socket).returncode == 0
+    ev.wait(state_event("web", "stopping"))
+    e, _ = ev.wait(state_event("web", "stopped"), timeout=20)
+    assert not alive(pid)
+    vm = describe(d, "web")
+    assert vm["lastExit"]["exitCode"] == 0 and vm["lastExit"]["shutdownReason"] == "host-signal"
+    assert vm["restarts"] == 0
+
+    # restart from stopped starts it; restart while running stops and starts it
+    assert ctl("restart", "web", address=d.socket).returncode == 0
+    ev.wait(state_event("web", "running"))
+    pid2 = describe(d, "web")["pid"]
+    assert pid2 != pid
+    assert ctl("restart", "web", address=d.socket).returncode == 0
+    ev.wait(state_event("web", "stopping"))
+    ev.wait(state_event("web", "running"), timeout=30)
+    pid3 = describe(d, "web")["pid"]
+    assert pid3 != pid2 and not alive(pid2)
+    assert ctl("kill", "web", address=d.socket).returncode == 0
+    wait_state(d, "web", "stopped")
+    ev.close()
+
+
+def test_kill_9_restarts_by_policy(daemons, workdir):
+    d = daemons(name="k9", start=False)
+    write_vm(d, "fw", firmware_vm(workdir, "[Restart]\nPolicy=on-failure\nRestartSec=100ms\n"))
+    d.start()
+    ev = Events(d)
+    ok(d, "StartVM", {"name": "fw"})
+    ev.wait(state_event("fw", "running"))
+    pid = describe(d, "fw")["pid"]
+
+    os.kill(pid, signal.SIGKILL)
+    e, _ = ev.wait(state_event("fw", "restarting"))
+    assert e["reason"] == "killed by signal KILL" and e["previousState"] == "running"
+    e, _ = ev.wait(state_event("fw", "running"))
+    vm = describe(d, "fw")
+    assert vm["pid"] != pid and vm["restarts"] == 1 and e["restarts"] == 1
+    assert vm["lastExit"]["signal"] == "KILL"
+
+    # a second kill: backoff doubles (200 ms), counter 2
+    os.kill(vm["pid"], signal.SIGKILL)
+    ev.wait(state_event("fw", "running"))
+    assert describe(d, "fw")["restarts"] == 2
+
+    # stop is not a failure: no restart
+    ok(d, "StopVM", {"name": "fw"})
+    ev.wait(state_event("fw", "stopped"), timeout=20)
+    time.sleep(0.5)
+    assert describe(d, "fw")["state"] == "stopped"
+    ev.close()
+
+
+def test_crashing_guest_hits_start_limit(daemons, workdir):
+    d = daemons(name="sl", start=False)
+    # QEMU refuses an unknown device and exits 1 at once: a guest that always crashes.
+    write_vm(d, "crash", firmware_vm(workdir, "ExtraArgs=-device no-such-device\n[Restart]\nPolicy=on-failure\n"
+                                              "RestartSec=50ms\nRestartMaxDelaySec=100ms\nStartLimitBurst=3\n"
+                                              "StartLimitIntervalSec=1min\n"))
+    d.start()
+    ev = Events(d)
+    ok(d, "StartVM", {"name": "crash"})
+    e, seen = ev.wait(lambda e: e["event"] == "state" and e.get("state") == "failed")
+    assert "start limit hit" in e["reason"] and "exited with status 1" in e["reason"]
+    restarts = [x for x in seen if x.get("state") == "restarting"]
+    assert len(restarts) == 2
+    vm = describe(d, "crash")
+    assert vm["state"] == "failed" and vm["restarts"] == 2
+    assert "MESSAGE_ID" not in vm  # journal detail stays in the journal
+    d.wait_for_log("hit its start limit")
+
+    # a start by the user resets the limit
+    ok(d, "StartVM", {"name": "crash"})
+    e, _ = ev.wait(lambda e: e["event"] == "state" and e.get("state") == "failed")
+    assert "start limit hit" in e["reason"]
+    ev.close()
+
+
+def test_daemon_kill_9_guests_survive_and_are_readopted(daemons, workdir):
+    d = daemons(name="ad", start=False)
+    for n in ("one", "two"):
+        write_vm(d, n, firmware_vm(workdir, "Autostart=yes\n"))
+    d.start()
+    wait_state(d, "one", "running")
+    wait_state(d, "two", "running")
+    pids = {n: describe(d, n)["pid"] for n in ("one", "two")}
+
+    d.proc.kill()
+    d.proc.wait()
+    time.sleep(0.5)
+    for p in pids.values():
+        assert alive(p), "guest died with the daemon"
+
+    d.start()
+    for n, p in pids.items():
+        vm = wait_state(d, n, "running")
+        assert vm["pid"] == p and vm["adopted"] is True
+        assert vm["stateReason"] == "re-adopted after daemon restart"
+        wait_vm(d, n, lambda v: v.get("qmpState") == "running", what="QMP reconnected")
+        assert len(describe(d, n)["vcpuThreads"]) == 1
+    d.wait_for_log("Re-adopted running guest one")
+
+    ev = Events(d)
+    ok(d, "StopVM", {"name": "one"})
+    e, _ = ev.wait(state_event("one", "stopped"), timeout=20)
+    assert not alive(pids["one"])
+    # an adopted guest killed behind our back: noticed through its pidfd, status unknown
+    os.kill(pids["two"], signal.SIGKILL)
+    e, _ = ev.wait(lambda e: e.get("vm") == "two" and e.get("state") in ("failed", "stopped"))
+    assert e["state"] == "failed" and "exit status unknown" in e["reason"]
+    ev.close()
+
+
+def test_guest_died_while_daemon_down_is_reported(daemons, workdir):
+    d = daemons(name="gone", start=False)
+    write_vm(d, "g", firmware_vm(workdir, "Autostart=yes\n"))
+    d.start()
+    pid = wait_state(d, "g", "running")["pid"]
+    d.proc.kill()
+    d.proc.wait()
+    os.kill(pid, signal.SIGKILL)
+    time.sleep(0.3)
+    state_file = d.runtime_dir / "vms" / "g" / "state"
+    assert state_file.exists()
+    d.start()
+    d.wait_for_log("ended while memvisord was not running")
+    # Autostart=yes: it is started again
+    vm = wait_state(d, "g", "running")
+    assert vm["pid"] != pid and vm["adopted"] is False
+
+
+def test_define_over_varlink_persists(daemons, workdir):
+    d = daemons(name="def", start=False)
+    d.start()
+    disk = workdir / "blank.img"
+    with open(disk, "wb") as f:
+        f.truncate(1 << 20)
+    p = ok(d, "DefineVM", {"name": "api", "definition": {"VM": {"Memory": "64M", "VCPUs": 2, "Disk": [str(disk)],
+                                                                  "Accelerator": "tcg"},
+                                                           "Restart": {"Policy": "always"}}})
+    assert p["vm"]["name"] == "api" and p["vm"]["state"] == "defined" and p["vm"]["vcpus"] == 2
+    r = call(d, "DefineVM", {"name": "api", "ini": "[VM]\nMemory=64M\nDisk=%s\n" % disk})
+    assert r["error"] == M + "VMExists" and r["parameters"] == {"name": "api"}
+    ok(d, "DefineVM", {"name": "api", "ini": "[VM]\nMemory=128M\nDisk=%s\nAccelerator=tcg\n" % disk,
+                       "replace": True})
+    assert (d.state_dir / "vms" / "api.vm").exists()
+
+    d.stop()
+    d.start()
+    vm = describe(d, "api")
+    assert vm["memoryBytes"] == 128 << 20 and vm.get("source") is None
+
+    # file-defined guests cannot be changed over the API
+    write_vm(d, "file", firmware_vm(workdir))
+    d.proc.send_signal(signal.SIGHUP)
+    wait_vm(d, "file", lambda v: True)
+    r = call(d, "DefineVM", {"name": "file", "ini": "[VM]\nDisk=%s\n" % disk, "replace": True})
+    assert r["error"] == M + "DefinitionReadOnly"
+    r = call(d, "UndefineVM", {"name": "file"})
+    assert r["error"] == M + "DefinitionReadOnly"
+
+    ok(d, "StartVM", {"name": "api"})
+    wait_state(d, "api", "running")
+    r = call(d, "UndefineVM", {"name": "api"})
+    assert r["error"] == M + "InvalidState" and r["parameters"]["state"] == "running"
+    ok(d, "KillVM", {"name": "api"})
+    wait_state(d, "api", "stopped")
+    ok(d, "UndefineVM", {"name": "api"})
+    assert not (d.state_dir / "vms" / "api.vm").exists()
+    r = call(d, "DescribeVM", {"name": "api"})
+    assert r["error"] == M + "NoSuchVM" and r["parameters"] == {"name": "api"}
+
+
+BAD_VALUES = [
+    ("VM", "Memory", "12Q"), ("VM", "Memory", "-1"), ("VM", "Memory", "99999999999999999999G"),
+    ("VM", "Memory", "1000K"), ("VM", "VCPUs", "0"), ("VM", "VCPUs", "many"), ("VM", "VCPUs", "513"),
+    ("VM", "Accelerator", "xen"), ("VM", "Kernel", "relative/vmlinuz"), ("VM", "Balloon", "maybe"),
+    ("VM", "Autostart", "2"), ("VM", "StartTimeoutSec", "soon"), ("VM", "StopTimeoutSec", "-5s"),
+    ("VM", "ExtraArgs", "'unbalanced"), ("VM", "Name", "bad/name"), ("Memory", "Backend", "tmpfs"),
+    ("Memory", "Policy", "spread"), ("Memory", "HostNodes", "1-0"), ("Memory", "HostNodes", "x"),
+    ("Memory", "Prealloc", "perhaps"), ("Restart", "Policy", "sometimes"), ("Restart", "RestartSec", "1y"),
+    ("Restart", "StartLimitBurst", "-1"), ("Restart", "StartLimitIntervalSec", "often"),
+]
+
+
+@pytest.mark.parametrize("section,key,value", BAD_VALUES)
+def test_bad_field_values_are_named(daemons, workdir, section, key, value):
+    d = daemons(name="bad", start=False)
+    d.start()
+    definition = {"VM": {"Disk": "/dev/null"}}
+    definition.setdefault(section, {})[key] = value
+    r = call(d, "DefineVM", {"name": "x", "definition": definition})
+    assert r.get("error") == M + "InvalidDefinition", r
+    assert r["parameters"]["field"] == "%s.%s" % (section, key), r
+    assert value in r["parameters"]["reason"] or key in r["parameters"]["reason"], r
+
+    ini = "[VM]\nDisk=/dev/null\n[%s]\n%s=%s\n" % (section, key, value)
+    r = call(d, "DefineVM", {"name": "x", "ini": ini, "filename": "x.vm"})
+    assert r.get("error") == M + "InvalidDefinition", r
+    assert r["parameters"]["field"] == "%s.%s" % (section, key), r
+    assert r["parameters"]["reason"].startswith("x.vm:4: "), r
+    assert call(d, "DescribeVM", {"name": "x"})["error"] == M + "NoSuchVM"
+
+
+def test_bad_file_does_not_stop_the_others(daemons, workdir):
+    d = daemons(name="mix", start=False)
+    write_vm(d, "good", firmware_vm(workdir, "Autostart=yes\n"))
+    write_vm(d, "broken", "[VM]\nMemory=lots\nDisk=/dev/null\nAutostart=yes\n")
+    d.start()
+    wait_state(d, "good", "running")
+    d.wait_for_log("broken.vm:2: Invalid value 'lots' for Memory=")
+    names = [v["name"] for v in ok(d, "ListVMs")["vms"]]
+    assert names == ["good"]
+
+
+def test_missing_emulator_is_a_clear_error(daemons, workdir, ctl):
+    d = daemons(name="noemu", start=False)
+    write_vm(d, "ghost", firmware_vm(workdir, "Emulator=/nonexistent/qemu-system-x86_64\n"))
+    d.start()
+    r = call(d, "StartVM", {"name": "ghost"})
+    assert r["error"] == M + "StartFailed"
+    assert r["parameters"]["reason"] == "emulator /nonexistent/qemu-system-x86_64 not found"
+    vm = describe(d, "ghost")
+    assert vm["state"] == "failed" and vm["stateReason"] == r["parameters"]["reason"]
+    r = ctl("start", "ghost", address=d.socket)
+    assert r.returncode == 1 and M + "StartFailed" in r.stderr and "not found" in r.stderr
+
+
+def test_lifecycle_errors(daemons, workdir):
+    d = daemons(name="err", start=False)
+    write_vm(d, "fw", firmware_vm(workdir))
+    d.start()
+    r = call(d, "KillVM", {"name": "fw"})
+    assert r["error"] == M + "InvalidState" and r["parameters"] == {"name": "fw", "state": "defined"}
+    assert call(d, "StartVM", {"name": "nope"})["error"] == M + "NoSuchVM"
+    r = call(d, "KillVM", {"name": "fw", "signal": "BOGUS"})
+    assert r["error"] == "org.varlink.service.InvalidParameter" and r["parameters"]["parameter"] == "signal"
+    assert call(d, "StartVM", {})["parameters"]["parameter"] == "name"
+    # stop of a stopped guest and start of a running one are no-ops
+    ok(d, "StopVM", {"name": "fw"})
+    ok(d, "StartVM", {"name": "fw"})
+    pid = wait_state(d, "fw", "running")["pid"]
+    ok(d, "StartVM", {"name": "fw"})
+    assert describe(d, "fw")["pid"] == pid
+    r = call(d, "SubscribeEvents")
+    assert r["error"] == "org.varlink.service.ExpectedMore"
+    ok(d, "KillVM", {"name": "fw", "signal": "TERM"})
+    vm = wait_state(d, "fw", "stopped")
+    assert vm["lastExit"]["exitCode"] == 0
+
+
+def test_state_changing_methods_need_privilege(daemons, workdir):
+    from memvisor_it import calls_as
+    d = daemons(name="priv", start=False)
+    write_vm(d, "fw", firmware_vm(workdir))
+    d.start()
+    denied = [(M + m, p) for m, p in (("StartVM", {"name": "fw"}), ("StopVM", {"name": "fw"}),
+                                     ("KillVM", {"name": "fw"}), ("RestartVM", {"name": "fw"}),
+                                     ("UndefineVM", {"name": "fw"}),
+                                     ("DefineVM", {"ini": "[VM]\nDisk=/dev/null\n", "name": "y"}))]
+    replies = calls_as(d.socket, denied + [(M + "ListVMs", None)], uid=65534, gid=65534)
+    for (method, _), r in zip(denied, replies[:-1]):
+        assert r["error"] == "org.varlink.service.PermissionDenied", (method, r)
+    assert replies[-1]["parameters"]["vms"][0]["name"] == "fw"
+    assert describe(d, "fw")["state"] == "defined"
