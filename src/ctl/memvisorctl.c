@@ -405,7 +405,10 @@ static int verb_vm_status(const char *name) {
                 printf("      Started: %s, up %s\n",
                        format_realtime(buf, sizeof(buf), (uint64_t) json_get_int(vm, "startedRealtimeUSec", 0)),
                        format_timespan(ts, sizeof(ts), (uint64_t) json_get_int(vm, "uptimeUSec", 0)));
-                printf("  Accelerator: %s\n", strna(json_get_string(vm, "accelerator")));
+                printf("  Accelerator: %s", strna(json_get_string(vm, "accelerator")));
+                if (json_get_string(vm, "kvmFallbackReason"))
+                        printf(" (Accelerator=auto; QEMU %s under KVM)", json_get_string(vm, "kvmFallbackReason"));
+                printf("\n");
                 printf("          QMP: %s (%s); QEMU %s, status %s\n", strna(json_get_string(vm, "qmpState")),
                        strna(json_get_string(vm, "qmpSocket")), strna(json_get_string(vm, "qemuVersion")),
                        strna(json_get_string(vm, "qemuStatus")));

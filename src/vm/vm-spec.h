@@ -63,6 +63,8 @@ typedef struct VmSpec {
         unsigned vcpus;                 /* VCPUs=, default 1; 1 … 512 */
         char *machine;                  /* Machine=, default "q35" */
         VmAccel accel;                  /* Accelerator=, default auto */
+        char *cpu_model;                /* CPUModel=, default NULL → "host" under KVM, "max" under TCG;
+                                         * passed as -cpu VALUE ([A-Za-z0-9_.,=+-]) */
         char *qemu_binary;              /* Emulator=, default NULL → "qemu-system-x86_64" from PATH */
         char *kernel;                   /* Kernel=, absolute path */
         char *initrd;                   /* Initrd=, absolute path, needs Kernel= */

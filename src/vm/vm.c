@@ -155,6 +155,7 @@ Vm *vm_free(Vm *vm) {
         free(vm->qemu_status);
         free(vm->qemu_version);
         free(vm->shutdown_reason);
+        free(vm->kvm_failure);
         free(vm);
         return NULL;
 }
@@ -334,6 +335,21 @@ static void vm_handle_exit(Vm *vm, bool status_known, int code, int sig) {
         };
 
         spec = vm->running_spec ?: vm->spec;
+
+        /* Accelerator=auto means KVM when it works: a QEMU that dies while starting under KVM is tried once
+         * more under TCG (some nested KVM hosts cannot run every CPU model), and TCG is used from then on. */
+        if (!vm->stop_requested && !vm->start_timed_out && vm->state == VM_STATE_STARTING &&
+            spec->accel == VM_ACCEL_AUTO && vm->accel == VM_ACCEL_KVM && !vm->kvm_failure) {
+                _cleanup_free_ char *error = NULL;
+
+                vm->kvm_failure = strdup(desc);
+                log_vm(vm, LOG_WARNING, 0, "QEMU of guest %s %s while starting under KVM; falling back to TCG "
+                       "(Accelerator=auto). See %s.", vm->name, desc,
+                       vm->ctx->log_to_journal ? "the journal" : vm->log_path);
+                if (vm_start_internal(vm, false, &error) < 0)
+                        log_vm(vm, LOG_ERR, 0, "Failed to start guest %s under TCG: %s", vm->name, strna(error));
+                return;
+        }
 
         if (vm->stop_requested) {
                 bool again = vm->restart_requested;
@@ -679,7 +695,7 @@ static int vm_start_internal(Vm *vm, bool by_policy, char **ret_error) {
 
         switch (spec->accel) {
         case VM_ACCEL_AUTO:
-                vm->accel = kvm_usable() ? VM_ACCEL_KVM : VM_ACCEL_TCG;
+                vm->accel = kvm_usable() && !vm->kvm_failure ? VM_ACCEL_KVM : VM_ACCEL_TCG;
                 break;
         case VM_ACCEL_KVM:
                 if (!kvm_usable())
@@ -1055,6 +1071,8 @@ int vm_describe_json(Vm *vm, json_object **ret) {
                                                                  : "disconnected")) < 0 ||
                     (r = json_add_string(o, "qemuStatus", vm->qemu_status)) < 0 ||
                     (r = json_add_string(o, "qemuVersion", vm->qemu_version)) < 0)
+                        return r;
+                if (vm->accel == VM_ACCEL_TCG && (r = json_add_string(o, "kvmFallbackReason", vm->kvm_failure)) < 0)
                         return r;
 
                 vcpus = json_object_new_array();

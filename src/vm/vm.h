@@ -129,6 +129,7 @@ struct Vm {
         size_t n_vcpus;
         char *shutdown_reason;
         bool start_timed_out;
+        char *kvm_failure;              /* Accelerator=auto fell back to TCG: how QEMU failed under KVM */
 
         sd_event_source *timer;
         VmTimer timer_kind;

@@ -1,0 +1,268 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <inttypes.h>
+#include <stdio.h>
+#include <strings.h>
+
+#include "qemu-argv.h"
+
+#define QEMU_DEFAULT_BINARY "qemu-system-x86_64"
+#define QEMU_MEMORY_BACKEND_ID "m0"
+
+/* QEMU option values ("key=value,key=value") escape a ',' inside a value by doubling it. */
+static char *qemu_opt_escape(const char *s) {
+        size_t n = 0;
+        char *r, *p;
+
+        for (const char *c = s; *c; c++)
+                n += *c == ',' ? 2 : 1;
+        r = malloc(n + 1);
+        if (!r)
+                return NULL;
+        p = r;
+        for (const char *c = s; *c; c++) {
+                *p++ = *c;
+                if (*c == ',')
+                        *p++ = ',';
+        }
+        *p = 0;
+        return r;
+}
+
+static const char *qemu_memory_backend_type(VmMemoryBackend b) {
+        switch (b) {
+        case VM_MEMORY_BACKEND_RAM:
+                return "memory-backend-ram";
+        case VM_MEMORY_BACKEND_MEMFD:
+                return "memory-backend-memfd";
+        case VM_MEMORY_BACKEND_FILE:
+                return "memory-backend-file";
+        case _VM_MEMORY_BACKEND_MAX:
+        case _VM_MEMORY_BACKEND_INVALID:
+                break;
+        }
+        return NULL;
+}
+
+/* "-object memory-backend-…,id=m0,size=…[,hugetlb=on][,mem-path=…][,policy=…,host-nodes=…][,prealloc=on]".
+ * QEMU takes a node list as repeated host-nodes= options, one per number or range: "0,2-3" becomes
+ * "host-nodes=0,host-nodes=2-3" (checked against QEMU 7.2 with query-memdev). */
+static int qemu_memory_object(const VmSpec *s, char **ret) {
+        _cleanup_free_ char *buf = NULL, *path = NULL;
+        const char *type;
+        size_t size = 0;
+        FILE *f;
+
+        type = qemu_memory_backend_type(s->backend);
+        if (!type)
+                return -EINVAL;
+
+        if (s->mem_path) {
+                path = qemu_opt_escape(s->mem_path);
+                if (!path)
+                        return -ENOMEM;
+        }
+
+        f = open_memstream(&buf, &size);
+        if (!f)
+                return -ENOMEM;
+
+        fprintf(f, "%s,id=%s,size=%" PRIu64, type, QEMU_MEMORY_BACKEND_ID, s->memory_bytes);
+        if (s->backend == VM_MEMORY_BACKEND_MEMFD && s->hugepages)
+                fputs(",hugetlb=on", f);
+        if (s->backend == VM_MEMORY_BACKEND_FILE && path)
+                fprintf(f, ",mem-path=%s", path);
+        if (s->policy != VM_MEMORY_POLICY_DEFAULT) {
+                fprintf(f, ",policy=%s", vm_memory_policy_to_string(s->policy));
+                if (s->host_nodes) {
+                        const char *p = s->host_nodes;
+
+                        while (*p) {
+                                size_t n = strcspn(p, ",");
+
+                                fprintf(f, ",host-nodes=%.*s", (int) n, p);
+                                p += n;
+                                if (*p == ',')
+                                        p++;
+                        }
+                }
+        }
+        if (s->prealloc)
+                fputs(",prealloc=on", f);
+
+        if (fclose(f) != 0 || !buf)
+                return -ENOMEM;
+
+        *ret = TAKE_PTR(buf);
+        return 0;
+}
+
+static bool path_is_qcow2(const char *path) {
+        size_t n = strlen(path);
+
+        return n >= 6 && strcasecmp(path + n - 6, ".qcow2") == 0;
+}
+
+int qemu_build_argv(const VmSpec *spec, const QemuArgvParams *p, char ***ret) {
+        _cleanup_(strv_freep) char **argv = NULL;
+        _cleanup_free_ char *object = NULL;
+        const char *accel = NULL, *cpu = NULL;
+        int r;
+
+        if (!spec || !p || !ret)
+                return -EINVAL;
+
+        r = vm_spec_validate(spec, NULL);
+        if (r < 0)
+                return r;
+
+        switch (p->accel) {
+        case VM_ACCEL_KVM:
+                accel = "kvm";
+                cpu = "host";
+                break;
+        case VM_ACCEL_TCG:
+                accel = "tcg";
+                cpu = "max";
+                break;
+        case VM_ACCEL_AUTO:             /* the caller resolves this */
+        case _VM_ACCEL_MAX:
+        case _VM_ACCEL_INVALID:
+                break;
+        }
+        if (!accel)
+                return -EINVAL;
+
+        if (p->qmp_fd < 0 && isempty(p->qmp_path))
+                return -EINVAL;
+
+        r = qemu_memory_object(spec, &object);
+        if (r < 0)
+                return r;
+
+#define ADD(s)                                          \
+        do {                                            \
+                r = strv_extend(&argv, (s));            \
+                if (r < 0)                              \
+                        return r;                       \
+        } while (0)
+#define ADDF(...)                                       \
+        do {                                            \
+                r = strv_extendf(&argv, __VA_ARGS__);   \
+                if (r < 0)                              \
+                        return r;                       \
+        } while (0)
+
+        ADD(spec->qemu_binary ?: QEMU_DEFAULT_BINARY);
+        ADD("-name");
+        ADDF("%s,debug-threads=on", spec->name);
+        ADD("-machine");
+        ADDF("%s,memory-backend=%s", spec->machine, QEMU_MEMORY_BACKEND_ID);
+        ADD("-accel");
+        ADD(accel);
+        ADD("-cpu");
+        ADD(spec->cpu_model ?: cpu);
+        ADD("-m");
+        ADDF("%" PRIu64 "M", spec->memory_bytes >> 20);
+        ADD("-smp");
+        ADDF("%u", spec->vcpus);
+        ADD("-object");
+        ADD(object);
+
+        if (p->qmp_fd >= 0) {
+                ADD("-chardev");
+                ADDF("socket,id=qmp,fd=%d,server=on,wait=off", p->qmp_fd);
+                ADD("-mon");
+                ADD("chardev=qmp,mode=control");
+        } else {
+                _cleanup_free_ char *e = qemu_opt_escape(p->qmp_path);
+
+                if (!e)
+                        return -ENOMEM;
+                ADD("-qmp");
+                ADDF("unix:%s,server=on,wait=off", e);
+        }
+
+        if (p->console_path) {
+                _cleanup_free_ char *e = qemu_opt_escape(p->console_path);
+
+                if (!e)
+                        return -ENOMEM;
+                ADD("-chardev");
+                ADDF("file,id=console,path=%s", e);
+                ADD("-serial");
+                ADD("chardev:console");
+        }
+
+        ADD("-display");
+        ADD("none");
+        ADD("-nodefaults");
+        ADD("-no-user-config");
+
+        /* -kernel, -initrd and -append take their argument as it is: no option syntax, no escaping. */
+        if (spec->kernel) {
+                ADD("-kernel");
+                ADD(spec->kernel);
+        }
+        if (spec->initrd) {
+                ADD("-initrd");
+                ADD(spec->initrd);
+        }
+        if (spec->append) {
+                ADD("-append");
+                ADD(spec->append);
+        }
+
+        for (size_t i = 0; i < spec->n_disks; i++) {
+                _cleanup_free_ char *e = qemu_opt_escape(spec->disks[i]);
+
+                if (!e)
+                        return -ENOMEM;
+                ADD("-drive");
+                ADDF("file=%s,if=virtio,format=%s", e, path_is_qcow2(spec->disks[i]) ? "qcow2" : "raw");
+        }
+
+        if (spec->balloon) {
+                ADD("-device");
+                ADD("virtio-balloon-pci,id=balloon0");
+        }
+
+        if (p->paused)
+                ADD("-S");
+
+        for (size_t i = 0; i < spec->n_extra_args; i++)
+                ADD(spec->extra_args[i]);
+
+#undef ADD
+#undef ADDF
+
+        *ret = TAKE_PTR(argv);
+        return 0;
+}
+
+char *qemu_argv_to_string(char *const *argv) {
+        char *buf = NULL;
+        size_t size = 0;
+        FILE *f;
+
+        f = open_memstream(&buf, &size);
+        if (!f)
+                return NULL;
+
+        for (char *const *a = argv; a && *a; a++) {
+                _cleanup_free_ char *q = shell_quote(*a);
+
+                if (!q) {
+                        (void) fclose(f);
+                        return mfree(buf);
+                }
+                if (a != argv)
+                        fputc(' ', f);
+                fputs(q, f);
+        }
+
+        if (fclose(f) != 0)
+                return mfree(buf);
+        if (!buf)
+                return strdup("");
+        return buf;
+}

@@ -1,0 +1,315 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# Proves that the real QEMU accepts every golden command line in GOLDEN-DIR (written by test-qemu-argv):
+# each one is started with -S (vCPUs never run), the QMP socket it was given is used to check what QEMU made
+# of the arguments (run state, name, memory backend size/policy/host-nodes/prealloc, drives, balloon device,
+# console file), and then QEMU is told to quit and must exit with status 0.
+#
+# The golden files use paths under /var/lib/memvisor-test; they are replaced by a scratch directory holding
+# stand-ins: a file with a minimal bzImage header as the kernel (QEMU parses the kernel at startup, before
+# any vCPU runs), small raw and qcow2 images. A golden file with "fd=3" gets a listening unix socket as fd 3,
+# exactly as memvisord passes it.
+#
+# Usage: check-qemu-accepts.sh GOLDEN-DIR [QEMU-BINARY]
+# Exit status: 0 all accepted, 1 some refused, 77 QEMU or python3 missing. A golden file that needs what the
+# host lacks (KVM, free huge pages, qemu-img) is reported as skipped; with huge pages the check still demands
+# that QEMU got as far as mapping guest RAM, which proves that the options were accepted.
+
+set -euo pipefail
+
+golden_dir=${1:?usage: check-qemu-accepts.sh GOLDEN-DIR [QEMU-BINARY]}
+qemu=${2:-$(command -v qemu-system-x86_64 || true)}
+prefix=/var/lib/memvisor-test
+
+if [[ -z "$qemu" || ! -x "$qemu" ]]; then
+        echo "SKIP: qemu-system-x86_64 not found"
+        exit 77
+fi
+if ! command -v python3 >/dev/null; then
+        echo "SKIP: python3 not found"
+        exit 77
+fi
+
+tmp=$(mktemp -d /tmp/check-qemu-accepts.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+
+# Stand-ins for the files the golden command lines name.
+mkdir -p "$tmp/run" "$tmp/mem,dir"
+python3 - "$tmp/vmlinuz" <<'EOF'
+import struct, sys
+# Boot protocol 2.02 bzImage: 1 setup sector after the boot sector, then a 64 KiB "kernel".
+img = bytearray(2 * 512 + 65536)
+img[0x1f1] = 1                                  # setup_sects
+struct.pack_into('<H', img, 0x1fe, 0xaa55)      # boot_flag
+img[0x202:0x206] = b'HdrS'                      # header magic
+struct.pack_into('<H', img, 0x206, 0x0202)      # protocol version
+img[0x211] = 0x01                               # loadflags: LOADED_HIGH (bzImage)
+open(sys.argv[1], 'wb').write(img)
+EOF
+truncate -s 1M "$tmp/initrd.img" "$tmp/root.img" "$tmp/data,1.img"
+have_qemu_img=0
+if command -v qemu-img >/dev/null; then
+        qemu-img create -q -f qcow2 "$tmp/root.qcow2" 16M
+        qemu-img create -q -f qcow2 "$tmp/SCRATCH.QCOW2" 16M
+        have_qemu_img=1
+fi
+
+kvm_usable=0
+kvm_cpu_workaround=0
+if [[ -r /dev/kvm && -w /dev/kvm ]]; then
+        kvm_usable=1
+        # Some (nested) KVM hosts refuse the IA32_ARCH_CAPABILITIES MSR that "-cpu host" sets, and QEMU aborts
+        # with "failed to set MSR 0x10a". Then the KVM command lines are checked with that one feature off.
+        probe=$(echo '{"execute":"qmp_capabilities"}
+{"execute":"quit"}' | timeout 20 "$qemu" -machine q35 -accel kvm -cpu host -m 64M -nodefaults -display none \
+                -no-user-config -S -qmp stdio 2>&1 >/dev/null || true)
+        if [[ "$probe" == *"failed to set MSR 0x10a"* ]]; then
+                kvm_cpu_workaround=1
+                echo "NOTE: this host's KVM refuses MSR 0x10a for -cpu host (QEMU aborts); KVM command lines are" \
+                     "checked with -cpu host,-arch-capabilities"
+        fi
+fi
+free_hugepages_kb=$(awk '/^HugePages_Free:/ { f = $2 } /^Hugepagesize:/ { s = $2 } END { print f * s }' /proc/meminfo)
+
+cat >"$tmp/drive.py" <<'EOF'
+import atexit, json, os, socket, subprocess, sys, time
+
+name, tmp, allow_no_hugepages = sys.argv[1], sys.argv[2], sys.argv[3] == '1'
+argv = sys.argv[4:]
+
+def fail(msg):
+    print(f'FAIL {name}: {msg}')
+    sys.exit(1)
+
+def opts(s):
+    """Splits QEMU option text "a=b,c=d" honouring ',,' escapes; returns a list of (key, value)."""
+    out, cur, i = [], '', 0
+    while i < len(s):
+        if s[i] == ',':
+            if s[i + 1:i + 2] == ',':
+                cur += ','
+                i += 2
+                continue
+            out.append(cur)
+            cur = ''
+        else:
+            cur += s[i]
+        i += 1
+    out.append(cur)
+    return [tuple(o.split('=', 1)) if '=' in o else (o, None) for o in out]
+
+def after(flag):
+    return [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == flag]
+
+# What QEMU should report, from the command line itself.
+obj = opts(after('-object')[0])
+backend = dict(o for o in obj[1:])
+nodes = []
+for k, v in obj[1:]:
+    if k == 'host-nodes':
+        a, _, b = v.partition('-')
+        try:
+            nodes += list(range(int(a), int(b or a) + 1))
+        except ValueError:
+            nodes = None        # not ours to judge: QEMU will say what it thinks of it
+            break
+drives = [dict(opts(d))['file'] for d in after('-drive')]
+balloon = 'virtio-balloon-pci,id=balloon0' in after('-device')
+console = [dict(opts(c[5:]))['path'] for c in after('-chardev') if c.startswith('file,')]
+vm_name = after('-name')[0].split(',')[0]
+
+qmp_sock = os.path.join(tmp, f'{name}.qmp')
+listener = None
+pass_fd = None
+if any(c.startswith('socket,id=qmp,fd=3,') for c in after('-chardev')):
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(qmp_sock)
+    listener.listen(1)
+    pass_fd = listener.fileno()
+else:
+    qmp = [q for q in after('-qmp')]
+    if not qmp or not qmp[0].startswith('unix:'):
+        fail('no QMP socket on the command line')
+    qmp_sock = opts(qmp[0][5:])[0][0]
+
+def preexec():
+    if pass_fd == 3:
+        os.set_inheritable(3, True)
+    elif pass_fd is not None:
+        os.dup2(pass_fd, 3)     # the copy is inheritable
+
+proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                        preexec_fn=preexec, close_fds=False)
+atexit.register(lambda: proc.poll() is None and proc.kill())
+if listener:
+    listener.close()
+
+def qemu_died():
+    out, err = proc.communicate(timeout=10)
+    err = err.decode(errors='replace').strip()
+    if allow_no_hugepages and backend.get('hugetlb') == 'on' and \
+       'unable to map backing store for guest RAM' in err:
+        print(f'SKIP {name}: options accepted, but no free huge pages to map guest RAM ({err})')
+        sys.exit(3)
+    fail(f'QEMU exited with {proc.returncode}: {err}')
+
+deadline = time.monotonic() + 20
+conn = None
+while conn is None:
+    if proc.poll() is not None:
+        qemu_died()
+    try:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(qmp_sock)
+        conn = s
+    except (FileNotFoundError, ConnectionRefusedError):
+        s.close()
+        if time.monotonic() > deadline:
+            proc.kill()
+            fail('QMP socket did not appear')
+        time.sleep(0.02)
+
+conn.settimeout(20)
+f = conn.makefile('rwb')
+
+def recv():
+    while True:
+        try:
+            line = f.readline()
+        except (ConnectionResetError, socket.timeout):
+            line = b''
+        if not line:
+            # With fd=3 the socket exists before QEMU does anything, so a QEMU that fails during startup
+            # shows up here as a closed connection.
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                fail('QMP connection closed but QEMU still runs')
+            qemu_died()
+        msg = json.loads(line)
+        if 'event' not in msg:
+            return msg
+
+def cmd(execute, **arguments):
+    m = {'execute': execute}
+    if arguments:
+        m['arguments'] = arguments
+    try:
+        f.write(json.dumps(m).encode() + b'\n')
+        f.flush()
+    except (BrokenPipeError, ConnectionResetError):
+        pass                    # recv() reports why
+    r = recv()
+    if 'return' not in r:
+        fail(f'{execute} failed: {r}')
+    return r['return']
+
+if 'QMP' not in recv():
+    fail('no QMP greeting')
+cmd('qmp_capabilities')
+
+status = cmd('query-status')
+if status['status'] != 'prelaunch' or status['running']:
+    fail(f'expected a stopped guest in prelaunch, got {status}')
+if cmd('query-name').get('name') != vm_name:
+    fail('name differs')
+
+memdev = cmd('query-memdev')
+if len(memdev) != 1:
+    fail(f'expected one memory backend, got {memdev}')
+m = memdev[0]
+want = {
+    'id': backend['id'],
+    'size': int(backend['size']),
+    'policy': backend.get('policy', 'default'),
+    'host-nodes': nodes,
+    'prealloc': backend.get('prealloc') == 'on',
+}
+if nodes is None:
+    del want['host-nodes']
+got = {k: m.get(k) for k in want}
+if got != want:
+    fail(f'memory backend: wanted {want}, QEMU has {got}')
+
+blocks = [b['inserted']['file'] for b in cmd('query-block') if 'inserted' in b]
+if blocks != drives:
+    fail(f'drives: wanted {drives}, QEMU has {blocks}')
+
+peripherals = [p['name'] for p in cmd('qom-list', path='/machine/peripheral')]
+if balloon != ('balloon0' in peripherals):
+    fail(f'balloon device: wanted {balloon}, QEMU has {peripherals}')
+
+for c in console:
+    if not os.path.exists(c):
+        fail(f'console file {c} was not created')
+
+cmd('quit')
+try:
+    proc.wait(timeout=20)
+except subprocess.TimeoutExpired:
+    proc.kill()
+    fail('QEMU did not exit after quit')
+if proc.returncode != 0:
+    fail(f'QEMU exited with {proc.returncode} after quit: {proc.stderr.read().decode(errors="replace")}')
+print(f'ok   {name}: {m["size"] >> 20} MiB {want["policy"]} nodes={nodes} prealloc={want["prealloc"]} '
+      f'drives={len(drives)} balloon={balloon}')
+EOF
+
+failed=0 passed=0 skipped=0
+shopt -s nullglob
+files=("$golden_dir"/*.args)
+if (( ${#files[@]} == 0 )); then
+        echo "FAIL: no golden files in $golden_dir"
+        exit 1
+fi
+
+for file in "${files[@]}"; do
+        name=$(basename "$file" .args)
+        mapfile -t args <"$file"
+        args=("${args[@]//"$prefix"/$tmp}")
+        # argv[0] as written, unless it is the bare default name or missing here: then the QEMU under test.
+        if [[ "${args[0]}" != /* || ! -x "${args[0]}" ]]; then
+                args[0]=$qemu
+        fi
+
+        line=" ${args[*]} "
+        if [[ "$line" == *" -accel kvm "* && $kvm_usable == 0 ]]; then
+                echo "SKIP $name: /dev/kvm is not usable"
+                skipped=$((skipped + 1))
+                continue
+        fi
+        if [[ "$line" == *" -accel kvm "* && $kvm_cpu_workaround == 1 ]]; then
+                for i in "${!args[@]}"; do
+                        if [[ "${args[$i]}" == "-cpu" && "${args[$((i + 1))]}" == "host" ]]; then
+                                args[$((i + 1))]="host,-arch-capabilities"
+                        fi
+                done
+        fi
+        if [[ "$line" == *".qcow2,"* || "$line" == *".QCOW2,"* ]] && (( ! have_qemu_img )); then
+                echo "SKIP $name: qemu-img is needed to create qcow2 images"
+                skipped=$((skipped + 1))
+                continue
+        fi
+        # Huge pages: if the host has not enough free, QEMU must fail exactly at mapping guest RAM.
+        allow_no_hugepages=0
+        if [[ "$line" == *"hugetlb=on"* ]]; then
+                size=$(grep -o 'size=[0-9]*' <<<"$line" | head -n1 | cut -d= -f2)
+                if (( free_hugepages_kb * 1024 < size )); then
+                        allow_no_hugepages=1
+                fi
+        fi
+
+        rc=0
+        python3 "$tmp/drive.py" "$name" "$tmp" "$allow_no_hugepages" "${args[@]}" -S || rc=$?
+        case $rc in
+                0) passed=$((passed + 1)) ;;
+                3) skipped=$((skipped + 1)) ;;
+                *) failed=$((failed + 1)) ;;
+        esac
+done
+
+echo "QEMU ($("$qemu" --version | head -n1)) accepted $passed of ${#files[@]} golden command lines;" \
+     "$skipped skipped, $failed refused"
+(( failed == 0 ))
