@@ -95,11 +95,14 @@ int ini_parse_buffer(const char *filename, const char *buf, const IniItem *items
                 len = strlen(p);
                 if (len > 0 && p[len - 1] == '\\' && !joined) {
                         p[len - 1] = 0;
-                        joined = strdup(p);
-                        if (!joined)
-                                return -ENOMEM;
-                        start_line = line;
-                        continue;
+                        if (next) {
+                                joined = strdup(p);
+                                if (!joined)
+                                        return -ENOMEM;
+                                start_line = line;
+                                continue;
+                        }
+                        /* A continuation on the last line of the file: nothing follows. */
                 }
                 if (joined) {
                         _cleanup_free_ char *t = NULL;
