@@ -12,7 +12,7 @@ char *byte_buffer_reserve(ByteBuffer *b, size_t n, size_t max_total) {
                 return NULL;
         }
 
-        if (b->allocated - b->end >= n)
+        if (b->data && b->allocated - b->end >= n)
                 return b->data + b->end;
 
         /* Compact first when that gives enough room. */

@@ -16,7 +16,7 @@ static inline size_t byte_buffer_size(const ByteBuffer *b) {
 }
 
 static inline const char *byte_buffer_head(const ByteBuffer *b) {
-        return b->data + b->start;
+        return b->data ? b->data + b->start : NULL;
 }
 
 /* Makes room for at least n more bytes at the end; returns a pointer to it. Does not grow beyond

@@ -92,6 +92,16 @@ int ini_parse_buffer(const char *filename, const char *buf, const IniItem *items
                 line++;
 
                 /* Continuation lines: a trailing backslash joins the next line with a space. */
+                /* Comment lines are never continued (as in systemd). */
+                if (!joined) {
+                        const char *q = p;
+
+                        while (isspace((unsigned char) *q))
+                                q++;
+                        if (*q == '#' || *q == ';')
+                                continue;
+                }
+
                 len = strlen(p);
                 if (len > 0 && p[len - 1] == '\\' && !joined) {
                         p[len - 1] = 0;

@@ -78,9 +78,11 @@ static int parse_decimal(const char **p, uint64_t *ret_int, uint64_t *ret_frac_n
         if (!isdigit((unsigned char) *s))
                 return -EINVAL;
         for (; isdigit((unsigned char) *s); s++) {
-                if (i > (UINT64_MAX - 9) / 10)
+                uint64_t d = (uint64_t) (*s - '0');
+
+                if (i > (UINT64_MAX - d) / 10)
                         return -ERANGE;
-                i = i * 10 + (uint64_t) (*s - '0');
+                i = i * 10 + d;
         }
         if (*s == '.') {
                 s++;
@@ -216,7 +218,7 @@ int parse_sec(const char *s, uint64_t *ret_usec) {
                 r = mul_add_frac(i, frac, factor, &v);
                 if (r < 0)
                         return r;
-                if (total > UINT64_MAX - 1 - v)
+                if (v > UINT64_MAX - 1 - total)
                         return -ERANGE;
                 total += v;
                 any = true;
@@ -236,6 +238,8 @@ int parse_mode(const char *s, mode_t *ret) {
                 return -EINVAL;
         errno = 0;
         v = strtoul(s, &end, 8);
+        if (errno == ERANGE)
+                return -ERANGE;
         if (errno != 0 || *end != 0)
                 return -EINVAL;
         if (v > 07777)

@@ -38,6 +38,7 @@ struct VarlinkConnection {
         size_t scan_offset;     /* bytes of input already searched for a NUL */
 
         bool read_eof;
+        bool hup;
         bool closed;
         bool in_call;
         VarlinkCallFlags call_flags;
@@ -217,7 +218,7 @@ int varlink_server_set_limits(VarlinkServer *s, const VarlinkServerLimits *limit
             limits->max_connections_per_uid < 1 || limits->max_json_depth < 2 || limits->max_json_depth > 10000)
                 return -EINVAL;
 
-        t = json_tokener_new_ex((int) limits->max_json_depth);
+        t = json_tokener_new_ex((int) limits->max_json_depth + 1);
         if (!t)
                 return -ENOMEM;
         json_tokener_set_flags(t, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
@@ -1005,6 +1006,12 @@ static void connection_rearm(VarlinkConnection *c) {
 
         has_message = connection_find_message(c) >= 0;
 
+        /* The peer closed both directions: nobody can receive the pending call's reply. */
+        if (c->read_eof && c->hup && c->in_call) {
+                connection_close(c);
+                return;
+        }
+
         if (c->read_eof && !c->in_call && !has_message) {
                 if (byte_buffer_size(&c->input) > 0) {
                         connection_protocol_error(c, "connection closed in the middle of a message (missing NUL)");
@@ -1021,7 +1028,7 @@ static void connection_rearm(VarlinkConnection *c) {
         if (byte_buffer_size(&c->output) > 0)
                 events |= EPOLLOUT;
 
-        if (events == 0)
+        if (events == 0 && !(c->read_eof && c->in_call))
                 (void) sd_event_source_set_enabled(c->io_source, SD_EVENT_OFF);
         else {
                 (void) sd_event_source_set_io_events(c->io_source, events);
@@ -1070,6 +1077,8 @@ static int connection_io(sd_event_source *source, int fd, uint32_t revents, void
         VarlinkConnection *c = userdata;
         int r;
 
+        if (revents & EPOLLHUP)
+                c->hup = true;
         if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
                 r = connection_read(c);
                 if (r < 0) {
