@@ -879,6 +879,28 @@ static int connection_dispatch_call(VarlinkConnection *c, json_object *call) {
         return 0;
 }
 
+/* Whether containers (objects, arrays) nest deeper than max, counting the outermost as 1. json-c's own
+ * limit (set to max + 1) also counts a scalar leaf as a level, so an exact check needs this walk; it stops
+ * at max + 1 levels and so never recurses deeper than the tokenizer allowed. */
+static bool json_nesting_exceeds(json_object *o, unsigned max) {
+        if (!json_object_is_type(o, json_type_object) && !json_object_is_type(o, json_type_array))
+                return false;
+        if (max == 0)
+                return true;
+        if (json_object_is_type(o, json_type_array)) {
+                for (size_t i = 0; i < json_object_array_length(o); i++)
+                        if (json_nesting_exceeds(json_object_array_get_idx(o, i), max - 1))
+                                return true;
+                return false;
+        }
+        json_object_object_foreach(o, key, value) {
+                (void) key;
+                if (json_nesting_exceeds(value, max - 1))
+                        return true;
+        }
+        return false;
+}
+
 /* Finds the end of the first complete message; returns its length or -1. */
 static ssize_t connection_find_message(VarlinkConnection *c) {
         size_t size = byte_buffer_size(&c->input);
@@ -922,6 +944,10 @@ static int connection_dispatch_one(VarlinkConnection *c) {
         if (!call || json_tokener_get_error(s->tokener) != json_tokener_success) {
                 connection_protocol_error(c, call || len == 0 ? "incomplete message"
                                                              : json_tokener_error_desc(json_tokener_get_error(s->tokener)));
+                return -EBADMSG;
+        }
+        if (json_nesting_exceeds(call, s->limits.max_json_depth)) {
+                connection_protocol_error(c, "JSON nested deeper than the limit");
                 return -EBADMSG;
         }
         for (end = json_tokener_get_parse_end(s->tokener); end < (size_t) len; end++)

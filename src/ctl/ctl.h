@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* memvisorctl: shared helpers and the verb table type. Each ctl-*.c file contributes a table of verbs;
+ * memvisorctl.c dispatches and generates --help from them. */
+
+#include <getopt.h>
+#include <json-c/json.h>
+
+#include "client.h"
+#include "macro.h"
+
+/* Exit codes (documented in memvisorctl(1)). */
+enum {
+        EXIT_OK = 0,
+        EXIT_VARLINK_ERROR = 1, /* the method answered with a varlink error; its name is on stderr */
+        EXIT_USAGE = 2,         /* invalid command line */
+        EXIT_CONNECTION = 3,    /* could not connect, or the connection broke or carried garbage */
+};
+
+#define CTL_DEFAULT_ADDRESS "unix:/run/memvisor/io.memvisor.Manager"
+
+/* Global options, valid before or after the verb. */
+extern const char *arg_address;
+extern bool arg_json;
+
+typedef struct CtlVerb {
+        const char *name;
+        const char *args;               /* for --help: "NAME [SIZE]" */
+        const char *help;               /* one line */
+        unsigned min_args, max_args;    /* positional arguments after the verb */
+        /* argv[0] is the verb, argv[1…argc-1] its positional arguments (options already parsed). */
+        int (*run)(int argc, char **argv);
+        /* Verb-specific long options ({} terminated) and their handler (returns 0 or EXIT_USAGE). Option
+         * values for 'val' must be >= 0x100 to stay clear of the global short options. */
+        const struct option *options;
+        int (*option)(int c, const char *arg);
+        const char *options_help;       /* for --help, may be NULL */
+} CtlVerb;
+
+extern const CtlVerb ctl_daemon_verbs[];        /* ctl-daemon.c */
+extern const CtlVerb ctl_vm_verbs[];            /* ctl-vm.c */
+
+const char *ctl_address(void);
+/* Connects to the daemon; on failure prints why and returns -EXIT_CONNECTION. */
+int ctl_connect(VarlinkClient **ret);
+/* Pretty JSON, or one line with --json. */
+void ctl_print_json(json_object *o);
+/* Prints a varlink error reply (name, then parameters) on stderr; returns EXIT_VARLINK_ERROR. */
+int ctl_report_error(json_object *reply);
+/* Calls method and waits for the reply; returns an exit code, *ret_reply set on EXIT_OK. */
+int ctl_call(const char *method, json_object *params, json_object **ret_reply);
+int ctl_call_with_name(const char *method, const char *name, json_object **ret_reply);
+json_object *ctl_reply_parameters(json_object *reply);
+/* A member of o, NULL when absent or null. */
+json_object *ctl_obj_get(json_object *o, const char *key);
+const char *ctl_format_realtime(char *buf, size_t l, uint64_t usec);
+
+/* ctl-vm.c: the status of one guest (for "status NAME"). */
+int ctl_vm_status(const char *name);
