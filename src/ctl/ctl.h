@@ -40,6 +40,9 @@ typedef struct CtlVerb {
 
 extern const CtlVerb ctl_daemon_verbs[];        /* ctl-daemon.c */
 extern const CtlVerb ctl_vm_verbs[];            /* ctl-vm.c */
+extern const CtlVerb ctl_metrics_verbs[];       /* ctl-metrics.c: host, metrics, watch */
+extern const CtlVerb ctl_balloon_verbs[];       /* ctl-balloon.c: balloon, balloon-steps */
+extern const CtlVerb ctl_numa_verbs[];          /* ctl-numa.c: numa, pin, migrate, migrations */
 
 const char *ctl_address(void);
 /* Connects to the daemon; on failure prints why and returns -EXIT_CONNECTION. */

@@ -12,6 +12,9 @@
 static const CtlVerb *const verb_tables[] = {
         ctl_daemon_verbs,
         ctl_vm_verbs,
+        ctl_metrics_verbs,
+        ctl_balloon_verbs,
+        ctl_numa_verbs,
 };
 
 #define ARG_VERSION 0x80

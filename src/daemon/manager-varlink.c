@@ -102,7 +102,13 @@ static const VarlinkMethod daemon_methods[] = {
 /* io.memvisor.Manager is served from the tables of several files: the daemon's own methods here, the
  * guests' in manager-vms.c. */
 static int manager_build_interface(Manager *m) {
-        const VarlinkMethod *const tables[] = { daemon_methods, manager_vm_methods() };
+        const VarlinkMethod *const tables[] = {
+                daemon_methods,
+                manager_vm_methods(),
+                manager_metrics_methods(),
+                manager_balloon_methods(),
+                manager_numa_methods(),
+        };
         size_t n = 0, k = 0;
 
         for (size_t t = 0; t < ELEMENTSOF(tables); t++)

@@ -48,6 +48,9 @@ Manager *manager_free(Manager *m) {
                 return NULL;
 
         m->varlink = varlink_server_free(m->varlink);
+        manager_numa_done(m);
+        manager_balloon_done(m);
+        manager_metrics_done(m);
         manager_vms_done(m);
         free(m->methods);
         m->event = sd_event_unref(m->event);
@@ -335,6 +338,15 @@ int manager_start(Manager *m) {
                 log_warning_errno(r, "Failed to enable the watchdog, ignoring: %m");
 
         r = manager_vms_start(m);
+        if (r < 0)
+                return r;
+        r = manager_metrics_start(m);
+        if (r < 0)
+                return r;
+        r = manager_balloon_start(m);
+        if (r < 0)
+                return r;
+        r = manager_numa_start(m);
         if (r < 0)
                 return r;
 

@@ -14,6 +14,11 @@
 #define MESSAGE_ID_CONFIG_RELOADED "MESSAGE_ID=6f1d3c2a8e4b4f0e9a7c5d3b1e2f4a62"
 #define MESSAGE_ID_CONFIG_INVALID "MESSAGE_ID=6f1d3c2a8e4b4f0e9a7c5d3b1e2f4a63"
 
+/* Feature modules, each owning its state behind an opaque pointer (see the manager-*.c files). */
+typedef struct ManagerMetrics ManagerMetrics;   /* manager-metrics.c: sampler, metrics API, exporter */
+typedef struct ManagerBalloon ManagerBalloon;   /* manager-balloon.c: balloon control, schedules, policy */
+typedef struct ManagerNuma ManagerNuma;         /* manager-numa.c: pinning, placement, page migration */
+
 typedef struct Manager {
         sd_event *event;
 
@@ -40,6 +45,10 @@ typedef struct Manager {
         sd_event_source *gc_source;     /* forgets transient guests once they ended */
         VarlinkConnection **subscribers; /* SubscribeEvents calls in progress */
         size_t n_subscribers;
+
+        ManagerMetrics *metrics;
+        ManagerBalloon *balloon;
+        ManagerNuma *numa;
 } Manager;
 
 /* Takes ownership of config_path and overrides. */
@@ -71,4 +80,16 @@ int manager_vms_reload(Manager *m);             /* re-read VMDirectory */
 void manager_vms_done(Manager *m);
 Vm *manager_find_vm(Manager *m, const char *name);
 const VarlinkMethod *manager_vm_methods(void);
+
+/* Feature modules: start after the guest table is loaded, done before it is freed; their varlink methods
+ * join io.memvisor.Manager. */
+int manager_metrics_start(Manager *m);
+void manager_metrics_done(Manager *m);
+const VarlinkMethod *manager_metrics_methods(void);
+int manager_balloon_start(Manager *m);
+void manager_balloon_done(Manager *m);
+const VarlinkMethod *manager_balloon_methods(void);
+int manager_numa_start(Manager *m);
+void manager_numa_done(Manager *m);
+const VarlinkMethod *manager_numa_methods(void);
 void manager_update_status(Manager *m);

@@ -1,0 +1,7 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* TODO(issue): memvisorctl verbs of this module are being written. */
+#include "ctl.h"
+
+const CtlVerb ctl_numa_verbs[] = {
+        {}
+};
