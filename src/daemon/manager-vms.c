@@ -524,15 +524,27 @@ static int error_name_param(VarlinkConnection *c, const char *error, const char 
         return varlink_error(c, error, p);
 }
 
-static int error_invalid_state(VarlinkConnection *c, Vm *vm) {
+static int error_two_strings(VarlinkConnection *c, const char *error, const char *k1, const char *v1, const char *k2,
+                             const char *v2) {
         json_object *p = json_object_new_object();
 
-        if (!p || json_add_string(p, "name", vm->name) < 0 ||
-            json_add_string(p, "state", vm_state_to_string(vm->state)) < 0) {
+        if (!p || json_add_string(p, k1, v1) < 0 || json_add_string(p, k2, v2) < 0) {
                 json_object_put(p);
                 return -ENOMEM;
         }
-        return varlink_error(c, ERROR_INVALID_STATE, p);
+        return varlink_error(c, error, p);
+}
+
+static int error_read_only(VarlinkConnection *c, Vm *vm) {
+        return error_two_strings(c, ERROR_DEFINITION_READ_ONLY, "name", vm->name, "source", vm->source);
+}
+
+static int error_invalid_state(VarlinkConnection *c, Vm *vm) {
+        return error_two_strings(c, ERROR_INVALID_STATE, "name", vm->name, "state", vm_state_to_string(vm->state));
+}
+
+static int error_start_failed(VarlinkConnection *c, Vm *vm, const char *reason) {
+        return error_two_strings(c, ERROR_START_FAILED, "name", vm->name, "reason", reason);
 }
 
 static Vm *lookup_or_reply(Manager *m, VarlinkConnection *c, json_object *parameters, int *ret) {
@@ -652,12 +664,7 @@ static int vl_define_vm(VarlinkConnection *c, json_object *parameters, VarlinkCa
 
         vm = manager_find_vm(m, spec->name);
         if (vm && vm->source && !vm->transient)
-                return varlink_error(c, ERROR_DEFINITION_READ_ONLY, ({
-                        json_object *p = json_object_new_object();
-                        if (p && (json_add_string(p, "name", vm->name) < 0 || json_add_string(p, "source", vm->source) < 0))
-                                p = (json_object_put(p), NULL);
-                        p;
-                }));
+                return error_read_only(c, vm);
         if (vm && !replace && !vm->transient)
                 return error_name_param(c, ERROR_VM_EXISTS, "name", spec->name);
         if (!vm && m->n_vms >= MANAGER_MAX_VMS)
@@ -727,12 +734,7 @@ static int vl_undefine_vm(VarlinkConnection *c, json_object *parameters, Varlink
             vm->state == VM_STATE_STOPPING)
                 return error_invalid_state(c, vm);
         if (vm->source && !vm->transient)
-                return varlink_error(c, ERROR_DEFINITION_READ_ONLY, ({
-                        json_object *p = json_object_new_object();
-                        if (p && (json_add_string(p, "name", vm->name) < 0 || json_add_string(p, "source", vm->source) < 0))
-                                p = (json_object_put(p), NULL);
-                        p;
-                }));
+                return error_read_only(c, vm);
 
         dir = api_vm_dir(m);
         if (!dir || asprintf(&path, "%s/%s.vm", dir, vm->name) < 0)
@@ -759,15 +761,8 @@ static int vl_start_vm(VarlinkConnection *c, json_object *parameters, VarlinkCal
         r = vm_start(vm, &error);
         if (r == -ENOMEM)
                 return r;
-        if (r < 0) {
-                json_object *p = json_object_new_object();
-                if (!p || json_add_string(p, "name", vm->name) < 0 ||
-                    json_add_string(p, "reason", error ?: strerror(-r)) < 0) {
-                        json_object_put(p);
-                        return -ENOMEM;
-                }
-                return varlink_error(c, ERROR_START_FAILED, p);
-        }
+        if (r < 0)
+                return error_start_failed(c, vm, error ?: strerror(-r));
         return reply_summary(c, vm);
 }
 
@@ -795,15 +790,8 @@ static int vl_restart_vm(VarlinkConnection *c, json_object *parameters, VarlinkC
         r = vm_restart(vm, &error);
         if (r == -ENOMEM)
                 return r;
-        if (r < 0) {
-                json_object *p = json_object_new_object();
-                if (!p || json_add_string(p, "name", vm->name) < 0 ||
-                    json_add_string(p, "reason", error ?: strerror(-r)) < 0) {
-                        json_object_put(p);
-                        return -ENOMEM;
-                }
-                return varlink_error(c, ERROR_START_FAILED, p);
-        }
+        if (r < 0)
+                return error_start_failed(c, vm, error ?: strerror(-r));
         return reply_summary(c, vm);
 }
 

@@ -1436,3 +1436,16 @@ bool vm_spec_equal(const VmSpec *a, const VmSpec *b) {
                 a->start_limit_burst == b->start_limit_burst &&
                 a->start_limit_interval_usec == b->start_limit_interval_usec;
 }
+
+int vm_spec_copy(const VmSpec *s, VmSpec **ret) {
+        _cleanup_free_ char *ini = NULL;
+        VmSpecError e = {};
+        int r;
+
+        r = vm_spec_to_ini(s, &ini);
+        if (r < 0)
+                return r;
+        r = vm_spec_parse_ini(s->name, ini, s->name, ret, &e);
+        vm_spec_error_done(&e);
+        return r;
+}

@@ -127,3 +127,5 @@ int vm_spec_to_ini(const VmSpec *s, char **ret);
 /* JSON form with the same sections/keys, typed values (numbers for counts and bytes, booleans, strings). */
 int vm_spec_to_json(const VmSpec *s, json_object **ret);
 bool vm_spec_equal(const VmSpec *a, const VmSpec *b);
+/* A deep copy (through the canonical INI text, so it is exactly what a restart would read back). */
+int vm_spec_copy(const VmSpec *s, VmSpec **ret);

@@ -676,17 +676,9 @@ static int vm_start_internal(Vm *vm, bool by_policy, char **ret_error) {
         vm->n_vcpus = 0;
 
         /* Snapshot the definition: a redefinition while running applies at the next start. */
-        {
-                _cleanup_free_ char *ini = NULL;
-                VmSpecError e = {};
-
-                r = vm_spec_to_ini(vm->spec, &ini);
-                if (r >= 0)
-                        r = vm_spec_parse_ini(vm->name, ini, vm->name, &spec, &e);
-                vm_spec_error_done(&e);
-                if (r < 0)
-                        return fail_start(vm, r, ret_error, "cannot copy the definition: %s", strerror(-r));
-        }
+        r = vm_spec_copy(vm->spec, &spec);
+        if (r < 0)
+                return fail_start(vm, r, ret_error, "cannot copy the definition: %s", strerror(-r));
 
         r = find_executable(spec->qemu_binary ?: "qemu-system-x86_64", &emulator);
         if (r < 0)
@@ -941,12 +933,7 @@ int vm_adopt(Vm *vm, json_object *state) {
                 vm_spec_error_done(&e);
         }
         if (!spec) {
-                _cleanup_free_ char *ini = NULL;
-                VmSpecError e = {};
-                r = vm_spec_to_ini(vm->spec, &ini);
-                if (r >= 0)
-                        r = vm_spec_parse_ini(vm->name, ini, vm->name, &spec, &e);
-                vm_spec_error_done(&e);
+                r = vm_spec_copy(vm->spec, &spec);
                 if (r < 0)
                         return r;
         }
