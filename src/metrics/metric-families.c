@@ -1,0 +1,186 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <stdio.h>
+
+#include "metric-families.h"
+
+#define L(...) { __VA_ARGS__, NULL }
+
+const MetricFamily metric_families[_METRIC_ID_MAX] = {
+        [METRIC_DAEMON_SCRAPES] = { "memvisor_daemon_scrapes_total", METRIC_COUNTER, "",
+                                    "Scrapes of /metrics served by the exporter.", L(NULL) },
+        [METRIC_DAEMON_HTTP_CONNECTIONS] = { "memvisor_daemon_http_connections", METRIC_GAUGE, "",
+                                             "Open connections to the exporter.", L(NULL) },
+        [METRIC_DAEMON_HTTP_RESPONSES] = { "memvisor_daemon_http_responses_total", METRIC_COUNTER, "",
+                                           "HTTP responses sent by the exporter, by status code.", L("code") },
+        [METRIC_DAEMON_VARLINK_CONNECTIONS] = { "memvisor_daemon_varlink_connections", METRIC_GAUGE, "",
+                                                "Open varlink connections.", L(NULL) },
+        [METRIC_DAEMON_VARLINK_CONNECTIONS_TOTAL] = { "memvisor_daemon_varlink_connections_total", METRIC_COUNTER, "",
+                                                      "Varlink connections accepted since the daemon started.",
+                                                      L(NULL) },
+        [METRIC_DAEMON_VARLINK_CALLS] = { "memvisor_daemon_varlink_calls_total", METRIC_COUNTER, "",
+                                          "Varlink method calls dispatched since the daemon started.", L(NULL) },
+        [METRIC_DAEMON_VARLINK_PROTOCOL_ERRORS] = { "memvisor_daemon_varlink_protocol_errors_total", METRIC_COUNTER,
+                                                    "", "Varlink connections closed for a protocol violation.",
+                                                    L(NULL) },
+        [METRIC_DAEMON_SAMPLE_DURATION] = { "memvisor_daemon_sample_duration_seconds", METRIC_GAUGE, "seconds",
+                                            "Time the last sample took, by sampler (host, guest).", L("sampler") },
+        [METRIC_DAEMON_SAMPLES] = { "memvisor_daemon_samples_total", METRIC_COUNTER, "",
+                                    "Samples taken, by sampler (host, guest).", L("sampler") },
+        [METRIC_DAEMON_SAMPLE_ERRORS] = { "memvisor_daemon_sample_errors_total", METRIC_COUNTER, "",
+                                          "Samples or parts of samples that failed, by sampler (host, guest).",
+                                          L("sampler") },
+        [METRIC_DAEMON_LAST_SAMPLE] = { "memvisor_daemon_last_sample_timestamp_seconds", METRIC_GAUGE, "seconds",
+                                        "When the host sample this scrape shows was taken (Unix time).", L(NULL) },
+
+        [METRIC_HOST_MEMORY_TOTAL] = { "memvisor_host_memory_total_bytes", METRIC_GAUGE, "bytes",
+                                       "Usable RAM (MemTotal in /proc/meminfo).", L(NULL) },
+        [METRIC_HOST_MEMORY_FREE] = { "memvisor_host_memory_free_bytes", METRIC_GAUGE, "bytes",
+                                      "Unused RAM (MemFree).", L(NULL) },
+        [METRIC_HOST_MEMORY_AVAILABLE] = { "memvisor_host_memory_available_bytes", METRIC_GAUGE, "bytes",
+                                           "RAM available for new allocations without swapping (MemAvailable).",
+                                           L(NULL) },
+        [METRIC_HOST_MEMORY_BUFFERS] = { "memvisor_host_memory_buffers_bytes", METRIC_GAUGE, "bytes",
+                                         "Block device buffers (Buffers).", L(NULL) },
+        [METRIC_HOST_MEMORY_CACHED] = { "memvisor_host_memory_cached_bytes", METRIC_GAUGE, "bytes",
+                                        "Page cache (Cached).", L(NULL) },
+        [METRIC_HOST_MEMORY_ANON] = { "memvisor_host_memory_anon_bytes", METRIC_GAUGE, "bytes",
+                                      "Anonymous pages mapped into user space (AnonPages).", L(NULL) },
+        [METRIC_HOST_MEMORY_ANON_HUGE] = { "memvisor_host_memory_anon_hugepages_bytes", METRIC_GAUGE, "bytes",
+                                           "Anonymous transparent huge pages (AnonHugePages).", L(NULL) },
+        [METRIC_HOST_MEMORY_SHMEM] = { "memvisor_host_memory_shmem_bytes", METRIC_GAUGE, "bytes",
+                                       "Shared memory and tmpfs (Shmem).", L(NULL) },
+        [METRIC_HOST_MEMORY_COMMITTED_AS] = { "memvisor_host_memory_committed_as_bytes", METRIC_GAUGE, "bytes",
+                                              "Memory committed to all processes (Committed_AS).", L(NULL) },
+        [METRIC_HOST_MEMORY_COMMIT_LIMIT] = { "memvisor_host_memory_commit_limit_bytes", METRIC_GAUGE, "bytes",
+                                              "Commit limit under strict overcommit (CommitLimit).", L(NULL) },
+        [METRIC_HOST_SWAP_TOTAL] = { "memvisor_host_swap_total_bytes", METRIC_GAUGE, "bytes",
+                                     "Swap space (SwapTotal).", L(NULL) },
+        [METRIC_HOST_SWAP_FREE] = { "memvisor_host_swap_free_bytes", METRIC_GAUGE, "bytes",
+                                    "Unused swap space (SwapFree).", L(NULL) },
+        [METRIC_HOST_HUGEPAGES] = { "memvisor_host_hugepages", METRIC_GAUGE, "",
+                                    "Huge pages of the default size, by state (total, free, reserved, surplus).",
+                                    L("state") },
+        [METRIC_HOST_HUGEPAGE_SIZE] = { "memvisor_host_hugepage_size_bytes", METRIC_GAUGE, "bytes",
+                                        "Default huge page size (Hugepagesize).", L(NULL) },
+        [METRIC_HOST_OVERCOMMIT_RATIO] = { "memvisor_host_memory_overcommit_ratio", METRIC_GAUGE, "ratio",
+                                           "Committed_AS divided by CommitLimit.", L(NULL) },
+        [METRIC_HOST_NODE_MEMORY_TOTAL] = { "memvisor_host_node_memory_total_bytes", METRIC_GAUGE, "bytes",
+                                            "RAM of a NUMA node (node meminfo MemTotal).", L("node") },
+        [METRIC_HOST_NODE_MEMORY_FREE] = { "memvisor_host_node_memory_free_bytes", METRIC_GAUGE, "bytes",
+                                           "Unused RAM of a NUMA node (MemFree).", L("node") },
+        [METRIC_HOST_NODE_MEMORY_USED] = { "memvisor_host_node_memory_used_bytes", METRIC_GAUGE, "bytes",
+                                           "Used RAM of a NUMA node (MemUsed).", L("node") },
+        [METRIC_HOST_NODE_HUGEPAGES] = { "memvisor_host_node_hugepages", METRIC_GAUGE, "",
+                                         "Huge pages of the default size on a NUMA node, by state (total, free).",
+                                         L("node", "state") },
+
+        [METRIC_GUEST_STATE] = { "memvisor_guest_state", METRIC_GAUGE, "",
+                                 "1 for the state the guest is in, 0 for the others.", L("vm", "state") },
+        [METRIC_GUEST_RESTARTS] = { "memvisor_guest_restarts_total", METRIC_COUNTER, "",
+                                    "Restarts by the restart policy since the guest was defined.", L("vm") },
+        [METRIC_GUEST_VCPUS] = { "memvisor_guest_vcpus", METRIC_GAUGE, "",
+                                 "vCPUs of the running guest (threads reported by QEMU).", L("vm") },
+        [METRIC_GUEST_MEMORY_SIZE] = { "memvisor_guest_memory_size_bytes", METRIC_GAUGE, "bytes",
+                                       "Guest RAM size the running QEMU was started with.", L("vm") },
+        [METRIC_GUEST_RESIDENT] = { "memvisor_guest_resident_bytes", METRIC_GAUGE, "bytes",
+                                    "Resident set of the QEMU process (VmRSS).", L("vm") },
+        [METRIC_GUEST_NODE_RESIDENT] = { "memvisor_guest_node_resident_bytes", METRIC_GAUGE, "bytes",
+                                         "Memory of the QEMU process resident on a host NUMA node (numa_maps).",
+                                         L("vm", "node") },
+        [METRIC_GUEST_BALLOON_ACTUAL] = { "memvisor_guest_balloon_actual_bytes", METRIC_GAUGE, "bytes",
+                                          "Memory the guest has with its balloon inflated (query-balloon actual).",
+                                          L("vm") },
+        [METRIC_GUEST_KVM_VM_COUNTER] = { "memvisor_guest_kvm_<stat>_total", METRIC_COUNTER, "",
+                                          "KVM statistic <stat> of the VM (QMP query-stats, cumulative).", L("vm") },
+        [METRIC_GUEST_KVM_VM_GAUGE] = { "memvisor_guest_kvm_<stat>", METRIC_GAUGE, "",
+                                        "KVM statistic <stat> of the VM (QMP query-stats, instant or peak).",
+                                        L("vm") },
+        [METRIC_GUEST_KVM_VCPU_COUNTER] = { "memvisor_guest_kvm_vcpu_<stat>_total", METRIC_COUNTER, "",
+                                            "KVM statistic <stat> of one vCPU (QMP query-stats, cumulative).",
+                                            L("vm", "vcpu") },
+        [METRIC_GUEST_KVM_VCPU_GAUGE] = { "memvisor_guest_kvm_vcpu_<stat>", METRIC_GAUGE, "",
+                                          "KVM statistic <stat> of one vCPU (QMP query-stats, instant or peak).",
+                                          L("vm", "vcpu") },
+};
+
+const MeminfoMetric meminfo_metrics[] = {
+        { "MemTotal", METRIC_HOST_MEMORY_TOTAL },
+        { "MemFree", METRIC_HOST_MEMORY_FREE },
+        { "MemAvailable", METRIC_HOST_MEMORY_AVAILABLE },
+        { "Buffers", METRIC_HOST_MEMORY_BUFFERS },
+        { "Cached", METRIC_HOST_MEMORY_CACHED },
+        { "AnonPages", METRIC_HOST_MEMORY_ANON },
+        { "AnonHugePages", METRIC_HOST_MEMORY_ANON_HUGE },
+        { "Shmem", METRIC_HOST_MEMORY_SHMEM },
+        { "Committed_AS", METRIC_HOST_MEMORY_COMMITTED_AS },
+        { "CommitLimit", METRIC_HOST_MEMORY_COMMIT_LIMIT },
+        { "SwapTotal", METRIC_HOST_SWAP_TOTAL },
+        { "SwapFree", METRIC_HOST_SWAP_FREE },
+        { "Hugepagesize", METRIC_HOST_HUGEPAGE_SIZE },
+};
+
+const size_t n_meminfo_metrics = ELEMENTSOF(meminfo_metrics);
+
+int metric_kvm_family(bool vcpu, const char *stat, bool cumulative, MetricFamily *ret_family, char **ret_name,
+                      double *ret_scale) {
+        const MetricFamily *pattern = &metric_families[vcpu ? (cumulative ? METRIC_GUEST_KVM_VCPU_COUNTER
+                                                                          : METRIC_GUEST_KVM_VCPU_GAUGE)
+                                                            : (cumulative ? METRIC_GUEST_KVM_VM_COUNTER
+                                                                          : METRIC_GUEST_KVM_VM_GAUGE)];
+        _cleanup_free_ char *s = NULL, *name = NULL;
+        const char *unit = "";
+        double scale = 1;
+        size_t l;
+
+        s = metric_name_sanitize(stat);
+        if (!s)
+                return -ENOMEM;
+        l = strlen(s);
+        if (l == 0 || l > 100)
+                return -EINVAL;
+        if (l > 3 && streq(s + l - 3, "_ns")) {
+                s[l - 3] = 0;
+                unit = "seconds";
+                scale = 1e-9;
+        }
+        if (asprintf(&name, "memvisor_guest_kvm_%s%s%s%s", vcpu ? "vcpu_" : "", s,
+                     *unit ? "_seconds" : "", cumulative ? "_total" : "") < 0)
+                return -ENOMEM;
+        if (!metric_name_is_valid(name))
+                return -EINVAL;
+
+        *ret_family = *pattern;
+        ret_family->name = name;
+        ret_family->unit = unit;
+        *ret_name = TAKE_PTR(name);
+        *ret_scale = scale;
+        return 0;
+}
+
+int metric_families_markdown(FILE *f) {
+        fputs("# memvisor metrics\n"
+              "\n"
+              "<!-- Generated by `memvisord --list-metrics` from src/metrics/metric-families.c; do not edit. -->\n"
+              "\n"
+              "The exporter (`GET /metrics`, Prometheus text format 0.0.4) and the varlink method\n"
+              "`io.memvisor.Manager.GetMetrics` publish these families. Names carry the `memvisor_` prefix and\n"
+              "base units; counters end in `_total`. `<stat>` stands for a KVM statistic from QMP `query-stats`\n"
+              "(such as `pf_taken`, `exits`, `remote_tlb_flush`); statistics in nanoseconds are exported in\n"
+              "seconds with a `_seconds` suffix. Guest series exist while the guest is defined; KVM series only\n"
+              "while it runs under KVM.\n"
+              "\n"
+              "| name | type | unit | labels | description |\n"
+              "| --- | --- | --- | --- | --- |\n", f);
+        for (size_t i = 0; i < _METRIC_ID_MAX; i++) {
+                const MetricFamily *m = &metric_families[i];
+
+                fprintf(f, "| `%s` | %s | %s | ", m->name, metric_type_to_string(m->type),
+                        isempty(m->unit) ? "-" : m->unit);
+                if (!m->labels[0])
+                        fputs("-", f);
+                for (size_t k = 0; k < METRIC_MAX_LABELS && m->labels[k]; k++)
+                        fprintf(f, "%s`%s`", k > 0 ? ", " : "", m->labels[k]);
+                fprintf(f, " | %s |\n", m->help);
+        }
+        return ferror(f) ? -EIO : 0;
+}
