@@ -1,0 +1,267 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""Ballooning with the real daemon, real QEMU and the Linux test guest (TCG, virtio_balloon loaded): targets
+with --wait, the guest's own statistics, a schedule whose steps are recorded, the host-pressure policy driven by
+an injected host meminfo file ([Balloon] HostMeminfoPath=), and the errors a user sees. One guest boot per test."""
+
+import json
+import subprocess
+import time
+
+import pytest
+
+from memvisor_it import REPO
+
+M = "io.memvisor.Manager."
+MiB = 1 << 20
+
+
+@pytest.fixture(scope="session")
+def test_guest(build):
+    out = build.path / "test-guest"
+    r = subprocess.run([str(REPO / "tests/guest/build-guest.sh"), str(out)], capture_output=True, text=True,
+                       timeout=600)
+    if r.returncode != 0:
+        pytest.fail("building the test guest failed:\n%s%s" % (r.stdout, r.stderr))
+    return out
+
+
+def ok(d, method, params=None):
+    reply = d.call(M + method, params)
+    assert "error" not in reply, reply
+    return reply["parameters"]
+
+
+def guest_vm(d, test_guest, name="web", extra=""):
+    d.vm_dir.mkdir(exist_ok=True)
+    (d.vm_dir / (name + ".vm")).write_text(
+        "[VM]\nMemory=512M\nAccelerator=tcg\nKernel=%s/vmlinuz\nInitrd=%s/initrd.gz\nAppend=console=ttyS0 quiet\n"
+        "StopTimeoutSec=3s\n%s" % (test_guest, test_guest, extra))
+    ok(d, "Reload")
+
+
+def start_and_wait_ready(d, ctl, name="web"):
+    r = ctl("start", name, address=d.socket)
+    assert r.returncode == 0, r.stderr
+    vm = ok(d, "DescribeVM", {"name": name})["vm"]
+    console = vm["consoleLog"]
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            with open(console, "rb") as f:
+                if b"MEMVISOR-GUEST-READY" in f.read():
+                    return
+        except FileNotFoundError:
+            pass
+        assert time.monotonic() < deadline, "guest never printed its ready line"
+        time.sleep(0.2)
+
+
+def wait_balloon(d, name, predicate, timeout=30.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    b = None
+    while time.monotonic() < deadline:
+        b = ok(d, "GetBalloon", {"name": name})["balloon"]
+        if predicate(b):
+            return b
+        time.sleep(0.2)
+    raise AssertionError("balloon of %s: %s not reached within %.0fs; last: %s" % (name, what, timeout,
+                                                                                  json.dumps(b, indent=1)))
+
+
+def test_balloon_inflate_deflate_and_errors(daemons, ctl, test_guest):
+    d = daemons(name="bl", config="[Balloon]\nStatsIntervalSec=1s\n")
+    guest_vm(d, test_guest, extra="[Balloon]\nFloor=128M\n")
+    (d.vm_dir / "noballoon.vm").write_text("[VM]\nMemory=256M\nAccelerator=tcg\nKernel=%s/vmlinuz\nInitrd=%s/initrd.gz\n"
+                                           "Balloon=no\n" % (test_guest, test_guest))
+    r = ctl("reload", address=d.socket)
+    assert r.returncode == 0, r.stderr
+
+    # not running → InvalidState; no balloon device → NoBalloonDevice (also when not running)
+    r = ctl("balloon", "web", "256M", address=d.socket)
+    assert r.returncode == 1 and "io.memvisor.Manager.InvalidState" in r.stderr, r.stderr
+    r = ctl("balloon", "noballoon", "128M", address=d.socket)
+    assert r.returncode == 1 and "io.memvisor.Manager.NoBalloonDevice" in r.stderr, r.stderr
+    r = ctl("balloon", "nosuch", address=d.socket)
+    assert r.returncode == 1 and "io.memvisor.Manager.NoSuchVM" in r.stderr
+
+    start_and_wait_ready(d, ctl)
+    b = wait_balloon(d, "web", lambda b: "guestStats" in b and "actualBytes" in b, what="first guest stats")
+    assert b["actualBytes"] == 512 * MiB and b["targetBytes"] == 512 * MiB
+    total0 = b["guestStats"]["totalBytes"]
+    assert 400 * MiB < total0 <= 512 * MiB
+    for k in ("freeBytes", "availableBytes", "diskCachesBytes", "swapInBytes", "swapOutBytes", "majorFaults",
+              "minorFaults", "lastUpdateRealtimeUSec"):
+        assert k in b["guestStats"], k
+
+    # malformed sizes are named by the CLI
+    for bad, why in (("12Q", "expected a size"), ("-256M", "expected a size"), ("99999999999999999999", "too large")):
+        r = ctl("balloon", "web", "--", bad, address=d.socket)
+        assert r.returncode == 2 and ("'%s' for SIZE" % bad) in r.stderr and why in r.stderr, r.stderr
+    # bounds: above boot memory, below the floor, 0 (the API), negative (the API)
+    r = ctl("balloon", "web", "600M", address=d.socket)
+    assert r.returncode == 1 and "BalloonTargetOutOfRange" in r.stderr and "above the guest's boot memory" in r.stderr
+    r = ctl("balloon", "web", "64M", address=d.socket)
+    assert r.returncode == 1 and "below the guest's balloon floor" in r.stderr
+    reply = d.call(M + "SetBalloon", {"name": "web", "targetBytes": 0})
+    assert reply["error"] == M + "BalloonTargetOutOfRange" and reply["parameters"]["parameter"] == "targetBytes"
+    reply = d.call(M + "SetBalloon", {"name": "web", "targetBytes": -5})
+    assert reply["error"] == "org.varlink.service.InvalidParameter"
+    assert reply["parameters"]["parameter"] == "targetBytes"
+
+    # inflate to 256 MiB, following progress
+    t0 = time.monotonic()
+    r = ctl("balloon", "web", "256M", "--wait", "--timeout", "30s", address=d.socket, timeout=40)
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "web: balloon target 256M, waiting…"
+    assert lines[-1].startswith("web: actual 256M after ") and lines[-1].endswith("(target reached)"), lines
+    assert len(lines) >= 3, "no intermediate sizes printed: %s" % lines
+    print("inflate 512M → 256M: %.2fs, %d progress lines" % (time.monotonic() - t0, len(lines) - 1))
+
+    # the guest's own total memory follows
+    b = wait_balloon(d, "web", lambda b: b["guestStats"]["totalBytes"] < total0 - 200 * MiB, timeout=15,
+                     what="guest total memory down by 200M")
+    assert b["actualBytes"] == 256 * MiB
+    r = ctl("balloon", "web", address=d.socket)
+    assert r.returncode == 0 and "Actual: 256M" in r.stdout and "total:" in r.stdout, r.stdout
+
+    # and back
+    r = ctl("balloon", "web", "512M", "--wait", address=d.socket, timeout=40)
+    assert r.returncode == 0 and r.stdout.splitlines()[-1].startswith("web: actual 512M"), r.stdout + r.stderr
+    wait_balloon(d, "web", lambda b: b["guestStats"]["totalBytes"] >= total0 - 8 * MiB, timeout=15,
+                 what="guest total memory back")
+
+    # the raw streaming call: intermediate replies with continues, then the final one
+    with d.connect(timeout=40) as c:
+        c.send(M + "SetBalloon", {"name": "web", "targetBytes": 384 * MiB}, more=True)
+        msgs = []
+        while True:
+            m = c.receive(40)
+            assert "error" not in m, m
+            msgs.append(m)
+            if not m.get("continues"):
+                break
+    assert msgs[-1]["parameters"]["reached"] is True and msgs[-1]["parameters"]["actualBytes"] == 384 * MiB
+    assert all(m["parameters"]["reached"] is False for m in msgs[:-1])
+
+    r = ctl("kill", "web", address=d.socket)
+    assert r.returncode == 0
+    wait_balloon(d, "web", lambda b: not b["tracking"], timeout=10, what="not tracked after kill")
+
+
+def test_balloon_schedule_steps_recorded(daemons, ctl, test_guest):
+    d = daemons(name="bs", config="[Balloon]\nStatsIntervalSec=1s\n")
+    guest_vm(d, test_guest)
+    start_and_wait_ready(d, ctl)
+    wait_balloon(d, "web", lambda b: "actualBytes" in b, what="actual known")
+
+    r = ctl("balloon", "web", "--between", "256M,448M", "--every", "12Q", "--count", "3", address=d.socket)
+    assert r.returncode == 2 and "--every=" in r.stderr
+    r = ctl("balloon", "web", "--between", "256M", "--every", "4s", "--count", "3", address=d.socket)
+    assert r.returncode == 2 and "--between=" in r.stderr
+    reply = d.call(M + "SetBalloonSchedule", {"name": "web", "mode": "oscillate", "fromBytes": 256 * MiB,
+                                              "toBytes": 448 * MiB, "everyUSec": 1000, "count": 3})
+    assert reply["error"] == M + "InvalidBalloonSchedule" and reply["parameters"]["parameter"] == "everyUSec"
+
+    r = ctl("balloon", "web", "--between", "256M,448M", "--every", "4s", "--count", "3", address=d.socket)
+    assert r.returncode == 0, r.stderr
+    assert "oscillate 256M → 448M, 3 steps every 4" in r.stdout
+    b = ok(d, "GetBalloon", {"name": "web"})["balloon"]
+    assert b["schedule"]["mode"] == "oscillate" and b["schedule"]["origin"] == "api"
+
+    deadline = time.monotonic() + 30
+    while True:
+        steps = ok(d, "GetBalloonSteps", {"name": "web"})["steps"]
+        if len(steps) == 3 and all(s["finished"] for s in steps):
+            break
+        assert time.monotonic() < deadline, steps
+        time.sleep(0.3)
+    assert [s["targetBytes"] for s in steps] == [256 * MiB, 448 * MiB, 256 * MiB]
+    assert [s["index"] for s in steps] == [0, 1, 2]
+    assert steps[1]["realtimeUSec"] - steps[0]["realtimeUSec"] == pytest.approx(4e6, abs=0.5e6)
+    reached = [s for s in steps if s["reached"]]
+    assert len(reached) >= 2, steps
+    for s in reached:
+        assert 0 <= s["timeToReachUSec"] < 4e6 and s["actualBytes"] == s["targetBytes"]
+    for s in steps:
+        # TCG: no KVM counters, and it says so
+        assert s["kvm"]["available"] is False and "TCG" in s["kvm"]["reason"], s
+    print("steps: %s" % [(s["targetBytes"] // MiB, s.get("timeToReachUSec")) for s in steps])
+
+    r = ctl("balloon-steps", "web", address=d.socket)
+    assert r.returncode == 0 and len(r.stdout.splitlines()) == 4, r.stdout
+    assert r.stdout.splitlines()[1].split()[0] == "0"
+    # the schedule ends when the last step's period is over
+    wait_balloon(d, "web", lambda b: "schedule" not in b, timeout=8, what="schedule over")
+
+    # cancel: nothing to cancel now; a started one can be cancelled
+    r = ctl("balloon", "web", "--cancel", address=d.socket)
+    assert r.returncode == 1 and "NoBalloonSchedule" in r.stderr
+    r = ctl("balloon", "web", "--ramp", "512M,256M", "--every", "10s", "--count", "3", address=d.socket)
+    assert r.returncode == 0, r.stderr
+    r = ctl("balloon", "web", "--cancel", address=d.socket)
+    assert r.returncode == 0 and "cancelled" in r.stdout
+    steps = ok(d, "GetBalloonSteps", {"name": "web"})["steps"]
+    assert len(steps) == 4 and steps[-1]["targetBytes"] == 512 * MiB and steps[-1]["finished"]
+    ctl("kill", "web", address=d.socket)
+
+
+def write_meminfo(path, available_gib, committed_gib):
+    total, limit = 16, 20
+    path.write_text("MemTotal:       %d kB\nMemFree:        %d kB\nMemAvailable:   %d kB\n"
+                    "SwapTotal:      0 kB\nSwapFree:       0 kB\nCommitLimit:    %d kB\nCommitted_AS:   %d kB\n"
+                    % (total << 20, int(available_gib * (1 << 20)), int(available_gib * (1 << 20)), limit << 20,
+                       int(committed_gib * (1 << 20))))
+
+
+def test_balloon_policy_squeezes_under_injected_pressure(daemons, ctl, test_guest, workdir):
+    meminfo = workdir / "meminfo"
+    write_meminfo(meminfo, 8, 10)   # relaxed: 50% available, committed 50% of the limit
+    d = daemons(name="bp", config="[Balloon]\nStatsIntervalSec=1s\nPolicy=yes\nPolicyIntervalSec=1s\n"
+                                  "MaxStep=64M\nGuestReserve=32M\nHostMeminfoPath=%s\n" % meminfo)
+    guest_vm(d, test_guest, extra="[Balloon]\nFloor=256M\n")
+    start_and_wait_ready(d, ctl)
+    wait_balloon(d, "web", lambda b: "guestStats" in b and "actualBytes" in b, what="guest stats")
+    time.sleep(2.5)
+    b = ok(d, "GetBalloon", {"name": "web"})["balloon"]
+    assert b["policy"] is True and b["actualBytes"] == 512 * MiB
+    assert b["lastDecision"]["action"] == "hold" and b["lastDecision"]["reason"] == "at-ceiling", b
+
+    # host pressure: MemAvailable 1G of 16G (under 10%) → squeezed step by step down to the floor
+    write_meminfo(meminfo, 1, 10)
+    b = wait_balloon(d, "web", lambda b: b.get("actualBytes") == 256 * MiB, timeout=40, what="squeezed to the floor")
+    decisions = ok(d, "GetBalloonDecisions", {"name": "web"})
+    assert decisions["hostState"] == "pressure"
+    squeezes = [x for x in decisions["decisions"] if x["action"] == "squeeze"]
+    assert len(squeezes) >= 4, decisions
+    for x in squeezes:
+        assert x["reason"] == "host-pressure" and x["actualBytes"] - x["targetBytes"] <= 64 * MiB
+        assert x["host"]["availableLow"] is True and x["host"]["memAvailableBytes"] == 1 << 30
+        assert "guestAvailableBytes" in x
+    assert d.wait_for_log("Balloon policy: squeeze guest web")
+    wait_balloon(d, "web", lambda b: b["lastDecision"]["reason"] == "at-floor", timeout=10, what="hold at floor")
+
+    # Committed_AS over CommitLimit with plenty available still counts as pressure: stays squeezed
+    write_meminfo(meminfo, 8, 21)
+    time.sleep(2.5)
+    b = ok(d, "GetBalloon", {"name": "web"})["balloon"]
+    assert b["actualBytes"] == 256 * MiB and b["lastDecision"]["host"]["commitHigh"] is True
+
+    # pressure gone → memory given back up to the ceiling (boot memory)
+    write_meminfo(meminfo, 8, 10)
+    wait_balloon(d, "web", lambda b: b.get("actualBytes") == 512 * MiB, timeout=40, what="given back")
+    decisions = ok(d, "GetBalloonDecisions", {"name": "web"})
+    assert decisions["hostState"] == "normal"
+    assert any(x["action"] == "grow" and x["reason"] == "host-relief" for x in decisions["decisions"])
+    r = ctl("balloon-decisions", "web", address=d.socket)
+    assert r.returncode == 0 and "squeeze" in r.stdout and "grow" in r.stdout and "host-pressure" in r.stdout
+    ctl("kill", "web", address=d.socket)
+
+
+def test_balloon_config_errors(daemons, workdir):
+    d = daemons(name="bc", start=False)
+    d.config.write_text("[Balloon]\nHostAvailableLowPercent=30\nHostAvailableHighPercent=20\n")
+    d.start(wait=False)
+    rc = d.wait_exit(timeout=10)
+    assert rc != 0
+    assert "[Balloon] HostAvailableHighPercent= is out of range" in d.log_text()
