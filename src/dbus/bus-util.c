@@ -1,0 +1,208 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bus-util.h"
+#include "log.h"
+
+int bus_vm_path(const char *name, char **ret) {
+        return sd_bus_path_encode(BUS_VM_PREFIX, name, ret);
+}
+
+int bus_vm_name_from_path(const char *path, char **ret) {
+        char *name = NULL;
+        int r;
+
+        r = sd_bus_path_decode(path, BUS_VM_PREFIX, &name);
+        if (r <= 0) {
+                *ret = NULL;
+                return r;
+        }
+        if (isempty(name)) {
+                free(name);
+                *ret = NULL;
+                return 0;
+        }
+        *ret = name;
+        return 1;
+}
+
+bool bus_creds_privileged(uid_t uid, const gid_t *gids, size_t n_gids, gid_t admin_gid) {
+        if (uid == 0)
+                return true;
+        if (admin_gid == (gid_t) -1)
+                return false;
+        for (size_t i = 0; i < n_gids; i++)
+                if (gids[i] == admin_gid)
+                        return true;
+        return false;
+}
+
+typedef struct PrivilegeQuery {
+        sd_bus_message *request;
+        gid_t admin_gid;
+        BusPrivilegedHandler handler;
+        void *userdata;
+} PrivilegeQuery;
+
+static void privilege_query_free(void *p) {
+        PrivilegeQuery *q = p;
+
+        if (!q)
+                return;
+        sd_bus_message_unref(q->request);
+        free(q);
+}
+
+/* Parses the a{sv} of GetConnectionCredentials: UnixUserID and UnixGroupIDs (dbus-daemon ≥ 1.14,
+ * dbus-broker). Without UnixGroupIDs only uid 0 is privileged. */
+static int parse_credentials(sd_bus_message *reply, uid_t *ret_uid, gid_t **ret_gids, size_t *ret_n) {
+        _cleanup_free_ gid_t *gids = NULL;
+        size_t n = 0;
+        bool have_uid = false;
+        uint32_t uid = 0;
+        int r;
+
+        r = sd_bus_message_enter_container(reply, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        while ((r = sd_bus_message_enter_container(reply, 'e', "sv")) > 0) {
+                const char *key;
+
+                r = sd_bus_message_read(reply, "s", &key);
+                if (r < 0)
+                        return r;
+                if (streq(key, "UnixUserID")) {
+                        r = sd_bus_message_read(reply, "v", "u", &uid);
+                        if (r < 0)
+                                return r;
+                        have_uid = true;
+                } else if (streq(key, "UnixGroupIDs")) {
+                        uint32_t g;
+
+                        r = sd_bus_message_enter_container(reply, 'v', "au");
+                        if (r < 0)
+                                return r;
+                        r = sd_bus_message_enter_container(reply, 'a', "u");
+                        if (r < 0)
+                                return r;
+                        while ((r = sd_bus_message_read(reply, "u", &g)) > 0) {
+                                gid_t *t;
+
+                                if (n >= 65536)
+                                        return -E2BIG;
+                                t = realloc(gids, (n + 1) * sizeof(gid_t));
+                                if (!t)
+                                        return -ENOMEM;
+                                gids = t;
+                                gids[n++] = (gid_t) g;
+                        }
+                        if (r < 0)
+                                return r;
+                        r = sd_bus_message_exit_container(reply);
+                        if (r < 0)
+                                return r;
+                        r = sd_bus_message_exit_container(reply);
+                        if (r < 0)
+                                return r;
+                } else {
+                        r = sd_bus_message_skip(reply, "v");
+                        if (r < 0)
+                                return r;
+                }
+                r = sd_bus_message_exit_container(reply);
+                if (r < 0)
+                        return r;
+        }
+        if (r < 0)
+                return r;
+        r = sd_bus_message_exit_container(reply);
+        if (r < 0)
+                return r;
+        if (!have_uid)
+                return -ENODATA;
+
+        *ret_uid = (uid_t) uid;
+        *ret_gids = TAKE_PTR(gids);
+        *ret_n = n;
+        return 0;
+}
+
+static int on_credentials(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        PrivilegeQuery *q = userdata;
+        _cleanup_free_ gid_t *gids = NULL;
+        size_t n = 0;
+        uid_t uid = (uid_t) -1;
+        int r;
+
+        if (sd_bus_message_is_method_error(reply, NULL)) {
+                const sd_bus_error *e = sd_bus_message_get_error(reply);
+
+                log_warning("Failed to get the credentials of %s, denying: %s",
+                            strna(sd_bus_message_get_sender(q->request)), e ? strna(e->message) : "unknown error");
+                (void) sd_bus_reply_method_errorf(q->request, SD_BUS_ERROR_ACCESS_DENIED,
+                                                  "Cannot determine the credentials of the caller.");
+                return 0;
+        }
+
+        r = parse_credentials(reply, &uid, &gids, &n);
+        if (r < 0) {
+                log_warning_errno(r, "Failed to parse the credentials of %s, denying: %m",
+                                  strna(sd_bus_message_get_sender(q->request)));
+                (void) sd_bus_reply_method_errorf(q->request, SD_BUS_ERROR_ACCESS_DENIED,
+                                                  "Cannot determine the credentials of the caller.");
+                return 0;
+        }
+
+        if (!bus_creds_privileged(uid, gids, n, q->admin_gid)) {
+                log_debug("Denied %s.%s to uid %u.", strna(sd_bus_message_get_interface(q->request)),
+                          strna(sd_bus_message_get_member(q->request)), (unsigned) uid);
+                (void) sd_bus_reply_method_errorf(q->request, SD_BUS_ERROR_ACCESS_DENIED,
+                                                  "%s needs uid 0 or membership in AdminGroup=.",
+                                                  strna(sd_bus_message_get_member(q->request)));
+                return 0;
+        }
+
+        r = sd_bus_message_rewind(q->request, true);
+        if (r >= 0)
+                r = q->handler(q->request, q->userdata, &error);
+        if (r < 0) {
+                if (sd_bus_error_is_set(&error))
+                        (void) sd_bus_reply_method_error(q->request, &error);
+                else
+                        (void) sd_bus_reply_method_errno(q->request, r, NULL);
+        }
+        return 0;
+}
+
+int bus_verify_privileged_async(sd_bus_message *request, gid_t admin_gid, BusPrivilegedHandler handler,
+                                void *userdata, sd_bus_error *error) {
+        sd_bus_slot *slot = NULL;
+        PrivilegeQuery *q;
+        int r;
+
+        q = calloc(1, sizeof(*q));
+        if (!q)
+                return -ENOMEM;
+        *q = (PrivilegeQuery) {
+                .request = sd_bus_message_ref(request),
+                .admin_gid = admin_gid,
+                .handler = handler,
+                .userdata = userdata,
+        };
+
+        r = sd_bus_call_method_async(sd_bus_message_get_bus(request), &slot, "org.freedesktop.DBus",
+                                     "/org/freedesktop/DBus", "org.freedesktop.DBus", "GetConnectionCredentials",
+                                     on_credentials, q, "s", sd_bus_message_get_sender(request));
+        if (r < 0) {
+                privilege_query_free(q);
+                return r;
+        }
+        /* The slot belongs to the bus from now on; the query goes with it. */
+        (void) sd_bus_slot_set_destroy_callback(slot, privilege_query_free);
+        (void) sd_bus_slot_set_floating(slot, 1);
+        sd_bus_slot_unref(slot);
+        return 1;
+}

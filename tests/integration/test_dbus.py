@@ -1,0 +1,362 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""The D-Bus interface (io.memvisor.Manager1 and the per-guest io.memvisor.VM1 objects) against a private
+dbus-daemon started by each test, driven with busctl: introspection, one call per operation, properties,
+PropertiesChanged and StateChanged on a guest state change, access control (the daemon's own check with a
+permissive bus policy, and the shipped policy file), and a daemon without a bus."""
+
+import grp
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+
+from memvisor_it import NOBODY_UID, NOGROUP_GID, REPO, run_as_kwargs
+
+NAME = "io.memvisor.Manager1"
+PATH = "/io/memvisor/Manager1"
+IFACE = "io.memvisor.Manager1"
+VM_IFACE = "io.memvisor.VM1"
+POLICY = REPO / "units" / "io.memvisor.Manager1.conf"
+
+pytestmark = pytest.mark.skipif(not (shutil.which("dbus-daemon") and shutil.which("busctl")),
+                                reason="dbus-daemon or busctl not installed (apt-get install dbus systemd)")
+
+
+class Bus:
+    """A private dbus-daemon. shipped_policy: include units/io.memvisor.Manager1.conf after a policy that
+    lets everybody connect; otherwise everybody may call everything (so only memvisord's own check stands)."""
+
+    def __init__(self, workdir, shipped_policy):
+        self.socket = workdir / "bus.sock"
+        self.config = workdir / "bus.conf"
+        include = "<include>%s</include>" % POLICY if shipped_policy else ""
+        self.config.write_text(
+            '<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"\n'
+            ' "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">\n'
+            "<busconfig>\n"
+            "  <type>system</type>\n"
+            "  <listen>unix:path=%s</listen>\n"
+            "  <auth>EXTERNAL</auth>\n"
+            "  <policy context=\"default\">\n"
+            "    <allow user=\"*\"/>\n"
+            "    <allow own=\"*\"/>\n"
+            "    <allow send_destination=\"*\" eavesdrop=\"true\"/>\n"
+            "    <allow eavesdrop=\"true\"/>\n"
+            "  </policy>\n"
+            "  %s\n"
+            "</busconfig>\n" % (self.socket, include))
+        self.proc = subprocess.Popen(["dbus-daemon", "--config-file=%s" % self.config, "--nofork",
+                                      "--print-address"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     stdin=subprocess.DEVNULL, text=True)
+        self.address = self.proc.stdout.readline().strip()
+        assert self.address.startswith("unix:"), "dbus-daemon failed: %s" % self.proc.stderr.read()
+        os.chmod(self.socket, 0o777)
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait(5)
+
+    def busctl(self, *args, uid=None, gid=None, groups=None, check=True, timeout=15):
+        p = subprocess.run(["busctl", "--address=%s" % self.address] + [str(a) for a in args],
+                           capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, cwd="/",
+                           **run_as_kwargs(uid, gid, groups))
+        if check:
+            assert p.returncode == 0, "busctl %s failed: %s" % (" ".join(map(str, args)), p.stderr)
+        return p
+
+    def call(self, path, iface, method, signature="", *args, **kw):
+        p = self.busctl("--json=short", "call", NAME, path, iface, method, *([signature] + list(args)
+                                                                              if signature else []), **kw)
+        return json.loads(p.stdout)["data"] if p.stdout.strip() else None
+
+    def get(self, path, iface, prop):
+        p = self.busctl("--json=short", "get-property", NAME, path, iface, prop)
+        return json.loads(p.stdout)["data"]
+
+    def wait_name(self, timeout=10):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            p = self.busctl("--json=short", "call", "org.freedesktop.DBus", "/org/freedesktop/DBus",
+                            "org.freedesktop.DBus", "NameHasOwner", "s", NAME)
+            if json.loads(p.stdout)["data"] == [True]:
+                return
+            time.sleep(0.05)
+        raise AssertionError("%s never appeared on the bus" % NAME)
+
+
+class Monitor:
+    """busctl monitor --json=short on the bus: one JSON message per line."""
+
+    def __init__(self, bus, workdir):
+        self.out = workdir / "monitor.json"
+        self.f = open(self.out, "w")
+        self.proc = subprocess.Popen(["busctl", "--address=%s" % bus.address, "--json=short", "monitor"],
+                                     stdout=self.f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        time.sleep(0.5)  # BecomeMonitor is asynchronous
+
+    def messages(self):
+        msgs = []
+        for line in self.out.read_text().splitlines():
+            try:
+                msgs.append(json.loads(line))
+            except ValueError:
+                pass
+        return msgs
+
+    def wait(self, predicate, timeout=30, what="message"):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for m in self.messages():
+                if predicate(m):
+                    return m
+            time.sleep(0.1)
+        raise AssertionError("%s not seen; monitor output:\n%s" % (what, self.out.read_text()[-4000:]))
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait(5)
+        self.f.close()
+
+
+@pytest.fixture
+def private_bus(workdir):
+    buses = []
+
+    def make(shipped_policy=False):
+        b = Bus(workdir, shipped_policy)
+        buses.append(b)
+        return b
+
+    yield make
+    for b in buses:
+        b.close()
+
+
+def firmware_vm(workdir, name):
+    disk = workdir / ("%s.img" % name)
+    with open(disk, "wb") as f:
+        f.truncate(1 << 20)
+    return "[VM]\nMemory=64M\nVCPUs=1\nAccelerator=tcg\nDisk=%s\nStopTimeoutSec=1s\n" % disk
+
+
+def start_daemon(daemons, bus, workdir, extra_config="", vms=("fw",)):
+    d = daemons(name="dbus", start=False)
+    d.vm_dir.mkdir(exist_ok=True)
+    for n in vms:
+        (d.vm_dir / (n + ".vm")).write_text(firmware_vm(workdir, n))
+    d.start(config="[DBus]\nAddress=%s\n%s" % (bus.address, extra_config))
+    bus.wait_name()
+    return d
+
+
+def vm_path(name):
+    # sd_bus_path_encode: [A-Za-z0-9] stay, everything else is _XX
+    return PATH + "/vm/" + "".join(c if c.isalnum() else "_%02x" % ord(c) for c in name)
+
+
+def wait_prop(bus, path, prop, value, timeout=30):
+    deadline = time.monotonic() + timeout
+    got = None
+    while time.monotonic() < deadline:
+        got = bus.get(path, VM_IFACE, prop)
+        if got == value:
+            return
+        time.sleep(0.05)
+    raise AssertionError("%s of %s is %r, expected %r" % (prop, path, got, value))
+
+
+def prop_changed(path, state):
+    return lambda m: (m.get("member") == "PropertiesChanged" and m.get("path") == path and
+                      m["payload"]["data"][0] == VM_IFACE and
+                      m["payload"]["data"][1].get("State", {}).get("data") == state)
+
+
+# ---- tests ----------------------------------------------------------------------------------------
+
+def test_introspection(daemons, private_bus, workdir):
+    bus = private_bus()
+    start_daemon(daemons, bus, workdir, vms=("fw", "web-1"))
+    p = bus.busctl("introspect", NAME, PATH)
+    assert p.stderr == ""
+    for member in (".ListVMs", ".GetVM", ".DescribeVM", ".StartVM", ".StopVM", ".RestartVM", ".KillVM",
+                   ".Reload", ".GetDaemonStatus", ".StateChanged", ".Version", ".Status",
+                   "org.freedesktop.DBus.ObjectManager"):
+        assert member in p.stdout, member
+    p = bus.busctl("introspect", NAME, vm_path("web-1"))
+    for member in (".State", ".Pid", ".Restarts", ".VCPUs", ".MemoryBytes", ".Start", ".Stop", ".Kill",
+                   "emits-change"):
+        assert member in p.stdout, member
+    tree = bus.busctl("tree", "--list", NAME).stdout.split()
+    assert vm_path("fw") in tree and vm_path("web-1") in tree
+    # An object that is no guest's is not there.
+    p = bus.busctl("introspect", NAME, PATH + "/vm/nosuch", check=False)
+    assert p.returncode != 0
+
+
+def test_operations_and_signals(daemons, private_bus, workdir):
+    bus = private_bus()
+    d = start_daemon(daemons, bus, workdir)
+    path = vm_path("fw")
+    mon = Monitor(bus, workdir)
+    try:
+        assert bus.call(PATH, IFACE, "ListVMs") == [[["fw", "defined", path]]]
+        assert bus.call(PATH, IFACE, "GetVM", "s", "fw") == [path]
+        desc = json.loads(bus.call(PATH, IFACE, "DescribeVM", "s", "fw")[0])
+        assert desc["name"] == "fw" and desc["state"] == "defined" and desc["memoryBytes"] == 64 << 20
+        st = bus.call(PATH, IFACE, "GetDaemonStatus")[0]
+        assert st["PID"]["data"] == d.pid and st["Guests"]["data"] == 1
+        assert st["Status"]["data"] == d.status()["status"]
+        assert bus.get(PATH, IFACE, "Version") == d.status()["version"]
+        assert bus.get(path, VM_IFACE, "MemoryBytes") == 64 << 20
+        assert bus.get(path, VM_IFACE, "VCPUs") == 1
+        assert bus.get(path, VM_IFACE, "Pid") == 0
+
+        p = bus.busctl("call", NAME, PATH, IFACE, "GetVM", "s", "nosuch", check=False)
+        assert p.returncode != 0 and "No guest named 'nosuch'" in p.stderr
+
+        # StartVM: PropertiesChanged and StateChanged, the Pid property is QEMU's.
+        bus.call(PATH, IFACE, "StartVM", "s", "fw")
+        mon.wait(prop_changed(path, "running"), what="PropertiesChanged State=running")
+        mon.wait(lambda m: m.get("member") == "StateChanged" and m["payload"]["data"][:4] ==
+                 ["fw", path, "running", "starting"], what="StateChanged running")
+        wait_prop(bus, path, "State", "running")
+        pid = bus.get(path, VM_IFACE, "Pid")
+        assert pid == json.loads(bus.call(PATH, IFACE, "DescribeVM", "s", "fw")[0])["pid"]
+        assert os.path.exists("/proc/%d" % pid)
+
+        # StopVM (a firmware guest ignores the power button: SIGTERM after StopTimeoutSec=1s).
+        bus.call(PATH, IFACE, "StopVM", "s", "fw")
+        mon.wait(prop_changed(path, "stopping"), what="PropertiesChanged State=stopping")
+        wait_prop(bus, path, "State", "stopped")
+        assert bus.get(path, VM_IFACE, "Pid") == 0
+
+        # RestartVM from stopped starts it; KillVM with a signal name; the guest object's own methods.
+        bus.call(PATH, IFACE, "RestartVM", "s", "fw")
+        wait_prop(bus, path, "State", "running")
+        bus.call(PATH, IFACE, "KillVM", "ss", "fw", "SIGKILL")
+        wait_prop(bus, path, "State", "stopped")
+        p = bus.busctl("call", NAME, PATH, IFACE, "KillVM", "ss", "fw", "KILL", check=False)
+        assert p.returncode != 0 and "not running" in p.stderr
+        p = bus.busctl("call", NAME, PATH, IFACE, "KillVM", "ss", "fw", "SIGNOPE", check=False)
+        assert p.returncode != 0 and "Unknown signal" in p.stderr
+
+        bus.call(path, VM_IFACE, "Start")
+        wait_prop(bus, path, "State", "running")
+        assert json.loads(bus.call(path, VM_IFACE, "Describe")[0])["state"] == "running"
+        bus.call(path, VM_IFACE, "Restart")
+        wait_prop(bus, path, "State", "running")
+        bus.call(path, VM_IFACE, "Kill", "s", "TERM")
+        wait_prop(bus, path, "State", "stopped")
+        bus.call(path, VM_IFACE, "Stop")  # not running: a no-op, not an error
+
+        # Reload: the daemon logs the reload; a broken config is reported as ConfigInvalid.
+        n = len(d.log_text())
+        bus.call(PATH, IFACE, "Reload")
+        d.wait_for_log("Reloaded configuration", start=n)
+        d.config.write_text(d.config.read_text() + "[Nope]\n")
+        p = bus.busctl("call", NAME, PATH, IFACE, "Reload", check=False)
+        assert p.returncode != 0 and "Unknown section" in p.stderr
+    finally:
+        mon.close()
+
+
+def test_daemon_denies_unprivileged_callers(daemons, private_bus, workdir):
+    """With a bus policy that lets everybody call everything, memvisord's own check refuses state changes
+    from anyone but root and AdminGroup= members; reading works for all. (dbus-daemon only accepts uids it
+    can look up, so the callers are nobody, with and without the group.)"""
+    try:
+        users = grp.getgrnam("users")
+    except KeyError:
+        pytest.skip("no group 'users' on this host")
+    bus = private_bus()
+    d = start_daemon(daemons, bus, workdir, extra_config="[Daemon]\nAdminGroup=users\n")
+    path = vm_path("fw")
+    for args in (("StartVM", "s", "fw"), ("StopVM", "s", "fw"), ("KillVM", "ss", "fw", "KILL"), ("Reload",)):
+        p = bus.busctl("call", NAME, PATH, IFACE, *args, uid=NOBODY_UID, gid=NOGROUP_GID, check=False)
+        assert p.returncode != 0 and "Access denied" in p.stderr, p.stderr
+    p = bus.busctl("call", NAME, path, VM_IFACE, "Start", uid=NOBODY_UID, gid=NOGROUP_GID, check=False)
+    assert p.returncode != 0 and "Access denied" in p.stderr
+    # memvisord refused them (busctl shows org.freedesktop.DBus.Error.AccessDenied without its message).
+    log = d.log_text()
+    for method in ("StartVM", "StopVM", "KillVM", "Reload"):
+        assert "Denied io.memvisor.Manager1.%s to uid 65534." % method in log, log
+    assert "Denied io.memvisor.VM1.Start to uid 65534." in log
+    assert bus.get(path, VM_IFACE, "State") == "defined"
+
+    p = bus.busctl("--json=short", "call", NAME, PATH, IFACE, "ListVMs", uid=NOBODY_UID, gid=NOGROUP_GID)
+    assert json.loads(p.stdout)["data"][0][0][0] == "fw"
+
+    # A member of AdminGroup= (a supplementary group here) may.
+    bus.busctl("call", NAME, PATH, IFACE, "StartVM", "s", "fw", uid=NOBODY_UID, gid=NOGROUP_GID,
+               groups=[users.gr_gid])
+    wait_prop(bus, path, "State", "running")
+    bus.busctl("call", NAME, path, VM_IFACE, "Kill", "s", "KILL", uid=NOBODY_UID, gid=users.gr_gid)
+    wait_prop(bus, path, "State", "stopped")
+
+
+def test_shipped_policy(daemons, private_bus, workdir):
+    """units/io.memvisor.Manager1.conf: the bus itself refuses state-changing calls of ordinary users and
+    lets them read."""
+    bus = private_bus(shipped_policy=True)
+    d = start_daemon(daemons, bus, workdir)
+    path = vm_path("fw")
+    p = bus.busctl("call", NAME, PATH, IFACE, "StartVM", "s", "fw", uid=NOBODY_UID, check=False)
+    assert p.returncode != 0
+    assert "Access denied" in p.stderr or "AccessDenied" in p.stderr or "denied" in p.stderr.lower(), p.stderr
+    d.wait_for_log("1 guest defined")
+    assert "Denied" not in d.log_text()  # refused by the bus, memvisord never saw the call
+    p = bus.busctl("call", NAME, path, VM_IFACE, "Kill", "s", "KILL", uid=NOBODY_UID, check=False)
+    assert p.returncode != 0
+    p = bus.busctl("--json=short", "call", NAME, PATH, IFACE, "ListVMs", uid=NOBODY_UID)
+    assert json.loads(p.stdout)["data"][0][0][0] == "fw"
+    p = bus.busctl("--json=short", "get-property", NAME, path, VM_IFACE, "State", uid=NOBODY_UID)
+    assert json.loads(p.stdout)["data"] == "defined"
+    bus.busctl("introspect", NAME, PATH, uid=NOBODY_UID)
+    # root may.
+    bus.call(PATH, IFACE, "StartVM", "s", "fw")
+    wait_prop(bus, path, "State", "running")
+    bus.call(PATH, IFACE, "KillVM", "ss", "fw", "KILL")
+    wait_prop(bus, path, "State", "stopped")
+
+
+def test_without_a_bus(daemons, workdir):
+    """No bus at the configured address: said once, and varlink works."""
+    d = daemons(name="nobus", config="[DBus]\nAddress=unix:path=%s\n" % (workdir / "no-bus.sock"))
+    assert d.status()["pid"] == d.pid
+    log = d.log_text()
+    assert log.count("D-Bus not available") == 1, log
+    d.stop(signal.SIGTERM)
+    assert d.returncode == 0
+
+
+def test_bus_disabled(daemons, workdir):
+    d = daemons(name="off", config="[DBus]\nAddress=none\n")
+    assert d.status()["pid"] == d.pid
+    assert "D-Bus not available" not in d.log_text()
+
+
+def test_stop_guests_on_exit(daemons, private_bus, workdir):
+    """StopGuestsOnExit=yes: SIGTERM stops the guests (observed on D-Bus), then memvisord exits 0. Without
+    it (the default) guests outlive memvisord."""
+    bus = private_bus()
+    d = start_daemon(daemons, bus, workdir, extra_config="[Daemon]\nStopGuestsOnExit=yes\n", vms=("a", "b"))
+    for n in ("a", "b"):
+        bus.call(PATH, IFACE, "StartVM", "s", n)
+    for n in ("a", "b"):
+        wait_prop(bus, vm_path(n), "State", "running")
+    pids = [bus.get(vm_path(n), VM_IFACE, "Pid") for n in ("a", "b")]
+    mon = Monitor(bus, workdir)
+    try:
+        d.proc.send_signal(signal.SIGTERM)
+        assert d.wait_exit(timeout=20) == 0
+        for n in ("a", "b"):
+            mon.wait(prop_changed(vm_path(n), "stopped"), what="%s stopped before exit" % n)
+    finally:
+        mon.close()
+    for pid in pids:
+        assert not os.path.exists("/proc/%d/cmdline" % pid) or open("/proc/%d/cmdline" % pid).read() == ""
+    assert "stopping 2 guests before shutting down" in d.log_text()
