@@ -32,7 +32,8 @@ def man_keys(page):
     for line in open(page, encoding='utf-8'):
         m = re.match(r'\.SH \[(\w+)\] SECTION', line)
         if m:
-            section = m.group(1).capitalize()
+            # Headings are upper case; sections whose name is not simply capitalized are listed here.
+            section = {'DBUS': 'DBus'}.get(m.group(1), m.group(1).capitalize())
         elif line.startswith('.SH '):
             section = None
         elif section and after_tp:

@@ -11,7 +11,8 @@ MEMVISOR_RUNTIME_DEPS=(
 )
 # What the test suites and benchmarks use.
 MEMVISOR_TEST_DEPS=(
-    libcmocka-dev python3 python3-pytest varlink-go mandoc systemd busybox-static cpio xz-utils
+    libcmocka-dev python3 python3-pytest varlink-go mandoc systemd busybox-static cpio xz-utils dbus
+    prometheus prometheus-node-exporter curl
 )
 
 memvisor_install_deps() {

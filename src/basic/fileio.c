@@ -52,7 +52,7 @@ int read_full_file(const char *path, size_t max_size, char **ret, size_t *ret_si
         return 0;
 }
 
-int write_file_atomic(const char *path, const char *data, size_t size, mode_t mode) {
+static int write_file_atomic_full(const char *path, const char *data, size_t size, mode_t mode, bool sync) {
         _cleanup_free_ char *tmp = NULL;
         _cleanup_close_ int fd = -EBADF;
         size_t done = 0;
@@ -76,12 +76,20 @@ int write_file_atomic(const char *path, const char *data, size_t size, mode_t mo
                 done += (size_t) k;
         }
 
-        if (fsync(fd) < 0 || rename(tmp, path) < 0) {
+        if ((sync && fsync(fd) < 0) || rename(tmp, path) < 0) {
                 int r = -errno;
                 (void) unlink(tmp);
                 return r;
         }
         return 0;
+}
+
+int write_file_atomic(const char *path, const char *data, size_t size, mode_t mode) {
+        return write_file_atomic_full(path, data, size, mode, true);
+}
+
+int write_file_atomic_nosync(const char *path, const char *data, size_t size, mode_t mode) {
+        return write_file_atomic_full(path, data, size, mode, false);
 }
 
 int mkdir_p(const char *path, mode_t mode) {

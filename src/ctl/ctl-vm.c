@@ -64,6 +64,9 @@ static void print_definition_ini(json_object *def) {
                         }
                         if (json_object_is_type(value, json_type_boolean))
                                 printf("%s=%s\n", key, json_object_get_boolean(value) ? "yes" : "no");
+                        else if (json_object_is_type(value, json_type_int) && streq(key, "Memory") &&
+                                 json_object_get_int64(value) % (1024 * 1024) == 0)
+                                printf("%s=%" PRIi64 "M\n", key, json_object_get_int64(value) / (1024 * 1024));
                         else
                                 printf("%s=%s\n", key, json_object_get_string(value));
                 }
@@ -118,6 +121,8 @@ int ctl_vm_status(const char *name) {
         printf("\n");
         printf("       Memory: %s\n", format_size(sz, sizeof(sz), (uint64_t) json_get_int(vm, "memoryBytes", 0)));
         printf("     Restarts: %" PRIi64 "\n", json_get_int(vm, "restarts", 0));
+        if (ctl_obj_get(vm, "pid"))
+                (void) ctl_numa_print_placement(name);
         if (ctl_obj_get(vm, "restartInUSec"))
                 printf(" Next restart: in %s\n",
                        format_timespan(ts, sizeof(ts), (uint64_t) json_get_int(vm, "restartInUSec", 0)));

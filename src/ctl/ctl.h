@@ -61,3 +61,5 @@ const char *ctl_format_realtime(char *buf, size_t l, uint64_t usec);
 
 /* ctl-vm.c: the status of one guest (for "status NAME"). */
 int ctl_vm_status(const char *name);
+/* ctl-numa.c: vCPU threads, allowed and last CPUs, and memory per host node (for "status NAME"). */
+int ctl_numa_print_placement(const char *name);

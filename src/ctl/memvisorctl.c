@@ -44,7 +44,7 @@ static void help(void) {
                "     --version                 Show the version\n"
                "  -A --address=ADDRESS         Daemon socket (default: $MEMVISOR_ADDRESS or\n"
                "                               " CTL_DEFAULT_ADDRESS ")\n"
-               "  -j --json                    Machine-readable output (one JSON object per line)\n"
+               "  -j --json                    Machine-readable output (one JSON value per line)\n"
                "\nExit status: 0 success, 1 varlink error reply, 2 usage error, 3 connection failure.\n"
                "See memvisorctl(1).\n");
 }

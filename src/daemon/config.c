@@ -3,7 +3,9 @@
 
 #include "config.h"
 #include "fileio.h"
+#include "http-server.h"
 #include "ini.h"
+#include "policy.h"
 
 void config_init(DaemonConfig *c) {
         *c = (DaemonConfig) {
@@ -15,6 +17,22 @@ void config_init(DaemonConfig *c) {
                 .max_connections = VARLINK_DEFAULT_MAX_CONNECTIONS,
                 .max_connections_per_uid = VARLINK_DEFAULT_MAX_CONNECTIONS_PER_UID,
                 .max_json_depth = VARLINK_DEFAULT_MAX_JSON_DEPTH,
+                .balloon_stats_interval_usec = 10 * USEC_PER_SEC,
+                .balloon_wait_timeout_usec = 30 * USEC_PER_SEC,
+                .balloon_policy_interval_usec = 5 * USEC_PER_SEC,
+                .balloon_available_low_percent = 10,
+                .balloon_available_high_percent = 20,
+                .balloon_commit_high_percent = 100,
+                .balloon_commit_low_percent = 90,
+                .balloon_guest_reserve = UINT64_C(64) << 20,
+                .balloon_max_step = UINT64_C(64) << 20,
+                .host_sample_interval_usec = USEC_PER_SEC,
+                .guest_sample_interval_usec = 5 * USEC_PER_SEC,
+                .numa_sample_interval_usec = 30 * USEC_PER_SEC,
+                .host_history = 600,
+                .exporter_enabled = true,
+                .exporter_max_connections = 64,
+                .exporter_timeout_usec = 10 * USEC_PER_SEC,
         };
 }
 
@@ -24,6 +42,11 @@ void config_done(DaemonConfig *c) {
         free(c->admin_group);
         free(c->vm_dir);
         free(c->varlink_address);
+        free(c->balloon_host_meminfo_path);
+        free(c->proc_root);
+        free(c->sys_root);
+        free(c->exporter_address);
+        free(c->dbus_address);
         *c = (DaemonConfig) {};
 }
 
@@ -57,10 +80,68 @@ static int parse_group_name(const char *key, const char *value, void *data, cons
         return ini_parse_string(key, value, data, aux, ret_reason);
 }
 
+/* [DBus] Address=: a D-Bus address ("unix:path=…"), "system" (the default) or "none". */
+static int parse_dbus_address(const char *key, const char *value, void *data, const void *aux, char **ret_reason) {
+        DaemonConfig *c = (DaemonConfig *) ((char *) data - offsetof(DaemonConfig, dbus_address));
+
+        c->dbus_disabled = streq(value, "none");
+        if (c->dbus_disabled || streq(value, "system") || isempty(value)) {
+                c->dbus_address = mfree(c->dbus_address);
+                return 0;
+        }
+        if (!strchr(value, ':')) {
+                *ret_reason = strdup("expected a D-Bus address such as unix:path=/run/dbus/system_bus_socket, "
+                                     "\"system\" or \"none\"");
+                return -EINVAL;
+        }
+        return ini_parse_string(key, value, data, aux, ret_reason);
+}
+
 static const IniRange range_message = { 4096, UINT64_C(1) << 30 };
 static const IniRange range_output = { 4096, UINT64_C(1) << 30 };
 static const IniRange range_connections = { 1, 65536 };
 static const IniRange range_depth = { 2, 10000 };
+
+static int parse_listen_address(const char *key, const char *value, void *data, const void *aux, char **ret_reason) {
+        struct sockaddr_storage sa;
+        socklen_t l;
+
+        if (http_parse_address(value, &sa, &l) < 0) {
+                *ret_reason = strdup("expected IPV4:PORT or [IPV6]:PORT");
+                return -EINVAL;
+        }
+        return ini_parse_string(key, value, data, aux, ret_reason);
+}
+
+static const IniRange range_host_interval = { 100 * USEC_PER_MSEC, 3600 * USEC_PER_SEC };
+static const IniRange range_guest_interval = { 500 * USEC_PER_MSEC, 3600 * USEC_PER_SEC };
+static const IniRange range_history = { 1, 86400 };
+static const IniRange range_http_connections = { 1, 4096 };
+static const IniRange range_http_timeout = { 100 * USEC_PER_MSEC, 3600 * USEC_PER_SEC };
+
+/* [Balloon] */
+static const IniRange range_balloon_stats = { USEC_PER_SEC, 3600 * USEC_PER_SEC };
+static const IniRange range_balloon_wait = { 100 * USEC_PER_MSEC, 24 * 3600 * USEC_PER_SEC };
+static const IniRange range_balloon_policy = { 100 * USEC_PER_MSEC, 3600 * USEC_PER_SEC };
+static const IniRange range_percent = { 0, 100 };
+static const IniRange range_commit_percent = { 1, 1000 };
+static const IniRange range_balloon_step = { UINT64_C(1) << 20, UINT64_C(1) << 50 };
+static const IniRange range_balloon_reserve = { 0, UINT64_C(1) << 50 };
+
+static int parse_whole_sec(const char *key, const char *value, void *data, const void *aux, char **ret_reason) {
+        uint64_t t;
+        int r;
+
+        r = ini_parse_sec(key, value, &t, aux, ret_reason);
+        if (r < 0)
+                return r;
+        if (t % USEC_PER_SEC != 0) {
+                *ret_reason = strdup("expected whole seconds (QEMU polls guest statistics in seconds)");
+                return -EINVAL;
+        }
+        *(uint64_t *) data = t;
+        return 0;
+}
 
 static const IniItem config_items[] = {
         { "Daemon", "RuntimeDirectory", ini_parse_path, offsetof(DaemonConfig, runtime_dir), NULL },
@@ -69,6 +150,7 @@ static const IniItem config_items[] = {
         { "Daemon", "LogTarget", parse_log_target, offsetof(DaemonConfig, log_target), NULL },
         { "Daemon", "AdminGroup", parse_group_name, offsetof(DaemonConfig, admin_group), NULL },
         { "Daemon", "VMDirectory", ini_parse_path, offsetof(DaemonConfig, vm_dir), NULL },
+        { "Daemon", "StopGuestsOnExit", ini_parse_bool, offsetof(DaemonConfig, stop_guests_on_exit), NULL },
         { "Varlink", "Address", ini_parse_path, offsetof(DaemonConfig, varlink_address), NULL },
         { "Varlink", "SocketMode", ini_parse_mode, offsetof(DaemonConfig, socket_mode), NULL },
         { "Varlink", "MaxMessageSize", ini_parse_size, offsetof(DaemonConfig, max_message_size), &range_message },
@@ -77,6 +159,41 @@ static const IniItem config_items[] = {
         { "Varlink", "MaxConnectionsPerUID", ini_parse_unsigned, offsetof(DaemonConfig, max_connections_per_uid),
           &range_connections },
         { "Varlink", "MaxJSONDepth", ini_parse_unsigned, offsetof(DaemonConfig, max_json_depth), &range_depth },
+        { "Balloon", "StatsIntervalSec", parse_whole_sec, offsetof(DaemonConfig, balloon_stats_interval_usec),
+          &range_balloon_stats },
+        { "Balloon", "WaitTimeoutSec", ini_parse_sec, offsetof(DaemonConfig, balloon_wait_timeout_usec),
+          &range_balloon_wait },
+        { "Balloon", "Policy", ini_parse_bool, offsetof(DaemonConfig, balloon_policy), NULL },
+        { "Balloon", "PolicyIntervalSec", ini_parse_sec, offsetof(DaemonConfig, balloon_policy_interval_usec),
+          &range_balloon_policy },
+        { "Balloon", "HostAvailableLowPercent", ini_parse_unsigned,
+          offsetof(DaemonConfig, balloon_available_low_percent), &range_percent },
+        { "Balloon", "HostAvailableHighPercent", ini_parse_unsigned,
+          offsetof(DaemonConfig, balloon_available_high_percent), &range_percent },
+        { "Balloon", "CommitHighPercent", ini_parse_unsigned, offsetof(DaemonConfig, balloon_commit_high_percent),
+          &range_commit_percent },
+        { "Balloon", "CommitLowPercent", ini_parse_unsigned, offsetof(DaemonConfig, balloon_commit_low_percent),
+          &range_commit_percent },
+        { "Balloon", "GuestReserve", ini_parse_size, offsetof(DaemonConfig, balloon_guest_reserve),
+          &range_balloon_reserve },
+        { "Balloon", "MaxStep", ini_parse_size, offsetof(DaemonConfig, balloon_max_step), &range_balloon_step },
+        { "Balloon", "HostMeminfoPath", ini_parse_path, offsetof(DaemonConfig, balloon_host_meminfo_path), NULL },
+        { "Metrics", "HostSampleIntervalSec", ini_parse_sec, offsetof(DaemonConfig, host_sample_interval_usec),
+          &range_host_interval },
+        { "Metrics", "GuestSampleIntervalSec", ini_parse_sec, offsetof(DaemonConfig, guest_sample_interval_usec),
+          &range_guest_interval },
+        { "Metrics", "NumaMapsIntervalSec", ini_parse_sec, offsetof(DaemonConfig, numa_sample_interval_usec),
+          &range_guest_interval },
+        { "Metrics", "HostHistory", ini_parse_unsigned, offsetof(DaemonConfig, host_history), &range_history },
+        { "Metrics", "ProcRoot", ini_parse_path, offsetof(DaemonConfig, proc_root), NULL },
+        { "Metrics", "SysRoot", ini_parse_path, offsetof(DaemonConfig, sys_root), NULL },
+        { "Exporter", "Enabled", ini_parse_bool, offsetof(DaemonConfig, exporter_enabled), NULL },
+        { "Exporter", "ListenAddress", parse_listen_address, offsetof(DaemonConfig, exporter_address), NULL },
+        { "Exporter", "MaxConnections", ini_parse_unsigned, offsetof(DaemonConfig, exporter_max_connections),
+          &range_http_connections },
+        { "Exporter", "TimeoutSec", ini_parse_sec, offsetof(DaemonConfig, exporter_timeout_usec),
+          &range_http_timeout },
+        { "DBus", "Address", parse_dbus_address, offsetof(DaemonConfig, dbus_address), NULL },
         { NULL },
 };
 
@@ -100,6 +217,27 @@ static int apply_overrides(DaemonConfig *c, const ConfigOverrides *o) {
         return 0;
 }
 
+/* Cross-key checks of [Balloon]: the thresholds must leave a band for the hysteresis. */
+static int config_check_balloon(const char *path, const DaemonConfig *c, char **ret_error) {
+        BalloonPolicyParams p = {
+                .available_low_percent = c->balloon_available_low_percent,
+                .available_high_percent = c->balloon_available_high_percent,
+                .commit_high_percent = c->balloon_commit_high_percent,
+                .commit_low_percent = c->balloon_commit_low_percent,
+                .guest_reserve_bytes = c->balloon_guest_reserve,
+                .max_step_bytes = c->balloon_max_step,
+        };
+        const char *field = NULL;
+
+        if (balloon_policy_params_validate(&p, &field) >= 0)
+                return 0;
+        if (ret_error && asprintf(ret_error, "%s: [Balloon] %s= is out of range: HostAvailableHighPercent= must be "
+                                  "greater than HostAvailableLowPercent=, CommitLowPercent= less than "
+                                  "CommitHighPercent=, MaxStep= at least 1M", path, field) < 0)
+                return -ENOMEM;
+        return -EINVAL;
+}
+
 int config_load(const char *path, const ConfigOverrides *o, DaemonConfig *ret, bool *ret_found, char **ret_error) {
         DaemonConfig c;
         bool found = true;
@@ -115,6 +253,12 @@ int config_load(const char *path, const ConfigOverrides *o, DaemonConfig *ret, b
                 return r;
         }
 
+        r = config_check_balloon(path, &c, ret_error);
+        if (r < 0) {
+                config_done(&c);
+                return r;
+        }
+
         r = apply_overrides(&c, o);
         if (r >= 0 && !c.runtime_dir)
                 r = free_and_strdup(&c.runtime_dir, DEFAULT_RUNTIME_DIR);
@@ -122,6 +266,12 @@ int config_load(const char *path, const ConfigOverrides *o, DaemonConfig *ret, b
                 r = free_and_strdup(&c.state_dir, DEFAULT_STATE_DIR);
         if (r >= 0 && !c.vm_dir)
                 r = free_and_strdup(&c.vm_dir, DEFAULT_VM_DIR);
+        if (r >= 0 && !c.proc_root)
+                r = free_and_strdup(&c.proc_root, "/proc");
+        if (r >= 0 && !c.sys_root)
+                r = free_and_strdup(&c.sys_root, "/sys");
+        if (r >= 0 && !c.exporter_address)
+                r = free_and_strdup(&c.exporter_address, DEFAULT_EXPORTER_ADDRESS);
         if (r < 0) {
                 config_done(&c);
                 return r;

@@ -13,6 +13,8 @@
 #define DEFAULT_VM_DIR "/etc/memvisor/vms"
 #define VARLINK_SOCKET_NAME "io.memvisor.Manager"
 #define DEFAULT_SOCKET_MODE 0666
+/* Not in the Prometheus default port allocations list (exporters 9100-9999, all taken; see memvisord.conf(5)). */
+#define DEFAULT_EXPORTER_ADDRESS "127.0.0.1:9098"
 
 /* memvisord.conf; every field has a built-in default (config_init). See memvisord.conf(5). */
 typedef struct DaemonConfig {
@@ -23,6 +25,7 @@ typedef struct DaemonConfig {
         LogTarget log_target;
         char *admin_group;              /* NULL: only uid 0 may change state */
         char *vm_dir;                   /* .vm files: default /etc/memvisor/vms */
+        bool stop_guests_on_exit;       /* StopGuestsOnExit=: SIGTERM stops guests gracefully first */
 
         /* [Varlink] */
         char *varlink_address;          /* NULL: <runtime_dir>/io.memvisor.Manager */
@@ -32,6 +35,37 @@ typedef struct DaemonConfig {
         unsigned max_connections;
         unsigned max_connections_per_uid;
         unsigned max_json_depth;
+
+        /* [Balloon] (manager-balloon.c) */
+        uint64_t balloon_stats_interval_usec;   /* StatsIntervalSec=, default 2s, whole seconds */
+        uint64_t balloon_wait_timeout_usec;     /* WaitTimeoutSec=, default 30s */
+        bool balloon_policy;                    /* Policy=, default no */
+        uint64_t balloon_policy_interval_usec;  /* PolicyIntervalSec=, default 5s */
+        unsigned balloon_available_low_percent; /* HostAvailableLowPercent=, default 10 */
+        unsigned balloon_available_high_percent;/* HostAvailableHighPercent=, default 20 */
+        unsigned balloon_commit_high_percent;   /* CommitHighPercent=, default 100 */
+        unsigned balloon_commit_low_percent;    /* CommitLowPercent=, default 90 */
+        uint64_t balloon_guest_reserve;         /* GuestReserve=, default 64M */
+        uint64_t balloon_max_step;              /* MaxStep=, default 64M */
+        char *balloon_host_meminfo_path;        /* HostMeminfoPath=, default NULL: /proc/meminfo (for tests) */
+
+        /* [Metrics] (manager-metrics.c) */
+        uint64_t host_sample_interval_usec;     /* HostSampleIntervalSec=, default 1s */
+        uint64_t guest_sample_interval_usec;    /* GuestSampleIntervalSec=, default 5s */
+        uint64_t numa_sample_interval_usec;     /* NumaMapsIntervalSec=, default 30s */
+        unsigned host_history;                  /* HostHistory=, ring length, default 600 */
+        char *proc_root;                        /* ProcRoot=, default /proc (for tests) */
+        char *sys_root;                         /* SysRoot=, default /sys (for tests) */
+
+        /* [Exporter] (src/exporter) */
+        bool exporter_enabled;                  /* Enabled=, default yes */
+        char *exporter_address;                 /* ListenAddress=, default DEFAULT_EXPORTER_ADDRESS */
+        unsigned exporter_max_connections;      /* MaxConnections=, default 64 */
+        uint64_t exporter_timeout_usec;         /* TimeoutSec=, default 10s */
+
+        /* [DBus] */
+        char *dbus_address;             /* NULL: the system bus ($DBUS_SYSTEM_BUS_ADDRESS or the default) */
+        bool dbus_disabled;             /* Address=none */
 } DaemonConfig;
 
 /* Settings given on the command line; they win over the file, also after a reload. */

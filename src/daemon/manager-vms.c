@@ -233,6 +233,7 @@ static int load_vm_dir(Manager *m, const char *dir, bool api, LoadCallback cb, v
                         log_struct(LOG_ERR, r, STRV(MESSAGE_ID_VM_DEFINITION_INVALID),
                                    "Invalid guest definition, not loaded: %s", e.message ?: strerror(-r));
                         vm_spec_error_done(&e);
+                        (void) cb(m, NULL, path, api, userdata); /* tell the caller the file is there */
                         continue;
                 }
                 r = cb(m, spec, path, api, userdata);
@@ -244,8 +245,12 @@ static int load_vm_dir(Manager *m, const char *dir, bool api, LoadCallback cb, v
 }
 
 static int add_loaded_vm(Manager *m, VmSpec *spec, const char *path, bool api, void *userdata) {
-        Vm *existing = manager_find_vm(m, spec->name), *vm = NULL;
+        Vm *existing, *vm = NULL;
         int r;
+
+        if (!spec) /* a file that did not parse */
+                return 0;
+        existing = manager_find_vm(m, spec->name);
 
         if (existing) {
                 log_error("Guest %s from %s is already defined by %s, ignoring.", spec->name, path,
@@ -337,7 +342,7 @@ static void manager_adopt_running(Manager *m) {
                         vm->state = VM_STATE_FAILED;
                         if (vm->spec->restart != VM_RESTART_NO && !vm->spec->autostart) {
                                 _cleanup_free_ char *error = NULL;
-                                log_info("Starting guest %s again (Restart=%s).", name,
+                                log_info("Starting guest %s again ([Restart] Policy=%s).", name,
                                          vm_restart_policy_to_string(vm->spec->restart));
                                 (void) vm_start(vm, &error);
                         }
@@ -417,12 +422,16 @@ typedef struct ReloadSet {
         VmSpec **specs;
         char **paths;
         size_t n;
+        char **invalid;         /* files there that did not parse: their guests keep the old definition */
 } ReloadSet;
 
 static int collect_spec(Manager *m, VmSpec *spec, const char *path, bool api, void *userdata) {
         ReloadSet *set = userdata;
         VmSpec **s;
         int r;
+
+        if (!spec)
+                return strv_extend(&set->invalid, path);
 
         for (size_t i = 0; i < set->n; i++)
                 if (streq(set->specs[i]->name, spec->name)) {
@@ -462,6 +471,12 @@ int manager_vms_reload(Manager *m) {
                         if (streq(set.specs[k]->name, vm->name))
                                 found = true;
                 if (found) {
+                        i++;
+                        continue;
+                }
+                if (strv_contains(set.invalid, vm->source)) {
+                        log_warning("Definition of guest %s in %s is now invalid; keeping the previous one.", vm->name,
+                                    vm->source);
                         i++;
                         continue;
                 }
@@ -508,6 +523,7 @@ int manager_vms_reload(Manager *m) {
 
         free(set.specs);
         strv_free(set.paths);
+        strv_free(set.invalid);
         manager_update_status(m);
         return 0;
 }

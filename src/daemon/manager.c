@@ -48,6 +48,7 @@ Manager *manager_free(Manager *m) {
                 return NULL;
 
         m->varlink = varlink_server_free(m->varlink);
+        manager_dbus_done(m);
         manager_numa_done(m);
         manager_balloon_done(m);
         manager_metrics_done(m);
@@ -206,8 +207,52 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
         return 0;
 }
 
+static unsigned manager_count_active_guests(Manager *m) {
+        unsigned n = 0;
+
+        for (size_t i = 0; i < m->n_vms; i++)
+                if (vm_is_active(m->vms[i]) || m->vms[i]->state == VM_STATE_RESTARTING)
+                        n++;
+        return n;
+}
+
+/* StopGuestsOnExit=yes: the exit waits until the last guest has stopped (vm_stop escalates to SIGKILL). */
+static void manager_on_vm_state_exit(Vm *vm, VmState old_state, void *userdata) {
+        Manager *m = userdata;
+        unsigned n;
+
+        if (!m->stopping_guests)
+                return;
+        if (vm->state == VM_STATE_RESTARTING)
+                (void) vm_stop(vm); /* the restart policy must not bring it back while we stop */
+        n = manager_count_active_guests(m);
+        if (n > 0) {
+                manager_set_status(m, "Stopping guests before exit: %u left…", n);
+                return;
+        }
+        log_info("All guests stopped, exiting.");
+        (void) sd_event_exit(m->event, 0);
+}
+
 static int on_exit_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
         Manager *m = userdata;
+        unsigned n;
+
+        if (m->stopping_guests) {
+                log_info("Received %s while stopping guests, still waiting for them.", strsignal((int) si->ssi_signo));
+                return 0;
+        }
+        n = m->config.stop_guests_on_exit ? manager_count_active_guests(m) : 0;
+        if (n > 0) {
+                log_info("Received %s, stopping %u guest%s before shutting down (StopGuestsOnExit=yes).",
+                         strsignal((int) si->ssi_signo), n, n == 1 ? "" : "s");
+                (void) sd_notifyf(false, "STOPPING=1\nSTATUS=Stopping %u guest%s before exit…", n, n == 1 ? "" : "s");
+                m->stopping_guests = true;
+                for (size_t i = 0; i < m->n_vms; i++)
+                        if (vm_is_active(m->vms[i]) || m->vms[i]->state == VM_STATE_RESTARTING)
+                                (void) vm_stop(m->vms[i]);
+                return 0;
+        }
 
         log_info("Received %s, shutting down.", strsignal((int) si->ssi_signo));
         (void) sd_notify(false, "STOPPING=1\nSTATUS=Shutting down…");
@@ -243,6 +288,17 @@ static int manager_adopt_sockets(Manager *m, bool *ret_have_varlink) {
                                 continue;
                         }
                         have = true;
+                } else if (streq(name, "exporter")) {
+                        /* memvisord-exporter.socket: the Prometheus exporter serves on it (manager-metrics.c). */
+                        if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) <= 0) {
+                                log_error("Socket '%s' passed in is not a listening stream socket.", name);
+                                (void) close(fd);
+                                r = -ENOTSOCK;
+                                continue;
+                        }
+                        r = manager_metrics_adopt_exporter_fd(m, fd);
+                        if (r < 0)
+                                log_error_errno(r, "Failed to keep the passed exporter socket: %m");
                 } else {
                         log_warning("Ignoring socket '%s' passed in by the service manager.", name);
                         (void) close(fd);
@@ -347,6 +403,12 @@ int manager_start(Manager *m) {
         if (r < 0)
                 return r;
         r = manager_numa_start(m);
+        if (r < 0)
+                return r;
+        r = vm_context_add_state_watch(&m->vmctx, manager_on_vm_state_exit, m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to watch guest states: %m");
+        r = manager_dbus_start(m);
         if (r < 0)
                 return r;
 

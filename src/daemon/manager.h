@@ -18,6 +18,7 @@
 typedef struct ManagerMetrics ManagerMetrics;   /* manager-metrics.c: sampler, metrics API, exporter */
 typedef struct ManagerBalloon ManagerBalloon;   /* manager-balloon.c: balloon control, schedules, policy */
 typedef struct ManagerNuma ManagerNuma;         /* manager-numa.c: pinning, placement, page migration */
+typedef struct ManagerDbus ManagerDbus;         /* manager-dbus.c: io.memvisor.Manager1 on D-Bus (optional) */
 
 typedef struct Manager {
         sd_event *event;
@@ -49,6 +50,8 @@ typedef struct Manager {
         ManagerMetrics *metrics;
         ManagerBalloon *balloon;
         ManagerNuma *numa;
+        ManagerDbus *dbus;              /* NULL: no bus (or [DBus] Address=none) */
+        bool stopping_guests;           /* StopGuestsOnExit=: exit once every guest has stopped */
 } Manager;
 
 /* Takes ownership of config_path and overrides. */
@@ -86,6 +89,10 @@ const VarlinkMethod *manager_vm_methods(void);
 int manager_metrics_start(Manager *m);
 void manager_metrics_done(Manager *m);
 const VarlinkMethod *manager_metrics_methods(void);
+/* Keeps a socket-activated exporter socket (fd name "exporter") for manager_metrics_start(); takes fd. */
+int manager_metrics_adopt_exporter_fd(Manager *m, int fd);
+/* memvisord --list-metrics: the metric families as markdown (docs/metrics.md). */
+int manager_metrics_list(void);
 int manager_balloon_start(Manager *m);
 void manager_balloon_done(Manager *m);
 const VarlinkMethod *manager_balloon_methods(void);
@@ -93,3 +100,9 @@ int manager_numa_start(Manager *m);
 void manager_numa_done(Manager *m);
 const VarlinkMethod *manager_numa_methods(void);
 void manager_update_status(Manager *m);
+
+/* manager-dbus.c: connects to the bus (system bus, $DBUS_SYSTEM_BUS_ADDRESS or [DBus] Address=); a missing
+ * bus is logged once and is not an error. Start after manager_vms_start(). */
+int manager_dbus_start(Manager *m);
+void manager_dbus_done(Manager *m);
+bool manager_dbus_connected(Manager *m);

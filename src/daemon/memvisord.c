@@ -21,6 +21,7 @@ static void help(void) {
                "     --log-target=TARGET    auto, journal or console\n"
                "     --log-level=LEVEL      emerg, alert, crit, err, warning, notice, info, debug\n"
                "     --check-config         Parse the configuration, report problems and exit\n"
+               "     --list-metrics         Print the exported metric families (markdown) and exit\n"
                "\nSee memvisord(8) and memvisord.conf(5).\n",
                program_invocation_short_name);
 }
@@ -36,6 +37,7 @@ int main(int argc, char *argv[]) {
                 ARG_LOG_TARGET,
                 ARG_LOG_LEVEL,
                 ARG_CHECK_CONFIG,
+                ARG_LIST_METRICS,
         };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
@@ -48,6 +50,7 @@ int main(int argc, char *argv[]) {
                 { "log-target", required_argument, NULL, ARG_LOG_TARGET },
                 { "log-level", required_argument, NULL, ARG_LOG_LEVEL },
                 { "check-config", no_argument, NULL, ARG_CHECK_CONFIG },
+                { "list-metrics", no_argument, NULL, ARG_LIST_METRICS },
                 {}
         };
         _cleanup_(config_overrides_done) ConfigOverrides o = { .log_level = -1, .log_target = _LOG_TARGET_INVALID };
@@ -97,6 +100,8 @@ int main(int argc, char *argv[]) {
                                 return EXIT_FAILURE;
                         }
                         break;
+                case ARG_LIST_METRICS:
+                        return manager_metrics_list() < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
                 case ARG_CHECK_CONFIG:
                         check_config = true;
                         break;

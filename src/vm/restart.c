@@ -13,7 +13,7 @@ static void tracker_expire(RestartTracker *t, const VmSpec *spec, uint64_t now) 
         unsigned keep = 0;
 
         for (unsigned i = 0; i < t->n_starts; i++)
-                if (t->starts[i] + spec->start_limit_interval_usec > now)
+                if (now - t->starts[i] < spec->start_limit_interval_usec) /* no overflow with "infinity" */
                         t->starts[keep++] = t->starts[i];
         t->n_starts = keep;
 }

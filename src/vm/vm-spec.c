@@ -8,7 +8,9 @@
 #include "ini.h"
 #include "json-util.h"
 #include "parse.h"
+#include "cpu-set.h"
 #include "strv.h"
+#include "restart.h"
 #include "vm-spec.h"
 
 #define SIZE_MB (UINT64_C(1) << 20)
@@ -147,6 +149,8 @@ VmSpec *vm_spec_free(VmSpec *s) {
         strv_free(s->extra_args);
         free(s->mem_path);
         free(s->host_nodes);
+        free(s->vcpu_affinity);
+        free(s->emulator_affinity);
         return mfree(s);
 }
 
@@ -627,6 +631,51 @@ static int key_prealloc(VmSpecParser *p, const char *v, char **ret_reason) {
         return parse_bool_value(&p->spec->prealloc, false, v, ret_reason);
 }
 
+static int key_vcpu_affinity(VmSpecParser *p, const char *v, char **ret_reason) {
+        _cleanup_(vcpu_pin_map_done) VcpuPinMap map = {};
+        _cleanup_free_ char *bad = NULL;
+        char *n;
+        int r;
+
+        if (isempty(v))
+                return free_and_strdup(&p->spec->vcpu_affinity, NULL);
+        r = vcpu_pin_map_parse(v, &map, &bad);
+        if (r == -ENOMEM)
+                return r;
+        if (r == -EEXIST)
+                return reasonf(ret_reason, -EINVAL, "vCPU of '%s' is given twice", strna(bad));
+        if (r < 0 && bad)
+                return reasonf(ret_reason, -EINVAL, "'%s' is not VCPU:CPULIST such as 0:2 or 1:3-4,6 (vCPUs below %u, "
+                               "CPUs below %u)", bad, VCPU_PIN_MAX, CPU_SET_MAX);
+        if (r < 0)
+                return reasonf(ret_reason, -EINVAL, "expected VCPU:CPULIST entries separated by blanks, such as "
+                               "\"0:2 1:3\"");
+        r = vcpu_pin_map_format(&map, &n);
+        if (r < 0)
+                return r;
+        free(p->spec->vcpu_affinity);
+        p->spec->vcpu_affinity = n;
+        return 0;
+}
+
+static int key_emulator_affinity(VmSpecParser *p, const char *v, char **ret_reason) {
+        CpuSet set;
+        char *n;
+        int r;
+
+        if (isempty(v))
+                return free_and_strdup(&p->spec->emulator_affinity, NULL);
+        if (cpu_list_parse(v, &set) < 0)
+                return reasonf(ret_reason, -EINVAL, "expected a CPU list such as 0, 0-3 or 0,2-3 (CPUs below %u)",
+                               CPU_SET_MAX);
+        r = cpu_list_format(&set, &n);
+        if (r < 0)
+                return r;
+        free(p->spec->emulator_affinity);
+        p->spec->emulator_affinity = n;
+        return 0;
+}
+
 static int key_restart_policy(VmSpecParser *p, const char *v, char **ret_reason) {
         VmRestartPolicy r;
 
@@ -656,8 +705,9 @@ static int key_start_limit_burst(VmSpecParser *p, const char *v, char **ret_reas
                 p->spec->start_limit_burst = VM_START_LIMIT_BURST_DEFAULT;
                 return 0;
         }
-        if (parse_unsigned(v, &n) < 0 || n < 1)
-                return reasonf(ret_reason, -EINVAL, "expected a number of starts, at least 1");
+        /* The restart tracker remembers RESTART_HISTORY_MAX starts: a larger burst could never be reached. */
+        if (parse_unsigned(v, &n) < 0 || n < 1 || n > RESTART_HISTORY_MAX)
+                return reasonf(ret_reason, -EINVAL, "expected a number of starts from 1 to %u", RESTART_HISTORY_MAX);
         p->spec->start_limit_burst = n;
         return 0;
 }
@@ -665,6 +715,98 @@ static int key_start_limit_burst(VmSpecParser *p, const char *v, char **ret_reas
 static int key_start_limit_interval(VmSpecParser *p, const char *v, char **ret_reason) {
         return parse_sec_value(&p->spec->start_limit_interval_usec, VM_START_LIMIT_INTERVAL_DEFAULT, false, true,
                                v, ret_reason);
+}
+
+static const char *const vm_balloon_policy_table[_VM_BALLOON_POLICY_MAX] = {
+        [VM_BALLOON_POLICY_INHERIT] = "inherit",
+        [VM_BALLOON_POLICY_YES] = "yes",
+        [VM_BALLOON_POLICY_NO] = "no",
+};
+DEFINE_STRING_TABLE(vm_balloon_policy, VmBalloonPolicy, _VM_BALLOON_POLICY_MAX);
+
+static int parse_size_value(uint64_t *u, const char *v, char **ret_reason) {
+        uint64_t b;
+        int r;
+
+        if (isempty(v)) {
+                *u = 0;
+                return 0;
+        }
+        r = parse_size(v, &b);
+        if (r < 0)
+                return reasonf(ret_reason, r, "expected a size such as 256M or 1G");
+        *u = b;
+        return 0;
+}
+
+static int key_balloon_floor(VmSpecParser *p, const char *v, char **ret_reason) {
+        return parse_size_value(&p->spec->balloon_floor, v, ret_reason);
+}
+
+static int key_balloon_ceiling(VmSpecParser *p, const char *v, char **ret_reason) {
+        return parse_size_value(&p->spec->balloon_ceiling, v, ret_reason);
+}
+
+static int key_balloon_policy(VmSpecParser *p, const char *v, char **ret_reason) {
+        VmBalloonPolicy b;
+        int r;
+
+        if (isempty(v)) {
+                p->spec->balloon_policy = VM_BALLOON_POLICY_INHERIT;
+                return 0;
+        }
+        b = vm_balloon_policy_from_string(v);
+        if (b < 0) {
+                r = parse_boolean(v);
+                if (r < 0)
+                        return reasonf(ret_reason, -EINVAL, "expected inherit, yes or no");
+                b = r ? VM_BALLOON_POLICY_YES : VM_BALLOON_POLICY_NO;
+        }
+        p->spec->balloon_policy = b;
+        return 0;
+}
+
+static int key_balloon_stats_interval(VmSpecParser *p, const char *v, char **ret_reason) {
+        return parse_sec_value(&p->spec->balloon_stats_interval_usec, 0, true, false, v, ret_reason);
+}
+
+static int key_balloon_schedule(VmSpecParser *p, const char *v, char **ret_reason) {
+        BalloonScheduleMode m;
+
+        if (isempty(v)) {
+                p->spec->balloon_schedule.mode = BALLOON_SCHEDULE_NONE;
+                return 0;
+        }
+        m = balloon_schedule_mode_from_string(v);
+        if (m < 0)
+                return reasonf(ret_reason, -EINVAL, "expected none, oscillate or ramp");
+        p->spec->balloon_schedule.mode = m;
+        return 0;
+}
+
+static int key_balloon_from(VmSpecParser *p, const char *v, char **ret_reason) {
+        return parse_size_value(&p->spec->balloon_schedule.from_bytes, v, ret_reason);
+}
+
+static int key_balloon_to(VmSpecParser *p, const char *v, char **ret_reason) {
+        return parse_size_value(&p->spec->balloon_schedule.to_bytes, v, ret_reason);
+}
+
+static int key_balloon_every(VmSpecParser *p, const char *v, char **ret_reason) {
+        return parse_sec_value(&p->spec->balloon_schedule.every_usec, 0, true, false, v, ret_reason);
+}
+
+static int key_balloon_count(VmSpecParser *p, const char *v, char **ret_reason) {
+        unsigned n;
+
+        if (isempty(v)) {
+                p->spec->balloon_schedule.count = 0;
+                return 0;
+        }
+        if (parse_unsigned(v, &n) < 0)
+                return reasonf(ret_reason, -EINVAL, "expected a number of steps");
+        p->spec->balloon_schedule.count = n;
+        return 0;
 }
 
 static const VmKey vm_keys[] = {
@@ -690,14 +832,25 @@ static const VmKey vm_keys[] = {
         { "Memory",  "Policy",                key_policy,                false },
         { "Memory",  "HostNodes",             key_host_nodes,            false },
         { "Memory",  "Prealloc",              key_prealloc,              false },
+        { "CPU",     "VCPUAffinity",          key_vcpu_affinity,         false },
+        { "CPU",     "EmulatorAffinity",      key_emulator_affinity,     false },
         { "Restart", "Policy",                key_restart_policy,        false },
         { "Restart", "RestartSec",            key_restart_sec,           false },
         { "Restart", "RestartMaxDelaySec",    key_restart_max_delay,     false },
         { "Restart", "StartLimitBurst",       key_start_limit_burst,     false },
         { "Restart", "StartLimitIntervalSec", key_start_limit_interval,  false },
+        { "Balloon", "Floor",                 key_balloon_floor,         false },
+        { "Balloon", "Ceiling",               key_balloon_ceiling,       false },
+        { "Balloon", "Policy",                key_balloon_policy,        false },
+        { "Balloon", "StatsIntervalSec",      key_balloon_stats_interval, false },
+        { "Balloon", "Schedule",              key_balloon_schedule,      false },
+        { "Balloon", "From",                  key_balloon_from,          false },
+        { "Balloon", "To",                    key_balloon_to,            false },
+        { "Balloon", "EverySec",              key_balloon_every,         false },
+        { "Balloon", "Count",                 key_balloon_count,         false },
 };
 
-static const char *const vm_sections[] = { "VM", "Memory", "Restart" };
+static const char *const vm_sections[] = { "VM", "Memory", "CPU", "Restart", "Balloon" };
 
 static const VmKey *vm_key_find(const char *section, const char *key) {
         for (size_t i = 0; i < ELEMENTSOF(vm_keys); i++)
@@ -859,6 +1012,38 @@ static int validate_internal(const VmSpec *s, const char **ret_field, char **ret
                 break; /* rejected above */
         }
 
+        /* [CPU] */
+        if (s->vcpu_affinity) {
+                _cleanup_(vcpu_pin_map_done) VcpuPinMap map = {};
+                _cleanup_free_ char *normalized = NULL;
+
+                if (vcpu_pin_map_parse(s->vcpu_affinity, &map, NULL) < 0)
+                        FAIL("CPU.VCPUAffinity", "VCPUAffinity=%s is not a list of VCPU:CPULIST entries such as "
+                             "\"0:2 1:3\"", s->vcpu_affinity);
+                if (vcpu_pin_map_format(&map, &normalized) < 0)
+                        return -ENOMEM;
+                if (!streq(normalized, s->vcpu_affinity))
+                        FAIL("CPU.VCPUAffinity", "VCPUAffinity=%s is not normalized, expected %s", s->vcpu_affinity,
+                             normalized);
+                for (size_t i = 0; i < map.n; i++)
+                        if (map.pins[i].vcpu >= s->vcpus)
+                                FAIL("CPU.VCPUAffinity", "VCPUAffinity= names vCPU %u, but the guest has %u vCPU%s "
+                                     "(0-%u)", map.pins[i].vcpu, s->vcpus, s->vcpus == 1 ? "" : "s", s->vcpus - 1);
+        }
+        if (s->emulator_affinity) {
+                _cleanup_free_ char *normalized = NULL;
+                CpuSet set;
+
+                if (cpu_list_parse(s->emulator_affinity, &set) < 0)
+                        FAIL("CPU.EmulatorAffinity", "EmulatorAffinity=%s is not a CPU list such as 0-3",
+                             s->emulator_affinity);
+                if (cpu_list_format(&set, &normalized) < 0)
+                        return -ENOMEM;
+                if (!streq(normalized, s->emulator_affinity))
+                        FAIL("CPU.EmulatorAffinity", "EmulatorAffinity=%s is not normalized, expected %s",
+                             s->emulator_affinity, normalized);
+        }
+
         /* [Restart] */
         if (!vm_restart_policy_to_string(s->restart))
                 FAIL("Restart.Policy", "Policy= must be no, on-failure or always");
@@ -868,10 +1053,50 @@ static int validate_internal(const VmSpec *s, const char **ret_field, char **ret
                 FAIL("Restart.RestartMaxDelaySec", "RestartMaxDelaySec= must be finite");
         if (s->restart_max_usec < s->restart_usec)
                 FAIL("Restart.RestartMaxDelaySec", "RestartMaxDelaySec= must not be shorter than RestartSec=");
-        if (s->start_limit_burst < 1)
-                FAIL("Restart.StartLimitBurst", "StartLimitBurst= must be at least 1");
+        if (s->start_limit_burst < 1 || s->start_limit_burst > RESTART_HISTORY_MAX)
+                FAIL("Restart.StartLimitBurst", "StartLimitBurst= must be from 1 to %u", RESTART_HISTORY_MAX);
         if (s->start_limit_interval_usec == 0)
                 FAIL("Restart.StartLimitIntervalSec", "StartLimitIntervalSec= must be greater than 0");
+
+        /* [Balloon] */
+        if (s->balloon_floor > s->memory_bytes)
+                FAIL("Balloon.Floor", "Floor= must not exceed Memory=");
+        if (s->balloon_ceiling > s->memory_bytes)
+                FAIL("Balloon.Ceiling", "Ceiling= must not exceed Memory=");
+        if (s->balloon_ceiling != 0 && s->balloon_ceiling < s->balloon_floor)
+                FAIL("Balloon.Ceiling", "Ceiling= must not be below Floor=");
+        if (!vm_balloon_policy_to_string(s->balloon_policy))
+                FAIL("Balloon.Policy", "Policy= must be inherit, yes or no");
+        if (s->balloon_stats_interval_usec % USEC_PER_SEC != 0 || s->balloon_stats_interval_usec > 3600 * USEC_PER_SEC)
+                FAIL("Balloon.StatsIntervalSec", "StatsIntervalSec= must be whole seconds, at most 1h (0: the daemon's "
+                     "default)");
+        if (!s->balloon && s->balloon_policy == VM_BALLOON_POLICY_YES)
+                FAIL("Balloon.Policy", "Policy=yes needs a balloon device ([VM] Balloon=yes)");
+        if (s->balloon_schedule.mode != BALLOON_SCHEDULE_NONE) {
+                const char *sf = NULL, *sr = NULL;
+                static const char *const fields[][2] = {
+                        { "mode", "Balloon.Schedule" }, { "from", "Balloon.From" }, { "to", "Balloon.To" },
+                        { "every", "Balloon.EverySec" }, { "count", "Balloon.Count" },
+                };
+
+                if (!balloon_schedule_mode_to_string(s->balloon_schedule.mode))
+                        FAIL("Balloon.Schedule", "Schedule= must be none, oscillate or ramp");
+                if (!s->balloon)
+                        FAIL("Balloon.Schedule", "Schedule= needs a balloon device ([VM] Balloon=yes)");
+                if (balloon_schedule_validate(&s->balloon_schedule, &sf, &sr) < 0) {
+                        const char *f = "Balloon.Schedule";
+
+                        for (size_t i = 0; i < ELEMENTSOF(fields); i++)
+                                if (streq(fields[i][0], sf))
+                                        f = fields[i][1];
+                        FAIL(f, "%s= %s", strchr(f, '.') + 1, sr);
+                }
+                if (s->balloon_schedule.from_bytes > s->memory_bytes ||
+                    s->balloon_schedule.from_bytes < s->balloon_floor)
+                        FAIL("Balloon.From", "From= must be between Floor= and Memory=");
+                if (s->balloon_schedule.to_bytes > s->memory_bytes || s->balloon_schedule.to_bytes < s->balloon_floor)
+                        FAIL("Balloon.To", "To= must be between Floor= and Memory=");
+        }
 
 #undef FAIL
         return 0;
@@ -1152,7 +1377,7 @@ int vm_spec_parse_json(json_object *definition, const char *name_hint, VmSpec **
                 return -EINVAL;
         if (!definition || !json_object_is_type(definition, json_type_object))
                 return spec_error(ret_error, -EINVAL, NULL,
-                                  "The VM definition must be a JSON object with the sections VM, Memory and Restart");
+                                  "The VM definition must be a JSON object with the sections VM, Memory, CPU, Restart and Balloon");
 
         s = vm_spec_new();
         if (!s)
@@ -1167,7 +1392,7 @@ int vm_spec_parse_json(json_object *definition, const char *name_hint, VmSpec **
         json_object_object_foreach(definition, section, keys) {
                 if (!vm_section_known(section))
                         return spec_error(ret_error, -EINVAL, section,
-                                          "%s: Unknown section, expected VM, Memory or Restart", section);
+                                          "%s: Unknown section, expected VM, Memory, CPU, Restart or Balloon", section);
                 if (!keys)
                         continue;       /* "Memory": null is the same as leaving the section out */
                 if (!json_object_is_type(keys, json_type_object))
@@ -1290,12 +1515,31 @@ int vm_spec_to_ini(const VmSpec *s, char **ret) {
         fput_key(f, "HostNodes", s->host_nodes);
         fput_bool(f, "Prealloc", s->prealloc);
 
+        fputs("\n[CPU]\n", f);
+        fput_key(f, "VCPUAffinity", s->vcpu_affinity);
+        fput_key(f, "EmulatorAffinity", s->emulator_affinity);
+
         fputs("\n[Restart]\n", f);
         fput_key(f, "Policy", vm_restart_policy_to_string(s->restart));
         fput_sec(f, "RestartSec", s->restart_usec);
         fput_sec(f, "RestartMaxDelaySec", s->restart_max_usec);
         fprintf(f, "StartLimitBurst=%u\n", s->start_limit_burst);
         fput_sec(f, "StartLimitIntervalSec", s->start_limit_interval_usec);
+
+        fputs("\n[Balloon]\n", f);
+        format_size_exact(sz, s->balloon_floor);
+        fput_key(f, "Floor", sz);
+        format_size_exact(sz, s->balloon_ceiling);
+        fput_key(f, "Ceiling", sz);
+        fput_key(f, "Policy", vm_balloon_policy_to_string(s->balloon_policy));
+        fput_sec(f, "StatsIntervalSec", s->balloon_stats_interval_usec);
+        fput_key(f, "Schedule", balloon_schedule_mode_to_string(s->balloon_schedule.mode));
+        format_size_exact(sz, s->balloon_schedule.from_bytes);
+        fput_key(f, "From", sz);
+        format_size_exact(sz, s->balloon_schedule.to_bytes);
+        fput_key(f, "To", sz);
+        fput_sec(f, "EverySec", s->balloon_schedule.every_usec);
+        fprintf(f, "Count=%u\n", s->balloon_schedule.count);
 
         if (fclose(f) != 0 || !buf)
                 return -ENOMEM;
@@ -1345,7 +1589,8 @@ static int json_add_strv(json_object *o, const char *key, char *const *l, bool q
 }
 
 int vm_spec_to_json(const VmSpec *s, json_object **ret) {
-        _cleanup_json_ json_object *root = NULL, *vm = NULL, *mem = NULL, *restart = NULL;
+        _cleanup_json_ json_object *root = NULL, *vm = NULL, *mem = NULL, *cpu = NULL, *restart = NULL,
+                *balloon = NULL;
         int r;
 
         if (!s || !ret)
@@ -1354,8 +1599,10 @@ int vm_spec_to_json(const VmSpec *s, json_object **ret) {
         root = json_object_new_object();
         vm = json_object_new_object();
         mem = json_object_new_object();
+        cpu = json_object_new_object();
         restart = json_object_new_object();
-        if (!root || !vm || !mem || !restart)
+        balloon = json_object_new_object();
+        if (!root || !vm || !mem || !cpu || !restart || !balloon)
                 return -ENOMEM;
 
         if ((r = json_add_string_or_null(vm, "Name", s->name)) < 0 ||
@@ -1384,6 +1631,10 @@ int vm_spec_to_json(const VmSpec *s, json_object **ret) {
             (r = json_add_bool(mem, "Prealloc", s->prealloc)) < 0)
                 return r;
 
+        if ((r = json_add_string_or_null(cpu, "VCPUAffinity", s->vcpu_affinity)) < 0 ||
+            (r = json_add_string_or_null(cpu, "EmulatorAffinity", s->emulator_affinity)) < 0)
+                return r;
+
         if ((r = json_add_string(restart, "Policy", vm_restart_policy_to_string(s->restart))) < 0 ||
             (r = json_add_sec(restart, "RestartSec", s->restart_usec)) < 0 ||
             (r = json_add_sec(restart, "RestartMaxDelaySec", s->restart_max_usec)) < 0 ||
@@ -1391,9 +1642,22 @@ int vm_spec_to_json(const VmSpec *s, json_object **ret) {
             (r = json_add_sec(restart, "StartLimitIntervalSec", s->start_limit_interval_usec)) < 0)
                 return r;
 
+        if ((r = json_add_uint(balloon, "Floor", s->balloon_floor)) < 0 ||
+            (r = json_add_uint(balloon, "Ceiling", s->balloon_ceiling)) < 0 ||
+            (r = json_add_string(balloon, "Policy", vm_balloon_policy_to_string(s->balloon_policy))) < 0 ||
+            (r = json_add_sec(balloon, "StatsIntervalSec", s->balloon_stats_interval_usec)) < 0 ||
+            (r = json_add_string(balloon, "Schedule", balloon_schedule_mode_to_string(s->balloon_schedule.mode))) < 0 ||
+            (r = json_add_uint(balloon, "From", s->balloon_schedule.from_bytes)) < 0 ||
+            (r = json_add_uint(balloon, "To", s->balloon_schedule.to_bytes)) < 0 ||
+            (r = json_add_sec(balloon, "EverySec", s->balloon_schedule.every_usec)) < 0 ||
+            (r = json_add_uint(balloon, "Count", s->balloon_schedule.count)) < 0)
+                return r;
+
         if ((r = json_add(root, "VM", TAKE_PTR(vm))) < 0 ||
             (r = json_add(root, "Memory", TAKE_PTR(mem))) < 0 ||
-            (r = json_add(root, "Restart", TAKE_PTR(restart))) < 0)
+            (r = json_add(root, "CPU", TAKE_PTR(cpu))) < 0 ||
+            (r = json_add(root, "Restart", TAKE_PTR(restart))) < 0 ||
+            (r = json_add(root, "Balloon", TAKE_PTR(balloon))) < 0)
                 return r;
 
         *ret = TAKE_PTR(root);
@@ -1430,11 +1694,22 @@ bool vm_spec_equal(const VmSpec *a, const VmSpec *b) {
                 a->policy == b->policy &&
                 streq_ptr(a->host_nodes, b->host_nodes) &&
                 a->prealloc == b->prealloc &&
+                streq_ptr(a->vcpu_affinity, b->vcpu_affinity) &&
+                streq_ptr(a->emulator_affinity, b->emulator_affinity) &&
                 a->restart == b->restart &&
                 a->restart_usec == b->restart_usec &&
                 a->restart_max_usec == b->restart_max_usec &&
                 a->start_limit_burst == b->start_limit_burst &&
-                a->start_limit_interval_usec == b->start_limit_interval_usec;
+                a->start_limit_interval_usec == b->start_limit_interval_usec &&
+                a->balloon_floor == b->balloon_floor &&
+                a->balloon_ceiling == b->balloon_ceiling &&
+                a->balloon_policy == b->balloon_policy &&
+                a->balloon_stats_interval_usec == b->balloon_stats_interval_usec &&
+                a->balloon_schedule.mode == b->balloon_schedule.mode &&
+                a->balloon_schedule.from_bytes == b->balloon_schedule.from_bytes &&
+                a->balloon_schedule.to_bytes == b->balloon_schedule.to_bytes &&
+                a->balloon_schedule.every_usec == b->balloon_schedule.every_usec &&
+                a->balloon_schedule.count == b->balloon_schedule.count;
 }
 
 int vm_spec_copy(const VmSpec *s, VmSpec **ret) {

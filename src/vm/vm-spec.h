@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "balloon-util.h"
 #include "macro.h"
 
 typedef enum VmAccel {
@@ -51,6 +52,16 @@ DECLARE_STRING_TABLE(vm_memory_backend, VmMemoryBackend);
 DECLARE_STRING_TABLE(vm_memory_policy, VmMemoryPolicy);
 DECLARE_STRING_TABLE(vm_restart_policy, VmRestartPolicy);
 
+typedef enum VmBalloonPolicy {
+        VM_BALLOON_POLICY_INHERIT,      /* memvisord.conf [Balloon] Policy= decides */
+        VM_BALLOON_POLICY_YES,
+        VM_BALLOON_POLICY_NO,
+        _VM_BALLOON_POLICY_MAX,
+        _VM_BALLOON_POLICY_INVALID = -EINVAL,
+} VmBalloonPolicy;
+
+DECLARE_STRING_TABLE(vm_balloon_policy, VmBalloonPolicy);
+
 #define VM_NAME_MAX 64
 #define VM_MAX_DISKS 16
 #define VM_MAX_VCPUS 512
@@ -88,12 +99,23 @@ typedef struct VmSpec {
                                          * bind/preferred/interleave, forbidden with default; normalized */
         bool prealloc;                  /* Prealloc=, default no */
 
+        /* [CPU] (applied by the NUMA module before the vCPUs first run; see VmContext.prerun) */
+        char *vcpu_affinity;            /* VCPUAffinity=, "0:2 1:3-4" (vCPU:CPU list), normalized; NULL: none */
+        char *emulator_affinity;        /* EmulatorAffinity=, CPU list for QEMU's other threads; NULL: none */
+
         /* [Restart] */
         VmRestartPolicy restart;        /* Policy=, default no */
         uint64_t restart_usec;          /* RestartSec=, default 1s */
         uint64_t restart_max_usec;      /* RestartMaxDelaySec=, default 1min; backoff doubles up to this */
         unsigned start_limit_burst;     /* StartLimitBurst=, default 5 */
         uint64_t start_limit_interval_usec; /* StartLimitIntervalSec=, default 60s */
+
+        /* [Balloon] (manager-balloon.c; needs [VM] Balloon=yes) */
+        uint64_t balloon_floor;         /* Floor=, default 0: balloon targets below are refused */
+        uint64_t balloon_ceiling;       /* Ceiling=, default 0: Memory=; the policy gives no more */
+        VmBalloonPolicy balloon_policy; /* Policy=, default inherit */
+        uint64_t balloon_stats_interval_usec; /* StatsIntervalSec=, default 0: memvisord.conf; whole seconds */
+        BalloonSchedule balloon_schedule; /* Schedule= (none), From=, To=, EverySec=, Count=: started at start */
 } VmSpec;
 
 /* A parse or validation problem: where (file:line or JSON field path) and why. */

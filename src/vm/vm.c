@@ -163,6 +163,7 @@ Vm *vm_free(Vm *vm) {
 void vm_set_spec(Vm *vm, VmSpec *spec, const char *source) {
         vm_spec_free(vm->spec);
         vm->spec = spec;
+        vm->kvm_failure = mfree(vm->kvm_failure); /* a new definition gets KVM another try */
         (void) free_and_strdup(&vm->source, source);
         vm->transient = false;
 }
@@ -193,6 +194,14 @@ static int vm_on_timer(sd_event_source *s, uint64_t usec, void *userdata);
 
 static int vm_arm_timer(Vm *vm, VmTimer kind, uint64_t delay_usec) {
         int r;
+
+        if (delay_usec == USEC_INFINITY) {
+                /* "infinity": wait for ever, i.e. no timer at all. */
+                if (vm->timer)
+                        (void) sd_event_source_set_enabled(vm->timer, SD_EVENT_OFF);
+                vm->timer_kind = VM_TIMER_NONE;
+                return 0;
+        }
 
         if (!vm->timer) {
                 r = sd_event_add_time_relative(vm->ctx->event, &vm->timer, CLOCK_MONOTONIC, delay_usec, 0,
@@ -257,7 +266,7 @@ static int vm_write_state_file(Vm *vm) {
 
         text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
         len = strlen(text);
-        return write_file_atomic(vm->state_path, text, len, 0600);
+        return write_file_atomic_nosync(vm->state_path, text, len, 0600);
 }
 
 void vm_cleanup_runtime(VmContext *ctx, const char *name) {
@@ -383,7 +392,8 @@ static void vm_handle_exit(Vm *vm, bool status_known, int code, int sig) {
         else
                 reason = strdup(strempty(desc));
 
-        d = restart_decide(&vm->tracker, spec, clean, uptime, now, &delay);
+        /* A transient guest (its definition is gone) is supervised until it ends, not restarted. */
+        d = vm->transient ? RESTART_DECISION_NONE : restart_decide(&vm->tracker, spec, clean, uptime, now, &delay);
         switch (d) {
         case RESTART_DECISION_NONE:
                 if (clean) {
@@ -498,6 +508,15 @@ static void on_query_cpus(QmpClient *q, int error, json_object *result, const ch
 
         if (vm->state != VM_STATE_STARTING)
                 return;
+        if (vm->start_paused && vm->ctx->prerun) {
+                int r = vm->ctx->prerun(vm, vm->ctx->prerun_userdata);
+                if (r < 0) {
+                        log_vm(vm, LOG_ERR, r, "Start-up step before the vCPUs run failed for guest %s, killing it: %m",
+                               vm->name);
+                        vm_signal(vm, SIGKILL);
+                        return;
+                }
+        }
         if (vm->start_paused) {
                 int r = qmp_client_execute(q, "cont", NULL, QMP_COMMAND_TIMEOUT_USEC, on_cont, vm);
                 if (r < 0)
@@ -715,7 +734,8 @@ static int vm_start_internal(Vm *vm, bool by_policy, char **ret_error) {
         if (r < 0)
                 return fail_start(vm, r, ret_error, "cannot open QEMU log %s: %s", vm->log_path, strerror(-r));
 
-        vm->start_paused = false; /* nothing needs the vCPUs stopped yet */
+        /* vCPU pinning must be in place before the vCPUs first run (VmContext.prerun). */
+        vm->start_paused = spec->vcpu_affinity || spec->emulator_affinity;
         p = (QemuArgvParams) {
                 .qmp_path = vm->qmp_path,
                 .qmp_fd = 3,

@@ -66,6 +66,10 @@ struct VmContext {
                 void *userdata;
         } event_watches[VM_CONTEXT_MAX_WATCHES];
         size_t n_event_watches;
+        /* Called while a guest starts paused (its definition has [CPU] affinities), once the vCPU thread ids are
+         * known and before "cont"; a negative return kills the guest. Set by the NUMA module (pinning). */
+        int (*prerun)(Vm *vm, void *userdata);
+        void *prerun_userdata;
 };
 
 int vm_context_init(VmContext *ctx, sd_event *event, const char *runtime_dir, bool log_to_journal);

@@ -394,9 +394,9 @@ def test_socket_activation(daemons, workdir, ctl, fdname):
 
 def test_socket_activation_ignores_unknown_fd_names(daemons, workdir):
     sa = socket_activate()
-    sock = workdir / "exporter.sock"
+    sock = workdir / "bogus.sock"
     d = daemons(start=False)
-    d.start(config="", wrapper=lambda argv: [sa, "-l", str(sock), "--fdname=exporter"] + argv, wait=False)
+    d.start(config="", wrapper=lambda argv: [sa, "-l", str(sock), "--fdname=bogus"] + argv, wait=False)
     # systemd-socket-activate starts the daemon on the first connection.
     deadline = time.monotonic() + 5
     while True:
@@ -409,7 +409,42 @@ def test_socket_activation_ignores_unknown_fd_names(daemons, workdir):
     d.wait_ready()
     st = d.status()
     assert st["varlinkAddress"] == str(d.socket)
-    assert "Ignoring socket 'exporter' passed in by the service manager." in d.log_text()
+    assert "Ignoring socket 'bogus' passed in by the service manager." in d.log_text()
+
+
+def test_socket_activated_exporter_never_blocks(daemons, workdir):
+    """The exporter socket handed over by systemd is blocking; a client that connects and sends nothing
+    (the one that triggered the activation) must not stall the daemon."""
+    sa = socket_activate()
+    sock = workdir / "exporter.sock"
+    d = daemons(start=False)
+    d.start(config="", wrapper=lambda argv: [sa, "-l", str(sock), "--fdname=exporter"] + argv, wait=False)
+    deadline = time.monotonic() + 5
+    idle = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    while True:
+        try:
+            idle.connect(str(sock))
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "systemd-socket-activate did not listen on %s" % sock
+            time.sleep(0.02)
+    d.wait_ready()
+    for _ in range(3):
+        assert d.status()["pid"] == d.pid
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(5)
+    s.connect(str(sock))
+    s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    assert data.startswith(b"HTTP/1.1 200 "), data[:200]
+    assert b"memvisor_host_" in data
+    idle.close()
+    s.close()
 
 
 # ---- sd_notify and the watchdog ---------------------------------------------------------------------

@@ -113,12 +113,30 @@ static void test_history_is_bounded(void **state) {
         vm_spec_free(s);
 }
 
+static void test_infinite_interval(void **state) {
+        RestartTracker t = {};
+        VmSpec *s = spec_with(VM_RESTART_ALWAYS);
+        uint64_t delay, now = 10 * S;
+
+        /* StartLimitIntervalSec=infinity counts every start ever made. */
+        s->start_limit_burst = 2;
+        s->start_limit_interval_usec = USEC_INFINITY;
+        restart_tracker_record_start(&t, s, now);
+        now += 3600 * S;
+        assert_int_equal(restart_decide(&t, s, false, S, now, &delay), RESTART_DECISION_RESTART);
+        restart_tracker_record_start(&t, s, now);
+        now += 24 * 3600 * S;
+        assert_int_equal(restart_decide(&t, s, false, S, now, &delay), RESTART_DECISION_LIMIT_HIT);
+        vm_spec_free(s);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_policies),
                 cmocka_unit_test(test_backoff_doubles_and_caps),
                 cmocka_unit_test(test_start_limit),
                 cmocka_unit_test(test_history_is_bounded),
+                cmocka_unit_test(test_infinite_interval),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -130,6 +130,24 @@ static void test_stop_escalates_to_sigterm(void **state) {
         vm_free(vm);
 }
 
+static void test_infinite_stop_timeout_waits(void **state) {
+        Fixture *f = *state;
+        Vm *vm = make_vm(f, "StopTimeoutSec=infinity\nStartTimeoutSec=infinity\n");
+
+        setenv("FAKE_QEMU_MODE", "stubborn", 1);
+        assert_int_equal(vm_start(vm, NULL), 0);
+        run_until(f, vm, VM_STATE_RUNNING, 2);
+        assert_int_equal(vm_stop(vm), 0);
+        /* It ignores the power button and is never sent SIGTERM: still stopping after a while. */
+        for (int i = 0; i < 50; i++)
+                assert_true(sd_event_run(f->event, 10 * USEC_PER_MSEC) >= 0);
+        assert_int_equal(vm->state, VM_STATE_STOPPING);
+        assert_true(vm_is_active(vm));
+        assert_int_equal(vm_kill(vm, SIGKILL), 0);
+        run_until(f, vm, VM_STATE_STOPPED, 4);
+        vm_free(vm);
+}
+
 static void test_crash_restart_and_start_limit(void **state) {
         Fixture *f = *state;
         Vm *vm = make_vm(f, "[Restart]\nPolicy=on-failure\nRestartSec=10ms\nRestartMaxDelaySec=20ms\n"
@@ -226,6 +244,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_start_and_graceful_stop, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_stop_escalates_to_sigterm, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_infinite_stop_timeout_waits, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_crash_restart_and_start_limit, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_policy_no_means_failed, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_start_timeout, setup, teardown),

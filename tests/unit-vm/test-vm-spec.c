@@ -387,6 +387,24 @@ static const GoodCase good_cases[] = {
         { "", "Restart", "StartLimitBurst", "1", "StartLimitBurst=1\n" },
         { "", "Restart", "StartLimitIntervalSec", "10min", "StartLimitIntervalSec=10min\n" },
         { "", "Restart", "StartLimitIntervalSec", "infinity", "StartLimitIntervalSec=infinity\n" },
+        { "", "Balloon", "Floor", "256M", "Floor=256M\n" },
+        { "", "Balloon", "Floor", "268435456", "Floor=256M\n" },
+        { "", "Balloon", "Ceiling", "384MiB", "Ceiling=384M\n" },
+        { "", "Balloon", "Policy", "yes", "Policy=yes\n" },
+        { "", "Balloon", "Policy", "off", "Policy=no\n" },
+        { "", "Balloon", "Policy", "inherit", "Policy=inherit\n" },
+        { "", "Balloon", "StatsIntervalSec", "2", "StatsIntervalSec=2s\n" },
+        { "[Balloon]\nFrom=256M\nTo=384M\nEverySec=10s\nCount=3\n", "Balloon", "Schedule", "oscillate",
+          "Schedule=oscillate\n" },
+        { "[Balloon]\nFrom=448M\nTo=256M\nEverySec=500ms\nCount=4\n", "Balloon", "Schedule", "ramp",
+          "Schedule=ramp\n" },
+        { "", "Balloon", "EverySec", "1min", "EverySec=1min\n" },
+        { "", "Balloon", "Count", "7", "Count=7\n" },
+        { "[VM]\nVCPUs=4\n", "CPU", "VCPUAffinity", "1=3 0:2-3,1", "VCPUAffinity=0:1-3 1:3\n" },
+        { "[VM]\nVCPUs=2\n", "CPU", "VCPUAffinity", "0:0 1:1", "VCPUAffinity=0:0 1:1\n" },
+        { "[CPU]\nVCPUAffinity=0:1\n", "CPU", "VCPUAffinity", "", "VCPUAffinity=\n" },
+        { "", "CPU", "EmulatorAffinity", "3,0-1", "EmulatorAffinity=0-1,3\n" },
+        { "", "CPU", "EmulatorAffinity", "1023", "EmulatorAffinity=1023\n" },
 };
 
 static void test_good_values(void **state) {
@@ -480,9 +498,23 @@ static const BadCase bad_cases[] = {
         { "Restart", "RestartSec", "infinity", R_DELAY },
         { "Restart", "RestartSec", "soon", R_DELAY },
         { "Restart", "RestartMaxDelaySec", "infinity", R_DELAY },
-        { "Restart", "StartLimitBurst", "0", "expected a number of starts, at least 1" },
-        { "Restart", "StartLimitBurst", "x", "expected a number of starts, at least 1" },
+        { "Restart", "StartLimitBurst", "0", "expected a number of starts from 1 to 64" },
+        { "Restart", "StartLimitBurst", "x", "expected a number of starts from 1 to 64" },
+        { "Restart", "StartLimitBurst", "65", "expected a number of starts from 1 to 64" },
         { "Restart", "StartLimitIntervalSec", "0", R_POSITIVE },
+        { "Balloon", "Floor", "12Q", "expected a size such as 256M or 1G" },
+        { "Balloon", "Floor", "-256M", "expected a size such as 256M or 1G" },
+        { "Balloon", "Ceiling", "99999999999999999999", "expected a size such as 256M or 1G" },
+        { "Balloon", "Policy", "maybe", "expected inherit, yes or no" },
+        { "Balloon", "Schedule", "sine", "expected none, oscillate or ramp" },
+        { "Balloon", "Count", "-1", "expected a number of steps" },
+        { "Balloon", "EverySec", "soon", "expected a time span such as 1s, 500ms or 2min" },
+        { "CPU", "VCPUAffinity", "0", "'0' is not VCPU:CPULIST such as 0:2 or 1:3-4,6 (vCPUs below 512, CPUs below 1024)" },
+        { "CPU", "VCPUAffinity", "0:2 x:1", "'x:1' is not VCPU:CPULIST such as 0:2 or 1:3-4,6 (vCPUs below 512, CPUs below 1024)" },
+        { "CPU", "VCPUAffinity", "0:1024", "'0:1024' is not VCPU:CPULIST such as 0:2 or 1:3-4,6 (vCPUs below 512, CPUs below 1024)" },
+        { "CPU", "VCPUAffinity", "0:1 0:2", "vCPU of '0:2' is given twice" },
+        { "CPU", "EmulatorAffinity", "1-0", "expected a CPU list such as 0, 0-3 or 0,2-3 (CPUs below 1024)" },
+        { "CPU", "EmulatorAffinity", "0,", "expected a CPU list such as 0, 0-3 or 0,2-3 (CPUs below 1024)" },
 };
 
 static void test_bad_values(void **state) {
@@ -604,8 +636,8 @@ static void test_json_specifics(void **state) {
         }
 
         json_fails("[]", "web", NULL,
-                   "The VM definition must be a JSON object with the sections VM, Memory and Restart");
-        json_fails("{\"Network\": {}}", "web", "Network", "Network: Unknown section, expected VM, Memory or Restart");
+                   "The VM definition must be a JSON object with the sections VM, Memory, CPU, Restart and Balloon");
+        json_fails("{\"Network\": {}}", "web", "Network", "Network: Unknown section, expected VM, Memory, CPU, Restart or Balloon");
         json_fails("{\"VM\": [\"Kernel=/k\"]}", "web", "VM", "VM: expected an object with the keys of section [VM]");
         json_fails("{\"VM\": {\"Kernel\": \"/k\", \"Memroy\": \"1G\"}}", "web", "VM.Memroy",
                    "VM.Memroy: Unknown key in section [VM]");
@@ -821,6 +853,8 @@ static const CrossCase cross_cases[] = {
         { BASE "[Memory]\nBackend=memfd\nPath=/dev/shm/x\n", "Memory.Path", "Path= is only used with Backend=file" },
         { BASE "[Memory]\nPath=/dev/shm/x\n", "Memory.Path", "Path= is only used with Backend=file" },
         { BASE "[Memory]\nPolicy=bind\n", "Memory.HostNodes", "Policy=bind needs HostNodes=" },
+        { BASE "[CPU]\nVCPUAffinity=0:0 2:1\n", "CPU.VCPUAffinity",
+          "VCPUAffinity= names vCPU 2, but the guest has 1 vCPU (0-0)" },
         { BASE "[Memory]\nPolicy=interleave\n", "Memory.HostNodes", "Policy=interleave needs HostNodes=" },
         { BASE "[Memory]\nPolicy=preferred\n", "Memory.HostNodes", "Policy=preferred needs HostNodes=" },
         { BASE "[Memory]\nHostNodes=0\n", "Memory.HostNodes",
@@ -831,6 +865,27 @@ static const CrossCase cross_cases[] = {
           "RestartMaxDelaySec= must not be shorter than RestartSec=" },
         { BASE "[Restart]\nRestartSec=2min\n", "Restart.RestartMaxDelaySec",
           "RestartMaxDelaySec= must not be shorter than RestartSec=" },
+        { BASE "[Balloon]\nFloor=1G\n", "Balloon.Floor", "Floor= must not exceed Memory=" },
+        { BASE "[Balloon]\nCeiling=1G\n", "Balloon.Ceiling", "Ceiling= must not exceed Memory=" },
+        { BASE "[Balloon]\nFloor=256M\nCeiling=128M\n", "Balloon.Ceiling", "Ceiling= must not be below Floor=" },
+        { BASE "[Balloon]\nStatsIntervalSec=1.5s\n", "Balloon.StatsIntervalSec",
+          "StatsIntervalSec= must be whole seconds, at most 1h (0: the daemon's default)" },
+        { BASE "[VM]\nBalloon=no\n[Balloon]\nPolicy=yes\n", "Balloon.Policy",
+          "Policy=yes needs a balloon device ([VM] Balloon=yes)" },
+        { BASE "[VM]\nBalloon=no\n[Balloon]\nSchedule=oscillate\nFrom=128M\nTo=256M\nEverySec=1s\nCount=2\n",
+          "Balloon.Schedule", "Schedule= needs a balloon device ([VM] Balloon=yes)" },
+        { BASE "[Balloon]\nSchedule=oscillate\nFrom=128M\nTo=128M\nEverySec=1s\nCount=2\n", "Balloon.To",
+          "To= must differ from the first size" },
+        { BASE "[Balloon]\nSchedule=oscillate\nFrom=128M\nTo=256M\nEverySec=10ms\nCount=2\n", "Balloon.EverySec",
+          "EverySec= must be at least 100ms and finite" },
+        { BASE "[Balloon]\nSchedule=oscillate\nFrom=128M\nTo=256M\nEverySec=1s\n", "Balloon.Count",
+          "Count= must be between 1 and 100000" },
+        { BASE "[Balloon]\nSchedule=ramp\nFrom=128M\nTo=256M\nEverySec=1s\nCount=1\n", "Balloon.Count",
+          "Count= a ramp needs at least 2 steps" },
+        { BASE "[Balloon]\nSchedule=oscillate\nFrom=128M\nTo=1G\nEverySec=1s\nCount=2\n", "Balloon.To",
+          "To= must be between Floor= and Memory=" },
+        { BASE "[Balloon]\nFloor=200M\nSchedule=oscillate\nFrom=128M\nTo=256M\nEverySec=1s\nCount=2\n",
+          "Balloon.From", "From= must be between Floor= and Memory=" },
 };
 
 static void test_cross_field(void **state) {
@@ -924,7 +979,7 @@ static void test_validate(void **state) {
         CASE(s->restart_usec = USEC_INFINITY, "Restart.RestartSec", "Restart.RestartSec: RestartSec= must be finite");
         CASE(s->restart_max_usec = USEC_INFINITY, "Restart.RestartMaxDelaySec",
              "Restart.RestartMaxDelaySec: RestartMaxDelaySec= must be finite");
-        CASE(s->start_limit_burst = 0, "Restart.StartLimitBurst", "Restart.StartLimitBurst: StartLimitBurst= must be at least 1");
+        CASE(s->start_limit_burst = 0, "Restart.StartLimitBurst", "Restart.StartLimitBurst: StartLimitBurst= must be from 1 to 64");
         CASE(s->start_limit_interval_usec = 0, "Restart.StartLimitIntervalSec",
              "Restart.StartLimitIntervalSec: StartLimitIntervalSec= must be greater than 0");
 #undef CASE
@@ -972,12 +1027,27 @@ static const char full_ini[] =
         "HostNodes=0,2-3\n"
         "Prealloc=yes\n"
         "\n"
+        "[CPU]\n"
+        "VCPUAffinity=0:2 1:3-4,6\n"
+        "EmulatorAffinity=0-1,7\n"
+        "\n"
         "[Restart]\n"
         "Policy=on-failure\n"
         "RestartSec=250ms\n"
         "RestartMaxDelaySec=5min\n"
         "StartLimitBurst=10\n"
-        "StartLimitIntervalSec=1h\n";
+        "StartLimitIntervalSec=1h\n"
+        "\n"
+        "[Balloon]\n"
+        "Floor=128M\n"
+        "Ceiling=1G\n"
+        "Policy=no\n"
+        "StatsIntervalSec=5s\n"
+        "Schedule=none\n"
+        "From=0\n"
+        "To=0\n"
+        "EverySec=0\n"
+        "Count=0\n";
 
 static const char minimal_ini[] =
         "[VM]\n"
@@ -1006,12 +1076,27 @@ static const char minimal_ini[] =
         "HostNodes=\n"
         "Prealloc=no\n"
         "\n"
+        "[CPU]\n"
+        "VCPUAffinity=\n"
+        "EmulatorAffinity=\n"
+        "\n"
         "[Restart]\n"
         "Policy=no\n"
         "RestartSec=1s\n"
         "RestartMaxDelaySec=1min\n"
         "StartLimitBurst=5\n"
-        "StartLimitIntervalSec=1min\n";
+        "StartLimitIntervalSec=1min\n"
+        "\n"
+        "[Balloon]\n"
+        "Floor=0\n"
+        "Ceiling=0\n"
+        "Policy=inherit\n"
+        "StatsIntervalSec=0\n"
+        "Schedule=none\n"
+        "From=0\n"
+        "To=0\n"
+        "EverySec=0\n"
+        "Count=0\n";
 
 static void test_to_ini(void **state) {
         /* Canonical text is stable: parsing it and printing again gives the same bytes. */
@@ -1093,8 +1178,11 @@ static void test_to_json(void **state) {
                 "\"StopTimeoutSec\":\"30s\"},"
                 "\"Memory\":{\"Backend\":\"ram\",\"HugePages\":false,\"Path\":null,\"Policy\":\"default\","
                 "\"HostNodes\":null,\"Prealloc\":false},"
+                "\"CPU\":{\"VCPUAffinity\":null,\"EmulatorAffinity\":null},"
                 "\"Restart\":{\"Policy\":\"no\",\"RestartSec\":\"1s\",\"RestartMaxDelaySec\":\"1min\","
-                "\"StartLimitBurst\":5,\"StartLimitIntervalSec\":\"1min\"}}");
+                "\"StartLimitBurst\":5,\"StartLimitIntervalSec\":\"1min\"},"
+                "\"Balloon\":{\"Floor\":0,\"Ceiling\":0,\"Policy\":\"inherit\",\"StatsIntervalSec\":\"0\","
+                "\"Schedule\":\"none\",\"From\":0,\"To\":0,\"EverySec\":\"0\",\"Count\":0}}");
         mback = parse_json_ok(mj, NULL);
         assert_true(vm_spec_equal(m, mback));
 }
@@ -1161,6 +1249,9 @@ static void test_equal(void **state) {
                 { "Policy=interleave\n", "Policy=bind\n" },
                 { "HostNodes=0,2-3\n", "HostNodes=0,2\n" },
                 { "Prealloc=yes\n", "Prealloc=no\n" },
+                { "VCPUAffinity=0:2 1:3-4,6\n", "VCPUAffinity=0:2 1:3-4\n" },
+                { "VCPUAffinity=0:2 1:3-4,6\n", "" },
+                { "EmulatorAffinity=0-1,7\n", "EmulatorAffinity=0-1\n" },
                 { "Policy=on-failure\n", "Policy=always\n" },
                 { "RestartSec=250ms\n", "RestartSec=251ms\n" },
                 { "RestartMaxDelaySec=5min\n", "RestartMaxDelaySec=6min\n" },

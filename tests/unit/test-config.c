@@ -302,7 +302,9 @@ static void test_errors(void **state) {
                   "2: Invalid value 'var/lib' for StateDirectory=: not an absolute path" },
                 { "[Daemon]\nRuntimeDir=/run/x\n", -EINVAL, "2: Unknown key 'RuntimeDir' in section [Daemon]" },
                 { "[Daemon]\nAddress=/run/x\n", -EINVAL, "2: Unknown key 'Address' in section [Daemon]" },
-                { "# c\n[Exporter]\nListen=127.0.0.1:9000\n", -EINVAL, "2: Unknown section [Exporter]" },
+                { "# c\n[Exporters]\nListen=127.0.0.1:9000\n", -EINVAL, "2: Unknown section [Exporters]" },
+                { "[Exporter]\nListenAddress=localhost:9000\n", -EINVAL,
+                  "2: Invalid value 'localhost:9000' for ListenAddress=: expected IPV4:PORT or [IPV6]:PORT" },
                 { "LogLevel=debug\n", -EINVAL, "1: Assignment 'LogLevel=' outside of any section" },
                 { "[Daemon]\nLogLevel debug\n", -EINVAL, "2: Expected 'Key=Value', got 'LogLevel debug'" },
         };
