@@ -109,6 +109,7 @@ struct BalloonGuest {
         BalloonStep *steps;                     /* ring of BALLOON_STEPS_MAX, allocated on first use */
         size_t n_steps, steps_head;
         uint64_t steps_total;
+        uint64_t steps_reached_total, steps_reached_usec;       /* running totals, for the metrics */
         BalloonStep *current_step;
 
         BalloonDecisionRecord *decisions;       /* ring of BALLOON_DECISIONS_MAX, allocated on first use */
@@ -144,6 +145,7 @@ typedef struct BalloonRequest {
         uint64_t step_id;
         uint64_t target;
         VarlinkConnection *conn;        /* SetBalloon without wait: reply when QEMU answered */
+        ManagerCompletion completion;   /* the same for manager_balloon_set_target() (D-Bus) */
 } BalloonRequest;
 
 static uint64_t now_usec(clockid_t clock) {
@@ -245,6 +247,7 @@ static BalloonRequest *balloon_request_free(BalloonRequest *r) {
                 return NULL;
         if (r->conn)
                 varlink_connection_unref(r->conn);
+        manager_completion_drop(&r->completion);
         free(r->name);
         free(r);
         return NULL;
@@ -273,6 +276,20 @@ static BalloonGuest *balloon_request_guest(BalloonRequest *r) {
         if (!g || g->generation != r->generation || !g->tracking)
                 return NULL;
         return g;
+}
+
+/* Whether someone waits for QEMU's answer to a SetBalloon: a varlink call or a manager_balloon_set_target()
+ * caller. */
+static bool balloon_request_waited_for(const BalloonRequest *req) {
+        return req->conn || manager_completion_pending(&req->completion);
+}
+
+/* Answers it, whichever transport it came by; takes p. */
+static void balloon_request_answer(BalloonRequest *req, const char *error, json_object *p) {
+        if (req->conn)
+                (void) (error ? varlink_error(req->conn, error, p) : varlink_reply(req->conn, p));
+        else
+                manager_completion_finish(&req->completion, error, p);
 }
 
 static void on_qmp_reply(QmpClient *q, int error, json_object *result, const char *error_class,
@@ -493,6 +510,10 @@ static void step_finish(BalloonGuest *g, BalloonStep *s) {
         if (s->done)
                 return;
         s->done = true;
+        if (s->reached) {
+                g->steps_reached_total++;
+                g->steps_reached_usec += s->reached_usec;
+        }
         if (g->current_step == s)
                 g->current_step = NULL;
         step_log(g, s);
@@ -733,14 +754,13 @@ static void on_qmp_reply(QmpClient *q, int error, json_object *result, const cha
         json_object *v;
 
         if (!g) {
-                if (req->conn)
-                        (void) varlink_error(req->conn, ERROR_BALLOON_FAILED, ({
-                                json_object *p = json_object_new_object();
-                                if (p && (json_add_string(p, "name", req->name) < 0 ||
-                                          json_add_string(p, "reason", "the guest stopped") < 0))
-                                        p = json_drop(p);
-                                p;
-                        }));
+                if (balloon_request_waited_for(req)) {
+                        json_object *p = json_object_new_object();
+                        if (p && (json_add_string(p, "name", req->name) < 0 ||
+                                  json_add_string(p, "reason", "the guest stopped") < 0))
+                                p = json_drop(p);
+                        balloon_request_answer(req, ERROR_BALLOON_FAILED, p);
+                }
                 return;
         }
 
@@ -767,14 +787,14 @@ static void on_qmp_reply(QmpClient *q, int error, json_object *result, const cha
                                     error_desc ?: strerror(-error));
                 break;
         case BALLOON_REQUEST_SET_TARGET:
-                if (!req->conn)
+                if (!balloon_request_waited_for(req))
                         break;
                 if (error < 0) {
                         json_object *p = json_object_new_object();
                         if (p && (json_add_string(p, "name", g->name) < 0 ||
                                   json_add_string(p, "reason", error_desc ?: strerror(-error)) < 0))
                                 p = json_drop(p);
-                        (void) varlink_error(req->conn, ERROR_BALLOON_FAILED, p);
+                        balloon_request_answer(req, ERROR_BALLOON_FAILED, p);
                 } else {
                         json_object *p = json_object_new_object();
                         if (p && (json_add_string(p, "name", g->name) < 0 ||
@@ -783,7 +803,7 @@ static void on_qmp_reply(QmpClient *q, int error, json_object *result, const cha
                                   json_add_bool(p, "reached", g->actual_known && balloon_reached(g->actual, req->target)) < 0 ||
                                   json_add_uint(p, "elapsedUSec", 0) < 0))
                                 p = json_drop(p);
-                        (void) varlink_reply(req->conn, p);
+                        balloon_request_answer(req, NULL, p);
                 }
                 break;
         case BALLOON_REQUEST_STEP_TARGET:
@@ -895,7 +915,8 @@ static void balloon_on_state(Vm *vm, VmState old_state, void *userdata) {
 /* ---- policy ----------------------------------------------------------------------------------- */
 
 static bool guest_policy_enabled(Manager *m, Vm *vm) {
-        switch (vm->running_spec->balloon_policy) {
+        /* GetBalloon asks about guests that are not running, too. */
+        switch ((vm->running_spec ?: vm->spec)->balloon_policy) {
         case VM_BALLOON_POLICY_YES:
                 return true;
         case VM_BALLOON_POLICY_NO:
@@ -1061,19 +1082,27 @@ static int error_name(VarlinkConnection *c, const char *error, const char *name)
         return varlink_error(c, error, p);
 }
 
-/* Finds a running guest with a balloon device, or replies with the error and returns NULL. */
-static Vm *lookup_running(Manager *m, VarlinkConnection *c, json_object *parameters, BalloonGuest **ret_guest,
-                          int *ret) {
-        const char *name = json_get_string(parameters, "name");
+static int fail_name(ManagerError *e, int error, const char *name, const char *guest) {
+        json_object *p = json_object_new_object();
+
+        if (!p || json_add_string(p, "name", guest) < 0) {
+                json_object_put(p);
+                return -ENOMEM;
+        }
+        return manager_error_set(e, error, name, p);
+}
+
+/* Finds a running guest with a balloon device; sets *e otherwise. */
+static Vm *balloon_lookup_running(Manager *m, const char *name, BalloonGuest **ret_guest, ManagerError *e, int *ret) {
         Vm *vm = manager_find_vm(m, name);
         BalloonGuest *g;
 
         if (!vm) {
-                *ret = error_name(c, ERROR_NO_SUCH_VM, name);
+                *ret = fail_name(e, -ENOENT, ERROR_NO_SUCH_VM, name);
                 return NULL;
         }
         if (!(vm->running_spec ?: vm->spec)->balloon) {
-                *ret = error_name(c, ERROR_NO_BALLOON, vm->name);
+                *ret = fail_name(e, -ENODEV, ERROR_NO_BALLOON, vm->name);
                 return NULL;
         }
         g = m->balloon ? balloon_guest_find(m->balloon, vm->name) : NULL;
@@ -1085,24 +1114,34 @@ static Vm *lookup_running(Manager *m, VarlinkConnection *c, json_object *paramet
                         json_object_put(p);
                         *ret = -ENOMEM;
                 } else
-                        *ret = varlink_error(c, ERROR_INVALID_STATE, p);
+                        *ret = manager_error_set(e, -ESRCH, ERROR_INVALID_STATE, p);
                 return NULL;
         }
         *ret_guest = g;
         return vm;
 }
 
-static int check_target(VarlinkConnection *c, Vm *vm, const char *parameter, int64_t target, int *ret) {
+/* The same, replying with the error and returning NULL. */
+static Vm *lookup_running(Manager *m, VarlinkConnection *c, json_object *parameters, BalloonGuest **ret_guest,
+                          int *ret) {
+        ManagerError e = {};
+        Vm *vm;
+
+        vm = balloon_lookup_running(m, json_get_string(parameters, "name"), ret_guest, &e, ret);
+        if (!vm)
+                *ret = manager_error_varlink_reply(c, &e, *ret);
+        return vm;
+}
+
+static int balloon_check_target(ManagerError *e, Vm *vm, const char *parameter, int64_t target) {
         uint64_t floor_bytes = vm->running_spec->balloon_floor, memory = vm->running_spec->memory_bytes;
         char a[FORMAT_SIZE_MAX], b[FORMAT_SIZE_MAX];
         _cleanup_free_ char *reason = NULL;
         BalloonTargetCheck k;
         json_object *p;
 
-        if (target < 0) {
-                *ret = varlink_error_invalid_parameter(c, parameter);
-                return -EINVAL;
-        }
+        if (target < 0)
+                return manager_error_invalid_parameter(e, parameter);
         k = balloon_target_check((uint64_t) target, floor_bytes, memory);
         switch (k) {
         case BALLOON_TARGET_OK:
@@ -1127,11 +1166,87 @@ static int check_target(VarlinkConnection *c, Vm *vm, const char *parameter, int
             json_add_uint(p, "targetBytes", (uint64_t) target) < 0 || json_add_uint(p, "minimumBytes", MAX(floor_bytes, 1)) < 0 ||
             json_add_uint(p, "maximumBytes", memory) < 0 || json_add_string(p, "reason", strna(reason)) < 0) {
                 json_object_put(p);
-                *ret = -ENOMEM;
                 return -ENOMEM;
         }
-        *ret = varlink_error(c, ERROR_TARGET_OUT_OF_RANGE, p);
-        return -ERANGE;
+        return manager_error_set(e, -ERANGE, ERROR_TARGET_OUT_OF_RANGE, p);
+}
+
+/* The same, replying with the error: < 0 then, and *ret is the handler's return value. */
+static int check_target(VarlinkConnection *c, Vm *vm, const char *parameter, int64_t target, int *ret) {
+        ManagerError e = {};
+        int r;
+
+        r = balloon_check_target(&e, vm, parameter, target);
+        if (r < 0)
+                *ret = manager_error_varlink_reply(c, &e, r);
+        return r;
+}
+
+/* SetBalloon's part common to the transports: checks, then sends the balloon command. QEMU's answer goes to
+ * conn or to completion (always consumed) when given; with wait, a waiter slot must be free. */
+static int balloon_set_target(Manager *m, const char *name, int64_t target, bool wait, const char *requester,
+                              VarlinkConnection *conn, ManagerCompletion *completion, BalloonGuest **ret_guest,
+                              ManagerError *e) {
+        ManagerCompletion owned = {};
+        BalloonGuest *g = NULL;
+        BalloonRequest *req;
+        Vm *vm;
+        int r = 0;
+
+        if (completion) {
+                owned = *completion;
+                *completion = (ManagerCompletion) {};
+        }
+        vm = balloon_lookup_running(m, name, &g, e, &r);
+        if (!vm)
+                goto fail;
+        r = balloon_check_target(e, vm, "targetBytes", target);
+        if (r < 0)
+                goto fail;
+        if (wait && g->n_waiters >= BALLOON_WAITERS_MAX) {
+                json_object *p = json_object_new_object();
+
+                if (!p || json_add_string(p, "name", vm->name) < 0 ||
+                    json_add_string(p, "reason", "too many balloon waits pending for this guest (16)") < 0) {
+                        json_object_put(p);
+                        r = -ENOMEM;
+                } else
+                        r = manager_error_set(e, -EBUSY, ERROR_BALLOON_FAILED, p);
+                goto fail;
+        }
+
+        log_info("Guest %s: balloon target %" PRIi64 " bytes set over %s%s.", vm->name, target, requester,
+                 g->schedule_active ? " (stops its schedule)" : "");
+        if (g->schedule_active)
+                schedule_stop(g);
+
+        req = balloon_request_new(g, BALLOON_REQUEST_SET_TARGET);
+        if (!req) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        req->target = (uint64_t) target;
+        if (conn)
+                req->conn = varlink_connection_ref(conn);
+        req->completion = owned;        /* freed with req when sending fails */
+        r = balloon_execute(g, vm, req, "balloon", balloon_args((uint64_t) target));
+        if (r < 0)
+                return r;
+        g->target = (uint64_t) target;
+        g->target_set = true;
+        if (ret_guest)
+                *ret_guest = g;
+        return 0;
+
+fail:
+        manager_completion_drop(&owned);
+        return r;
+}
+
+int manager_balloon_set_target(Manager *m, const char *name, int64_t target_bytes, const char *requester,
+                               ManagerCompletion *completion, ManagerError *ret_error) {
+        return balloon_set_target(m, name, target_bytes, /* wait= */ false, requester, NULL, completion, NULL,
+                                  ret_error);
 }
 
 static int vl_set_balloon(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags, void *userdata) {
@@ -1139,45 +1254,21 @@ static int vl_set_balloon(VarlinkConnection *c, json_object *parameters, Varlink
         int64_t target = json_get_int(parameters, "targetBytes", -1);
         int64_t timeout = json_get_int(parameters, "timeoutUSec", -1);
         bool wait = json_get_bool(parameters, "wait", false) || (flags & VARLINK_CALL_MORE);
+        _cleanup_free_ char *requester = NULL;
+        ManagerError e = {};
         BalloonGuest *g = NULL;
-        BalloonRequest *req;
-        Vm *vm;
-        int r = 0;
+        int r;
 
-        vm = lookup_running(m, c, parameters, &g, &r);
-        if (!vm)
-                return r;
-        if (check_target(c, vm, "targetBytes", target, &r) < 0)
-                return r;
         if (json_object_object_get_ex(parameters, "timeoutUSec", NULL) && timeout != -1 && timeout <= 0)
                 return varlink_error_invalid_parameter(c, "timeoutUSec");
-        if (wait && g->n_waiters >= BALLOON_WAITERS_MAX) {
-                json_object *p = json_object_new_object();
-
-                if (!p || json_add_string(p, "name", vm->name) < 0 ||
-                    json_add_string(p, "reason", "too many balloon waits pending for this guest (16)") < 0) {
-                        json_object_put(p);
-                        return -ENOMEM;
-                }
-                return varlink_error(c, ERROR_BALLOON_FAILED, p);
-        }
-
-        log_info("Guest %s: balloon target %" PRIi64 " bytes set over varlink by uid %u%s.", vm->name, target,
-                 (unsigned) varlink_connection_get_peer_uid(c), g->schedule_active ? " (stops its schedule)" : "");
-        if (g->schedule_active)
-                schedule_stop(g);
-
-        req = balloon_request_new(g, BALLOON_REQUEST_SET_TARGET);
-        if (!req)
+        if (asprintf(&requester, "varlink by uid %u", (unsigned) varlink_connection_get_peer_uid(c)) < 0) {
+                requester = NULL;
                 return -ENOMEM;
-        req->target = (uint64_t) target;
-        if (!wait)
-                req->conn = varlink_connection_ref(c);
-        r = balloon_execute(g, vm, req, "balloon", balloon_args((uint64_t) target));
+        }
+        r = balloon_set_target(m, json_get_string(parameters, "name"), target, wait, requester, wait ? NULL : c,
+                               NULL, &g, &e);
         if (r < 0)
-                return r;
-        g->target = (uint64_t) target;
-        g->target_set = true;
+                return manager_error_varlink_reply(c, &e, r);
 
         if (wait) {
                 BalloonWaiter *w = calloc(1, sizeof(BalloonWaiter));
@@ -1266,9 +1357,17 @@ static int decision_to_json(const BalloonDecisionRecord *d, json_object **ret) {
         return 0;
 }
 
-static int vl_get_balloon(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags, void *userdata) {
-        Manager *m = userdata;
-        const char *name = json_get_string(parameters, "name");
+bool manager_balloon_sizes(Manager *m, const char *name, uint64_t *ret_target, uint64_t *ret_actual) {
+        BalloonGuest *g = m->balloon ? balloon_guest_find(m->balloon, name) : NULL;
+
+        if (!g || !g->tracking)
+                return false;
+        *ret_target = g->target_set ? g->target : g->memory;
+        *ret_actual = g->actual_known ? g->actual : UINT64_MAX;
+        return true;
+}
+
+int manager_balloon_describe(Manager *m, const char *name, json_object **ret_reply, ManagerError *ret_error) {
         _cleanup_json_ json_object *p = json_object_new_object(), *b = json_object_new_object();
         Vm *vm = manager_find_vm(m, name);
         BalloonGuest *g;
@@ -1276,10 +1375,10 @@ static int vl_get_balloon(VarlinkConnection *c, json_object *parameters, Varlink
         int r;
 
         if (!vm)
-                return error_name(c, ERROR_NO_SUCH_VM, name);
+                return fail_name(ret_error, -ENOENT, ERROR_NO_SUCH_VM, name);
         spec = vm->running_spec ?: vm->spec;
         if (!spec->balloon)
-                return error_name(c, ERROR_NO_BALLOON, vm->name);
+                return fail_name(ret_error, -ENODEV, ERROR_NO_BALLOON, vm->name);
         if (!p || !b)
                 return -ENOMEM;
         g = m->balloon ? balloon_guest_find(m->balloon, vm->name) : NULL;
@@ -1325,7 +1424,19 @@ static int vl_get_balloon(VarlinkConnection *c, json_object *parameters, Varlink
         }
         if (json_add(p, "balloon", TAKE_PTR(b)) < 0)
                 return -ENOMEM;
-        return varlink_reply(c, TAKE_PTR(p));
+        *ret_reply = TAKE_PTR(p);
+        return 0;
+}
+
+static int vl_get_balloon(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags, void *userdata) {
+        ManagerError e = {};
+        json_object *reply = NULL;
+        int r;
+
+        r = manager_balloon_describe(userdata, json_get_string(parameters, "name"), &reply, &e);
+        if (r < 0)
+                return manager_error_varlink_reply(c, &e, r);
+        return varlink_reply(c, reply);
 }
 
 static int vl_get_balloon_steps(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags,
@@ -1497,6 +1608,24 @@ static const VarlinkMethod balloon_methods[] = {
 
 const VarlinkMethod *manager_balloon_methods(void) {
         return balloon_methods;
+}
+
+/* ---- metrics ---------------------------------------------------------------------------------- */
+
+int manager_balloon_guest_info(Manager *m, const char *name, ManagerBalloonInfo *ret) {
+        BalloonGuest *g = m->balloon && name ? balloon_guest_find(m->balloon, name) : NULL;
+
+        if (!g)
+                return -ENOENT;
+        *ret = (ManagerBalloonInfo) {
+                .tracking = g->tracking,
+                .target_bytes = g->tracking ? (g->target_set ? g->target : g->memory) : 0,
+                .stats = g->tracking ? g->stats : (BalloonGuestStats) {},
+                .steps_total = g->steps_total,
+                .steps_reached_total = g->steps_reached_total,
+                .steps_reached_usec = g->steps_reached_usec,
+        };
+        return 0;
 }
 
 /* ---- start/done ------------------------------------------------------------------------------- */

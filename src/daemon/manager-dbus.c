@@ -5,8 +5,13 @@
  *
  * State-changing methods check the caller asynchronously (bus_verify_privileged_async: uid 0 or AdminGroup=),
  * like the varlink PermissionDenied check; the system-bus policy file is defence in depth. Every method is
- * SD_BUS_VTABLE_UNPRIVILEGED so that sd-bus does not run its own (synchronous, CAP_SYS_ADMIN) check. New operations
- * (pinning, balloon, migration, host memory) join as further methods of these two vtables. */
+ * SD_BUS_VTABLE_UNPRIVILEGED so that sd-bus does not run its own (synchronous, CAP_SYS_ADMIN) check.
+ *
+ * Pinning, ballooning, page migration and host memory call the same functions as the varlink methods
+ * (manager.h: manager_numa_pin_vcpus() and friends); their JSON replies become a{sv} and their varlink errors
+ * io.memvisor.Manager1.* errors (bus_error_set_from_varlink()). Nothing waits in the loop: SetBalloon
+ * replies when QEMU answered the balloon command (a ManagerCompletion keeps the request), and MigratePages
+ * replies once the moves started, MigrationFinished tells how they ended. */
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -171,6 +176,221 @@ static int run_reload(sd_bus_message *message, void *userdata, sd_bus_error *err
         return sd_bus_reply_method_return(message, NULL);
 }
 
+/* A failed shared operation (manager.h) as the D-Bus reply: its error, or r when internal. Consumes *e. */
+static int bus_error_from_manager(sd_bus_error *error, ManagerError *e, int r) {
+        if (!e->name)
+                return r;
+        r = bus_error_set_from_varlink(error, e->name, e->parameters);
+        manager_error_done(e);
+        return r;
+}
+
+/* The caller of an operation that answers later (manager.h ManagerCompletion): the request to reply to (when
+ * the reply waits for the answer) and the guest's name (for signals). */
+typedef struct BusPending {
+        Manager *manager;
+        sd_bus_message *request;
+        char *name;
+} BusPending;
+
+static void bus_pending_free(void *userdata) {
+        BusPending *p = userdata;
+
+        if (!p)
+                return;
+        sd_bus_message_unref(p->request);
+        free(p->name);
+        free(p);
+}
+
+static int bus_pending_new(Manager *m, sd_bus_message *request, const char *name, ManagerCompletion *ret,
+                           void (*done)(const char *error, json_object *parameters, void *userdata)) {
+        BusPending *p;
+
+        p = calloc(1, sizeof(BusPending));
+        if (!p)
+                return -ENOMEM;
+        p->manager = m;
+        p->name = strdup(name);
+        if (!p->name) {
+                free(p);
+                return -ENOMEM;
+        }
+        p->request = request ? sd_bus_message_ref(request) : NULL;
+        *ret = (ManagerCompletion) { .done = done, .free = bus_pending_free, .userdata = p };
+        return 0;
+}
+
+static bool dbus_usable(Manager *m) {
+        return m->dbus && m->dbus->bus && !m->dbus->disconnected;
+}
+
+static void emit_balloon_changed(Manager *m, const char *name) {
+        _cleanup_free_ char *path = NULL;
+        int r;
+
+        if (!dbus_usable(m) || bus_vm_path(name, &path) < 0)
+                return;
+        r = sd_bus_emit_properties_changed(m->dbus->bus, path, BUS_VM_INTERFACE, "BalloonTarget", "BalloonActual",
+                                           NULL);
+        if (r < 0)
+                log_debug_errno(r, "Failed to emit PropertiesChanged for guest %s, ignoring: %m", name);
+}
+
+static int run_pin_vcpus(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_json_ json_object *result = NULL;
+        const char *map, *emulator;
+        ManagerError e = {};
+        Manager *m = userdata;
+        json_object *vcpus = NULL;
+        Vm *vm;
+        int r;
+
+        vm = vm_from_args(m, message, error, &r);
+        if (!vm)
+                return r;
+        r = sd_bus_message_read(message, "ss", &map, &emulator);
+        if (r < 0)
+                return r;
+        r = manager_numa_pin_vcpus(m, vm->name, map, isempty(emulator) ? NULL : emulator, &result, &e);
+        if (r < 0)
+                return bus_error_from_manager(error, &e, r);
+
+        r = sd_bus_message_new_method_return(message, &reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(reply, 'a', "a{sv}");
+        if (r < 0)
+                return r;
+        (void) json_object_object_get_ex(result, "vcpus", &vcpus);
+        for (size_t i = 0; i < json_object_array_length(vcpus); i++) {
+                r = bus_message_append_json_dict(reply, json_object_array_get_idx(vcpus, i));
+                if (r < 0)
+                        return r;
+        }
+        r = sd_bus_message_close_container(reply);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+/* QEMU answered the balloon command: SetBalloon's reply. */
+static void set_balloon_done(const char *error, json_object *parameters, void *userdata) {
+        _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_json_ json_object *p = parameters;
+        BusPending *pending = userdata;
+        int r;
+
+        if (error) {
+                (void) bus_error_set_from_varlink(&e, error, p);
+                (void) sd_bus_reply_method_error(pending->request, &e);
+        } else {
+                r = sd_bus_message_new_method_return(pending->request, &reply);
+                if (r >= 0)
+                        r = bus_message_append_json_dict(reply, p);
+                if (r >= 0)
+                        r = sd_bus_send(NULL, reply, NULL);
+                if (r < 0)
+                        (void) sd_bus_reply_method_errno(pending->request, r, NULL);
+                emit_balloon_changed(pending->manager, pending->name);
+        }
+        bus_pending_free(pending);
+}
+
+static int run_set_balloon(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+        _cleanup_free_ char *requester = NULL;
+        ManagerCompletion completion = {};
+        ManagerError e = {};
+        Manager *m = userdata;
+        uint64_t target;
+        Vm *vm;
+        int r;
+
+        vm = vm_from_args(m, message, error, &r);
+        if (!vm)
+                return r;
+        r = sd_bus_message_read(message, "t", &target);
+        if (r < 0)
+                return r;
+        if (target > INT64_MAX)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Invalid argument: target_bytes");
+        if (asprintf(&requester, "D-Bus by %s", strna(sd_bus_message_get_sender(message))) < 0) {
+                requester = NULL;
+                return -ENOMEM;
+        }
+        r = bus_pending_new(m, message, vm->name, &completion, set_balloon_done);
+        if (r < 0)
+                return r;
+        /* The reply goes out when QEMU answered (within the QMP timeout, well below D-Bus's). Waiting for the
+         * balloon to reach the target is not a method: watch BalloonActual instead. */
+        r = manager_balloon_set_target(m, vm->name, (int64_t) target, requester, &completion, &e);
+        if (r < 0)
+                return bus_error_from_manager(error, &e, r);
+        return 1;
+}
+
+/* A migration ended: MigrationFinished with the final reply (or the error and its parameters). */
+static void migrate_done(const char *error, json_object *parameters, void *userdata) {
+        _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *s = NULL;
+        _cleanup_json_ json_object *p = parameters;
+        _cleanup_free_ char *path = NULL;
+        BusPending *pending = userdata;
+        Manager *m = pending->manager;
+        int r;
+
+        if (error)
+                (void) bus_error_set_from_varlink(&e, error, p);
+        if (!dbus_usable(m))
+                goto finish;
+        r = bus_vm_path(pending->name, &path);
+        if (r >= 0)
+                r = sd_bus_message_new_signal(m->dbus->bus, &s, BUS_MANAGER_PATH, BUS_MANAGER_INTERFACE,
+                                              "MigrationFinished");
+        if (r >= 0)
+                r = sd_bus_message_append(s, "sos", pending->name, path, error ? strempty(e.name) : "");
+        if (r >= 0)
+                r = bus_message_append_json_dict(s, p);
+        if (r >= 0)
+                r = sd_bus_send(m->dbus->bus, s, NULL);
+        if (r < 0)
+                log_debug_errno(r, "Failed to emit MigrationFinished for guest %s, ignoring: %m", pending->name);
+finish:
+        bus_pending_free(pending);
+}
+
+static int run_migrate_pages(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+        _cleanup_json_ json_object *parameters = NULL;
+        ManagerCompletion completion = {};
+        const char *from, *to;
+        ManagerError e = {};
+        Manager *m = userdata;
+        Vm *vm;
+        int r;
+
+        vm = vm_from_args(m, message, error, &r);
+        if (!vm)
+                return r;
+        r = sd_bus_message_read(message, "ss", &from, &to);
+        if (r < 0)
+                return r;
+        parameters = json_object_new_object();
+        if (!parameters || json_add_string(parameters, "name", vm->name) < 0 ||
+            json_add_string(parameters, "from", from) < 0 || json_add_string(parameters, "to", to) < 0)
+                return -ENOMEM;
+        /* The request is not kept: the moves can take long, the reply says they started, MigrationFinished
+         * says how they ended. */
+        r = bus_pending_new(m, NULL, vm->name, &completion, migrate_done);
+        if (r < 0)
+                return r;
+        r = manager_numa_migrate_pages(m, parameters, &completion, &e);
+        if (r < 0)
+                return bus_error_from_manager(error, &e, r);
+        return sd_bus_reply_method_return(message, NULL);
+}
+
 static int privileged(sd_bus_message *message, Manager *m, BusPrivilegedHandler handler, sd_bus_error *error) {
         return bus_verify_privileged_async(message, m->admin_gid, handler, m, error);
 }
@@ -190,6 +410,15 @@ static int method_kill_vm(sd_bus_message *message, void *userdata, sd_bus_error 
 static int method_reload(sd_bus_message *message, void *userdata, sd_bus_error *error) {
         return privileged(message, userdata, run_reload, error);
 }
+static int method_pin_vcpus(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+        return privileged(message, userdata, run_pin_vcpus, error);
+}
+static int method_set_balloon(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+        return privileged(message, userdata, run_set_balloon, error);
+}
+static int method_migrate_pages(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+        return privileged(message, userdata, run_migrate_pages, error);
+}
 
 /* The guest objects' userdata is the Vm; the privileged runs look it up again by path when the credentials
  * are in (the guest may be gone by then). */
@@ -204,6 +433,15 @@ static int method_vm_restart(sd_bus_message *message, void *userdata, sd_bus_err
 }
 static int method_vm_kill(sd_bus_message *message, void *userdata, sd_bus_error *error) {
         return privileged(message, MANAGER_FROM_VM((Vm *) userdata), run_kill, error);
+}
+static int method_vm_pin_vcpus(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+        return privileged(message, MANAGER_FROM_VM((Vm *) userdata), run_pin_vcpus, error);
+}
+static int method_vm_set_balloon(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+        return privileged(message, MANAGER_FROM_VM((Vm *) userdata), run_set_balloon, error);
+}
+static int method_vm_migrate_pages(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+        return privileged(message, MANAGER_FROM_VM((Vm *) userdata), run_migrate_pages, error);
 }
 
 /* ---- read-only methods --------------------------------------------------------------------------------- */
@@ -311,6 +549,72 @@ static int method_get_daemon_status(sd_bus_message *message, void *userdata, sd_
         return sd_bus_send(NULL, reply, NULL);
 }
 
+/* Replies with the a{sv} of a shared operation's JSON reply (member key of it, or all of it). */
+static int reply_json_dict(sd_bus_message *message, json_object *result, const char *key) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        json_object *o = result;
+        int r;
+
+        if (key)
+                (void) json_object_object_get_ex(result, key, &o);
+        r = sd_bus_message_new_method_return(message, &reply);
+        if (r < 0)
+                return r;
+        r = bus_message_append_json_dict(reply, o);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+static int get_balloon(sd_bus_message *message, Manager *m, const char *name, sd_bus_error *error) {
+        _cleanup_json_ json_object *result = NULL;
+        ManagerError e = {};
+        int r;
+
+        r = manager_balloon_describe(m, name, &result, &e);
+        if (r < 0)
+                return bus_error_from_manager(error, &e, r);
+        return reply_json_dict(message, result, "balloon");
+}
+
+static int method_get_balloon(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+        const char *name;
+        int r;
+
+        r = sd_bus_message_read(message, "s", &name);
+        if (r < 0)
+                return r;
+        return get_balloon(message, userdata, name, error);
+}
+
+static int method_vm_get_balloon(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+        Vm *vm = userdata;
+        return get_balloon(message, MANAGER_FROM_VM(vm), vm->name, error);
+}
+
+static int method_get_host_memory(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+        _cleanup_json_ json_object *result = NULL, *flat = NULL;
+        json_object *sample = NULL;
+        ManagerError e = {};
+        int r;
+
+        r = manager_metrics_host_memory(userdata, &result, &e);
+        if (r < 0)
+                return bus_error_from_manager(error, &e, r);
+        /* One dictionary: the sample's fields, then the sampler's. */
+        (void) json_object_object_get_ex(result, "sample", &sample);
+        flat = json_object_new_object();
+        if (!flat)
+                return -ENOMEM;
+        json_object_object_foreach(sample, k1, v1)
+                if (json_add(flat, k1, json_object_get(v1)) < 0)
+                        return -ENOMEM;
+        json_object_object_foreach(result, k2, v2)
+                if (!streq(k2, "sample") && json_add(flat, k2, json_object_get(v2)) < 0)
+                        return -ENOMEM;
+        return reply_json_dict(message, flat, NULL);
+}
+
 /* ---- properties ---------------------------------------------------------------------------------------- */
 
 static int property_get_version(sd_bus *bus, const char *path, const char *interface, const char *property,
@@ -360,6 +664,13 @@ static int property_get_vm(sd_bus *bus, const char *path, const char *interface,
                 return sd_bus_message_append(reply, "b", vm->transient);
         if (streq(property, "Source"))
                 return sd_bus_message_append(reply, "s", strempty(vm->source));
+        if (streq(property, "BalloonTarget") || streq(property, "BalloonActual")) {
+                uint64_t target = UINT64_MAX, actual = UINT64_MAX;
+
+                if (!manager_balloon_sizes(MANAGER_FROM_VM(vm), vm->name, &target, &actual))
+                        target = actual = UINT64_MAX;
+                return sd_bus_message_append(reply, "t", streq(property, "BalloonTarget") ? target : actual);
+        }
         return sd_bus_error_setf(error, SD_BUS_ERROR_UNKNOWN_PROPERTY, "Unknown property %s.", property);
 }
 
@@ -386,9 +697,21 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_METHOD("Reload", "", "", method_reload, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("GetDaemonStatus", "", , "a{sv}", SD_BUS_PARAM(status), method_get_daemon_status,
                                  SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("PinVCPUs", "sss", SD_BUS_PARAM(name) SD_BUS_PARAM(map) SD_BUS_PARAM(emulator),
+                                 "aa{sv}", SD_BUS_PARAM(vcpus), method_pin_vcpus, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("SetBalloon", "st", SD_BUS_PARAM(name) SD_BUS_PARAM(target_bytes), "a{sv}",
+                                 SD_BUS_PARAM(result), method_set_balloon, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("GetBalloon", "s", SD_BUS_PARAM(name), "a{sv}", SD_BUS_PARAM(balloon),
+                                 method_get_balloon, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("MigratePages", "sss", SD_BUS_PARAM(name) SD_BUS_PARAM(from) SD_BUS_PARAM(to), "", ,
+                                 method_migrate_pages, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("GetHostMemory", "", , "a{sv}", SD_BUS_PARAM(memory), method_get_host_memory,
+                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_SIGNAL_WITH_NAMES("StateChanged", "sosss",
                                  SD_BUS_PARAM(name) SD_BUS_PARAM(vm) SD_BUS_PARAM(state) SD_BUS_PARAM(previous_state)
                                  SD_BUS_PARAM(reason), 0),
+        SD_BUS_SIGNAL_WITH_NAMES("MigrationFinished", "sosa{sv}",
+                                 SD_BUS_PARAM(name) SD_BUS_PARAM(vm) SD_BUS_PARAM(error) SD_BUS_PARAM(result), 0),
         SD_BUS_VTABLE_END,
 };
 
@@ -405,12 +728,22 @@ static const sd_bus_vtable vm_vtable[] = {
         SD_BUS_PROPERTY("Autostart", "b", property_get_vm, 0, 0),
         SD_BUS_PROPERTY("Transient", "b", property_get_vm, 0, 0),
         SD_BUS_PROPERTY("Source", "s", property_get_vm, 0, 0),
+        SD_BUS_PROPERTY("BalloonTarget", "t", property_get_vm, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("BalloonActual", "t", property_get_vm, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_METHOD("Start", "", "", method_vm_start, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD("Stop", "", "", method_vm_stop, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD("Restart", "", "", method_vm_restart, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("Kill", "s", SD_BUS_PARAM(signal), "", , method_vm_kill, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("Describe", "", , "s", SD_BUS_PARAM(json), method_vm_describe,
                                  SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("PinVCPUs", "ss", SD_BUS_PARAM(map) SD_BUS_PARAM(emulator), "aa{sv}",
+                                 SD_BUS_PARAM(vcpus), method_vm_pin_vcpus, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("SetBalloon", "t", SD_BUS_PARAM(target_bytes), "a{sv}", SD_BUS_PARAM(result),
+                                 method_vm_set_balloon, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("GetBalloon", "", , "a{sv}", SD_BUS_PARAM(balloon), method_vm_get_balloon,
+                                 SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("MigratePages", "ss", SD_BUS_PARAM(from) SD_BUS_PARAM(to), "", ,
+                                 method_vm_migrate_pages, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END,
 };
 
@@ -464,7 +797,7 @@ static void dbus_on_vm_state(Vm *vm, VmState old_state, void *userdata) {
 
         r = sd_bus_emit_properties_changed(m->dbus->bus, path, BUS_VM_INTERFACE, "State", "StateReason",
                                            "StateSinceRealtimeUSec", "Pid", "Restarts", "VCPUs", "MemoryBytes",
-                                           NULL);
+                                           "BalloonTarget", "BalloonActual", NULL);
         if (r < 0)
                 log_debug_errno(r, "Failed to emit PropertiesChanged for guest %s, ignoring: %m", vm->name);
         r = sd_bus_emit_signal(m->dbus->bus, BUS_MANAGER_PATH, BUS_MANAGER_INTERFACE, "StateChanged", "sosss",
@@ -472,6 +805,12 @@ static void dbus_on_vm_state(Vm *vm, VmState old_state, void *userdata) {
                                strempty(vm->reason));
         if (r < 0)
                 log_debug_errno(r, "Failed to emit StateChanged for guest %s, ignoring: %m", vm->name);
+}
+
+/* QEMU's BALLOON_CHANGE: the balloon module (whose watch runs first) has the new size. */
+static void dbus_on_vm_event(Vm *vm, const char *event, json_object *data, uint64_t timestamp_usec, void *userdata) {
+        if (streq(event, "BALLOON_CHANGE"))
+                emit_balloon_changed(userdata, vm->name);
 }
 
 static int on_name_acquired(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
@@ -575,6 +914,9 @@ int manager_dbus_start(Manager *m) {
         if (r < 0)
                 goto fail;
         r = vm_context_add_state_watch(&m->vmctx, dbus_on_vm_state, m);
+        if (r < 0)
+                goto fail;
+        r = vm_context_add_event_watch(&m->vmctx, dbus_on_vm_event, m);
         if (r < 0)
                 goto fail;
 

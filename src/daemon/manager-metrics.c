@@ -20,6 +20,7 @@
 #include "numa-worker.h"
 #include "metric-families.h"
 #include "numa-maps.h"
+#include "numa-placement.h"
 #include "proc-status.h"
 #include "qmp-stats.h"
 
@@ -35,11 +36,23 @@ typedef struct HostRingEntry {
         uint64_t mem_total, mem_free, mem_available, committed_as, commit_limit, swap_total, swap_free;
 } HostRingEntry;
 
+/* Placement of one vCPU thread, read on the host tick. */
+typedef struct VcpuData {
+        unsigned index;
+        bool have_affinity;
+        bool pinned;                    /* named by VCPUAffinity=, or an affinity other than the daemon's */
+        CpuSet allowed;
+        bool have_last_cpu;
+        unsigned last_cpu;
+} VcpuData;
+
 typedef struct GuestData {
         char *name;
         pid_t pid;                      /* the process the data below is about */
         bool have_status;
         ProcStatus status;
+        VcpuData *vcpus;
+        size_t n_vcpus;
         bool have_numa;
         NumaMaps numa;
         bool have_balloon;
@@ -132,6 +145,8 @@ static uint64_t now_usec(clockid_t clock) {
 
 static void guest_data_clear(GuestData *g) {
         g->have_status = false;
+        g->vcpus = mfree(g->vcpus);
+        g->n_vcpus = 0;
         g->have_numa = false;
         numa_maps_done(&g->numa);
         g->have_balloon = false;
@@ -315,6 +330,55 @@ static void sample_guest_proc(ManagerMetrics *mm, Vm *vm, GuestData *g) {
         }
 }
 
+/* Affinity (sched_getaffinity) and last CPU (/proc/PID/task/TID/stat) of each vCPU thread: one system call
+ * and one small procfs read per vCPU, on the host tick. own is the daemon's affinity (what QEMU inherited),
+ * NULL when unknown. */
+static void sample_guest_vcpus(ManagerMetrics *mm, Vm *vm, GuestData *g, const CpuSet *own) {
+        const VmSpec *spec = vm->running_spec ?: vm->spec;
+        _cleanup_(vcpu_pin_map_done) VcpuPinMap map = {};
+        char path[PATH_MAX];
+        int r;
+
+        if (g->n_vcpus != vm->n_vcpus) {
+                VcpuData *t = reallocarray(g->vcpus, MAX(vm->n_vcpus, (size_t) 1), sizeof(VcpuData));
+
+                if (!t)
+                        return (void) log_oom();
+                g->vcpus = t;
+                g->n_vcpus = vm->n_vcpus;
+        }
+        if (spec && spec->vcpu_affinity)
+                (void) vcpu_pin_map_parse(spec->vcpu_affinity, &map, NULL);
+
+        for (size_t i = 0; i < vm->n_vcpus; i++) {
+                const VmVcpu *v = &vm->vcpus[i];
+                VcpuData *d = &g->vcpus[i];
+
+                *d = (VcpuData) { .index = v->index };
+                if (v->thread_id <= 0)
+                        continue;
+
+                r = thread_get_affinity(v->thread_id, &d->allowed);
+                d->have_affinity = r >= 0;
+                if (r >= 0)
+                        d->pinned = vcpu_pin_map_find(&map, v->index) || (own && !cpu_set_equal(&d->allowed, own));
+                else if (r != -ESRCH) {
+                        mm->guest_errors++;
+                        log_debug_errno(r, "Failed to read the affinity of thread %i, ignoring: %m",
+                                        (int) v->thread_id);
+                }
+
+                (void) snprintf(path, sizeof(path), "%s/%i/task/%i/stat", mm->manager->config.proc_root,
+                                (int) vm->pid, (int) v->thread_id);
+                r = task_stat_read_last_cpu(path, &d->last_cpu);
+                d->have_last_cpu = r >= 0;
+                if (r < 0 && r != -ENOENT) {
+                        mm->guest_errors++;
+                        log_debug_errno(r, "Failed to read %s, ignoring: %m", path);
+                }
+        }
+}
+
 
 /* In the worker thread: touches nothing but the batch. */
 static int numa_batch_run(NumaWorker *w, void *arg) {
@@ -451,7 +515,95 @@ static int build_kvm_set(MetricSet *s, const char *vm, const KvmStatSet *set, co
         return 0;
 }
 
-static int build_guest(MetricSet *s, Vm *vm, const GuestData *g) {
+/* Running totals of the NUMA and balloon modules (in memory, no I/O): for every defined guest, balloon steps
+ * for those with Balloon=yes; 0 until something happened, so that rate() sees the first increase. */
+static int build_guest_totals(Manager *m, MetricSet *s, Vm *vm) {
+        const VmSpec *spec = vm->running_spec ?: vm->spec;
+        const char *const *l = STRV(vm->name);
+        ManagerNumaInfo n = {};
+        ManagerBalloonInfo b = {};
+        int r;
+
+        (void) manager_numa_guest_info(m, vm->name, &n);
+        if ((r = add(s, METRIC_GUEST_MIGRATIONS, l, (double) n.migrations_total)) < 0 ||
+            (r = add(s, METRIC_GUEST_MIGRATION_FAILURES, l, (double) n.migration_failures)) < 0 ||
+            (r = add(s, METRIC_GUEST_MIGRATION_PAGES, l, (double) n.pages_moved)) < 0 ||
+            (r = add(s, METRIC_GUEST_MIGRATION_BYTES, l, (double) n.bytes_moved)) < 0 ||
+            (r = add(s, METRIC_GUEST_MIGRATION_SECONDS, l, (double) n.migrate_usec / 1e6)) < 0)
+                return r;
+
+        if (!spec || !spec->balloon)
+                return 0;
+        (void) manager_balloon_guest_info(m, vm->name, &b);
+        if ((r = add(s, METRIC_GUEST_BALLOON_STEPS, l, (double) b.steps_total)) < 0 ||
+            (r = add(s, METRIC_GUEST_BALLOON_STEPS_REACHED, l, (double) b.steps_reached_total)) < 0 ||
+            (r = add(s, METRIC_GUEST_BALLOON_STEP_SECONDS, l, (double) b.steps_reached_usec / 1e6)) < 0)
+                return r;
+        return 0;
+}
+
+/* The balloon target and the guest's own statistics, while the balloon module tracks the guest. */
+static int build_guest_balloon(Manager *m, MetricSet *s, Vm *vm) {
+        const char *const *l = STRV(vm->name);
+        ManagerBalloonInfo b;
+        int r;
+
+        if (manager_balloon_guest_info(m, vm->name, &b) < 0 || !b.tracking)
+                return 0;
+        r = add(s, METRIC_GUEST_BALLOON_TARGET, l, (double) b.target_bytes);
+        if (r < 0 || !balloon_guest_stats_valid(&b.stats))
+                return r;
+
+        const struct {
+                MetricId id;
+                uint64_t value;
+        } stats[] = {
+                { METRIC_GUEST_BALLOON_FREE, b.stats.free_bytes },
+                { METRIC_GUEST_BALLOON_AVAILABLE, b.stats.available_bytes },
+                { METRIC_GUEST_BALLOON_TOTAL, b.stats.total_bytes },
+                { METRIC_GUEST_BALLOON_DISK_CACHES, b.stats.disk_caches_bytes },
+                { METRIC_GUEST_BALLOON_SWAP_IN, b.stats.swap_in_bytes },
+                { METRIC_GUEST_BALLOON_SWAP_OUT, b.stats.swap_out_bytes },
+                { METRIC_GUEST_BALLOON_MAJOR_FAULTS, b.stats.major_faults },
+                { METRIC_GUEST_BALLOON_MINOR_FAULTS, b.stats.minor_faults },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(stats); i++) {
+                if (stats[i].value == BALLOON_STAT_UNSET)
+                        continue;       /* the guest does not report it */
+                r = add(s, stats[i].id, l, (double) stats[i].value);
+                if (r < 0)
+                        return r;
+        }
+        return add(s, METRIC_GUEST_BALLOON_STATS_TIMESTAMP, l, (double) b.stats.last_update_sec);
+}
+
+static int build_guest_vcpus(MetricSet *s, Vm *vm, const GuestData *g) {
+        int r = 0;
+
+        for (size_t i = 0; i < g->n_vcpus; i++) {
+                const VcpuData *d = &g->vcpus[i];
+                char vcpu[24], cpu[24];
+
+                (void) snprintf(vcpu, sizeof(vcpu), "%u", d->index);
+                if (d->have_affinity) {
+                        r = add(s, METRIC_GUEST_VCPU_ALLOWED_CPUS, STRV(vm->name, vcpu), cpu_set_count(&d->allowed));
+                        /* One series per allowed CPU only when pinned: bounded by what was asked for. */
+                        for (unsigned c = 0; r >= 0 && d->pinned && c < CPU_SET_MAX; c++) {
+                                if (!cpu_set_contains(&d->allowed, c))
+                                        continue;
+                                (void) snprintf(cpu, sizeof(cpu), "%u", c);
+                                r = add(s, METRIC_GUEST_VCPU_PINNED_CPU, STRV(vm->name, vcpu, cpu), 1);
+                        }
+                }
+                if (r >= 0 && d->have_last_cpu)
+                        r = add(s, METRIC_GUEST_VCPU_LAST_CPU, STRV(vm->name, vcpu), d->last_cpu);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int build_guest(Manager *m, MetricSet *s, Vm *vm, const GuestData *g) {
         int r;
 
         for (VmState st = 0; st < _VM_STATE_MAX; st++) {
@@ -460,6 +612,8 @@ static int build_guest(MetricSet *s, Vm *vm, const GuestData *g) {
                         return r;
         }
         r = add(s, METRIC_GUEST_RESTARTS, STRV(vm->name), vm->restarts);
+        if (r >= 0)
+                r = build_guest_totals(m, s, vm);
         if (r < 0)
                 return r;
         if (!vm_is_active(vm))
@@ -468,11 +622,16 @@ static int build_guest(MetricSet *s, Vm *vm, const GuestData *g) {
         r = add(s, METRIC_GUEST_VCPUS, STRV(vm->name), (double) vm->n_vcpus);
         if (r >= 0 && vm->running_spec)
                 r = add(s, METRIC_GUEST_MEMORY_SIZE, STRV(vm->name), (double) vm->running_spec->memory_bytes);
+        if (r >= 0)
+                r = build_guest_balloon(m, s, vm);
         if (r < 0)
                 return r;
         if (!g || g->pid != vm->pid)
                 return 0;
 
+        r = build_guest_vcpus(s, vm, g);
+        if (r < 0)
+                return r;
         if (g->have_status && (r = add(s, METRIC_GUEST_RESIDENT, STRV(vm->name), (double) g->status.vm_rss)) < 0)
                 return r;
         if (g->have_numa)
@@ -516,7 +675,7 @@ static int build_snapshot(ManagerMetrics *mm) {
                         return r;
         }
         for (size_t i = 0; i < m->n_vms; i++) {
-                r = build_guest(s, m->vms[i], guest_data_find(mm, m->vms[i]->name));
+                r = build_guest(m, s, m->vms[i], guest_data_find(mm, m->vms[i]->name));
                 if (r < 0)
                         return r;
         }
@@ -661,7 +820,9 @@ static int arm_timer(ManagerMetrics *mm, sd_event_source **source, uint64_t inte
 static void sample_host(ManagerMetrics *mm) {
         Manager *m = mm->manager;
         uint64_t start = now_usec(CLOCK_MONOTONIC);
+        bool have_own;
         HostSample h;
+        CpuSet own;
         int r;
 
         r = host_sample_read(m->config.proc_root, m->config.sys_root, &h);
@@ -682,7 +843,8 @@ static void sample_host(ManagerMetrics *mm) {
                 ring_push(mm, &h);
         }
 
-        /* The guests' resident memory, with the same freshness as the host's. */
+        /* The guests' resident memory and vCPU placement, with the same freshness as the host's. */
+        have_own = thread_get_affinity(0, &own) >= 0;
         guest_data_prune(mm);
         for (size_t i = 0; i < m->n_vms; i++) {
                 Vm *vm = m->vms[i];
@@ -697,6 +859,7 @@ static void sample_host(ManagerMetrics *mm) {
                 if (!g)
                         return (void) log_oom();
                 sample_guest_proc(mm, vm, g);
+                sample_guest_vcpus(mm, vm, g, have_own ? &own : NULL);
         }
 
         mm->host_duration_usec = now_usec(CLOCK_MONOTONIC) - start;
@@ -810,20 +973,39 @@ static int reply_no_sample(VarlinkConnection *c, ManagerMetrics *mm) {
         return varlink_error(c, "io.memvisor.Manager.NoSample", TAKE_PTR(p));
 }
 
-static int vl_get_host_memory(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags, void *userdata) {
-        Manager *m = userdata;
+int manager_metrics_host_memory(Manager *m, json_object **ret_reply, ManagerError *ret_error) {
         ManagerMetrics *mm = m->metrics;
         _cleanup_json_ json_object *p = json_object_new_object();
         json_object *sample;
 
-        if (!mm || !mm->have_host)
-                return reply_no_sample(c, mm);
+        if (!mm || !mm->have_host) {
+                json_object *e = json_object_new_object();
+
+                if (!e || json_add_string(e, "reason", mm && mm->last_host_error < 0 ? strerror(-mm->last_host_error)
+                                                                                     : "no sample taken yet") < 0) {
+                        json_object_put(e);
+                        return -ENOMEM;
+                }
+                return manager_error_set(ret_error, -ENODATA, "io.memvisor.Manager.NoSample", e);
+        }
         sample = host_memory_json(&mm->host);
         if (!p || !sample || json_add(p, "sample", sample) < 0 ||
             json_add_uint(p, "sampleIntervalUSec", m->config.host_sample_interval_usec) < 0 ||
             json_add_uint(p, "sampleDurationUSec", mm->host.duration_usec) < 0)
                 return -ENOMEM;
-        return varlink_reply(c, TAKE_PTR(p));
+        *ret_reply = TAKE_PTR(p);
+        return 0;
+}
+
+static int vl_get_host_memory(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags, void *userdata) {
+        ManagerError e = {};
+        json_object *reply = NULL;
+        int r;
+
+        r = manager_metrics_host_memory(userdata, &reply, &e);
+        if (r < 0)
+                return manager_error_varlink_reply(c, &e, r);
+        return varlink_reply(c, reply);
 }
 
 static int vl_get_host_memory_history(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags,

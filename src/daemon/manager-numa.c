@@ -55,6 +55,7 @@ struct MigrationOp {
         NumaGuest *guest;
         VarlinkConnection *conn;        /* NULL once the caller went away: the moves go on and are recorded */
         bool more;
+        ManagerCompletion completion;   /* a D-Bus caller (manager_numa_migrate_pages) instead of conn */
 
         uint64_t nodes[2];              /* from, to (for a ping-pong: the two nodes) */
         unsigned count;                 /* moves in all (1 for a single move) */
@@ -84,8 +85,10 @@ struct NumaGuest {
         ManagerNuma *numa;
         char *name;
         json_object *records;           /* array, oldest first */
+        ManagerNumaInfo totals;         /* over every record, also those dropped from records */
         uint64_t next_id;
         MigrationOp *op;
+        const char *schedule_refused;   /* the error the .vm schedule was last refused with (logged once) */
 };
 
 typedef struct PlacementRequest {
@@ -115,16 +118,14 @@ static uint64_t now_usec(clockid_t clock) {
 
 /* ---- errors ----------------------------------------------------------------------------------- */
 
-static int numa_error(VarlinkConnection *c, const char *error, const char *fmt_keys, ...) {
-        /* fmt_keys: "s:key" / "i:key" pairs separated by blanks, values follow as varargs. */
+/* fmt_keys: "s:key" / "i:key" pairs separated by blanks, values follow as varargs. */
+static int numa_error_paramsv(const char *fmt_keys, va_list ap, json_object **ret) {
         _cleanup_json_ json_object *p = json_object_new_object();
         const char *k = fmt_keys;
-        va_list ap;
         int r = 0;
 
         if (!p)
                 return -ENOMEM;
-        va_start(ap, fmt_keys);
         while (k && *k) {
                 char type = k[0], key[64];
                 size_t len;
@@ -139,16 +140,41 @@ static int numa_error(VarlinkConnection *c, const char *error, const char *fmt_k
                 else
                         r = json_add_int(p, key, va_arg(ap, int64_t));
                 if (r < 0)
-                        break;
+                        return r;
         }
+        *ret = TAKE_PTR(p);
+        return 0;
+}
+
+static int numa_error(VarlinkConnection *c, const char *error, const char *fmt_keys, ...) {
+        json_object *p = NULL;
+        va_list ap;
+        int r;
+
+        va_start(ap, fmt_keys);
+        r = numa_error_paramsv(fmt_keys, ap, &p);
         va_end(ap);
         if (r < 0)
                 return r;
-        return varlink_error(c, error, TAKE_PTR(p));
+        return varlink_error(c, error, p);
 }
 
-static int error_invalid_state(VarlinkConnection *c, Vm *vm) {
-        return numa_error(c, ERROR_INVALID_STATE, "s:name s:state", vm->name, vm_state_to_string(vm->state));
+/* The same for the operations shared with D-Bus (manager.h): sets *e and returns error. */
+static int numa_fail(ManagerError *e, int error, const char *name, const char *fmt_keys, ...) {
+        json_object *p = NULL;
+        va_list ap;
+        int r;
+
+        va_start(ap, fmt_keys);
+        r = numa_error_paramsv(fmt_keys, ap, &p);
+        va_end(ap);
+        if (r < 0)
+                return r;
+        return manager_error_set(e, error, name, p);
+}
+
+static int fail_invalid_state(ManagerError *e, Vm *vm) {
+        return numa_fail(e, -ESRCH, ERROR_INVALID_STATE, "s:name s:state", vm->name, vm_state_to_string(vm->state));
 }
 
 static Vm *lookup_or_reply(Manager *m, VarlinkConnection *c, json_object *parameters, int *ret) {
@@ -221,6 +247,13 @@ static NumaGuest *numa_guest_get(ManagerNuma *n, const char *name, bool create) 
 }
 
 static void numa_guest_add_record(NumaGuest *g, json_object *report) {
+        g->totals.migrations_total++;
+        if (streq_ptr(json_get_string(report, "result"), "failed"))
+                g->totals.migration_failures++;
+        g->totals.pages_moved += (uint64_t) MAX(json_get_int(report, "pagesMoved", 0), (int64_t) 0);
+        g->totals.bytes_moved += (uint64_t) MAX(json_get_int(report, "bytesMoved", 0), (int64_t) 0);
+        g->totals.migrate_usec += (uint64_t) MAX(json_get_int(report, "durationUSec", 0), (int64_t) 0);
+
         if (json_object_array_length(g->records) >= NUMA_MAX_RECORDS)
                 (void) json_object_array_del_idx(g->records, 0, 1);
         (void) json_object_array_add(g->records, json_object_get(report));
@@ -376,25 +409,24 @@ static int vcpu_placement_json(Vm *vm, const NumaTopology *t, const VmVcpu *v, j
         return 0;
 }
 
-static int vl_pin_vcpus(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags, void *userdata) {
-        Manager *m = userdata;
+int manager_numa_pin_vcpus(Manager *m, const char *name, const char *map_s, const char *emulator,
+                           json_object **ret_reply, ManagerError *ret_error) {
         _cleanup_(vcpu_pin_map_done) VcpuPinMap map = {};
         _cleanup_(numa_topology_freep) NumaTopology *t = NULL;
         _cleanup_json_ json_object *p = NULL, *a = NULL;
-        const char *emulator = json_get_string(parameters, "emulator");
         CpuSet emu = {};
         Vm *vm;
         int r = 0;
 
-        if (vcpu_pin_map_parse(json_get_string(parameters, "map"), &map, NULL) < 0)
-                return varlink_error_invalid_parameter(c, "map");
+        if (!map_s || vcpu_pin_map_parse(map_s, &map, NULL) < 0)
+                return manager_error_invalid_parameter(ret_error, "map");
         if (emulator && cpu_list_parse(emulator, &emu) < 0)
-                return varlink_error_invalid_parameter(c, "emulator");
-        vm = lookup_or_reply(m, c, parameters, &r);
+                return manager_error_invalid_parameter(ret_error, "emulator");
+        vm = manager_find_vm(m, name);
         if (!vm)
-                return r;
+                return numa_fail(ret_error, -ENOENT, ERROR_NO_SUCH_VM, "s:name", name);
         if (!vm_is_running(vm) || vm->n_vcpus == 0)
-                return error_invalid_state(c, vm);
+                return fail_invalid_state(ret_error, vm);
         r = numa_topology_read(m->numa->sysfs_root, &t);
         if (r < 0)
                 return r;
@@ -403,21 +435,21 @@ static int vl_pin_vcpus(VarlinkConnection *c, json_object *parameters, VarlinkCa
         for (size_t i = 0; i < map.n; i++) {
                 const VmVcpu *v = vm_find_vcpu(vm, map.pins[i].vcpu);
                 if (!v || v->thread_id <= 0)
-                        return numa_error(c, ERROR_NO_SUCH_VCPU, "i:vcpu i:vcpus", (int64_t) map.pins[i].vcpu,
-                                          (int64_t) vm->n_vcpus);
+                        return numa_fail(ret_error, -ENOENT, ERROR_NO_SUCH_VCPU, "i:vcpu i:vcpus",
+                                         (int64_t) map.pins[i].vcpu, (int64_t) vm->n_vcpus);
                 for (unsigned cpu = 0; cpu < CPU_SET_MAX; cpu++)
                         if (cpu_set_contains(&map.pins[i].cpus, cpu) && !cpu_set_contains(&t->online_cpus, cpu)) {
                                 _cleanup_free_ char *online = NULL;
                                 (void) cpu_list_format(&t->online_cpus, &online);
-                                return numa_error(c, ERROR_NO_SUCH_CPU, "s:parameter i:cpu s:online", "map",
-                                                  (int64_t) cpu, strna(online));
+                                return numa_fail(ret_error, -ENOENT, ERROR_NO_SUCH_CPU, "s:parameter i:cpu s:online",
+                                                 "map", (int64_t) cpu, strna(online));
                         }
         }
         if (emulator && !cpu_set_is_subset(&emu, &t->online_cpus)) {
                 _cleanup_free_ char *online = NULL;
                 (void) cpu_list_format(&t->online_cpus, &online);
-                return numa_error(c, ERROR_NO_SUCH_CPU, "s:parameter i:cpu s:online", "emulator",
-                                  (int64_t) cpu_set_last(&emu), strna(online));
+                return numa_fail(ret_error, -ENOENT, ERROR_NO_SUCH_CPU, "s:parameter i:cpu s:online", "emulator",
+                                 (int64_t) cpu_set_last(&emu), strna(online));
         }
 
         for (size_t i = 0; i < map.n; i++) {
@@ -434,9 +466,9 @@ static int vl_pin_vcpus(VarlinkConnection *c, json_object *parameters, VarlinkCa
                                                           : "sched_setaffinity failed: %s",
                                      r == -EXDEV ? "" : strerror(-r)) < 0)
                                 return -ENOMEM;
-                        return numa_error(c, ERROR_PINNING_FAILED, "i:vcpu i:threadId s:requested s:effective s:reason",
-                                          (int64_t) v->index, (int64_t) v->thread_id, strna(want),
-                                          r == -EXDEV ? got : NULL, reason);
+                        return numa_fail(ret_error, r, ERROR_PINNING_FAILED,
+                                         "i:vcpu i:threadId s:requested s:effective s:reason", (int64_t) v->index,
+                                         (int64_t) v->thread_id, strna(want), r == -EXDEV ? got : NULL, reason);
                 }
                 log_info("Guest %s: vCPU %u (thread %i) pinned to CPUs %s (verified).", vm->name, v->index,
                          (int) v->thread_id, strna(got));
@@ -444,8 +476,8 @@ static int vl_pin_vcpus(VarlinkConnection *c, json_object *parameters, VarlinkCa
         if (emulator) {
                 r = pin_emulator_threads(vm, &emu);
                 if (r < 0)
-                        return numa_error(c, ERROR_PINNING_FAILED, "i:threadId s:requested s:reason", (int64_t) vm->pid,
-                                          emulator, strerror(-r));
+                        return numa_fail(ret_error, r, ERROR_PINNING_FAILED, "i:threadId s:requested s:reason",
+                                         (int64_t) vm->pid, emulator, strerror(-r));
         }
 
         p = json_object_new_object();
@@ -463,7 +495,20 @@ static int vl_pin_vcpus(VarlinkConnection *c, json_object *parameters, VarlinkCa
         r = json_add(p, "vcpus", TAKE_PTR(a));
         if (r < 0)
                 return r;
-        return varlink_reply(c, TAKE_PTR(p));
+        *ret_reply = TAKE_PTR(p);
+        return 0;
+}
+
+static int vl_pin_vcpus(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags, void *userdata) {
+        ManagerError e = {};
+        json_object *reply = NULL;
+        int r;
+
+        r = manager_numa_pin_vcpus(userdata, json_get_string(parameters, "name"), json_get_string(parameters, "map"),
+                                   json_get_string(parameters, "emulator"), &reply, &e);
+        if (r < 0)
+                return manager_error_varlink_reply(c, &e, r);
+        return varlink_reply(c, reply);
 }
 
 /* ---- placement -------------------------------------------------------------------------------- */
@@ -620,6 +665,7 @@ static void op_free(MigrationOp *op) {
         if (op->guest && op->guest->op == op)
                 op->guest->op = NULL;
         varlink_connection_unref(op->conn);
+        manager_completion_drop(&op->completion);
         json_object_put(op->reports);
         free(op);
 }
@@ -649,25 +695,29 @@ static void op_notify(MigrationOp *op, const char *phase, json_object *extra) {
 
 /* The end of the whole operation: the final reply (the last report and this call's reports). */
 static void op_finish(MigrationOp *op, const char *error, json_object *error_params) {
-        if (op->conn) {
-                if (error)
-                        (void) varlink_error(op->conn, error, error_params);
-                else {
-                        json_object *p = json_object_new_object(), *last = NULL;
+        if (op->conn || manager_completion_pending(&op->completion)) {
+                json_object *p = NULL;
+
+                if (!error) {
+                        json_object *last = NULL;
                         size_t n = json_object_array_length(op->reports);
 
+                        p = json_object_new_object();
                         if (n > 0)
                                 last = json_object_get(json_object_array_get_idx(op->reports, n - 1));
-                        if (p && json_add_string(p, "phase", "done") >= 0 && json_add_int(p, "moves", op->done) >= 0 &&
-                            (!last || json_add(p, "report", last) >= 0) &&
-                            json_add(p, "reports", json_object_get(op->reports)) >= 0)
-                                (void) varlink_reply(op->conn, p);
-                        else {
+                        if (!p || json_add_string(p, "phase", "done") < 0 || json_add_int(p, "moves", op->done) < 0 ||
+                            (last && json_add(p, "report", last) < 0) ||
+                            json_add(p, "reports", json_object_get(op->reports)) < 0) {
                                 json_object_put(p);
-                                (void) varlink_error(op->conn, VARLINK_ERROR_INTERNAL, NULL);
+                                p = NULL;
+                                error = VARLINK_ERROR_INTERNAL;
                         }
-                }
-                error_params = NULL;
+                } else
+                        p = TAKE_PTR(error_params);
+                if (op->conn)
+                        (void) (error ? varlink_error(op->conn, error, p) : varlink_reply(op->conn, p));
+                else
+                        manager_completion_finish(&op->completion, error, p);
         }
         json_object_put(error_params);
         op_free(op);
@@ -1082,16 +1132,16 @@ static int check_hugepages(Manager *m, const VmSpec *spec, uint64_t to, char **r
         return 0;
 }
 
-static int parse_nodes_param(VarlinkConnection *c, json_object *parameters, const char *key, uint64_t *ret) {
+static int parse_nodes_param(ManagerError *e, json_object *parameters, const char *key, uint64_t *ret) {
         const char *s = json_get_string(parameters, key);
 
         if (!s || numa_node_list_parse(s, ret) < 0 || *ret == 0)
-                return varlink_error_invalid_parameter(c, key);
+                return manager_error_invalid_parameter(e, key);
         return 1;
 }
 
-static int vl_migrate_pages(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags, void *userdata) {
-        Manager *m = userdata;
+/* Checks a MigratePages request and sets up its operation (not started yet). */
+static int migrate_prepare(Manager *m, json_object *parameters, MigrationOp **ret_op, ManagerError *e) {
         _cleanup_(numa_topology_freep) NumaTopology *t = NULL;
         _cleanup_free_ char *why = NULL;
         const char *between = json_get_string(parameters, "between");
@@ -1108,46 +1158,46 @@ static int vl_migrate_pages(VarlinkConnection *c, json_object *parameters, Varli
         if (between) {
                 CpuSet s;
                 if (from_s || to_s)
-                        return varlink_error_invalid_parameter(c, from_s ? "from" : "to");
+                        return manager_error_invalid_parameter(e, from_s ? "from" : "to");
                 if (cpu_list_parse(between, &s) < 0 || cpu_set_count(&s) != 2 || cpu_set_last(&s) >= (int) NUMA_NODES_MAX)
-                        return varlink_error_invalid_parameter(c, "between");
+                        return manager_error_invalid_parameter(e, "between");
                 for (unsigned n = 0, k = 0; n < NUMA_NODES_MAX; n++)
                         if (cpu_set_contains(&s, n))
                                 nodes[k++] = UINT64_C(1) << n;
                 count = json_get_int(parameters, "count", 2);
                 if (count < 1 || count > NUMA_MAX_MOVES)
-                        return varlink_error_invalid_parameter(c, "count");
+                        return manager_error_invalid_parameter(e, "count");
                 every = (uint64_t) json_get_int(parameters, "everyUSec", 0);
                 if (json_get_int(parameters, "everyUSec", 0) < 0 || every > NUMA_EVERY_MAX_USEC)
-                        return varlink_error_invalid_parameter(c, "everyUSec");
+                        return manager_error_invalid_parameter(e, "everyUSec");
         } else {
                 if (json_object_object_get_ex(parameters, "count", NULL) && json_get_int(parameters, "count", 1) != 1)
-                        return varlink_error_invalid_parameter(c, "count");
+                        return manager_error_invalid_parameter(e, "count");
                 if (!from_s)
-                        return varlink_error_invalid_parameter(c, "from");
+                        return manager_error_invalid_parameter(e, "from");
                 if (!to_s)
-                        return varlink_error_invalid_parameter(c, "to");
-                if ((r = parse_nodes_param(c, parameters, "from", &nodes[0])) <= 0 ||
-                    (r = parse_nodes_param(c, parameters, "to", &nodes[1])) <= 0)
+                        return manager_error_invalid_parameter(e, "to");
+                if ((r = parse_nodes_param(e, parameters, "from", &nodes[0])) <= 0 ||
+                    (r = parse_nodes_param(e, parameters, "to", &nodes[1])) <= 0)
                         return r;
         }
         if (json_object_object_get_ex(parameters, "settleUSec", NULL)) {
                 int64_t v = json_get_int(parameters, "settleUSec", -1);
                 if (v < 0 || (uint64_t) v > NUMA_SETTLE_MAX_USEC)
-                        return varlink_error_invalid_parameter(c, "settleUSec");
+                        return manager_error_invalid_parameter(e, "settleUSec");
                 settle = (uint64_t) v;
         }
 
-        vm = lookup_or_reply(m, c, parameters, &r);
+        vm = manager_find_vm(m, json_get_string(parameters, "name"));
         if (!vm)
-                return r;
+                return numa_fail(e, -ENOENT, ERROR_NO_SUCH_VM, "s:name", json_get_string(parameters, "name"));
 
         r = numa_topology_read(m->numa->sysfs_root, &t);
         if (r < 0)
                 return log_warning_errno(r, "Failed to read the NUMA topology: %m");
         if (t->n_nodes < 2)
-                return numa_error(c, ERROR_SINGLE_NODE, "i:nodes s:reason", (int64_t) t->n_nodes,
-                                  "the host has a single NUMA node: there is no other node to move memory to");
+                return numa_fail(e, -EXDEV, ERROR_SINGLE_NODE, "i:nodes s:reason", (int64_t) t->n_nodes,
+                                 "the host has a single NUMA node: there is no other node to move memory to");
         for (size_t i = 0; i < 2; i++)
                 if (!node_mask_subset(nodes[i], t, &bad)) {
                         _cleanup_free_ char *online = NULL;
@@ -1155,28 +1205,28 @@ static int vl_migrate_pages(VarlinkConnection *c, json_object *parameters, Varli
                         for (size_t k = 0; k < t->n_nodes; k++)
                                 cpu_set_add(&s, t->nodes[k].id);
                         (void) cpu_list_format(&s, &online);
-                        return numa_error(c, ERROR_NO_SUCH_NODE, "s:parameter i:node s:nodes",
-                                          between ? "between" : i == 0 ? "from" : "to", (int64_t) bad, strna(online));
+                        return numa_fail(e, -ENOENT, ERROR_NO_SUCH_NODE, "s:parameter i:node s:nodes",
+                                         between ? "between" : i == 0 ? "from" : "to", (int64_t) bad, strna(online));
                 }
         if (nodes[0] == nodes[1])
-                return numa_error(c, ERROR_IDENTICAL_NODES, "s:from s:to", between ?: from_s, between ?: to_s);
+                return numa_fail(e, -EINVAL, ERROR_IDENTICAL_NODES, "s:from s:to", between ?: from_s, between ?: to_s);
         if (!vm_is_running(vm))
-                return error_invalid_state(c, vm);
+                return fail_invalid_state(e, vm);
 
         g = numa_guest_get(m->numa, vm->name, true);
         if (!g)
                 return -ENOMEM;
         if (g->op)
-                return numa_error(c, ERROR_BUSY, "s:name s:operation", vm->name,
-                                  g->op->pingpong ? "ping-pong migration" : "page migration");
+                return numa_fail(e, -EBUSY, ERROR_BUSY, "s:name s:operation", vm->name,
+                                 g->op->pingpong ? "ping-pong migration" : "page migration");
         if (!have_cap_sys_nice())
-                return numa_error(c, ERROR_MISSING_CAPABILITY, "s:capability s:reason", "CAP_SYS_NICE",
-                                  "migrate_pages(2) of another process's memory needs CAP_SYS_NICE");
+                return numa_fail(e, -EPERM, ERROR_MISSING_CAPABILITY, "s:capability s:reason", "CAP_SYS_NICE",
+                                 "migrate_pages(2) of another process's memory needs CAP_SYS_NICE");
         r = check_hugepages(m, vm->running_spec ?: vm->spec, between ? nodes[0] | nodes[1] : nodes[1], &why);
         if (r < 0)
                 return r;
         if (r > 0)
-                return numa_error(c, ERROR_MEMORY_CANNOT_MOVE, "s:reason", why);
+                return numa_fail(e, -ENOMEM, ERROR_MEMORY_CANNOT_MOVE, "s:reason", why);
 
         op = calloc(1, sizeof(MigrationOp));
         if (!op)
@@ -1193,13 +1243,41 @@ static int vl_migrate_pages(VarlinkConnection *c, json_object *parameters, Varli
         op->count = (unsigned) count;
         op->every_usec = every;
         op->settle_usec = settle;
+        g->op = op;
+        *ret_op = op;
+        return 0;
+}
+
+static int vl_migrate_pages(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags, void *userdata) {
+        ManagerError e = {};
+        MigrationOp *op;
+        int r;
+
+        r = migrate_prepare(userdata, parameters, &op, &e);
+        if (r < 0)
+                return manager_error_varlink_reply(c, &e, r);
         op->more = flags & VARLINK_CALL_MORE;
         if (!(flags & VARLINK_CALL_ONEWAY)) {
                 op->conn = varlink_connection_ref(c);
                 varlink_connection_set_close_callback(c, op_on_connection_closed, op);
         }
-        g->op = op;
         op_begin_move(op);      /* replies now on errors, later otherwise */
+        return 0;
+}
+
+int manager_numa_migrate_pages(Manager *m, json_object *parameters, ManagerCompletion *completion,
+                               ManagerError *ret_error) {
+        MigrationOp *op;
+        int r;
+
+        r = migrate_prepare(m, parameters, &op, ret_error);
+        if (r < 0) {
+                manager_completion_drop(completion);
+                return r;
+        }
+        op->completion = *completion;
+        *completion = (ManagerCompletion) {};
+        op_begin_move(op);      /* completes now on errors, later otherwise */
         return 0;
 }
 
@@ -1245,10 +1323,96 @@ static int vl_list_migrations(VarlinkConnection *c, json_object *parameters, Var
         return varlink_reply(c, TAKE_PTR(p));
 }
 
+/* ---- the ping-pong of the .vm file ------------------------------------------------------------ */
+
+/* [Memory] MigrateBetween=/MigrateEverySec=/MigrateCount=/MigrateSettleSec=: started each time the guest
+ * reaches running, as a MigratePages call with between/everyUSec/count/settleUSec and no caller (its moves are
+ * recorded for ListMigrations). A refusal (a one-node host, missing CAP_SYS_NICE, …) is logged once per guest
+ * and reason, and the guest runs on. */
+static void schedule_start(Manager *m, Vm *vm, const VmSpec *spec) {
+        _cleanup_json_ json_object *p = json_object_new_object();
+        ManagerError e = {};
+        MigrationOp *op;
+        NumaGuest *g;
+        char every[64];
+        int r;
+
+        if (!p ||
+            json_add_string(p, "name", vm->name) < 0 ||
+            json_add_string(p, "between", spec->migrate_between) < 0 ||
+            json_add_int(p, "count", spec->migrate_count) < 0 ||
+            json_add_int(p, "everyUSec", (int64_t) spec->migrate_every_usec) < 0 ||
+            json_add_int(p, "settleUSec", (int64_t) spec->migrate_settle_usec) < 0) {
+                (void) log_oom();
+                return;
+        }
+
+        r = migrate_prepare(m, p, &op, &e);
+        if (r < 0) {
+                g = numa_guest_get(m->numa, vm->name, true);
+                if (e.name) {
+                        const char *reason = json_get_string(e.parameters, "reason");
+                        bool again = g && g->schedule_refused == e.name;
+
+                        log_full(again ? LOG_DEBUG : LOG_WARNING,
+                                 "Guest %s: ping-pong migration of [Memory] MigrateBetween=%s not started: %s%s%s, "
+                                 "ignoring.", vm->name, spec->migrate_between, e.name, reason ? ": " : "",
+                                 strempty(reason));
+                        if (g)
+                                g->schedule_refused = e.name;
+                } else
+                        log_warning_errno(r, "Guest %s: failed to start the ping-pong migration of [Memory] "
+                                          "MigrateBetween=%s, ignoring: %m", vm->name, spec->migrate_between);
+                manager_error_done(&e);
+                return;
+        }
+
+        op->guest->schedule_refused = NULL;
+        log_info("Guest %s: ping-pong migration between nodes %s started ([Memory] MigrateBetween=): %u move(s), "
+                 "one every %s.", vm->name, spec->migrate_between, spec->migrate_count,
+                 format_timespan(every, sizeof(every), spec->migrate_every_usec));
+        op_begin_move(op);      /* no caller: errors end it here, moves are recorded */
+}
+
+/* Ends a migration like CancelMigrations: no further move; one in progress finishes and is recorded. */
+static void schedule_stop(Manager *m, Vm *vm) {
+        NumaGuest *g = numa_guest_get(m->numa, vm->name, false);
+
+        if (!g || !g->op || g->op->cancelled)
+                return;
+        log_info("Guest %s is %s: %s ends after %u move(s).", vm->name, vm_state_to_string(vm->state),
+                 g->op->pingpong ? "ping-pong migration" : "page migration", g->op->done);
+        g->op->cancelled = true;
+        if (g->op->timer && !g->op->job)
+                op_finish(g->op, NULL, NULL);   /* waiting for the next move: end now */
+}
+
+static void numa_on_vm_state(Vm *vm, VmState old_state, void *userdata) {
+        Manager *m = userdata;
+        const VmSpec *spec = vm->running_spec ?: vm->spec;
+
+        if (!m->numa || vm->state == old_state)
+                return;
+        if (old_state == VM_STATE_RUNNING)
+                schedule_stop(m, vm);
+        else if (vm->state == VM_STATE_RUNNING && spec && spec->migrate_between)
+                schedule_start(m, vm, spec);
+}
+
 /* ---- module ----------------------------------------------------------------------------------- */
+
+int manager_numa_guest_info(Manager *m, const char *name, ManagerNumaInfo *ret) {
+        NumaGuest *g = m->numa && name ? numa_guest_get(m->numa, name, /* create= */ false) : NULL;
+
+        if (!g)
+                return -ENOENT;
+        *ret = g->totals;
+        return 0;
+}
 
 int manager_numa_start(Manager *m) {
         ManagerNuma *n;
+        int r;
 
         n = calloc(1, sizeof(ManagerNuma));
         if (!n)
@@ -1258,6 +1422,9 @@ int manager_numa_start(Manager *m) {
         m->numa = n;
         m->vmctx.prerun = numa_prerun;
         m->vmctx.prerun_userdata = m;
+        r = vm_context_add_state_watch(&m->vmctx, numa_on_vm_state, m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to watch guest states for NUMA: %m");
         return 0;
 }
 

@@ -101,6 +101,127 @@ void manager_numa_done(Manager *m);
 const VarlinkMethod *manager_numa_methods(void);
 void manager_update_status(Manager *m);
 
+/* Read-only views of the feature modules' per-guest state, for the metrics sampler. Counters are running
+ * totals, kept while the module knows the guest by name (over restarts), never sums over a bounded ring. */
+typedef struct ManagerBalloonInfo {
+        bool tracking;                  /* running with a balloon device: target and stats are valid */
+        uint64_t target_bytes;          /* the last target sent, or the boot memory while none was */
+        BalloonGuestStats stats;        /* the last guest statistics (balloon_guest_stats_valid()) */
+        uint64_t steps_total;           /* schedule steps started */
+        uint64_t steps_reached_total;   /* … whose target was reached */
+        uint64_t steps_reached_usec;    /* time those took to reach it, summed */
+} ManagerBalloonInfo;
+
+/* manager-balloon.c: -ENOENT when the balloon module never tracked a guest of that name. */
+int manager_balloon_guest_info(Manager *m, const char *name, ManagerBalloonInfo *ret);
+
+typedef struct ManagerNumaInfo {
+        uint64_t migrations_total;      /* moves recorded (MigratePages, each ping-pong move) */
+        uint64_t migration_failures;    /* … whose migrate_pages(2) failed */
+        uint64_t pages_moved;           /* pages found on the target node(s) that were not before */
+        uint64_t bytes_moved;
+        uint64_t migrate_usec;          /* time in migrate_pages(2) */
+} ManagerNumaInfo;
+
+/* manager-numa.c: -ENOENT when no migration of a guest of that name was recorded. */
+int manager_numa_guest_info(Manager *m, const char *name, ManagerNumaInfo *ret);
+
+/* ---- operations shared by the transports (varlink in the manager-*.c modules, D-Bus in manager-dbus.c) ----
+ *
+ * An operation fails with a negative errno; when *ret_error has a name the failure is the caller's (reply
+ * with that error), otherwise it is internal. Error names are those of the varlink interface
+ * (io.memvisor.Manager.X, org.varlink.service.InvalidParameter); D-Bus maps io.memvisor.Manager.X to
+ * io.memvisor.Manager1.X. Replies and error parameters are the varlink JSON objects. */
+typedef struct ManagerError {
+        const char *name;               /* static string; NULL: no error set */
+        json_object *parameters;        /* owned; may be NULL */
+} ManagerError;
+
+#define MANAGER_ERROR_INVALID_PARAMETER "org.varlink.service.InvalidParameter"
+
+/* Sets *e (taking parameters, NULL for none) and returns error (a negative errno). */
+static inline int manager_error_set(ManagerError *e, int error, const char *name, json_object *parameters) {
+        if (e) {
+                json_object_put(e->parameters);
+                *e = (ManagerError) { .name = name, .parameters = parameters };
+        } else
+                json_object_put(parameters);
+        return error;
+}
+
+static inline int manager_error_invalid_parameter(ManagerError *e, const char *parameter) {
+        json_object *p = json_object_new_object();
+
+        if (!p || json_object_object_add(p, "parameter", json_object_new_string(parameter)) < 0) {
+                json_object_put(p);
+                return -ENOMEM;
+        }
+        return manager_error_set(e, -EINVAL, MANAGER_ERROR_INVALID_PARAMETER, p);
+}
+
+static inline void manager_error_done(ManagerError *e) {
+        json_object_put(e->parameters);
+        *e = (ManagerError) {};
+}
+
+/* The varlink reply of a failed operation r: its error, or r itself when internal. Consumes *e. */
+static inline int manager_error_varlink_reply(VarlinkConnection *c, ManagerError *e, int r) {
+        if (!e->name)
+                return r;
+        r = varlink_error(c, e->name, e->parameters);
+        *e = (ManagerError) {};
+        return r;
+}
+
+/* Whoever waits for an operation that answers later (a QMP round trip, a page migration), whatever the
+ * transport: done() is called once, with the reply (error NULL) or an error name, and takes parameters.
+ * free() releases userdata when the operation goes away without an answer (the daemon shuts down). */
+typedef struct ManagerCompletion {
+        void (*done)(const char *error, json_object *parameters, void *userdata);
+        void (*free)(void *userdata);
+        void *userdata;
+} ManagerCompletion;
+
+static inline bool manager_completion_pending(const ManagerCompletion *c) {
+        return c->done;
+}
+
+static inline void manager_completion_finish(ManagerCompletion *c, const char *error, json_object *parameters) {
+        ManagerCompletion copy = *c;
+
+        *c = (ManagerCompletion) {};
+        if (copy.done)
+                copy.done(error, parameters, copy.userdata);
+        else
+                json_object_put(parameters);
+}
+
+static inline void manager_completion_drop(ManagerCompletion *c) {
+        if (c->free)
+                c->free(c->userdata);
+        *c = (ManagerCompletion) {};
+}
+
+/* manager-numa.c: PinVCPUs. map as VCPUAffinity= ("0:0-1 1:2"), emulator optional; *ret_reply is the
+ * varlink reply ({"vcpus": [...]}). Synchronous: sched_setaffinity only. */
+int manager_numa_pin_vcpus(Manager *m, const char *name, const char *map, const char *emulator,
+                           json_object **ret_reply, ManagerError *ret_error);
+/* manager-numa.c: MigratePages, parameters as the varlink method's. Returns 0 once the migration started;
+ * completion (always consumed) gets the final reply or the error when it ends. */
+int manager_numa_migrate_pages(Manager *m, json_object *parameters, ManagerCompletion *completion,
+                               ManagerError *ret_error);
+/* manager-balloon.c: SetBalloon without waiting. requester names the caller in the log. Returns 0 once the
+ * balloon command was sent; completion (always consumed) gets QEMU's answer as the varlink reply. */
+int manager_balloon_set_target(Manager *m, const char *name, int64_t target_bytes, const char *requester,
+                               ManagerCompletion *completion, ManagerError *ret_error);
+/* manager-balloon.c: GetBalloon's reply ({"balloon": {...}}). */
+int manager_balloon_describe(Manager *m, const char *name, json_object **ret_reply, ManagerError *ret_error);
+/* manager-balloon.c: the last balloon target and actual size of a guest, false when not tracked (not
+ * running, or no balloon device); *ret_actual is UINT64_MAX when not known yet. */
+bool manager_balloon_sizes(Manager *m, const char *name, uint64_t *ret_target, uint64_t *ret_actual);
+/* manager-metrics.c: GetHostMemory's reply (the last snapshot, not a new /proc read). */
+int manager_metrics_host_memory(Manager *m, json_object **ret_reply, ManagerError *ret_error);
+
 /* manager-dbus.c: connects to the bus (system bus, $DBUS_SYSTEM_BUS_ADDRESS or [DBus] Address=); a missing
  * bus is logged once and is not an error. Start after manager_vms_start(). */
 int manager_dbus_start(Manager *m);

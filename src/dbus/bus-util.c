@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -205,4 +206,114 @@ int bus_verify_privileged_async(sd_bus_message *request, gid_t admin_gid, BusPri
         (void) sd_bus_slot_set_floating(slot, 1);
         sd_bus_slot_unref(slot);
         return 1;
+}
+
+static int append_json_variant(sd_bus_message *m, json_object *v);
+
+static int append_json_array(sd_bus_message *m, json_object *a) {
+        size_t n = json_object_array_length(a);
+        int r;
+
+        r = sd_bus_message_open_container(m, 'a', "v");
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i++) {
+                r = append_json_variant(m, json_object_array_get_idx(a, i));
+                if (r < 0)
+                        return r;
+        }
+        return sd_bus_message_close_container(m);
+}
+
+static int append_json_variant(sd_bus_message *m, json_object *v) {
+        int r;
+
+        switch (json_object_get_type(v)) {
+        case json_type_object:
+                r = sd_bus_message_open_container(m, 'v', "a{sv}");
+                if (r < 0)
+                        return r;
+                r = bus_message_append_json_dict(m, v);
+                if (r < 0)
+                        return r;
+                return sd_bus_message_close_container(m);
+        case json_type_array:
+                r = sd_bus_message_open_container(m, 'v', "av");
+                if (r < 0)
+                        return r;
+                r = append_json_array(m, v);
+                if (r < 0)
+                        return r;
+                return sd_bus_message_close_container(m);
+        case json_type_boolean:
+                return sd_bus_message_append(m, "v", "b", (int) json_object_get_boolean(v));
+        case json_type_double:
+                return sd_bus_message_append(m, "v", "d", json_object_get_double(v));
+        case json_type_int:
+                if (json_object_get_int64(v) < 0)
+                        return sd_bus_message_append(m, "v", "x", json_object_get_int64(v));
+                return sd_bus_message_append(m, "v", "t", json_object_get_uint64(v));
+        case json_type_string:
+                return sd_bus_message_append(m, "v", "s", json_object_get_string(v));
+        case json_type_null:
+                return sd_bus_message_append(m, "v", "s", "");
+        }
+        return -EINVAL;
+}
+
+int bus_message_append_json_dict(sd_bus_message *m, json_object *o) {
+        int r;
+
+        if (o && !json_object_is_type(o, json_type_object))
+                return -EINVAL;
+        r = sd_bus_message_open_container(m, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        if (o) {
+                json_object_object_foreach(o, key, v) {
+                        _cleanup_free_ char *k = NULL;
+
+                        if (!v || json_object_is_type(v, json_type_null))
+                                continue;
+                        k = strdup(key);
+                        if (!k)
+                                return -ENOMEM;
+                        k[0] = (char) toupper((unsigned char) k[0]);
+                        r = sd_bus_message_open_container(m, 'e', "sv");
+                        if (r < 0)
+                                return r;
+                        r = sd_bus_message_append(m, "s", k);
+                        if (r < 0)
+                                return r;
+                        r = append_json_variant(m, v);
+                        if (r < 0)
+                                return r;
+                        r = sd_bus_message_close_container(m);
+                        if (r < 0)
+                                return r;
+                }
+        }
+        return sd_bus_message_close_container(m);
+}
+
+int bus_error_set_from_varlink(sd_bus_error *e, const char *name, json_object *parameters) {
+        const char *params = parameters ? json_object_to_json_string_ext(parameters, JSON_C_TO_STRING_PLAIN) : "{}";
+        const char *suffix;
+
+        if (streq_ptr(name, "org.varlink.service.InvalidParameter")) {
+                json_object *p = NULL;
+
+                (void) json_object_object_get_ex(parameters, "parameter", &p);
+                return sd_bus_error_setf(e, SD_BUS_ERROR_INVALID_ARGS, "Invalid argument: %s",
+                                         p ? strna(json_object_get_string(p)) : "unknown");
+        }
+        suffix = name ? startswith(name, BUS_VARLINK_ERROR_PREFIX) : NULL;
+        if (suffix && !isempty(suffix) && !strchr(suffix, '.')) {
+                _cleanup_free_ char *n = NULL;
+
+                if (asprintf(&n, BUS_ERROR_PREFIX "%s", suffix) < 0)
+                        return -ENOMEM;
+                return sd_bus_error_setf(e, n, "%s", strna(params));
+        }
+        return sd_bus_error_setf(e, SD_BUS_ERROR_FAILED, "%s: %s", strna(name), strna(params));
 }

@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <sys/types.h>
+#include <json-c/json.h>
 #include <systemd/sd-bus.h>
 
 #include "macro.h"
@@ -22,6 +23,9 @@
 #define BUS_ERROR_START_FAILED "io.memvisor.Manager1.StartFailed"
 #define BUS_ERROR_CONFIG_INVALID "io.memvisor.Manager1.ConfigInvalid"
 #define BUS_ERROR_INVALID_SIGNAL "io.memvisor.Manager1.InvalidSignal"
+/* Errors of the operations shared with varlink: io.memvisor.Manager.X there (bus_error_set_from_varlink()). */
+#define BUS_ERROR_PREFIX "io.memvisor.Manager1."
+#define BUS_VARLINK_ERROR_PREFIX "io.memvisor.Manager."
 
 /* "/io/memvisor/Manager1/vm/<escaped name>" (sd_bus_path_encode escaping). */
 int bus_vm_path(const char *name, char **ret);
@@ -38,3 +42,13 @@ bool bus_creds_privileged(uid_t uid, const gid_t *gids, size_t n_gids, gid_t adm
 typedef int (*BusPrivilegedHandler)(sd_bus_message *request, void *userdata, sd_bus_error *error);
 int bus_verify_privileged_async(sd_bus_message *request, gid_t admin_gid, BusPrivilegedHandler handler,
                                 void *userdata, sd_bus_error *error);
+
+/* JSON replies of the shared operations (varlink's) on D-Bus: a JSON object as a{sv}, keys with their first
+ * letter upper-cased ("memTotalBytes" → "MemTotalBytes"); integers are t (x when negative), doubles d,
+ * booleans b, strings s, objects a{sv}, arrays av; null members are left out. */
+int bus_message_append_json_dict(sd_bus_message *m, json_object *o);
+/* A varlink error as a D-Bus error: io.memvisor.Manager.X → io.memvisor.Manager1.X with the error's
+ * parameters as JSON for the message; org.varlink.service.InvalidParameter → InvalidArgs naming the
+ * parameter; anything else → org.freedesktop.DBus.Error.Failed. Returns a negative errno, as
+ * sd_bus_error_set(). */
+int bus_error_set_from_varlink(sd_bus_error *e, const char *name, json_object *parameters);

@@ -80,6 +80,17 @@ const MetricFamily metric_families[_METRIC_ID_MAX] = {
                                     "Restarts by the restart policy since the guest was defined.", L("vm") },
         [METRIC_GUEST_VCPUS] = { "memvisor_guest_vcpus", METRIC_GAUGE, "",
                                  "vCPUs of the running guest (threads reported by QEMU).", L("vm") },
+        [METRIC_GUEST_VCPU_ALLOWED_CPUS] = { "memvisor_guest_vcpu_allowed_cpus", METRIC_GAUGE, "",
+                                             "Host CPUs a vCPU thread may run on (its sched_getaffinity mask).",
+                                             L("vm", "vcpu") },
+        [METRIC_GUEST_VCPU_PINNED_CPU] = { "memvisor_guest_vcpu_pinned_cpu", METRIC_GAUGE, "",
+                                           "1 for each host CPU a pinned vCPU may run on. Only for guests with "
+                                           "VCPUAffinity= and for vCPUs whose affinity differs from the daemon's "
+                                           "own (pinned by PinVCPUs or from outside).",
+                                           L("vm", "vcpu", "cpu") },
+        [METRIC_GUEST_VCPU_LAST_CPU] = { "memvisor_guest_vcpu_last_cpu", METRIC_GAUGE, "",
+                                         "Host CPU a vCPU thread last ran on (/proc/PID/task/TID/stat field 39).",
+                                         L("vm", "vcpu") },
         [METRIC_GUEST_MEMORY_SIZE] = { "memvisor_guest_memory_size_bytes", METRIC_GAUGE, "bytes",
                                        "Guest RAM size the running QEMU was started with.", L("vm") },
         [METRIC_GUEST_RESIDENT] = { "memvisor_guest_resident_bytes", METRIC_GAUGE, "bytes",
@@ -90,6 +101,60 @@ const MetricFamily metric_families[_METRIC_ID_MAX] = {
         [METRIC_GUEST_BALLOON_ACTUAL] = { "memvisor_guest_balloon_actual_bytes", METRIC_GAUGE, "bytes",
                                           "Memory the guest has with its balloon inflated (query-balloon actual).",
                                           L("vm") },
+        [METRIC_GUEST_BALLOON_TARGET] = { "memvisor_guest_balloon_target_bytes", METRIC_GAUGE, "bytes",
+                                          "Balloon target last sent to the guest (SetBalloon, a schedule step or "
+                                          "the policy); its boot memory while none was. While the balloon is "
+                                          "tracked (running, Balloon=yes).", L("vm") },
+        [METRIC_GUEST_BALLOON_FREE] = { "memvisor_guest_balloon_free_bytes", METRIC_GAUGE, "bytes",
+                                        "Unused memory as the guest's balloon driver reports it "
+                                        "(stat-free-memory).", L("vm") },
+        [METRIC_GUEST_BALLOON_AVAILABLE] = { "memvisor_guest_balloon_available_bytes", METRIC_GAUGE, "bytes",
+                                             "Memory available to new guest applications, from its balloon driver "
+                                             "(stat-available-memory).", L("vm") },
+        [METRIC_GUEST_BALLOON_TOTAL] = { "memvisor_guest_balloon_total_bytes", METRIC_GAUGE, "bytes",
+                                         "Memory the guest kernel manages, from its balloon driver "
+                                         "(stat-total-memory).", L("vm") },
+        [METRIC_GUEST_BALLOON_DISK_CACHES] = { "memvisor_guest_balloon_disk_caches_bytes", METRIC_GAUGE, "bytes",
+                                               "Guest page cache that could be reclaimed, from its balloon driver "
+                                               "(stat-disk-caches).", L("vm") },
+        [METRIC_GUEST_BALLOON_SWAP_IN] = { "memvisor_guest_balloon_swap_in_bytes_total", METRIC_COUNTER, "bytes",
+                                           "Memory the guest swapped in since it booted, from its balloon driver "
+                                           "(stat-swap-in).", L("vm") },
+        [METRIC_GUEST_BALLOON_SWAP_OUT] = { "memvisor_guest_balloon_swap_out_bytes_total", METRIC_COUNTER, "bytes",
+                                            "Memory the guest swapped out since it booted, from its balloon driver "
+                                            "(stat-swap-out).", L("vm") },
+        [METRIC_GUEST_BALLOON_MAJOR_FAULTS] = { "memvisor_guest_balloon_major_faults_total", METRIC_COUNTER, "",
+                                                "Major page faults in the guest since it booted, from its balloon "
+                                                "driver (stat-major-faults).", L("vm") },
+        [METRIC_GUEST_BALLOON_MINOR_FAULTS] = { "memvisor_guest_balloon_minor_faults_total", METRIC_COUNTER, "",
+                                                "Minor page faults in the guest since it booted, from its balloon "
+                                                "driver (stat-minor-faults).", L("vm") },
+        [METRIC_GUEST_BALLOON_STATS_TIMESTAMP] = { "memvisor_guest_balloon_stats_timestamp_seconds", METRIC_GAUGE,
+                                                   "seconds",
+                                                   "When the guest's balloon driver last reported its statistics "
+                                                   "(Unix time).", L("vm") },
+        [METRIC_GUEST_BALLOON_STEPS] = { "memvisor_guest_balloon_steps_total", METRIC_COUNTER, "",
+                                         "Balloon schedule steps started since the daemon started. For guests "
+                                         "with Balloon=yes.", L("vm") },
+        [METRIC_GUEST_BALLOON_STEPS_REACHED] = { "memvisor_guest_balloon_steps_reached_total", METRIC_COUNTER, "",
+                                                 "Balloon schedule steps whose target was reached.", L("vm") },
+        [METRIC_GUEST_BALLOON_STEP_SECONDS] = { "memvisor_guest_balloon_step_seconds_total", METRIC_COUNTER,
+                                                "seconds",
+                                                "Time reached balloon steps took to reach their target, summed "
+                                                "(divide by memvisor_guest_balloon_steps_reached_total).",
+                                                L("vm") },
+        [METRIC_GUEST_MIGRATIONS] = { "memvisor_guest_migrations_total", METRIC_COUNTER, "",
+                                      "Page migrations between NUMA nodes (each move of MigratePages or a "
+                                      "ping-pong) since the daemon started, failed ones included.", L("vm") },
+        [METRIC_GUEST_MIGRATION_FAILURES] = { "memvisor_guest_migration_failures_total", METRIC_COUNTER, "",
+                                              "Page migrations whose migrate_pages(2) failed.", L("vm") },
+        [METRIC_GUEST_MIGRATION_PAGES] = { "memvisor_guest_migration_pages_total", METRIC_COUNTER, "",
+                                           "Pages that page migrations moved to their target node(s) (numa_maps "
+                                           "before and after).", L("vm") },
+        [METRIC_GUEST_MIGRATION_BYTES] = { "memvisor_guest_migration_bytes_total", METRIC_COUNTER, "bytes",
+                                           "Memory that page migrations moved to their target node(s).", L("vm") },
+        [METRIC_GUEST_MIGRATION_SECONDS] = { "memvisor_guest_migration_seconds_total", METRIC_COUNTER, "seconds",
+                                             "Time page migrations spent in migrate_pages(2).", L("vm") },
         [METRIC_GUEST_KVM_VM_COUNTER] = { "memvisor_guest_kvm_<stat>_total", METRIC_COUNTER, "",
                                           "KVM statistic <stat> of the VM (QMP query-stats, cumulative).", L("vm") },
         [METRIC_GUEST_KVM_VM_GAUGE] = { "memvisor_guest_kvm_<stat>", METRIC_GAUGE, "",

@@ -9,6 +9,7 @@
 #include "json-util.h"
 #include "parse.h"
 #include "cpu-set.h"
+#include "numa-topology.h"
 #include "strv.h"
 #include "restart.h"
 #include "vm-spec.h"
@@ -32,6 +33,12 @@
 #define VM_RESTART_MAX_DEFAULT (60 * USEC_PER_SEC)
 #define VM_START_LIMIT_BURST_DEFAULT 5U
 #define VM_START_LIMIT_INTERVAL_DEFAULT (60 * USEC_PER_SEC)
+
+/* [Memory] Migrate*=: the limits of the MigratePages method (manager-numa.c), which runs the schedule. */
+#define VM_MIGRATE_COUNT_MAX 10000U
+#define VM_MIGRATE_EVERY_MAX (86400 * USEC_PER_SEC)
+#define VM_MIGRATE_SETTLE_DEFAULT (1 * USEC_PER_SEC)
+#define VM_MIGRATE_SETTLE_MAX (600 * USEC_PER_SEC)
 
 #define _fallthrough_ __attribute__((__fallthrough__))
 
@@ -125,6 +132,7 @@ VmSpec *vm_spec_new(void) {
                 .restart_max_usec = VM_RESTART_MAX_DEFAULT,
                 .start_limit_burst = VM_START_LIMIT_BURST_DEFAULT,
                 .start_limit_interval_usec = VM_START_LIMIT_INTERVAL_DEFAULT,
+                .migrate_settle_usec = VM_MIGRATE_SETTLE_DEFAULT,
         };
 
         s->machine = strdup(VM_MACHINE_DEFAULT);
@@ -149,6 +157,7 @@ VmSpec *vm_spec_free(VmSpec *s) {
         strv_free(s->extra_args);
         free(s->mem_path);
         free(s->host_nodes);
+        free(s->migrate_between);
         free(s->vcpu_affinity);
         free(s->emulator_affinity);
         return mfree(s);
@@ -631,6 +640,57 @@ static int key_prealloc(VmSpecParser *p, const char *v, char **ret_reason) {
         return parse_bool_value(&p->spec->prealloc, false, v, ret_reason);
 }
 
+/* MigrateBetween=: exactly two different nodes below NUMA_NODES_MAX, in the node list syntax ("0,1", "1,0",
+ * "2-3"); ret_nodes ascending. */
+static int migrate_between_parse(const char *s, unsigned ret_nodes[static 2]) {
+        uint64_t mask;
+        unsigned k = 0;
+
+        if (numa_node_list_parse(s, &mask) < 0 || __builtin_popcountll(mask) != 2)
+                return -EINVAL;
+        for (unsigned n = 0; n < NUMA_NODES_MAX; n++)
+                if (mask & (UINT64_C(1) << n))
+                        ret_nodes[k++] = n;
+        return 0;
+}
+
+static int key_migrate_between(VmSpecParser *p, const char *v, char **ret_reason) {
+        unsigned nodes[2];
+        char *n;
+
+        if (isempty(v))
+                return free_and_strdup(&p->spec->migrate_between, NULL);
+        if (migrate_between_parse(v, nodes) < 0)
+                return reasonf(ret_reason, -EINVAL, "expected two different NUMA nodes such as 0,1 (nodes below %u)",
+                               NUMA_NODES_MAX);
+        if (asprintf(&n, "%u,%u", nodes[0], nodes[1]) < 0)
+                return -ENOMEM;
+        free(p->spec->migrate_between);
+        p->spec->migrate_between = n;
+        return 0;
+}
+
+static int key_migrate_every(VmSpecParser *p, const char *v, char **ret_reason) {
+        return parse_sec_value(&p->spec->migrate_every_usec, 0, true, false, v, ret_reason);
+}
+
+static int key_migrate_count(VmSpecParser *p, const char *v, char **ret_reason) {
+        unsigned n;
+
+        if (isempty(v)) {
+                p->spec->migrate_count = 0;
+                return 0;
+        }
+        if (parse_unsigned(v, &n) < 0 || n > VM_MIGRATE_COUNT_MAX)
+                return reasonf(ret_reason, -EINVAL, "expected a number of moves up to %u", VM_MIGRATE_COUNT_MAX);
+        p->spec->migrate_count = n;
+        return 0;
+}
+
+static int key_migrate_settle(VmSpecParser *p, const char *v, char **ret_reason) {
+        return parse_sec_value(&p->spec->migrate_settle_usec, VM_MIGRATE_SETTLE_DEFAULT, true, false, v, ret_reason);
+}
+
 static int key_vcpu_affinity(VmSpecParser *p, const char *v, char **ret_reason) {
         _cleanup_(vcpu_pin_map_done) VcpuPinMap map = {};
         _cleanup_free_ char *bad = NULL;
@@ -832,6 +892,10 @@ static const VmKey vm_keys[] = {
         { "Memory",  "Policy",                key_policy,                false },
         { "Memory",  "HostNodes",             key_host_nodes,            false },
         { "Memory",  "Prealloc",              key_prealloc,              false },
+        { "Memory",  "MigrateBetween",        key_migrate_between,       false },
+        { "Memory",  "MigrateEverySec",       key_migrate_every,         false },
+        { "Memory",  "MigrateCount",          key_migrate_count,         false },
+        { "Memory",  "MigrateSettleSec",      key_migrate_settle,        false },
         { "CPU",     "VCPUAffinity",          key_vcpu_affinity,         false },
         { "CPU",     "EmulatorAffinity",      key_emulator_affinity,     false },
         { "Restart", "Policy",                key_restart_policy,        false },
@@ -1011,6 +1075,34 @@ static int validate_internal(const VmSpec *s, const char **ret_field, char **ret
         case _VM_MEMORY_POLICY_INVALID:
                 break; /* rejected above */
         }
+
+        if (s->migrate_between) {
+                char normalized[32];
+                unsigned between[2];
+
+                if (migrate_between_parse(s->migrate_between, between) < 0)
+                        FAIL("Memory.MigrateBetween", "MigrateBetween=%s is not two different NUMA nodes below %u "
+                             "such as 0,1", s->migrate_between, NUMA_NODES_MAX);
+                snprintf(normalized, sizeof(normalized), "%u,%u", between[0], between[1]);
+                if (!streq(normalized, s->migrate_between))
+                        FAIL("Memory.MigrateBetween", "MigrateBetween=%s is not normalized, expected %s",
+                             s->migrate_between, normalized);
+                if (s->migrate_every_usec == 0)
+                        FAIL("Memory.MigrateEverySec", "MigrateBetween= needs MigrateEverySec= greater than 0");
+                if (s->migrate_every_usec > VM_MIGRATE_EVERY_MAX)
+                        FAIL("Memory.MigrateEverySec", "MigrateEverySec= must be at most 24h");
+                if (s->migrate_count == 0)
+                        FAIL("Memory.MigrateCount", "MigrateBetween= needs MigrateCount= of 1 or more");
+                if (s->migrate_count > VM_MIGRATE_COUNT_MAX)
+                        FAIL("Memory.MigrateCount", "MigrateCount= must be from 1 to %u", VM_MIGRATE_COUNT_MAX);
+                if (s->migrate_settle_usec > VM_MIGRATE_SETTLE_MAX)
+                        FAIL("Memory.MigrateSettleSec", "MigrateSettleSec= must be at most 10min");
+        } else if (s->migrate_every_usec != 0)
+                FAIL("Memory.MigrateEverySec", "MigrateEverySec= needs MigrateBetween=");
+        else if (s->migrate_count != 0)
+                FAIL("Memory.MigrateCount", "MigrateCount= needs MigrateBetween=");
+        else if (s->migrate_settle_usec != VM_MIGRATE_SETTLE_DEFAULT)
+                FAIL("Memory.MigrateSettleSec", "MigrateSettleSec= needs MigrateBetween=");
 
         /* [CPU] */
         if (s->vcpu_affinity) {
@@ -1514,6 +1606,10 @@ int vm_spec_to_ini(const VmSpec *s, char **ret) {
         fput_key(f, "Policy", vm_memory_policy_to_string(s->policy));
         fput_key(f, "HostNodes", s->host_nodes);
         fput_bool(f, "Prealloc", s->prealloc);
+        fput_key(f, "MigrateBetween", s->migrate_between);
+        fput_sec(f, "MigrateEverySec", s->migrate_every_usec);
+        fprintf(f, "MigrateCount=%u\n", s->migrate_count);
+        fput_sec(f, "MigrateSettleSec", s->migrate_settle_usec);
 
         fputs("\n[CPU]\n", f);
         fput_key(f, "VCPUAffinity", s->vcpu_affinity);
@@ -1628,7 +1724,11 @@ int vm_spec_to_json(const VmSpec *s, json_object **ret) {
             (r = json_add_string_or_null(mem, "Path", s->mem_path)) < 0 ||
             (r = json_add_string(mem, "Policy", vm_memory_policy_to_string(s->policy))) < 0 ||
             (r = json_add_string_or_null(mem, "HostNodes", s->host_nodes)) < 0 ||
-            (r = json_add_bool(mem, "Prealloc", s->prealloc)) < 0)
+            (r = json_add_bool(mem, "Prealloc", s->prealloc)) < 0 ||
+            (r = json_add_string_or_null(mem, "MigrateBetween", s->migrate_between)) < 0 ||
+            (r = json_add_sec(mem, "MigrateEverySec", s->migrate_every_usec)) < 0 ||
+            (r = json_add_uint(mem, "MigrateCount", s->migrate_count)) < 0 ||
+            (r = json_add_sec(mem, "MigrateSettleSec", s->migrate_settle_usec)) < 0)
                 return r;
 
         if ((r = json_add_string_or_null(cpu, "VCPUAffinity", s->vcpu_affinity)) < 0 ||
@@ -1694,6 +1794,10 @@ bool vm_spec_equal(const VmSpec *a, const VmSpec *b) {
                 a->policy == b->policy &&
                 streq_ptr(a->host_nodes, b->host_nodes) &&
                 a->prealloc == b->prealloc &&
+                streq_ptr(a->migrate_between, b->migrate_between) &&
+                a->migrate_every_usec == b->migrate_every_usec &&
+                a->migrate_count == b->migrate_count &&
+                a->migrate_settle_usec == b->migrate_settle_usec &&
                 streq_ptr(a->vcpu_affinity, b->vcpu_affinity) &&
                 streq_ptr(a->emulator_affinity, b->emulator_affinity) &&
                 a->restart == b->restart &&

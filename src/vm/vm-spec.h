@@ -98,6 +98,13 @@ typedef struct VmSpec {
         char *host_nodes;               /* HostNodes=, a node list like "0", "0-1", "0,2-3"; required for
                                          * bind/preferred/interleave, forbidden with default; normalized */
         bool prealloc;                  /* Prealloc=, default no */
+        /* Ping-pong page migration, started by the NUMA module each time the guest reaches running (as
+         * MigratePages with between/count/everyUSec/settleUSec); all of Between/Every/Count or none. */
+        char *migrate_between;          /* MigrateBetween=, two different host nodes below 64, "A,B" ascending
+                                         * (the first move goes A → B); NULL: no schedule */
+        uint64_t migrate_every_usec;    /* MigrateEverySec=, > 0 and at most 24h; 0: unset */
+        unsigned migrate_count;         /* MigrateCount=, moves in all, 1 … 10000; 0: unset */
+        uint64_t migrate_settle_usec;   /* MigrateSettleSec=, default 1s, at most 10min */
 
         /* [CPU] (applied by the NUMA module before the vCPUs first run; see VmContext.prerun) */
         char *vcpu_affinity;            /* VCPUAffinity=, "0:2 1:3-4" (vCPU:CPU list), normalized; NULL: none */

@@ -4,6 +4,7 @@ scraping it, guest series appearing and disappearing, and the varlink metrics me
 
 import http.client
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -14,6 +15,7 @@ import urllib.request
 
 import pytest
 
+from test_balloon import guest_vm, start_and_wait_ready, test_guest  # noqa: F401 - test_guest is a fixture
 from test_vms import firmware_vm, ok, wait_state
 
 M = "io.memvisor.Manager."
@@ -267,3 +269,141 @@ def test_prometheus_server_scrapes(daemons, workdir):
     finally:
         p.terminate()
         p.wait(10)
+
+
+def wait_series(d, predicate, timeout=20, what="series"):
+    deadline = time.monotonic() + timeout
+    s = {}
+    while time.monotonic() < deadline:
+        s = series(scrape(d)[2])
+        if predicate(s):
+            return s
+        time.sleep(0.2)
+    raise AssertionError("%s not seen within %ds; guest series: %s" % (
+        what, timeout, {k: v for k, v in s.items() if 'vm="' in k}))
+
+
+def promtool_clean(body):
+    if not shutil.which("promtool"):
+        return
+    r = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout == "" and r.stderr == "", (r.stdout, r.stderr)
+
+
+def test_guest_vcpu_pinning_and_totals_series(daemons, workdir):
+    d = start(daemons)
+    own = len(os.sched_getaffinity(d.proc.pid))
+    ok(d, "DefineVM", {"name": "pin", "ini": firmware_vm(workdir, "VCPUs=2\n[CPU]\nVCPUAffinity=0:0\n")})
+    ok(d, "StartVM", {"name": "pin"})
+    try:
+        wait_state(d, "pin", "running")
+        s = wait_series(d, lambda s: all('memvisor_guest_vcpu_last_cpu{vm="pin",vcpu="%d"}' % i in s
+                                         for i in (0, 1)), what="last CPU of both vCPUs")
+        # vCPU 0 is pinned by VCPUAffinity=0:0: one info series, for CPU 0, and it ran there.
+        assert s['memvisor_guest_vcpu_pinned_cpu{vm="pin",vcpu="0",cpu="0"}'] == 1
+        assert [k for k in s if k.startswith('memvisor_guest_vcpu_pinned_cpu{vm="pin",vcpu="0"')] == \
+            ['memvisor_guest_vcpu_pinned_cpu{vm="pin",vcpu="0",cpu="0"}']
+        assert s['memvisor_guest_vcpu_allowed_cpus{vm="pin",vcpu="0"}'] == 1
+        assert s['memvisor_guest_vcpu_last_cpu{vm="pin",vcpu="0"}'] == 0
+        # vCPU 1 is not named: it keeps the daemon's affinity, and no per-CPU series are spent on it.
+        assert s['memvisor_guest_vcpu_allowed_cpus{vm="pin",vcpu="1"}'] == own
+        assert not any(k.startswith('memvisor_guest_vcpu_pinned_cpu{vm="pin",vcpu="1"') for k in s)
+        assert 0 <= s['memvisor_guest_vcpu_last_cpu{vm="pin",vcpu="1"}'] < os.cpu_count()
+        # Running totals exist from the start (no migration on this guest yet); balloon steps as Balloon=yes.
+        for name in ("migrations_total", "migration_failures_total", "migration_pages_total",
+                     "migration_bytes_total", "migration_seconds_total", "balloon_steps_total",
+                     "balloon_steps_reached_total", "balloon_step_seconds_total"):
+            assert s['memvisor_guest_%s{vm="pin"}' % name] == 0, name
+        promtool_clean(scrape(d)[2])
+
+        if own >= 2 and os.cpu_count() >= 2:
+            # Re-pinned at runtime: now vCPU 1 has its own series too, for CPU 1 only.
+            ok(d, "PinVCPUs", {"name": "pin", "map": "1:1"})
+            s = wait_series(d, lambda s: 'memvisor_guest_vcpu_pinned_cpu{vm="pin",vcpu="1",cpu="1"}' in s,
+                            what="the re-pinned vCPU's series")
+            assert s['memvisor_guest_vcpu_allowed_cpus{vm="pin",vcpu="1"}'] == 1
+            assert [k for k in s if k.startswith('memvisor_guest_vcpu_pinned_cpu{vm="pin",vcpu="1"')] == \
+                ['memvisor_guest_vcpu_pinned_cpu{vm="pin",vcpu="1",cpu="1"}']
+    finally:
+        d.call(M + "KillVM", {"name": "pin"})
+    wait_state(d, "pin", "stopped", timeout=20)
+    s = wait_series(d, lambda s: not any(k.startswith("memvisor_guest_vcpu_") and 'vm="pin"' in k for k in s),
+                    what="vCPU series gone once stopped")
+    assert s['memvisor_guest_migrations_total{vm="pin"}'] == 0
+
+
+def test_guest_balloon_target_and_steps_series(daemons, workdir):
+    """A firmware guest has the virtio-balloon device but no driver: QEMU accepts a target (the balloon never
+    moves), the guest reports no statistics. Target and step counts are the daemon's own and show."""
+    d = start(daemons)
+    ok(d, "DefineVM", {"name": "bal", "ini": firmware_vm(workdir, "[Balloon]\nFloor=16M\n")})
+    ok(d, "StartVM", {"name": "bal"})
+    try:
+        wait_state(d, "bal", "running")
+        s = wait_series(d, lambda s: 'memvisor_guest_balloon_target_bytes{vm="bal"}' in s, what="balloon target")
+        assert s['memvisor_guest_balloon_target_bytes{vm="bal"}'] == 64 << 20     # nothing asked: boot memory
+        ok(d, "SetBalloon", {"name": "bal", "targetBytes": 48 << 20})
+        s = wait_series(d, lambda s: s.get('memvisor_guest_balloon_target_bytes{vm="bal"}') == 48 << 20,
+                        what="the new target")
+        for stat in ("free_bytes", "available_bytes", "total_bytes", "disk_caches_bytes", "swap_in_bytes_total",
+                     "major_faults_total", "stats_timestamp_seconds"):
+            assert 'memvisor_guest_balloon_%s{vm="bal"}' % stat not in s, stat   # no driver, no statistics
+
+        # Two schedule steps: counted as they start; without a driver none is reached.
+        ok(d, "SetBalloonSchedule", {"name": "bal", "mode": "oscillate", "fromBytes": 32 << 20,
+                                     "toBytes": 56 << 20, "everyUSec": 200000, "count": 2})
+        s = wait_series(d, lambda s: s.get('memvisor_guest_balloon_steps_total{vm="bal"}') == 2, what="2 steps")
+        assert s['memvisor_guest_balloon_steps_reached_total{vm="bal"}'] == 0
+        assert s['memvisor_guest_balloon_step_seconds_total{vm="bal"}'] == 0
+        s = wait_series(d, lambda s: s.get('memvisor_guest_balloon_target_bytes{vm="bal"}') == 56 << 20,
+                        what="the last step's target")
+        promtool_clean(scrape(d)[2])
+    finally:
+        d.call(M + "KillVM", {"name": "bal"})
+    wait_state(d, "bal", "stopped", timeout=20)
+    # Not tracked any more: no target; the step count is the daemon's and stays (a counter never goes back).
+    s = wait_series(d, lambda s: 'memvisor_guest_balloon_target_bytes{vm="bal"}' not in s, what="target gone")
+    assert s['memvisor_guest_balloon_steps_total{vm="bal"}'] == 2
+    ok(d, "StartVM", {"name": "bal"})
+    try:
+        wait_state(d, "bal", "running")
+        s = wait_series(d, lambda s: s.get('memvisor_guest_balloon_target_bytes{vm="bal"}') == 64 << 20,
+                        what="the target of the new QEMU")
+        assert s['memvisor_guest_balloon_steps_total{vm="bal"}'] == 2
+    finally:
+        d.call(M + "KillVM", {"name": "bal"})
+    wait_state(d, "bal", "stopped", timeout=20)
+
+
+def test_linux_guest_balloon_statistics_series(daemons, ctl, test_guest):
+    """The Linux test guest loads virtio_balloon: its statistics and reached steps show as series."""
+    d = start(daemons, extra="[Balloon]\nStatsIntervalSec=1s\n")
+    guest_vm(d, test_guest)
+    start_and_wait_ready(d, ctl)
+    try:
+        s = wait_series(d, lambda s: 'memvisor_guest_balloon_free_bytes{vm="web"}' in s, timeout=30,
+                        what="guest statistics")
+        b = ok(d, "GetBalloon", {"name": "web"})["balloon"]
+        assert s['memvisor_guest_balloon_target_bytes{vm="web"}'] == 512 << 20
+        assert 400 << 20 < s['memvisor_guest_balloon_total_bytes{vm="web"}'] <= 512 << 20
+        assert s['memvisor_guest_balloon_total_bytes{vm="web"}'] == b["guestStats"]["totalBytes"]
+        for stat in ("available_bytes", "disk_caches_bytes", "swap_in_bytes_total", "swap_out_bytes_total",
+                     "major_faults_total", "minor_faults_total"):
+            assert 'memvisor_guest_balloon_%s{vm="web"}' % stat in s, stat
+        assert s['memvisor_guest_balloon_minor_faults_total{vm="web"}'] > 0
+        assert abs(s['memvisor_guest_balloon_stats_timestamp_seconds{vm="web"}'] - time.time()) < 30
+
+        ok(d, "SetBalloonSchedule", {"name": "web", "mode": "oscillate", "fromBytes": 384 << 20,
+                                     "toBytes": 448 << 20, "everyUSec": 3000000, "count": 2})
+        s = wait_series(d, lambda s: s.get('memvisor_guest_balloon_steps_reached_total{vm="web"}', 0) >= 1,
+                        timeout=30, what="a reached step")
+        steps = ok(d, "GetBalloonSteps", {"name": "web"})["steps"]
+        reached = [st for st in steps if st["reached"]]
+        assert s['memvisor_guest_balloon_steps_total{vm="web"}'] >= 1
+        assert s['memvisor_guest_balloon_step_seconds_total{vm="web"}'] == \
+            pytest.approx(sum(st["timeToReachUSec"] for st in reached[:int(
+                s['memvisor_guest_balloon_steps_reached_total{vm="web"}'])]) / 1e6)
+        assert s['memvisor_guest_balloon_step_seconds_total{vm="web"}'] > 0
+        promtool_clean(scrape(d)[2])
+    finally:
+        ctl("kill", "web", address=d.socket)

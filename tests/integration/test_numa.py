@@ -134,3 +134,36 @@ def test_migration_errors_on_this_host(daemons, workdir, ctl):
     wait_state(d, "fw", "stopped", timeout=20)
     pl = ok(d, "GetPlacement", {"name": "fw"})["placement"]
     assert pl["vcpus"] == [] and pl["state"] == "stopped"
+
+
+def test_pingpong_from_definition_on_this_host(daemons, workdir, ctl):
+    """[Memory] MigrateBetween=: the schedule starts with the guest; on a one-node host the daemon logs the
+    SingleNUMANode refusal once and the guest runs on."""
+    if len(host_nodes()) != 1:
+        pytest.skip("the single-node refusal needs a one-node host")
+    d = daemons(name="pp", start=False)
+    write_vm(d, "fw", firmware_vm(workdir, "[Memory]\nMigrateBetween=1,0\nMigrateEverySec=1s\nMigrateCount=3\n"
+                                           "MigrateSettleSec=0\n"))
+    d.start()
+
+    # the definition as the API shows it: normalized, typed
+    mem = describe(d, "fw")["definition"]["Memory"]
+    assert (mem["MigrateBetween"], mem["MigrateEverySec"], mem["MigrateCount"], mem["MigrateSettleSec"]) == \
+        ("0,1", "1s", 3, "0"), mem
+
+    ok(d, "StartVM", {"name": "fw"})
+    wait_state(d, "fw", "running")
+    log = d.wait_for_log("io.memvisor.Manager.SingleNUMANode", timeout=10)
+    assert "ping-pong migration of [Memory] MigrateBetween=0,1 not started" in log, log
+
+    # no retries: after three periods the refusal is still logged once, the guest still runs, nothing recorded
+    time.sleep(3.5)
+    log = d.log_text()
+    assert log.count("io.memvisor.Manager.SingleNUMANode") == 1, log
+    assert describe(d, "fw")["state"] == "running"
+    assert ok(d, "ListMigrations", {"name": "fw"}) == {"migrations": [], "inProgress": False}
+    r = ctl("migrations", "fw", address=d.socket)
+    assert r.returncode == 0 and "no migrations recorded" in r.stdout
+
+    ok(d, "StopVM", {"name": "fw"})
+    wait_state(d, "fw", "stopped", timeout=20)

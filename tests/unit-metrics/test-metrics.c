@@ -154,6 +154,25 @@ static void test_families(void **state) {
                 assert_int_equal(m->type == METRIC_COUNTER, l > 6 && streq(m->name + l - 6, "_total"));
                 if (!metric_id_is_pattern(i))
                         assert_true(metric_name_is_valid(m->name));
+                /* The base unit is the suffix (before _total), and only a family with that unit has it. */
+                for (const char *const *u = STRV("bytes", "seconds"); *u; u++) {
+                        _cleanup_free_ char *suffix = NULL;
+                        size_t n = l - (m->type == METRIC_COUNTER ? 6 : 0);
+
+                        assert_true(asprintf(&suffix, "_%s", *u) > 0);
+                        assert_int_equal(streq(m->unit, *u),
+                                         n > strlen(suffix) &&
+                                         strncmp(m->name + n - strlen(suffix), suffix, strlen(suffix)) == 0);
+                }
+                /* Labels are valid names, unique within the family, and fit. */
+                for (size_t k = 0; k < METRIC_MAX_LABELS && m->labels[k]; k++) {
+                        assert_true(metric_name_is_valid(m->labels[k]));
+                        for (size_t j = 0; j < k; j++)
+                                assert_false(streq(m->labels[j], m->labels[k]));
+                }
+                /* Names are unique: a family is added once. */
+                for (size_t j = 0; j < i; j++)
+                        assert_false(streq(metric_families[j].name, m->name));
         }
         assert_int_equal(metric_kvm_family(true, "halt_wait_ns", true, &f, &name, &scale), 0);
         assert_string_equal(name, "memvisor_guest_kvm_vcpu_halt_wait_seconds_total");

@@ -375,6 +375,23 @@ static const GoodCase good_cases[] = {
         { "[Memory]\nPolicy=interleave\n", "Memory", "HostNodes", "0-127", "HostNodes=0-127\n" },
         { "[Memory]\nPolicy=bind\n", "Memory", "Policy", "", "Policy=default\n" },
         { "", "Memory", "Prealloc", "yes", "Prealloc=yes\n" },
+        { "[Memory]\nMigrateEverySec=5s\nMigrateCount=20\n", "Memory", "MigrateBetween", "0,1", "MigrateBetween=0,1\n" },
+        { "[Memory]\nMigrateEverySec=5s\nMigrateCount=20\n", "Memory", "MigrateBetween", "1,0", "MigrateBetween=0,1\n" },
+        { "[Memory]\nMigrateEverySec=5s\nMigrateCount=20\n", "Memory", "MigrateBetween", "2-3", "MigrateBetween=2,3\n" },
+        { "[Memory]\nMigrateEverySec=5s\nMigrateCount=20\n", "Memory", "MigrateBetween", "63,0", "MigrateBetween=0,63\n" },
+        { "[Memory]\nMigrateBetween=0,1\nMigrateCount=2\n", "Memory", "MigrateEverySec", "2", "MigrateEverySec=2s\n" },
+        { "[Memory]\nMigrateBetween=0,1\nMigrateCount=2\n", "Memory", "MigrateEverySec", "1.5s", "MigrateEverySec=1.5s\n" },
+        { "[Memory]\nMigrateBetween=0,1\nMigrateCount=2\n", "Memory", "MigrateEverySec", "1440min", "MigrateEverySec=24h\n" },
+        { "[Memory]\nMigrateBetween=0,1\nMigrateEverySec=5s\n", "Memory", "MigrateCount", "1", "MigrateCount=1\n" },
+        { "[Memory]\nMigrateBetween=0,1\nMigrateEverySec=5s\n", "Memory", "MigrateCount", "10000", "MigrateCount=10000\n" },
+        { "[Memory]\nMigrateBetween=0,1\nMigrateEverySec=5s\nMigrateCount=3\n", "Memory", "MigrateSettleSec", "0",
+          "MigrateSettleSec=0\n" },
+        { "[Memory]\nMigrateBetween=0,1\nMigrateEverySec=5s\nMigrateCount=3\n", "Memory", "MigrateSettleSec", "10min",
+          "MigrateSettleSec=10min\n" },
+        { "[Memory]\nMigrateBetween=0,1\nMigrateEverySec=5s\nMigrateCount=3\nMigrateSettleSec=5s\n", "Memory",
+          "MigrateSettleSec", "", "MigrateSettleSec=1s\n" },
+        { "", "Memory", "MigrateBetween", "", "MigrateBetween=\n" },
+        { "", "Memory", "MigrateCount", "0", "MigrateCount=0\n" },
         { "", "Restart", "Policy", "on-failure", "Policy=on-failure\n" },
         { "", "Restart", "Policy", "always", "Policy=always\n" },
         { "", "Restart", "Policy", "no", "Policy=no\n" },
@@ -444,6 +461,7 @@ typedef struct BadCase {
 #define R_DELAY "expected a time span such as 1s, 500ms or 2min"
 #define R_POSITIVE "expected a time span greater than 0"
 #define R_NODES "expected NUMA node numbers and ranges such as 0, 0-1 or 0,2-3, with nodes below 128"
+#define R_MIGRATE_NODES "expected two different NUMA nodes such as 0,1 (nodes below 64)"
 
 static const BadCase bad_cases[] = {
         { "VM", "Name", "-web", "expected a name of 1 to 64 characters from a-z, A-Z, 0-9, '_', '.', '-', not starting with '.' or '-'" },
@@ -493,6 +511,19 @@ static const BadCase bad_cases[] = {
         { "Memory", "HostNodes", "-1", R_NODES },
         { "Memory", "HostNodes", "1-", R_NODES },
         { "Memory", "Prealloc", "always", R_BOOL },
+        { "Memory", "MigrateBetween", "0", R_MIGRATE_NODES },
+        { "Memory", "MigrateBetween", "0,0", R_MIGRATE_NODES },
+        { "Memory", "MigrateBetween", "0-2", R_MIGRATE_NODES },
+        { "Memory", "MigrateBetween", "0,64", R_MIGRATE_NODES },
+        { "Memory", "MigrateBetween", "0;1", R_MIGRATE_NODES },
+        { "Memory", "MigrateBetween", "a,b", R_MIGRATE_NODES },
+        { "Memory", "MigrateEverySec", "soon", R_DELAY },
+        { "Memory", "MigrateEverySec", "infinity", R_DELAY },
+        { "Memory", "MigrateCount", "10001", "expected a number of moves up to 10000" },
+        { "Memory", "MigrateCount", "-1", "expected a number of moves up to 10000" },
+        { "Memory", "MigrateCount", "many", "expected a number of moves up to 10000" },
+        { "Memory", "MigrateSettleSec", "infinity", R_DELAY },
+        { "Memory", "MigrateSettleSec", "-1s", R_DELAY },
         { "Restart", "Policy", "sometimes", "expected no, on-failure or always" },
         { "Restart", "Policy", "on_failure", "expected no, on-failure or always" },
         { "Restart", "RestartSec", "infinity", R_DELAY },
@@ -567,6 +598,9 @@ static void test_json_equivalence(void **state) {
                 "Policy=interleave\n"
                 "HostNodes=1,0\n"
                 "Prealloc=on\n"
+                "MigrateBetween=1,0\n"
+                "MigrateEverySec=5\n"
+                "MigrateCount=20\n"
                 "\n"
                 "[Restart]\n"
                 "Policy=on-failure\n"
@@ -581,7 +615,8 @@ static void test_json_equivalence(void **state) {
                 " \"ExtraArgs\": [\"-device virtio-rng-pci\", \"-rtc\", \"base=utc\"], \"Autostart\": true,"
                 " \"StartTimeoutSec\": 45, \"StopTimeoutSec\": 1.5},"
                 " \"Memory\": {\"Backend\": \"memfd\", \"HugePages\": true, \"Policy\": \"interleave\","
-                " \"HostNodes\": \"0-1\", \"Prealloc\": true},"
+                " \"HostNodes\": \"0-1\", \"Prealloc\": true, \"MigrateBetween\": \"0,1\", \"MigrateEverySec\": 5,"
+                " \"MigrateCount\": 20},"
                 " \"Restart\": {\"Policy\": \"on-failure\", \"RestartSec\": 2, \"RestartMaxDelaySec\": \"2min\","
                 " \"StartLimitBurst\": 3, \"StartLimitIntervalSec\": \"10min\"}}";
         _cleanup_(vm_spec_freep) VmSpec *a = parse_ini_ok("web.vm", ini, NULL);
@@ -598,6 +633,10 @@ static void test_json_equivalence(void **state) {
         assert_string_equal(a->host_nodes, "0-1");
         assert_true(a->hugepages);
         assert_int_equal(a->restart, VM_RESTART_ON_FAILURE);
+        assert_string_equal(a->migrate_between, "0,1");
+        assert_int_equal(a->migrate_every_usec, 5 * USEC_PER_SEC);
+        assert_int_equal(a->migrate_count, 20);
+        assert_int_equal(a->migrate_settle_usec, USEC_PER_SEC);
 }
 
 static void test_json_specifics(void **state) {
@@ -861,6 +900,21 @@ static const CrossCase cross_cases[] = {
           "HostNodes= does not work with Policy=default: set Policy=bind, preferred or interleave" },
         { BASE "[Memory]\nPolicy=preferred\nHostNodes=0-1\n", "Memory.HostNodes",
           "Policy=preferred takes a single node in HostNodes=, not 0-1" },
+        { BASE "[Memory]\nMigrateBetween=0,1\nMigrateCount=2\n", "Memory.MigrateEverySec",
+          "MigrateBetween= needs MigrateEverySec= greater than 0" },
+        { BASE "[Memory]\nMigrateBetween=0,1\nMigrateEverySec=0\nMigrateCount=2\n", "Memory.MigrateEverySec",
+          "MigrateBetween= needs MigrateEverySec= greater than 0" },
+        { BASE "[Memory]\nMigrateBetween=0,1\nMigrateEverySec=24h 1s\nMigrateCount=2\n", "Memory.MigrateEverySec",
+          "MigrateEverySec= must be at most 24h" },
+        { BASE "[Memory]\nMigrateBetween=0,1\nMigrateEverySec=2s\n", "Memory.MigrateCount",
+          "MigrateBetween= needs MigrateCount= of 1 or more" },
+        { BASE "[Memory]\nMigrateBetween=0,1\nMigrateEverySec=2s\nMigrateCount=0\n", "Memory.MigrateCount",
+          "MigrateBetween= needs MigrateCount= of 1 or more" },
+        { BASE "[Memory]\nMigrateBetween=0,1\nMigrateEverySec=2s\nMigrateCount=2\nMigrateSettleSec=11min\n",
+          "Memory.MigrateSettleSec", "MigrateSettleSec= must be at most 10min" },
+        { BASE "[Memory]\nMigrateEverySec=2s\n", "Memory.MigrateEverySec", "MigrateEverySec= needs MigrateBetween=" },
+        { BASE "[Memory]\nMigrateCount=2\n", "Memory.MigrateCount", "MigrateCount= needs MigrateBetween=" },
+        { BASE "[Memory]\nMigrateSettleSec=0\n", "Memory.MigrateSettleSec", "MigrateSettleSec= needs MigrateBetween=" },
         { BASE "[Restart]\nRestartSec=10s\nRestartMaxDelaySec=5s\n", "Restart.RestartMaxDelaySec",
           "RestartMaxDelaySec= must not be shorter than RestartSec=" },
         { BASE "[Restart]\nRestartSec=2min\n", "Restart.RestartMaxDelaySec",
@@ -975,6 +1029,13 @@ static void test_validate(void **state) {
              "Memory.HostNodes: HostNodes=1,0 is not normalized, expected 0-1");
         CASE((s->policy = VM_MEMORY_POLICY_BIND, (void) free_and_strdup(&s->host_nodes, "0-200")), "Memory.HostNodes",
              "Memory.HostNodes: HostNodes=0-200 is not a list of NUMA nodes and ranges below 128 such as 0, 0-1 or 0,2-3");
+        CASE(((void) free_and_strdup(&s->migrate_between, "1,0"), s->migrate_every_usec = 1, s->migrate_count = 1),
+             "Memory.MigrateBetween", "Memory.MigrateBetween: MigrateBetween=1,0 is not normalized, expected 0,1");
+        CASE(((void) free_and_strdup(&s->migrate_between, "0,0"), s->migrate_every_usec = 1, s->migrate_count = 1),
+             "Memory.MigrateBetween",
+             "Memory.MigrateBetween: MigrateBetween=0,0 is not two different NUMA nodes below 64 such as 0,1");
+        CASE(((void) free_and_strdup(&s->migrate_between, "0,1"), s->migrate_every_usec = 1, s->migrate_count = 10001),
+             "Memory.MigrateCount", "Memory.MigrateCount: MigrateCount= must be from 1 to 10000");
         CASE(s->restart = _VM_RESTART_MAX, "Restart.Policy", "Restart.Policy: Policy= must be no, on-failure or always");
         CASE(s->restart_usec = USEC_INFINITY, "Restart.RestartSec", "Restart.RestartSec: RestartSec= must be finite");
         CASE(s->restart_max_usec = USEC_INFINITY, "Restart.RestartMaxDelaySec",
@@ -1026,6 +1087,10 @@ static const char full_ini[] =
         "Policy=interleave\n"
         "HostNodes=0,2-3\n"
         "Prealloc=yes\n"
+        "MigrateBetween=0,2\n"
+        "MigrateEverySec=2.5s\n"
+        "MigrateCount=20\n"
+        "MigrateSettleSec=250ms\n"
         "\n"
         "[CPU]\n"
         "VCPUAffinity=0:2 1:3-4,6\n"
@@ -1075,6 +1140,10 @@ static const char minimal_ini[] =
         "Policy=default\n"
         "HostNodes=\n"
         "Prealloc=no\n"
+        "MigrateBetween=\n"
+        "MigrateEverySec=0\n"
+        "MigrateCount=0\n"
+        "MigrateSettleSec=1s\n"
         "\n"
         "[CPU]\n"
         "VCPUAffinity=\n"
@@ -1177,7 +1246,8 @@ static void test_to_json(void **state) {
                 "\"Balloon\":true,\"ExtraArgs\":[],\"Autostart\":false,\"StartTimeoutSec\":\"30s\","
                 "\"StopTimeoutSec\":\"30s\"},"
                 "\"Memory\":{\"Backend\":\"ram\",\"HugePages\":false,\"Path\":null,\"Policy\":\"default\","
-                "\"HostNodes\":null,\"Prealloc\":false},"
+                "\"HostNodes\":null,\"Prealloc\":false,\"MigrateBetween\":null,\"MigrateEverySec\":\"0\","
+                "\"MigrateCount\":0,\"MigrateSettleSec\":\"1s\"},"
                 "\"CPU\":{\"VCPUAffinity\":null,\"EmulatorAffinity\":null},"
                 "\"Restart\":{\"Policy\":\"no\",\"RestartSec\":\"1s\",\"RestartMaxDelaySec\":\"1min\","
                 "\"StartLimitBurst\":5,\"StartLimitIntervalSec\":\"1min\"},"
@@ -1249,6 +1319,10 @@ static void test_equal(void **state) {
                 { "Policy=interleave\n", "Policy=bind\n" },
                 { "HostNodes=0,2-3\n", "HostNodes=0,2\n" },
                 { "Prealloc=yes\n", "Prealloc=no\n" },
+                { "MigrateBetween=0,2\n", "MigrateBetween=0,3\n" },
+                { "MigrateEverySec=2.5s\n", "MigrateEverySec=2s\n" },
+                { "MigrateCount=20\n", "MigrateCount=21\n" },
+                { "MigrateSettleSec=250ms\n", "MigrateSettleSec=0\n" },
                 { "VCPUAffinity=0:2 1:3-4,6\n", "VCPUAffinity=0:2 1:3-4\n" },
                 { "VCPUAffinity=0:2 1:3-4,6\n", "" },
                 { "EmulatorAffinity=0-1,7\n", "EmulatorAffinity=0-1\n" },

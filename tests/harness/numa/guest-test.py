@@ -2,8 +2,8 @@
 """Runs inside the 2-node test guest (see run.sh): memvisord supervises a tiny inner guest (TCG,
 firmware-only, Memory=256M preallocated and bound to node 0, vCPU 0 pinned to CPU 0) and this script
 checks, with memvisorctl --json and the kernel's own view (/proc), topology, affinity, residency, one
-migration 0 → 1 and its report, a ping-pong of 3 moves, and that varlink calls are answered during a
-migration. Writes OUT/results.json ({"checks": [...], "figures": {...}}); exit 0 only if all checks pass."""
+migration 0 → 1 and its report, a ping-pong of 3 moves, that varlink calls are answered during a
+migration, and the ping-pong of a second inner guest's definition ([Memory] MigrateBetween=, 2 moves). Writes OUT/results.json ({"checks": [...], "figures": {...}}); exit 0 only if all checks pass."""
 
 import json
 import os
@@ -12,8 +12,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from numa_harness import (OUT, Varlink, call_ok, ctl, fraction, log, numa_maps, params, start_daemon,  # noqa: E402
-                          start_inner, stop_daemon, write_inner_vm, write_result)
+from numa_harness import (OUT, WORK, Varlink, call_ok, ctl, fraction, log, make_dirs, numa_maps, params,  # noqa: E402
+                          start_daemon, start_inner, stop_daemon, write_inner_vm, write_result)
 
 MIB = 1 << 20
 P = params()
@@ -86,8 +86,25 @@ def migrate_report(*args):
     return docs, (done[-1] if done else None)
 
 
+PINGPONG_VM = "pingpong"
+
+
+def write_pingpong_vm():
+    """A second inner guest whose definition carries the ping-pong ([Memory] MigrateBetween=…): memvisord
+    starts it when the guest reaches running, as MigratePages with between/every/count would."""
+    make_dirs()
+    disk = WORK + "/blank-pingpong.img"
+    with open(disk, "wb") as f:
+        f.truncate(1 << 20)
+    with open(WORK + "/vms/%s.vm" % PINGPONG_VM, "w") as f:
+        f.write("[VM]\nMemory=64M\nVCPUs=1\nAccelerator=tcg\nDisk=%s\nStopTimeoutSec=1s\n"
+                "[Memory]\nPolicy=bind\nHostNodes=0\nPrealloc=yes\n"
+                "MigrateBetween=1,0\nMigrateEverySec=2s\nMigrateCount=2\nMigrateSettleSec=200ms\n" % disk)
+
+
 def main():
     write_inner_vm("%dM" % MEMORY_MIB, P.get("vm_extra", "").replace("\\n", "\n"))  # read at daemon start
+    write_pingpong_vm()
     daemon = start_daemon(BUILD, config=P.get("daemon_config", DEFAULT_CONFIG).replace("\\n", "\n"))
     try:
         run_checks()
@@ -218,6 +235,53 @@ def run_checks():
     n_end, _, ram_end = numa_maps(pid)
     check("numa_maps after the ping-pong: guest RAM on the last target", fraction(ram_end, last_to) >= 0.95,
           {"lastTo": last_to, "guestRam": ram_end})
+
+    # ---- the same moves as running totals in the metrics (the snapshot of the next host tick)
+    time.sleep(1.5)
+    fams = {f["name"]: f for f in call_ok("io.memvisor.Manager.GetMetrics").get("metrics", [])}
+    totals = {n: next((s["value"] for s in fams.get("memvisor_guest_" + n, {}).get("samples", [])
+                       if s.get("labels", {}).get("vm") == "inner"), None)
+              for n in ("migrations_total", "migration_failures_total", "migration_pages_total",
+                        "migration_bytes_total", "migration_seconds_total")}
+    figures["migrationTotals"] = totals
+    check("metrics: memvisor_guest_migration*_total sum the 4 recorded moves",
+          totals["migrations_total"] == len(recs) == 4 and totals["migration_failures_total"] == 0 and
+          totals["migration_pages_total"] == sum(r.get("pagesMoved", 0) for r in recs) > 0 and
+          totals["migration_bytes_total"] == sum(r.get("bytesMoved", 0) for r in recs) and
+          abs(totals["migration_seconds_total"] - sum(r.get("durationUSec", 0) for r in recs) / 1e6) < 1e-3,
+          {"totals": totals, "records": [{k: r.get(k) for k in ("pagesMoved", "bytesMoved", "durationUSec")}
+                                         for r in recs]})
+
+    pingpong_from_definition()
+
+
+def pingpong_from_definition():
+    """The .vm file's ping-pong (MigrateBetween=1,0 → 0,1, MigrateEverySec=2s, MigrateCount=2): starting the
+    guest starts it; its 2 moves appear in `memvisorctl --json migrations`, 0 → 1 then 1 → 0."""
+    ctl(BUILD, "start", PINGPONG_VM)
+    deadline = time.monotonic() + 120
+    ml, state = {}, None
+    while time.monotonic() < deadline:
+        state = ctl(BUILD, "status", PINGPONG_VM)[0]
+        state = state.get("vm", state).get("state")
+        ml = ctl(BUILD, "migrations", PINGPONG_VM)[0]
+        if len(ml.get("migrations", [])) >= 2 and not ml.get("inProgress"):
+            break
+        if state in ("failed", "stopped"):
+            break
+        time.sleep(0.5)
+    recs = ml.get("migrations", [])
+    moves = [{k: r.get(k) for k in ("from", "to", "pingPongMove", "result", "bytesMoved", "startedRealtimeUSec")}
+             for r in recs]
+    figures["pingPongFromDefinition"] = moves
+    check("[Memory] MigrateBetween=: 2 moves recorded in migrations, 0 -> 1 then 1 -> 0, the guest running",
+          state == "running" and not ml.get("inProgress") and
+          [(m["from"], m["to"], m["pingPongMove"], m["result"]) for m in moves] ==
+          [("0", "1", 1, "done"), ("1", "0", 2, "done")], {"state": state, "moves": moves})
+    gap = (recs[1]["startedRealtimeUSec"] - recs[0]["startedRealtimeUSec"]) if len(recs) == 2 else None
+    check("[Memory] MigrateEverySec=2s: the second move starts about 2 s after the first",
+          gap is not None and 1.9e6 <= gap <= 5e6, gap)
+    ctl(BUILD, "stop", PINGPONG_VM, check=False, timeout=30)
 
 
 if __name__ == "__main__":

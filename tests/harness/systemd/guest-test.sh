@@ -89,6 +89,12 @@ check "guest fw running" wait_for 60 bash -c "[ \"\$(busctl get-property io.memv
 gpid=$(busctl get-property io.memvisor.Manager1 /io/memvisor/Manager1/vm/fw io.memvisor.VM1 Pid | awk '{print $2}')
 echo "guest pid $gpid" >>"$OUT/detail.log"
 check "guest has a pid" alive "$gpid"
+check "GetHostMemory for an unprivileged caller" setpriv --reuid=65534 --regid=65534 --clear-groups \
+    busctl call io.memvisor.Manager1 /io/memvisor/Manager1 io.memvisor.Manager1 GetHostMemory
+check "SetBalloon refused to an unprivileged caller" bash -c \
+    "! setpriv --reuid=65534 --regid=65534 --clear-groups busctl call io.memvisor.Manager1 /io/memvisor/Manager1 io.memvisor.Manager1 SetBalloon st fw 25165824"
+check "SetBalloon over the system bus" busctl call io.memvisor.Manager1 /io/memvisor/Manager1 io.memvisor.Manager1 SetBalloon st fw 25165824
+check "BalloonTarget follows" wait_for 10 bash -c "[ \"\$(busctl get-property io.memvisor.Manager1 /io/memvisor/Manager1/vm/fw io.memvisor.VM1 BalloonTarget)\" = 't 25165824' ]"
 
 # ---- journal fields ----------------------------------------------------------------------------------
 check "journalctl -u memvisord VM=fw shows the guest's messages" wait_for 10 bash -c \
