@@ -75,6 +75,20 @@ json_object *ctl_obj_get(json_object *o, const char *key) {
         return v;
 }
 
+int ctl_call_show(const char *method, json_object *params, json_object **ret_reply, json_object **ret_params) {
+        int r;
+
+        r = ctl_call(method, params, ret_reply);
+        if (r != EXIT_OK)
+                return r;
+        if (arg_json) {
+                ctl_print_json(ctl_reply_parameters(*ret_reply));
+                *ret_params = NULL;
+        } else
+                *ret_params = ctl_reply_parameters(*ret_reply);
+        return EXIT_OK;
+}
+
 int ctl_call_with_name(const char *method, const char *name, json_object **ret_reply) {
         _cleanup_json_ json_object *params = json_object_new_object();
 

@@ -12,14 +12,9 @@ static int verb_info(int argc, char **argv) {
         json_object *p, *ifaces = NULL;
         int r;
 
-        r = ctl_call("org.varlink.service.GetInfo", NULL, &reply);
-        if (r != EXIT_OK)
+        r = ctl_call_show("org.varlink.service.GetInfo", NULL, &reply, &p);
+        if (r != EXIT_OK || !p)
                 return r;
-        p = ctl_reply_parameters(reply);
-        if (arg_json) {
-                ctl_print_json(p);
-                return EXIT_OK;
-        }
 
         printf("    Vendor: %s\n", strna(json_get_string(p, "vendor")));
         printf("   Product: %s\n", strna(json_get_string(p, "product")));
@@ -131,14 +126,9 @@ static int verb_daemon_status(void) {
         json_object *p, *limits = NULL, *counters = NULL;
         int r;
 
-        r = ctl_call("io.memvisor.Manager.GetDaemonStatus", NULL, &reply);
-        if (r != EXIT_OK)
+        r = ctl_call_show("io.memvisor.Manager.GetDaemonStatus", NULL, &reply, &p);
+        if (r != EXIT_OK || !p)
                 return r;
-        p = ctl_reply_parameters(reply);
-        if (arg_json) {
-                ctl_print_json(p);
-                return EXIT_OK;
-        }
         (void) json_object_object_get_ex(p, "limits", &limits);
         (void) json_object_object_get_ex(p, "counters", &counters);
 

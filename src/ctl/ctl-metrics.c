@@ -55,14 +55,9 @@ static int verb_host(int argc, char **argv) {
         json_object *p;
         int r;
 
-        r = ctl_call("io.memvisor.Manager.GetHostMemory", NULL, &reply);
-        if (r != EXIT_OK)
+        r = ctl_call_show("io.memvisor.Manager.GetHostMemory", NULL, &reply, &p);
+        if (r != EXIT_OK || !p)
                 return r;
-        p = ctl_reply_parameters(reply);
-        if (arg_json) {
-                ctl_print_json(p);
-                return EXIT_OK;
-        }
         print_host_sample(ctl_obj_get(p, "sample"), true);
         return EXIT_OK;
 }
@@ -72,14 +67,9 @@ static int verb_metrics(int argc, char **argv) {
         json_object *p, *metrics;
         int r;
 
-        r = ctl_call("io.memvisor.Manager.GetMetrics", NULL, &reply);
-        if (r != EXIT_OK)
+        r = ctl_call_show("io.memvisor.Manager.GetMetrics", NULL, &reply, &p);
+        if (r != EXIT_OK || !p)
                 return r;
-        p = ctl_reply_parameters(reply);
-        if (arg_json) {
-                ctl_print_json(p);
-                return EXIT_OK;
-        }
         metrics = ctl_obj_get(p, "metrics");
         for (size_t i = 0; metrics && i < json_object_array_length(metrics); i++) {
                 json_object *f = json_object_array_get_idx(metrics, i), *samples = ctl_obj_get(f, "samples");

@@ -73,14 +73,9 @@ static int verb_numa(int argc, char **argv) {
         json_object *p, *nodes;
         int r;
 
-        r = ctl_call("io.memvisor.Manager.GetTopology", NULL, &reply);
-        if (r != EXIT_OK)
+        r = ctl_call_show("io.memvisor.Manager.GetTopology", NULL, &reply, &p);
+        if (r != EXIT_OK || !p)
                 return r;
-        p = ctl_reply_parameters(reply);
-        if (arg_json) {
-                ctl_print_json(p);
-                return EXIT_OK;
-        }
         nodes = ctl_obj_get(p, "nodes");
         printf("%zu node%s, online CPUs %s\n", nodes ? json_object_array_length(nodes) : 0,
                nodes && json_object_array_length(nodes) == 1 ? "" : "s", strna(json_get_string(p, "onlineCPUs")));

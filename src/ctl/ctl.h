@@ -53,6 +53,9 @@ void ctl_print_json(json_object *o);
 int ctl_report_error(json_object *reply);
 /* Calls method and waits for the reply; returns an exit code, *ret_reply set on EXIT_OK. */
 int ctl_call(const char *method, json_object *params, json_object **ret_reply);
+/* ctl_call() for commands that show the reply: with --json the reply's parameters are printed and
+ * *ret_params is NULL (nothing left to do); otherwise *ret_params are the parameters to format. */
+int ctl_call_show(const char *method, json_object *params, json_object **ret_reply, json_object **ret_params);
 int ctl_call_with_name(const char *method, const char *name, json_object **ret_reply);
 json_object *ctl_reply_parameters(json_object *reply);
 /* A member of o, NULL when absent or null. */

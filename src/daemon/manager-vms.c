@@ -766,7 +766,8 @@ static int vl_undefine_vm(VarlinkConnection *c, json_object *parameters, Varlink
         return varlink_reply(c, NULL);
 }
 
-static int vl_start_vm(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags, void *userdata) {
+/* StartVM and RestartVM: both may fail to start QEMU, which StartFailed reports. */
+static int start_like(VarlinkConnection *c, json_object *parameters, void *userdata, int (*op)(Vm *vm, char **ret_error)) {
         _cleanup_free_ char *error = NULL;
         Vm *vm;
         int r = 0;
@@ -774,12 +775,16 @@ static int vl_start_vm(VarlinkConnection *c, json_object *parameters, VarlinkCal
         vm = lookup_or_reply(userdata, c, parameters, &r);
         if (!vm)
                 return r;
-        r = vm_start(vm, &error);
+        r = op(vm, &error);
         if (r == -ENOMEM)
                 return r;
         if (r < 0)
                 return error_start_failed(c, vm, error ?: strerror(-r));
         return reply_summary(c, vm);
+}
+
+static int vl_start_vm(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags, void *userdata) {
+        return start_like(c, parameters, userdata, vm_start);
 }
 
 static int vl_stop_vm(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags, void *userdata) {
@@ -796,19 +801,7 @@ static int vl_stop_vm(VarlinkConnection *c, json_object *parameters, VarlinkCall
 }
 
 static int vl_restart_vm(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags, void *userdata) {
-        _cleanup_free_ char *error = NULL;
-        Vm *vm;
-        int r = 0;
-
-        vm = lookup_or_reply(userdata, c, parameters, &r);
-        if (!vm)
-                return r;
-        r = vm_restart(vm, &error);
-        if (r == -ENOMEM)
-                return r;
-        if (r < 0)
-                return error_start_failed(c, vm, error ?: strerror(-r));
-        return reply_summary(c, vm);
+        return start_like(c, parameters, userdata, vm_restart);
 }
 
 static int parse_signal(const char *s) {
