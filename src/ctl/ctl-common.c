@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <time.h>
 
+#include "address.h"
 #include "ctl.h"
 #include "json-util.h"
 
@@ -13,7 +14,15 @@ const char *ctl_address(void) {
 }
 
 int ctl_connect(VarlinkClient **ret) {
-        int r = varlink_client_connect(ret, ctl_address());
+        const char *reason = NULL;
+        VarlinkAddress a;
+        int r;
+
+        if (varlink_address_parse(ctl_address(), &a, &reason) < 0) {
+                fprintf(stderr, "Invalid address '%s': %s.\n", ctl_address(), reason);
+                return -EXIT_USAGE;
+        }
+        r = varlink_client_connect(ret, ctl_address());
         if (r < 0) {
                 fprintf(stderr, "Failed to connect to %s: %s\n", ctl_address(), strerror(-r));
                 return -EXIT_CONNECTION;

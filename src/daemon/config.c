@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <stdio.h>
 
+#include "address.h"
 #include "config.h"
 #include "fileio.h"
 #include "http-server.h"
@@ -80,6 +81,19 @@ static int parse_group_name(const char *key, const char *value, void *data, cons
         return ini_parse_string(key, value, data, aux, ret_reason);
 }
 
+/* [Varlink] Address=: a varlink address, "unix:/path" or "unix:@name" (or the bare forms). */
+static int parse_varlink_address(const char *key, const char *value, void *data, const void *aux,
+                                 char **ret_reason) {
+        const char *reason = NULL;
+        VarlinkAddress a;
+
+        if (!isempty(value) && varlink_address_parse(value, &a, &reason) < 0) {
+                *ret_reason = strdup(reason);
+                return -EINVAL;
+        }
+        return ini_parse_string(key, value, data, aux, ret_reason);
+}
+
 /* [DBus] Address=: a D-Bus address ("unix:path=…"), "system" (the default) or "none". */
 static int parse_dbus_address(const char *key, const char *value, void *data, const void *aux, char **ret_reason) {
         DaemonConfig *c = (DaemonConfig *) ((char *) data - offsetof(DaemonConfig, dbus_address));
@@ -151,7 +165,7 @@ static const IniItem config_items[] = {
         { "Daemon", "AdminGroup", parse_group_name, offsetof(DaemonConfig, admin_group), NULL },
         { "Daemon", "VMDirectory", ini_parse_path, offsetof(DaemonConfig, vm_dir), NULL },
         { "Daemon", "StopGuestsOnExit", ini_parse_bool, offsetof(DaemonConfig, stop_guests_on_exit), NULL },
-        { "Varlink", "Address", ini_parse_path, offsetof(DaemonConfig, varlink_address), NULL },
+        { "Varlink", "Address", parse_varlink_address, offsetof(DaemonConfig, varlink_address), NULL },
         { "Varlink", "SocketMode", ini_parse_mode, offsetof(DaemonConfig, socket_mode), NULL },
         { "Varlink", "MaxMessageSize", ini_parse_size, offsetof(DaemonConfig, max_message_size), &range_message },
         { "Varlink", "MaxOutputSize", ini_parse_size, offsetof(DaemonConfig, max_output_size), &range_output },

@@ -8,6 +8,7 @@
 #include <systemd/sd-daemon.h>
 #include <time.h>
 
+#include "address.h"
 #include "build-config.h"
 #include "fileio.h"
 #include "log.h"
@@ -317,6 +318,7 @@ int manager_start(Manager *m) {
         _cleanup_free_ char *addr_buf = NULL;
         VarlinkServerLimits limits = config_varlink_limits(&m->config);
         const char *address;
+        VarlinkAddress a;
         bool activated = false;
         sigset_t ss;
         int r;
@@ -367,7 +369,8 @@ int manager_start(Manager *m) {
                 if (!m->varlink_address)
                         return log_oom();
 
-                if (m->admin_gid != (gid_t) -1 && chown(address, (uid_t) -1, m->admin_gid) < 0)
+                if (m->admin_gid != (gid_t) -1 && varlink_address_parse(address, &a, NULL) >= 0 && !a.abstract &&
+                    chown(a.sa.sun_path, (uid_t) -1, m->admin_gid) < 0)
                         log_warning_errno(errno, "Failed to give %s to group %s, ignoring: %m", address,
                                           m->config.admin_group);
         }

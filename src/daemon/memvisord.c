@@ -2,6 +2,7 @@
 #include <getopt.h>
 #include <stdio.h>
 
+#include "address.h"
 #include "build-config.h"
 #include "caps.h"
 #include "config.h"
@@ -112,7 +113,15 @@ int main(int argc, char *argv[]) {
                 }
 
                 if (target) {
-                        if (c != ARG_CONFIG && optarg[0] != '/') {
+                        const char *reason = NULL;
+                        VarlinkAddress a;
+
+                        if (target == &o.varlink_address) {
+                                if (varlink_address_parse(optarg, &a, &reason) < 0) {
+                                        log_error("Invalid --varlink-address=%s: %s.", optarg, reason);
+                                        return EXIT_FAILURE;
+                                }
+                        } else if (c != ARG_CONFIG && optarg[0] != '/') {
                                 log_error("%s needs an absolute path, got '%s'.", options[idx].name,
                                           optarg);
                                 return EXIT_FAILURE;

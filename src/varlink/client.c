@@ -2,6 +2,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include "address.h"
 #include "buffer.h"
 #include "client.h"
 #include "json-util.h"
@@ -15,24 +16,19 @@ struct VarlinkClient {
 };
 
 int varlink_client_connect(VarlinkClient **ret, const char *address) {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        const char *path = startswith(address, "unix:") ?: address;
         _cleanup_close_ int fd = -EBADF;
         VarlinkClient *c;
-        socklen_t salen;
-        size_t l = strlen(path);
+        VarlinkAddress a;
+        int r;
 
-        if (l == 0 || l >= sizeof(sa.sun_path))
-                return -EINVAL;
-        memcpy(sa.sun_path, path, l);
-        if (path[0] == '@')
-                sa.sun_path[0] = 0; /* abstract namespace */
-        salen = (socklen_t) (offsetof(struct sockaddr_un, sun_path) + l + (path[0] == '@' ? 0 : 1));
+        r = varlink_address_parse(address, &a, NULL);
+        if (r < 0)
+                return r;
 
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0)
                 return -errno;
-        if (connect(fd, (struct sockaddr *) &sa, salen) < 0)
+        if (connect(fd, (struct sockaddr *) &a.sa, a.salen) < 0)
                 return -errno;
 
         c = calloc(1, sizeof(*c));

@@ -118,9 +118,10 @@ void varlink_server_set_privileged_gid(VarlinkServer *s, gid_t gid);
 
 /* Serves on an already listening socket (socket activation); takes ownership of fd. */
 int varlink_server_listen_fd(VarlinkServer *s, int fd);
-/* Binds and listens on a unix socket path with the given mode. A stale socket file (nobody listening)
- * is replaced; a live one → -EADDRINUSE; a non-socket file → -EEXIST. */
-int varlink_server_listen_address(VarlinkServer *s, const char *path, mode_t mode);
+/* Binds and listens on a varlink address (address.h: "unix:/path", "unix:@name", or the bare forms). A
+ * socket file gets the given mode; a stale one (nobody listening) is replaced, a live one → -EADDRINUSE,
+ * a non-socket file → -EEXIST. An abstract name in use → -EADDRINUSE. */
+int varlink_server_listen_address(VarlinkServer *s, const char *address, mode_t mode);
 /* Serves one already connected socket (tests, fuzzers); takes ownership of fd. Connection limits apply:
  * -EUSERS over the total, -EDQUOT over the per-uid limit. */
 int varlink_server_add_connection(VarlinkServer *s, int fd);

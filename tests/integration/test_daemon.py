@@ -80,6 +80,40 @@ def test_command_line_errors(build, workdir):
     assert p.returncode == 0 and "--check-config" in p.stdout
 
 
+def test_varlink_address_forms(daemons, ctl, workdir):
+    """--varlink-address=, [Varlink] Address= and memvisorctl -A take the varlink address forms every
+    varlink tool writes: unix:/path and unix:@name, and the bare /path and @name."""
+    path = workdir / "forms.sock"
+    d = daemons(name="path", start=False)
+    d.start(config="", extra_args=["--varlink-address=unix:%s" % path], probe_address=path)
+    for a in ("unix:%s" % path, str(path)):
+        p = ctl("status", address=a)
+        assert p.returncode == 0 and "listening on unix:%s" % path in p.stdout, (a, p.stdout, p.stderr)
+    d.stop()
+    assert not path.exists()
+
+    name = "memvisor-it-%d" % os.getpid()
+    d = daemons(name="abstract", start=False)
+    d.start(config="[Varlink]\nAddress=unix:@%s\n" % name, probe_address="\0" + name)
+    for a in ("unix:@" + name, "@" + name):
+        p = ctl("info", address=a)
+        assert p.returncode == 0 and "memvisord" in p.stdout, (a, p.stdout, p.stderr)
+    # Two daemons cannot have the same abstract name.
+    other = daemons(name="abstract2", start=False)
+    other.start(config="", extra_args=["--varlink-address=@" + name], wait=False)
+    assert other.wait_exit() != 0
+    assert "Another memvisord is already listening on @%s" % name in other.log_text()
+
+    for bad, why in (("tcp:127.0.0.1:1", "only unix: addresses are supported"),
+                     ("unix:relative", "expected an absolute path (unix:/path) or an abstract name (unix:@name)"),
+                     ("unix:/x;mode=0666", "address parameters (;…) are not supported")):
+        p = subprocess.run([str(d.build.memvisord), "--config=/dev/null", "--log-target=console",
+                            "--varlink-address=" + bad], capture_output=True, text=True, timeout=5)
+        assert p.returncode != 0 and ("Invalid --varlink-address=%s: %s" % (bad, why)) in p.stderr, p.stderr
+        p = ctl("status", address=bad)
+        assert p.returncode == 2 and ("Invalid address '%s': %s" % (bad, why)) in p.stderr, p.stderr
+
+
 # ---- permissions ------------------------------------------------------------------------------------
 
 def test_unprivileged_user_gets_permission_denied(daemon, ctl):
