@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 
+#include "address.h"
 #include "buffer.h"
 #include "json-util.h"
 #include "log.h"
@@ -432,14 +433,31 @@ static int socket_path_is_live(const struct sockaddr_un *sa, socklen_t salen) {
         return 1;
 }
 
-int varlink_server_listen_address(VarlinkServer *s, const char *path, mode_t mode) {
+int varlink_server_listen_address(VarlinkServer *s, const char *address, mode_t mode) {
         _cleanup_close_ int fd = -EBADF;
         _cleanup_free_ char *tmp = NULL;
+        VarlinkAddress a;
+        const char *path;
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         socklen_t salen;
         struct stat st;
         int r;
 
+        r = varlink_address_parse(address, &a, NULL);
+        if (r < 0)
+                return r;
+
+        if (a.abstract) {
+                /* No file: bind the name itself; the kernel refuses a name that is in use. */
+                fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+                if (fd < 0)
+                        return -errno;
+                if (bind(fd, (struct sockaddr *) &a.sa, a.salen) < 0 || listen(fd, SOMAXCONN) < 0)
+                        return -errno;
+                return varlink_server_listen_fd(s, TAKE_FD(fd));
+        }
+
+        path = a.sa.sun_path;
         if (strlen(path) + 16 >= sizeof(sa.sun_path))
                 return -ENAMETOOLONG;
 
@@ -447,9 +465,7 @@ int varlink_server_listen_address(VarlinkServer *s, const char *path, mode_t mod
         if (lstat(path, &st) >= 0) {
                 if (!S_ISSOCK(st.st_mode))
                         return -EEXIST;
-                strcpy(sa.sun_path, path);
-                salen = (socklen_t) (offsetof(struct sockaddr_un, sun_path) + strlen(path) + 1);
-                r = socket_path_is_live(&sa, salen);
+                r = socket_path_is_live(&a.sa, a.salen);
                 if (r < 0)
                         return r;
                 if (r > 0)
