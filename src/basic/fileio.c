@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <fcntl.h>
 #include <stdio.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "fileio.h"
 
@@ -122,4 +124,35 @@ char *path_join(const char *a, const char *b) {
         if (asprintf(&r, "%.*s/%s", (int) la, a, b) < 0)
                 return NULL;
         return r;
+}
+
+int lock_directory(const char *dir, const char *name, int *ret_fd, pid_t *ret_holder) {
+        _cleanup_free_ char *path = path_join(dir, name);
+        _cleanup_close_ int fd = -EBADF;
+        char buf[32];
+        ssize_t n;
+        int k;
+
+        if (!path)
+                return -ENOMEM;
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0644);
+        if (fd < 0)
+                return -errno;
+        if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+                if (errno != EWOULDBLOCK)
+                        return -errno;
+                if (ret_holder) {
+                        unsigned long pid = 0;
+
+                        n = pread(fd, buf, sizeof(buf) - 1, 0);
+                        buf[n > 0 ? n : 0] = 0;
+                        *ret_holder = sscanf(buf, "%lu", &pid) == 1 && pid <= INT32_MAX ? (pid_t) pid : 0;
+                }
+                return -EBUSY;
+        }
+        k = snprintf(buf, sizeof(buf), "%i\n", (int) getpid());
+        if (ftruncate(fd, 0) < 0 || pwrite(fd, buf, (size_t) k, 0) != k)
+                return errno > 0 ? -errno : -EIO;
+        *ret_fd = TAKE_FD(fd);
+        return 0;
 }

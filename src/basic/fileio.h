@@ -18,5 +18,10 @@ int write_file_atomic_nosync(const char *path, const char *data, size_t size, mo
 /* mkdir -p with mode for the directories it creates. */
 int mkdir_p(const char *path, mode_t mode);
 
+/* Takes an exclusive flock(2) on DIR/NAME (created with mode 0644, never through a symlink) and writes our
+ * pid into it; the lock lasts as long as the returned fd (the kernel drops it when the process dies, even by
+ * SIGKILL). -EBUSY when another process holds it: *ret_holder (if not NULL) is then the pid it wrote, or 0. */
+int lock_directory(const char *dir, const char *name, int *ret_fd, pid_t *ret_holder);
+
 /* Joins a and b with a single '/'. */
 char *path_join(const char *a, const char *b);

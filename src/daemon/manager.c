@@ -33,6 +33,7 @@ int manager_new(Manager **ret, char *config_path, ConfigOverrides *overrides) {
         m->overrides = *overrides;
         *overrides = (ConfigOverrides) { .log_level = -1, .log_target = _LOG_TARGET_INVALID };
         m->admin_gid = (gid_t) -1;
+        m->lock_fds[0] = m->lock_fds[1] = -EBADF;
         m->start_usec = now_usec(CLOCK_MONOTONIC);
         config_init(&m->config);
 
@@ -61,6 +62,8 @@ Manager *manager_free(Manager *m) {
         free(m->config_path);
         free(m->varlink_address);
         free(m->status);
+        for (size_t i = 0; i < ELEMENTSOF(m->lock_fds); i++)
+                safe_close(m->lock_fds[i]);
         free(m);
         return NULL;
 }
@@ -331,6 +334,19 @@ int manager_start(Manager *m) {
         r = mkdir_p(m->config.state_dir, 0700);
         if (r < 0)
                 return log_error_errno(r, "Failed to create state directory %s: %m", m->config.state_dir);
+
+        /* One daemon per runtime and state directory: a second one would re-adopt the first one's guests. */
+        for (size_t i = 0; i < ELEMENTSOF(m->lock_fds); i++) {
+                const char *dir = i == 0 ? m->config.runtime_dir : m->config.state_dir;
+                pid_t holder = 0;
+
+                r = lock_directory(dir, "memvisord.lock", &m->lock_fds[i], &holder);
+                if (r == -EBUSY)
+                        return log_error_errno(r, "%s is in use by another memvisord (pid %i), refusing to start.",
+                                               dir, (int) holder);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to lock %s/memvisord.lock: %m", dir);
+        }
 
         r = varlink_server_new(&m->varlink, m->event, PROJECT_VENDOR, "memvisord", PROJECT_VERSION, PROJECT_URL);
         if (r < 0)

@@ -52,6 +52,7 @@ typedef struct Manager {
         ManagerNuma *numa;
         ManagerDbus *dbus;              /* NULL: no bus (or [DBus] Address=none) */
         bool stopping_guests;           /* StopGuestsOnExit=: exit once every guest has stopped */
+        int lock_fds[2];                /* flock(2) on the runtime and state directories: one daemon each */
 } Manager;
 
 /* Takes ownership of config_path and overrides. */

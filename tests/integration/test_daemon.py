@@ -376,8 +376,7 @@ def test_second_daemon_refuses_to_start(daemons):
     first = daemons(name="first", config="")
     inode = os.stat(first.socket).st_ino
     second = daemons(name="second", start=False)
-    second.runtime_dir, second.socket = first.runtime_dir, first.socket
-    second.start(config="", wait=False)
+    second.start(config="", extra_args=["--varlink-address=%s" % first.socket], wait=False)
     assert second.wait_exit() != 0
     assert "Another memvisord is already listening on %s, refusing to start." % first.socket in second.log_text()
     # The first one keeps its socket and keeps serving.
@@ -386,6 +385,32 @@ def test_second_daemon_refuses_to_start(daemons):
     assert st["pid"] == first.pid
     with first.connect() as c:
         get_info_ok(c)
+
+
+@pytest.mark.parametrize("shared", ["runtime", "state"])
+def test_one_daemon_per_directory(daemons, shared):
+    """A second memvisord on the same runtime or state directory (even listening elsewhere) would re-adopt
+    the first one's guests: it refuses, naming the holder's pid, and the first one serves on."""
+    first = daemons(name="first", config="")
+    second = daemons(name="second", start=False)
+    if shared == "runtime":
+        second.runtime_dir = first.runtime_dir
+        second.socket = second.workdir / "second.sock"
+    else:
+        second.state_dir = first.state_dir
+    second.start(config="", extra_args=["--varlink-address=unix:%s" % second.socket], wait=False)
+    assert second.wait_exit() != 0
+    d = first.runtime_dir if shared == "runtime" else first.state_dir
+    assert "%s is in use by another memvisord (pid %d), refusing to start." % (d, first.pid) in second.log_text()
+    assert (d / "memvisord.lock").read_text() == "%d\n" % first.pid
+    assert first.status()["pid"] == first.pid
+    # Once the first one is gone (even by SIGKILL), the lock goes with it.
+    first.proc.kill()
+    first.proc.wait()
+    first._finish()
+    second.start(config="", extra_args=["--varlink-address=unix:%s" % second.socket], wait=True,
+                 probe_address=second.socket)
+    assert second.status()["pid"] == second.pid
 
 
 def test_non_socket_file_is_not_replaced(daemons):
@@ -549,18 +574,20 @@ def with_watchdog_pid_of_daemon(argv):
 
 def test_watchdog_pings(daemons, notify_socket):
     d = daemons(start=False)
-    d.start(config="", env={"NOTIFY_SOCKET": notify_socket.path, "WATCHDOG_USEC": "200000"},
+    # sd-event pings between 1/2 and 3/4 of WATCHDOG_USEC. A 1 s period keeps this test's own polling (50 ms)
+    # and a loaded machine (the sanitizer build runs these tests too) well inside the margin.
+    d.start(config="", env={"NOTIFY_SOCKET": notify_socket.path, "WATCHDOG_USEC": "1000000"},
             wrapper=with_watchdog_pid_of_daemon)
     notify_socket.wait_for(lambda n: n.get("READY") == "1")
     times = []
     start = time.monotonic()
-    while time.monotonic() - start < 1.2:
+    while time.monotonic() - start < 4.0:
         for msg in notify_socket.drain(0.05):
             if parse_notify(msg).get("WATCHDOG") == "1":
                 times.append(time.monotonic())
-    assert len(times) >= 5, "only %d WATCHDOG=1 in 1.2s" % len(times)
+    assert len(times) >= 5, "only %d WATCHDOG=1 in 4s" % len(times)
     gaps = [b - a for a, b in zip(times, times[1:])]
-    assert max(gaps) < 0.2, "a gap of %.3fs between pings exceeds WATCHDOG_USEC=200ms" % max(gaps)
+    assert max(gaps) < 1.0, "a gap of %.3fs between pings exceeds WATCHDOG_USEC=1s" % max(gaps)
     assert d.status()["pid"] == d.pid
 
 
