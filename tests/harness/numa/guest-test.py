@@ -3,7 +3,11 @@
 firmware-only, Memory=256M preallocated and bound to node 0, vCPU 0 pinned to CPU 0) and this script
 checks, with memvisorctl --json and the kernel's own view (/proc), topology, affinity, residency, one
 migration 0 → 1 and its report, a ping-pong of 3 moves, that varlink calls are answered during a
-migration, and the ping-pong of a second inner guest's definition ([Memory] MigrateBetween=, 2 moves). Writes OUT/results.json ({"checks": [...], "figures": {...}}); exit 0 only if all checks pass."""
+migration, that a client may disconnect after a completed MigratePages, the ping-pong of a second inner
+guest's definition ([Memory] MigrateBetween=, 2 moves), and a longer ping-pong whose reports are streamed while
+the final reply stays small (under a lowered [Varlink] MaxOutputSize=). memvisord ends by SIGTERM and must exit
+0; with a sanitizer build (run.sh passes the options) no ASan/UBSan/LeakSanitizer report may exist. Writes
+OUT/results.json ({"checks": [...], "figures": {...}}); exit 0 only if all checks pass."""
 
 import json
 import os
@@ -13,7 +17,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from numa_harness import (OUT, WORK, Varlink, call_ok, ctl, fraction, log, make_dirs, numa_maps, params,  # noqa: E402
-                          start_daemon, start_inner, stop_daemon, write_inner_vm, write_result)
+                          sanitizer_reports, start_daemon, start_inner, stop_daemon, write_inner_vm, write_result)
 
 MIB = 1 << 20
 P = params()
@@ -27,6 +31,10 @@ MAX_LATENCY_S = 1.0
 # for the whole move: GetDaemonStatus took 6.8 s. Until it moves off the loop the harness turns guest
 # sampling off; pass daemon_config= (empty) to run.sh to see it.
 DEFAULT_CONFIG = "[Metrics]\nGuestSampleIntervalSec=1h\n"
+# The long ping-pong runs under this [Varlink] MaxOutputSize= (the smallest accepted; the default is 16M): a final
+# reply that carried every report of the call would outgrow it after a few moves, as one of 10,000 moves
+# outgrows 16 MiB, and the daemon would close the connection with the results.
+SMALL_OUTPUT_SIZE = 4096
 
 checks = []
 figures = {}
@@ -102,14 +110,23 @@ def write_pingpong_vm():
                 "MigrateBetween=1,0\nMigrateEverySec=2s\nMigrateCount=2\nMigrateSettleSec=200ms\n" % disk)
 
 
+def daemon_config(extra=""):
+    return P.get("daemon_config", DEFAULT_CONFIG).replace("\\n", "\n") + extra
+
+
 def main():
     write_inner_vm("%dM" % MEMORY_MIB, P.get("vm_extra", "").replace("\\n", "\n"))  # read at daemon start
     write_pingpong_vm()
-    daemon = start_daemon(BUILD, config=P.get("daemon_config", DEFAULT_CONFIG).replace("\\n", "\n"))
+    daemon = start_daemon(BUILD, config=daemon_config())
     try:
         run_checks()
     finally:
-        stop_daemon(BUILD, daemon)
+        rc = stop_daemon(BUILD, daemon)
+        figures["daemonExitStatus"] = rc
+        check("memvisord exited 0 on SIGTERM", rc == 0, {"exitStatus": rc, "sanitize": P.get("sanitize", False)})
+        reports = sanitizer_reports()
+        check("no ASan/UBSan/LeakSanitizer report (sanitize=%s)" % P.get("sanitize", False), not reports,
+              {name: text[:2000] for name, text in reports.items()})
     failed = [c["name"] for c in checks if not c["ok"]]
     write_result("results.json", {"checks": checks, "figures": figures, "failed": failed})
     log("%d checks, %d failed" % (len(checks), len(failed)))
@@ -214,8 +231,11 @@ def run_checks():
 
     # ---- ping-pong of 3 moves
     docs, done = migrate_report("--between", "0,1", "--every", "2s", "--count", "3", "--settle=200ms")
-    check("ping-pong --between 0,1 --every 2s --count 3 finished", done is not None and len(done.get("reports") or []) == 3,
-          done)
+    moved = [d["report"] for d in docs if d.get("phase") == "moved" and d.get("report")]
+    check("ping-pong --between 0,1 --every 2s --count 3 finished: memvisorctl printed 3 streamed reports",
+          done is not None and done.get("moves") == 3 and len(moved) == 3 and
+          [r.get("pingPongMove") for r in moved] == [1, 2, 3], docs)
+    check_final_reply("ping-pong of 3", done, moved)
     ml = ctl(BUILD, "migrations", "inner")[0]
     recs = ml.get("migrations", [])
     pp = [r for r in recs if r.get("pingPongMove")]
@@ -252,7 +272,111 @@ def run_checks():
           {"totals": totals, "records": [{k: r.get(k) for k in ("pagesMoved", "bytesMoved", "durationUSec")}
                                          for r in recs]})
 
+    disconnect_after_migration(last_to)
     pingpong_from_definition()
+
+
+def check_final_reply(what, final, streamed):
+    """The final reply of a MigratePages call summarizes its moves instead of carrying every report (which grew
+    past the output limit on long ping-pongs): no "reports", the totals of the streamed reports, the first and
+    last report id (to look them up in ListMigrations) and the last report."""
+    final = final or {}
+    ids = [r.get("id") for r in streamed]
+    summary = {k: v for k, v in final.items() if k != "report"}
+    want = {"moves": len(streamed),
+            "movesFailed": sum(1 for r in streamed if r.get("result") == "failed"),
+            "pagesMoved": sum(r.get("pagesMoved", 0) for r in streamed),
+            "bytesMoved": sum(r.get("bytesMoved", 0) for r in streamed),
+            "durationUSec": sum(r.get("durationUSec", 0) for r in streamed),
+            "firstReportId": ids[0] if ids else None,
+            "lastReportId": ids[-1] if ids else None}
+    ok = (bool(ids) and "reports" not in final and final.get("phase") == "done" and
+          {k: final.get(k) for k in want} == want and final.get("report") == streamed[-1] and
+          ids == list(range(ids[0], ids[0] + len(ids))) and (final.get("elapsedUSec") or 0) > 0)
+    check("%s: the final reply has no reports array, but the summary of the streamed reports and the last report"
+          % what, ok, {"summary": summary, "want": want, "streamedIds": ids})
+
+
+def disconnect_after_migration(node):
+    """A client that made a MigratePages call (no "more"), got its reply, made another call on the same
+    connection and then hung up: memvisord must go on answering. (The migration used to leave itself as the
+    connection's close callback after it was freed; the hang-up then ran it on freed memory, which ASan reports
+    as a heap-use-after-free.)"""
+    other = 1 - node
+    c = Varlink(timeout=120)
+    c.send("MigratePages", {"name": "inner", "from": str(node), "to": str(other), "settleUSec": 0})
+    reply = c.receive()
+    status = c.call("GetDaemonStatus")
+    c.close()
+    time.sleep(0.5)
+    try:
+        after = call_ok("GetDaemonStatus")
+        alive = None
+    except Exception as e:  # noqa: BLE001 - the check says what happened
+        after, alive = None, repr(e)
+    reports = sanitizer_reports()
+    check("MigratePages answered, the connection still served GetDaemonStatus, then the client hung up: memvisord "
+          "still answers and no sanitizer report was written",
+          reply.get("parameters", {}).get("phase") == "done" and "error" not in status and after is not None and
+          not reports,
+          {"reply": {k: v for k, v in reply.get("parameters", {}).items() if k != "report"} or reply,
+           "statusOnSameConnection": "error" not in status, "afterError": alive,
+           "sanitizerReports": {n: t[:2000] for n, t in reports.items()}})
+
+
+def long_pingpong(vm):
+    """A ping-pong long enough that all its reports no longer fit in one reply under [Varlink] MaxOutputSize=4K:
+    each move's report is streamed ("moved") as it ends, and the final reply stays small (the summary and the last
+    report). Returns the report size seen, for the figures."""
+    with open(WORK + "/memvisord.conf", "w") as f:
+        f.write(daemon_config("[Varlink]\nMaxOutputSize=%d\n" % SMALL_OUTPUT_SIZE))
+    call_ok("Reload")
+    try:
+        first = ctl(BUILD, "migrations", vm)[0].get("migrations", [])
+        size = max((len(json.dumps(r, separators=(",", ":"))) for r in first), default=1000)
+        # enough moves that their reports together (plus the last one again) are well over the limit
+        count = min(24, max(4, SMALL_OUTPUT_SIZE // size + 2))
+        c = Varlink(timeout=300)
+        c.send("MigratePages", {"name": vm, "between": "0,1", "count": count, "everyUSec": 0, "settleUSec": 0},
+               more=True)
+        streamed, final, err, final_size = [], None, None, None
+        try:
+            while True:
+                msg = c.receive()
+                if msg.get("continues"):
+                    p = msg.get("parameters", {})
+                    if p.get("phase") == "moved" and p.get("report"):
+                        streamed.append(p["report"])
+                    continue
+                final = msg.get("parameters", {}) if "error" not in msg else msg
+                final_size = len(json.dumps(msg, separators=(",", ":")))
+                break
+        except Exception as e:  # noqa: BLE001 - the check says what happened
+            err = repr(e)
+        finally:
+            c.close()
+    finally:
+        with open(WORK + "/memvisord.conf", "w") as f:
+            f.write(daemon_config())
+        call_ok("Reload")
+    figures["longPingPong"] = {"count": count, "reportBytes": size, "finalReplyBytes": final_size,
+                               "streamed": len(streamed), "maxOutputSize": SMALL_OUTPUT_SIZE}
+    check("ping-pong of %d moves under MaxOutputSize=%d: the final reply arrived (the connection was not closed)"
+          % (count, SMALL_OUTPUT_SIZE), err is None and final is not None and "error" not in final,
+          {"error": err, "final": final if final is None or "error" in final else "ok", **figures["longPingPong"]})
+    check("ping-pong of %d moves: every move's report was streamed as it ended" % count,
+          len(streamed) == count and [r.get("pingPongMove") for r in streamed] == list(range(1, count + 1)) and
+          all(r.get("result") == "done" for r in streamed), [r.get("pingPongMove") for r in streamed])
+    check_final_reply("ping-pong of %d" % count, final, streamed)
+    check("ping-pong of %d: the final reply is no larger than its last report plus 1 KiB" % count,
+          final_size is not None and streamed and
+          final_size <= len(json.dumps(streamed[-1], separators=(",", ":"))) + 1024, figures["longPingPong"])
+    recs = ctl(BUILD, "migrations", vm)[0].get("migrations", [])
+    ids = [r.get("id") for r in recs]
+    check("the summary's first..last report ids are the last %d records of ListMigrations" % count,
+          final is not None and ids[-count:] == list(range(final.get("firstReportId", -1),
+                                                           (final.get("lastReportId") or -2) + 1)),
+          {"ids": ids, "first": (final or {}).get("firstReportId"), "last": (final or {}).get("lastReportId")})
 
 
 def pingpong_from_definition():
@@ -281,6 +405,8 @@ def pingpong_from_definition():
     gap = (recs[1]["startedRealtimeUSec"] - recs[0]["startedRealtimeUSec"]) if len(recs) == 2 else None
     check("[Memory] MigrateEverySec=2s: the second move starts about 2 s after the first",
           gap is not None and 1.9e6 <= gap <= 5e6, gap)
+    if state == "running":
+        long_pingpong(PINGPONG_VM)
     ctl(BUILD, "stop", PINGPONG_VM, check=False, timeout=30)
 
 

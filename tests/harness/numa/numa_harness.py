@@ -16,6 +16,14 @@ WORK = "/tmp/numa-harness"
 SOCKET = WORK + "/run/io.memvisor.Manager"
 M = "io.memvisor.Manager."
 
+# For a build with -Dsanitize=true (ASan + UBSan; without it these variables do nothing): reports go to files in
+# the writable out export (asan.PID, ubsan.PID for memvisord; asan-ctl.PID, ubsan-ctl.PID for memvisorctl), which
+# run.sh prints and fails on. LeakSanitizer runs when memvisord exits, so it must end by SIGTERM (stop_daemon).
+DAEMON_SAN_ENV = {"ASAN_OPTIONS": "detect_leaks=1:log_path=%s/asan" % OUT,
+                  "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1:log_path=%s/ubsan" % OUT}
+CTL_SAN_ENV = {"ASAN_OPTIONS": "detect_leaks=1:log_path=%s/asan-ctl" % OUT,
+               "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1:log_path=%s/ubsan-ctl" % OUT}
+
 
 def params():
     with open(os.path.join(OUT, "params.json")) as f:
@@ -74,7 +82,8 @@ def call_ok(method, parameters=None):
 def ctl(build, *args, check=True, timeout=300):
     """memvisorctl --json ARGS…; returns the list of JSON documents it printed (one per line)."""
     argv = [os.path.join(build, "memvisorctl"), "--address=" + SOCKET, "--json"] + list(args)
-    p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+    p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
+                       env=dict(os.environ, **CTL_SAN_ENV))
     if check and p.returncode != 0:
         raise RuntimeError("%s → %d: %s%s" % (" ".join(argv[3:]), p.returncode, p.stdout, p.stderr))
     docs = [json.loads(line) for line in p.stdout.splitlines() if line.strip().startswith("{")]
@@ -123,7 +132,8 @@ def start_daemon(build, log_level="info", config=None):
     argv = [os.path.join(build, "memvisord"), "--runtime-dir=%s/run" % WORK, "--state-dir=%s/state" % WORK,
             "--config=%s/memvisord.conf" % WORK, "--vm-dir=%s/vms" % WORK, "--log-target=console",
             "--log-level=" + log_level]
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+                            env=dict(os.environ, **DAEMON_SAN_ENV))
     end = time.monotonic() + 60
     while True:
         try:
@@ -168,14 +178,31 @@ def write_result(name, obj):
     os.rename(tmp, os.path.join(OUT, name))
 
 
-def stop_daemon(build, proc):
+def sanitizer_reports():
+    """The sanitizer report files written so far ({file name: text}); empty for a build without sanitizers."""
+    found = {}
+    for name in sorted(os.listdir(OUT)):
+        if name.startswith(("asan", "ubsan")):
+            with open(os.path.join(OUT, name), errors="replace") as f:
+                found[name] = f.read()
+    return found
+
+
+def stop_daemon(build, proc, timeout=90):
+    """Stops the inner guest, then memvisord with SIGTERM, and waits for it (LeakSanitizer runs at its exit,
+    slowly under nested TCG). Returns its exit status, or None when it had to be killed."""
     try:
         ctl(build, "stop", "inner", check=False, timeout=30)
     except Exception:
         pass
+    if proc.poll() is not None:
+        return proc.returncode
     proc.terminate()
     try:
-        proc.wait(20)
+        rc = proc.wait(timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
+        proc.wait()
+        rc = None
     sys.stdout.flush()
+    return rc

@@ -10,6 +10,9 @@
 #   bench  bench/migrate-guest.py — memvisord against numactl's migratepages (bench/README.md).
 # KEY=VALUE pairs go to the guest script (params.json; numbers stay numbers), e.g. rounds=5 memory_mib=384.
 # Results come back in a writable 9p export (BUILDDIR/numa-harness-MODE/out: results.json, daemon.log).
+# A build with -Dsanitize=true (ASan + UBSan) runs the same way: memvisord and memvisorctl write their sanitizer
+# reports (LeakSanitizer's when memvisord exits on SIGTERM) to out/asan*.PID and out/ubsan*.PID; any such file
+# fails the run and is printed. E.g. meson test -C build-check-asan --suite numa.
 # Exit 0 / 1, or 77 (skip) with a reason when the guest cannot be built or booted here.
 set -uo pipefail
 
@@ -50,9 +53,14 @@ chmod 0777 "$work/out"
 printf '#!/bin/sh\nexec %s %q\n' "$PY" "$script" >"$work/guest.sh"
 chmod 0755 "$work/guest.sh"
 "$PY" - "$work/out/params.json" "$build" "$src" "$@" <<'PYEOF' || exit 1
-import json, sys
+import json, os, sys
 out, build, src, *kv = sys.argv[1:]
-p = {"build": build, "src": src}
+p = {"build": build, "src": src, "sanitize": False}
+try:
+    opts = json.load(open(os.path.join(build, "meson-info", "intro-buildoptions.json")))
+    p["sanitize"] = any(o.get("name") == "sanitize" and o.get("value") is True for o in opts)
+except (OSError, ValueError):
+    pass
 for a in kv:
     k, _, v = a.partition("=")
     try:
@@ -129,6 +137,12 @@ elif res is not None:
         print(line)
     if res.get("error"):
         problems.append(res["error"])
+
+san = sorted(f for f in os.listdir(out) if f.startswith(("asan", "ubsan"))) if os.path.isdir(out) else []
+for f in san:
+    dump("sanitizer report", os.path.join(out, f), 400)
+if san:
+    problems.append("%d sanitizer report(s): %s" % (len(san), ", ".join(san)))
 
 if problems:
     dump("guest console", os.path.join(work, "console.log"))
