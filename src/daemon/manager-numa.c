@@ -658,23 +658,30 @@ static void op_reset_move(MigrationOp *op) {
         }
 }
 
+static void op_on_connection_closed(VarlinkConnection *c, void *userdata) {
+        MigrationOp *op = userdata;
+
+        if (op->conn == c)
+                op->conn = varlink_connection_unref(op->conn);
+}
+
+/* Takes the caller's connection out of the operation: no longer its close callback (the connection outlives
+ * the operation and may carry other calls). Returns the reference. */
+static VarlinkConnection *op_steal_connection(MigrationOp *op) {
+        varlink_connection_clear_close_callback(op->conn, op_on_connection_closed, op);
+        return TAKE_PTR(op->conn);
+}
+
 static void op_free(MigrationOp *op) {
         if (!op)
                 return;
         op_reset_move(op);
         if (op->guest && op->guest->op == op)
                 op->guest->op = NULL;
-        varlink_connection_unref(op->conn);
+        varlink_connection_unref(op_steal_connection(op));
         manager_completion_drop(&op->completion);
         json_object_put(op->reports);
         free(op);
-}
-
-static void op_on_connection_closed(VarlinkConnection *c, void *userdata) {
-        MigrationOp *op = userdata;
-
-        if (op->conn == c)
-                op->conn = varlink_connection_unref(op->conn);
 }
 
 static void op_notify(MigrationOp *op, const char *phase, json_object *extra) {
@@ -695,7 +702,10 @@ static void op_notify(MigrationOp *op, const char *phase, json_object *extra) {
 
 /* The end of the whole operation: the final reply (the last report and this call's reports). */
 static void op_finish(MigrationOp *op, const char *error, json_object *error_params) {
-        if (op->conn || manager_completion_pending(&op->completion)) {
+        /* Ours until the reply is queued (queuing may close the connection), then no longer this op's. */
+        _cleanup_(varlink_connection_unrefp) VarlinkConnection *c = op_steal_connection(op);
+
+        if (c || manager_completion_pending(&op->completion)) {
                 json_object *p = NULL;
 
                 if (!error) {
@@ -714,8 +724,8 @@ static void op_finish(MigrationOp *op, const char *error, json_object *error_par
                         }
                 } else
                         p = TAKE_PTR(error_params);
-                if (op->conn)
-                        (void) (error ? varlink_error(op->conn, error, p) : varlink_reply(op->conn, p));
+                if (c)
+                        (void) (error ? varlink_error(c, error, p) : varlink_reply(c, p));
                 else
                         manager_completion_finish(&op->completion, error, p);
         }
@@ -1257,7 +1267,11 @@ static int vl_migrate_pages(VarlinkConnection *c, json_object *parameters, Varli
         if (r < 0)
                 return manager_error_varlink_reply(c, &e, r);
         op->more = flags & VARLINK_CALL_MORE;
-        if (!(flags & VARLINK_CALL_ONEWAY)) {
+        if (flags & VARLINK_CALL_ONEWAY)
+                /* Nothing to answer: end the call now (sends nothing), so that the connection serves the next one;
+                 * the moves go on and are recorded. */
+                (void) varlink_reply(c, NULL);
+        else {
                 op->conn = varlink_connection_ref(c);
                 varlink_connection_set_close_callback(c, op_on_connection_closed, op);
         }

@@ -562,6 +562,14 @@ void varlink_connection_set_close_callback(VarlinkConnection *c, void (*cb)(Varl
         c->close_userdata = userdata;
 }
 
+void varlink_connection_clear_close_callback(VarlinkConnection *c, void (*cb)(VarlinkConnection *c, void *userdata),
+                                             void *userdata) {
+        if (!c || c->close_cb != cb || c->close_userdata != userdata)
+                return;
+        c->close_cb = NULL;
+        c->close_userdata = NULL;
+}
+
 static void connection_close(VarlinkConnection *c) {
         VarlinkServer *s = c->server;
 

@@ -150,9 +150,15 @@ bool varlink_connection_is_closed(VarlinkConnection *c);
 uid_t varlink_connection_get_peer_uid(VarlinkConnection *c);
 pid_t varlink_connection_get_peer_pid(VarlinkConnection *c);
 VarlinkServer *varlink_connection_get_server(VarlinkConnection *c);
-/* Called once when the connection goes away (peer hung up, protocol error, server shutdown). */
+/* Called once when the connection goes away (peer hung up, protocol error, server shutdown). A connection has
+ * one such slot: whoever sets it must clear it (below) before userdata is freed, or the hang-up runs cb on
+ * freed memory. */
 void varlink_connection_set_close_callback(VarlinkConnection *c, void (*cb)(VarlinkConnection *c, void *userdata),
                                            void *userdata);
+/* Clears the close callback only if it is still cb with userdata (a later call on the connection may have set
+ * its own); c may be NULL. */
+void varlink_connection_clear_close_callback(VarlinkConnection *c, void (*cb)(VarlinkConnection *c, void *userdata),
+                                             void *userdata);
 
 /* Checks parameters against a field table: missing non-nullable, wrong type or unknown → returns the
  * offending parameter's name, NULL when valid. Exposed for tests and unchecked handlers. */
