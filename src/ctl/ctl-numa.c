@@ -283,7 +283,7 @@ static int verb_migrate(int argc, char **argv) {
         r = ctl_connect(&c);
         if (r < 0)
                 return -r;
-        r = varlink_client_send(c, "io.memvisor.Manager.MigratePages", TAKE_PTR(params), VARLINK_CALL_MORE);
+        r = varlink_client_send(c, "io.memvisor.Manager.MigratePages", params, VARLINK_CALL_MORE);
         if (r < 0) {
                 fprintf(stderr, "Failed to call MigratePages: %s\n", strerror(-r));
                 return EXIT_CONNECTION;
