@@ -17,12 +17,13 @@ SOCKET = WORK + "/run/io.memvisor.Manager"
 M = "io.memvisor.Manager."
 
 # For a build with -Dsanitize=true (ASan + UBSan; without it these variables do nothing): reports go to files in
-# the writable out export (asan.PID, ubsan.PID for memvisord; asan-ctl.PID, ubsan-ctl.PID for memvisorctl), which
-# run.sh prints and fails on. LeakSanitizer runs when memvisord exits, so it must end by SIGTERM (stop_daemon).
+# the writable out export, asan.PID for memvisord and asan-ctl.PID for memvisorctl (one log_path for both
+# sanitizers: in one process they share it, the last one parsed wins), which run.sh prints and fails on.
+# LeakSanitizer runs when memvisord exits, so it must end by SIGTERM (stop_daemon).
 DAEMON_SAN_ENV = {"ASAN_OPTIONS": "detect_leaks=1:log_path=%s/asan" % OUT,
-                  "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1:log_path=%s/ubsan" % OUT}
+                  "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1:log_path=%s/asan" % OUT}
 CTL_SAN_ENV = {"ASAN_OPTIONS": "detect_leaks=1:log_path=%s/asan-ctl" % OUT,
-               "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1:log_path=%s/ubsan-ctl" % OUT}
+               "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1:log_path=%s/asan-ctl" % OUT}
 
 
 def params():

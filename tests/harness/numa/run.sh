@@ -11,7 +11,7 @@
 # KEY=VALUE pairs go to the guest script (params.json; numbers stay numbers), e.g. rounds=5 memory_mib=384.
 # Results come back in a writable 9p export (BUILDDIR/numa-harness-MODE/out: results.json, daemon.log).
 # A build with -Dsanitize=true (ASan + UBSan) runs the same way: memvisord and memvisorctl write their sanitizer
-# reports (LeakSanitizer's when memvisord exits on SIGTERM) to out/asan*.PID and out/ubsan*.PID; any such file
+# reports (LeakSanitizer's when memvisord exits on SIGTERM) to out/asan.PID (memvisorctl: out/asan-ctl.PID); any such file
 # fails the run and is printed. E.g. meson test -C build-check-asan --suite numa.
 # Exit 0 / 1, or 77 (skip) with a reason when the guest cannot be built or booted here.
 set -uo pipefail
