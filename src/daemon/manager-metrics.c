@@ -1273,9 +1273,16 @@ void manager_metrics_done(Manager *m) {
 
         if (!mm)
                 return;
-        /* The daemon is exiting: the loop does not run again, so no QMP reply can arrive after this. */
-        while (mm->requests)
-                qmp_request_free(mm->requests);
+        /* Requests in flight belong to their QMP commands, whose callbacks each run exactly once — at the
+         * latest when manager_vms_done() closes the guests' QMP connections, after this. They only forget
+         * the module here; the callbacks free them. */
+        while (mm->requests) {
+                QmpRequest *r = mm->requests;
+
+                mm->requests = r->next;
+                r->mm = NULL;
+                r->prev = r->next = NULL;
+        }
         mm->numa_worker = numa_worker_free(mm->numa_worker); /* waits for a running thread */
         mm->numa_batch = numa_batch_free(mm->numa_batch);
         while (mm->n_watchers > 0)

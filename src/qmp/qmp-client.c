@@ -131,6 +131,11 @@ int qmp_client_new(QmpClient **ret, sd_event *event, int fd) {
                 return r;
         }
         (void) sd_event_source_set_description(q->io_source, "qmp-client");
+        r = sd_event_source_set_priority(q->io_source, QMP_CLIENT_EVENT_PRIORITY);
+        if (r < 0) {
+                qmp_client_unref(q);
+                return r;
+        }
 
         r = sd_event_add_time(event, &q->timer_source, CLOCK_MONOTONIC, USEC_INFINITY, 0, qmp_timer, q);
         if (r < 0) {
@@ -139,6 +144,11 @@ int qmp_client_new(QmpClient **ret, sd_event *event, int fd) {
         }
         (void) sd_event_source_set_enabled(q->timer_source, SD_EVENT_OFF);
         (void) sd_event_source_set_description(q->timer_source, "qmp-client-timeout");
+        r = sd_event_source_set_priority(q->timer_source, QMP_CLIENT_EVENT_PRIORITY);
+        if (r < 0) {
+                qmp_client_unref(q);
+                return r;
+        }
 
         q->fd = TAKE_FD(owned);
         *ret = q;
@@ -180,8 +190,29 @@ QmpClient *qmp_client_ref(QmpClient *q) {
         return q;
 }
 
+static void qmp_fail_all(QmpClient *q, int error);
+
 QmpClient *qmp_client_unref(QmpClient *q) {
-        if (!q || --q->n_ref > 0)
+        if (!q)
+                return NULL;
+        if (q->n_ref > 1) {
+                q->n_ref--;
+                return NULL;
+        }
+
+        /* The last reference: every command still open gets its callback now, with -ECONNRESET, while the
+         * client is still whole. During those callbacks the client keeps this one reference and is
+         * DISCONNECTED: a callback may look at it or take a reference of its own (then it lives on), and
+         * cannot queue anything (-ENOTCONN). The state callback belongs to the owner that is letting go: it
+         * is not called. */
+        if (q->state != QMP_CLIENT_DISCONNECTED || q->queued || q->pending) {
+                q->state_cb = NULL;
+                q->state_userdata = NULL;
+                qmp_close(q);
+                q->state = QMP_CLIENT_DISCONNECTED;
+                qmp_fail_all(q, -ECONNRESET);
+        }
+        if (--q->n_ref > 0)
                 return NULL;
 
         qmp_close(q);

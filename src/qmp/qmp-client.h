@@ -5,9 +5,16 @@
  *
  * States: CONNECTING (waiting for the greeting) → NEGOTIATING (qmp_capabilities sent) → RUNNING →
  * DISCONNECTED. Commands may be queued from the start; they are sent once the capabilities are negotiated.
- * Every command has an id, an optional timeout and a callback that is called exactly once: with the "return"
- * value, with a QMP error (-EIO plus class and description), with -ETIMEDOUT, or with -ECONNRESET when QEMU goes
- * away. Events go to every observer. Nothing ever blocks: reads and writes happen when the socket is ready. */
+ * Every command has an id, an optional timeout and a callback that is called exactly once, never zero times and
+ * never twice: with the "return" value, with a QMP error (-EIO plus class and description), with -ETIMEDOUT, or
+ * with -ECONNRESET when the connection ends — QEMU closed it (EOF, HUP, a read error), the client gave up on the
+ * peer (garbage, oversize), qmp_client_disconnect(), or the last qmp_client_unref(). Events go to every
+ * observer; whoever adds an observer removes it before its userdata goes away (another holder of a reference
+ * may keep the client alive). Nothing ever blocks: reads and writes happen when the socket is ready.
+ *
+ * The client's event sources run at QMP_CLIENT_EVENT_PRIORITY, ahead of the default priority: whatever QEMU
+ * wrote before it exited (replies, a SHUTDOWN event, then EOF) is processed before a child or pidfd source of
+ * normal priority reports the exit, so pending commands fail with -ECONNRESET first. */
 
 #include <json-c/json.h>
 #include <systemd/sd-event.h>
@@ -38,6 +45,7 @@ typedef void (*QmpEventCallback)(QmpClient *q, const char *event, json_object *d
 typedef void (*QmpStateCallback)(QmpClient *q, QmpClientState state, int error, void *userdata);
 
 #define QMP_MAX_MESSAGE_SIZE (16U * 1024U * 1024U)
+#define QMP_CLIENT_EVENT_PRIORITY (SD_EVENT_PRIORITY_NORMAL - 10)
 #define QMP_DEFAULT_TIMEOUT_USEC (10U * USEC_PER_SEC)
 
 /* Takes ownership of fd, a connected stream socket. */
@@ -46,7 +54,8 @@ int qmp_client_new(QmpClient **ret, sd_event *event, int fd);
 int qmp_client_connect(QmpClient **ret, sd_event *event, const char *path);
 
 QmpClient *qmp_client_ref(QmpClient *q);
-/* Dropping the last reference discards pending commands without calling their callbacks. */
+/* Dropping the last reference closes the connection and fails the commands still open with -ECONNRESET (their
+ * callbacks run inside this call, before anything is freed); the state callback is not called. */
 QmpClient *qmp_client_unref(QmpClient *q);
 DEFINE_TRIVIAL_CLEANUP_FUNC(QmpClient *, qmp_client_unref);
 
@@ -60,7 +69,8 @@ void qmp_client_set_description(QmpClient *q, const char *description);
 int qmp_client_execute(QmpClient *q, const char *command, json_object *arguments, uint64_t timeout_usec,
                        QmpCommandCallback cb, void *userdata);
 
-/* Closes the connection: pending commands fail with -ECONNRESET, the state callback sees DISCONNECTED. */
+/* Closes the connection: the state callback sees DISCONNECTED, then the commands still open fail with
+ * -ECONNRESET. Nothing happens on a client that is already disconnected. */
 void qmp_client_disconnect(QmpClient *q, int error);
 
 QmpClientState qmp_client_get_state(QmpClient *q);

@@ -27,6 +27,7 @@ typedef enum Chunking {
 
 typedef struct Result {
         bool done;
+        unsigned calls;         /* must end at exactly 1 */
         int error;
         char *result;           /* serialized "return" */
         char *error_class;
@@ -49,6 +50,7 @@ typedef struct Harness {
 static void on_result(QmpClient *q, int error, json_object *result, const char *cls, const char *desc, void *userdata) {
         Result *r = userdata;
 
+        r->calls++;
         assert_false(r->done); /* exactly once */
         r->done = true;
         r->error = error;
@@ -386,11 +388,18 @@ static void test_vanish_mid_command(void **state) {
                 assert_true(sd_event_run(h.event, 100000) >= 0);
 
         assert_int_equal(h.last_state, QMP_CLIENT_DISCONNECTED);
-        assert_true(h.results[0].done && h.results[0].error == -ECONNRESET);
-        assert_true(h.results[1].done && h.results[1].error == -ECONNRESET);
+        assert_int_equal(h.results[0].calls, 1U);
+        assert_int_equal(h.results[0].error, -ECONNRESET);
+        assert_int_equal(h.results[1].calls, 1U);
+        assert_int_equal(h.results[1].error, -ECONNRESET);
         assert_int_equal(qmp_client_pending(h.q), 0U);
         /* Nothing can be queued on a dead connection. */
         assert_int_equal(qmp_client_execute(h.q, "query-status", NULL, 0, on_result, &h.results[2]), -ENOTCONN);
+        /* and nothing is called again when the last reference goes. */
+        h.q = qmp_client_unref(h.q);
+        assert_int_equal(h.results[0].calls, 1U);
+        assert_int_equal(h.results[1].calls, 1U);
+        assert_int_equal(h.results[2].calls, 0U);
         harness_done(&h);
 }
 
@@ -501,15 +510,156 @@ static void test_capabilities_refused(void **state) {
         harness_done(&h);
 }
 
-/* Dropping the last reference with commands pending calls no callback (the owner is going away). */
-static void test_unref_with_pending(void **state) {
+/* Dropping the last reference fails every open command — sent or still queued — with -ECONNRESET, each exactly
+ * once, from inside the unref: a BalloonRequest or a varlink call waiting on it must not be forgotten. */
+static void test_unref_fails_pending(void **state) {
+        Harness h;
+        json_object *cmd;
+
+        harness_init(&h);
+        assert_int_equal(qmp_client_execute(h.q, "query-status", NULL, 0, on_result, &h.results[0]), 0);
+        negotiate(&h);
+        cmd = peer_read_message(&h);
+        json_object_put(cmd);
+        assert_int_equal(qmp_client_execute(h.q, "query-cpus-fast", NULL, 0, on_result, &h.results[1]), 0);
+        assert_int_equal(qmp_client_execute(h.q, "query-balloon", NULL, USEC_INFINITY, on_result, &h.results[2]), 0);
+        assert_int_equal(qmp_client_pending(h.q), 3U);
+
+        h.q = qmp_client_unref(h.q);
+        for (size_t i = 0; i < 3; i++) {
+                assert_int_equal(h.results[i].calls, 1U);
+                assert_int_equal(h.results[i].error, -ECONNRESET);
+        }
+        spin(&h); /* no source of the freed client is left to run */
+        for (size_t i = 0; i < 3; i++)
+                assert_int_equal(h.results[i].calls, 1U);
+        harness_done(&h);
+}
+
+/* The same before the greeting: commands that were never sent fail too. */
+static void test_unref_before_greeting(void **state) {
+        Harness h;
+
+        harness_init(&h);
+        assert_int_equal(qmp_client_execute(h.q, "query-status", NULL, 0, on_result, &h.results[0]), 0);
+        assert_int_equal(qmp_client_execute(h.q, "balloon", NULL, 0, on_result, &h.results[1]), 0);
+        h.q = qmp_client_unref(h.q);
+        assert_int_equal(h.results[0].calls, 1U);
+        assert_int_equal(h.results[0].error, -ECONNRESET);
+        assert_int_equal(h.results[1].calls, 1U);
+        assert_int_equal(h.results[1].error, -ECONNRESET);
+        harness_done(&h);
+}
+
+/* A callback run from inside the last unref sees a disconnected client it may still use: no new command, a
+ * reference taken and dropped again, the pending count. */
+typedef struct Reentry {
+        unsigned calls;
+        int error;
+        int execute_result;
+        QmpClientState state;
+        unsigned pending;
+} Reentry;
+
+static void on_reenter(QmpClient *q, int error, json_object *result, const char *cls, const char *desc,
+                       void *userdata) {
+        Reentry *r = userdata;
+
+        r->calls++;
+        r->error = error;
+        r->state = qmp_client_get_state(q);
+        r->execute_result = qmp_client_execute(q, "query-status", NULL, 0, on_reenter, r);
+        qmp_client_unref(qmp_client_ref(q));
+        r->pending = qmp_client_pending(q);
+}
+
+static void test_unref_callback_reenters(void **state) {
+        Reentry a = {}, b = {};
+        Harness h;
+
+        harness_init(&h);
+        negotiate(&h);
+        assert_int_equal(qmp_client_execute(h.q, "query-status", NULL, 0, on_reenter, &a), 0);
+        assert_int_equal(qmp_client_execute(h.q, "query-name", NULL, 0, on_reenter, &b), 0);
+        h.q = qmp_client_unref(h.q);
+        assert_int_equal(a.calls, 1U);
+        assert_int_equal(a.error, -ECONNRESET);
+        assert_int_equal(a.state, QMP_CLIENT_DISCONNECTED);
+        assert_int_equal(a.execute_result, -ENOTCONN);
+        assert_int_equal(a.pending, 1U); /* b is still to be told */
+        assert_int_equal(b.calls, 1U);
+        assert_int_equal(b.error, -ECONNRESET);
+        assert_int_equal(b.pending, 0U);
+        harness_done(&h);
+}
+
+/* qmp_client_disconnect() fails every open command once; the final unref calls nobody again. */
+static void test_disconnect_then_unref(void **state) {
         Harness h;
 
         harness_init(&h);
         negotiate(&h);
         assert_int_equal(qmp_client_execute(h.q, "query-status", NULL, 0, on_result, &h.results[0]), 0);
+        assert_int_equal(qmp_client_execute(h.q, "query-name", NULL, 0, on_result, &h.results[1]), 0);
+        qmp_client_disconnect(h.q, 0);
+        assert_int_equal(h.last_state, QMP_CLIENT_DISCONNECTED);
+        assert_int_equal(h.results[0].calls, 1U);
+        assert_int_equal(h.results[0].error, -ECONNRESET);
+        assert_int_equal(h.results[1].calls, 1U);
+        assert_int_equal(h.results[1].error, -ECONNRESET);
+        qmp_client_disconnect(h.q, 0);
         h.q = qmp_client_unref(h.q);
-        assert_false(h.results[0].done);
+        assert_int_equal(h.results[0].calls, 1U);
+        assert_int_equal(h.results[1].calls, 1U);
+        harness_done(&h);
+}
+
+/* The owner drops its reference from a command callback while other commands are open (a guest freed on a
+ * reply): the client ends after the dispatch, failing the rest with -ECONNRESET, and nothing touches it after. */
+typedef struct Dropper {
+        Harness *h;
+        unsigned calls;
+} Dropper;
+
+static void on_drop_owner(QmpClient *q, int error, json_object *result, const char *cls, const char *desc,
+                          void *userdata) {
+        Dropper *d = userdata;
+
+        d->calls++;
+        assert_int_equal(error, 0);
+        /* as an owner going away does: its observer first, then its reference */
+        qmp_client_remove_event_observer(d->h->q, on_event, d->h);
+        qmp_client_set_state_callback(d->h->q, NULL, NULL);
+        d->h->q = qmp_client_unref(d->h->q);
+}
+
+static void test_callback_drops_last_reference(void **state) {
+        Harness h;
+        Dropper d;
+        json_object *cmd;
+        char reply[256];
+
+        harness_init(&h);
+        d = (Dropper) { .h = &h };
+        negotiate(&h);
+        assert_int_equal(qmp_client_execute(h.q, "query-status", NULL, 0, on_drop_owner, &d), 0);
+        assert_int_equal(qmp_client_execute(h.q, "query-name", NULL, 0, on_result, &h.results[0]), 0);
+        cmd = peer_read_message(&h);
+        /* the reply and an event in one write: the event must not reach anybody once the client is gone */
+        snprintf(reply, sizeof(reply),
+                 "{\"return\": {}, \"id\": %" PRIi64 "}\r\n"
+                 "{\"timestamp\": {\"seconds\": 1, \"microseconds\": 2}, \"event\": \"STOP\"}\r\n",
+                 json_get_int(cmd, "id", -1));
+        json_object_put(cmd);
+        peer_write(&h, reply, strlen(reply), CHUNK_WHOLE);
+        for (int i = 0; i < 20 && d.calls == 0; i++)
+                assert_true(sd_event_run(h.event, 10000) >= 0);
+        assert_int_equal(d.calls, 1U);
+        assert_null(h.q);
+        assert_int_equal(h.results[0].calls, 1U);
+        assert_int_equal(h.results[0].error, -ECONNRESET);
+        assert_int_equal(h.n_events, 0U);
+        spin(&h);
         harness_done(&h);
 }
 
@@ -524,7 +674,11 @@ int main(void) {
                 cmocka_unit_test(test_second_greeting_is_a_protocol_error),
                 cmocka_unit_test(test_oversize_message_disconnects),
                 cmocka_unit_test(test_capabilities_refused),
-                cmocka_unit_test(test_unref_with_pending),
+                cmocka_unit_test(test_unref_fails_pending),
+                cmocka_unit_test(test_unref_before_greeting),
+                cmocka_unit_test(test_unref_callback_reenters),
+                cmocka_unit_test(test_disconnect_then_unref),
+                cmocka_unit_test(test_callback_drops_last_reference),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
