@@ -2,6 +2,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <linux/kvm.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/epoll.h>
@@ -301,11 +302,27 @@ int vm_state_file_read(const char *path, json_object **ret) {
 
 /* ---- exit handling ---------------------------------------------------------------------------- */
 
+static void vm_on_qmp_event(QmpClient *q, const char *event, json_object *data, uint64_t ts, void *userdata);
+
+/* The Vm lets go of its QMP connection (QEMU ended, a new connection replaces it, the Vm is freed). Others
+ * (metrics, KVM statistics) may hold references that keep the client alive, so first nothing of it may reach
+ * this Vm any more; then the connection is closed, so that every command still open — the Vm's own and
+ * everybody else's — fails with -ECONNRESET now, while the Vm is whole and vm->qmp already NULL. */
 static void vm_release_qmp(Vm *vm) {
-        if (!vm->qmp)
+        _cleanup_(qmp_client_unrefp) QmpClient *q = TAKE_PTR(vm->qmp);
+
+        if (!q)
                 return;
-        qmp_client_set_state_callback(vm->qmp, NULL, NULL);
-        vm->qmp = qmp_client_unref(vm->qmp);
+        qmp_client_remove_event_observer(q, vm_on_qmp_event, vm);
+        qmp_client_set_state_callback(q, NULL, NULL);
+        qmp_client_disconnect(q, 0);
+}
+
+/* Whether QEMU has exited (its pidfd is readable), though the exit may not have been handled yet. */
+static bool vm_process_exited(Vm *vm) {
+        struct pollfd p = { .fd = vm->pidfd, .events = POLLIN };
+
+        return vm->pidfd >= 0 && poll(&p, 1, 0) == 1;
 }
 
 static int vm_start_internal(Vm *vm, bool by_policy, char **ret_error);
@@ -317,8 +334,8 @@ static void vm_handle_exit(Vm *vm, bool status_known, int code, int sig) {
         RestartDecision d;
         VmSpec *spec;
 
+        vm_release_qmp(vm); /* first: its callbacks run now, and must not find the exit half handled */
         vm_disarm_timer(vm);
-        vm_release_qmp(vm);
         vm_release_process(vm);
         vm_cleanup_runtime(vm->ctx, vm->name);
 
@@ -474,6 +491,8 @@ static void vm_start_done(Vm *vm) {
 static void on_cont(QmpClient *q, int error, json_object *result, const char *cls, const char *desc, void *userdata) {
         Vm *vm = userdata;
 
+        if (error == -ECONNRESET)
+                return; /* QMP went away: the exit (or the start timeout) is handled elsewhere */
         if (error < 0) {
                 log_vm(vm, LOG_ERR, error, "Failed to resume guest %s: %s", vm->name,
                        error == -EIO ? desc : strerror(-error));
@@ -488,6 +507,8 @@ static void on_query_cpus(QmpClient *q, int error, json_object *result, const ch
         size_t n;
         VmVcpu *v;
 
+        if (error == -ECONNRESET)
+                return; /* no start-up steps on a connection that is gone */
         if (error < 0) {
                 log_vm(vm, LOG_WARNING, error, "query-cpus-fast failed for guest %s: %s", vm->name,
                        error == -EIO ? desc : strerror(-error));
@@ -570,7 +591,8 @@ static void vm_on_qmp_state(QmpClient *q, QmpClientState state, int error, void 
                         log_vm(vm, LOG_ERR, r, "Failed to queue QMP commands for guest %s: %m", vm->name);
                 break;
         case QMP_CLIENT_DISCONNECTED:
-                if (vm_is_active(vm) && vm->state == VM_STATE_RUNNING)
+                /* QMP events run ahead of the process exit: when QEMU ended, its exit is handled next. */
+                if (vm_is_active(vm) && vm->state == VM_STATE_RUNNING && !vm_process_exited(vm))
                         log_vm(vm, LOG_WARNING, error, "Lost the QMP connection of guest %s.", vm->name);
                 break;
         case QMP_CLIENT_CONNECTING:
@@ -786,6 +808,11 @@ static int vm_start_internal(Vm *vm, bool by_policy, char **ret_error) {
                 return fail_start(vm, r, ret_error, "cannot watch the QEMU process: %s", strerror(-r));
         }
         (void) sd_event_source_set_description(vm->process_source, "vm-process");
+        r = sd_event_source_set_priority(vm->process_source, VM_PROCESS_EVENT_PRIORITY);
+        if (r < 0) {
+                vm_signal(vm, SIGKILL);
+                return fail_start(vm, r, ret_error, "cannot watch the QEMU process: %s", strerror(-r));
+        }
 
         r = vm_connect_qmp(vm, TAKE_FD(qmp_fd));
         if (r < 0)
@@ -819,7 +846,9 @@ static void on_powerdown(QmpClient *q, int error, json_object *result, const cha
                          void *userdata) {
         Vm *vm = userdata;
 
-        if (error < 0 && vm->state == VM_STATE_STOPPING && vm->timer_kind == VM_TIMER_STOP_TERM) {
+        /* -ECONNRESET: QMP went away (QEMU exiting, or the Vm letting go): the stop timer escalates if needed. */
+        if (error < 0 && error != -ECONNRESET && vm->state == VM_STATE_STOPPING &&
+            vm->timer_kind == VM_TIMER_STOP_TERM) {
                 log_vm(vm, LOG_NOTICE, error, "system_powerdown failed for guest %s (%s), sending SIGTERM.", vm->name,
                        error == -EIO ? desc : strerror(-error));
                 vm_signal(vm, SIGTERM);
@@ -983,6 +1012,11 @@ int vm_adopt(Vm *vm, json_object *state) {
         if (r < 0)
                 return r;
         (void) sd_event_source_set_description(vm->process_source, "vm-adopted-process");
+        r = sd_event_source_set_priority(vm->process_source, VM_PROCESS_EVENT_PRIORITY);
+        if (r < 0) {
+                vm->process_source = sd_event_source_disable_unref(vm->process_source);
+                return r;
+        }
         vm->pidfd = TAKE_FD(pidfd);
 
         r = vm_connect_qmp(vm, -EBADF);

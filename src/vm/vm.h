@@ -42,6 +42,12 @@ typedef enum VmState {
 
 DECLARE_STRING_TABLE(vm_state, VmState);
 
+/* The pidfd or child source that reports QEMU's exit runs after the QMP client's sources: what QEMU wrote
+ * before it exited (a SHUTDOWN event, replies) and its EOF are processed first, so the commands still open fail
+ * with -ECONNRESET before the exit is handled, always in that order. */
+#define VM_PROCESS_EVENT_PRIORITY SD_EVENT_PRIORITY_NORMAL
+_Static_assert(QMP_CLIENT_EVENT_PRIORITY < VM_PROCESS_EVENT_PRIORITY, "QMP must run before the process exit");
+
 typedef struct Vm Vm;
 typedef struct VmContext VmContext;
 

@@ -6,6 +6,9 @@ daemon passes as fd 3 and behaves as FAKE_QEMU_MODE says:
   crash    exit 3 at once
   hang     never accept the QMP connection (start timeout)
   stubborn like normal, but ignore system_powerdown; exit 0 on SIGTERM
+  die      like normal, but on "stop" send a SHUTDOWN event (host-signal) and exit 1 at once, never replying
+  linger   like normal, but on "stop" exit 1 at once, never replying, while a forked child keeps the QMP
+           connection open for 3 s (the exit is seen before any EOF)
 Arguments are ignored except that "-smp N" sets the number of vCPUs reported."""
 import json
 import os
@@ -48,6 +51,15 @@ for line in f:
     elif name == "query-cpus-fast":
         send({"return": [{"cpu-index": i, "thread-id": os.getpid(), "qom-path": "/machine/cpu[%d]" % i,
                           "target": "x86_64"} for i in range(vcpus)], "id": cid})
+    elif name == "stop" and mode == "die":
+        send({"timestamp": {"seconds": int(time.time()), "microseconds": 0}, "event": "SHUTDOWN",
+              "data": {"guest": False, "reason": "host-signal"}})
+        os._exit(1)
+    elif name == "stop" and mode == "linger":
+        if os.fork() == 0:
+            time.sleep(3)
+            os._exit(0)
+        os._exit(1)
     elif name == "system_powerdown":
         send({"return": {}, "id": cid})
         if mode != "stubborn":

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The guest state machine (src/vm/vm.c) against a fake QEMU (fake-qemu.py) that speaks QMP on fd 3:
  * start, graceful stop, stop escalation to SIGTERM, crash with restart policy and start limit, start
- * timeout, kill. */
+ * timeout, kill; and the lifetime rules at the QMP edge: QEMU exiting with a command open, a Vm freed while
+ * someone else holds its QMP client. */
 #include <setjmp.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -222,6 +224,110 @@ static void test_kill_and_restart(void **state) {
         vm_free(vm);
 }
 
+/* A QMP command callback that records how, how often and when it was called. */
+typedef struct Probe {
+        Vm *vm;                 /* looked at during the call when set */
+        unsigned calls;
+        int error;
+        VmState state_at_call;
+        bool active_at_call;
+        bool shutdown_seen_at_call;
+} Probe;
+
+static void on_probe(QmpClient *q, int error, json_object *result, const char *cls, const char *desc,
+                     void *userdata) {
+        Probe *p = userdata;
+
+        p->calls++;
+        p->error = error;
+        if (p->vm) {
+                p->state_at_call = p->vm->state;
+                p->active_at_call = vm_is_active(p->vm);
+                p->shutdown_seen_at_call = p->vm->shutdown_reason != NULL;
+        }
+}
+
+/* QEMU writes a SHUTDOWN event and exits with a command open: the event, then the EOF (the command fails with
+ * -ECONNRESET, exactly once), then the exit — in that order, whatever epoll reports first. */
+static void test_qemu_exit_fails_open_command(void **state) {
+        Fixture *f = *state;
+        Vm *vm = make_vm(f, "");
+        Probe p = {};
+
+        setenv("FAKE_QEMU_MODE", "die", 1);
+        assert_int_equal(vm_start(vm, NULL), 0);
+        run_until(f, vm, VM_STATE_RUNNING, 2);
+        p.vm = vm;
+        assert_int_equal(qmp_client_execute(vm->qmp, "stop", NULL, 0, on_probe, &p), 0);
+        run_until(f, vm, VM_STATE_FAILED, 3);
+
+        assert_int_equal(p.calls, 1U);
+        assert_int_equal(p.error, -ECONNRESET);
+        assert_int_equal(p.state_at_call, VM_STATE_RUNNING); /* before the exit was handled */
+        assert_true(p.active_at_call);
+        assert_true(p.shutdown_seen_at_call);                 /* after the event QEMU wrote first */
+        assert_true(vm->last_exit.status_known);
+        assert_int_equal(vm->last_exit.code, 1);
+        assert_string_equal(vm->last_exit.shutdown_reason, "host-signal");
+        assert_null(vm->qmp);
+        vm_free(vm);
+}
+
+/* The exit is seen while the QMP connection is still open (a child of QEMU holds it): the Vm lets go of the
+ * client and the open command still gets its one -ECONNRESET. */
+static void test_exit_before_eof_fails_open_command(void **state) {
+        Fixture *f = *state;
+        Vm *vm = make_vm(f, "");
+        Probe p = {};
+
+        setenv("FAKE_QEMU_MODE", "linger", 1);
+        assert_int_equal(vm_start(vm, NULL), 0);
+        run_until(f, vm, VM_STATE_RUNNING, 2);
+        p.vm = vm;
+        assert_int_equal(qmp_client_execute(vm->qmp, "stop", NULL, USEC_INFINITY, on_probe, &p), 0);
+        run_until(f, vm, VM_STATE_FAILED, 3);
+
+        assert_int_equal(p.calls, 1U);
+        assert_int_equal(p.error, -ECONNRESET);
+        assert_int_equal(p.state_at_call, VM_STATE_RUNNING);
+        assert_int_equal(vm->last_exit.code, 1);
+        /* nothing more arrives later */
+        for (int i = 0; i < 20; i++)
+                assert_true(sd_event_run(f->event, 10 * USEC_PER_MSEC) >= 0);
+        assert_int_equal(p.calls, 1U);
+        vm_free(vm);
+}
+
+/* Someone else (metrics, KVM statistics) holds a reference to the guest's QMP client when the Vm is freed, and
+ * QEMU goes on talking: a reply and a SHUTDOWN event are on their way. Neither may reach the freed Vm (under
+ * ASan this was a heap-use-after-free in vm_on_qmp_event); the open command fails once with -ECONNRESET. */
+static void test_free_while_client_referenced(void **state) {
+        Fixture *f = *state;
+        Vm *vm = make_vm(f, "");
+        QmpClient *q;
+        Probe p = {};
+        pid_t pid;
+
+        setenv("FAKE_QEMU_MODE", "normal", 1);
+        assert_int_equal(vm_start(vm, NULL), 0);
+        run_until(f, vm, VM_STATE_RUNNING, 2);
+        q = qmp_client_ref(vm->qmp);
+        pid = vm->pid;
+        /* queued now, written by the loop after the Vm is gone: QEMU answers and sends SHUTDOWN */
+        assert_int_equal(qmp_client_execute(q, "system_powerdown", NULL, 0, on_probe, &p), 0);
+        vm_free(vm);
+
+        for (int i = 0; i < 50; i++)
+                assert_true(sd_event_run(f->event, 10 * USEC_PER_MSEC) >= 0);
+        assert_int_equal(p.calls, 1U);
+        assert_int_equal(p.error, -ECONNRESET);
+        assert_int_equal(qmp_client_get_state(q), QMP_CLIENT_DISCONNECTED);
+        qmp_client_unref(q);
+
+        (void) kill(pid, SIGKILL);
+        assert_int_equal(waitpid(pid, NULL, 0), pid);
+}
+
 static void test_missing_emulator(void **state) {
         Fixture *f = *state;
         _cleanup_free_ char *error = NULL;
@@ -249,6 +355,9 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_policy_no_means_failed, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_start_timeout, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_kill_and_restart, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_qemu_exit_fails_open_command, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_exit_before_eof_fails_open_command, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_free_while_client_referenced, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_missing_emulator, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
