@@ -175,7 +175,7 @@ static int verb_pin(int argc, char **argv) {
         if (!params || json_add_string(params, "name", argv[1]) < 0 || json_add_string(params, "map", canonical) < 0 ||
             json_add_string(params, "emulator", arg_emulator) < 0)
                 return EXIT_CONNECTION;
-        r = ctl_call("io.memvisor.Manager.PinVCPUs", TAKE_PTR(params), &reply);
+        r = ctl_call("io.memvisor.Manager.PinVCPUs", params, &reply);  /* borrows params */
         if (r != EXIT_OK)
                 return r;
         v = ctl_obj_get(ctl_reply_parameters(reply), "vcpus");
@@ -254,6 +254,22 @@ static void print_report(json_object *rep) {
                 printf("  tracepoints: unavailable: %s\n", strna(json_get_string(tp, "reason")));
 }
 
+/* The final reply of a ping-pong: the summary of its moves (each report was printed as it streamed). */
+static void print_summary(const char *name, json_object *p) {
+        char a[FORMAT_SIZE_MAX], d[FORMAT_TIMESPAN_MAX], e[FORMAT_TIMESPAN_MAX];
+
+        printf("Ping-pong of %s: %" PRIi64 " move(s), %" PRIi64 " failed; moved %s (%" PRIi64 " pages) in %s of "
+               "migrate_pages, %s in all",
+               name, json_get_int(p, "moves", 0), json_get_int(p, "movesFailed", 0), sz(a, sizeof(a), p, "bytesMoved"),
+               json_get_int(p, "pagesMoved", 0),
+               format_timespan(d, sizeof(d), (uint64_t) json_get_int(p, "durationUSec", 0)),
+               format_timespan(e, sizeof(e), (uint64_t) json_get_int(p, "elapsedUSec", 0)));
+        if (ctl_obj_get(p, "firstReportId"))
+                printf("; reports %" PRIi64 "-%" PRIi64 " (memvisorctl migrations %s)", json_get_int(p, "firstReportId", 0),
+                       json_get_int(p, "lastReportId", 0), name);
+        printf("\n");
+}
+
 static int verb_migrate(int argc, char **argv) {
         _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
         _cleanup_json_ json_object *params = NULL;
@@ -307,7 +323,10 @@ static int verb_migrate(int argc, char **argv) {
                                 ctl_print_json(p);
                 } else if (streq(phase, "moved"))
                         print_report(ctl_obj_get(p, "report"));
-                else if (!streq(phase, "done"))
+                else if (streq(phase, "done")) {
+                        if (arg_between)
+                                print_summary(argv[1], p);
+                } else
                         fprintf(stderr, "[move %" PRIi64 "/%" PRIi64 "] %s\n", json_get_int(p, "move", 0),
                                 json_get_int(p, "moves", 0), phase);
                 fflush(stdout);

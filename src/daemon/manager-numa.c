@@ -64,7 +64,13 @@ struct MigrationOp {
         bool cancelled;
         uint64_t every_usec;
         uint64_t settle_usec;
-        json_object *reports;           /* this call's reports, for the final reply */
+        uint64_t started_monotonic;     /* of the call, for elapsedUSec */
+
+        /* the summary of this call's moves, for the final reply (each report was streamed and recorded) */
+        unsigned moves_failed;
+        uint64_t pages_moved, bytes_moved, duration_usec;
+        uint64_t first_report_id;
+        json_object *last_report;
 
         /* the move in progress */
         uint64_t from, to;
@@ -680,7 +686,7 @@ static void op_free(MigrationOp *op) {
                 op->guest->op = NULL;
         varlink_connection_unref(op_steal_connection(op));
         manager_completion_drop(&op->completion);
-        json_object_put(op->reports);
+        json_object_put(op->last_report);
         free(op);
 }
 
@@ -700,7 +706,33 @@ static void op_notify(MigrationOp *op, const char *phase, json_object *extra) {
         (void) varlink_notify(op->conn, TAKE_PTR(p));
 }
 
-/* The end of the whole operation: the final reply (the last report and this call's reports). */
+/* The final reply of a successful call: a summary of its moves, not their reports. Each report was streamed as
+ * its move ended ("moved") and recorded for ListMigrations; a ping-pong of thousands of moves would otherwise
+ * outgrow the output limit (16 MiB) in one reply, and the server would close the connection with the results. */
+static int op_summary(MigrationOp *op, json_object **ret) {
+        _cleanup_json_ json_object *p = json_object_new_object();
+        int r;
+
+        if (!p)
+                return -ENOMEM;
+        if ((r = json_add_string(p, "phase", "done")) < 0 ||
+            (r = json_add_int(p, "moves", op->done)) < 0 ||
+            (r = json_add_int(p, "movesFailed", op->moves_failed)) < 0 ||
+            (r = json_add_uint(p, "pagesMoved", op->pages_moved)) < 0 ||
+            (r = json_add_uint(p, "bytesMoved", op->bytes_moved)) < 0 ||
+            (r = json_add_uint(p, "durationUSec", op->duration_usec)) < 0 ||
+            (r = json_add_uint(p, "elapsedUSec", now_usec(CLOCK_MONOTONIC) - op->started_monotonic)) < 0)
+                return r;
+        if (op->last_report &&
+            ((r = json_add_uint(p, "firstReportId", op->first_report_id)) < 0 ||
+             (r = json_add_int(p, "lastReportId", json_get_int(op->last_report, "id", 0))) < 0 ||
+             (r = json_add(p, "report", json_object_get(op->last_report))) < 0))
+                return r;
+        *ret = TAKE_PTR(p);
+        return 0;
+}
+
+/* The end of the whole operation: the final reply (the summary, or the error). */
 static void op_finish(MigrationOp *op, const char *error, json_object *error_params) {
         /* Ours until the reply is queued (queuing may close the connection), then no longer this op's. */
         _cleanup_(varlink_connection_unrefp) VarlinkConnection *c = op_steal_connection(op);
@@ -709,19 +741,8 @@ static void op_finish(MigrationOp *op, const char *error, json_object *error_par
                 json_object *p = NULL;
 
                 if (!error) {
-                        json_object *last = NULL;
-                        size_t n = json_object_array_length(op->reports);
-
-                        p = json_object_new_object();
-                        if (n > 0)
-                                last = json_object_get(json_object_array_get_idx(op->reports, n - 1));
-                        if (!p || json_add_string(p, "phase", "done") < 0 || json_add_int(p, "moves", op->done) < 0 ||
-                            (last && json_add(p, "report", last) < 0) ||
-                            json_add(p, "reports", json_object_get(op->reports)) < 0) {
-                                json_object_put(p);
-                                p = NULL;
+                        if (op_summary(op, &p) < 0)
                                 error = VARLINK_ERROR_INTERNAL;
-                        }
                 } else
                         p = TAKE_PTR(error_params);
                 if (c)
@@ -852,7 +873,14 @@ static void op_move_done(MigrationOp *op, json_object *report) {
         int r;
 
         numa_guest_add_record(op->guest, report);
-        (void) json_object_array_add(op->reports, json_object_get(report));
+        if (!op->last_report)
+                op->first_report_id = (uint64_t) json_get_int(report, "id", 0);
+        json_object_put(op->last_report);
+        op->last_report = json_object_get(report);
+        op->moves_failed += failed;
+        op->pages_moved += (uint64_t) MAX(json_get_int(report, "pagesMoved", 0), (int64_t) 0);
+        op->bytes_moved += (uint64_t) MAX(json_get_int(report, "bytesMoved", 0), (int64_t) 0);
+        op->duration_usec += (uint64_t) MAX(json_get_int(report, "durationUSec", 0), (int64_t) 0);
         log_info("Guest %s: pages moved from node(s) %s to %s: %s, %" PRIi64 " bytes in %" PRIi64 " us.",
                  op->guest->name, strna(json_get_string(report, "from")), strna(json_get_string(report, "to")),
                  strna(json_get_string(report, "result")), json_get_int(report, "bytesMoved", 0),
@@ -1242,11 +1270,7 @@ static int migrate_prepare(Manager *m, json_object *parameters, MigrationOp **re
         if (!op)
                 return -ENOMEM;
         op->guest = g;
-        op->reports = json_object_new_array();
-        if (!op->reports) {
-                free(op);
-                return -ENOMEM;
-        }
+        op->started_monotonic = now_usec(CLOCK_MONOTONIC);
         op->nodes[0] = nodes[0];
         op->nodes[1] = nodes[1];
         op->pingpong = between;
