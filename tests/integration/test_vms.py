@@ -274,7 +274,8 @@ def test_daemon_kill_9_guests_survive_and_are_readopted(daemons, workdir):
         assert vm["pid"] == p and vm["adopted"] is True
         assert vm["stateReason"] == "re-adopted after daemon restart"
         wait_vm(d, n, lambda v: v.get("qmpState") == "running", what="QMP reconnected")
-        assert len(describe(d, n)["vcpuThreads"]) == 1
+        # The vCPU threads come from query-cpus-fast, answered after the reconnect.
+        wait_vm(d, n, lambda v: len(v.get("vcpuThreads") or []) == 1, what="vCPU threads known")
     d.wait_for_log("Re-adopted running guest one")
 
     ev = Events(d)
