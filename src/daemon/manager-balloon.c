@@ -60,6 +60,7 @@ typedef struct BalloonStep {
 
 typedef struct BalloonWaiter {
         BalloonGuest *guest;
+        uint64_t id;                    /* names it in the BalloonRequest of its balloon command */
         VarlinkConnection *conn;
         bool more;
         uint64_t target;
@@ -123,6 +124,7 @@ struct ManagerBalloon {
         sd_event_source *policy_timer;
         BalloonHostState host_state;
         int last_host_error;
+        uint64_t last_waiter_id;
 };
 
 typedef enum BalloonRequestKind {
@@ -146,6 +148,7 @@ typedef struct BalloonRequest {
         uint64_t target;
         VarlinkConnection *conn;        /* SetBalloon without wait: reply when QEMU answered */
         ManagerCompletion completion;   /* the same for manager_balloon_set_target() (D-Bus) */
+        uint64_t waiter_id;             /* SetBalloon with wait: QEMU's error ends that wait (0: none) */
 } BalloonRequest;
 
 static uint64_t now_usec(clockid_t clock) {
@@ -371,6 +374,13 @@ static void waiter_free(BalloonWaiter *w) {
 static void waiter_fail(BalloonWaiter *w, const char *error, json_object *params) {
         (void) varlink_error(w->conn, error, params);
         waiter_free(w);
+}
+
+static BalloonWaiter *guest_find_waiter(BalloonGuest *g, uint64_t id) {
+        for (size_t i = 0; id > 0 && i < g->n_waiters; i++)
+                if (g->waiters[i]->id == id)
+                        return g->waiters[i];
+        return NULL;
 }
 
 static int waiter_on_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -746,16 +756,43 @@ static uint64_t effective_stats_interval(Manager *m, const VmSpec *spec) {
         return MAX(t, USEC_PER_SEC);
 }
 
+/* BalloonFailed's parameters for a balloon command that failed: QEMU's own error (class and description) when
+ * QEMU refused it, otherwise what happened to the command. */
+static json_object *balloon_failed_params(const char *name, int error, const char *error_class,
+                                          const char *error_desc) {
+        _cleanup_json_ json_object *p = json_object_new_object();
+        const char *reason;
+
+        switch (error) {
+        case -EIO:
+                reason = error_desc;
+                break;
+        case -ETIMEDOUT:
+                reason = "QEMU did not answer the balloon command in time";
+                break;
+        case -ECONNRESET:
+                reason = "the QMP connection to QEMU closed before QEMU answered (QEMU exited?)";
+                break;
+        default:
+                reason = strerror(-error);
+        }
+        if (!p || json_add_string(p, "name", name) < 0 || json_add_string(p, "reason", reason) < 0 ||
+            (error == -EIO && (json_add_string(p, "qmpErrorClass", error_class) < 0 ||
+                               json_add_string(p, "qmpErrorDesc", error_desc) < 0)))
+                return NULL;
+        return TAKE_PTR(p);
+}
+
 static void on_qmp_reply(QmpClient *q, int error, json_object *result, const char *error_class,
                          const char *error_desc, void *userdata) {
         _cleanup_(balloon_request_freep) BalloonRequest *req = userdata;
         BalloonGuest *g = balloon_request_guest(req);
         BalloonGuestStats st;
-        json_object *v;
+        json_object *v, *p;
 
         if (!g) {
                 if (balloon_request_waited_for(req)) {
-                        json_object *p = json_object_new_object();
+                        p = json_object_new_object();
                         if (p && (json_add_string(p, "name", req->name) < 0 ||
                                   json_add_string(p, "reason", "the guest stopped") < 0))
                                 p = json_drop(p);
@@ -787,24 +824,33 @@ static void on_qmp_reply(QmpClient *q, int error, json_object *result, const cha
                                     error_desc ?: strerror(-error));
                 break;
         case BALLOON_REQUEST_SET_TARGET:
+                if (error < 0) {
+                        BalloonWaiter *w = guest_find_waiter(g, req->waiter_id);
+
+                        log_full(error == -ECONNRESET ? LOG_DEBUG : LOG_WARNING,
+                                 "Guest %s: the balloon target %" PRIu64 " bytes failed: %s%s%s", g->name, req->target,
+                                 error == -EIO ? strna(error_class) : "", error == -EIO ? ": " : "",
+                                 error == -EIO ? strna(error_desc) : strerror(-error));
+                        /* the caller hears it now, not after a wait for a balloon that will not move */
+                        if (w) {
+                                waiter_fail(w, ERROR_BALLOON_FAILED,
+                                            balloon_failed_params(g->name, error, error_class, error_desc));
+                                guest_rearm_poll(g);
+                        } else if (balloon_request_waited_for(req))
+                                balloon_request_answer(req, ERROR_BALLOON_FAILED,
+                                                       balloon_failed_params(g->name, error, error_class,
+                                                                             error_desc));
+                        break;
+                }
                 if (!balloon_request_waited_for(req))
                         break;
-                if (error < 0) {
-                        json_object *p = json_object_new_object();
-                        if (p && (json_add_string(p, "name", g->name) < 0 ||
-                                  json_add_string(p, "reason", error_desc ?: strerror(-error)) < 0))
-                                p = json_drop(p);
-                        balloon_request_answer(req, ERROR_BALLOON_FAILED, p);
-                } else {
-                        json_object *p = json_object_new_object();
-                        if (p && (json_add_string(p, "name", g->name) < 0 ||
-                                  json_add_uint(p, "targetBytes", req->target) < 0 ||
-                                  (g->actual_known && json_add_uint(p, "actualBytes", g->actual) < 0) ||
-                                  json_add_bool(p, "reached", g->actual_known && balloon_reached(g->actual, req->target)) < 0 ||
-                                  json_add_uint(p, "elapsedUSec", 0) < 0))
-                                p = json_drop(p);
-                        balloon_request_answer(req, NULL, p);
-                }
+                p = json_object_new_object();
+                if (p && (json_add_string(p, "name", g->name) < 0 || json_add_uint(p, "targetBytes", req->target) < 0 ||
+                          (g->actual_known && json_add_uint(p, "actualBytes", g->actual) < 0) ||
+                          json_add_bool(p, "reached", g->actual_known && balloon_reached(g->actual, req->target)) < 0 ||
+                          json_add_uint(p, "elapsedUSec", 0) < 0))
+                        p = json_drop(p);
+                balloon_request_answer(req, NULL, p);
                 break;
         case BALLOON_REQUEST_STEP_TARGET:
                 if (error < 0) {
@@ -1184,9 +1230,9 @@ static int check_target(VarlinkConnection *c, Vm *vm, const char *parameter, int
 
 /* SetBalloon's part common to the transports: checks, then sends the balloon command. QEMU's answer goes to
  * conn or to completion (always consumed) when given; with wait, a waiter slot must be free. */
-static int balloon_set_target(Manager *m, const char *name, int64_t target, bool wait, const char *requester,
-                              VarlinkConnection *conn, ManagerCompletion *completion, BalloonGuest **ret_guest,
-                              ManagerError *e) {
+static int balloon_set_target(Manager *m, const char *name, int64_t target, uint64_t waiter_id,
+                              const char *requester, VarlinkConnection *conn, ManagerCompletion *completion,
+                              BalloonGuest **ret_guest, ManagerError *e) {
         ManagerCompletion owned = {};
         BalloonGuest *g = NULL;
         BalloonRequest *req;
@@ -1203,7 +1249,7 @@ static int balloon_set_target(Manager *m, const char *name, int64_t target, bool
         r = balloon_check_target(e, vm, "targetBytes", target);
         if (r < 0)
                 goto fail;
-        if (wait && g->n_waiters >= BALLOON_WAITERS_MAX) {
+        if (waiter_id > 0 && g->n_waiters >= BALLOON_WAITERS_MAX) {
                 json_object *p = json_object_new_object();
 
                 if (!p || json_add_string(p, "name", vm->name) < 0 ||
@@ -1226,6 +1272,7 @@ static int balloon_set_target(Manager *m, const char *name, int64_t target, bool
                 goto fail;
         }
         req->target = (uint64_t) target;
+        req->waiter_id = waiter_id;
         if (conn)
                 req->conn = varlink_connection_ref(conn);
         req->completion = owned;        /* freed with req when sending fails */
@@ -1245,7 +1292,7 @@ fail:
 
 int manager_balloon_set_target(Manager *m, const char *name, int64_t target_bytes, const char *requester,
                                ManagerCompletion *completion, ManagerError *ret_error) {
-        return balloon_set_target(m, name, target_bytes, /* wait= */ false, requester, NULL, completion, NULL,
+        return balloon_set_target(m, name, target_bytes, /* waiter_id= */ 0, requester, NULL, completion, NULL,
                                   ret_error);
 }
 
@@ -1257,6 +1304,7 @@ static int vl_set_balloon(VarlinkConnection *c, json_object *parameters, Varlink
         _cleanup_free_ char *requester = NULL;
         ManagerError e = {};
         BalloonGuest *g = NULL;
+        uint64_t waiter_id = 0;
         int r;
 
         if (json_object_object_get_ex(parameters, "timeoutUSec", NULL) && timeout != -1 && timeout <= 0)
@@ -1265,8 +1313,12 @@ static int vl_set_balloon(VarlinkConnection *c, json_object *parameters, Varlink
                 requester = NULL;
                 return -ENOMEM;
         }
-        r = balloon_set_target(m, json_get_string(parameters, "name"), target, wait, requester, wait ? NULL : c,
-                               NULL, &g, &e);
+        /* With wait, the reply is the waiter's: QEMU's answer reaches it through the waiter's id (an error ends
+         * the wait at once); without, the request answers on c. */
+        if (wait && m->balloon)
+                waiter_id = ++m->balloon->last_waiter_id;
+        r = balloon_set_target(m, json_get_string(parameters, "name"), target, waiter_id, requester,
+                               wait ? NULL : c, NULL, &g, &e);
         if (r < 0)
                 return manager_error_varlink_reply(c, &e, r);
 
@@ -1277,6 +1329,7 @@ static int vl_set_balloon(VarlinkConnection *c, json_object *parameters, Varlink
                         return -ENOMEM;
                 *w = (BalloonWaiter) {
                         .guest = g,
+                        .id = waiter_id,
                         .conn = varlink_connection_ref(c),
                         .more = flags & VARLINK_CALL_MORE,
                         .target = (uint64_t) target,

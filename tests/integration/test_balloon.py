@@ -4,6 +4,8 @@ with --wait, the guest's own statistics, a schedule whose steps are recorded, th
 an injected host meminfo file ([Balloon] HostMeminfoPath=), and the errors a user sees. One guest boot per test."""
 
 import json
+import shutil
+import socket
 import subprocess
 import time
 
@@ -265,3 +267,141 @@ def test_balloon_config_errors(daemons, workdir):
     rc = d.wait_exit(timeout=10)
     assert rc != 0
     assert "[Balloon] HostAvailableHighPercent= is out of range" in d.log_text()
+
+
+class QmpMonitor:
+    """A second QMP monitor of a guest (its own -qmp socket from ExtraArgs=), beside memvisord's."""
+
+    def __init__(self, path, timeout=30.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                self.sock.connect(str(path))
+                break
+            except OSError:
+                self.sock.close()
+                assert time.monotonic() < deadline, "QMP monitor %s never appeared" % path
+                time.sleep(0.1)
+        self.sock.settimeout(timeout)
+        self.f = self.sock.makefile("rwb")
+        self.events = []
+        assert "QMP" in self._read()
+        self.command("qmp_capabilities")
+
+    def close(self):
+        self.f.close()
+        self.sock.close()
+
+    def _read(self):
+        line = self.f.readline()
+        assert line, "QMP monitor closed"
+        return json.loads(line)
+
+    def command(self, name, arguments=None):
+        msg = {"execute": name}
+        if arguments is not None:
+            msg["arguments"] = arguments
+        self.f.write(json.dumps(msg).encode() + b"\r\n")
+        self.f.flush()
+        while True:
+            m = self._read()
+            if "event" in m:
+                self.events.append(m)
+                continue
+            return m
+
+    def wait_event(self, predicate, timeout=30.0, what="event"):
+        deadline = time.monotonic() + timeout
+        while True:
+            for e in self.events:
+                if predicate(e):
+                    return e
+            assert time.monotonic() < deadline, "%s not seen within %.0fs; events: %s" % (what, timeout, self.events)
+            self.sock.settimeout(max(deadline - time.monotonic(), 0.1))
+            try:
+                self.events.append(self._read())
+            except socket.timeout:
+                pass
+
+
+def assert_qemu_refused(reply, started, what):
+    elapsed = time.monotonic() - started
+    assert reply.get("error") == M + "BalloonFailed", "%s: %s" % (what, reply)
+    p = reply["parameters"]
+    assert p["name"] == "web" and p["qmpErrorClass"] == "DeviceNotActive", "%s: %s" % (what, reply)
+    assert p["qmpErrorDesc"] == "No balloon device has been activated" and p["reason"] == p["qmpErrorDesc"], p
+    # at once: QEMU answers within milliseconds, the wait timeout is a minute
+    assert elapsed < 5, "%s: QEMU's error took %.1fs to reach the caller" % (what, elapsed)
+
+
+def test_balloon_qemu_error_reaches_caller_at_once(daemons, ctl, test_guest, workdir):
+    """QEMU refuses the balloon command: every SetBalloon form gets QEMU's error class and description at once,
+    not a timeout blaming the guest's driver. Real QEMU refuses it once the balloon device is gone: on the pc
+    machine the guest kernel's ACPI hotplug driver completes a device_del (sent through a second QMP monitor),
+    after which QEMU answers balloon with DeviceNotActive."""
+    bus = None
+    if shutil.which("dbus-daemon") and shutil.which("busctl"):
+        from test_dbus import Bus
+        bus = Bus(workdir, shipped_policy=False)
+    try:
+        mon_path = workdir / "monitor.sock"
+        config = "[Balloon]\nStatsIntervalSec=1s\nWaitTimeoutSec=60s\n"
+        if bus:
+            config += "[DBus]\nAddress=%s\n" % bus.address
+        d = daemons(name="qe", config=config)
+        if bus:
+            bus.wait_name()
+        guest_vm(d, test_guest, extra="Machine=pc\nExtraArgs=-qmp unix:%s,server=on,wait=off\n" % mon_path)
+        start_and_wait_ready(d, ctl)
+        wait_balloon(d, "web", lambda b: b.get("actualBytes") == 512 * MiB, what="balloon tracked")
+
+        mon = QmpMonitor(mon_path)
+        try:
+            assert mon.command("device_del", {"id": "balloon0"}) == {"return": {}}
+            mon.wait_event(lambda e: e["event"] == "DEVICE_DELETED" and e.get("data", {}).get("device") == "balloon0",
+                           what="DEVICE_DELETED balloon0")
+            # what QEMU itself says now
+            r = mon.command("balloon", {"value": 256 * MiB})
+            assert r["error"]["class"] == "DeviceNotActive", r
+        finally:
+            mon.close()
+
+        target = {"name": "web", "targetBytes": 256 * MiB}
+        with d.connect(timeout=90) as c:
+            # without wait: the reply once QEMU answered
+            t0 = time.monotonic()
+            assert_qemu_refused(c.call(M + "SetBalloon", target), t0, "SetBalloon")
+            # with wait: QEMU's answer ends the wait
+            t0 = time.monotonic()
+            assert_qemu_refused(c.call(M + "SetBalloon", dict(target, wait=True, timeoutUSec=60 * 1000000)), t0,
+                                "SetBalloon wait")
+            # streaming: at most the size it starts from, then the error ends the call
+            t0 = time.monotonic()
+            c.send(M + "SetBalloon", target, more=True)
+            m = c.receive(90)
+            while m.get("continues"):
+                assert m["parameters"]["reached"] is False and m["parameters"]["actualBytes"] == 512 * MiB, m
+                m = c.receive(90)
+            assert_qemu_refused(m, t0, "SetBalloon more")
+            # the connection goes on
+            assert "error" not in c.call(M + "GetBalloon", {"name": "web"})
+
+        t0 = time.monotonic()
+        r = ctl("balloon", "web", "256M", "--wait", address=d.socket, timeout=90)
+        assert r.returncode == 1 and M + "BalloonFailed" in r.stderr and "DeviceNotActive" in r.stderr, r.stderr
+        assert time.monotonic() - t0 < 5
+
+        if bus:
+            t0 = time.monotonic()
+            p = bus.send("/io/memvisor/Manager1", "io.memvisor.Manager1", "SetBalloon", "string:web",
+                         "uint64:%d" % (256 * MiB))
+            assert p.returncode != 0 and "io.memvisor.Manager1.BalloonFailed" in p.stderr, p.stderr
+            assert "DeviceNotActive" in p.stderr and "No balloon device has been activated" in p.stderr, p.stderr
+            assert time.monotonic() - t0 < 5
+
+        r = ctl("kill", "web", address=d.socket)
+        assert r.returncode == 0
+    finally:
+        if bus:
+            bus.close()
