@@ -552,7 +552,9 @@ static void on_kvm_stats(KvmStats *stats, int error, void *userdata) {
 
         if (req->kind == BALLOON_REQUEST_STEP_BEFORE) {
                 s->before_pending = false;
-                if (error < 0)
+                if (error == -ECONNRESET)
+                        s->kvm = kvm_unavailable("query-stats failed: the QMP connection closed");
+                else if (error < 0)
                         s->kvm = kvm_unavailable("query-stats failed: QEMU offers no KVM statistics");
                 else if (!kvm_stats_available(st))
                         s->kvm = kvm_unavailable("unavailable: the guest does not run under KVM (TCG has no KVM "
@@ -564,8 +566,10 @@ static void on_kvm_stats(KvmStats *stats, int error, void *userdata) {
 
         /* after */
         if (error < 0 || !s->before || !kvm_stats_available(st)) {
-                s->kvm = kvm_unavailable(error < 0 ? "query-stats failed at the end of the step"
-                                                   : "unavailable: no KVM counters at the start of the step");
+                s->kvm = kvm_unavailable(error == -ECONNRESET ? "query-stats failed at the end of the step: the QMP "
+                                                                "connection closed"
+                                         : error < 0 ? "query-stats failed at the end of the step"
+                                                     : "unavailable: no KVM counters at the start of the step");
                 return;
         }
         if (kvm_stats_delta_json(s->before, st, &s->kvm) < 0)
@@ -819,7 +823,7 @@ static void on_qmp_reply(QmpClient *q, int error, json_object *result, const cha
                                   error_desc ?: strerror(error < 0 ? -error : EINVAL));
                 break;
         case BALLOON_REQUEST_SET_POLLING:
-                if (error < 0)
+                if (error < 0 && error != -ECONNRESET) /* QMP went away: the guest's end is logged */
                         log_warning("Guest %s: failed to enable balloon statistics polling, ignoring: %s", g->name,
                                     error_desc ?: strerror(-error));
                 break;

@@ -256,7 +256,8 @@ static void on_balloon_reply(QmpClient *q, int error, json_object *result, const
                 /* A guest without a balloon device answers DeviceNotActive: no series then. */
                 g->have_balloon = error == 0 && actual >= 0;
                 g->balloon_actual = actual >= 0 ? (uint64_t) actual : 0;
-                if (error < 0 && error != -EIO) {
+                /* -EIO: QEMU's answer; -ECONNRESET: QMP closed (QEMU exited or the guest let go of it) */
+                if (error < 0 && error != -EIO && error != -ECONNRESET) {
                         r->mm->guest_errors++;
                         log_debug_errno(error, "query-balloon of %s failed: %m", r->name);
                 }
@@ -273,7 +274,7 @@ static void on_kvm_stats(KvmStats *stats, int error, void *userdata) {
                 g->kvm = NULL;
                 if (error >= 0 && stats && kvm_stats_available(stats))
                         g->kvm = TAKE_PTR(stats);
-                else if (error < 0 && error != -EIO) {
+                else if (error < 0 && error != -EIO && error != -ECONNRESET) {
                         r->mm->guest_errors++;
                         log_debug_errno(error, "query-stats of %s failed: %m", r->name);
                 }
