@@ -288,7 +288,7 @@ static void test_errors(void **state) {
                 { "[Varlink]\nSocketMode=rw-rw----\n", -EINVAL,
                   "2: Invalid value 'rw-rw----' for SocketMode=: expected an octal file mode such as 0660" },
                 { "[Varlink]\nAddress=run/socket\n", -EINVAL,
-                  "2: Invalid value 'run/socket' for Address=: not an absolute path" },
+                  "2: Invalid value 'run/socket' for Address=: expected an absolute path (unix:/path) or an abstract name (unix:@name)" },
                 { "[Daemon]\nLogTarget=syslog\n", -EINVAL,
                   "2: Invalid value 'syslog' for LogTarget=: expected auto, journal or console" },
                 { "[Daemon]\nLogLevel=verbose\n", -EINVAL,
