@@ -9,6 +9,7 @@
 #include "ini.h"
 #include "log.h"
 #include "parse.h"
+#include "utf8.h"
 
 static char *strstrip(char *s) {
         char *e;
@@ -77,6 +78,19 @@ int ini_parse_buffer(const char *filename, const char *buf, const IniItem *items
         unsigned line = 0, start_line = 0;
         char *p, *next;
         int r;
+
+        /* Text only: no invalid or overlong UTF-8 and no encoded surrogates. */
+        for (const char *l = buf; *l; ) {
+                const char *eol = strchrnul(l, '\n');
+
+                line++;
+                if (!utf8_is_valid_text(l, (size_t) (eol - l))) {
+                        errorf(ret_error, filename, line, "Line is not valid UTF-8 text");
+                        return -EINVAL;
+                }
+                l = *eol ? eol + 1 : eol;
+        }
+        line = 0;
 
         copy = strdup(buf);
         if (!copy)

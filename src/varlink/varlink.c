@@ -12,6 +12,7 @@
 #include "buffer.h"
 #include "json-util.h"
 #include "log.h"
+#include "utf8.h"
 #include "varlink-idl.h"
 #include "varlink.h"
 
@@ -731,10 +732,42 @@ static bool type_matches(json_object *v, VarlinkType type) {
         return false;
 }
 
+/* Every string in v (values and object keys, at any depth) is text: valid UTF-8 without NUL. json-c accepts
+ * "\u0000" (a C string would end there: "nul4\u0000x" read as "nul4"), overlong forms and encoded
+ * surrogates, so this is checked here for every call. The depth is bounded by the parser's limit. */
+static bool json_strings_are_text(json_object *v) {
+        switch (json_object_get_type(v)) {
+        case json_type_string:
+                return utf8_is_valid_text(json_object_get_string(v), (size_t) json_object_get_string_len(v));
+        case json_type_object: {
+                json_object_object_foreach(v, key, value)
+                        if (!utf8_is_valid_text(key, strlen(key)) || !json_strings_are_text(value))
+                                return false;
+                return true;
+        }
+        case json_type_array:
+                for (size_t i = 0; i < json_object_array_length(v); i++)
+                        if (!json_strings_are_text(json_object_array_get_idx(v, i)))
+                                return false;
+                return true;
+        case json_type_null:
+        case json_type_boolean:
+        case json_type_double:
+        case json_type_int:
+                return true;
+        }
+        return false;
+}
+
 const char *varlink_validate_parameters(json_object *parameters, const VarlinkField *fields) {
         /* Unknown parameters first, in the order the peer sent them. */
         json_object_object_foreach(parameters, key, value) {
                 const VarlinkField *f = NULL;
+
+                if (!utf8_is_valid_text(key, strlen(key)))
+                        return "(a parameter name that is not valid UTF-8)";
+                if (!json_strings_are_text(value))
+                        return key;
 
                 for (const VarlinkField *i = fields; i && i->name; i++)
                         if (streq(i->name, key)) {

@@ -160,6 +160,7 @@ void varlink_connection_set_close_callback(VarlinkConnection *c, void (*cb)(Varl
 void varlink_connection_clear_close_callback(VarlinkConnection *c, void (*cb)(VarlinkConnection *c, void *userdata),
                                              void *userdata);
 
-/* Checks parameters against a field table: missing non-nullable, wrong type or unknown → returns the
+/* Checks parameters against a field table: missing non-nullable, wrong type, unknown, or holding a string
+ * that is not text (NUL, invalid or overlong UTF-8, encoded surrogates; at any depth) → returns the
  * offending parameter's name, NULL when valid. Exposed for tests and unchecked handlers. */
 const char *varlink_validate_parameters(json_object *parameters, const VarlinkField *fields);

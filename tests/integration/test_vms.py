@@ -441,3 +441,35 @@ def test_state_changing_methods_need_privilege(daemons, workdir):
         assert r["error"] == "org.varlink.service.PermissionDenied", (method, r)
     assert replies[-1]["parameters"]["vms"][0]["name"] == "fw"
     assert describe(d, "fw")["state"] == "defined"
+
+
+def test_strings_that_are_not_text_are_refused(daemons, workdir):
+    """A string with NUL would be cut in C ("nul4\u0000x" defined "nul4"; Kernel "/ok\u0000-evil" became "/ok";
+    ini text after a NUL was dropped); overlong UTF-8 and encoded surrogates were accepted and echoed back raw.
+    All are refused at the door, naming the parameter; nothing is defined."""
+    d = daemons(name="text", start=False)
+    d.start()
+    cases = [
+        ({"name": "nul4\u0000x", "ini": "[VM]\nDisk=/dev/null\n"}, "name"),
+        ({"name": "k", "definition": {"VM": {"Disk": "/dev/null", "Kernel": "/ok\u0000-evil"}}}, "definition"),
+        ({"name": "i", "ini": "[VM]\nDisk=/dev/null\n\u0000[Restart]\nPolicy=bogus\n"}, "ini"),
+    ]
+    for params, bad in cases:
+        r = call(d, "DefineVM", params)
+        assert r.get("error") == "org.varlink.service.InvalidParameter", (params, r)
+        assert r["parameters"] == {"parameter": bad}, r
+    # Raw bytes: an overlong "/" (C0 AF) and an encoded surrogate (ED A0 80) in a string value.
+    for raw in (b"\xc0\xaf", b"\xed\xa0\x80"):
+        with d.connect() as c:
+            c.send_raw(b'{"method":"io.memvisor.Manager.DefineVM","parameters":{"name":"' + raw +
+                       b'","ini":"[VM]\\nDisk=/dev/null\\n"}}\0')
+            r = c.receive()
+        assert r.get("error") == "org.varlink.service.InvalidParameter" and r["parameters"] == {"parameter": "name"}, r
+    assert ok(d, "ListVMs")["vms"] == []
+
+    # A .vm file with invalid UTF-8 is refused with its file and line, like any other bad line.
+    d.vm_dir.mkdir(exist_ok=True)
+    (d.vm_dir / "bad.vm").write_bytes(b"[VM]\nDisk=/dev/null\nAppend=console=ttyS0 \xc0\xaf\n")
+    ok(d, "Reload")
+    d.wait_for_log("bad.vm:3: Line is not valid UTF-8 text")
+    assert call(d, "DescribeVM", {"name": "bad"})["error"] == M + "NoSuchVM"

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* varlink_validate_parameters(): types, nullability, missing and unknown parameters. */
+/* varlink_validate_parameters(): types, nullability, missing and unknown parameters, strings that are not text;
+ * utf8_is_valid_text(). */
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +11,7 @@
 #include <stdio.h>
 
 #include "json-util.h"
+#include "utf8.h"
 #include "varlink.h"
 
 static json_object *parse(const char *text) {
@@ -154,6 +156,60 @@ static void test_result_points_into_input(void **state) {
         assert_true(json_object_object_get_ex(o, bad, NULL));
 }
 
+static void test_utf8(void **state) {
+        static const struct {
+                const char *s;
+                size_t n;
+                bool valid;
+        } cases[] = {
+                { "", 0, true },
+                { "plain ascii", 11, true },
+                { "caf\xc3\xa9", 5, true },                   /* é */
+                { "\xe2\x82\xac", 3, true },                   /* € */
+                { "\xf0\x9f\x98\x80", 4, true },               /* U+1F600 */
+                { "\xef\xbf\xbf", 3, true },                   /* U+FFFF */
+                { "\xf4\x8f\xbf\xbf", 4, true },               /* U+10FFFF, the last */
+                { "nul4\0x", 6, false },                       /* an embedded NUL */
+                { "\xc0\x80", 2, false },                       /* overlong NUL */
+                { "\xc1\xbf", 2, false },                       /* overlong DEL */
+                { "\xe0\x80\xaf", 3, false },                   /* overlong '/' */
+                { "\xf0\x80\x80\xaf", 4, false },               /* overlong '/' */
+                { "\xed\xa0\x80", 3, false },                   /* U+D800, an encoded surrogate */
+                { "\xed\xbf\xbf", 3, false },                   /* U+DFFF */
+                { "\xf4\x90\x80\x80", 4, false },               /* above U+10FFFF */
+                { "\xf8\x88\x80\x80\x80", 5, false },           /* 5-byte form */
+                { "\x80", 1, false },                           /* a lone continuation byte */
+                { "\xc3", 1, false },                           /* truncated */
+                { "\xe2\x82", 2, false },                       /* truncated */
+                { "\xc3\x28", 2, false },                       /* bad continuation */
+                { "\xff", 1, false },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++)
+                if (utf8_is_valid_text(cases[i].s, cases[i].n) != cases[i].valid)
+                        fail_msg("case %zu: expected %s", i, cases[i].valid ? "valid" : "invalid");
+}
+
+static void test_strings_must_be_text(void **state) {
+        const VarlinkField fields[] = {
+                { "name", VARLINK_STRING, 0 },
+                { "spec", VARLINK_OBJECT, VARLINK_NULLABLE },
+                { "list", VARLINK_ARRAY, VARLINK_NULLABLE },
+                { NULL }
+        };
+
+        check("{\"name\":\"ok \u00e9\"}", fields, NULL);
+        /* json-c keeps "\u0000" inside the string; a C string would end there. */
+        check("{\"name\":\"nul4\\u0000x\"}", fields, "name");
+        check("{\"name\":\"n\",\"spec\":{\"Kernel\":\"/ok\\u0000-evil\"}}", fields, "spec");
+        check("{\"name\":\"n\",\"list\":[\"a\",[\"b\\u0000\"]]}", fields, "list");
+        check("{\"name\":\"n\",\"spec\":{\"a\":{\"b\":[1,2,{\"c\":\"ok\"}]}}}", fields, NULL);
+        /* Raw overlong UTF-8 and an encoded surrogate, in values and in keys. */
+        check("{\"name\":\"\xc0\xaf\"}", fields, "name");
+        check("{\"name\":\"\xed\xa0\x80\"}", fields, "name");
+        check("{\"name\":\"n\",\"spec\":{\"\xc0\xaf\":1}}", fields, "spec");
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_type_matrix),
@@ -162,6 +218,8 @@ int main(void) {
                 cmocka_unit_test(test_missing),
                 cmocka_unit_test(test_unknown),
                 cmocka_unit_test(test_result_points_into_input),
+                cmocka_unit_test(test_utf8),
+                cmocka_unit_test(test_strings_must_be_text),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
