@@ -81,6 +81,52 @@ static bool token_list_contains(const char *v, size_t l, const char *word) {
         return false;
 }
 
+static bool is_hex(char c) {
+        return isxdigit((unsigned char) c);
+}
+
+/* RFC 3986 unreserved / sub-delims, as allowed in a reg-name */
+static bool is_reg_name_char(char c) {
+        return isalnum((unsigned char) c) || (c && strchr("-._~!$&'()*+,;=", c));
+}
+
+/* The absolute-form of a request target (RFC 9112 3.2.2): "http://" authority, then path-abempty and the
+ * query. The scheme is case-insensitive; the authority is a host (a reg-name, IPv4 address or bracketed IP
+ * literal, not empty, RFC 9110 4.2.1) and an optional port, without userinfo (4.2.4). Returns how many bytes
+ * of t the scheme and authority take, or 0 when t is not such a target. The host is not used: like the Host
+ * header, it names this server however the client reached it. */
+static size_t absolute_form_prefix(const char *t, size_t l) {
+        size_t i = 7, host;
+
+        if (l < 7 || strncasecmp(t, "http://", 7) != 0)
+                return 0;
+        host = i;
+        if (i < l && t[i] == '[') {
+                for (i++; i < l && (is_hex(t[i]) || t[i] == ':' || t[i] == '.'); i++)
+                        ;
+                if (i >= l || t[i] != ']' || i == host + 1)
+                        return 0;
+                i++;
+        } else
+                for (; i < l && t[i] != ':' && t[i] != '/' && t[i] != '?'; i++) {
+                        if (t[i] == '%') {
+                                if (i + 2 >= l || !is_hex(t[i + 1]) || !is_hex(t[i + 2]))
+                                        return 0;
+                                i += 2;
+                        } else if (!is_reg_name_char(t[i]))
+                                return 0;       /* '@' of userinfo among others */
+                }
+        if (i == host)
+                return 0;
+        if (i < l && t[i] == ':')
+                for (i++; i < l && t[i] != '/' && t[i] != '?'; i++)
+                        if (!isdigit((unsigned char) t[i]))
+                                return 0;
+        if (i < l && t[i] != '/' && t[i] != '?')
+                return 0;
+        return i;
+}
+
 static int parse_request_line(const char *p, const char *eol, HttpRequest *req) {
         const char *sp1, *sp2, *target, *version;
         size_t ml, tl;
@@ -122,10 +168,17 @@ static int parse_request_line(const char *p, const char *eol, HttpRequest *req) 
         if (req->method < 0)
                 return -501;
 
-        /* Only origin-form ("/path?query"); no fragments. */
+        /* origin-form ("/path?query") or absolute-form ("http://host[:port][/path][?query]"); no fragments,
+         * no asterisk-form or authority-form. */
         tl = (size_t) (sp2 - target);
-        if (target[0] != '/')
-                return -400;
+        if (target[0] != '/') {
+                size_t skip = absolute_form_prefix(target, tl);
+
+                if (skip == 0)
+                        return -400;
+                target += skip;
+                tl -= skip;
+        }
         for (size_t i = 0; i < tl; i++) {
                 unsigned char c = (unsigned char) target[i];
                 if (c >= 0x80 || c == '#' || c == '"' || c == '<' || c == '>' || c == '\\' || c == '^' ||
@@ -135,8 +188,12 @@ static int parse_request_line(const char *p, const char *eol, HttpRequest *req) 
         const char *qm = memchr(target, '?', tl);
         if (qm)
                 tl = (size_t) (qm - target);
-        memcpy(req->path, target, tl);
-        req->path[tl] = 0;
+        if (tl == 0)    /* absolute-form, empty path: "/" (RFC 9110 4.2.3) */
+                strcpy(req->path, "/");
+        else {
+                memcpy(req->path, target, tl);
+                req->path[tl] = 0;
+        }
         return 0;
 }
 

@@ -5,8 +5,10 @@
  * (what was read so far) and either asks for more, or returns a parsed head with the number of bytes it used,
  * or fails with the HTTP status code to answer:
  *
- *   400  malformed request line or header, bare LF or CR, control characters, missing or repeated Host in
- *        HTTP/1.1, obsolete line folding, a request body (Content-Length > 0 or Transfer-Encoding)
+ *   400  malformed request line or header, a target other than origin-form ("/path?query") or absolute-form
+ *        ("http://host:port/path?query", RFC 9112 3.2.2: scheme http, any host, no userinfo), bare LF or CR,
+ *        control characters, missing or repeated Host in HTTP/1.1 (also with absolute-form, whose Host
+ *        value is ignored), obsolete line folding, a request body (Content-Length > 0 or Transfer-Encoding)
  *   414  request line longer than HTTP_MAX_REQUEST_LINE
  *   431  header section longer than HTTP_MAX_HEADER_SIZE or more than HTTP_MAX_HEADERS fields
  *   501  a method that is a valid token but not one HTTP defines
@@ -38,7 +40,7 @@ DECLARE_STRING_TABLE(http_method, HttpMethod);
 
 typedef struct HttpRequest {
         HttpMethod method;
-        char path[HTTP_MAX_REQUEST_LINE];       /* the target without its query, e.g. "/metrics" */
+        char path[HTTP_MAX_REQUEST_LINE];       /* the target's path, e.g. "/metrics": no scheme, host, query */
         unsigned version_minor;                 /* HTTP/1.<minor> */
         bool keep_alive;                        /* from the version and the Connection header */
         size_t n_headers;

@@ -212,11 +212,61 @@ static void test_http(void **state) {
         expect_http("POST /metrics HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
                     (int) strlen("POST /metrics HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n"));
 
+        /* Absolute-form (RFC 9112 3.2.2): scheme http, any host, then the path as in origin-form. The Host
+         * field is still required once in HTTP/1.1 (3.2) but its value is ignored for the target's. */
+        {
+                static const struct {
+                        const char *req, *path;
+                } absolute[] = {
+                        { "GET http://a/metrics HTTP/1.1\r\nHost: a\r\n\r\n", "/metrics" },
+                        { "GET HTTP://Example.COM:9098/metrics?x=1 HTTP/1.1\r\nHost: other:1\r\n\r\n", "/metrics" },
+                        { "HEAD http://127.0.0.1:9098/ HTTP/1.1\r\nHost: 127.0.0.1:9098\r\n\r\n", "/" },
+                        { "GET http://[::1]:9098/metrics HTTP/1.1\r\nHost: [::1]:9098\r\n\r\n", "/metrics" },
+                        { "GET http://a HTTP/1.1\r\nHost: a\r\n\r\n", "/" },               /* empty path is "/" */
+                        { "GET http://a?q HTTP/1.1\r\nHost: a\r\n\r\n", "/" },
+                        { "GET http://a:/x/y HTTP/1.1\r\nHost: a\r\n\r\n", "/x/y" },       /* empty port */
+                        { "GET http://a.b-c_d~e%20!$&'()*+,;=f/metrics HTTP/1.1\r\nHost: a\r\n\r\n", "/metrics" },
+                        { "GET http://a/metrics HTTP/1.0\r\n\r\n", "/metrics" },             /* 1.0: Host optional */
+                };
+
+                for (size_t i = 0; i < ELEMENTSOF(absolute); i++) {
+                        size_t l = strlen(absolute[i].req);
+
+                        r = (HttpRequest) {};
+                        if (http_request_parse(absolute[i].req, l, &r) != (int) l)
+                                fail_msg("%s → %d", absolute[i].req, http_request_parse(absolute[i].req, l, &r));
+                        assert_string_equal(r.path, absolute[i].path);
+                        for (size_t k = 0; k < l; k++)
+                                assert_int_equal(http_request_parse(absolute[i].req, k, &r), 0);
+                }
+        }
+        expect_http("GET http://a/metrics HTTP/1.1\r\n\r\n", -400);                  /* no Host */
+        expect_http("GET http://a/metrics HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n", -400); /* two */
+        expect_http("GET https://a/metrics HTTP/1.1\r\nHost: a\r\n\r\n", -400);   /* not served here */
+        expect_http("GET ftp://a/metrics HTTP/1.1\r\nHost: a\r\n\r\n", -400);
+        expect_http("GET httpx://a/metrics HTTP/1.1\r\nHost: a\r\n\r\n", -400);
+        expect_http("GET http:/a/metrics HTTP/1.1\r\nHost: a\r\n\r\n", -400);
+        expect_http("GET http:a/metrics HTTP/1.1\r\nHost: a\r\n\r\n", -400);
+        expect_http("GET http:// HTTP/1.1\r\nHost: a\r\n\r\n", -400);              /* empty host */
+        expect_http("GET http:///metrics HTTP/1.1\r\nHost: a\r\n\r\n", -400);
+        expect_http("GET http://:80/metrics HTTP/1.1\r\nHost: a\r\n\r\n", -400);
+        expect_http("GET http://u@a/metrics HTTP/1.1\r\nHost: a\r\n\r\n", -400);   /* userinfo */
+        expect_http("GET http://a:9x/metrics HTTP/1.1\r\nHost: a\r\n\r\n", -400);  /* port */
+        expect_http("GET http://a:1:2/metrics HTTP/1.1\r\nHost: a\r\n\r\n", -400);
+        expect_http("GET http://[::1/metrics HTTP/1.1\r\nHost: a\r\n\r\n", -400);  /* IP literal */
+        expect_http("GET http://[::1]x/metrics HTTP/1.1\r\nHost: a\r\n\r\n", -400);
+        expect_http("GET http://[g::1]/metrics HTTP/1.1\r\nHost: a\r\n\r\n", -400);
+        expect_http("GET http://a%2/metrics HTTP/1.1\r\nHost: a\r\n\r\n", -400);   /* bad pct-encoding */
+        expect_http("GET http://a/b#frag HTTP/1.1\r\nHost: a\r\n\r\n", -400);
+        expect_http("GET http://a/\x7f HTTP/1.1\r\nHost: a\r\n\r\n", -400);
+        expect_http("GET http://a\x80/ HTTP/1.1\r\nHost: a\r\n\r\n", -400);
+        expect_http("GET * HTTP/1.1\r\nHost: a\r\n\r\n", -400);                    /* asterisk-form */
+        expect_http("CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n", -400);            /* authority-form */
+
         /* 400: malformed request lines */
         expect_http("GET  /metrics HTTP/1.1\r\nHost: a\r\n\r\n", -400);
         expect_http("GET /metrics\r\nHost: a\r\n\r\n", -400);
         expect_http("GET metrics HTTP/1.1\r\nHost: a\r\n\r\n", -400);
-        expect_http("GET http://a/metrics HTTP/1.1\r\nHost: a\r\n\r\n", -400);
         expect_http("GET /met rics HTTP/1.1\r\nHost: a\r\n\r\n", -400);
         expect_http("GET /a#frag HTTP/1.1\r\nHost: a\r\n\r\n", -400);
         expect_http("GET /metrics HTTP/1.1 \r\nHost: a\r\n\r\n", -400);
