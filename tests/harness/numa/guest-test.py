@@ -329,7 +329,7 @@ def disconnect_after_migration(node):
 def long_pingpong(vm):
     """A ping-pong long enough that all its reports no longer fit in one reply under [Varlink] MaxOutputSize=4K:
     each move's report is streamed ("moved") as it ends, and the final reply stays small (the summary and the last
-    report). Returns the report size seen, for the figures."""
+    report)."""
     with open(WORK + "/memvisord.conf", "w") as f:
         f.write(daemon_config("[Varlink]\nMaxOutputSize=%d\n" % SMALL_OUTPUT_SIZE))
     call_ok("Reload")
@@ -381,6 +381,37 @@ def long_pingpong(vm):
           {"ids": ids, "first": (final or {}).get("firstReportId"), "last": (final or {}).get("lastReportId")})
 
 
+def oneway_migration(vm):
+    """A oneway MigratePages ends its call at once (nothing is answered): the same connection serves the next
+    call while the move goes on, and the move is recorded. (Nothing used to end the call, so the connection never
+    answered again.)"""
+    recs = ctl(BUILD, "migrations", vm)[0].get("migrations", [])
+    node = int(recs[-1]["to"]) if recs else 0
+    c = Varlink(timeout=20)
+    c.sock.sendall(json.dumps({"method": "io.memvisor.Manager.MigratePages", "oneway": True,
+                               "parameters": {"name": vm, "from": str(node), "to": str(1 - node),
+                                              "settleUSec": 0}}).encode() + b"\0")
+    try:
+        status = c.call("GetDaemonStatus")
+        err = None
+    except Exception as e:  # noqa: BLE001 - the check says what happened
+        status, err = None, repr(e)
+    finally:
+        c.close()
+    deadline = time.monotonic() + 60
+    while True:
+        ml = ctl(BUILD, "migrations", vm)[0]
+        if not ml.get("inProgress") or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    new = ml.get("migrations", [])[-1:] if len(ml.get("migrations", [])) > len(recs) else []
+    check("a oneway MigratePages: the connection answers the next call at once, the move is recorded",
+          status is not None and "error" not in status and not ml.get("inProgress") and
+          [(r.get("from"), r.get("to"), r.get("result")) for r in new] == [(str(node), str(1 - node), "done")],
+          {"error": err, "status": None if status is None else "error" in status, "inProgress": ml.get("inProgress"),
+           "new": [{k: r.get(k) for k in ("id", "from", "to", "result")} for r in new]})
+
+
 def pingpong_from_definition():
     """The .vm file's ping-pong (MigrateBetween=1,0 → 0,1, MigrateEverySec=2s, MigrateCount=2): starting the
     guest starts it; its 2 moves appear in `memvisorctl --json migrations`, 0 → 1 then 1 → 0."""
@@ -409,6 +440,7 @@ def pingpong_from_definition():
           gap is not None and 1.9e6 <= gap <= 5e6, gap)
     if state == "running":
         long_pingpong(PINGPONG_VM)
+        oneway_migration(PINGPONG_VM)
     ctl(BUILD, "stop", PINGPONG_VM, check=False, timeout=30)
 
 
