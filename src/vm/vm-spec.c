@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <ctype.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -189,7 +190,7 @@ static bool machine_is_valid(const char *m) {
 }
 
 static bool path_is_valid(const char *p) {
-        return p && p[0] == '/';
+        return p && p[0] == '/' && strlen(p) < PATH_MAX;
 }
 
 /* Emulator=: an absolute path, or a command name looked up in $PATH. */
@@ -954,6 +955,8 @@ static int vm_key_dispatch_ini(const char *key, const char *value, void *data, c
 /* Fills field ("VM.Memory") and reason; returns -EINVAL on the first problem, 0 if the spec is fine. */
 static int validate_internal(const VmSpec *s, const char **ret_field, char **ret_reason) {
         bool nodes[VM_HOST_NODES_MAX] = {};
+        _cleanup_free_ char *text = NULL;
+        int r;
 
 #define FAIL(field, ...)                                                \
         do {                                                            \
@@ -988,6 +991,10 @@ static int validate_internal(const VmSpec *s, const char **ret_field, char **ret
         if (s->append && !value_is_storable(s->append))
                 FAIL("VM.Append", "Append= must not contain control characters, surrounding whitespace or a "
                      "trailing backslash");
+        /* QEMU gets it as one argument: execve(2) refuses an argument of MAX_ARG_STRLEN (128 KiB) or more. */
+        if (s->append && strlen(s->append) >= VM_ARG_MAX)
+                FAIL("VM.Append", "Append= is %zu bytes; QEMU's command line takes at most %u bytes per argument",
+                     strlen(s->append), VM_ARG_MAX - 1);
         if (s->n_disks != strv_length(s->disks))
                 FAIL("VM.Disk", "the disk count does not match the disk list");
         if (s->n_disks > VM_MAX_DISKS)
@@ -1005,10 +1012,14 @@ static int validate_internal(const VmSpec *s, const char **ret_field, char **ret
                 FAIL("VM.ExtraArgs", "the argument count does not match the argument list");
         if (s->n_extra_args > VM_MAX_EXTRA_ARGS)
                 FAIL("VM.ExtraArgs", "too many extra arguments, at most %d are supported", VM_MAX_EXTRA_ARGS);
-        for (size_t i = 0; i < s->n_extra_args; i++)
+        for (size_t i = 0; i < s->n_extra_args; i++) {
                 for (const char *c = s->extra_args[i]; *c; c++)
                         if (iscntrl((unsigned char) *c) && *c != '\t')
                                 FAIL("VM.ExtraArgs", "ExtraArgs= must not contain control characters");
+                if (strlen(s->extra_args[i]) >= VM_ARG_MAX)
+                        FAIL("VM.ExtraArgs", "an ExtraArgs= argument is %zu bytes; QEMU's command line takes at "
+                             "most %u bytes per argument", strlen(s->extra_args[i]), VM_ARG_MAX - 1);
+        }
         if (s->start_timeout_usec == 0)
                 FAIL("VM.StartTimeoutSec", "StartTimeoutSec= must be greater than 0");
         if (s->stop_timeout_usec == 0)
@@ -1190,6 +1201,15 @@ static int validate_internal(const VmSpec *s, const char **ret_field, char **ret
                         FAIL("Balloon.To", "To= must be between Floor= and Memory=");
         }
 
+        /* One limit for every way in (DefineVM fields or ini text, .vm files): whatever is accepted must load
+         * again from the .vm file it is saved as. */
+        r = vm_spec_to_ini(s, &text);
+        if (r < 0)
+                return r;
+        if (strlen(text) > INI_FILE_MAX)
+                FAIL("definition", "the definition takes %zu bytes as a .vm file, over the limit of %u bytes",
+                     strlen(text), INI_FILE_MAX);
+
 #undef FAIL
         return 0;
 }
@@ -1279,6 +1299,9 @@ int vm_spec_parse_ini(const char *filename, const char *text, const char *name_h
                 filename = "<input>";
         if (!text || !ret)
                 return -EINVAL;
+        if (strlen(text) > INI_FILE_MAX)
+                return spec_error(ret_error, -EFBIG, NULL, "%s: the text is %zu bytes, over the limit of %u bytes "
+                                  "for a .vm file", filename, strlen(text), INI_FILE_MAX);
 
         s = vm_spec_new();
         if (!s)

@@ -66,6 +66,7 @@ DECLARE_STRING_TABLE(vm_balloon_policy, VmBalloonPolicy);
 #define VM_MAX_DISKS 16
 #define VM_MAX_VCPUS 512
 #define VM_MAX_EXTRA_ARGS 256
+#define VM_ARG_MAX (128U * 1024U)      /* MAX_ARG_STRLEN: execve(2) refuses a longer argument */
 
 typedef struct VmSpec {
         /* [VM] */

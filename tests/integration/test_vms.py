@@ -473,3 +473,41 @@ def test_strings_that_are_not_text_are_refused(daemons, workdir):
     ok(d, "Reload")
     d.wait_for_log("bad.vm:3: Line is not valid UTF-8 text")
     assert call(d, "DescribeVM", {"name": "bad"})["error"] == M + "NoSuchVM"
+
+
+def test_one_size_limit_for_every_way_in(daemons, workdir):
+    """A definition whose .vm file would be over 1 MiB was accepted and then refused on the next start
+    ("File too large"): the guest was gone. Every way in is checked against the same limit at the door, and
+    what is accepted loads again after a restart. Append= over what execve(2) takes is refused at once."""
+    d = daemons(name="size", start=False)
+    d.start()
+    kernel = {"VM": {"Kernel": "/boot/vmlinuz", "Accelerator": "tcg"}}
+
+    big = "x" * (1 << 20)
+    r = call(d, "DefineVM", {"name": "a", "definition": {"VM": dict(kernel["VM"], Append=big)}})
+    assert r.get("error") == M + "InvalidDefinition" and r["parameters"]["field"] == "VM.Append", r
+    assert r["parameters"]["reason"] == ("VM.Append: Append= is 1048576 bytes; QEMU's command line takes at most 131071 "
+                                         "bytes per argument"), r
+    r = call(d, "DefineVM", {"name": "a", "ini": "[VM]\nKernel=/boot/vmlinuz\nAppend=%s\n" % big})
+    assert r.get("error") == M + "InvalidDefinition" and "field" not in r["parameters"], r
+    assert "over the limit of 1048576 bytes for a .vm file" in r["parameters"]["reason"], r
+    # Each argument under the execve limit, all of them together over 1 MiB.
+    args = ["-%s" % ("y" * 120000)] * 10
+    r = call(d, "DefineVM", {"name": "a", "definition": {"VM": dict(kernel["VM"], ExtraArgs=args)}})
+    assert r.get("error") == M + "InvalidDefinition" and r["parameters"]["field"] == "definition", r
+    assert "over the limit of 1048576 bytes" in r["parameters"]["reason"], r
+    r = call(d, "DefineVM", {"name": "a", "definition": {"VM": dict(kernel["VM"], Append="z" * 131072)}})
+    assert r["parameters"]["field"] == "VM.Append", r
+    assert call(d, "DescribeVM", {"name": "a"})["error"] == M + "NoSuchVM"
+
+    # The largest Append= accepted is saved, and comes back after a restart.
+    ok(d, "DefineVM", {"name": "a", "definition": {"VM": dict(kernel["VM"], Append="z" * 131071)}})
+    d.stop()
+    d.start()
+    assert describe(d, "a")["definition"]["VM"]["Append"] == "z" * 131071
+    # A .vm file over the limit is refused with the reason, not silently.
+    d.vm_dir.mkdir(exist_ok=True)
+    (d.vm_dir / "huge.vm").write_text("[VM]\nKernel=/boot/vmlinuz\nAppend=%s\n" % big)
+    ok(d, "Reload")
+    d.wait_for_log("huge.vm")
+    assert call(d, "DescribeVM", {"name": "huge"})["error"] == M + "NoSuchVM"
