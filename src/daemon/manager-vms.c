@@ -206,8 +206,57 @@ static int vm_file_filter(const struct dirent *de) {
 /* Parses every *.vm in dir; calls cb for each good one. Bad ones are logged and skipped. */
 typedef int (*LoadCallback)(Manager *m, VmSpec *spec, const char *path, bool api, void *userdata);
 
+/* StrictModes, as sshd has them: a definition runs its Emulator= as root, so its file and directory must be
+ * owned by root (or the daemon's user) and writable by nobody else but the group of root or AdminGroup=.
+ * NULL when trusted, else why not (static text, with *ret_id the uid or gid it names). */
+static const char *untrusted_reason(Manager *m, const struct stat *st, long *ret_id) {
+        if (st->st_uid != 0 && st->st_uid != geteuid()) {
+                *ret_id = (long) st->st_uid;
+                return "is owned by uid %ld, not by root";
+        }
+        if (st->st_mode & S_IWOTH) {
+                *ret_id = (long) (st->st_mode & 07777);
+                return "is writable by everyone (mode %04lo)";
+        }
+        if ((st->st_mode & S_IWGRP) && st->st_gid != 0 && st->st_gid != m->admin_gid) {
+                *ret_id = (long) st->st_gid;
+                return "is writable by group %ld, which is neither root's nor AdminGroup=";
+        }
+        return NULL;
+}
+
+static bool path_is_trusted(Manager *m, const char *path, bool directory) {
+        const char *why;
+        struct stat st;
+        long id = 0;
+
+        if (lstat(path, &st) < 0) {
+                log_warning_errno(errno, "Failed to check %s, not loading it: %m", path);
+                return false;
+        }
+        if (directory ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode)) {
+                log_struct(LOG_ERR, -EPERM, STRV(MESSAGE_ID_VM_DEFINITION_INVALID),
+                           "%s is not a regular %s (symbolic links are not followed), not loading %s.", path,
+                           directory ? "directory" : "file", directory ? "the guest definitions in it" : "it");
+                return false;
+        }
+        why = untrusted_reason(m, &st, &id);
+        if (why) {
+                _cleanup_free_ char *reason = NULL;
+
+                if (asprintf(&reason, why, id) < 0)
+                        return log_oom(), false;
+                log_struct(LOG_ERR, -EPERM, STRV(MESSAGE_ID_VM_DEFINITION_INVALID),
+                           "%s %s: it could change what runs as root; not loading %s.", path, reason,
+                           directory ? "the guest definitions in it" : "it");
+                return false;
+        }
+        return true;
+}
+
 static int load_vm_dir(Manager *m, const char *dir, bool api, LoadCallback cb, void *userdata) {
         struct dirent **list = NULL;
+        bool trusted;
         int n;
 
         n = scandir(dir, &list, vm_file_filter, alphasort);
@@ -216,6 +265,7 @@ static int load_vm_dir(Manager *m, const char *dir, bool api, LoadCallback cb, v
                         return 0;
                 return log_warning_errno(errno, "Failed to read %s, ignoring: %m", dir);
         }
+        trusted = path_is_trusted(m, dir, true);
 
         for (int i = 0; i < n; i++) {
                 _cleanup_free_ char *path = path_join(dir, list[i]->d_name);
@@ -226,6 +276,10 @@ static int load_vm_dir(Manager *m, const char *dir, bool api, LoadCallback cb, v
                 free(list[i]);
                 if (!path) {
                         log_oom();
+                        continue;
+                }
+                if (!trusted || !path_is_trusted(m, path, false)) {
+                        (void) cb(m, NULL, path, api, userdata); /* tell the caller the file is there */
                         continue;
                 }
                 r = vm_spec_parse_file(path, &spec, &e);

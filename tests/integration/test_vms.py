@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from memvisor_it import REPO, ConnectionClosed, VarlinkConnection
+from memvisor_it import NOBODY_UID, NOGROUP_GID, REPO, ConnectionClosed, VarlinkConnection
 
 M = "io.memvisor.Manager."
 
@@ -511,3 +511,32 @@ def test_one_size_limit_for_every_way_in(daemons, workdir):
     ok(d, "Reload")
     d.wait_for_log("huge.vm")
     assert call(d, "DescribeVM", {"name": "huge"})["error"] == M + "NoSuchVM"
+
+
+def test_definitions_writable_by_others_are_not_loaded(daemons, workdir):
+    """Emulator= runs as root, so a .vm file or VM directory that someone else can write is refused, as sshd's
+    StrictModes refuses a loose authorized_keys: logged with the reason, nothing defined."""
+    d = daemons(name="strict", start=False)
+    write_vm(d, "good", firmware_vm(workdir))
+    write_vm(d, "loose", "[VM]\nDisk=/dev/null\nEmulator=/bin/true\n")
+    loose = d.vm_dir / "loose.vm"
+    os.chmod(loose, 0o666)
+    write_vm(d, "foreign", "[VM]\nDisk=/dev/null\nEmulator=/bin/true\n")
+    os.chown(d.vm_dir / "foreign.vm", NOBODY_UID, NOGROUP_GID)
+    d.start()
+    names = [v["name"] for v in ok(d, "ListVMs")["vms"]]
+    assert names == ["good"], names
+    d.wait_for_log("%s is writable by everyone (mode 0666): it could change what runs as root; not loading it."
+                   % loose)
+    d.wait_for_log("%s is owned by uid %d, not by root" % (d.vm_dir / "foreign.vm", NOBODY_UID))
+
+    # Fixed, it loads on reload; a world-writable directory refuses everything in it.
+    os.chmod(loose, 0o644)
+    ok(d, "Reload")
+    assert sorted(v["name"] for v in ok(d, "ListVMs")["vms"]) == ["good", "loose"]
+    d2 = daemons(name="strict2", start=False)
+    write_vm(d2, "x", firmware_vm(workdir))
+    os.chmod(d2.vm_dir, 0o777)
+    d2.start()
+    assert ok(d2, "ListVMs")["vms"] == []
+    d2.wait_for_log("%s is writable by everyone (mode 0777)" % d2.vm_dir)
