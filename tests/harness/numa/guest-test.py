@@ -4,13 +4,16 @@ firmware-only, Memory=256M preallocated and bound to node 0, vCPU 0 pinned to CP
 checks, with memvisorctl --json and the kernel's own view (/proc), topology, affinity, residency, one
 migration 0 → 1 and its report, a ping-pong of 3 moves, that varlink calls are answered during a
 migration, that a client may disconnect after a completed MigratePages, the ping-pong of a second inner
-guest's definition ([Memory] MigrateBetween=, 2 moves), and a longer ping-pong whose reports are streamed while
-the final reply stays small (under a lowered [Varlink] MaxOutputSize=). memvisord ends by SIGTERM and must exit
+guest's definition ([Memory] MigrateBetween=, 2 moves), a longer ping-pong whose reports are streamed while
+the final reply stays small (under a lowered [Varlink] MaxOutputSize=), a oneway MigratePages, and D-Bus
+MigratePages with its MigrationFinished signal (on a private dbus-daemon, when dbus-daemon and busctl exist). memvisord ends by SIGTERM and must exit
 0; with a sanitizer build (run.sh passes the options) no ASan/UBSan/LeakSanitizer report may exist. Writes
 OUT/results.json ({"checks": [...], "figures": {...}}); exit 0 only if all checks pass."""
 
 import json
 import os
+import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -38,6 +41,7 @@ SMALL_OUTPUT_SIZE = 4096
 
 checks = []
 figures = {}
+BUS = {}        # the private dbus-daemon's process and address, when dbus-daemon and busctl are there
 
 
 def check(name, ok, detail=None):
@@ -111,12 +115,38 @@ def write_pingpong_vm():
 
 
 def daemon_config(extra=""):
-    return P.get("daemon_config", DEFAULT_CONFIG).replace("\\n", "\n") + extra
+    bus = "[DBus]\nAddress=%s\n" % BUS["address"] if BUS else ""
+    return P.get("daemon_config", DEFAULT_CONFIG).replace("\\n", "\n") + bus + extra
+
+
+def start_bus():
+    """A private dbus-daemon (everybody may do everything) for memvisord's D-Bus interface."""
+    if not (shutil.which("dbus-daemon") and shutil.which("busctl")):
+        figures["dbus"] = "not tested: dbus-daemon or busctl missing"
+        return
+    make_dirs()
+    conf = WORK + "/bus.conf"
+    with open(conf, "w") as f:
+        f.write('<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"\n'
+                ' "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">\n'
+                "<busconfig><type>system</type><listen>unix:path=%s/bus.sock</listen><auth>EXTERNAL</auth>"
+                '<policy context="default"><allow user="*"/><allow own="*"/>'
+                '<allow send_destination="*" eavesdrop="true"/><allow eavesdrop="true"/></policy></busconfig>\n'
+                % WORK)
+    proc = subprocess.Popen(["dbus-daemon", "--config-file=" + conf, "--nofork", "--print-address"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
+    address = proc.stdout.readline().strip()
+    if not address.startswith("unix:"):
+        proc.kill()
+        figures["dbus"] = "not tested: dbus-daemon did not start: %s" % address
+        return
+    BUS.update(proc=proc, address=address)
 
 
 def main():
     write_inner_vm("%dM" % MEMORY_MIB, P.get("vm_extra", "").replace("\\n", "\n"))  # read at daemon start
     write_pingpong_vm()
+    start_bus()
     daemon = start_daemon(BUILD, config=daemon_config())
     try:
         run_checks()
@@ -127,6 +157,9 @@ def main():
         reports = sanitizer_reports()
         check("no ASan/UBSan/LeakSanitizer report (sanitize=%s)" % P.get("sanitize", False), not reports,
               {name: text[:2000] for name, text in reports.items()})
+        if BUS:
+            BUS["proc"].terminate()
+            BUS["proc"].wait(10)
     failed = [c["name"] for c in checks if not c["ok"]]
     write_result("results.json", {"checks": checks, "figures": figures, "failed": failed})
     log("%d checks, %d failed" % (len(checks), len(failed)))
@@ -412,6 +445,47 @@ def oneway_migration(vm):
            "new": [{k: r.get(k) for k in ("id", "from", "to", "result")} for r in new]})
 
 
+def dbus_migration(vm):
+    """D-Bus MigratePages(sss) answers once the move started; MigrationFinished(sosa{sv}) carries the same summary
+    as the varlink final reply (Moves, FirstReportId, ..., Report), not a list of reports."""
+    if not BUS:
+        return
+    recs = ctl(BUILD, "migrations", vm)[0].get("migrations", [])
+    node = int(recs[-1]["to"]) if recs else 0
+    out = WORK + "/monitor.json"
+    with open(out, "w") as f:
+        mon = subprocess.Popen(["busctl", "--address=" + BUS["address"], "--json=short", "monitor"], stdout=f,
+                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    time.sleep(0.5)     # BecomeMonitor is asynchronous
+    call = subprocess.run(["busctl", "--address=" + BUS["address"], "call", "io.memvisor.Manager1",
+                           "/io/memvisor/Manager1", "io.memvisor.Manager1", "MigratePages", "sss", vm, str(node),
+                           str(1 - node)], capture_output=True, text=True, timeout=30)
+    signal = None
+    deadline = time.monotonic() + 60
+    while call.returncode == 0 and signal is None and time.monotonic() < deadline:
+        time.sleep(0.3)
+        with open(out) as f:
+            for line in f:
+                try:
+                    m = json.loads(line)
+                except ValueError:
+                    continue
+                if m.get("member") == "MigrationFinished":
+                    signal = m
+    mon.terminate()
+    mon.wait(5)
+    data = (signal or {}).get("payload", {}).get("data", [None] * 4)
+    result = {k: v.get("data") for k, v in (data[3] or {}).items()} if len(data) == 4 else {}
+    rep = result.get("Report") or {}
+    check("D-Bus MigratePages: MigrationFinished carries the summary and the report, no list of reports",
+          call.returncode == 0 and data[:3] == [vm, "/io/memvisor/Manager1/vm/" + vm, ""] and
+          result.get("Phase") == "done" and result.get("Moves") == 1 and result.get("MovesFailed") == 0 and
+          "Reports" not in result and result.get("FirstReportId") == result.get("LastReportId") and
+          isinstance(rep, dict) and rep.get("Id", {}).get("data") == result.get("LastReportId"),
+          {"call": [call.returncode, call.stdout, call.stderr[-500:]], "signal": data[:3],
+           "result": {k: v for k, v in result.items() if k != "Report"}, "reportKeys": sorted(rep)[:8]})
+
+
 def pingpong_from_definition():
     """The .vm file's ping-pong (MigrateBetween=1,0 → 0,1, MigrateEverySec=2s, MigrateCount=2): starting the
     guest starts it; its 2 moves appear in `memvisorctl --json migrations`, 0 → 1 then 1 → 0."""
@@ -441,6 +515,7 @@ def pingpong_from_definition():
     if state == "running":
         long_pingpong(PINGPONG_VM)
         oneway_migration(PINGPONG_VM)
+        dbus_migration(PINGPONG_VM)
     ctl(BUILD, "stop", PINGPONG_VM, check=False, timeout=30)
 
 
