@@ -33,7 +33,9 @@ void config_init(DaemonConfig *c) {
                 .host_history = 600,
                 .exporter_enabled = true,
                 .exporter_max_connections = 64,
+                .exporter_max_connections_per_address = 16,
                 .exporter_timeout_usec = 10 * USEC_PER_SEC,
+                .exporter_header_timeout_usec = 5 * USEC_PER_SEC,
         };
 }
 
@@ -205,7 +207,11 @@ static const IniItem config_items[] = {
         { "Exporter", "ListenAddress", parse_listen_address, offsetof(DaemonConfig, exporter_address), NULL },
         { "Exporter", "MaxConnections", ini_parse_unsigned, offsetof(DaemonConfig, exporter_max_connections),
           &range_http_connections },
+        { "Exporter", "MaxConnectionsPerAddress", ini_parse_unsigned,
+          offsetof(DaemonConfig, exporter_max_connections_per_address), &range_http_connections },
         { "Exporter", "TimeoutSec", ini_parse_sec, offsetof(DaemonConfig, exporter_timeout_usec),
+          &range_http_timeout },
+        { "Exporter", "HeaderTimeoutSec", ini_parse_sec, offsetof(DaemonConfig, exporter_header_timeout_usec),
           &range_http_timeout },
         { "DBus", "Address", parse_dbus_address, offsetof(DaemonConfig, dbus_address), NULL },
         { NULL },

@@ -61,7 +61,9 @@ typedef struct DaemonConfig {
         bool exporter_enabled;                  /* Enabled=, default yes */
         char *exporter_address;                 /* ListenAddress=, default DEFAULT_EXPORTER_ADDRESS */
         unsigned exporter_max_connections;      /* MaxConnections=, default 64 */
+        unsigned exporter_max_connections_per_address; /* MaxConnectionsPerAddress=, default 16 */
         uint64_t exporter_timeout_usec;         /* TimeoutSec=, default 10s */
+        uint64_t exporter_header_timeout_usec;  /* HeaderTimeoutSec=, default 5s */
 
         /* [DBus] */
         char *dbus_address;             /* NULL: the system bus ($DBUS_SYSTEM_BUS_ADDRESS or the default) */

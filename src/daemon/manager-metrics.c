@@ -716,6 +716,14 @@ static int build_daemon(ManagerMetrics *mm, MetricSet *s) {
                 if ((r = add(s, METRIC_DAEMON_SCRAPES, NULL, (double) http_server_scrapes(mm->http))) < 0 ||
                     (r = add(s, METRIC_DAEMON_HTTP_CONNECTIONS, NULL, http_server_connections(mm->http))) < 0)
                         return r;
+                for (HttpEviction e = 0; e < _HTTP_EVICTION_MAX; e++)
+                        if ((r = add(s, METRIC_DAEMON_HTTP_EVICTED, STRV(http_eviction_to_string(e)),
+                                     (double) http_server_evictions(mm->http, e))) < 0)
+                                return r;
+                for (HttpRefusal f = 0; f < _HTTP_REFUSAL_MAX; f++)
+                        if ((r = add(s, METRIC_DAEMON_HTTP_REFUSED, STRV(http_refusal_to_string(f)),
+                                     (double) http_server_refusals(mm->http, f))) < 0)
+                                return r;
                 n = http_server_responses(mm->http, codes, counts, ELEMENTSOF(codes));
                 for (size_t i = 0; i < n; i++) {
                         char code[16];
@@ -1228,7 +1236,12 @@ static int start_exporter(ManagerMetrics *mm) {
         r = http_server_new(&mm->http, m->event, render_metrics, mm);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the Prometheus exporter: %m");
-        http_server_set_limits(mm->http, m->config.exporter_max_connections, m->config.exporter_timeout_usec);
+        http_server_set_limits(mm->http, &(HttpServerLimits) {
+                .max_connections = m->config.exporter_max_connections,
+                .max_connections_per_address = m->config.exporter_max_connections_per_address,
+                .timeout_usec = m->config.exporter_timeout_usec,
+                .header_timeout_usec = m->config.exporter_header_timeout_usec,
+        });
 
         if (mm->exporter_fd >= 0) {
                 r = http_server_listen_fd(mm->http, TAKE_FD(mm->exporter_fd));

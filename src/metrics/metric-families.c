@@ -12,6 +12,13 @@ const MetricFamily metric_families[_METRIC_ID_MAX] = {
                                              "Open connections to the exporter.", L(NULL) },
         [METRIC_DAEMON_HTTP_RESPONSES] = { "memvisor_daemon_http_responses_total", METRIC_COUNTER, "",
                                            "HTTP responses sent by the exporter, by status code.", L("code") },
+        [METRIC_DAEMON_HTTP_EVICTED] = { "memvisor_daemon_http_connections_evicted_total", METRIC_COUNTER, "",
+                                         "Exporter connections closed to make room for a new one, by what they "
+                                         "were doing (idle: kept alive between requests; slow_request: still "
+                                         "sending a request head, answered 408).", L("reason") },
+        [METRIC_DAEMON_HTTP_REFUSED] = { "memvisor_daemon_http_connections_refused_total", METRIC_COUNTER, "",
+                                         "New exporter connections answered 503 and closed, by the limit in the "
+                                         "way (max_connections, max_connections_per_address).", L("reason") },
         [METRIC_DAEMON_VARLINK_CONNECTIONS] = { "memvisor_daemon_varlink_connections", METRIC_GAUGE, "",
                                                 "Open varlink connections.", L(NULL) },
         [METRIC_DAEMON_VARLINK_CONNECTIONS_TOTAL] = { "memvisor_daemon_varlink_connections_total", METRIC_COUNTER, "",

@@ -231,7 +231,12 @@ static void fuzz_server(const uint8_t *data, size_t size) {
 
         if (sd_event_new(&e) < 0 || http_server_new(&s, e, render, NULL) < 0)
                 abort();
-        http_server_set_limits(s, 4, HTTP_DEFAULT_TIMEOUT_USEC);
+        http_server_set_limits(s, &(HttpServerLimits) {
+                .max_connections = 4,
+                .max_connections_per_address = 2,
+                .timeout_usec = HTTP_DEFAULT_TIMEOUT_USEC,
+                .header_timeout_usec = HTTP_DEFAULT_HEADER_TIMEOUT_USEC,
+        });
         lfd = listen_abstract(&sa, &sl);
         if (lfd < 0 || http_server_listen_fd(s, lfd) < 0)
                 abort();

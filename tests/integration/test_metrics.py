@@ -123,6 +123,18 @@ def test_bad_requests(daemons, request_bytes, code):
     assert out.startswith("HTTP/1.1 %d " % code), out[:200]
 
 
+def test_absolute_form_target(daemons):
+    """RFC 9112 3.2.2: a server MUST accept the absolute-form (as proxies and some clients send it)."""
+    d = start(daemons)
+    out = raw(d, b"GET http://memvisor.example:9098/metrics?x HTTP/1.1\r\nHost: elsewhere\r\n\r\n"
+                 b"HEAD HTTP://127.0.0.1 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    assert out.startswith("HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4"), out[:200]
+    assert "memvisor_daemon_scrapes_total" in out
+    assert out.count("HTTP/1.1 200 OK\r\n") == 2 and "text/html" in out
+    assert raw(d, b"GET https://a/metrics HTTP/1.1\r\nHost: a\r\n\r\n").startswith("HTTP/1.1 400 ")
+    assert raw(d, b"GET http://a/metrics HTTP/1.1\r\n\r\n").startswith("HTTP/1.1 400 ")
+
+
 def test_read_timeout_and_keep_alive(daemons):
     d = start(daemons, extra="TimeoutSec=500ms\n")
     # Two pipelined requests on one connection, the second closes it.
@@ -157,6 +169,198 @@ def test_200_concurrent_scrapes(daemons):
     assert results.count(True) == 200, [r for r in results if r is not True][:5]
     s = series(scrape(d)[2])
     assert s["memvisor_daemon_scrapes_total"] >= 201
+
+
+class SlowClients:
+    """Slow-loris clients: each connection sends a request head one byte a second (it would take minutes
+    to complete) and reconnects as soon as the server answers or closes it. sources: [(address, count)],
+    the local addresses to connect from (all of 127.0.0.0/8 is loopback)."""
+
+    HEAD = b"GET /metrics HTTP/1.1\r\nHost: slow\r\nX-Slow: " + b"s" * 400 + b"\r\n\r\n"
+
+    def __init__(self, port, sources):
+        self.port = port
+        self.slots = [{"source": a, "sock": None, "sent": 0} for a, n in sources for _ in range(n)]
+        self.connects = 0
+        self.answers = {}           # status line → how often the server answered a slow client with it
+        self.ticks = 0
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _connect(self, slot):
+        s = socket.socket()
+        s.bind((slot["source"], 0))
+        s.settimeout(5)
+        try:
+            s.connect(("127.0.0.1", self.port))
+        except OSError:
+            s.close()
+            return
+        s.setblocking(False)
+        slot["sock"], slot["sent"] = s, 0
+        self.connects += 1
+
+    def _drop(self, slot):
+        slot["sock"].close()
+        slot["sock"] = None
+
+    def _tick(self):
+        for slot in self.slots:
+            if slot["sock"] is None:
+                self._connect(slot)
+                if slot["sock"] is None:
+                    continue
+            try:
+                data = slot["sock"].recv(4096)
+            except BlockingIOError:
+                data = None
+            except OSError:
+                data = b""
+            if data is not None:    # answered or closed: note the answer, come back at once
+                if data:
+                    line = data.split(b"\r\n", 1)[0].decode(errors="replace")
+                    self.answers[line] = self.answers.get(line, 0) + 1
+                self._drop(slot)
+                self._connect(slot)
+                if slot["sock"] is None:
+                    continue
+            try:
+                slot["sock"].send(self.HEAD[slot["sent"]:slot["sent"] + 1])
+                slot["sent"] += 1
+            except BlockingIOError:
+                pass
+            except OSError:
+                self._drop(slot)
+
+    def _run(self):
+        while not self.stopping.is_set():
+            self._tick()
+            self.ticks += 1
+            self.stopping.wait(1.0)
+
+    def __enter__(self):
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while self.ticks < 2 and time.monotonic() < deadline:   # all connected and sending
+            time.sleep(0.1)
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping.set()
+        self.thread.join(30)
+        for slot in self.slots:
+            if slot["sock"] is not None:
+                self._drop(slot)
+
+
+def timed_scrape(d):
+    t0 = time.monotonic()
+    try:
+        status, _, body = scrape(d)
+    except OSError as e:
+        return repr(e), time.monotonic() - t0, ""
+    return status, time.monotonic() - t0, body
+
+
+def test_slow_clients_do_not_hold_off_scrapes(daemons):
+    """Far more slow connections than MaxConnections= (64 by default), from the scraper's own address and from
+    eight others, keep reconnecting: scrapes are still answered 200 at once, without waiting for any of them
+    to time out. The daemon closes the slow ones to make room and says so in its metrics."""
+    d = start(daemons)
+    sources = [("127.0.0.1", 72)] + [("127.0.0.%d" % i, 10) for i in range(2, 10)]
+    with SlowClients(d.exporter_port, sources) as slow:
+        assert slow.connects >= 152
+        results = []
+        for _ in range(6):
+            results.append(timed_scrape(d))
+            time.sleep(0.5)
+        # Keep-alive scrapers are not starved either: a second request on an open connection.
+        c = http.client.HTTPConnection("127.0.0.1", d.exporter_port, timeout=10)
+        c.request("GET", "/metrics")
+        r1 = c.getresponse()
+        r1.read()
+        c.request("GET", "/")
+        r2 = c.getresponse()
+        r2.read()
+        c.close()
+        status, elapsed, body = timed_scrape(d)
+    # Generous bounds: the point is not to wait for the slow clients' timeouts (5 s, 10 s).
+    assert [r[0] for r in results] == [200] * 6, results
+    assert max(r[1] for r in results) < 4, results
+    assert (r1.status, r2.status) == (200, 200)
+    assert status == 200 and elapsed < 4, (status, elapsed)
+    s = series(body)
+    assert s['memvisor_daemon_http_connections_evicted_total{reason="slow_request"}'] > 0, body
+    assert s["memvisor_daemon_http_connections"] <= 64
+    # The slow clients were told: 408 when closed to make room (or at their deadline), 503 when refused.
+    assert set(slow.answers) <= {"HTTP/1.1 408 Request Timeout", "HTTP/1.1 503 Service Unavailable"}, slow.answers
+    assert slow.answers.get("HTTP/1.1 408 Request Timeout", 0) > 0, slow.answers
+
+
+def test_refused_client_reads_503_not_reset(daemons):
+    """When no connection can be closed to make room (all are busy sending responses their clients do not
+    read), a newcomer is refused — with a 503 it can read, also when its request comes in several pieces
+    after the server has decided, not with a connection reset."""
+    d = start(daemons, extra="MaxConnections=2\nTimeoutSec=60s\n")
+    body_size = len(scrape(d)[2].encode())
+    with open("/proc/sys/net/ipv4/tcp_wmem") as f:
+        wmem_max = int(f.read().split()[2])
+    # Enough pipelined scrapes that the responses cannot all fit into the socket buffers of a client
+    # that reads nothing: the server stays busy writing to it.
+    n = min((2 * wmem_max) // max(body_size, 1024) + 16, 100000)
+    busy = []
+    try:
+        for _ in range(2):
+            b = socket.socket()
+            b.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            b.connect(("127.0.0.1", d.exporter_port))
+            b.settimeout(2)
+            try:
+                b.sendall(b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n" * n)
+            except TimeoutError:
+                pass    # the server reads requests only as it answers them
+            busy.append(b)
+        deadline = time.monotonic() + 20
+        while varlink_series(d).get("memvisor_daemon_http_connections") != 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", d.exporter_port), timeout=10) as c:
+                c.sendall(b"GET /metrics HTTP/1.1\r\n")
+                time.sleep(0.3)         # the server has refused by now; an unread request would reset
+                c.sendall(b"Host: a\r\nUser-Agent: slow-to-write\r\n\r\n")
+                out = b""
+                while True:
+                    chunk = c.recv(65536)
+                    if not chunk:
+                        break
+                    out += chunk
+            assert out.startswith(b"HTTP/1.1 503 Service Unavailable\r\n"), out
+            assert b"Retry-After: 1\r\n" in out and b"Connection: close\r\n" in out, out
+    finally:
+        for b in busy:
+            b.close()
+    deadline = time.monotonic() + 20
+    while True:
+        status, _, body = timed_scrape(d)
+        if status == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert status == 200
+    s = series(body)
+    assert s['memvisor_daemon_http_connections_refused_total{reason="max_connections"}'] >= 3, body
+
+
+def varlink_series(d):
+    """The daemon's series as series() gives them, through GetMetrics: a scrape cannot get in while the
+    exporter is full."""
+    out = {}
+    for m in ok(d, "GetMetrics", {})["metrics"]:
+        for sample in m["samples"]:
+            labels = ",".join('%s="%s"' % kv for kv in (sample.get("labels") or {}).items())
+            out[m["name"] + ("{%s}" % labels if labels else "")] = sample.get("value")
+    return out
 
 
 def test_ctl_host_metrics_watch(daemons, ctl, build):
