@@ -2,6 +2,7 @@
 #include <ctype.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -22,6 +23,7 @@
 /* Calls dispatched per connection per event loop iteration, for fairness between clients. */
 #define DISPATCH_BUDGET 64U
 #define READ_CHUNK (64U * 1024U)
+#define TRIM_THRESHOLD (256U * 1024U)    /* buffers a closed connection held: malloc_trim() from here */
 #define ACCEPT_BUDGET 64U
 #define MAX_LISTEN_FDS 8U
 #define MAX_INTERFACES 16U
@@ -573,6 +575,7 @@ void varlink_connection_clear_close_callback(VarlinkConnection *c, void (*cb)(Va
 
 static void connection_close(VarlinkConnection *c) {
         VarlinkServer *s = c->server;
+        bool big;
 
         if (c->closed)
                 return;
@@ -581,8 +584,12 @@ static void connection_close(VarlinkConnection *c) {
         c->io_source = sd_event_source_disable_unref(c->io_source);
         c->defer_source = sd_event_source_disable_unref(c->defer_source);
         c->fd = safe_close(c->fd);
+        big = c->input.allocated + c->output.allocated >= TRIM_THRESHOLD;
         byte_buffer_done(&c->input);
         byte_buffer_done(&c->output);
+        /* Give large buffers back to the system: after a burst the heap would otherwise keep them. */
+        if (big)
+                (void) malloc_trim(0);
 
         if (c->prev)
                 c->prev->next = c->next;
@@ -1106,12 +1113,17 @@ static void connection_rearm(VarlinkConnection *c) {
                 }
         }
 
-        if (!c->read_eof && byte_buffer_size(&c->input) < connection_input_max(c))
+        /* Read only when the next call could be dispatched: while a call is in progress or a complete message
+         * waits (replies not read, a method answering later), the rest stays in the kernel's socket buffer
+         * and the peer blocks. Otherwise a client pipelining calls without reading the replies would make
+         * us buffer up to MaxMessageSize= per connection. A peer that goes away is still seen: epoll reports
+         * EPOLLHUP whatever the event mask. */
+        if (!c->read_eof && !c->in_call && !has_message && byte_buffer_size(&c->input) < connection_input_max(c))
                 events |= EPOLLIN;
         if (byte_buffer_size(&c->output) > 0)
                 events |= EPOLLOUT;
 
-        if (events == 0 && !(c->read_eof && c->in_call))
+        if (events == 0 && !c->in_call)
                 (void) sd_event_source_set_enabled(c->io_source, SD_EVENT_OFF);
         else {
                 (void) sd_event_source_set_io_events(c->io_source, events);

@@ -172,6 +172,12 @@ def daemon_interfaces():
     return interfaces
 
 
+def daemon_has_sanitizers():
+    """True for a build with -Dsanitize=true: its memory figures (shadow memory, quarantine) are not the
+    daemon's own."""
+    return "-fsanitize=address" in (find_build_dir() / "build.ninja").read_text()
+
+
 def get_info_ok(conn):
     """Calls GetInfo and checks the answer is the daemon's."""
     reply = conn.call("org.varlink.service.GetInfo")

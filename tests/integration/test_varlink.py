@@ -5,12 +5,15 @@ it must keep getting correct answers during and after."""
 
 import json
 import socket
+import subprocess
+import sys
+import threading
 import time
 
 import pytest
 
-from memvisor_it import (MANAGER_IDL, SERVICE_IDL, NOBODY_UID, ConnectionClosed, VarlinkConnection, calls_as, daemon_interfaces,
-                         get_info_ok,
+from memvisor_it import (MANAGER_IDL, SERVICE_IDL, NOBODY_UID, NOGROUP_GID, ConnectionClosed, VarlinkConnection, calls_as,
+                         daemon_has_sanitizers, daemon_interfaces, get_info_ok, run_as_kwargs,
                          rss_kib, wait_for)
 
 GET_INFO = VarlinkConnection.encode("org.varlink.service.GetInfo")
@@ -320,17 +323,73 @@ def test_client_that_never_reads_stalls_only_itself(daemon, witness):
         assert st["counters"]["callsTotal"] - calls_before < n // 2
         assert rss_kib(daemon.pid) - rss_before < 48 * 1024
 
-        # Once it reads, the hog gets every reply, in order.
+        # Nor did it buffer the hog's calls: it stopped reading them, so the rest stays with the hog (its
+        # socket buffers filled and its sends would block), as with any peer that does not read.
+        assert sent < len(data), "the daemon read all %d bytes of calls while none of its replies was read" % sent
+
+        # Once it reads, the hog gets every reply, in order, and can send the rest meanwhile.
         hog.sock.setblocking(True)
-        sent_calls = sent // len(VarlinkConnection.encode("io.memvisor.Manager.GetDaemonStatus"))
-        assert sent_calls == n, "the daemon stopped reading %d bytes before the end" % (len(data) - sent)
-        for _ in range(n):
-            r = hog.receive(timeout=10)
-            assert r["parameters"]["pid"] == daemon.pid
+        rest = threading.Thread(target=hog.sock.sendall, args=(data[sent:],))
+        rest.start()
+        try:
+            for _ in range(n):
+                r = hog.receive(timeout=10)
+                assert r["parameters"]["pid"] == daemon.pid
+        finally:
+            rest.join(timeout=10)
         hog.assert_no_message(0.1)
     finally:
         hog.close()
     assert_served(daemon, witness)
+
+
+_FLOOD_SCRIPT = r"""
+import json, socket, sys, time
+conns, sent = [], []
+data = b'{"method":"io.memvisor.Manager.GetMetrics"}\0' * 100000     # 4.4 MB of calls per connection
+for _ in range(int(sys.argv[2])):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(sys.argv[1])
+    s.setblocking(False)
+    conns.append(s)
+    sent.append(0)
+deadline = time.monotonic() + 3
+while time.monotonic() < deadline:
+    for i, s in enumerate(conns):
+        try:
+            sent[i] += s.send(data[sent[i]:sent[i] + 65536])
+        except BlockingIOError:
+            pass
+    time.sleep(0.005)
+print(json.dumps(sent), flush=True)
+sys.stdin.read()        # hold the connections until the test closes stdin
+"""
+
+
+def test_unprivileged_pipelining_flood_is_bounded(daemon, witness):
+    """32 connections of uid 65534 pipelining GetMetrics without reading a reply made the daemon read and keep
+    every call (up to MaxMessageSize= per connection): VmRSS went from 4 MiB past 500 MiB. It now reads a
+    connection only when it could dispatch its next call, so the calls stay with the client, and it gives the
+    buffers back once the connections close."""
+    rss_before = rss_kib(daemon.pid)
+    p = subprocess.Popen([sys.executable, "-c", _FLOOD_SCRIPT, str(daemon.socket), "32"], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True, cwd="/", **run_as_kwargs(NOBODY_UID, NOGROUP_GID))
+    try:
+        sent = json.loads(p.stdout.readline())
+        assert len(sent) == 32
+        # Each could push only what the sockets buffer plus what the daemon dispatched before its replies
+        # reached the high-water mark, far from the 4.4 MB each tried to send.
+        assert max(sent) < 2 * 1024 * 1024, sent
+        get_info_ok(witness)
+        assert daemon.status()["counters"]["connections"] >= 33
+    finally:
+        p.stdin.close()
+        p.wait(timeout=10)
+    daemon.wait_status(lambda st: st["counters"]["connections"] <= 2)
+    assert_served(daemon, witness)
+    if not daemon_has_sanitizers():
+        # Buffers are given back (malloc_trim) once the connections are gone.
+        assert rss_kib(daemon.pid) - rss_before < 4 * 1024
 
 
 def test_pipelining_client_that_reads_is_served_with_small_max_output_size(daemons):
