@@ -1117,16 +1117,23 @@ static int watcher_send(Watcher *w) {
 
 static int on_watch_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Watcher *w = userdata;
+        VarlinkConnection *c;
+        bool closed;
         int r;
 
         if (varlink_connection_is_closed(w->connection)) {
                 watcher_remove(w->mm, w);
                 return 0;
         }
+        /* A sample over the client's output limit closes the connection, and the close callback frees w (and
+         * its reference): look at the connection through a reference of our own afterwards, not through w. */
+        c = varlink_connection_ref(w->connection);
         r = watcher_send(w);
-        if (r < 0)
+        closed = varlink_connection_is_closed(c);
+        varlink_connection_unref(c);
+        if (r < 0 && !closed)
                 log_debug_errno(r, "Failed to send a host sample to a watcher: %m");
-        if (varlink_connection_is_closed(w->connection))
+        if (closed)
                 return 0;       /* the close callback removed it */
         (void) sd_event_source_set_time(s, usec + w->interval_usec);
         (void) sd_event_source_set_enabled(s, SD_EVENT_ON);

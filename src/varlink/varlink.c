@@ -676,6 +676,9 @@ static int connection_end_call(VarlinkConnection *c, const char *error, json_obj
                 return -EBADMSG;
         }
 
+        /* connection_send() closes a connection whose queue would overflow; the close callback may drop the
+         * caller's last reference: hold one of our own until we are done with c. */
+        varlink_connection_ref(c);
         c->in_call = false;
         if (c->call_flags & VARLINK_CALL_ONEWAY)
                 json_object_put(parameters);
@@ -684,6 +687,7 @@ static int connection_end_call(VarlinkConnection *c, const char *error, json_obj
 
         if (!c->closed)
                 (void) connection_schedule(c);
+        varlink_connection_unref(c);
         return r;
 }
 
@@ -703,10 +707,12 @@ int varlink_notify(VarlinkConnection *c, json_object *parameters) {
                 return c->closed ? -ENOTCONN : -EBADMSG;
         }
 
+        varlink_connection_ref(c);      /* as in connection_end_call() */
         r = connection_send(c, NULL, parameters, true);
-        if (r < 0)
-                return r;
-        return connection_schedule(c);
+        if (r >= 0)
+                r = connection_schedule(c);
+        varlink_connection_unref(c);
+        return r;
 }
 
 int varlink_error_invalid_parameter(VarlinkConnection *c, const char *parameter) {
