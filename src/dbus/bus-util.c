@@ -296,8 +296,71 @@ int bus_message_append_json_dict(sd_bus_message *m, json_object *o) {
         return sd_bus_message_close_container(m);
 }
 
+/* "BalloonTargetOutOfRange" → "Balloon target out of range". */
+static int humanize_error_name(const char *suffix, FILE *f) {
+        for (const char *c = suffix; *c; c++) {
+                if (c != suffix && isupper((unsigned char) *c) &&
+                    (islower((unsigned char) c[-1]) || (c[1] && islower((unsigned char) c[1]))))
+                        fputc(' ', f);
+                fputc(c == suffix ? *c : (isupper((unsigned char) *c) && !(c[1] && isupper((unsigned char) c[1])) &&
+                                          !(isupper((unsigned char) c[-1]) && !(c[1] && islower((unsigned char) c[1])))
+                                          ? tolower((unsigned char) *c) : *c), f);
+        }
+        return 0;
+}
+
+/* A sentence for a D-Bus caller from a varlink error: its "reason" (or its name in words), then the other
+ * scalar parameters as "key value" in parentheses. Never raw JSON. */
+static char *error_sentence(const char *suffix, json_object *parameters) {
+        _cleanup_free_ char *buf = NULL;
+        json_object *reason = NULL;
+        size_t size = 0, n = 0;
+        FILE *f;
+
+        f = open_memstream(&buf, &size);
+        if (!f)
+                return NULL;
+        if (json_object_object_get_ex(parameters, "reason", &reason) && json_object_is_type(reason, json_type_string)) {
+                const char *r = json_object_get_string(reason);
+
+                fputc(toupper((unsigned char) r[0]), f);
+                fputs(r[0] ? r + 1 : "", f);
+        } else
+                (void) humanize_error_name(suffix, f);
+        if (parameters && json_object_is_type(parameters, json_type_object)) {
+                json_object_object_foreach(parameters, k, v) {
+                        if (streq(k, "reason"))
+                                continue;
+                        fputs(n++ == 0 ? " (" : ", ", f);
+                        fputs(k, f);
+                        fputc(' ', f);
+                        switch (json_object_get_type(v)) {
+                        case json_type_string:
+                                fputs(json_object_get_string(v), f);
+                                break;
+                        case json_type_int:
+                        case json_type_double:
+                        case json_type_boolean:
+                        case json_type_null:
+                                fputs(json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN), f);
+                                break;
+                        case json_type_object:
+                        case json_type_array:
+                                fputs("…", f);
+                                break;
+                        }
+                }
+        }
+        if (n > 0)
+                fputc(')', f);
+        fputc('.', f);
+        if (fclose(f) != 0)
+                return NULL;
+        return TAKE_PTR(buf);
+}
+
 int bus_error_set_from_varlink(sd_bus_error *e, const char *name, json_object *parameters) {
-        const char *params = parameters ? json_object_to_json_string_ext(parameters, JSON_C_TO_STRING_PLAIN) : "{}";
+        _cleanup_free_ char *message = NULL;
         const char *suffix;
 
         if (streq_ptr(name, "org.varlink.service.InvalidParameter")) {
@@ -311,9 +374,13 @@ int bus_error_set_from_varlink(sd_bus_error *e, const char *name, json_object *p
         if (suffix && !isempty(suffix) && !strchr(suffix, '.')) {
                 _cleanup_free_ char *n = NULL;
 
-                if (asprintf(&n, BUS_ERROR_PREFIX "%s", suffix) < 0)
+                message = error_sentence(suffix, parameters);
+                if (!message || asprintf(&n, BUS_ERROR_PREFIX "%s", suffix) < 0)
                         return -ENOMEM;
-                return sd_bus_error_setf(e, n, "%s", strna(params));
+                return sd_bus_error_setf(e, n, "%s", message);
         }
-        return sd_bus_error_setf(e, SD_BUS_ERROR_FAILED, "%s: %s", strna(name), strna(params));
+        message = error_sentence(strrchr(strna(name), '.') ? strrchr(name, '.') + 1 : strna(name), parameters);
+        if (!message)
+                return -ENOMEM;
+        return sd_bus_error_setf(e, SD_BUS_ERROR_FAILED, "%s: %s", strna(name), message);
 }

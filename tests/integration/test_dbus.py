@@ -336,7 +336,9 @@ def test_pin_balloon_migrate_host_memory(daemons, private_bus, workdir):
         assert bus.call(path, VM_IFACE, "GetBalloon")[0]["TargetBytes"]["data"] == 48 << 20
         p = bus.send(PATH, IFACE, "SetBalloon", "string:fw", "uint64:%d" % (128 << 20))
         assert "io.memvisor.Manager1.BalloonTargetOutOfRange" in p.stderr, p.stderr
-        assert '"maximumBytes":%d' % (64 << 20) in p.stderr, p.stderr
+        assert ("128M is above the guest's boot memory 64M (name fw, parameter targetBytes, targetBytes %d, "
+                "minimumBytes 1, maximumBytes %d)." % (128 << 20, 64 << 20)) in p.stderr, p.stderr
+        assert "{" not in p.stderr, p.stderr  # a sentence for D-Bus callers, not raw JSON
         bus.call(path, VM_IFACE, "SetBalloon", "t", 56 << 20)
         assert bus.get(path, VM_IFACE, "BalloonTarget") == 56 << 20
 
@@ -345,7 +347,7 @@ def test_pin_balloon_migrate_host_memory(daemons, private_bus, workdir):
         if os.path.exists("/sys/devices/system/node/node1"):
             pytest.skip("more than one NUMA node: the single-node error cannot be shown here")
         assert p.returncode != 0 and "io.memvisor.Manager1.SingleNUMANode" in p.stderr, p.stderr
-        assert '"nodes":1' in p.stderr
+        assert "The host has a single NUMA node: there is no other node to move memory to (nodes 1)." in p.stderr, p.stderr
         p = bus.send(path, VM_IFACE, "MigratePages", "string:0", "string:nonsense")
         assert "org.freedesktop.DBus.Error.InvalidArgs" in p.stderr and "to" in p.stderr, p.stderr
 
