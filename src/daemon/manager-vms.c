@@ -12,6 +12,8 @@
 #include "json-util.h"
 #include "log.h"
 #include "manager.h"
+#include "process-find.h"
+#include "process.h"
 #include "strv.h"
 #include "varlink-idl.h"
 
@@ -329,6 +331,63 @@ static char *api_vm_dir(Manager *m) {
         return path_join(m->config.state_dir, "vms");
 }
 
+/* The state file of run/vms/NAME is missing or unreadable (error): if a process still holds the guest's QMP
+ * listening socket, build the state to adopt it from /proc (pid, start time, command line). 1 with *ret_state,
+ * 0 when nothing runs there (logged if the state file was damaged). */
+static int find_running_without_state(Manager *m, const char *name, const char *dir, int error,
+                                      json_object **ret_state) {
+        _cleanup_free_ char *qmp = path_join(dir, "qmp.sock"), *cmdline_path = NULL, *cmdline = NULL;
+        _cleanup_json_ json_object *state = NULL, *argv = NULL;
+        const char *accel = NULL;
+        uint64_t starttime;
+        size_t size = 0;
+        pid_t pid;
+        int r;
+
+        if (!qmp)
+                return log_oom();
+        r = process_find_socket_holder(m->vmctx.proc_root, qmp, getpid(), &pid);
+        if (r < 0) {
+                if (error != -ENOENT)
+                        log_warning_errno(error, "Failed to read %s/state (%m) and no process holds %s: guest %s "
+                                          "is not running, ignoring the state file.", dir, qmp, name);
+                return 0;
+        }
+        r = process_get_starttime(m->vmctx.proc_root, pid, &starttime);
+        if (r < 0)
+                return log_warning_errno(r, "Process %i holds %s but its start time cannot be read: %m", (int) pid,
+                                         qmp), 0;
+        if (asprintf(&cmdline_path, "%s/%i/cmdline", m->vmctx.proc_root, (int) pid) < 0)
+                return log_oom();
+        argv = json_object_new_array();
+        if (!argv)
+                return log_oom();
+        if (read_full_file(cmdline_path, 1024 * 1024, &cmdline, &size) >= 0) {
+                const char *prev = NULL;
+
+                for (size_t o = 0; o < size; o += strlen(cmdline + o) + 1) {
+                        const char *a = cmdline + o;
+
+                        if (prev && streq(prev, "-accel"))
+                                accel = a;
+                        (void) json_object_array_add(argv, json_object_new_string(a));
+                        prev = a;
+                }
+        }
+        state = json_object_new_object();
+        if (!state || json_add_int(state, "pid", pid) < 0 || json_add_uint(state, "starttime", starttime) < 0 ||
+            json_add(state, "argv", TAKE_PTR(argv)) < 0 ||
+            (accel && json_add_string(state, "accelerator", startswith(accel, "kvm") ? "kvm" : "tcg") < 0))
+                return log_oom();
+
+        log_struct(LOG_WARNING, 0, STRV(MESSAGE_ID_VM_ADOPTED),
+                   "The state file of guest %s is %s, but QEMU pid %i still holds its QMP socket %s: re-adopting "
+                   "it from what /proc says, rather than letting a second QEMU start.", name,
+                   error == -ENOENT ? "missing" : "damaged", (int) pid, qmp);
+        *ret_state = TAKE_PTR(state);
+        return 1;
+}
+
 static void manager_adopt_running(Manager *m) {
         struct dirent **list = NULL;
         int n;
@@ -351,11 +410,12 @@ static void manager_adopt_running(Manager *m) {
                 if (!state_path)
                         goto next;
                 r = vm_state_file_read(state_path, &state);
-                if (r == -ENOENT)
-                        goto next;
                 if (r < 0) {
-                        log_warning_errno(r, "Failed to read %s, ignoring: %m", state_path);
-                        goto next;
+                        /* No usable state: a QEMU may still run for this guest. Never lose track of it (a
+                         * start would launch a second QEMU on the same disks): find it by its QMP socket. */
+                        r = find_running_without_state(m, name, dir, r, &state);
+                        if (r <= 0)
+                                goto next;
                 }
 
                 vm = manager_find_vm(m, name);

@@ -17,6 +17,7 @@
 #include "fileio.h"
 #include "json-util.h"
 #include "log.h"
+#include "process-find.h"
 #include "process.h"
 #include "qemu-argv.h"
 #include "strv.h"
@@ -701,7 +702,7 @@ static int vm_start_internal(Vm *vm, bool by_policy, char **ret_error) {
         _cleanup_free_ char *emulator = NULL;
         _cleanup_(vm_spec_freep) VmSpec *spec = NULL;
         QemuArgvParams p;
-        pid_t pid;
+        pid_t pid, other;
         int pidfd, r;
 
         if (vm_is_active(vm))
@@ -747,6 +748,13 @@ static int vm_start_internal(Vm *vm, bool by_policy, char **ret_error) {
         r = mkdir_p(vm->run_dir, 0700);
         if (r < 0)
                 return fail_start(vm, r, ret_error, "cannot create %s: %s", vm->run_dir, strerror(-r));
+
+        /* A QEMU we lost track of (state file gone, a second daemon) may still hold this guest's QMP socket,
+         * and its disks: never start a second one. */
+        if (process_find_socket_holder(vm->ctx->proc_root, vm->qmp_path, getpid(), &other) >= 0)
+                return fail_start(vm, -EBUSY, ret_error, "process %i still holds this guest's QMP socket %s: a "
+                                  "QEMU of this guest runs unsupervised; stop it (or restart memvisord to "
+                                  "re-adopt it) before starting another", (int) other, vm->qmp_path);
 
         r = vm_make_qmp_socket(vm, &listen_fd);
         if (r < 0)
@@ -1022,6 +1030,10 @@ int vm_adopt(Vm *vm, json_object *state) {
         r = vm_connect_qmp(vm, -EBADF);
         if (r < 0)
                 log_vm(vm, LOG_WARNING, r, "Failed to reconnect to QMP of adopted guest %s: %m", vm->name);
+        /* Write it again: the state may have come from /proc because the file was damaged or missing. */
+        r = vm_write_state_file(vm);
+        if (r < 0)
+                log_vm(vm, LOG_WARNING, r, "Failed to write the state file of guest %s: %m", vm->name);
 
         log_vm_id(vm, LOG_INFO, 0, MESSAGE_ID_VM_ADOPTED, "Re-adopted running guest %s (pid %i).", vm->name,
                   (int) vm->pid);

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from memvisor_it import NOBODY_UID, NOGROUP_GID, REPO, ConnectionClosed, VarlinkConnection
+from memvisor_it import NOBODY_UID, NOGROUP_GID, REPO, ConnectionClosed, VarlinkConnection, wait_for
 
 M = "io.memvisor.Manager."
 
@@ -540,3 +540,76 @@ def test_definitions_writable_by_others_are_not_loaded(daemons, workdir):
     d2.start()
     assert ok(d2, "ListVMs")["vms"] == []
     d2.wait_for_log("%s is writable by everyone (mode 0777)" % d2.vm_dir)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "missing"])
+def test_damaged_state_file_never_loses_a_running_guest(daemons, workdir, damage):
+    """A truncated (or removed) run/vms/NAME/state made the next memvisord show the guest as defined and leave
+    its QEMU unsupervised; a start then launched a second QEMU on the same disk. The QEMU is found again by
+    the QMP socket it holds, and re-adopted."""
+    d = daemons(name="dmg", start=False)
+    write_vm(d, "fw", firmware_vm(workdir, "Autostart=yes\n"))
+    d.start()
+    pid = wait_state(d, "fw", "running")["pid"]
+    wait_vm(d, "fw", lambda v: v.get("qmpState") == "running", what="QMP connected")
+    d.stop()
+    assert alive(pid)
+    state = d.runtime_dir / "vms" / "fw" / "state"
+    if damage == "truncated":
+        with open(state, "r+b") as f:
+            f.truncate(min(300, os.path.getsize(state) - 1))
+    else:
+        state.unlink()
+
+    d.start()
+    vm = wait_state(d, "fw", "running")
+    assert vm["pid"] == pid and vm["adopted"] is True, vm
+    d.wait_for_log("The state file of guest fw is %s, but QEMU pid %d still holds its QMP socket"
+                   % ("damaged" if damage == "truncated" else "missing", pid))
+    wait_vm(d, "fw", lambda v: v.get("qmpState") == "running", what="QMP reconnected")
+    # Starting it again is a no-op: still one QEMU.
+    ok(d, "StartVM", {"name": "fw"})
+    assert describe(d, "fw")["pid"] == pid
+    qemus = [p for p in os.listdir("/proc") if p.isdigit() and _cmdline_has(int(p), str(d.runtime_dir))]
+    assert qemus == [str(pid)], qemus
+    # The state file is written again, so the next restart needs no search.
+    assert json.loads(state.read_text())["pid"] == pid
+    ev = Events(d)
+    ok(d, "StopVM", {"name": "fw"})
+    ev.wait(state_event("fw", "stopped"), timeout=20)
+    ev.close()
+    assert not alive(pid)
+
+
+def _cmdline_has(pid, text):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            args = f.read().split(b"\0")
+    except OSError:
+        return False
+    return any(b"qemu" in a for a in args[:1]) and any(text.encode() in a for a in args)
+
+
+def test_no_second_qemu_for_a_guest_left_unsupervised(daemons, workdir):
+    """A QEMU that cannot be re-adopted (state file damaged and the guest no longer defined) is left alone,
+    and a later start of a guest of that name is refused while it holds the QMP socket."""
+    d = daemons(name="lone", start=False)
+    text = firmware_vm(workdir, "Autostart=yes\n")
+    write_vm(d, "fw", text)
+    d.start()
+    pid = wait_state(d, "fw", "running")["pid"]
+    d.stop()
+    (d.runtime_dir / "vms" / "fw" / "state").write_text("{ not json")
+    (d.vm_dir / "fw.vm").unlink()
+    d.start()
+    d.wait_for_log("Guest fw runs (pid %d) but neither its definition nor its saved one can be read" % pid)
+    ok(d, "DefineVM", {"name": "fw", "ini": text.replace("Autostart=yes\n", "")})
+    r = call(d, "StartVM", {"name": "fw"})
+    assert r.get("error") == M + "StartFailed", r
+    assert ("process %d still holds this guest's QMP socket" % pid) in r["parameters"]["reason"], r
+    assert alive(pid) and describe(d, "fw")["state"] == "failed"
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not alive(pid), timeout=10)
+    ok(d, "StartVM", {"name": "fw"})
+    assert wait_state(d, "fw", "running")["pid"] != pid
+    ok(d, "KillVM", {"name": "fw"})
