@@ -335,18 +335,30 @@ static json_object *qom_args(const char *property, json_object *value) {
 static void guest_rearm_poll(BalloonGuest *g);
 static void step_finish(BalloonGuest *g, BalloonStep *s);
 
+static void waiter_closed(VarlinkConnection *c, void *userdata);
+
 static int reply_progress(BalloonWaiter *w, bool final, bool reached) {
         BalloonGuest *g = w->guest;
         _cleanup_json_ json_object *p = json_object_new_object();
+        int r;
 
         if (!p || json_add_string(p, "name", g->name) < 0 || json_add_uint(p, "targetBytes", w->target) < 0 ||
             (g->actual_known && json_add_uint(p, "actualBytes", g->actual) < 0) ||
             json_add_bool(p, "reached", reached) < 0 ||
             json_add_uint(p, "elapsedUSec", now_usec(CLOCK_MONOTONIC) - w->start_monotonic) < 0)
                 return -ENOMEM;
+        /* A message over the client's output limit closes the connection, and the close callback would free w
+         * under us (and the caller would free it again): detach it while sending. The caller frees w after a
+         * final reply or a failure. */
+        varlink_connection_set_close_callback(w->conn, NULL, NULL);
         if (final)
                 return varlink_reply(w->conn, TAKE_PTR(p));
-        return varlink_notify(w->conn, TAKE_PTR(p));
+        r = varlink_notify(w->conn, TAKE_PTR(p));
+        if (r >= 0 && varlink_connection_is_closed(w->conn))
+                r = -ENOTCONN;
+        if (r >= 0)
+                varlink_connection_set_close_callback(w->conn, waiter_closed, w);
+        return r;
 }
 
 static void waiter_closed(VarlinkConnection *c, void *userdata) {
@@ -372,6 +384,7 @@ static void waiter_free(BalloonWaiter *w) {
 }
 
 static void waiter_fail(BalloonWaiter *w, const char *error, json_object *params) {
+        varlink_connection_set_close_callback(w->conn, NULL, NULL);   /* as in reply_progress() */
         (void) varlink_error(w->conn, error, params);
         waiter_free(w);
 }
