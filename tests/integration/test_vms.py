@@ -613,3 +613,133 @@ def test_no_second_qemu_for_a_guest_left_unsupervised(daemons, workdir):
     ok(d, "StartVM", {"name": "fw"})
     assert wait_state(d, "fw", "running")["pid"] != pid
     ok(d, "KillVM", {"name": "fw"})
+
+
+# ---- the runtime directory run/vms/NAME is never followed through a symbolic link ------------------
+
+def _fw_runtime_dir(d, workdir, name="fw"):
+    """A daemon with one firmware guest, not started; returns its run/vms/NAME path (not created)."""
+    write_vm(d, name, firmware_vm(workdir))
+    d.start()
+    return d.runtime_dir / "vms" / name
+
+
+def _start_refused(d, name, *words):
+    """StartVM fails; the reason names each of words, and is the guest's state reason and in the log."""
+    r = call(d, "StartVM", {"name": name})
+    assert r.get("error") == M + "StartFailed", r
+    reason = r["parameters"]["reason"]
+    for w in words:
+        assert w in reason, reason
+    vm = describe(d, name)
+    assert vm["state"] == "failed" and vm["stateReason"] == reason and "pid" not in vm, vm
+    d.wait_for_log("Failed to start guest %s: %s" % (name, reason))
+    return reason
+
+
+@pytest.mark.parametrize("target", ["existing", "dangling"])
+@pytest.mark.parametrize("which", ["console.log", "qemu.log"])
+def test_log_file_symlink_in_runtime_dir_is_not_followed(daemons, workdir, which, target):
+    """run/vms/NAME/console.log as a symbolic link made QEMU truncate its target, qemu.log as one made the
+    daemon create and append to its target. Both are opened by the daemon with O_NOFOLLOW now: the start is
+    refused with the reason, and the target is neither changed nor created."""
+    d = daemons(name="lnk", start=False)
+    run = _fw_runtime_dir(d, workdir)
+    run.mkdir(mode=0o700)
+    outside = workdir / "outside.txt"
+    if target == "existing":
+        outside.write_text("not the daemon's\n")
+    (run / which).symlink_to(outside)
+
+    _start_refused(d, "fw", str(run / which), "symbolic link")
+    if target == "existing":
+        assert outside.read_text() == "not the daemon's\n"
+    else:
+        assert not outside.exists()
+    assert (run / which).is_symlink()
+    # Without the link the same guest starts.
+    (run / which).unlink()
+    ok(d, "StartVM", {"name": "fw"})
+    wait_state(d, "fw", "running")
+    assert not (run / which).is_symlink() and outside.exists() == (target == "existing")
+
+
+def test_console_log_is_handed_to_qemu_as_an_fd(daemons, workdir):
+    """QEMU gets console.log as an fd the daemon opened (-add-fd + /dev/fdset/N), not as a path; a console.log
+    left from the last run is still truncated at each start."""
+    d = daemons(name="cfd", start=False)
+    run = _fw_runtime_dir(d, workdir)
+    run.mkdir(mode=0o700)
+    (run / "console.log").write_text("last boot\n")
+    ok(d, "StartVM", {"name": "fw"})
+    vm = wait_state(d, "fw", "running")
+    with open("/proc/%d/cmdline" % vm["pid"], "rb") as f:
+        argv = f.read().decode().split("\0")
+    # The path is there only as the description of the fd (ps, query-fdsets).
+    assert [a for a in argv if "console" in a and a != "chardev:console"] == [
+        "fd=4,set=1,opaque=%s" % (run / "console.log"), "file,id=console,path=/dev/fdset/1"], argv
+    fds = [os.readlink("/proc/%d/fd/%s" % (vm["pid"], fd)) for fd in os.listdir("/proc/%d/fd" % vm["pid"])]
+    assert str(run / "console.log") in fds, fds
+    assert b"last boot" not in (run / "console.log").read_bytes()
+    assert (run / "console.log").stat().st_mode & 0o777 == 0o600
+
+
+def test_runtime_dir_symlink_or_foreign_is_refused(daemons, workdir):
+    """run/vms/NAME as a symbolic link (to a directory of decoys), or a directory owned by another uid, is
+    refused: the start fails with the reason, nothing in the link's target is touched or created."""
+    d = daemons(name="rdir", start=False)
+    run = _fw_runtime_dir(d, workdir)
+    decoy = workdir / "decoy"
+    decoy.mkdir()
+    for n in ("state", "qmp.sock", "console.log", "qemu.log"):
+        (decoy / n).write_text("decoy %s\n" % n)
+    run.symlink_to(decoy)
+    _start_refused(d, "fw", str(run), "symbolic link")
+    assert sorted(os.listdir(decoy)) == ["console.log", "qemu.log", "qmp.sock", "state"]
+    for n in os.listdir(decoy):
+        assert (decoy / n).read_text() == "decoy %s\n" % n
+    assert run.is_symlink()
+
+    run.unlink()
+    run.mkdir(mode=0o700)
+    os.chown(run, NOBODY_UID, NOGROUP_GID)
+    _start_refused(d, "fw", str(run), "owned by uid %d" % NOBODY_UID)
+    assert os.listdir(run) == []
+
+
+def test_undefine_with_runtime_dir_a_symlink_spares_its_target(daemons, workdir):
+    """UndefineVM removed state, qmp.sock, console.log and qemu.log through run/vms/NAME when that was a
+    symbolic link, i.e. in the link's target. Now only the link itself goes."""
+    d = daemons(name="undef")
+    disk = workdir / "blank.img"
+    with open(disk, "wb") as f:
+        f.truncate(1 << 20)
+    ok(d, "DefineVM", {"name": "api", "definition": {"VM": {"Memory": "64M", "Disk": [str(disk)],
+                                                                  "Accelerator": "tcg"}}})
+    decoy = workdir / "decoy"
+    decoy.mkdir()
+    names = ["console.log", "keep", "qemu.log", "qmp.sock", "state"]
+    for n in names:
+        (decoy / n).write_text("decoy %s\n" % n)
+    link = d.runtime_dir / "vms" / "api"
+    link.symlink_to(decoy)
+
+    ok(d, "UndefineVM", {"name": "api"})
+    assert sorted(os.listdir(decoy)) == names
+    for n in names:
+        assert (decoy / n).read_text() == "decoy %s\n" % n
+    assert not os.path.lexists(link)
+    assert call(d, "DescribeVM", {"name": "api"})["error"] == M + "NoSuchVM"
+
+    # A real runtime directory is still removed whole by UndefineVM.
+    ok(d, "DefineVM", {"name": "api", "definition": {"VM": {"Memory": "64M", "Disk": [str(disk)],
+                                                                  "Accelerator": "tcg"}}})
+    ok(d, "StartVM", {"name": "api"})
+    wait_state(d, "api", "running")
+    ev = Events(d)
+    ok(d, "KillVM", {"name": "api"})
+    ev.wait(state_event("api", "stopped"), timeout=20)
+    ev.close()
+    assert link.is_dir() and (link / "console.log").exists()
+    ok(d, "UndefineVM", {"name": "api"})
+    assert not os.path.lexists(link)
