@@ -838,17 +838,16 @@ static int vl_define_vm(VarlinkConnection *c, json_object *parameters, VarlinkCa
 }
 
 static void remove_run_dir(Manager *m, const char *name) {
-        _cleanup_free_ char *dir = path_join(m->vmctx.vms_dir, name);
-        static const char *const files[] = { "state", "qmp.sock", "console.log", "qemu.log" };
+        int r;
 
-        if (!dir)
-                return;
-        for (size_t i = 0; i < ELEMENTSOF(files); i++) {
-                _cleanup_free_ char *p = path_join(dir, files[i]);
-                if (p)
-                        (void) unlink(p);
-        }
-        (void) rmdir(dir);
+        /* Relative to RUNTIME_DIR/vms, never through a link: a symbolic link in place of the directory goes
+         * itself, and whatever it points to stays as it is. */
+        r = vm_remove_runtime_dir(&m->vmctx, name);
+        if (r > 0)
+                log_notice("%s/%s was a symbolic link, not a directory of memvisord's: removed the link, left its "
+                           "target alone.", m->vmctx.vms_dir, name);
+        else if (r < 0)
+                log_warning_errno(r, "Failed to remove %s/%s, ignoring: %m", m->vmctx.vms_dir, name);
 }
 
 static int vl_undefine_vm(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags, void *userdata) {

@@ -72,10 +72,17 @@ int find_executable(const char *name, char **ret_path) {
         return found_non_exec ? -EACCES : -ENOENT;
 }
 
-int process_spawn(const char *path, char *const *argv, int out_fd, int pass_fd, pid_t *ret_pid, int *ret_pidfd) {
+int process_spawn(const char *path, char *const *argv, int out_fd, const int *pass_fds, size_t n_pass_fds,
+                  pid_t *ret_pid, int *ret_pidfd) {
         _cleanup_close_ int null_fd = -EBADF;
         int pidfd;
         pid_t pid;
+
+        if (out_fd < 0 || n_pass_fds > PROCESS_SPAWN_MAX_FDS || (n_pass_fds > 0 && !pass_fds))
+                return -EINVAL;
+        for (size_t i = 0; i < n_pass_fds; i++)
+                if (pass_fds[i] < 0)
+                        return -EBADF;
 
         null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
         if (null_fd < 0)
@@ -86,9 +93,10 @@ int process_spawn(const char *path, char *const *argv, int out_fd, int pass_fd, 
                 return -errno;
 
         if (pid == 0) {
+                /* Child: only async-signal-safe calls from here on. */
+                int high[PROCESS_SPAWN_MAX_FDS], high_null, high_out, first_free = 3 + (int) n_pass_fds;
                 sigset_t ss;
 
-                /* Child: only async-signal-safe calls from here on. */
                 (void) setsid();
 
                 sigemptyset(&ss);
@@ -97,25 +105,26 @@ int process_spawn(const char *path, char *const *argv, int out_fd, int pass_fd, 
                         if (sig != SIGKILL && sig != SIGSTOP)
                                 (void) signal(sig, SIG_DFL);
 
-                /* Move the fd to pass out of the way of 0–2 first, then place everything. */
-                if (pass_fd >= 0 && pass_fd < 3) {
-                        pass_fd = fcntl(pass_fd, F_DUPFD_CLOEXEC, 10);
-                        if (pass_fd < 0)
-                                _exit(126);
-                }
-                if (dup2(null_fd, STDIN_FILENO) < 0 || dup2(out_fd, STDOUT_FILENO) < 0 ||
-                    dup2(out_fd, STDERR_FILENO) < 0)
+                /* First a copy of every fd to place above all the places (0 … 2 + n), so that placing one
+                 * never overwrites another still to be placed; then each copy to its place (dup2 clears
+                 * FD_CLOEXEC there); the copies go with close_range. */
+                high_null = fcntl(null_fd, F_DUPFD_CLOEXEC, first_free);
+                high_out = fcntl(out_fd, F_DUPFD_CLOEXEC, first_free);
+                if (high_null < 0 || high_out < 0)
                         _exit(126);
-                if (pass_fd >= 0) {
-                        if (pass_fd == 3) {
-                                int flags = fcntl(3, F_GETFD);
-                                if (flags < 0 || fcntl(3, F_SETFD, flags & ~FD_CLOEXEC) < 0)
-                                        _exit(126);
-                        } else if (dup2(pass_fd, 3) < 0)
+                for (size_t i = 0; i < n_pass_fds; i++) {
+                        high[i] = fcntl(pass_fds[i], F_DUPFD_CLOEXEC, first_free);
+                        if (high[i] < 0)
                                 _exit(126);
                 }
-                if (syscall(__NR_close_range, pass_fd >= 0 ? 4U : 3U, ~0U, 0U) < 0)
-                        for (int fd = pass_fd >= 0 ? 4 : 3; fd < 65536; fd++)
+                if (dup2(high_null, STDIN_FILENO) < 0 || dup2(high_out, STDOUT_FILENO) < 0 ||
+                    dup2(high_out, STDERR_FILENO) < 0)
+                        _exit(126);
+                for (size_t i = 0; i < n_pass_fds; i++)
+                        if (dup2(high[i], 3 + (int) i) < 0)
+                                _exit(126);
+                if (syscall(__NR_close_range, (unsigned) first_free, ~0U, 0U) < 0)
+                        for (int fd = first_free; fd < 65536; fd++)
                                 (void) close(fd);
 
                 execv(path, argv);

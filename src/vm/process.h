@@ -9,10 +9,14 @@
  * -ENOENT when not found, -EACCES when found but not executable. */
 int find_executable(const char *name, char **ret_path);
 
+#define PROCESS_SPAWN_MAX_FDS 8
+
 /* Forks and executes path with argv in a new session (its own process group), stdin on /dev/null,
- * stdout and stderr on out_fd, the signal mask and dispositions reset, every fd closed except pass_fd,
- * which the child gets as fd 3 (pass_fd < 0: none). Returns the pid and a pidfd for it. */
-int process_spawn(const char *path, char *const *argv, int out_fd, int pass_fd, pid_t *ret_pid, int *ret_pidfd);
+ * stdout and stderr on out_fd, the signal mask and dispositions reset, every fd closed except the n_pass_fds
+ * (at most PROCESS_SPAWN_MAX_FDS) in pass_fds, which the child gets as fds 3, 4, … in that order, without
+ * FD_CLOEXEC. Returns the pid and a pidfd for it. */
+int process_spawn(const char *path, char *const *argv, int out_fd, const int *pass_fds, size_t n_pass_fds,
+                  pid_t *ret_pid, int *ret_pidfd);
 
 /* Reads field 22 (starttime, in clock ticks since boot) of /proc/PID/stat under proc_root ("/proc" normally).
  * Together with the pid it names one process for its whole life, so a reused pid is told apart. */

@@ -7,6 +7,8 @@
 
 #define QEMU_DEFAULT_BINARY "qemu-system-x86_64"
 #define QEMU_MEMORY_BACKEND_ID "m0"
+/* The fd set that holds the console log's fd (-add-fd set=…, opened as /dev/fdset/…). */
+#define QEMU_CONSOLE_FDSET 1
 
 /* QEMU option values ("key=value,key=value") escape a ',' inside a value by doubling it. */
 static char *qemu_opt_escape(const char *s) {
@@ -134,6 +136,9 @@ int qemu_build_argv(const VmSpec *spec, const QemuArgvParams *p, char ***ret) {
 
         if (p->qmp_fd < 0 && isempty(p->qmp_path))
                 return -EINVAL;
+        if (p->console_fd < 0 || p->console_fd == STDOUT_FILENO || p->console_fd == STDERR_FILENO ||
+            (p->console_fd > STDERR_FILENO && p->console_fd == p->qmp_fd))
+                return -EINVAL;
 
         r = qemu_memory_object(spec, &object);
         if (r < 0)
@@ -182,13 +187,15 @@ int qemu_build_argv(const VmSpec *spec, const QemuArgvParams *p, char ***ret) {
                 ADDF("unix:%s,server=on,wait=off", e);
         }
 
-        if (p->console_path) {
-                _cleanup_free_ char *e = qemu_opt_escape(p->console_path);
+        if (p->console_fd > STDERR_FILENO) {
+                _cleanup_free_ char *e = qemu_opt_escape(p->console_path ?: "console");
 
                 if (!e)
                         return -ENOMEM;
+                ADD("-add-fd");
+                ADDF("fd=%d,set=%d,opaque=%s", p->console_fd, QEMU_CONSOLE_FDSET, e);
                 ADD("-chardev");
-                ADDF("file,id=console,path=%s", e);
+                ADDF("file,id=console,path=/dev/fdset/%d", QEMU_CONSOLE_FDSET);
                 ADD("-serial");
                 ADD("chardev:console");
         }

@@ -12,7 +12,14 @@ typedef struct QemuArgvParams {
         int qmp_fd;                     /* >= 0: a listening socket passed to QEMU as this fd number:
                                          * -chardev socket,id=qmp,fd=N,server=on,wait=off -mon chardev=qmp,mode=control;
                                          * < 0: -qmp unix:QMP_PATH,server=on,wait=off */
-        const char *console_path;       /* serial console log: -chardev file,id=console,path=P -serial chardev:console */
+        int console_fd;                 /* > 2: the serial console log, a file the caller opened for writing, passed
+                                         * to QEMU as this fd number, never a path QEMU would open itself:
+                                         * -add-fd fd=N,set=1,opaque=CONSOLE_PATH
+                                         * -chardev file,id=console,path=/dev/fdset/1 -serial chardev:console
+                                         * (QEMU dups the fd from the set and truncates the file, as it would open
+                                         * a path). 0 (as in a zeroed struct): no console; QEMU refuses 1 and 2. */
+        const char *console_path;       /* where console_fd leads: only its description (opaque=, shown by
+                                         * query-fdsets and ps); NULL: "console" */
         VmAccel accel;                  /* resolved: KVM or TCG, never AUTO */
         bool paused;                    /* -S: start with vCPUs stopped (something must happen before `cont`) */
 } QemuArgvParams;

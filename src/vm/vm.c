@@ -51,18 +51,29 @@ static uint64_t now_usec(clockid_t clock) {
 /* ---- context ---------------------------------------------------------------------------------- */
 
 int vm_context_init(VmContext *ctx, sd_event *event, const char *runtime_dir, bool log_to_journal) {
+        int r;
+
         *ctx = (VmContext) {
                 .event = sd_event_ref(event),
+                .vms_fd = -EBADF,
                 .log_to_journal = log_to_journal,
                 .proc_root = "/proc",
         };
         ctx->vms_dir = path_join(runtime_dir, "vms");
         if (!ctx->vms_dir)
                 return -ENOMEM;
-        return mkdir_p(ctx->vms_dir, 0700);
+        r = mkdir_p(ctx->vms_dir, 0700);
+        if (r < 0)
+                return r;
+        /* RUNTIME_DIR itself is the administrator's to place (it may well be a link); vms/ in it is ours. */
+        ctx->vms_fd = open(ctx->vms_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (ctx->vms_fd < 0)
+                return -errno;
+        return 0;
 }
 
 void vm_context_done(VmContext *ctx) {
+        safe_close(ctx->vms_fd);
         free(ctx->vms_dir);
         sd_event_unref(ctx->event);
         *ctx = (VmContext) {};
@@ -239,10 +250,187 @@ static void vm_signal(Vm *vm, int sig) {
                 log_vm(vm, LOG_WARNING, r, "Failed to send %s to QEMU of guest %s: %m", sigabbrev_np(sig), vm->name);
 }
 
+/* ---- runtime directory ------------------------------------------------------------------------ */
+
+/* Opens RUNTIME_DIR/vms/NAME (made first, mode 0700, if create and missing), never through a symbolic link: it
+ * must be a real directory owned by our uid, which then gets mode 0700. Returns the fd; otherwise the error, and
+ * in *ret_why (optional; free it) a sentence naming the directory and what is wrong with it: -ELOOP a symbolic
+ * link, -ENOTDIR something else than a directory, -EPERM owned by another uid. */
+static int vm_run_dir_open(VmContext *ctx, const char *name, bool create, char **ret_why) {
+        _cleanup_free_ char *path = path_join(ctx->vms_dir, name);
+        _cleanup_close_ int fd = -EBADF;
+        struct stat st;
+        int r;
+
+        if (!path)
+                return -ENOMEM;
+
+        if (create && mkdirat(ctx->vms_fd, name, 0700) < 0 && errno != EEXIST) {
+                r = -errno;
+                if (ret_why && asprintf(ret_why, "cannot create %s: %s", path, strerror(-r)) < 0)
+                        *ret_why = NULL;
+                return r;
+        }
+
+        fd = openat(ctx->vms_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0) {
+                r = -errno;
+                /* Say why, from what is there (the link itself): a link, not a directory, someone else's
+                 * (EACCES: without CAP_DAC_OVERRIDE we cannot even open another uid's 0700 directory). */
+                if (fstatat(ctx->vms_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+                        if (ret_why && asprintf(ret_why, "cannot open %s: %s", path, strerror(-r)) < 0)
+                                *ret_why = NULL;
+                        return r;
+                }
+        } else if (fstat(fd, &st) < 0) {
+                r = -errno;
+                if (ret_why && asprintf(ret_why, "cannot stat %s: %s", path, strerror(-r)) < 0)
+                        *ret_why = NULL;
+                return r;
+        }
+
+        if (S_ISLNK(st.st_mode) || !S_ISDIR(st.st_mode)) {
+                bool link = S_ISLNK(st.st_mode);
+
+                if (ret_why && asprintf(ret_why, "%s %s", path,
+                                        link ? "is a symbolic link; not following it" : "is not a directory") < 0)
+                        *ret_why = NULL;
+                return link ? -ELOOP : -ENOTDIR;
+        }
+        if (st.st_uid != geteuid()) {
+                if (ret_why && asprintf(ret_why, "%s is owned by uid %u, not by memvisord (uid %u); not using it",
+                                        path, (unsigned) st.st_uid, (unsigned) geteuid()) < 0)
+                        *ret_why = NULL;
+                return -EPERM;
+        }
+        if (fd < 0) {
+                if (ret_why && asprintf(ret_why, "cannot open %s: %s", path, strerror(-r)) < 0)
+                        *ret_why = NULL;
+                return r;
+        }
+        if ((st.st_mode & 07777) != 0700 && fchmod(fd, 0700) < 0) {
+                r = -errno;
+                if (ret_why && asprintf(ret_why, "cannot make %s mode 0700: %s", path, strerror(-r)) < 0)
+                        *ret_why = NULL;
+                return r;
+        }
+        return TAKE_FD(fd);
+}
+
+/* Opens FILE in a guest's runtime directory for writing (O_APPEND), created with mode 0600 if missing, never
+ * through a symbolic link, and only if it is a regular file of ours with no other name (a hard link would let
+ * writes land elsewhere as a symbolic link would; a FIFO would block, a device would be written to). On
+ * failure *ret_why (optional) says what is wrong with the file, or is NULL for a plain error. */
+static int vm_run_file_open(int dir_fd, const char *file, int *ret_fd, const char **ret_why) {
+        _cleanup_close_ int fd = -EBADF;
+        struct stat st;
+        int flags;
+
+        if (ret_why)
+                *ret_why = NULL;
+        /* O_NONBLOCK: a FIFO without a reader fails (ENXIO) instead of blocking; cleared below. */
+        fd = openat(dir_fd, file, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK,
+                    0600);
+        if (fd < 0) {
+                int r = -errno;
+
+                if (ret_why && r == -ELOOP)
+                        *ret_why = "it is a symbolic link; not following it";
+                else if (ret_why && (r == -EISDIR || r == -ENXIO || r == -ENODEV))
+                        *ret_why = "it is not a regular file";
+                return r;
+        }
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode)) {
+                if (ret_why)
+                        *ret_why = "it is not a regular file";
+                return -EBADFD;
+        }
+        if (st.st_uid != geteuid()) {
+                if (ret_why)
+                        *ret_why = "it is owned by another user";
+                return -EPERM;
+        }
+        if (st.st_nlink > 1) {
+                if (ret_why)
+                        *ret_why = "it has other hard links; not writing through them";
+                return -EMLINK;
+        }
+        if ((st.st_mode & 07777) != 0600 && fchmod(fd, 0600) < 0)
+                return -errno;
+        flags = fcntl(fd, F_GETFL);
+        if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0)
+                return -errno;
+        *ret_fd = TAKE_FD(fd);
+        return 0;
+}
+
+int vm_remove_runtime_dir(VmContext *ctx, const char *name) {
+        static const char *const files[] = { "state", "qmp.sock", "console.log", "qemu.log" };
+        _cleanup_close_ int fd = -EBADF;
+        struct stat st;
+        int r;
+
+        fd = openat(ctx->vms_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0) {
+                r = -errno;
+                if (r == -ENOENT)
+                        return 0;
+                if (fstatat(ctx->vms_fd, name, &st, AT_SYMLINK_NOFOLLOW) >= 0 && S_ISLNK(st.st_mode)) {
+                        /* unlinkat() without AT_REMOVEDIR removes the link itself, whatever it points to. */
+                        if (unlinkat(ctx->vms_fd, name, 0) < 0 && errno != ENOENT)
+                                return -errno;
+                        return 1;
+                }
+                return r;
+        }
+        for (size_t i = 0; i < ELEMENTSOF(files); i++)
+                if (unlinkat(fd, files[i], 0) < 0 && errno != ENOENT)
+                        log_debug_errno(errno, "Failed to remove %s/%s/%s, ignoring: %m", ctx->vms_dir, name,
+                                        files[i]);
+        /* AT_REMOVEDIR fails on a symbolic link put in the directory's place meanwhile (ENOTDIR). */
+        if (unlinkat(ctx->vms_fd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+                return -errno;
+        return 0;
+}
+
 /* ---- runtime state (for re-adoption) ---------------------------------------------------------- */
+
+/* Replaces DIR/state atomically: a new file (O_EXCL, never through a link) renamed over the old name, which
+ * replaces whatever has that name, a link included, without following it. */
+static int vm_write_state_at(int dir_fd, const char *text, size_t len) {
+        char tmp[64];
+        int fd, r = 0;
+
+        (void) snprintf(tmp, sizeof(tmp), ".state.%i.tmp", (int) getpid());
+        (void) unlinkat(dir_fd, tmp, 0);        /* a leftover of ours (a crash between write and rename) */
+        fd = openat(dir_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0600);
+        if (fd < 0)
+                return -errno;
+        for (size_t done = 0; done < len;) {
+                ssize_t n = write(fd, text + done, len - done);
+
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        r = -errno;
+                        break;
+                }
+                done += (size_t) n;
+        }
+        if (close(fd) < 0 && r == 0)
+                r = -errno;
+        if (r == 0 && renameat(dir_fd, tmp, dir_fd, "state") < 0)
+                r = -errno;
+        if (r < 0)
+                (void) unlinkat(dir_fd, tmp, 0);
+        return r;
+}
 
 static int vm_write_state_file(Vm *vm) {
         _cleanup_json_ json_object *o = json_object_new_object(), *argv = json_object_new_array(), *def = NULL;
+        _cleanup_close_ int dir_fd = -EBADF;
         const char *text;
         size_t len;
         int r;
@@ -268,20 +456,22 @@ static int vm_write_state_file(Vm *vm) {
 
         text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
         len = strlen(text);
-        return write_file_atomic_nosync(vm->state_path, text, len, 0600);
+
+        dir_fd = vm_run_dir_open(vm->ctx, vm->name, /* create= */ false, NULL);
+        if (dir_fd < 0)
+                return dir_fd;
+        return vm_write_state_at(dir_fd, text, len);
 }
 
 void vm_cleanup_runtime(VmContext *ctx, const char *name) {
-        _cleanup_free_ char *dir = path_join(ctx->vms_dir, name), *state = NULL, *qmp = NULL;
+        _cleanup_close_ int fd = -EBADF;
 
-        if (!dir)
+        /* Only in a real directory: a symbolic link in its place is not followed, its target not touched. */
+        fd = openat(ctx->vms_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
                 return;
-        state = path_join(dir, "state");
-        qmp = path_join(dir, "qmp.sock");
-        if (state)
-                (void) unlink(state);
-        if (qmp)
-                (void) unlink(qmp);
+        (void) unlinkat(fd, "state", 0);
+        (void) unlinkat(fd, "qmp.sock", 0);
 }
 
 int vm_state_file_read(const char *path, json_object **ret) {
@@ -634,10 +824,14 @@ static bool kvm_usable(void) {
         return fd >= 0 && ioctl(fd, KVM_GET_API_VERSION, 0) == KVM_API_VERSION;
 }
 
-/* Creates the listening QMP socket that QEMU inherits; we connect to it right away. */
-static int vm_make_qmp_socket(Vm *vm, int *ret_listen_fd) {
+/* Creates the listening QMP socket that QEMU inherits; we connect to it right away. dir_fd is the guest's
+ * runtime directory, checked by vm_run_dir_open(): the old socket goes by name relative to it. bind() takes the
+ * path (the one a restarted memvisord reconnects to, and finds in /proc/net/unix), which leads to that same
+ * directory: only our own uid can change RUNTIME_DIR/vms. */
+static int vm_make_qmp_socket(Vm *vm, int dir_fd, int *ret_listen_fd) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         _cleanup_close_ int fd = -EBADF;
+        struct stat st;
 
         if (strlen(vm->qmp_path) >= sizeof(sa.sun_path))
                 return -ENAMETOOLONG;
@@ -646,17 +840,25 @@ static int vm_make_qmp_socket(Vm *vm, int *ret_listen_fd) {
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0)
                 return -errno;
-        (void) unlink(vm->qmp_path);
+        if (unlinkat(dir_fd, "qmp.sock", 0) < 0 && errno != ENOENT)
+                return -errno;
         if (bind(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0)
                 return -errno;
-        if (chmod(vm->qmp_path, 0600) < 0 || listen(fd, 8) < 0)
+        /* fchmodat() follows links: make sure it is the socket just bound. */
+        if (fstatat(dir_fd, "qmp.sock", &st, AT_SYMLINK_NOFOLLOW) < 0)
+                return -errno;
+        if (!S_ISSOCK(st.st_mode))
+                return -ELOOP;
+        if (fchmodat(dir_fd, "qmp.sock", 0600, 0) < 0 || listen(fd, 8) < 0)
                 return -errno;
         *ret_listen_fd = TAKE_FD(fd);
         return 0;
 }
 
-static int vm_open_output(Vm *vm, int *ret_fd) {
+static int vm_open_output(Vm *vm, int dir_fd, int *ret_fd, const char **ret_why) {
         int fd;
+
+        *ret_why = NULL;
 
         if (vm->ctx->log_to_journal) {
                 _cleanup_free_ char *ident = NULL;
@@ -671,11 +873,7 @@ static int vm_open_output(Vm *vm, int *ret_fd) {
                 log_vm(vm, LOG_WARNING, fd, "Failed to connect QEMU output to the journal, using %s: %m", vm->log_path);
         }
 
-        fd = open(vm->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0600);
-        if (fd < 0)
-                return -errno;
-        *ret_fd = fd;
-        return 0;
+        return vm_run_file_open(dir_fd, "qemu.log", ret_fd, ret_why);
 }
 
 static int fail_start(Vm *vm, int error, char **ret_error, const char *fmt, ...) _printf_(4, 5);
@@ -697,10 +895,12 @@ static int fail_start(Vm *vm, int error, char **ret_error, const char *fmt, ...)
 }
 
 static int vm_start_internal(Vm *vm, bool by_policy, char **ret_error) {
-        _cleanup_close_ int listen_fd = -EBADF, out_fd = -EBADF, qmp_fd = -EBADF;
+        _cleanup_close_ int listen_fd = -EBADF, out_fd = -EBADF, qmp_fd = -EBADF, dir_fd = -EBADF,
+                console_fd = -EBADF;
         _cleanup_(strv_freep) char **argv = NULL;
-        _cleanup_free_ char *emulator = NULL;
+        _cleanup_free_ char *emulator = NULL, *why = NULL;
         _cleanup_(vm_spec_freep) VmSpec *spec = NULL;
+        const char *file_why;
         QemuArgvParams p;
         pid_t pid, other;
         int pidfd, r;
@@ -745,9 +945,10 @@ static int vm_start_internal(Vm *vm, bool by_policy, char **ret_error) {
                 return fail_start(vm, -EINVAL, ret_error, "invalid accelerator");
         }
 
-        r = mkdir_p(vm->run_dir, 0700);
-        if (r < 0)
-                return fail_start(vm, r, ret_error, "cannot create %s: %s", vm->run_dir, strerror(-r));
+        /* Everything of the guest goes in this directory, reached by this fd: never through a link. */
+        dir_fd = vm_run_dir_open(vm->ctx, vm->name, /* create= */ true, &why);
+        if (dir_fd < 0)
+                return fail_start(vm, dir_fd, ret_error, "%s", why ?: strerror(-dir_fd));
 
         /* A QEMU we lost track of (state file gone, a second daemon) may still hold this guest's QMP socket,
          * and its disks: never start a second one. */
@@ -756,19 +957,27 @@ static int vm_start_internal(Vm *vm, bool by_policy, char **ret_error) {
                                   "QEMU of this guest runs unsupervised; stop it (or restart memvisord to "
                                   "re-adopt it) before starting another", (int) other, vm->qmp_path);
 
-        r = vm_make_qmp_socket(vm, &listen_fd);
+        r = vm_make_qmp_socket(vm, dir_fd, &listen_fd);
         if (r < 0)
                 return fail_start(vm, r, ret_error, "cannot create QMP socket %s: %s", vm->qmp_path, strerror(-r));
 
-        r = vm_open_output(vm, &out_fd);
+        r = vm_open_output(vm, dir_fd, &out_fd, &file_why);
         if (r < 0)
-                return fail_start(vm, r, ret_error, "cannot open QEMU log %s: %s", vm->log_path, strerror(-r));
+                return fail_start(vm, r, ret_error, "cannot open QEMU log %s: %s", vm->log_path,
+                                  file_why ?: strerror(-r));
+
+        /* QEMU gets the console log open, not its path (it truncates it, as it would a file it opens). */
+        r = vm_run_file_open(dir_fd, "console.log", &console_fd, &file_why);
+        if (r < 0)
+                return fail_start(vm, r, ret_error, "cannot open the console log %s: %s", vm->console_path,
+                                  file_why ?: strerror(-r));
 
         /* vCPU pinning must be in place before the vCPUs first run (VmContext.prerun). */
         vm->start_paused = spec->vcpu_affinity || spec->emulator_affinity;
         p = (QemuArgvParams) {
                 .qmp_path = vm->qmp_path,
-                .qmp_fd = 3,
+                .qmp_fd = 3,            /* listen_fd */
+                .console_fd = 4,        /* console_fd */
                 .console_path = vm->console_path,
                 .accel = vm->accel,
                 .paused = vm->start_paused,
@@ -790,7 +999,7 @@ static int vm_start_internal(Vm *vm, bool by_policy, char **ret_error) {
                         return fail_start(vm, -errno, ret_error, "cannot connect to QMP socket: %m");
         }
 
-        r = process_spawn(emulator, argv, out_fd, listen_fd, &pid, &pidfd);
+        r = process_spawn(emulator, argv, out_fd, (const int[]) { listen_fd, console_fd }, 2, &pid, &pidfd);
         if (r < 0)
                 return fail_start(vm, r, ret_error, "cannot spawn %s: %s", emulator, strerror(-r));
 

@@ -9,7 +9,9 @@
  *                    └──────────┴──→ failed ─(policy)┴→ restarting → starting …
  *
  * Runtime state lives in RUNTIME_DIR/vms/NAME/ (qmp.sock, state, console.log, qemu.log) so that a restarted
- * memvisord can re-adopt running guests (vm_adopt). */
+ * memvisord can re-adopt running guests (vm_adopt). That directory must be a real directory owned by the daemon's
+ * uid; its files are opened and removed relative to it with O_NOFOLLOW, and QEMU gets the console log as an open
+ * fd, so that no symbolic link planted there is ever followed. */
 
 #include <json-c/json.h>
 #include <sys/types.h>
@@ -60,6 +62,8 @@ typedef void (*VmEventWatch)(Vm *vm, const char *event, json_object *data, uint6
 struct VmContext {
         sd_event *event;
         char *vms_dir;                  /* RUNTIME_DIR/vms */
+        int vms_fd;                     /* RUNTIME_DIR/vms, opened without following a symbolic link: every guest's
+                                         * directory and file is reached from it, never by a path */
         bool log_to_journal;            /* QEMU output to the journal instead of per-guest qemu.log */
         const char *proc_root;          /* "/proc" */
         struct {
@@ -175,8 +179,14 @@ bool vm_is_active(const Vm *vm);       /* a QEMU process exists */
 int vm_adopt(Vm *vm, json_object *state);
 /* Reads and parses a state file. */
 int vm_state_file_read(const char *path, json_object **ret);
-/* Removes the runtime files of a guest that is not running (state and QMP socket; logs are kept). */
+/* Removes the runtime files of a guest that is not running (state and QMP socket; logs are kept). Only in a real
+ * directory RUNTIME_DIR/vms/NAME: a symbolic link there is left alone, and so is its target. */
 void vm_cleanup_runtime(VmContext *ctx, const char *name);
+/* Removes RUNTIME_DIR/vms/NAME of a guest that is not running, with its files (state, qmp.sock, console.log,
+ * qemu.log), each by name relative to the directory, never through a link. When NAME is a symbolic link only
+ * the link goes, and 1 is returned; 0 when the directory went (or was not there); -ENOTEMPTY when other files
+ * keep it. */
+int vm_remove_runtime_dir(VmContext *ctx, const char *name);
 
 /* JSON views for the API. */
 int vm_summary_json(Vm *vm, json_object **ret);

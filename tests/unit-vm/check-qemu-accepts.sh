@@ -9,7 +9,8 @@
 # The golden files use paths under /var/lib/memvisor-test; they are replaced by a scratch directory holding
 # stand-ins: a file with a minimal bzImage header as the kernel (QEMU parses the kernel at startup, before
 # any vCPU runs), small raw and qcow2 images. A golden file with "fd=3" gets a listening unix socket as fd 3,
-# exactly as memvisord passes it.
+# exactly as memvisord passes it; one with "-add-fd fd=N,set=S" gets a file opened for appending as fd N, as
+# memvisord passes the console log, and QEMU must truncate it when the chardev opens /dev/fdset/S.
 #
 # Usage: check-qemu-accepts.sh GOLDEN-DIR [QEMU-BINARY]
 # Exit status: 0 all accepted, 1 some refused, 77 QEMU or python3 missing. A golden file that needs what the
@@ -73,7 +74,7 @@ fi
 free_hugepages_kb=$(awk '/^HugePages_Free:/ { f = $2 } /^Hugepagesize:/ { s = $2 } END { print f * s }' /proc/meminfo)
 
 cat >"$tmp/drive.py" <<'EOF'
-import atexit, json, os, socket, subprocess, sys, time
+import atexit, fcntl, json, os, socket, subprocess, sys, time
 
 name, tmp, allow_no_hugepages = sys.argv[1], sys.argv[2], sys.argv[3] == '1'
 argv = sys.argv[4:]
@@ -119,6 +120,15 @@ balloon = 'virtio-balloon-pci,id=balloon0' in after('-device')
 console = [dict(opts(c[5:]))['path'] for c in after('-chardev') if c.startswith('file,')]
 vm_name = after('-name')[0].split(',')[0]
 
+# -add-fd fd=N,set=S: a file of stale content, open for appending as memvisord opens the console log, as fd N.
+add_fds = {}                    # fd number in QEMU -> (set, path, our fd)
+for a in after('-add-fd'):
+    o = dict(opts(a))
+    path = os.path.join(tmp, f'{name}.fd{o["fd"]}')
+    with open(path, 'w') as f:
+        f.write('stale\n')
+    add_fds[int(o['fd'])] = (int(o['set']), path, os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC))
+
 qmp_sock = os.path.join(tmp, f'{name}.qmp')
 listener = None
 pass_fd = None
@@ -134,16 +144,21 @@ else:
     qmp_sock = opts(qmp[0][5:])[0][0]
 
 def preexec():
-    if pass_fd == 3:
-        os.set_inheritable(3, True)
-    elif pass_fd is not None:
-        os.dup2(pass_fd, 3)     # the copy is inheritable
+    # Copies above every target first, so that placing one never overwrites another still to be placed.
+    place = {n: v[2] for n, v in add_fds.items()}
+    if pass_fd is not None:
+        place[3] = pass_fd
+    high = {n: fcntl.fcntl(fd, fcntl.F_DUPFD, 100) for n, fd in place.items()}
+    for n, fd in high.items():
+        os.dup2(fd, n)          # the copy is inheritable
 
 proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                         preexec_fn=preexec, close_fds=False)
 atexit.register(lambda: proc.poll() is None and proc.kill())
 if listener:
     listener.close()
+for _, _, fd in add_fds.values():
+    os.close(fd)
 
 def qemu_died():
     out, err = proc.communicate(timeout=10)
@@ -241,8 +256,17 @@ peripherals = [p['name'] for p in cmd('qom-list', path='/machine/peripheral')]
 if balloon != ('balloon0' in peripherals):
     fail(f'balloon device: wanted {balloon}, QEMU has {peripherals}')
 
+fdsets = {s['fdset-id']: s['fds'] for s in cmd('query-fdsets')}
 for c in console:
-    if not os.path.exists(c):
+    if c.startswith('/dev/fdset/'):
+        # Opened through the fd set: QEMU dup'ed our fd and truncated the file, as it truncates a path.
+        set_id = int(c[len('/dev/fdset/'):])
+        if set_id not in fdsets or not any(v[0] == set_id for v in add_fds.values()):
+            fail(f'console {c}: no such fd set passed with -add-fd (QEMU has {fdsets})')
+        path = [v[1] for v in add_fds.values() if v[0] == set_id][0]
+        if os.path.getsize(path) != 0:
+            fail(f'console {c}: QEMU did not open {path} through the fd set (not truncated)')
+    elif not os.path.exists(c):
         fail(f'console file {c} was not created')
 
 cmd('quit')

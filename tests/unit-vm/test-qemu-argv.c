@@ -26,8 +26,11 @@ typedef struct GoldenCase {
         QemuArgvParams params;
 } GoldenCase;
 
-#define KVM_FD3 { .qmp_path = T "/qmp.sock", .qmp_fd = 3, .console_path = T "/console.log", .accel = VM_ACCEL_KVM }
-#define TCG_FD3 { .qmp_path = T "/qmp.sock", .qmp_fd = 3, .console_path = T "/console.log", .accel = VM_ACCEL_TCG }
+/* As memvisord starts QEMU: the QMP listening socket as fd 3, the console log as fd 4. */
+#define KVM_FD3 { .qmp_path = T "/qmp.sock", .qmp_fd = 3, .console_fd = 4, .console_path = T "/console.log", \
+                  .accel = VM_ACCEL_KVM }
+#define TCG_FD3 { .qmp_path = T "/qmp.sock", .qmp_fd = 3, .console_fd = 4, .console_path = T "/console.log", \
+                  .accel = VM_ACCEL_TCG }
 #define KERNEL "Memory=256M\nVCPUs=2\nKernel=" T "/vmlinuz\n"
 
 static const GoldenCase golden_cases[] = {
@@ -56,12 +59,12 @@ static const GoldenCase golden_cases[] = {
         { "kernel-initrd-append",
           KERNEL "Initrd=" T "/initrd.img\nAppend=console=ttyS0 root=/dev/vda rw \"quiet\"\nDisk=" T "/root.img\n",
           TCG_FD3 },
-        { "paused", KERNEL, { .qmp_fd = 3, .console_path = T "/console.log", .accel = VM_ACCEL_KVM, .paused = true } },
+        { "paused", KERNEL, { .qmp_fd = 3, .console_fd = 4, .accel = VM_ACCEL_KVM, .paused = true } },
         { "extra-args",
           KERNEL "ExtraArgs=-device virtio-rng-pci,id=rng0\nExtraArgs=-rtc \"base=utc,clock=vm\" -boot strict=on\n",
           TCG_FD3 },
         { "qmp-path", KERNEL,
-          { .qmp_path = T "/run/qmp,1.sock", .qmp_fd = -1, .console_path = T "/run/console,1.log",
+          { .qmp_path = T "/run/qmp,1.sock", .qmp_fd = -1, .console_fd = 5, .console_path = T "/run/console,1.log",
             .accel = VM_ACCEL_TCG } },
         { "pc-no-console",
           "Emulator=/usr/bin/qemu-system-x86_64\nMachine=pc\nMemory=4G\nVCPUs=4\nKernel=" T "/vmlinuz\n",
@@ -152,7 +155,8 @@ static void test_structure(void **state) {
                 "-object", "memory-backend-ram,id=m0,size=268435456",
                 "-chardev", "socket,id=qmp,fd=3,server=on,wait=off",
                 "-mon", "chardev=qmp,mode=control",
-                "-chardev", "file,id=console,path=" T "/console.log",
+                "-add-fd", "fd=4,set=1,opaque=" T "/console.log",
+                "-chardev", "file,id=console,path=/dev/fdset/1",
                 "-serial", "chardev:console",
                 "-display", "none",
                 "-nodefaults",
@@ -176,6 +180,7 @@ static void test_escaping(void **state) {
         QemuArgvParams p = {
                 .qmp_path = "/run/a,b/qmp.sock",
                 .qmp_fd = -1,
+                .console_fd = 3,
                 .console_path = "/run/a,b/console,,log",
                 .accel = VM_ACCEL_TCG,
         };
@@ -189,7 +194,8 @@ static void test_escaping(void **state) {
         /* Option syntax doubles commas; -kernel, -initrd and -append take their argument as it is. */
         assert_true(strv_contains(argv, "memory-backend-file,id=m0,size=536870912,mem-path=/m,,em"));
         assert_true(strv_contains(argv, "unix:/run/a,,b/qmp.sock,server=on,wait=off"));
-        assert_true(strv_contains(argv, "file,id=console,path=/run/a,,b/console,,,,log"));
+        assert_true(strv_contains(argv, "fd=3,set=1,opaque=/run/a,,b/console,,,,log"));
+        assert_true(strv_contains(argv, "file,id=console,path=/dev/fdset/1"));
         assert_true(strv_contains(argv, "file=/d,,1,,,,2.img,if=virtio,format=raw"));
         assert_true(strv_contains(argv, "file=/e.qcow2,if=virtio,format=qcow2"));
         assert_true(strv_contains(argv, "/boot/a,b"));
@@ -216,6 +222,19 @@ static void test_errors(void **state) {
         p.qmp_fd = -1;
         p.qmp_path = NULL;
         assert_int_equal(qemu_build_argv(s, &p, &argv), -EINVAL);
+        p = (QemuArgvParams) KVM_FD3;
+
+        /* The console is an fd QEMU may take (-add-fd refuses 0-2), not the QMP socket's; 0 means none. */
+        p.console_fd = -1;
+        assert_int_equal(qemu_build_argv(s, &p, &argv), -EINVAL);
+        p.console_fd = 2;
+        assert_int_equal(qemu_build_argv(s, &p, &argv), -EINVAL);
+        p.console_fd = 3;
+        assert_int_equal(qemu_build_argv(s, &p, &argv), -EINVAL);
+        p.console_fd = 0;
+        assert_int_equal(qemu_build_argv(s, &p, &argv), 0);
+        assert_false(strv_contains(argv, "-add-fd") || strv_contains(argv, "-serial"));
+        argv = strv_free(argv);
         p = (QemuArgvParams) KVM_FD3;
 
         /* An invalid spec is refused. */
