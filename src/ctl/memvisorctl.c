@@ -18,12 +18,14 @@ static const CtlVerb *const verb_tables[] = {
 };
 
 #define ARG_VERSION 0x80
+#define ARG_LIST_VERBS 0x81
 
 static const struct option global_options[] = {
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, ARG_VERSION },
         { "address", required_argument, NULL, 'A' },
         { "json", no_argument, NULL, 'j' },
+        { "list-verbs", no_argument, NULL, ARG_LIST_VERBS }, /* hidden: for shell-completion/generate.py */
 };
 
 static void help(void) {
@@ -47,6 +49,34 @@ static void help(void) {
                "  -j --json                    Machine-readable output (one JSON value per line)\n"
                "\nExit status: 0 success, 1 varlink error reply, 2 usage error, 3 connection failure.\n"
                "See memvisorctl(1).\n");
+}
+
+static void print_options(const struct option *o, size_t n) {
+        for (size_t i = 0; o && i < n && o[i].name; i++) {
+                if (o[i].val == ARG_LIST_VERBS)
+                        continue;
+                if (o[i].val > ' ' && o[i].val < 0x7f)
+                        printf(" -%c", o[i].val);
+                if (o[i].has_arg != required_argument)
+                        printf(" --%s", o[i].name);
+                if (o[i].has_arg != no_argument)
+                        printf(" --%s=", o[i].name);
+        }
+}
+
+/* --list-verbs (hidden): the verb table for the shell completion generator. One line of global options
+ * ("-" TAB TAB options), then a line per verb: name TAB arguments as in --help TAB its options. An option
+ * that takes a value ends in '='. */
+static void list_verbs(void) {
+        printf("-\t\t");
+        print_options(global_options, ELEMENTSOF(global_options));
+        printf("\n");
+        for (size_t t = 0; t < ELEMENTSOF(verb_tables); t++)
+                for (const CtlVerb *v = verb_tables[t]; v->name; v++) {
+                        printf("%s\t%s\t", v->name, v->args);
+                        print_options(v->options, SIZE_MAX);
+                        printf("\n");
+                }
 }
 
 static const CtlVerb *find_verb(const char *name) {
@@ -77,6 +107,9 @@ static int parse_options(int argc, char **argv, const CtlVerb *verb) {
                         return EXIT_OK;
                 case ARG_VERSION:
                         printf("memvisorctl %s\n", PROJECT_VERSION);
+                        return EXIT_OK;
+                case ARG_LIST_VERBS:
+                        list_verbs();
                         return EXIT_OK;
                 case 'A':
                         arg_address = optarg;
