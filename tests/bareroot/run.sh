@@ -58,6 +58,7 @@ log() { printf '%s: [%3ds] %s\n' "$PROG" $((SECONDS - T0)) "$*"; }
 FINAL= # the last line, printed by cleanup after everything is unmounted
 skip() { FINAL="SKIP $PROG: $*"; exit 77; }
 ps_state() { sed -n 's/^[0-9]* (.*) \([A-Za-z]\) .*/\1/p' "/proc/$1/stat" 2>/dev/null; }
+demo_running() { [ -e "/proc/$DEMO_PID" ] && [ "$(ps_state "$DEMO_PID")" != Z ]; }
 
 WORK=
 ROOT=
@@ -115,15 +116,19 @@ mounts_in_root() { # deepest first
 cleanup() {
     local m rc=$?
     trap - EXIT INT TERM HUP
-    if [ -n "$DEMO_PID" ] && kill -0 "$DEMO_PID" 2>/dev/null; then
-        kill -INT -- "-$DEMO_PID" 2>/dev/null # interrupted: let the demo stop its guest for a while
-        for _ in $(seq 1 $((STOP_TIMEOUT * 2))); do
-            [ "$(ps_state "$DEMO_PID")" = Z ] || [ ! -e "/proc/$DEMO_PID" ] && break
+    if [ -n "$DEMO_PID" ] && demo_running; then
+        # Interrupted: Ctrl-C to the demo, again every 5 s (a Ctrl-C during apt or a build may not end it; a
+        # second one kills the guest at once), for up to STOP_TIMEOUT s; what is left then is killed below.
+        echo "$PROG: stopping tools/demo in the root (Ctrl-C every 5 s, up to $STOP_TIMEOUT s)" >&2
+        for i in $(seq 0 $((STOP_TIMEOUT * 2))); do
+            demo_running || break
+            [ $((i % 10)) -eq 0 ] && kill -INT -- "-$DEMO_PID" 2>/dev/null
             sleep 0.5
         done
     fi
     kill_root_procs || { [ $rc -eq 0 ] && rc=1; }
     wait 2>/dev/null
+    [ -n "$LOG" ] && [ -f "$LOG" ] && cp -f "$LOG" "$CACHE/last-demo.log" 2>/dev/null
     for _ in 1 2 3; do
         for m in $(mounts_in_root); do
             umount "$m" 2>/dev/null || umount -R "$m" 2>/dev/null
@@ -155,7 +160,7 @@ cleanup() {
     exit $rc
 }
 trap cleanup EXIT
-trap 'FINAL="FAIL $PROG: interrupted ($timings"; exit 1' INT TERM HUP
+trap 'FINAL="FAIL $PROG: interrupted ($timings$(phase_timings)"; exit 1' INT TERM HUP
 
 # ----------------------------------------------------------------------------------------- preconditions ---
 
@@ -319,7 +324,6 @@ setsid env --default-signal=INT,QUIT chroot "$ROOT" /usr/bin/env -i HOME=/root U
     /bin/bash -c 'cd /src/memvisor && exec tools/demo' >"$LOG" 2>&1 </dev/null &
 DEMO_PID=$!
 
-demo_running() { [ -e "/proc/$DEMO_PID" ] && [ "$(ps_state "$DEMO_PID")" != Z ]; }
 guest_state() {
     [ -x "$ROOT/src/memvisor/build/memvisorctl" ] || return 0
     chroot "$ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin /src/memvisor/build/memvisorctl list \
