@@ -3,6 +3,7 @@
  * STATE_DIR/vms), re-adoption of running guests at start, the varlink methods for guests and the event
  * stream. */
 #include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -399,6 +400,7 @@ static void manager_adopt_running(Manager *m) {
         for (int i = 0; i < n; i++) {
                 _cleanup_free_ char *dir = NULL, *state_path = NULL;
                 _cleanup_json_ json_object *state = NULL;
+                struct stat st;
                 const char *name = list[i]->d_name;
                 Vm *vm;
                 int r;
@@ -409,6 +411,20 @@ static void manager_adopt_running(Manager *m) {
                 state_path = dir ? path_join(dir, "state") : NULL;
                 if (!state_path)
                         goto next;
+                /* Only what the daemon made: a real directory of its own uid and a regular state file in it. A
+                 * planted link with a crafted state file must not get an unrelated process adopted (and later
+                 * signalled by StopVM). */
+                if (fstatat(m->vmctx.vms_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode) ||
+                    st.st_uid != geteuid()) {
+                        log_warning("%s is not a directory of memvisord's own (a symbolic link, or another owner); "
+                                    "not re-adopting anything from it.", dir);
+                        goto next;
+                }
+                if (fstatat(m->vmctx.vms_fd, state_path + strlen(m->vmctx.vms_dir) + 1, &st, AT_SYMLINK_NOFOLLOW) >= 0 &&
+                    !S_ISREG(st.st_mode)) {
+                        log_warning("%s is not a regular file; not re-adopting anything from it.", state_path);
+                        goto next;
+                }
                 r = vm_state_file_read(state_path, &state);
                 if (r < 0) {
                         /* No usable state: a QEMU may still run for this guest. Never lose track of it (a

@@ -743,3 +743,30 @@ def test_undefine_with_runtime_dir_a_symlink_spares_its_target(daemons, workdir)
     assert link.is_dir() and (link / "console.log").exists()
     ok(d, "UndefineVM", {"name": "api"})
     assert not os.path.lexists(link)
+
+
+def test_planted_state_file_adopts_nothing(daemons, workdir):
+    """A run/vms/NAME that is a symbolic link to a directory with a crafted state file (naming an unrelated
+    process with its real start time) must not get that process adopted, and so never signalled by StopVM."""
+    d = daemons(name="plant", start=False)
+    write_vm(d, "evil", firmware_vm(workdir))
+    d.start()
+    d.stop()
+    victim = subprocess.Popen(["sleep", "300"])
+    try:
+        with open("/proc/%d/stat" % victim.pid) as f:
+            starttime = int(f.read().rsplit(")", 1)[1].split()[19])
+        decoy = workdir / "decoy"
+        decoy.mkdir()
+        (decoy / "state").write_text(json.dumps({"name": "evil", "pid": victim.pid, "starttime": starttime}))
+        vms = d.runtime_dir / "vms"
+        vms.mkdir(exist_ok=True)
+        os.symlink(decoy, vms / "evil")
+        d.start()
+        d.wait_for_log("%s is not a directory of memvisord's own" % (vms / "evil"))
+        vm = describe(d, "evil")
+        assert vm["state"] == "defined" and not vm.get("adopted"), vm
+        assert victim.poll() is None
+    finally:
+        victim.kill()
+        victim.wait()
