@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Parses the input as /proc/PID/status text with proc_status_parse(), the buffer entry point
+ * proc_status_read() uses. Success needs VmRSS; failure is one of the documented errors. */
+
+#include <stdio.h>
+
+#include "fuzz.h"
+#include "log.h"
+#include "proc-status.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+        _cleanup_free_ char *text = NULL;
+        ProcStatus s;
+        int r;
+
+        if (size > 64 * 1024) /* proc_status_read() reads at most this much */
+                return 0;
+        if (!getenv("FUZZ_DEBUG"))
+                log_set_max_level(LOG_ERR);
+
+        text = malloc(size + 1);
+        if (!text)
+                abort();
+        memcpy(text, data, size);
+        text[size] = 0;
+
+        r = proc_status_parse(text, &s);
+        if (r < 0 && !(r == -EINVAL || r == -ERANGE || r == -ENODATA)) {
+                fprintf(stderr, "Unexpected error %d\n", r);
+                abort();
+        }
+        if (r >= 0 && !strstr(text, "VmRSS:"))
+                abort();
+        return 0;
+}
