@@ -32,7 +32,9 @@ static bool schema_cumulative(json_object *schemas, const char *name) {
         for (size_t p = 0; schemas && p < json_object_array_length(schemas); p++) {
                 json_object *provider = json_object_array_get_idx(schemas, p), *stats = NULL;
 
-                if (!json_object_object_get_ex(provider, "stats", &stats))
+                /* From QEMU: "stats" need not be an array (json-c asserts on a non-array). */
+                if (!json_object_object_get_ex(provider, "stats", &stats) ||
+                    !json_object_is_type(stats, json_type_array))
                         continue;
                 for (size_t i = 0; i < json_object_array_length(stats); i++) {
                         json_object *st = json_object_array_get_idx(stats, i);
