@@ -292,6 +292,14 @@ int kvm_stats_query(QmpClient *qmp, uint64_t timeout_usec, KvmStatsCallback cb, 
 
 /* ---- deltas ----------------------------------------------------------------------------------- */
 
+/* after - before as a signed number, saturated: the values come from QEMU and may be anything up to
+ * UINT64_MAX (histogram sums), so the difference need not fit. */
+static int64_t counter_delta(uint64_t before, uint64_t after) {
+        if (after >= before)
+                return after - before > (uint64_t) INT64_MAX ? INT64_MAX : (int64_t) (after - before);
+        return before - after > (uint64_t) INT64_MAX ? INT64_MIN : -(int64_t) (before - after);
+}
+
 static int add_entry(json_object *o, const char *name, bool cumulative, bool have_before, uint64_t before,
                      bool have_after, uint64_t after) {
         _cleanup_json_ json_object *e = json_object_new_object();
@@ -304,7 +312,7 @@ static int add_entry(json_object *o, const char *name, bool cumulative, bool hav
         if (have_after && (r = json_add_uint(e, "after", after)) < 0)
                 return r;
         if (cumulative && have_before && have_after &&
-            (r = json_add_int(e, "delta", after >= before ? (int64_t) (after - before) : -(int64_t) (before - after))) < 0)
+            (r = json_add_int(e, "delta", counter_delta(before, after))) < 0)
                 return r;
         if ((r = json_add_bool(e, "cumulative", cumulative)) < 0)
                 return r;
