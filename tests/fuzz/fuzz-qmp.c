@@ -12,7 +12,7 @@
  *
  * Besides the sanitizers, it checks the client's central promise: every command callback runs exactly once
  * (reply, error or -ECONNRESET at the end), and nothing runs after its owner is gone. A callback run twice or
- * never is abort()ed on, so a lifetime bug becomes a finding. */
+ * never is abort()ed on, so a lifetime bug becomes a finding. Observers get an event name they can streq(). */
 
 #include <stdio.h>
 #include <sys/socket.h>
@@ -120,10 +120,15 @@ static void on_event(QmpClient *q, const char *event, json_object *data, uint64_
 
         if (!ctx->observing)
                 abort(); /* called after it was removed */
-        if (streq_ptr(event, "STOP")) {
+        if (!event) {
+                /* Observers compare the name with streq() (vm.c): it must be a string. */
+                fprintf(stderr, "Event without a name.\n");
+                abort();
+        }
+        if (streq(event, "STOP")) {
                 qmp_client_remove_event_observer(q, on_event, ctx);
                 ctx->observing = false;
-        } else if (streq_ptr(event, "SHUTDOWN"))
+        } else if (streq(event, "SHUTDOWN"))
                 qmp_client_disconnect(q, 0);
 }
 
