@@ -461,6 +461,12 @@ static int qmp_dispatch_message(QmpClient *q, json_object *m) {
                 json_object *data = NULL;
                 uint64_t ts = event_timestamp(m);
 
+                /* Observers compare the name: an event without a string one ({"event": null}) is dropped. */
+                if (!json_object_is_type(v, json_type_string)) {
+                        log_debug("QMP %s: event without a name, ignoring.", strna(q->description));
+                        return 0;
+                }
+
                 (void) json_object_object_get_ex(m, "data", &data);
                 /* Observers may unregister themselves while we iterate: walk a copy. */
                 QmpObserver copy[QMP_MAX_OBSERVERS];
