@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 
 #include "address.h"
@@ -10,14 +11,39 @@
 #define CLIENT_MAX_MESSAGE (64U * 1024U * 1024U)
 
 struct VarlinkClient {
-        int fd;
+        int fd;                 /* read from */
+        int output_fd;          /* written to: fd, or the other end of a pipe pair */
+        bool output_is_socket;  /* send() with MSG_NOSIGNAL, else write() */
         ByteBuffer input;
         json_tokener *tokener;
 };
 
+int varlink_client_new_from_fds(VarlinkClient **ret, int input_fd, int output_fd) {
+        struct stat st;
+        VarlinkClient *c;
+
+        if (input_fd < 0 || output_fd < 0)
+                return -EBADF;
+        if (fstat(output_fd, &st) < 0)
+                return -errno;
+
+        c = calloc(1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+        c->tokener = json_tokener_new_ex(JSON_TOKENER_DEFAULT_DEPTH);
+        if (!c->tokener) {
+                free(c);
+                return -ENOMEM;
+        }
+        c->fd = input_fd;
+        c->output_fd = output_fd;
+        c->output_is_socket = S_ISSOCK(st.st_mode);
+        *ret = c;
+        return 0;
+}
+
 int varlink_client_connect(VarlinkClient **ret, const char *address) {
         _cleanup_close_ int fd = -EBADF;
-        VarlinkClient *c;
         VarlinkAddress a;
         int r;
 
@@ -31,22 +57,18 @@ int varlink_client_connect(VarlinkClient **ret, const char *address) {
         if (connect(fd, (struct sockaddr *) &a.sa, a.salen) < 0)
                 return -errno;
 
-        c = calloc(1, sizeof(*c));
-        if (!c)
-                return -ENOMEM;
-        c->tokener = json_tokener_new_ex(JSON_TOKENER_DEFAULT_DEPTH);
-        if (!c->tokener) {
-                free(c);
-                return -ENOMEM;
-        }
-        c->fd = TAKE_FD(fd);
-        *ret = c;
+        r = varlink_client_new_from_fds(ret, fd, fd);
+        if (r < 0)
+                return r;
+        TAKE_FD(fd);
         return 0;
 }
 
 VarlinkClient *varlink_client_free(VarlinkClient *c) {
         if (!c)
                 return NULL;
+        if (c->output_fd != c->fd)
+                safe_close(c->output_fd);
         safe_close(c->fd);
         byte_buffer_done(&c->input);
         json_tokener_free(c->tokener);
@@ -58,9 +80,9 @@ int varlink_client_fd(VarlinkClient *c) {
         return c->fd;
 }
 
-static int write_all(int fd, const char *p, size_t n) {
+static int write_all(VarlinkClient *c, const char *p, size_t n) {
         while (n > 0) {
-                ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
+                ssize_t k = c->output_is_socket ? send(c->output_fd, p, n, MSG_NOSIGNAL) : write(c->output_fd, p, n);
                 if (k < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -92,7 +114,7 @@ int varlink_client_send(VarlinkClient *c, const char *method, json_object *param
         text = json_to_plain(m, &len);
         if (!text)
                 return -ENOMEM;
-        return write_all(c->fd, text, len + 1);
+        return write_all(c, text, len + 1);
 }
 
 int varlink_client_receive(VarlinkClient *c, json_object **ret_reply) {

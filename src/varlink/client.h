@@ -12,6 +12,11 @@ typedef struct VarlinkClient VarlinkClient;
 
 /* address: "unix:/path", "unix:@abstract" or a plain path. */
 int varlink_client_connect(VarlinkClient **ret, const char *address);
+/* A client on an already connected pair of file descriptors, such as the standard output and input of a child
+ * process (a pipe each, or one socketpair end passed as both): replies are read from input_fd, calls written to
+ * output_fd. Takes both (the same fd may be passed twice) on success. A socket is written with MSG_NOSIGNAL; with
+ * a pipe the caller decides what SIGPIPE does. */
+int varlink_client_new_from_fds(VarlinkClient **ret, int input_fd, int output_fd);
 VarlinkClient *varlink_client_free(VarlinkClient *c);
 DEFINE_TRIVIAL_CLEANUP_FUNC(VarlinkClient *, varlink_client_free);
 
@@ -25,4 +30,5 @@ int varlink_client_receive(VarlinkClient *c, json_object **ret_reply);
 /* Send + receive one reply. */
 int varlink_client_call(VarlinkClient *c, const char *method, json_object *parameters, json_object **ret_reply);
 
+/* The file descriptor replies are read from. */
 int varlink_client_fd(VarlinkClient *c);
