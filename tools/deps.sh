@@ -17,7 +17,7 @@ MEMVISOR_DEMO_DEPS=(
 # What the test suites and benchmarks use (clang: the second, sanitized build of tools/check).
 MEMVISOR_TEST_DEPS=(
     clang libcmocka-dev python3 python3-pytest varlink-go mandoc systemd busybox-static cpio xz-utils dbus
-    prometheus prometheus-node-exporter curl
+    prometheus prometheus-node-exporter curl bash-completion zsh mmdebstrap
 )
 
 # memvisor_install_deps PACKAGE...: installs those that are missing (apt-get update first). On failure, apt's
