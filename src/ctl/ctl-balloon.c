@@ -184,10 +184,8 @@ static int set_balloon(const char *name, const char *size) {
         if (r < 0)
                 return -r;
         r = varlink_client_send(c, "io.memvisor.Manager.SetBalloon", params, VARLINK_CALL_MORE);
-        if (r < 0) {
-                fprintf(stderr, "Failed to call SetBalloon: %s\n", strerror(-r));
-                return EXIT_CONNECTION;
-        }
+        if (r < 0)
+                return ctl_connection_failed(r, "Failed to call SetBalloon");
         if (!arg_json)
                 printf("%s: balloon target %s, waiting…\n", name, format_size(a, sizeof(a), target));
         for (;;) {
@@ -195,11 +193,8 @@ static int set_balloon(const char *name, const char *size) {
                 json_object *p, *cont = NULL;
 
                 r = varlink_client_receive(c, &reply);
-                if (r < 0) {
-                        fprintf(stderr, "SetBalloon: %s\n",
-                                r == -ECONNRESET ? "connection closed by the daemon" : strerror(-r));
-                        return EXIT_CONNECTION;
-                }
+                if (r < 0)
+                        return ctl_connection_failed(r, "SetBalloon");
                 if (json_get_string(reply, "error"))
                         return ctl_report_error(reply);
                 p = ctl_reply_parameters(reply);
@@ -315,7 +310,9 @@ static int verb_balloon_steps(int argc, char **argv) {
                 ctl_print_json(steps);
                 return EXIT_OK;
         }
-        printf("%-5s %-23s %9s %9s %9s %10s %s\n", "STEP", "TIME", "TARGET", "START", "ACTUAL", "REACHED IN", "KVM");
+        if (arg_legend)
+                printf("%-5s %-23s %9s %9s %9s %10s %s\n", "STEP", "TIME", "TARGET", "START", "ACTUAL", "REACHED IN",
+                       "KVM");
         for (size_t i = 0; steps && i < json_object_array_length(steps); i++) {
                 json_object *s = json_object_array_get_idx(steps, i), *kvm = ctl_obj_get(s, "kvm");
                 char ts[64], tg[FORMAT_SIZE_MAX], st[FORMAT_SIZE_MAX], ac[FORMAT_SIZE_MAX], d[FORMAT_TIMESPAN_MAX];
@@ -334,7 +331,7 @@ static int verb_balloon_steps(int argc, char **argv) {
                                : (json_get_bool(s, "finished", false) ? "not" : "running"),
                        strna(kvmtext), json_get_string(s, "error") ? "; " : "", strempty(json_get_string(s, "error")));
         }
-        if (!steps || json_object_array_length(steps) == 0)
+        if (arg_legend && (!steps || json_object_array_length(steps) == 0))
                 printf("(no steps recorded)\n");
         return EXIT_OK;
 }
@@ -353,9 +350,11 @@ static int verb_balloon_decisions(int argc, char **argv) {
                 return EXIT_OK;
         }
         list = ctl_obj_get(p, "decisions");
-        printf("Host: %s\n", strna(json_get_string(p, "hostState")));
-        printf("%-23s %-8s %-14s %9s %9s %10s %10s %10s\n", "TIME", "ACTION", "REASON", "ACTUAL", "TARGET", "GUEST AVL",
-               "HOST AVL", "COMMITTED");
+        if (arg_legend) {
+                printf("Host: %s\n", strna(json_get_string(p, "hostState")));
+                printf("%-23s %-8s %-14s %9s %9s %10s %10s %10s\n", "TIME", "ACTION", "REASON", "ACTUAL", "TARGET",
+                       "GUEST AVL", "HOST AVL", "COMMITTED");
+        }
         for (size_t i = 0; list && i < json_object_array_length(list); i++) {
                 json_object *d = json_object_array_get_idx(list, i), *h = ctl_obj_get(d, "host");
                 char ts[64], a[FORMAT_SIZE_MAX], t[FORMAT_SIZE_MAX], g[FORMAT_SIZE_MAX], ha[FORMAT_SIZE_MAX],
@@ -369,7 +368,7 @@ static int verb_balloon_decisions(int argc, char **argv) {
                        size_or_dash(ha, sizeof(ha), h, "memAvailableBytes"),
                        size_or_dash(ca, sizeof(ca), h, "committedASBytes"));
         }
-        if (!list || json_object_array_length(list) == 0)
+        if (arg_legend && (!list || json_object_array_length(list) == 0))
                 printf("(no policy decisions: the policy is off for this guest, or has not run yet)\n");
         return EXIT_OK;
 }

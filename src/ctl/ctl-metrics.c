@@ -122,20 +122,15 @@ static int verb_watch(int argc, char **argv) {
         if (r < 0)
                 return -r;
         r = varlink_client_send(c, "io.memvisor.Manager.WatchMetrics", params, VARLINK_CALL_MORE);
-        if (r < 0) {
-                fprintf(stderr, "Failed to call WatchMetrics: %s\n", strerror(-r));
-                return EXIT_CONNECTION;
-        }
+        if (r < 0)
+                return ctl_connection_failed(r, "Failed to call WatchMetrics");
         for (;;) {
                 _cleanup_json_ json_object *reply = NULL;
                 json_object *p;
 
                 r = varlink_client_receive(c, &reply);
-                if (r < 0) {
-                        fprintf(stderr, "Failed to read from the daemon: %s\n",
-                                r == -ECONNRESET ? "connection closed by the daemon" : strerror(-r));
-                        return EXIT_CONNECTION;
-                }
+                if (r < 0)
+                        return ctl_connection_failed(r, "Failed to read from the daemon");
                 if (json_get_string(reply, "error"))
                         return ctl_report_error(reply);
                 p = ctl_reply_parameters(reply);

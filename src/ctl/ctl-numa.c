@@ -77,9 +77,11 @@ static int verb_numa(int argc, char **argv) {
         if (r != EXIT_OK || !p)
                 return r;
         nodes = ctl_obj_get(p, "nodes");
-        printf("%zu node%s, online CPUs %s\n", nodes ? json_object_array_length(nodes) : 0,
-               nodes && json_object_array_length(nodes) == 1 ? "" : "s", strna(json_get_string(p, "onlineCPUs")));
-        printf("%-5s %-16s %10s %10s  %s\n", "NODE", "CPUS", "TOTAL", "FREE", "DISTANCES");
+        if (arg_legend) {
+                printf("%zu node%s, online CPUs %s\n", nodes ? json_object_array_length(nodes) : 0,
+                       nodes && json_object_array_length(nodes) == 1 ? "" : "s", strna(json_get_string(p, "onlineCPUs")));
+                printf("%-5s %-16s %10s %10s  %s\n", "NODE", "CPUS", "TOTAL", "FREE", "DISTANCES");
+        }
         for (size_t i = 0; nodes && i < json_object_array_length(nodes); i++) {
                 json_object *n = json_object_array_get_idx(nodes, i), *d = ctl_obj_get(n, "distances");
                 char a[FORMAT_SIZE_MAX], b[FORMAT_SIZE_MAX];
@@ -300,20 +302,16 @@ static int verb_migrate(int argc, char **argv) {
         if (r < 0)
                 return -r;
         r = varlink_client_send(c, "io.memvisor.Manager.MigratePages", params, VARLINK_CALL_MORE);
-        if (r < 0) {
-                fprintf(stderr, "Failed to call MigratePages: %s\n", strerror(-r));
-                return EXIT_CONNECTION;
-        }
+        if (r < 0)
+                return ctl_connection_failed(r, "Failed to call MigratePages");
         for (;;) {
                 _cleanup_json_ json_object *reply = NULL;
                 json_object *p;
                 const char *phase;
 
                 r = varlink_client_receive(c, &reply);
-                if (r < 0) {
-                        fprintf(stderr, "Connection lost: %s\n", strerror(-r));
-                        return EXIT_CONNECTION;
-                }
+                if (r < 0)
+                        return ctl_connection_failed(r, "Connection lost");
                 if (json_get_string(reply, "error"))
                         return ctl_report_error(reply);
                 p = ctl_reply_parameters(reply);
@@ -349,8 +347,9 @@ static int verb_migrations(int argc, char **argv) {
                 ctl_print_json(p);
                 return EXIT_OK;
         }
-        printf("%-4s %-20s %-6s %-6s %-7s %12s %12s %10s %8s\n", "ID", "STARTED", "FROM", "TO", "RESULT", "MOVED",
-               "NOT MOVED", "DURATION", "TARGET%");
+        if (arg_legend)
+                printf("%-4s %-20s %-6s %-6s %-7s %12s %12s %10s %8s\n", "ID", "STARTED", "FROM", "TO", "RESULT",
+                       "MOVED", "NOT MOVED", "DURATION", "TARGET%");
         for (size_t i = 0; a && i < json_object_array_length(a); i++) {
                 json_object *rep = json_object_array_get_idx(a, i);
                 char t[64], x[FORMAT_SIZE_MAX], y[FORMAT_SIZE_MAX], d[FORMAT_TIMESPAN_MAX];
@@ -363,9 +362,9 @@ static int verb_migrations(int argc, char **argv) {
                        format_timespan(d, sizeof(d), (uint64_t) json_get_int(rep, "durationUSec", 0)),
                        100.0 * json_object_get_double(ctl_obj_get(rep, "fractionOnTarget")));
         }
-        if (!a || json_object_array_length(a) == 0)
+        if (arg_legend && (!a || json_object_array_length(a) == 0))
                 printf("(no migrations recorded)\n");
-        if (json_get_bool(p, "inProgress", false))
+        if (arg_legend && json_get_bool(p, "inProgress", false))
                 printf("A migration is in progress.\n");
         return EXIT_OK;
 }

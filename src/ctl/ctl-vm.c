@@ -41,11 +41,12 @@ static int verb_list(int argc, char **argv) {
         }
         for (size_t i = 0; vms && i < json_object_array_length(vms); i++)
                 width = MAX(width, (int) strlen(strempty(json_get_string(json_object_array_get_idx(vms, i), "name"))));
-        printf("%-*s %-10s %-8s %-12s %5s %7s %8s\n", width, "NAME", "STATE", "PID", "UPTIME", "VCPUS", "MEMORY",
-               "RESTARTS");
+        if (arg_legend)
+                printf("%-*s %-10s %-8s %-12s %5s %7s %8s\n", width, "NAME", "STATE", "PID", "UPTIME", "VCPUS", "MEMORY",
+                       "RESTARTS");
         for (size_t i = 0; vms && i < json_object_array_length(vms); i++)
                 print_vm_line(json_object_array_get_idx(vms, i), width);
-        if (!vms || json_object_array_length(vms) == 0)
+        if (arg_legend && (!vms || json_object_array_length(vms) == 0))
                 printf("(no guests defined)\n");
         return EXIT_OK;
 }
@@ -262,10 +263,8 @@ static int verb_events(int argc, char **argv) {
         if (r < 0)
                 return -r;
         r = varlink_client_send(c, "io.memvisor.Manager.SubscribeEvents", NULL, VARLINK_CALL_MORE);
-        if (r < 0) {
-                fprintf(stderr, "Failed to subscribe: %s\n", strerror(-r));
-                return EXIT_CONNECTION;
-        }
+        if (r < 0)
+                return ctl_connection_failed(r, "Failed to subscribe");
 
         for (;;) {
                 _cleanup_json_ json_object *reply = NULL;
@@ -274,11 +273,8 @@ static int verb_events(int argc, char **argv) {
                 const char *ev;
 
                 r = varlink_client_receive(c, &reply);
-                if (r < 0) {
-                        fprintf(stderr, "Event stream ended: %s\n",
-                                r == -ECONNRESET ? "connection closed by the daemon" : strerror(-r));
-                        return EXIT_CONNECTION;
-                }
+                if (r < 0)
+                        return ctl_connection_failed(r, "Event stream ended");
                 if (json_get_string(reply, "error"))
                         return ctl_report_error(reply);
                 p = ctl_reply_parameters(reply);

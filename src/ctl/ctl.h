@@ -21,8 +21,12 @@ enum {
 #define CTL_DEFAULT_ADDRESS "unix:/run/memvisor/io.memvisor.Manager"
 
 /* Global options, valid before or after the verb. */
-extern const char *arg_address;
-extern bool arg_json;
+extern const char *arg_address;         /* -A: NULL unless given (ctl_address() adds the fallbacks) */
+extern bool arg_json;                   /* --json, --json=short or --json=pretty */
+extern bool arg_json_pretty;            /* --json=pretty: indented */
+extern bool arg_legend;                 /* false with --no-legend: table verbs print their rows only */
+extern const char *arg_host;            /* -H [USER@]HOST[:PORT]: through ssh and "memvisorctl bridge" there */
+extern const char *arg_bridge_command;  /* --bridge-command=: the remote command (else $MEMVISOR_BRIDGE_COMMAND) */
 
 typedef struct CtlVerb {
         const char *name;
@@ -45,8 +49,22 @@ extern const CtlVerb ctl_balloon_verbs[];       /* ctl-balloon.c: balloon, ballo
 extern const CtlVerb ctl_numa_verbs[];          /* ctl-numa.c: numa, pin, migrate, migrations */
 
 const char *ctl_address(void);
-/* Connects to the daemon; on failure prints why and returns -EXIT_CONNECTION. */
+/* Connects to the daemon (with -H: through ssh); on failure prints why and returns -EXIT_CONNECTION (or
+ * -EXIT_USAGE for an invalid address or host). */
 int ctl_connect(VarlinkClient **ret);
+/* Reports that sending or receiving failed with r: "<message>: <reason>" on stderr, where the reason for
+ * -ECONNRESET is "connection closed by the daemon". With -H, when ssh or the remote bridge failed (ssh exited
+ * 255, the remote shell 127, the bridge 3, ...), says that instead. Returns EXIT_CONNECTION. */
+int ctl_connection_failed(int r, const char *format, ...) _printf_(2, 3);
+
+/* Starts ssh to arg_host running "memvisorctl bridge" there, and a client on its standard input and output. Waits
+ * for a previous ssh child first. On failure prints why and returns -EXIT_USAGE or -EXIT_CONNECTION. */
+int ctl_remote_connect(VarlinkClient **ret);
+/* After a connection through ssh broke: waits for ssh and, if it or the remote side failed, prints which one and
+ * why and returns true. False when ssh ended with status 0 (the daemon closed the connection) or none ran. */
+bool ctl_remote_explain_failure(void);
+/* Waits for the ssh child, if one is left (at the end of main()). */
+void ctl_remote_finish(void);
 /* Pretty JSON, or one line with --json. */
 void ctl_print_json(json_object *o);
 /* Prints a varlink error reply (name, then parameters) on stderr; returns EXIT_VARLINK_ERROR. */

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* memvisorctl: the varlink command line client of memvisord. See memvisorctl(1).
  *
- * Global options (-A/--address, -j/--json) may stand before or after the verb; each verb has its own
- * options on top (see CtlVerb in ctl.h). */
+ * Global options (-A/--address, -H/--host, -j/--json, ...) may stand before or after the verb; each verb has its
+ * own options on top (see CtlVerb in ctl.h). */
 #include <getopt.h>
 #include <stdio.h>
 
@@ -19,12 +19,19 @@ static const CtlVerb *const verb_tables[] = {
 
 #define ARG_VERSION 0x80
 #define ARG_LIST_VERBS 0x81
+#define ARG_NO_LEGEND 0x82
+#define ARG_NO_PAGER 0x83
+#define ARG_BRIDGE_COMMAND 0x84
 
 static const struct option global_options[] = {
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, ARG_VERSION },
         { "address", required_argument, NULL, 'A' },
-        { "json", no_argument, NULL, 'j' },
+        { "host", required_argument, NULL, 'H' },
+        { "json", optional_argument, NULL, 'j' },       /* -j: no argument (not in the short option string) */
+        { "no-legend", no_argument, NULL, ARG_NO_LEGEND },
+        { "no-pager", no_argument, NULL, ARG_NO_PAGER },
+        { "bridge-command", required_argument, NULL, ARG_BRIDGE_COMMAND },
         { "list-verbs", no_argument, NULL, ARG_LIST_VERBS }, /* hidden: for shell-completion/generate.py */
 };
 
@@ -46,7 +53,12 @@ static void help(void) {
                "     --version                 Show the version\n"
                "  -A --address=ADDRESS         Daemon socket (default: $MEMVISOR_ADDRESS or\n"
                "                               " CTL_DEFAULT_ADDRESS ")\n"
-               "  -j --json                    Machine-readable output (one JSON value per line)\n"
+               "  -H --host=[USER@]HOST[:PORT] Operate on a remote host, through ssh ($MEMVISOR_SSH)\n"
+               "     --bridge-command=COMMAND  The memvisorctl to run there (default: memvisorctl)\n"
+               "  -j --json[=short|pretty|off] Machine-readable output (short: one JSON value per line,\n"
+               "                               the default; pretty: indented)\n"
+               "     --no-legend               Table commands print their rows only\n"
+               "     --no-pager                Accepted; memvisorctl never pages\n"
                "\nExit status: 0 success, 1 varlink error reply, 2 usage error, 3 connection failure.\n"
                "See memvisorctl(1).\n");
 }
@@ -100,7 +112,7 @@ static int parse_options(int argc, char **argv, const CtlVerb *verb) {
                 options[n++] = *o;
         options[n] = (struct option) {};
 
-        while ((c = getopt_long(argc, argv, verb ? "hA:j" : "+hA:j", options, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, verb ? "hA:H:j" : "+hA:H:j", options, NULL)) >= 0)
                 switch (c) {
                 case 'h':
                         help();
@@ -114,8 +126,28 @@ static int parse_options(int argc, char **argv, const CtlVerb *verb) {
                 case 'A':
                         arg_address = optarg;
                         break;
+                case 'H':
+                        arg_host = optarg;
+                        break;
                 case 'j':
-                        arg_json = true;
+                        if (!optarg || streq(optarg, "short"))
+                                arg_json = true, arg_json_pretty = false;
+                        else if (streq(optarg, "pretty"))
+                                arg_json = arg_json_pretty = true;
+                        else if (streq(optarg, "off"))
+                                arg_json = arg_json_pretty = false;
+                        else {
+                                fprintf(stderr, "Invalid --json=%s: expected short, pretty or off.\n", optarg);
+                                return EXIT_USAGE;
+                        }
+                        break;
+                case ARG_NO_LEGEND:
+                        arg_legend = false;
+                        break;
+                case ARG_NO_PAGER:
+                        break;  /* memvisorctl never starts a pager */
+                case ARG_BRIDGE_COMMAND:
+                        arg_bridge_command = optarg;
                         break;
                 case '?':
                         return EXIT_USAGE;
@@ -165,5 +197,7 @@ int main(int argc, char *argv[]) {
 
         /* argv for the verb: its name, then the positional arguments. */
         argv[optind - 1] = argv[0];
-        return verb->run((int) n + 1, argv + optind - 1);
+        r = verb->run((int) n + 1, argv + optind - 1);
+        ctl_remote_finish();    /* with -H: reap ssh */
+        return r;
 }
