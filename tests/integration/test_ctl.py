@@ -233,3 +233,107 @@ def test_connection_closed_by_daemon_exit_3(daemons, ctl):
         assert p.returncode == 3, (p.returncode, p.stdout, p.stderr)
         assert p.stdout == ""
         assert "Failed to call org.varlink.service.GetInfo" in p.stderr
+
+
+# ---- conventions: --json=, --no-legend, --no-pager, colour, exit codes per verb ----------------------
+
+def test_json_pretty_short_and_off(daemon, ctl):
+    short = ctl("--json=short", "status", address=daemon.socket)
+    bare = ctl("--json", "status", address=daemon.socket)
+    j = ctl("-j", "status", address=daemon.socket)
+    pretty = ctl("status", "--json=pretty", address=daemon.socket)
+    for p in (short, bare, j, pretty):
+        assert (p.returncode, p.stderr) == (0, ""), p.args
+    for p in (short, bare, j):
+        assert len(p.stdout.splitlines()) == 1, p.args
+    assert len(pretty.stdout.splitlines()) > 10
+    assert pretty.stdout.splitlines()[1].startswith("  \"")    # indented
+    ignore = ("uptimeUSec", "counters")
+    values = [{k: v for k, v in json.loads(p.stdout).items() if k not in ignore} for p in (short, bare, j, pretty)]
+    assert all(v == values[0] for v in values)
+
+    # Every verb takes it: a list, a guest-less table, the IDL.
+    p = ctl("--json=pretty", "list", address=daemon.socket)
+    assert (p.returncode, json.loads(p.stdout)) == (0, [])
+    p = ctl("--json=pretty", "introspect", address=daemon.socket)
+    assert p.returncode == 0 and "description" in json.loads(p.stdout)
+    # The last one given wins; off is text again.
+    p = ctl("--json", "--json=off", "status", address=daemon.socket)
+    assert p.returncode == 0 and p.stdout.startswith("     Version: ")
+
+    for bad in ("--json=yaml", "--json="):
+        p = ctl(bad, "status", address=daemon.socket)
+        assert p.returncode == 2 and "Invalid --json=" in p.stderr and p.stdout == ""
+
+
+def test_no_legend_and_no_pager(build, daemons, workdir, ctl):
+    d = daemons(name="legend")
+    p = ctl("list", address=d.socket)
+    assert p.stdout.splitlines() == ["NAME STATE      PID      UPTIME       VCPUS  MEMORY RESTARTS",
+                                     "(no guests defined)"]
+    p = ctl("--no-legend", "list", address=d.socket)
+    assert (p.returncode, p.stdout, p.stderr) == (0, "", "")
+
+    disk = workdir / "blank.img"
+    with open(disk, "wb") as f:
+        f.truncate(1 << 20)
+    p = subprocess.run([str(build.memvisorctl), "-A", str(d.socket), "define", "--name=quiet", "-"], capture_output=True,
+                       text=True, input="[VM]\nMemory=64M\nAccelerator=tcg\nDisk=%s\n" % disk, timeout=10)
+    assert p.returncode == 0, p.stderr
+    with_legend = ctl("list", address=d.socket).stdout.splitlines()
+    rows = ctl("list", "--no-legend", "--no-pager", address=d.socket)
+    assert rows.returncode == 0
+    assert with_legend[0].startswith("NAME ")
+    assert rows.stdout.splitlines() == with_legend[1:]
+    assert rows.stdout.split()[:2] == ["quiet", "defined"]
+
+    # The other tables: rows only (none here), no header.
+    for verb in (("migrations", "quiet"), ("balloon-steps", "quiet"), ("balloon-decisions", "quiet")):
+        p = ctl(*verb, address=d.socket)
+        assert p.returncode == 0, (verb, p.stderr)
+        assert p.stdout != ""
+        p = ctl("--no-legend", *verb, address=d.socket)
+        assert (p.returncode, p.stdout) == (0, ""), verb
+    p = ctl("numa", address=d.socket)
+    if p.returncode == 0:
+        legend = ctl("--no-legend", "numa", address=d.socket).stdout.splitlines()
+        assert legend == p.stdout.splitlines()[2:]
+        assert all(line.split()[0].isdigit() for line in legend)
+
+    # --no-pager changes nothing; it is accepted before or after any command.
+    assert ctl("--no-pager", "--json", "list", address=d.socket).returncode == 0
+    assert ctl("info", "--no-pager", address=d.socket).stdout == ctl("info", address=d.socket).stdout
+
+
+def test_no_colour_ever(daemon, ctl):
+    # memvisorctl prints no escape sequences, whatever TERM and NO_COLOR say.
+    for env in ({"TERM": "xterm-256color"}, {"TERM": "xterm-256color", "NO_COLOR": "1"}):
+        for args in (("status",), ("list",), ("info",), ("--help",)):
+            p = ctl(*args, address=daemon.socket, env=env)
+            assert p.returncode == 0
+            assert "\x1b" not in p.stdout + p.stderr
+
+
+def test_exit_codes_per_verb(daemon, workdir, ctl):
+    usage = [("list", "extra"), ("balloon",), ("migrate", "x"), ("watch", "--interval=1ms"), ("events", "x"),
+             ("status", "a", "b"), ("--json=xml", "list"), ("-H", "", "list"), ("-H", "host:0", "status"),
+             ("bridge", "extra"), ("list", "--no-such-option")]
+    for args in usage:
+        p = ctl(*args, address=daemon.socket)
+        assert p.returncode == 2, (args, p.returncode, p.stderr)
+        assert p.stdout == "" and p.stderr != "", args
+
+    daemon_errors = [("status", "nope"), ("start", "nope"), ("balloon", "nope"), ("migrations", "nope"),
+                     ("undefine", "nope"), ("call", "io.memvisor.Manager.Nothing")]
+    for args in daemon_errors:
+        p = ctl(*args, address=daemon.socket)
+        assert p.returncode == 1, (args, p.returncode, p.stderr)
+        assert p.stderr.startswith("io.memvisor.Manager.NoSuchVM\n") or \
+            p.stderr.startswith("org.varlink.service.MethodNotFound\n"), (args, p.stderr)
+
+    missing = workdir / "nothing-here"
+    for args in (("list",), ("events",), ("watch",), ("balloon", "x"), ("status", "x"), ("bridge",),
+                 ("--json=pretty", "numa")):
+        p = ctl(*args, address=missing)
+        assert p.returncode == 3, (args, p.returncode, p.stderr)
+        assert "Failed to connect to %s" % missing in p.stderr
