@@ -124,8 +124,12 @@ def rctl(build, sshd):
         full_env["MEMVISOR_BRIDGE_COMMAND"] = str(build.memvisorctl)
         full_env.update(env or {})
         argv = [str(build.memvisorctl), "-H", host] + [str(a) for a in args]
-        return subprocess.run(argv, input=input, stdin=None if input is not None else subprocess.DEVNULL,
-                              capture_output=True, text=True, env=full_env, timeout=timeout)
+        p = subprocess.run(argv, input=input, stdin=None if input is not None else subprocess.DEVNULL,
+                           capture_output=True, text=True, env=full_env, timeout=timeout)
+        # On a -Dsanitize=true build, both memvisorctl processes (here and the bridge, whose stderr ssh
+        # forwards) report memory errors and leaks on stderr, on the failure paths too.
+        assert "Sanitizer" not in p.stderr, p.stderr
+        return p
 
     return run
 
@@ -254,6 +258,13 @@ def test_events_and_streams_through_ssh(build, daemon, workdir, ctl, rctl, sshd)
         p.wait(10)
         p.stdout.close()
         p.stderr.close()
+
+    # balloon --wait and migrate --between take the same streaming path; without a running guest the
+    # remote daemon refuses them, and its error arrives as a local one would (exit status 1).
+    r = rctl("-A", daemon.socket, "balloon", "ghost", "32M", "--wait")
+    assert r.returncode == 1 and r.stderr.startswith(M + "InvalidState\n"), r.stderr
+    r = rctl("-A", daemon.socket, "migrate", "ghost", "--between=0,1", "--count=2", "--every=1s")
+    assert r.returncode == 1 and r.stderr.split("\n")[0] in (M + "InvalidState", M + "SingleNUMANode"), r.stderr
 
     # call --more and watch stream through the bridge too.
     r = rctl("-A", daemon.socket, "--json", "call", "--more", M + "GetDaemonStatus")
