@@ -13,6 +13,7 @@
 #include "numa-topology.h"
 #include "strv.h"
 #include "restart.h"
+#include "utf8.h"
 #include "vm-spec.h"
 
 #define SIZE_MB (UINT64_C(1) << 20)
@@ -1440,6 +1441,11 @@ static int json_apply(VmSpecParser *p, const VmKey *k, json_object *v, VmSpecErr
         if (r < 0)
                 return spec_error(ret_error, -EINVAL, NULL, "%s.%s: expected a string, number, boolean or null%s",
                                   k->section, k->key, k->multiple ? ", or an array of those" : "");
+        /* Text as a .vm line must be (ini.c): valid UTF-8 without NUL — json-c checks neither. */
+        if (json_object_is_type(v, json_type_string) &&
+            !utf8_is_valid_text(json_object_get_string(v), (size_t) json_object_get_string_len(v)))
+                return spec_error(ret_error, -EINVAL, NULL, "%s.%s: Invalid value: not valid UTF-8 text without NUL",
+                                  k->section, k->key);
 
         r = vm_key_apply(p, k, text, &reason);
         if (r == -ENOMEM)
