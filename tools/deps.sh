@@ -18,7 +18,7 @@ MEMVISOR_DEMO_DEPS=(
 MEMVISOR_TEST_DEPS=(
     clang libcmocka-dev python3 python3-pytest varlink-go mandoc systemd busybox-static cpio xz-utils dbus
     prometheus prometheus-node-exporter curl bash-completion zsh mmdebstrap
-    openssh-server openssh-client
+    openssh-server openssh-client debhelper dpkg-dev build-essential lintian
 )
 
 # memvisor_install_deps PACKAGE...: installs those that are missing (apt-get update first). On failure, apt's
