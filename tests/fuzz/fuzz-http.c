@@ -25,7 +25,6 @@
 #include "http-server.h"
 #include "log.h"
 
-#define LOOP_MAX 100000U
 #define INPUT_MAX (64U * 1024U)
 
 static const char metrics_body[] = "# HELP fuzz_metric A metric.\n# TYPE fuzz_metric gauge\nfuzz_metric 1\n";
@@ -103,38 +102,13 @@ static int render(ByteBuffer *out, size_t max_size, void *userdata) {
         return byte_buffer_append(out, metrics_body, sizeof(metrics_body) - 1, max_size);
 }
 
-static void run_until_idle(sd_event *e) {
-        for (unsigned i = 0; i < LOOP_MAX; i++) {
-                int r = sd_event_run(e, 0);
-
-                if (r < 0)
-                        abort();
-                if (r == 0)
-                        return;
-        }
-        fprintf(stderr, "Event loop still busy after %u iterations.\n", LOOP_MAX);
-        abort();
-}
-
 /* Reads what the server sent; returns false on EOF. */
 static bool drain(int fd, ByteBuffer *in) {
         for (;;) {
-                char *p = byte_buffer_reserve(in, 16384, SIZE_MAX);
-                ssize_t n;
+                int r = fuzz_recv(fd, in);
 
-                if (!p)
-                        abort();
-                n = recv(fd, p, 16384, MSG_DONTWAIT);
-                if (n < 0) {
-                        if (errno == EAGAIN)
-                                return true;
-                        if (errno == ECONNRESET)
-                                return false;
-                        abort();
-                }
-                if (n == 0)
-                        return false;
-                byte_buffer_commit(in, (size_t) n);
+                if (r <= 0)
+                        return r == 0;
         }
 }
 
@@ -217,7 +191,6 @@ static int listen_abstract(struct sockaddr_un *ret_sa, socklen_t *ret_len) {
 }
 
 static void fuzz_server(const uint8_t *data, size_t size) {
-        static const size_t chunks[] = { 1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 512, 4096 };
         _cleanup_(http_server_freep) HttpServer *s = NULL;
         _cleanup_close_ int fd = -EBADF;
         struct sockaddr_un sa;
@@ -244,23 +217,15 @@ static void fuzz_server(const uint8_t *data, size_t size) {
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (fd < 0 || connect(fd, (struct sockaddr *) &sa, sl) < 0)
                 abort();
-        run_until_idle(e);
+        fuzz_run_until_idle(e);
         if (http_server_connections(s) != 1)
                 abort();
 
         for (size_t i = 0; open && off < size; i++) {
-                size_t n = MIN(chunks[i % ELEMENTSOF(chunks)], size - off);
-                ssize_t k = send(fd, data + off, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+                if (!fuzz_send_chunk(fd, data, size, &off, i))
+                        break; /* the server hung up on us */
 
-                if (k < 0) {
-                        if (errno == EPIPE || errno == ECONNRESET)
-                                break;  /* the server hung up on us */
-                        if (errno != EAGAIN)
-                                abort();
-                } else
-                        off += (size_t) k;
-
-                run_until_idle(e);
+                fuzz_run_until_idle(e);
                 open = drain(fd, &in);
         }
         eof_before_end = !open;
@@ -268,7 +233,7 @@ static void fuzz_server(const uint8_t *data, size_t size) {
         /* End of input: half-close, let the server finish, collect the rest. */
         (void) shutdown(fd, SHUT_WR);
         for (unsigned i = 0; open && i < 64; i++) {
-                run_until_idle(e);
+                fuzz_run_until_idle(e);
                 open = drain(fd, &in);
         }
         if (open) {
@@ -293,8 +258,7 @@ static void fuzz_server(const uint8_t *data, size_t size) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (size > INPUT_MAX)
                 return 0;
-        if (!getenv("FUZZ_DEBUG"))
-                log_set_max_level(LOG_ERR);
+        fuzz_setup_logging();
 
         fuzz_parser(data, size);
         fuzz_server(data, size);

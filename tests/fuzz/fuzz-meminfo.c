@@ -19,22 +19,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
         if (size > 64 * 1024) /* meminfo_read() reads at most this much */
                 return 0;
-        if (!getenv("FUZZ_DEBUG"))
-                log_set_max_level(LOG_ERR);
+        fuzz_setup_logging();
 
         /* The parser sees the text up to the first NUL, as it would from the file. */
-        text = malloc(size + 1);
-        if (!text)
-                abort();
-        memcpy(text, data, size);
-        text[size] = 0;
+        text = fuzz_strndup(data, size);
 
         r = meminfo_parse(text, &m);
         if (r < 0) {
-                if (!(r == -EINVAL || r == -E2BIG || r == -ENODATA || r == -ERANGE)) {
-                        fprintf(stderr, "Unexpected error %d\n", r);
-                        abort();
-                }
+                FUZZ_CHECK_ERROR(r, -EINVAL, -E2BIG, -ENODATA, -ERANGE);
                 return 0;
         }
 

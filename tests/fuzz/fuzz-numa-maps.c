@@ -17,21 +17,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
         if (size > 1024 * 1024)
                 return 0;
-        if (!getenv("FUZZ_DEBUG"))
-                log_set_max_level(LOG_ERR);
+        fuzz_setup_logging();
 
-        text = malloc(size + 1);
-        if (!text)
-                abort();
-        memcpy(text, data, size);
-        text[size] = 0;
+        text = fuzz_strndup(data, size);
 
         r = numa_maps_parse(text, &m);
         if (r < 0) {
-                if (!(r == -EINVAL || r == -ERANGE || r == -ENOMEM)) {
-                        fprintf(stderr, "Unexpected error %d\n", r);
-                        abort();
-                }
+                FUZZ_CHECK_ERROR(r, -EINVAL, -ERANGE, -ENOMEM);
                 return 0;
         }
 

@@ -15,20 +15,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
         if (size > 64 * 1024) /* proc_status_read() reads at most this much */
                 return 0;
-        if (!getenv("FUZZ_DEBUG"))
-                log_set_max_level(LOG_ERR);
+        fuzz_setup_logging();
 
-        text = malloc(size + 1);
-        if (!text)
-                abort();
-        memcpy(text, data, size);
-        text[size] = 0;
+        text = fuzz_strndup(data, size);
 
         r = proc_status_parse(text, &s);
-        if (r < 0 && !(r == -EINVAL || r == -ERANGE || r == -ENODATA)) {
-                fprintf(stderr, "Unexpected error %d\n", r);
-                abort();
-        }
+        FUZZ_CHECK_ERROR(r, -EINVAL, -ERANGE, -ENODATA);
         if (r >= 0 && !strstr(text, "VmRSS:"))
                 abort();
         return 0;

@@ -41,16 +41,14 @@ static void fuzz_stats(json_object *const v[N_VALUES], json_object *schemas) {
 
         r = kvm_stats_from_json(v[0], v[1], schemas, &before);
         if (r < 0) {
-                if (r != -E2BIG && r != -ENOMEM)
-                        abort();
+                FUZZ_CHECK_ERROR(r, -E2BIG, -ENOMEM);
                 return;
         }
         check_stats(before);
 
         r = kvm_stats_from_json(v[3], v[4], schemas, &after);
         if (r < 0) {
-                if (r != -E2BIG && r != -ENOMEM)
-                        abort();
+                FUZZ_CHECK_ERROR(r, -E2BIG, -ENOMEM);
                 return;
         }
         check_stats(after);
@@ -70,8 +68,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
         if (size > 1024 * 1024)
                 return 0;
-        if (!getenv("FUZZ_DEBUG"))
-                log_set_max_level(LOG_ERR);
+        fuzz_setup_logging();
 
         tok = json_tokener_new_ex(JSON_DEPTH);
         if (!tok)

@@ -23,8 +23,6 @@
 #include "qmp-client.h"
 #include "qmp-stats.h"
 
-#define LOOP_MAX 100000U
-
 typedef struct Context {
         sd_event *event;
         QmpClient *qmp;                 /* our reference */
@@ -35,19 +33,6 @@ typedef struct Context {
         bool followup_queued;
         bool observing;
 } Context;
-
-static void run_until_idle(sd_event *e) {
-        for (unsigned i = 0; i < LOOP_MAX; i++) {
-                int r = sd_event_run(e, 0);
-
-                if (r < 0)
-                        abort();
-                if (r == 0)
-                        return;
-        }
-        fprintf(stderr, "Event loop still busy after %u iterations.\n", LOOP_MAX);
-        abort();
-}
 
 static void check_reply(int error, json_object *result, const char *cls, const char *desc) {
         if (error == 0 && (cls || desc))
@@ -157,7 +142,6 @@ static void drain(int fd) {
 }
 
 static void run(const uint8_t *data, size_t size, bool hang_up) {
-        static const size_t chunks[] = { 1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 512, 4096 };
         _cleanup_close_ int fd = -EBADF;
         Context ctx = {};
         size_t off = 0, n_sends = 0;
@@ -165,8 +149,7 @@ static void run(const uint8_t *data, size_t size, bool hang_up) {
 
         if (sd_event_new(&ctx.event) < 0)
                 abort();
-        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, pair) < 0)
-                abort();
+        fuzz_socketpair(pair);
         fd = pair[1];
         if (qmp_client_new(&ctx.qmp, ctx.event, pair[0]) < 0)
                 abort();
@@ -186,18 +169,10 @@ static void run(const uint8_t *data, size_t size, bool hang_up) {
         ctx.calls[2] = 1; /* slot 2 unused */
 
         while (off < size) {
-                size_t chunk = chunks[n_sends++ % ELEMENTSOF(chunks)], n = MIN(chunk, size - off);
-                ssize_t k = send(fd, data + off, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+                if (!fuzz_send_chunk(fd, data, size, &off, n_sends++))
+                        break; /* the client hung up */
 
-                if (k < 0) {
-                        if (errno == EPIPE || errno == ECONNRESET)
-                                break; /* the client hung up */
-                        if (errno != EAGAIN)
-                                abort();
-                } else
-                        off += (size_t) k;
-
-                run_until_idle(ctx.event);
+                fuzz_run_until_idle(ctx.event);
                 drain(fd);
                 if (qmp_client_get_state(ctx.qmp) == QMP_CLIENT_DISCONNECTED)
                         break;
@@ -206,7 +181,7 @@ static void run(const uint8_t *data, size_t size, bool hang_up) {
         if (hang_up) {
                 /* QEMU exits: EOF, every command still open fails with -ECONNRESET. */
                 fd = safe_close(fd);
-                run_until_idle(ctx.event);
+                fuzz_run_until_idle(ctx.event);
                 if (qmp_client_get_state(ctx.qmp) != QMP_CLIENT_DISCONNECTED || qmp_client_pending(ctx.qmp) != 0) {
                         fprintf(stderr, "Client not disconnected after EOF.\n");
                         abort();
@@ -220,7 +195,7 @@ static void run(const uint8_t *data, size_t size, bool hang_up) {
         /* ...unless an unfinished kvm_stats_query() holds a reference of its own: then the client lives on
          * until QEMU answers or goes away. It goes away now. */
         fd = safe_close(fd);
-        run_until_idle(ctx.event);
+        fuzz_run_until_idle(ctx.event);
 
         for (unsigned i = 0; i < ELEMENTSOF(ctx.calls); i++)
                 if (ctx.calls[i] != (i == 3 && !ctx.followup_queued ? 0U : 1U)) {
@@ -232,15 +207,14 @@ static void run(const uint8_t *data, size_t size, bool hang_up) {
                 abort();
         }
 
-        run_until_idle(ctx.event);
+        fuzz_run_until_idle(ctx.event);
         ctx.event = sd_event_unref(ctx.event);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (size > 256 * 1024)
                 return 0;
-        if (!getenv("FUZZ_DEBUG"))
-                log_set_max_level(LOG_ERR);
+        fuzz_setup_logging();
 
         run(data, size, true);
         run(data, size, false);

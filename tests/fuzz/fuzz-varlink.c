@@ -16,8 +16,6 @@
 #include "log.h"
 #include "varlink.h"
 
-#define LOOP_MAX 100000U
-
 typedef struct Context {
         sd_event *event;
         VarlinkConnection *pending;     /* Later */
@@ -107,39 +105,13 @@ static const VarlinkInterface fuzz_interface = {
         },
 };
 
-/* Runs the loop until idle; a server that never settles is a bug. */
-static void run_until_idle(sd_event *e) {
-        for (unsigned i = 0; i < LOOP_MAX; i++) {
-                int r = sd_event_run(e, 0);
-
-                if (r < 0)
-                        abort();
-                if (r == 0)
-                        return;
-        }
-        fprintf(stderr, "Event loop still busy after %u iterations.\n", LOOP_MAX);
-        abort();
-}
-
 /* Reads what the server sent and checks each complete message. Returns false on EOF. */
 static bool drain_replies(int fd, ByteBuffer *in) {
         for (;;) {
-                char *p = byte_buffer_reserve(in, 16384, SIZE_MAX);
-                ssize_t n;
+                int r = fuzz_recv(fd, in);
 
-                if (!p)
-                        abort();
-                n = recv(fd, p, 16384, MSG_DONTWAIT);
-                if (n < 0) {
-                        if (errno == EAGAIN)
-                                return true;
-                        if (errno == ECONNRESET)
-                                return false;
-                        abort();
-                }
-                if (n == 0)
-                        return false;
-                byte_buffer_commit(in, (size_t) n);
+                if (r <= 0)
+                        return r == 0;
 
                 for (;;) {
                         size_t size = byte_buffer_size(in);
@@ -167,7 +139,6 @@ static bool drain_replies(int fd, ByteBuffer *in) {
 
 /* One run of the whole input against a fresh server with the given limits. */
 static void run(const uint8_t *data, size_t size, const VarlinkServerLimits *limits) {
-        static const size_t chunks[] = { 1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 512, 4096 };
         _cleanup_(varlink_server_freep) VarlinkServer *s = NULL;
         _cleanup_close_ int fd = -EBADF;
         ByteBuffer in = {};
@@ -183,32 +154,23 @@ static void run(const uint8_t *data, size_t size, const VarlinkServerLimits *lim
                 abort();
         varlink_server_set_userdata(s, &ctx);
 
-        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, pair) < 0)
-                abort();
+        fuzz_socketpair(pair);
         fd = pair[1];
         if (varlink_server_add_connection(s, pair[0]) < 0)
                 abort();
 
         for (size_t i = 0; open && off < size; i++) {
-                size_t n = MIN(chunks[i % ELEMENTSOF(chunks)], size - off);
-                ssize_t k = send(fd, data + off, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+                if (!fuzz_send_chunk(fd, data, size, &off, i))
+                        break;/* the server hung up on us */
 
-                if (k < 0) {
-                        if (errno == EPIPE || errno == ECONNRESET)
-                                break; /* the server hung up on us */
-                        if (errno != EAGAIN)
-                                abort();
-                } else
-                        off += (size_t) k;
-
-                run_until_idle(ctx.event);
+                fuzz_run_until_idle(ctx.event);
                 open = drain_replies(fd, &in);
         }
 
         /* End of input: half-close, let the server finish, collect the rest. */
         (void) shutdown(fd, SHUT_WR);
         for (unsigned i = 0; open && i < 64; i++) {
-                run_until_idle(ctx.event);
+                fuzz_run_until_idle(ctx.event);
                 open = drain_replies(fd, &in);
                 if (open && varlink_server_connection_count(s) == 0)
                         abort(); /* closed on the server side, but no EOF here */
@@ -240,8 +202,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
         if (size > 256 * 1024)
                 return 0;
-        if (!getenv("FUZZ_DEBUG"))
-                log_set_max_level(LOG_ERR);
+        fuzz_setup_logging();
 
         run(data, size, &small);
         run(data, size, &defaults);

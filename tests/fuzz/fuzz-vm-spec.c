@@ -106,14 +106,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
         if (size > INI_FILE_MAX)
                 return 0;
-        if (!getenv("FUZZ_DEBUG"))
-                log_set_max_level(LOG_ERR);
+        fuzz_setup_logging();
 
-        text = malloc(size + 1);
-        if (!text)
-                abort();
-        memcpy(text, data, size);
-        text[size] = 0;
+        text = fuzz_strndup(data, size);
 
         fuzz_ini(text);
         fuzz_json(text, size);
