@@ -34,6 +34,8 @@ set -uo pipefail
 PROG=bareroot
 SELF=$(readlink -f "$0")
 SRC=$(cd "$(dirname "$SELF")/../.." && pwd)
+# shellcheck source=tests/lib/bareroot.sh
+. "$SRC/tests/lib/bareroot.sh"
 CACHE=${MEMVISOR_BAREROOT_CACHE:-/var/cache/memvisor-bareroot}
 MAX_AGE_DAYS=${MEMVISOR_BAREROOT_MAX_AGE_DAYS:-7}
 START_TIMEOUT=${MEMVISOR_BAREROOT_START_TIMEOUT:-600}
@@ -54,9 +56,7 @@ while [ $# -gt 0 ]; do
 done
 
 T0=$SECONDS
-log() { printf '%s: [%3ds] %s\n' "$PROG" $((SECONDS - T0)) "$*"; }
 FINAL= # the last line, printed by cleanup after everything is unmounted
-skip() { FINAL="SKIP $PROG: $*"; exit 77; }
 ps_state() { sed -n 's/^[0-9]* (.*) \([A-Za-z]\) .*/\1/p' "/proc/$1/stat" 2>/dev/null; }
 demo_running() { [ -e "/proc/$DEMO_PID" ] && [ "$(ps_state "$DEMO_PID")" != Z ]; }
 
@@ -72,49 +72,8 @@ declare -A seen=()
 
 # ----------------------------------------------------------------------------------------------- clean-up ---
 
-proc_in_root() { # prints the pids of processes whose root directory is ROOT or below
-    local p r
-    [ -n "$ROOT" ] || return 0
-    for p in /proc/[0-9]*; do
-        r=$(readlink "$p/root" 2>/dev/null) || continue
-        case "$r" in "$ROOT" | "$ROOT"/*) echo "${p#/proc/}" ;; esac
-    done
-}
-
-show_procs() { # PID...
-    local p
-    for p in "$@"; do
-        printf '  pid %s: %s\n' "$p" "$(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null)"
-    done
-}
-
-kill_root_procs() { # kills everything running in the root; returns 1 when something was left
-    local pids left=0
-    pids=$(proc_in_root)
-    [ -n "$pids" ] || return 0
-    # shellcheck disable=SC2086
-    kill -KILL $pids 2>/dev/null
-    for _ in $(seq 1 50); do
-        [ -n "$(proc_in_root)" ] || break
-        sleep 0.1
-    done
-    pids=$(proc_in_root)
-    if [ -n "$pids" ]; then
-        echo "$PROG: still running in the root after SIGKILL:" >&2
-        # shellcheck disable=SC2086
-        show_procs $pids >&2
-        left=1
-    fi
-    return $left
-}
-
-mounts_in_root() { # deepest first
-    [ -n "$ROOT" ] || return 0
-    findmnt -rn -o TARGET | awk -v r="$ROOT" 'index($0, r "/") == 1' | sort -r
-}
-
 cleanup() {
-    local m rc=$?
+    local rc=$?
     trap - EXIT INT TERM HUP
     if [ -n "$DEMO_PID" ] && demo_running; then
         # Interrupted: Ctrl-C to the demo, again every 5 s (a Ctrl-C during apt or a build may not end it; a
@@ -126,37 +85,11 @@ cleanup() {
             sleep 0.5
         done
     fi
-    kill_root_procs || { [ $rc -eq 0 ] && rc=1; }
+    bareroot_kill_root_procs --list-left || { [ $rc -eq 0 ] && rc=1; }
     wait 2>/dev/null
     [ -n "$LOG" ] && [ -f "$LOG" ] && cp -f "$LOG" "$CACHE/last-demo.log" 2>/dev/null
-    for _ in 1 2 3; do
-        for m in $(mounts_in_root); do
-            umount "$m" 2>/dev/null || umount -R "$m" 2>/dev/null
-        done
-        [ -z "$(mounts_in_root)" ] && break
-        sleep 1
-    done
-    for m in $(mounts_in_root); do # busy: detach at least
-        umount -l "$m" 2>/dev/null
-    done
-    if [ -n "$(mounts_in_root)" ]; then
-        echo "$PROG: could not unmount, $WORK left in place:" >&2
-        mounts_in_root >&2
-        [ $rc -eq 0 ] && rc=1
-    elif [ -n "$WORK" ]; then
-        if [ $keep = 1 ]; then
-            echo "$PROG: the root is kept in $ROOT (remove it with: rm -rf --one-file-system $WORK)"
-        else
-            rm -rf --one-file-system "$WORK"
-        fi
-    fi
-    case "$FINAL" in
-    PASS*) [ $rc -eq 0 ] && echo "$FINAL; total $((SECONDS - T0)) s" ||
-        echo "FAIL $PROG: the demo passed but the clean-up failed (see above) (${FINAL#PASS "$PROG": }; total $((SECONDS - T0)) s)" ;;
-    FAIL*) echo "$FINAL; total $((SECONDS - T0)) s)" ;;
-    SKIP*) echo "$FINAL" ;;
-    *) ;; # usage error (2)
-    esac
+    bareroot_unmount_and_remove "the root is kept in $ROOT" || { [ $rc -eq 0 ] && rc=1; }
+    bareroot_final_line $rc "FAIL $PROG: the demo passed but the clean-up failed (see above) (${FINAL#PASS "$PROG": }"
     exit $rc
 }
 trap cleanup EXIT
@@ -164,50 +97,31 @@ trap 'FINAL="FAIL $PROG: interrupted ($timings$(phase_timings)"; exit 1' INT TER
 
 # ----------------------------------------------------------------------------------------- preconditions ---
 
-[ "$(id -u)" -eq 0 ] || skip "needs root (mmdebstrap, chroot, mounts)"
+[ "$(id -u)" -eq 0 ] || bareroot_skip "needs root (mmdebstrap, chroot, mounts)"
 if [ -z "$rev" ]; then
-    git -C "$SRC" rev-parse --is-inside-work-tree >/dev/null 2>&1 || skip "$SRC is not a git work tree"
+    git -C "$SRC" rev-parse --is-inside-work-tree >/dev/null 2>&1 || bareroot_skip "$SRC is not a git work tree"
 else
     git -C "$SRC" rev-parse --verify -q "$rev^{commit}" >/dev/null || { echo "$PROG: no commit $rev" >&2; exit 2; }
 fi
 if ! command -v mmdebstrap >/dev/null; then
-    log "installing mmdebstrap"
-    DEBIAN_FRONTEND=noninteractive apt-get -q -o DPkg::Lock::Timeout=600 install -y --no-install-recommends \
-        mmdebstrap >/dev/null 2>&1 ||
-        { DEBIAN_FRONTEND=noninteractive apt-get -q update >/dev/null 2>&1 &&
-          DEBIAN_FRONTEND=noninteractive apt-get -q -o DPkg::Lock::Timeout=600 install -y \
-              --no-install-recommends mmdebstrap >/dev/null 2>&1; } ||
-        skip "mmdebstrap is missing and apt-get cannot install it"
+    bareroot_log "installing mmdebstrap"
+    bareroot_apt_install mmdebstrap || bareroot_skip "mmdebstrap is missing and apt-get cannot install it"
 fi
-for t in chroot mount umount findmnt setsid tar flock; do
-    command -v "$t" >/dev/null || skip "$t is missing"
-done
+bareroot_need_tools chroot mount umount findmnt setsid tar flock
 
-mkdir -p "$CACHE/archives/partial" || skip "cannot create $CACHE"
-CACHE=$(readlink -f "$CACHE")
-exec 8>"$CACHE/lock"
-if ! flock -n 8; then
-    log "waiting for another bare-root run (lock $CACHE/lock)"
-    flock -w 1800 8 || { FINAL="FAIL $PROG: another run held $CACHE/lock for 30 min (waited"; exit 1; }
-fi
+bareroot_lock_cache || { FINAL="FAIL $PROG: another run held $CACHE/lock for 30 min (waited"; exit 1; }
 
 # -------------------------------------------------------------------------------------------- the root ---
 
 # What the root is made of; its hash decides when the cached tarball is rebuilt. The host's apt configuration
 # (apt.conf.d: proxies, snapshot settings such as Check-Valid-Until) is given to apt inside the root, and the
-# host's sources become the root's.
-APT_CONF_FILES=()
-for f in /etc/apt/apt.conf /etc/apt/apt.conf.d/*; do
-    [ -f "$f" ] && [ -r "$f" ] && APT_CONF_FILES+=("$f")
-done
-SOURCES=()
-[ -f /etc/apt/sources.list ] && grep -q '^[[:space:]]*deb' /etc/apt/sources.list && SOURCES+=(/etc/apt/sources.list)
-for f in /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
-    [ -f "$f" ] && SOURCES+=("$f")
-done
-[ ${#SOURCES[@]} -gt 0 ] || skip "the host has no apt sources"
-MMDEBSTRAP_ARGS=(--variant=apt --mode=root --format=tar)
-for f in "${APT_CONF_FILES[@]}"; do MMDEBSTRAP_ARGS+=("--aptopt=$f"); done
+# host's sources become the root's (tests/lib/bareroot.sh). The recipe is the same text as when this was
+# written out here, so moving it there did not change the hash.
+bareroot_mmdebstrap_setup tar
+APT_CONF_FILES=("${BAREROOT_APT_CONF_FILES[@]}")
+SOURCES=("${BAREROOT_SOURCES[@]}")
+MMDEBSTRAP_ARGS=("${BAREROOT_MMDEBSTRAP_ARGS[@]}")
+[ ${#SOURCES[@]} -gt 0 ] || bareroot_skip "the host has no apt sources"
 
 recipe() {
     echo "recipe 1"
@@ -224,16 +138,16 @@ t=$SECONDS
 root_how=cached
 if [ -s "$CACHE/root.tar" ] && [ "$(cat "$CACHE/root.recipe" 2>/dev/null)" = "$hash" ] &&
     [ $(( $(date +%s) - $(stat -c %Y "$CACHE/root.tar") )) -lt $((MAX_AGE_DAYS * 86400)) ]; then
-    log "using the cached root $CACHE/root.tar"
+    bareroot_log "using the cached root $CACHE/root.tar"
 else
     root_how=built
-    log "building the root: mmdebstrap ${MMDEBSTRAP_ARGS[*]} bookworm (sources: ${SOURCES[*]})"
+    bareroot_log "building the root: mmdebstrap ${MMDEBSTRAP_ARGS[*]} bookworm (sources: ${SOURCES[*]})"
     rm -f "$CACHE/root.tar" "$CACHE/root.recipe" "$CACHE/root.tar.new"
     if ! mmdebstrap "${MMDEBSTRAP_ARGS[@]}" bookworm "$CACHE/root.tar.new" "${SOURCES[@]}" \
         >"$CACHE/mmdebstrap.log" 2>&1 </dev/null; then
         tail -n 30 "$CACHE/mmdebstrap.log"
         rm -f "$CACHE/root.tar.new"
-        skip "mmdebstrap could not build the root (no access to the Debian archive?); log: $CACHE/mmdebstrap.log"
+        bareroot_skip "mmdebstrap could not build the root (no access to the Debian archive?); log: $CACHE/mmdebstrap.log"
     fi
     mv -f "$CACHE/root.tar.new" "$CACHE/root.tar"
     echo "$hash" >"$CACHE/root.recipe"
@@ -287,10 +201,8 @@ WORK=$(mktemp -d "$CACHE/run.XXXXXX") || finish FAIL "cannot create a work direc
 ROOT=$WORK/root
 mkdir "$ROOT"
 t=$SECONDS
-tar --numeric-owner -xpf "$CACHE/root.tar" -C "$ROOT" || finish FAIL "cannot extract $CACHE/root.tar"
-# The network as the host has it (a new machine's resolver and hosts file).
-cp -f /etc/resolv.conf "$ROOT/etc/resolv.conf" 2>/dev/null
-cp -f /etc/hosts "$ROOT/etc/hosts" 2>/dev/null
+bareroot_extract || finish FAIL "cannot extract $CACHE/root.tar"
+bareroot_copy_network
 
 mkdir -p "$ROOT/src/memvisor"
 if [ -n "$rev" ]; then
@@ -298,27 +210,19 @@ if [ -n "$rev" ]; then
     what="$rev ($(git -C "$SRC" rev-parse --short "$rev"))"
 else
     # Tracked files as they are in the working tree (deleted ones skipped) and new files that are not ignored.
-    (cd "$SRC" && git ls-files -z --cached --others --exclude-standard |
-        while IFS= read -r -d '' f; do [ -e "$f" ] || [ -L "$f" ] && printf '%s\0' "$f"; done |
-        tar --null -T - -c) | tar -x -C "$ROOT/src/memvisor" || finish FAIL "cannot copy the working tree"
+    bareroot_copy_worktree "$ROOT/src/memvisor" || finish FAIL "cannot copy the working tree"
     what="the working tree of $SRC ($(git -C "$SRC" describe --always --dirty 2>/dev/null))"
 fi
-timings="$timings, extract+copy $((SECONDS - t)) s"
+bareroot_phase extract+copy $t
 
-mount -t proc proc "$ROOT/proc" &&
-    mount --rbind /sys "$ROOT/sys" && mount --make-rslave "$ROOT/sys" &&
-    mount --rbind /dev "$ROOT/dev" && mount --make-rslave "$ROOT/dev" &&
-    mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs "$ROOT/run" &&
-    mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$ROOT/tmp" &&
-    mount --bind "$CACHE/archives" "$ROOT/var/cache/apt/archives" ||
-    skip "cannot mount proc, sys, dev, tmpfs or the apt cache in the root"
+bareroot_mount || bareroot_skip "cannot mount proc, sys, dev, tmpfs or the apt cache in the root"
 
 # As a new user: a root login shell's environment (nothing of ours), in the top of the tree, typing tools/demo.
 # setsid: the demo leads a process group of its own, so `kill -INT -- -PGID` is exactly what Ctrl-C in its
 # terminal does; env --default-signal: a background job of a script starts with SIGINT ignored, and bash
 # cannot trap a signal that was ignored when it started. (setsid does not fork here, so $! is the demo.)
 LOG=$WORK/demo.log
-log "running tools/demo in the bare root $ROOT ($what)"
+bareroot_log "running tools/demo in the bare root $ROOT ($what)"
 setsid env --default-signal=INT,QUIT chroot "$ROOT" /usr/bin/env -i HOME=/root USER=root LOGNAME=root \
     SHELL=/bin/bash TERM=dumb LANG=C.UTF-8 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     /bin/bash -c 'cd /src/memvisor && exec tools/demo' >"$LOG" 2>&1 </dev/null &
@@ -346,7 +250,7 @@ while :; do
         if [ -z "${seen[$i]:-}" ] && grep -q "^==> ${PHASES[$i]}" "$LOG" 2>/dev/null; then
             seen[$i]=$SECONDS
             phase=${PNAMES[$i]}
-            [ "$i" -gt 0 ] && log "${PNAMES[$((i - 1))]} done"
+            [ "$i" -gt 0 ] && bareroot_log "${PNAMES[$((i - 1))]} done"
         fi
     done
     state=$(guest_state) # not only after "Starting memvisord": an older tools/demo does not print the phases
@@ -363,10 +267,10 @@ while :; do
     sleep 1
 done
 t_running=$SECONDS
-log "the guest $GUEST is running"
+bareroot_log "the guest $GUEST is running"
 
 # Ctrl-C, and wait for the demo to stop the guest and memvisord.
-log "Ctrl-C: SIGINT to the demo's process group $DEMO_PID"
+bareroot_log "Ctrl-C: SIGINT to the demo's process group $DEMO_PID"
 t=$SECONDS
 kill -INT -- "-$DEMO_PID"
 deadline=$((SECONDS + STOP_TIMEOUT))
@@ -374,27 +278,27 @@ while demo_running && [ $SECONDS -lt $deadline ]; do
     sleep 0.5
 done
 if demo_running; then
-    leftovers=$(proc_in_root)
+    leftovers=$(bareroot_proc_in_root)
     echo "$PROG: tools/demo still runs $STOP_TIMEOUT s after SIGINT; processes in the root:"
     # shellcheck disable=SC2086
-    show_procs $leftovers
-    kill_root_procs
+    bareroot_show_procs $leftovers
+    bareroot_kill_root_procs --list-left
     fail_with_log "tools/demo did not exit within $STOP_TIMEOUT s of Ctrl-C"
 fi
 wait "$DEMO_PID"
 rc=$?
 DEMO_PID=
 t_stop=$((SECONDS - t))
-log "tools/demo exited with status $rc after $t_stop s"
+bareroot_log "tools/demo exited with status $rc after $t_stop s"
 cp -f "$LOG" "$CACHE/last-demo.log" 2>/dev/null
 
 sleep 0.5 # QEMU reparented to init and being reaped
-leftovers=$(proc_in_root)
+leftovers=$(bareroot_proc_in_root)
 if [ -n "$leftovers" ]; then
     echo "$PROG: left running in the root after tools/demo exited:"
     # shellcheck disable=SC2086
-    show_procs $leftovers
-    kill_root_procs
+    bareroot_show_procs $leftovers
+    bareroot_kill_root_procs --list-left
     fail_with_log "processes of the demo were left running after Ctrl-C"
 fi
 [ "$rc" -eq 0 ] || fail_with_log "tools/demo exited with status $rc after Ctrl-C"

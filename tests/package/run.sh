@@ -31,6 +31,8 @@ set -uo pipefail
 PROG=package
 SELF=$(readlink -f "$0")
 SRC=$(cd "$(dirname "$SELF")/../.." && pwd)
+# shellcheck source=tests/lib/bareroot.sh
+. "$SRC/tests/lib/bareroot.sh"
 CACHE=${MEMVISOR_BAREROOT_CACHE:-/var/cache/memvisor-bareroot}
 TMPBASE=${MEMVISOR_PACKAGE_TMPDIR:-/var/tmp}
 START_TIMEOUT=${MEMVISOR_PACKAGE_START_TIMEOUT:-30}
@@ -49,12 +51,9 @@ while [ $# -gt 0 ]; do
 done
 
 T0=$SECONDS
-log() { printf '%s: [%3ds] %s\n' "$PROG" $((SECONDS - T0)) "$*"; }
 FINAL=
 timings=
-skip() { FINAL="SKIP $PROG: $*"; exit 77; }
 fail() { FINAL="FAIL $PROG: $* (${timings#, }"; exit 1; }
-phase() { timings="$timings, $1 $((SECONDS - $2)) s"; }
 
 WORK=
 ROOT=
@@ -62,69 +61,17 @@ DAEMON_PID=
 
 # ----------------------------------------------------------------------------------------------- clean-up ---
 
-proc_in_root() {
-    local p r
-    [ -n "$ROOT" ] || return 0
-    for p in /proc/[0-9]*; do
-        r=$(readlink "$p/root" 2>/dev/null) || continue
-        case "$r" in "$ROOT" | "$ROOT"/*) echo "${p#/proc/}" ;; esac
-    done
-}
-
-kill_root_procs() { # returns 1 when something was left running in the root
-    local pids
-    pids=$(proc_in_root)
-    [ -n "$pids" ] || return 0
-    echo "$PROG: killing what still runs in the root: $(echo $pids)" >&2
-    # shellcheck disable=SC2086
-    kill -KILL $pids 2>/dev/null
-    for _ in $(seq 1 50); do
-        [ -n "$(proc_in_root)" ] || return 0
-        sleep 0.1
-    done
-    return 1
-}
-
-mounts_in_root() { # deepest first
-    [ -n "$ROOT" ] || return 0
-    findmnt -rn -o TARGET | awk -v r="$ROOT" 'index($0, r "/") == 1' | sort -r
-}
-
 cleanup() {
-    local m rc=$?
+    local rc=$?
     trap - EXIT INT TERM HUP
     if [ -n "$DAEMON_PID" ] && kill -0 "$DAEMON_PID" 2>/dev/null; then
         kill -TERM "$DAEMON_PID" 2>/dev/null
         sleep 1
     fi
-    kill_root_procs || { [ $rc -eq 0 ] && rc=1; }
+    bareroot_kill_root_procs --announce || { [ $rc -eq 0 ] && rc=1; }
     wait 2>/dev/null
-    for _ in 1 2 3; do
-        for m in $(mounts_in_root); do
-            umount "$m" 2>/dev/null || umount -R "$m" 2>/dev/null
-        done
-        [ -z "$(mounts_in_root)" ] && break
-        sleep 1
-    done
-    for m in $(mounts_in_root); do umount -l "$m" 2>/dev/null; done
-    if [ -n "$(mounts_in_root)" ]; then
-        echo "$PROG: could not unmount, $WORK left in place:" >&2
-        mounts_in_root >&2
-        [ $rc -eq 0 ] && rc=1
-    elif [ -n "$WORK" ]; then
-        if [ $keep = 1 ]; then
-            echo "$PROG: kept $WORK (remove it with: rm -rf --one-file-system $WORK)"
-        else
-            rm -rf --one-file-system "$WORK"
-        fi
-    fi
-    case "$FINAL" in
-    PASS*) if [ $rc -eq 0 ]; then echo "$FINAL; total $((SECONDS - T0)) s"; else
-        echo "FAIL $PROG: passed but the clean-up failed (see above) (${timings#, }; total $((SECONDS - T0)) s)"; fi ;;
-    FAIL*) echo "$FINAL; total $((SECONDS - T0)) s)" ;;
-    SKIP*) echo "$FINAL" ;;
-    *) ;;
-    esac
+    bareroot_unmount_and_remove "kept $WORK" || { [ $rc -eq 0 ] && rc=1; }
+    bareroot_final_line $rc "FAIL $PROG: passed but the clean-up failed (see above) (${timings#, }"
     exit $rc
 }
 trap cleanup EXIT
@@ -132,20 +79,10 @@ trap 'FINAL="FAIL $PROG: interrupted (${timings#, }"; exit 1' INT TERM HUP
 
 # ----------------------------------------------------------------------------------------- preconditions ---
 
-[ "$(id -u)" -eq 0 ] || skip "needs root (apt-get, chroot, mounts)"
-git -C "$SRC" rev-parse --is-inside-work-tree >/dev/null 2>&1 || skip "$SRC is not a git work tree"
+[ "$(id -u)" -eq 0 ] || bareroot_skip "needs root (apt-get, chroot, mounts)"
+git -C "$SRC" rev-parse --is-inside-work-tree >/dev/null 2>&1 || bareroot_skip "$SRC is not a git work tree"
 [ -f "$SRC/debian/control" ] || fail "no debian/control in $SRC"
-for t in chroot mount umount findmnt tar flock setsid; do
-    command -v "$t" >/dev/null || skip "$t is missing"
-done
-
-apt_install() { # PACKAGE...: quietly, with an apt-get update when the first attempt fails
-    DEBIAN_FRONTEND=noninteractive apt-get -q -o DPkg::Lock::Timeout=600 install -y --no-install-recommends \
-        "$@" >/dev/null 2>&1 ||
-        { DEBIAN_FRONTEND=noninteractive apt-get -q update >/dev/null 2>&1 &&
-          DEBIAN_FRONTEND=noninteractive apt-get -q -o DPkg::Lock::Timeout=600 install -y \
-              --no-install-recommends "$@" >/dev/null 2>&1; }
-}
+bareroot_need_tools chroot mount umount findmnt tar flock setsid
 
 t=$SECONDS
 missing=()
@@ -153,13 +90,13 @@ for p in "${BUILD_PKGS[@]}"; do
     [ "$(dpkg-query -W -f '${db:Status-Status}' "$p" 2>/dev/null)" = installed ] || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
-    log "installing ${missing[*]}"
-    apt_install "${missing[@]}" || skip "missing and apt-get cannot install: ${missing[*]}"
+    bareroot_log "installing ${missing[*]}"
+    bareroot_apt_install "${missing[@]}" || bareroot_skip "missing and apt-get cannot install: ${missing[*]}"
 fi
-phase "build deps" $t
+bareroot_phase "build deps" $t
 
-mkdir -p "$TMPBASE" || skip "cannot create $TMPBASE"
-WORK=$(mktemp -d "$(readlink -f "$TMPBASE")/memvisor-package.XXXXXX") || skip "cannot create a work directory in $TMPBASE"
+mkdir -p "$TMPBASE" || bareroot_skip "cannot create $TMPBASE"
+WORK=$(mktemp -d "$(readlink -f "$TMPBASE")/memvisor-package.XXXXXX") || bareroot_skip "cannot create a work directory in $TMPBASE"
 
 # ------------------------------------------------------------------------------------------- the build ---
 
@@ -169,15 +106,13 @@ ARCH=$(dpkg --print-architecture)
 TREE=$WORK/build/memvisor-$UPSTREAM
 mkdir -p "$TREE"
 t=$SECONDS
-(cd "$SRC" && git ls-files -z --cached --others --exclude-standard |
-    while IFS= read -r -d '' f; do [ -e "$f" ] || [ -L "$f" ] && printf '%s\0' "$f"; done |
-    tar --null -T - -c) | tar -x -C "$TREE" || fail "cannot copy the working tree"
-log "building memvisor $VERSION: dpkg-buildpackage -us -uc -b in $TREE ($(git -C "$SRC" describe --always --dirty 2>/dev/null))"
+bareroot_copy_worktree "$TREE" || fail "cannot copy the working tree"
+bareroot_log "building memvisor $VERSION: dpkg-buildpackage -us -uc -b in $TREE ($(git -C "$SRC" describe --always --dirty 2>/dev/null))"
 (cd "$TREE" && nice -n 10 dpkg-buildpackage -us -uc -b) >"$WORK/build.log" 2>&1 </dev/null || {
     tail -n 40 "$WORK/build.log"
     fail "dpkg-buildpackage failed (the last 40 lines are above)"
 }
-phase build $t
+bareroot_phase build $t
 DEB=$WORK/build/memvisor_${VERSION}_$ARCH.deb
 CHANGES=$WORK/build/memvisor_${VERSION}_$ARCH.changes
 BUILDINFO=$WORK/build/memvisor_${VERSION}_$ARCH.buildinfo
@@ -189,54 +124,42 @@ lintian_rc=$?
 grep -E '^[EWIPX]: ' "$WORK/lintian.log" | sort -u | sed 's/^/  /'
 n_e=$(grep -c '^E: ' "$WORK/lintian.log")
 n_w=$(grep -c '^W: ' "$WORK/lintian.log")
-log "lintian: $n_e errors, $n_w warnings"
+bareroot_log "lintian: $n_e errors, $n_w warnings"
 [ "$n_e" -eq 0 ] || fail "lintian reports $n_e errors"
 [ $lintian_rc -eq 0 ] || [ $lintian_rc -eq 2 ] || { cat "$WORK/lintian.log"; fail "lintian exited with status $lintian_rc"; }
-phase lintian $t
+bareroot_phase lintian $t
 
 # -------------------------------------------------------------------------------------------- the root ---
 
 ROOT=$WORK/root
 mkdir "$ROOT"
 t=$SECONDS
-mkdir -p "$CACHE/archives/partial" || skip "cannot create $CACHE"
-CACHE=$(readlink -f "$CACHE")
-exec 8>"$CACHE/lock" # apt's package cache there is shared with tests/bareroot
-if ! flock -n 8; then
-    log "waiting for another bare-root run (lock $CACHE/lock)"
-    flock -w 1800 8 || fail "another run held $CACHE/lock for 30 min"
-    phase "lock wait" $t
+# apt's package cache there is shared with tests/bareroot, hence its lock
+bareroot_lock_cache || fail "another run held $CACHE/lock for 30 min"
+if [ "$bareroot_lock_waited" = 1 ]; then
+    bareroot_phase "lock wait" $t
     t=$SECONDS
 fi
 if [ -s "$CACHE/root.tar" ]; then
     root_how=cached
-    tar --numeric-owner -xpf "$CACHE/root.tar" -C "$ROOT" || fail "cannot extract $CACHE/root.tar"
+    bareroot_extract || fail "cannot extract $CACHE/root.tar"
 else
     root_how=built
-    command -v mmdebstrap >/dev/null || apt_install mmdebstrap || skip "no $CACHE/root.tar and mmdebstrap cannot be installed"
-    args=(--variant=apt --mode=root --format=directory)
-    for f in /etc/apt/apt.conf /etc/apt/apt.conf.d/*; do [ -f "$f" ] && [ -r "$f" ] && args+=("--aptopt=$f"); done
-    sources=()
-    [ -f /etc/apt/sources.list ] && grep -q '^[[:space:]]*deb' /etc/apt/sources.list && sources+=(/etc/apt/sources.list)
-    for f in /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do [ -f "$f" ] && sources+=("$f"); done
-    [ ${#sources[@]} -gt 0 ] || skip "no $CACHE/root.tar and the host has no apt sources"
-    log "no $CACHE/root.tar (tests/bareroot/run.sh makes it): building a root with mmdebstrap ${args[*]} bookworm"
+    command -v mmdebstrap >/dev/null || bareroot_apt_install mmdebstrap || bareroot_skip "no $CACHE/root.tar and mmdebstrap cannot be installed"
+    bareroot_mmdebstrap_setup directory
+    args=("${BAREROOT_MMDEBSTRAP_ARGS[@]}")
+    sources=("${BAREROOT_SOURCES[@]}")
+    [ ${#sources[@]} -gt 0 ] || bareroot_skip "no $CACHE/root.tar and the host has no apt sources"
+    bareroot_log "no $CACHE/root.tar (tests/bareroot/run.sh makes it): building a root with mmdebstrap ${args[*]} bookworm"
     rmdir "$ROOT"
     mmdebstrap "${args[@]}" bookworm "$ROOT" "${sources[@]}" >"$WORK/mmdebstrap.log" 2>&1 </dev/null || {
         tail -n 30 "$WORK/mmdebstrap.log"
-        skip "mmdebstrap could not build a root (no access to the Debian archive?)"
+        bareroot_skip "mmdebstrap could not build a root (no access to the Debian archive?)"
     }
 fi
-cp -f /etc/resolv.conf "$ROOT/etc/resolv.conf" 2>/dev/null
-cp -f /etc/hosts "$ROOT/etc/hosts" 2>/dev/null
-mount -t proc proc "$ROOT/proc" &&
-    mount --rbind /sys "$ROOT/sys" && mount --make-rslave "$ROOT/sys" &&
-    mount --rbind /dev "$ROOT/dev" && mount --make-rslave "$ROOT/dev" &&
-    mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs "$ROOT/run" &&
-    mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$ROOT/tmp" &&
-    mount --bind "$CACHE/archives" "$ROOT/var/cache/apt/archives" ||
-    fail "cannot mount proc, sys, dev, tmpfs or the apt cache in the root"
-phase "root ($root_how)" $t
+bareroot_copy_network
+bareroot_mount || fail "cannot mount proc, sys, dev, tmpfs or the apt cache in the root"
+bareroot_phase "root ($root_how)" $t
 
 # In the root, with a clean environment; output to $WORK/root.log, shown when a step fails.
 in_root() {
@@ -266,10 +189,10 @@ DEB_IN_ROOT=/tmp/pkg/$(basename "$DEB")
 
 t=$SECONDS
 phase_name=install
-log "apt-get install ./$(basename "$DEB") in the bare root"
+bareroot_log "apt-get install ./$(basename "$DEB") in the bare root"
 step "apt-get update" apt-get -q update
 step "apt-get install" apt-get -q -o DPkg::Lock::Timeout=600 install -y "$DEB_IN_ROOT"
-phase install $t
+bareroot_phase install $t
 in_root dpkg -L memvisor >"$WORK/installed.list" 2>/dev/null || fail "dpkg -L memvisor failed after the install"
 
 check "the group memvisor (sysusers.d) exists" 'getent group memvisor'
@@ -292,13 +215,13 @@ check "the man pages are there" 'for p in memvisord.8 memvisorctl.1 memvisord.co
 t=$SECONDS
 step "systemd-analyze verify" systemd-analyze verify --man=no /lib/systemd/system/memvisord.service \
     /lib/systemd/system/memvisord.socket /lib/systemd/system/memvisord-exporter.socket
-phase verify $t
+bareroot_phase verify $t
 
 # ---------------------------------------------------------------------------------------- the daemon ---
 
 t=$SECONDS
 phase_name="starting memvisord"
-log "starting /usr/sbin/memvisord --log-target=console in the root (as ExecStart=, without systemd)"
+bareroot_log "starting /usr/sbin/memvisord --log-target=console in the root (as ExecStart=, without systemd)"
 setsid chroot "$ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 \
     /usr/sbin/memvisord --log-target=console >"$WORK/memvisord.log" 2>&1 </dev/null &
 DAEMON_PID=$!
@@ -315,7 +238,7 @@ until in_root memvisorctl status >"$WORK/status.log" 2>&1 </dev/null; do
     sleep 0.2
 done
 sed 's/^/  /' "$WORK/status.log"
-phase "start+status" $t
+bareroot_phase "start+status" $t
 grep -q "Version: ${UPSTREAM}" "$WORK/status.log" || fail "memvisorctl status does not show version $UPSTREAM"
 
 # A guest defined over varlink is saved in /var/lib/memvisor/vms (removed on purge), and an administrator's
@@ -335,7 +258,7 @@ wait "$DAEMON_PID"
 rc=$?
 DAEMON_PID=
 [ $rc -eq 0 ] || { cat "$WORK/memvisord.log"; fail "memvisord exited with status $rc after SIGTERM"; }
-phase stop $t
+bareroot_phase stop $t
 
 # ---------------------------------------------------------------------------------------- purge ---
 
@@ -362,7 +285,7 @@ gone_check() {
 
 t=$SECONDS
 phase_name="purge (with a saved guest and a disk image)"
-log "apt-get purge memvisor (a guest definition and an administrator's file in /var/lib/memvisor)"
+bareroot_log "apt-get purge memvisor (a guest definition and an administrator's file in /var/lib/memvisor)"
 step "apt-get purge" apt-get -q purge -y memvisor
 gone_check
 check "memvisor is not installed any more" '! dpkg-query -W -f "\${db:Status-Status}" memvisor 2>/dev/null | grep -qx installed'
@@ -372,18 +295,18 @@ check "the administrator's file in /var/lib/memvisor is kept, and nothing else" 
     '[ "$(ls -A /var/lib/memvisor)" = disk.img ]'
 check "no systemd enablement links are left" \
     '! ls /etc/systemd/system/*.wants/ 2>/dev/null | grep -q memvisord'
-phase purge $t
+bareroot_phase purge $t
 
 t=$SECONDS
 phase_name="the second install and purge"
 rm -f "$ROOT/var/lib/memvisor/disk.img"
-log "apt-get install and purge again: an empty /var/lib/memvisor goes"
+bareroot_log "apt-get install and purge again: an empty /var/lib/memvisor goes"
 step "apt-get install (again)" apt-get -q install -y "$DEB_IN_ROOT"
 check "/var/lib/memvisor is there again" '[ -d /var/lib/memvisor/vms ]'
 step "apt-get purge (again)" apt-get -q purge -y memvisor
 gone_check
 check "/var/lib/memvisor is gone" '[ ! -e /var/lib/memvisor ]'
-phase "reinstall+purge" $t
+bareroot_phase "reinstall+purge" $t
 
 FINAL="PASS $PROG: ${timings#, }; lintian $n_e errors, $n_w warnings"
 exit 0
