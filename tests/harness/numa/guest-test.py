@@ -143,7 +143,23 @@ def start_bus():
     BUS.update(proc=proc, address=address)
 
 
+def disable_numa_balancing():
+    """The kernel's automatic NUMA balancing moves QEMU's pages towards the node its threads run on, on its own
+    schedule: the per-node figures the checks compare (numa_maps read by this script, the report's residency
+    read by memvisord a moment later) would drift apart by chance. Off for the harness, as one would have it
+    off when measuring what a migration does."""
+    path = "/proc/sys/kernel/numa_balancing"
+    try:
+        with open(path) as f:
+            figures["numaBalancingBefore"] = f.read().strip()
+        with open(path, "w") as f:
+            f.write("0\n")
+    except OSError as e:
+        figures["numaBalancingBefore"] = "unavailable: %s" % e
+
+
 def main():
+    disable_numa_balancing()
     write_inner_vm("%dM" % MEMORY_MIB, P.get("vm_extra", "").replace("\\n", "\n"))  # read at daemon start
     write_pingpong_vm()
     start_bus()
