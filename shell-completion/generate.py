@@ -45,6 +45,19 @@ def arg_kinds(args):
     return kinds, args.rstrip().endswith("...")
 
 
+def arg_cases(verbs):
+    """For each verb with typed positional arguments: (verb, [(pattern, kind), ...]), the pattern being the
+    argument's number, or * for the last one when it repeats; kind 'none' for an untyped argument."""
+    out = []
+    for name, args, _ in verbs:
+        kinds, repeat = arg_kinds(args)
+        if not any(kinds):
+            continue
+        out.append((name, [("*" if repeat and i == len(kinds) else "%d" % i, k or "none")
+                           for i, k in enumerate(kinds, 1)]))
+    return out
+
+
 def value_options(opts):
     """Options that take a value: their long forms ("--address") and the short forms paired with them."""
     out = []
@@ -85,15 +98,8 @@ def bash(global_opts, verbs):
         "_memvisorctl_arg_kind() {",
         "    case $1 in",
     ]
-    for name, args, _ in verbs:
-        kinds, repeat = arg_kinds(args)
-        if not any(kinds):
-            continue
-        cases = []
-        for i, k in enumerate(kinds, 1):
-            pat = "%d" % i if not (repeat and i == len(kinds)) else "*"
-            cases.append("%s) echo %s ;;" % (pat, k or "none"))
-        lines.append("        %s) case $2 in %s esac ;;" % (name, " ".join(cases)))
+    for name, cases in arg_cases(verbs):
+        lines.append("        %s) case $2 in %s esac ;;" % (name, " ".join("%s) echo %s ;;" % c for c in cases)))
     lines += [
         "    esac",
         "}",
@@ -287,15 +293,8 @@ def zsh(global_opts, verbs):
         "    (( nargs++ ))",
         "    case $verb in",
     ]
-    for name, args, _ in verbs:
-        kinds, repeat = arg_kinds(args)
-        if not any(kinds):
-            continue
-        cases = []
-        for i, k in enumerate(kinds, 1):
-            pat = "%d" % i if not (repeat and i == len(kinds)) else "*"
-            cases.append("(%s) kind=%s ;;" % (pat, k or "none"))
-        lines.append("        (%s) case $nargs in %s esac ;;" % (name, " ".join(cases)))
+    for name, cases in arg_cases(verbs):
+        lines.append("        (%s) case $nargs in %s esac ;;" % (name, " ".join("(%s) kind=%s ;;" % c for c in cases)))
     lines += [
         "    esac",
         "    case $kind in",
