@@ -78,6 +78,9 @@ int manager_varlink_register(Manager *m);
 #define MESSAGE_ID_VM_DEFINITION_INVALID "MESSAGE_ID=3a6e2f1b9c0d4e8f8b7a6c5d4e3f2a17"
 #define MANAGER_MAX_SUBSCRIBERS 64U
 #define MANAGER_MAX_VMS 1024U
+/* Soft RLIMIT_NOFILE memvisord raises itself to: two fds per guest (QMP socket, pidfd), the varlink, D-Bus
+ * and exporter connections, with room to spare. */
+#define MANAGER_RLIMIT_NOFILE 16384U
 
 int manager_vms_start(Manager *m);              /* load definitions, re-adopt, autostart */
 int manager_vms_reload(Manager *m);             /* re-read VMDirectory */

@@ -8,6 +8,7 @@
 #include "config.h"
 #include "log.h"
 #include "manager.h"
+#include "rlimit-util.h"
 
 static void help(void) {
         printf("%s [OPTIONS...]\n\n"
@@ -160,6 +161,16 @@ int main(int argc, char *argv[]) {
         r = caps_drop_unneeded();
         if (r < 0)
                 return EXIT_FAILURE;
+
+        /* Every guest holds a QMP socket and a pidfd: up to MANAGER_MAX_VMS guests need more fds than the soft
+         * limit of 1024 that services get by default. Raise it to the hard limit (as systemd does for itself);
+         * guests are started with the original soft limit again. */
+        long nofile = rlimit_nofile_bump(MANAGER_RLIMIT_NOFILE);
+        if (nofile < 0)
+                log_warning_errno((int) nofile, "Failed to raise the limit of open files, ignoring: %m");
+        else if ((unsigned long) nofile < MANAGER_RLIMIT_NOFILE)
+                log_notice("The limit of open files is %ld (hard limit): fewer guests than %u may fit.", nofile,
+                           MANAGER_MAX_VMS);
 
         r = manager_start(m);
         if (r < 0)
