@@ -8,6 +8,7 @@
 
 #include "fileio.h"
 #include "process.h"
+#include "rlimit-util.h"
 #include "strv.h"
 
 #ifndef __NR_pidfd_open
@@ -126,6 +127,8 @@ int process_spawn(const char *path, char *const *argv, int out_fd, const int *pa
                 if (syscall(__NR_close_range, (unsigned) first_free, ~0U, 0U) < 0)
                         for (int fd = first_free; fd < 65536; fd++)
                                 (void) close(fd);
+                /* the soft limit of open files the service manager gave, not the daemon's raised one */
+                rlimit_nofile_restore();
 
                 execv(path, argv);
                 _exit(127);

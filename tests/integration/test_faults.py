@@ -225,3 +225,31 @@ def test_runtime_directory_removed_under_a_running_guest(daemons, workdir):
     ev.wait(state_event("fw", "stopped"), timeout=30)
     assert d.running
     ev.close()
+
+
+def nofile(pid):
+    with open("/proc/%d/limits" % pid) as f:
+        for line in f:
+            if line.startswith("Max open files"):
+                return int(line.split()[3]), line.split()[4]
+    raise AssertionError("no open files line")
+
+
+def test_open_file_limit_raised_for_the_daemon_not_for_guests(daemons, workdir):
+    """Started with the 1024 soft limit services get, memvisord raises its own (two fds per guest) and starts
+    QEMU with 1024 again."""
+    hard = nofile(os.getpid())[1]
+    if hard != "unlimited" and int(hard) < 2048:
+        pytest.skip("hard RLIMIT_NOFILE %s leaves nothing to raise" % hard)
+    d = daemons(name="nofile", start=False)
+    write_vm(d, "fw", firmware_vm(workdir))
+    d.start(wrapper=lambda argv: ["prlimit", "--nofile=1024:%s" % hard] + argv)
+    soft, _ = nofile(d.pid)
+    assert soft == min(16384, 1 << 62 if hard == "unlimited" else int(hard)), soft
+    ev = Events(d)
+    ok(d, "StartVM", {"name": "fw"})
+    ev.wait(state_event("fw", "running"))
+    assert nofile(qemu_pid(d, "fw"))[0] == 1024
+    ok(d, "StopVM", {"name": "fw"})
+    ev.wait(state_event("fw", "stopped"), timeout=30)
+    ev.close()
