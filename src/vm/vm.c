@@ -493,7 +493,7 @@ int vm_state_file_read(const char *path, json_object **ret) {
 
 /* ---- exit handling ---------------------------------------------------------------------------- */
 
-static void vm_on_qmp_event(QmpClient *q, const char *event, json_object *data, uint64_t ts, void *userdata);
+static void vm_on_qmp_event(QmpClient *q, const QmpEvent *event, void *userdata);
 
 /* The Vm lets go of its QMP connection (QEMU ended, a new connection replaces it, the Vm is freed). Others
  * (metrics, KVM statistics) may hold references that keep the client alive, so first nothing of it may reach
@@ -745,19 +745,34 @@ static void on_query_status(QmpClient *q, int error, json_object *result, const 
                 (void) free_and_strdup(&vm->qemu_status, json_get_string(result, "status"));
 }
 
-static void vm_on_qmp_event(QmpClient *q, const char *event, json_object *data, uint64_t ts, void *userdata) {
+static void vm_on_qmp_event(QmpClient *q, const QmpEvent *event, void *userdata) {
         Vm *vm = userdata;
 
-        if (streq(event, "SHUTDOWN")) {
-                (void) free_and_strdup(&vm->shutdown_reason, json_get_string(data, "reason"));
+        switch (event->type) {
+        case QMP_EVENT_SHUTDOWN:
+                (void) free_and_strdup(&vm->shutdown_reason, event->shutdown.reason);
                 log_vm(vm, LOG_INFO, 0, "Guest %s is shutting down (%s).", vm->name, strna(vm->shutdown_reason));
-        } else if (streq(event, "STOP"))
+                break;
+        case QMP_EVENT_STOP:
                 (void) free_and_strdup(&vm->qemu_status, "paused");
-        else if (streq(event, "RESUME"))
+                break;
+        case QMP_EVENT_RESUME:
                 (void) free_and_strdup(&vm->qemu_status, "running");
+                break;
+        case QMP_EVENT_UNKNOWN:
+        case QMP_EVENT_POWERDOWN:
+        case QMP_EVENT_RESET:
+        case QMP_EVENT_SUSPEND:
+        case QMP_EVENT_WAKEUP:
+        case QMP_EVENT_BALLOON_CHANGE:
+        case QMP_EVENT_GUEST_PANICKED:
+        case _QMP_EVENT_TYPE_MAX:
+        case _QMP_EVENT_TYPE_INVALID:
+                break;
+        }
 
         for (size_t i = 0; i < vm->ctx->n_event_watches; i++)
-                vm->ctx->event_watches[i].cb(vm, event, data, ts, vm->ctx->event_watches[i].userdata);
+                vm->ctx->event_watches[i].cb(vm, event, vm->ctx->event_watches[i].userdata);
 }
 
 static void vm_on_qmp_state(QmpClient *q, QmpClientState state, int error, void *userdata) {
