@@ -887,19 +887,16 @@ static void on_qmp_reply(QmpClient *q, int error, json_object *result, const cha
         }
 }
 
-static void balloon_on_event(Vm *vm, const char *event, json_object *data, uint64_t timestamp_usec, void *userdata) {
+static void balloon_on_event(Vm *vm, const QmpEvent *event, void *userdata) {
         Manager *m = userdata;
         BalloonGuest *g;
-        json_object *v;
 
-        if (!m->balloon || !streq(event, "BALLOON_CHANGE"))
+        if (!m->balloon || event->type != QMP_EVENT_BALLOON_CHANGE)
                 return;
         g = balloon_guest_find(m->balloon, vm->name);
         if (!g || !g->tracking)
                 return;
-        if (json_object_object_get_ex(data, "actual", &v) && json_object_is_type(v, json_type_int) &&
-            json_object_get_int64(v) >= 0)
-                guest_set_actual(g, (uint64_t) json_object_get_int64(v));
+        guest_set_actual(g, event->balloon_change.actual);
 }
 
 /* ---- start/stop tracking ---------------------------------------------------------------------- */

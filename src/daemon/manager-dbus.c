@@ -808,8 +808,8 @@ static void dbus_on_vm_state(Vm *vm, VmState old_state, void *userdata) {
 }
 
 /* QEMU's BALLOON_CHANGE: the balloon module (whose watch runs first) has the new size. */
-static void dbus_on_vm_event(Vm *vm, const char *event, json_object *data, uint64_t timestamp_usec, void *userdata) {
-        if (streq(event, "BALLOON_CHANGE"))
+static void dbus_on_vm_event(Vm *vm, const QmpEvent *event, void *userdata) {
+        if (event->type == QMP_EVENT_BALLOON_CHANGE)
                 emit_balloon_changed(userdata, vm->name);
 }
 

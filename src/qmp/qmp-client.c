@@ -431,17 +431,6 @@ static void on_capabilities(QmpClient *q, int error, json_object *result, const 
                 qmp_client_disconnect(q, -ENOMEM);
 }
 
-static uint64_t event_timestamp(json_object *m) {
-        json_object *ts, *sec, *usec;
-
-        if (!json_object_object_get_ex(m, "timestamp", &ts) || !json_object_object_get_ex(ts, "seconds", &sec) ||
-            !json_object_object_get_ex(ts, "microseconds", &usec))
-                return 0;
-        if (json_object_get_int64(sec) < 0 || json_object_get_int64(usec) < 0)
-                return 0;
-        return (uint64_t) json_object_get_int64(sec) * USEC_PER_SEC + (uint64_t) json_object_get_int64(usec);
-}
-
 static int qmp_dispatch_message(QmpClient *q, json_object *m) {
         json_object *v, *id;
 
@@ -457,17 +446,14 @@ static int qmp_dispatch_message(QmpClient *q, json_object *m) {
         }
 
         if (json_object_object_get_ex(m, "event", &v)) {
-                const char *name = json_object_get_string(v);
-                json_object *data = NULL;
-                uint64_t ts = event_timestamp(m);
+                QmpEvent event;
 
-                /* Observers compare the name: an event without a string one ({"event": null}) is dropped. */
-                if (!json_object_is_type(v, json_type_string)) {
+                /* Parsed once for every observer; an event without a string name ({"event": null}) is dropped. */
+                if (qmp_event_parse(m, &event) < 0) {
                         log_debug("QMP %s: event without a name, ignoring.", strna(q->description));
                         return 0;
                 }
 
-                (void) json_object_object_get_ex(m, "data", &data);
                 /* Observers may unregister themselves while we iterate: walk a copy. */
                 QmpObserver copy[QMP_MAX_OBSERVERS];
                 size_t n = q->n_observers;
@@ -479,7 +465,7 @@ static int qmp_dispatch_message(QmpClient *q, json_object *m) {
                                     q->observers[k].userdata == copy[i].userdata)
                                         still = true;
                         if (still)
-                                copy[i].callback(q, name, data, ts, copy[i].userdata);
+                                copy[i].callback(q, &event, copy[i].userdata);
                 }
                 return 0;
         }

@@ -20,6 +20,7 @@
 #include <systemd/sd-event.h>
 
 #include "macro.h"
+#include "qmp-event.h"
 
 typedef struct QmpClient QmpClient;
 
@@ -38,9 +39,8 @@ DECLARE_STRING_TABLE(qmp_client_state, QmpClientState);
  * error_desc set. Otherwise -ETIMEDOUT, -ECONNRESET (QEMU went away) or -EPROTO. */
 typedef void (*QmpCommandCallback)(QmpClient *q, int error, json_object *result, const char *error_class,
                                    const char *error_desc, void *userdata);
-/* timestamp_usec: the event's own timestamp (CLOCK_REALTIME, from QEMU). data may be NULL. */
-typedef void (*QmpEventCallback)(QmpClient *q, const char *event, json_object *data, uint64_t timestamp_usec,
-                                 void *userdata);
+/* Every event QEMU sends, parsed once (qmp-event.h); borrowed for the duration of the call. */
+typedef void (*QmpEventCallback)(QmpClient *q, const QmpEvent *event, void *userdata);
 /* Called on every state change; error says why the client disconnected (0 on an orderly EOF). */
 typedef void (*QmpStateCallback)(QmpClient *q, QmpClientState state, int error, void *userdata);
 

@@ -157,5 +157,9 @@ int vm_spec_to_ini(const VmSpec *s, char **ret);
 /* JSON form with the same sections/keys, typed values (numbers for counts and bytes, booleans, strings). */
 int vm_spec_to_json(const VmSpec *s, json_object **ret);
 bool vm_spec_equal(const VmSpec *a, const VmSpec *b);
-/* A deep copy (through the canonical INI text, so it is exactly what a restart would read back). */
+/* A deep copy, key by key. */
 int vm_spec_copy(const VmSpec *s, VmSpec **ret);
+
+/* The keys of the .vm format (memvisor.vm(5)) in the order of the canonical INI text, for i = 0, 1, … until it
+ * returns false. multiple: the key may repeat (an array in JSON). */
+bool vm_spec_key_get(size_t i, const char **ret_section, const char **ret_key, bool *ret_multiple);

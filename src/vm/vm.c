@@ -21,13 +21,9 @@
 #include "process.h"
 #include "qemu-argv.h"
 #include "strv.h"
-#include "vm.h"
+#include "vm-internal.h"
 
 #define KILL_TIMEOUT_USEC (10 * USEC_PER_SEC)
-#define QMP_COMMAND_TIMEOUT_USEC (10 * USEC_PER_SEC)
-
-#define log_vm(vm, level, error, ...) log_struct(level, error, STRV((vm)->log_field), __VA_ARGS__)
-#define log_vm_id(vm, level, error, id, ...) log_struct(level, error, STRV((vm)->log_field, id), __VA_ARGS__)
 
 static const char *const vm_state_table[_VM_STATE_MAX] = {
         [VM_STATE_DEFINED] = "defined",
@@ -40,13 +36,6 @@ static const char *const vm_state_table[_VM_STATE_MAX] = {
 };
 
 DEFINE_STRING_TABLE(vm_state, VmState, _VM_STATE_MAX);
-
-static uint64_t now_usec(clockid_t clock) {
-        struct timespec ts;
-
-        (void) clock_gettime(clock, &ts);
-        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / NSEC_PER_USEC;
-}
 
 /* ---- context ---------------------------------------------------------------------------------- */
 
@@ -142,8 +131,6 @@ static void vm_release_process(Vm *vm) {
         vm->adopted = false;
 }
 
-static void vm_release_qmp(Vm *vm);
-
 Vm *vm_free(Vm *vm) {
         if (!vm)
                 return NULL;
@@ -185,7 +172,7 @@ bool vm_is_active(const Vm *vm) {
         return vm->pidfd >= 0;
 }
 
-static void vm_set_state(Vm *vm, VmState state, const char *reason) {
+void vm_set_state(Vm *vm, VmState state, const char *reason) {
         VmState old = vm->state;
 
         (void) free_and_strdup(&vm->reason, reason);
@@ -234,13 +221,13 @@ static int vm_arm_timer(Vm *vm, VmTimer kind, uint64_t delay_usec) {
         return 0;
 }
 
-static void vm_disarm_timer(Vm *vm) {
+void vm_disarm_timer(Vm *vm) {
         if (vm->timer)
                 (void) sd_event_source_set_enabled(vm->timer, SD_EVENT_OFF);
         vm->timer_kind = VM_TIMER_NONE;
 }
 
-static void vm_signal(Vm *vm, int sig) {
+void vm_signal(Vm *vm, int sig) {
         int r;
 
         if (vm->pidfd < 0)
@@ -250,267 +237,10 @@ static void vm_signal(Vm *vm, int sig) {
                 log_vm(vm, LOG_WARNING, r, "Failed to send %s to QEMU of guest %s: %m", sigabbrev_np(sig), vm->name);
 }
 
-/* ---- runtime directory ------------------------------------------------------------------------ */
-
-/* Opens RUNTIME_DIR/vms/NAME (made first, mode 0700, if create and missing), never through a symbolic link: it
- * must be a real directory owned by our uid, which then gets mode 0700. Returns the fd; otherwise the error, and
- * in *ret_why (optional; free it) a sentence naming the directory and what is wrong with it: -ELOOP a symbolic
- * link, -ENOTDIR something else than a directory, -EPERM owned by another uid. */
-static int vm_run_dir_open(VmContext *ctx, const char *name, bool create, char **ret_why) {
-        _cleanup_free_ char *path = path_join(ctx->vms_dir, name);
-        _cleanup_close_ int fd = -EBADF;
-        struct stat st;
-        int r;
-
-        if (!path)
-                return -ENOMEM;
-
-        if (create && mkdirat(ctx->vms_fd, name, 0700) < 0 && errno != EEXIST) {
-                r = -errno;
-                if (ret_why && asprintf(ret_why, "cannot create %s: %s", path, strerror(-r)) < 0)
-                        *ret_why = NULL;
-                return r;
-        }
-
-        fd = openat(ctx->vms_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0) {
-                r = -errno;
-                /* Say why, from what is there (the link itself): a link, not a directory, someone else's
-                 * (EACCES: without CAP_DAC_OVERRIDE we cannot even open another uid's 0700 directory). */
-                if (fstatat(ctx->vms_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-                        if (ret_why && asprintf(ret_why, "cannot open %s: %s", path, strerror(-r)) < 0)
-                                *ret_why = NULL;
-                        return r;
-                }
-        } else if (fstat(fd, &st) < 0) {
-                r = -errno;
-                if (ret_why && asprintf(ret_why, "cannot stat %s: %s", path, strerror(-r)) < 0)
-                        *ret_why = NULL;
-                return r;
-        }
-
-        if (S_ISLNK(st.st_mode) || !S_ISDIR(st.st_mode)) {
-                bool link = S_ISLNK(st.st_mode);
-
-                if (ret_why && asprintf(ret_why, "%s %s", path,
-                                        link ? "is a symbolic link; not following it" : "is not a directory") < 0)
-                        *ret_why = NULL;
-                return link ? -ELOOP : -ENOTDIR;
-        }
-        if (st.st_uid != geteuid()) {
-                if (ret_why && asprintf(ret_why, "%s is owned by uid %u, not by memvisord (uid %u); not using it",
-                                        path, (unsigned) st.st_uid, (unsigned) geteuid()) < 0)
-                        *ret_why = NULL;
-                return -EPERM;
-        }
-        if (fd < 0) {
-                if (ret_why && asprintf(ret_why, "cannot open %s: %s", path, strerror(-r)) < 0)
-                        *ret_why = NULL;
-                return r;
-        }
-        if ((st.st_mode & 07777) != 0700 && fchmod(fd, 0700) < 0) {
-                r = -errno;
-                if (ret_why && asprintf(ret_why, "cannot make %s mode 0700: %s", path, strerror(-r)) < 0)
-                        *ret_why = NULL;
-                return r;
-        }
-        return TAKE_FD(fd);
-}
-
-/* Opens FILE in a guest's runtime directory for writing (O_APPEND), created with mode 0600 if missing, never
- * through a symbolic link, and only if it is a regular file of ours with no other name (a hard link would let
- * writes land elsewhere as a symbolic link would; a FIFO would block, a device would be written to). On
- * failure *ret_why (optional) says what is wrong with the file, or is NULL for a plain error. */
-static int vm_run_file_open(int dir_fd, const char *file, int *ret_fd, const char **ret_why) {
-        _cleanup_close_ int fd = -EBADF;
-        struct stat st;
-        int flags;
-
-        if (ret_why)
-                *ret_why = NULL;
-        /* O_NONBLOCK: a FIFO without a reader fails (ENXIO) instead of blocking; cleared below. */
-        fd = openat(dir_fd, file, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK,
-                    0600);
-        if (fd < 0) {
-                int r = -errno;
-
-                if (ret_why && r == -ELOOP)
-                        *ret_why = "it is a symbolic link; not following it";
-                else if (ret_why && (r == -EISDIR || r == -ENXIO || r == -ENODEV))
-                        *ret_why = "it is not a regular file";
-                return r;
-        }
-        if (fstat(fd, &st) < 0)
-                return -errno;
-        if (!S_ISREG(st.st_mode)) {
-                if (ret_why)
-                        *ret_why = "it is not a regular file";
-                return -EBADFD;
-        }
-        if (st.st_uid != geteuid()) {
-                if (ret_why)
-                        *ret_why = "it is owned by another user";
-                return -EPERM;
-        }
-        if (st.st_nlink > 1) {
-                if (ret_why)
-                        *ret_why = "it has other hard links; not writing through them";
-                return -EMLINK;
-        }
-        if ((st.st_mode & 07777) != 0600 && fchmod(fd, 0600) < 0)
-                return -errno;
-        flags = fcntl(fd, F_GETFL);
-        if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0)
-                return -errno;
-        *ret_fd = TAKE_FD(fd);
-        return 0;
-}
-
-int vm_remove_runtime_dir(VmContext *ctx, const char *name) {
-        static const char *const files[] = { "state", "qmp.sock", "console.log", "qemu.log" };
-        _cleanup_close_ int fd = -EBADF;
-        struct stat st;
-        int r;
-
-        fd = openat(ctx->vms_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0) {
-                r = -errno;
-                if (r == -ENOENT)
-                        return 0;
-                if (fstatat(ctx->vms_fd, name, &st, AT_SYMLINK_NOFOLLOW) >= 0 && S_ISLNK(st.st_mode)) {
-                        /* unlinkat() without AT_REMOVEDIR removes the link itself, whatever it points to. */
-                        if (unlinkat(ctx->vms_fd, name, 0) < 0 && errno != ENOENT)
-                                return -errno;
-                        return 1;
-                }
-                return r;
-        }
-        for (size_t i = 0; i < ELEMENTSOF(files); i++)
-                if (unlinkat(fd, files[i], 0) < 0 && errno != ENOENT)
-                        log_debug_errno(errno, "Failed to remove %s/%s/%s, ignoring: %m", ctx->vms_dir, name,
-                                        files[i]);
-        /* AT_REMOVEDIR fails on a symbolic link put in the directory's place meanwhile (ENOTDIR). */
-        if (unlinkat(ctx->vms_fd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
-                return -errno;
-        return 0;
-}
-
-/* ---- runtime state (for re-adoption) ---------------------------------------------------------- */
-
-/* Replaces DIR/state atomically: a new file (O_EXCL, never through a link) renamed over the old name, which
- * replaces whatever has that name, a link included, without following it. */
-static int vm_write_state_at(int dir_fd, const char *text, size_t len) {
-        char tmp[64];
-        int fd, r = 0;
-
-        (void) snprintf(tmp, sizeof(tmp), ".state.%i.tmp", (int) getpid());
-        (void) unlinkat(dir_fd, tmp, 0);        /* a leftover of ours (a crash between write and rename) */
-        fd = openat(dir_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0600);
-        if (fd < 0)
-                return -errno;
-        for (size_t done = 0; done < len;) {
-                ssize_t n = write(fd, text + done, len - done);
-
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        r = -errno;
-                        break;
-                }
-                done += (size_t) n;
-        }
-        if (close(fd) < 0 && r == 0)
-                r = -errno;
-        if (r == 0 && renameat(dir_fd, tmp, dir_fd, "state") < 0)
-                r = -errno;
-        if (r < 0)
-                (void) unlinkat(dir_fd, tmp, 0);
-        return r;
-}
-
-static int vm_write_state_file(Vm *vm) {
-        _cleanup_json_ json_object *o = json_object_new_object(), *argv = json_object_new_array(), *def = NULL;
-        _cleanup_close_ int dir_fd = -EBADF;
-        const char *text;
-        size_t len;
-        int r;
-
-        if (!o || !argv)
-                return -ENOMEM;
-        for (char **a = vm->argv; a && *a; a++)
-                if (json_object_array_add(argv, json_object_new_string(*a)) < 0)
-                        return -ENOMEM;
-        r = vm_spec_to_json(vm->running_spec, &def);
-        if (r < 0)
-                return r;
-
-        if ((r = json_add_string(o, "name", vm->name)) < 0 || (r = json_add_int(o, "pid", vm->pid)) < 0 ||
-            (r = json_add_uint(o, "starttime", vm->starttime)) < 0 ||
-            (r = json_add_uint(o, "startedRealtime", vm->started_realtime)) < 0 ||
-            (r = json_add_uint(o, "startedMonotonic", vm->started_monotonic)) < 0 ||
-            (r = json_add_uint(o, "restarts", vm->restarts)) < 0 ||
-            (r = json_add_string(o, "accelerator", vm_accel_to_string(vm->accel))) < 0 ||
-            (r = json_add_string(o, "source", vm->source)) < 0 ||
-            (r = json_add(o, "argv", TAKE_PTR(argv))) < 0 || (r = json_add(o, "definition", TAKE_PTR(def))) < 0)
-                return r;
-
-        text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
-        len = strlen(text);
-
-        dir_fd = vm_run_dir_open(vm->ctx, vm->name, /* create= */ false, NULL);
-        if (dir_fd < 0)
-                return dir_fd;
-        return vm_write_state_at(dir_fd, text, len);
-}
-
-void vm_cleanup_runtime(VmContext *ctx, const char *name) {
-        _cleanup_close_ int fd = -EBADF;
-
-        /* Only in a real directory: a symbolic link in its place is not followed, its target not touched. */
-        fd = openat(ctx->vms_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0)
-                return;
-        (void) unlinkat(fd, "state", 0);
-        (void) unlinkat(fd, "qmp.sock", 0);
-}
-
-int vm_state_file_read(const char *path, json_object **ret) {
-        _cleanup_free_ char *buf = NULL;
-        json_object *o;
-        int r;
-
-        r = read_full_file(path, 1024 * 1024, &buf, NULL);
-        if (r < 0)
-                return r;
-        o = json_tokener_parse(buf);
-        if (!o || !json_object_is_type(o, json_type_object)) {
-                json_object_put(o);
-                return -EBADMSG;
-        }
-        *ret = o;
-        return 0;
-}
-
 /* ---- exit handling ---------------------------------------------------------------------------- */
 
-static void vm_on_qmp_event(QmpClient *q, const char *event, json_object *data, uint64_t ts, void *userdata);
-
-/* The Vm lets go of its QMP connection (QEMU ended, a new connection replaces it, the Vm is freed). Others
- * (metrics, KVM statistics) may hold references that keep the client alive, so first nothing of it may reach
- * this Vm any more; then the connection is closed, so that every command still open — the Vm's own and
- * everybody else's — fails with -ECONNRESET now, while the Vm is whole and vm->qmp already NULL. */
-static void vm_release_qmp(Vm *vm) {
-        _cleanup_(qmp_client_unrefp) QmpClient *q = TAKE_PTR(vm->qmp);
-
-        if (!q)
-                return;
-        qmp_client_remove_event_observer(q, vm_on_qmp_event, vm);
-        qmp_client_set_state_callback(q, NULL, NULL);
-        qmp_client_disconnect(q, 0);
-}
-
 /* Whether QEMU has exited (its pidfd is readable), though the exit may not have been handled yet. */
-static bool vm_process_exited(Vm *vm) {
+bool vm_process_exited(Vm *vm) {
         struct pollfd p = { .fd = vm->pidfd, .events = POLLIN };
 
         return vm->pidfd >= 0 && poll(&p, 1, 0) == 1;
@@ -664,155 +394,6 @@ static int vm_on_child(sd_event_source *s, const siginfo_t *si, void *userdata) 
 /* An adopted guest: the pidfd becomes readable when it exits; we cannot wait for it. */
 static int vm_on_pidfd(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         vm_handle_exit(userdata, false, -1, 0);
-        return 0;
-}
-
-/* ---- QMP -------------------------------------------------------------------------------------- */
-
-static void vm_start_done(Vm *vm) {
-        if (vm->state != VM_STATE_STARTING || vm->start_done)
-                return;
-        vm->start_done = true;
-        vm_disarm_timer(vm);
-        log_vm_id(vm, LOG_INFO, 0, MESSAGE_ID_VM_STARTED, "Guest %s started (pid %i, %s, %u vCPUs).", vm->name,
-                  (int) vm->pid, vm_accel_to_string(vm->accel), (unsigned) vm->n_vcpus);
-        vm_set_state(vm, VM_STATE_RUNNING, NULL);
-}
-
-static void on_cont(QmpClient *q, int error, json_object *result, const char *cls, const char *desc, void *userdata) {
-        Vm *vm = userdata;
-
-        if (error == -ECONNRESET)
-                return; /* QMP went away: the exit (or the start timeout) is handled elsewhere */
-        if (error < 0) {
-                log_vm(vm, LOG_ERR, error, "Failed to resume guest %s: %s", vm->name,
-                       error == -EIO ? desc : strerror(-error));
-                return; /* the start timeout will deal with it */
-        }
-        vm_start_done(vm);
-}
-
-static void on_query_cpus(QmpClient *q, int error, json_object *result, const char *cls, const char *desc,
-                          void *userdata) {
-        Vm *vm = userdata;
-        size_t n;
-        VmVcpu *v;
-
-        if (error == -ECONNRESET)
-                return; /* no start-up steps on a connection that is gone */
-        if (error < 0) {
-                log_vm(vm, LOG_WARNING, error, "query-cpus-fast failed for guest %s: %s", vm->name,
-                       error == -EIO ? desc : strerror(-error));
-        } else if (json_object_is_type(result, json_type_array)) {
-                n = json_object_array_length(result);
-                v = calloc(MAX(n, (size_t) 1), sizeof(VmVcpu));
-                if (v) {
-                        for (size_t i = 0; i < n; i++) {
-                                json_object *cpu = json_object_array_get_idx(result, i);
-                                v[i].index = (unsigned) json_get_int(cpu, "cpu-index", (int64_t) i);
-                                v[i].thread_id = (pid_t) json_get_int(cpu, "thread-id", 0);
-                        }
-                        free(vm->vcpus);
-                        vm->vcpus = v;
-                        vm->n_vcpus = n;
-                }
-        }
-
-        if (vm->state != VM_STATE_STARTING)
-                return;
-        if (vm->start_paused && vm->ctx->prerun) {
-                int r = vm->ctx->prerun(vm, vm->ctx->prerun_userdata);
-                if (r < 0) {
-                        log_vm(vm, LOG_ERR, r, "Start-up step before the vCPUs run failed for guest %s, killing it: %m",
-                               vm->name);
-                        vm_signal(vm, SIGKILL);
-                        return;
-                }
-        }
-        if (vm->start_paused) {
-                int r = qmp_client_execute(q, "cont", NULL, QMP_COMMAND_TIMEOUT_USEC, on_cont, vm);
-                if (r < 0)
-                        log_vm(vm, LOG_ERR, r, "Failed to queue cont for guest %s: %m", vm->name);
-        } else
-                vm_start_done(vm);
-}
-
-static void on_query_status(QmpClient *q, int error, json_object *result, const char *cls, const char *desc,
-                            void *userdata) {
-        Vm *vm = userdata;
-
-        if (error == 0)
-                (void) free_and_strdup(&vm->qemu_status, json_get_string(result, "status"));
-}
-
-static void vm_on_qmp_event(QmpClient *q, const char *event, json_object *data, uint64_t ts, void *userdata) {
-        Vm *vm = userdata;
-
-        if (streq(event, "SHUTDOWN")) {
-                (void) free_and_strdup(&vm->shutdown_reason, json_get_string(data, "reason"));
-                log_vm(vm, LOG_INFO, 0, "Guest %s is shutting down (%s).", vm->name, strna(vm->shutdown_reason));
-        } else if (streq(event, "STOP"))
-                (void) free_and_strdup(&vm->qemu_status, "paused");
-        else if (streq(event, "RESUME"))
-                (void) free_and_strdup(&vm->qemu_status, "running");
-
-        for (size_t i = 0; i < vm->ctx->n_event_watches; i++)
-                vm->ctx->event_watches[i].cb(vm, event, data, ts, vm->ctx->event_watches[i].userdata);
-}
-
-static void vm_on_qmp_state(QmpClient *q, QmpClientState state, int error, void *userdata) {
-        Vm *vm = userdata;
-        json_object *greeting, *ver, *qemu;
-        int r;
-
-        switch (state) {
-        case QMP_CLIENT_RUNNING:
-                greeting = qmp_client_get_greeting(q);
-                if (json_object_object_get_ex(greeting, "version", &ver) &&
-                    json_object_object_get_ex(ver, "qemu", &qemu)) {
-                        char v[64];
-                        snprintf(v, sizeof(v), "%" PRIi64 ".%" PRIi64 ".%" PRIi64, json_get_int(qemu, "major", 0),
-                                 json_get_int(qemu, "minor", 0), json_get_int(qemu, "micro", 0));
-                        (void) free_and_strdup(&vm->qemu_version, v);
-                }
-                r = qmp_client_execute(q, "query-status", NULL, QMP_COMMAND_TIMEOUT_USEC, on_query_status, vm);
-                if (r >= 0)
-                        r = qmp_client_execute(q, "query-cpus-fast", NULL, QMP_COMMAND_TIMEOUT_USEC, on_query_cpus, vm);
-                if (r < 0)
-                        log_vm(vm, LOG_ERR, r, "Failed to queue QMP commands for guest %s: %m", vm->name);
-                break;
-        case QMP_CLIENT_DISCONNECTED:
-                /* QMP events run ahead of the process exit: when QEMU ended, its exit is handled next. */
-                if (vm_is_active(vm) && vm->state == VM_STATE_RUNNING && !vm_process_exited(vm))
-                        log_vm(vm, LOG_WARNING, error, "Lost the QMP connection of guest %s.", vm->name);
-                break;
-        case QMP_CLIENT_CONNECTING:
-        case QMP_CLIENT_NEGOTIATING:
-        case _QMP_CLIENT_STATE_MAX:
-        case _QMP_CLIENT_STATE_INVALID:
-                break;
-        }
-}
-
-static int vm_connect_qmp(Vm *vm, int fd) {
-        _cleanup_(qmp_client_unrefp) QmpClient *q = NULL;
-        int r;
-
-        if (fd >= 0)
-                r = qmp_client_new(&q, vm->ctx->event, fd);
-        else
-                r = qmp_client_connect(&q, vm->ctx->event, vm->qmp_path);
-        if (r < 0)
-                return r;
-
-        qmp_client_set_description(q, vm->name);
-        qmp_client_set_state_callback(q, vm_on_qmp_state, vm);
-        r = qmp_client_add_event_observer(q, vm_on_qmp_event, vm);
-        if (r < 0)
-                return r;
-
-        vm_release_qmp(vm);
-        vm->qmp = TAKE_PTR(q);
         return 0;
 }
 
@@ -1247,135 +828,5 @@ int vm_adopt(Vm *vm, json_object *state) {
         log_vm_id(vm, LOG_INFO, 0, MESSAGE_ID_VM_ADOPTED, "Re-adopted running guest %s (pid %i).", vm->name,
                   (int) vm->pid);
         vm_set_state(vm, VM_STATE_RUNNING, "re-adopted after daemon restart");
-        return 0;
-}
-
-/* ---- JSON views ------------------------------------------------------------------------------- */
-
-static int add_common(Vm *vm, json_object *o) {
-        const VmSpec *s = vm->running_spec && vm_is_active(vm) ? vm->running_spec : vm->spec;
-        uint64_t now = now_usec(CLOCK_MONOTONIC);
-        int r;
-
-        if ((r = json_add_string(o, "name", vm->name)) < 0 ||
-            (r = json_add_string(o, "state", vm_state_to_string(vm->state))) < 0 ||
-            (r = json_add_string(o, "stateReason", vm->reason)) < 0 ||
-            (r = json_add_uint(o, "stateSinceRealtimeUSec", vm->state_since_realtime)) < 0 ||
-            (r = json_add_uint(o, "vcpus", s->vcpus)) < 0 ||
-            (r = json_add_uint(o, "memoryBytes", s->memory_bytes)) < 0 ||
-            (r = json_add_uint(o, "restarts", vm->restarts)) < 0 ||
-            (r = json_add_bool(o, "autostart", vm->spec->autostart)) < 0)
-                return r;
-        if (vm_is_active(vm)) {
-                if ((r = json_add_int(o, "pid", vm->pid)) < 0 ||
-                    (r = json_add_uint(o, "uptimeUSec", now - vm->started_monotonic)) < 0 ||
-                    (r = json_add_uint(o, "startedRealtimeUSec", vm->started_realtime)) < 0)
-                        return r;
-        }
-        return 0;
-}
-
-int vm_summary_json(Vm *vm, json_object **ret) {
-        _cleanup_json_ json_object *o = json_object_new_object();
-        int r;
-
-        if (!o)
-                return -ENOMEM;
-        r = add_common(vm, o);
-        if (r < 0)
-                return r;
-        *ret = TAKE_PTR(o);
-        return 0;
-}
-
-int vm_describe_json(Vm *vm, json_object **ret) {
-        _cleanup_json_ json_object *o = json_object_new_object(), *def = NULL, *vcpus = NULL, *argv = NULL;
-        _cleanup_free_ char *cmdline = NULL;
-        int r;
-
-        if (!o)
-                return -ENOMEM;
-        r = add_common(vm, o);
-        if (r < 0)
-                return r;
-
-        r = vm_spec_to_json(vm->spec, &def);
-        if (r < 0)
-                return r;
-        if ((r = json_add(o, "definition", TAKE_PTR(def))) < 0 || (r = json_add_string(o, "source", vm->source)) < 0 ||
-            (r = json_add_bool(o, "transient", vm->transient)) < 0 ||
-            (r = json_add_string(o, "runtimeDirectory", vm->run_dir)) < 0 ||
-            (r = json_add_string(o, "qmpSocket", vm->qmp_path)) < 0 ||
-            (r = json_add_string(o, "consoleLog", vm->console_path)) < 0 ||
-            (r = json_add_string(o, "qemuLog", vm->ctx->log_to_journal ? NULL : vm->log_path)) < 0)
-                return r;
-
-        if (vm->running_spec && vm_is_active(vm) && !vm_spec_equal(vm->running_spec, vm->spec) &&
-            (r = json_add_bool(o, "definitionChangedSinceStart", true)) < 0)
-                return r;
-
-        if (vm->argv) {
-                argv = json_object_new_array();
-                if (!argv)
-                        return -ENOMEM;
-                for (char **a = vm->argv; *a; a++)
-                        if (json_object_array_add(argv, json_object_new_string(*a)) < 0)
-                                return -ENOMEM;
-                cmdline = qemu_argv_to_string(vm->argv);
-                if ((r = json_add(o, "argv", TAKE_PTR(argv))) < 0 || (r = json_add_string(o, "commandLine", cmdline)) < 0)
-                        return r;
-        }
-
-        if (vm_is_active(vm)) {
-                if ((r = json_add_bool(o, "adopted", vm->adopted)) < 0 ||
-                    (r = json_add_string(o, "accelerator", vm_accel_to_string(vm->accel))) < 0 ||
-                    (r = json_add_string(o, "qmpState", vm->qmp ? qmp_client_state_to_string(qmp_client_get_state(vm->qmp))
-                                                                 : "disconnected")) < 0 ||
-                    (r = json_add_string(o, "qemuStatus", vm->qemu_status)) < 0 ||
-                    (r = json_add_string(o, "qemuVersion", vm->qemu_version)) < 0)
-                        return r;
-                if (vm->accel == VM_ACCEL_TCG && (r = json_add_string(o, "kvmFallbackReason", vm->kvm_failure)) < 0)
-                        return r;
-
-                vcpus = json_object_new_array();
-                if (!vcpus)
-                        return -ENOMEM;
-                for (size_t i = 0; i < vm->n_vcpus; i++) {
-                        _cleanup_json_ json_object *c = json_object_new_object();
-                        if (!c || json_add_uint(c, "index", vm->vcpus[i].index) < 0 ||
-                            json_add_int(c, "threadId", vm->vcpus[i].thread_id) < 0 ||
-                            json_object_array_add(vcpus, TAKE_PTR(c)) < 0)
-                                return -ENOMEM;
-                }
-                if ((r = json_add(o, "vcpuThreads", TAKE_PTR(vcpus))) < 0)
-                        return r;
-        }
-
-        if (vm->state == VM_STATE_RESTARTING && vm->timer) {
-                uint64_t t = 0;
-                if (sd_event_source_get_time(vm->timer, &t) >= 0) {
-                        uint64_t now = now_usec(CLOCK_MONOTONIC);
-                        if ((r = json_add_uint(o, "restartInUSec", t > now ? t - now : 0)) < 0)
-                                return r;
-                }
-        }
-
-        if (vm->last_exit.valid) {
-                _cleanup_json_ json_object *e = json_object_new_object();
-                if (!e || json_add_bool(e, "statusKnown", vm->last_exit.status_known) < 0 ||
-                    json_add_string(e, "description", vm->last_exit.description) < 0 ||
-                    json_add_string(e, "shutdownReason", vm->last_exit.shutdown_reason) < 0 ||
-                    json_add_uint(e, "realtimeUSec", vm->last_exit.realtime_usec) < 0)
-                        return -ENOMEM;
-                if (vm->last_exit.code >= 0 && json_add_int(e, "exitCode", vm->last_exit.code) < 0)
-                        return -ENOMEM;
-                if (vm->last_exit.signal > 0 &&
-                    json_add_string(e, "signal", sigabbrev_np(vm->last_exit.signal)) < 0)
-                        return -ENOMEM;
-                if ((r = json_add(o, "lastExit", TAKE_PTR(e))) < 0)
-                        return r;
-        }
-
-        *ret = TAKE_PTR(o);
         return 0;
 }

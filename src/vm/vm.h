@@ -55,7 +55,7 @@ typedef struct VmContext VmContext;
 
 /* Observers: called after every state change, and for every QMP event of a guest. */
 typedef void (*VmStateWatch)(Vm *vm, VmState old_state, void *userdata);
-typedef void (*VmEventWatch)(Vm *vm, const char *event, json_object *data, uint64_t timestamp_usec, void *userdata);
+typedef void (*VmEventWatch)(Vm *vm, const QmpEvent *event, void *userdata);
 
 #define VM_CONTEXT_MAX_WATCHES 16
 

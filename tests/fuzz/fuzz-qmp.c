@@ -12,9 +12,12 @@
  *
  * Besides the sanitizers, it checks the client's central promise: every command callback runs exactly once
  * (reply, error or -ECONNRESET at the end), and nothing runs after its owner is gone. A callback run twice or
- * never is abort()ed on, so a lifetime bug becomes a finding. Observers get an event name they can streq(). */
+ * never is abort()ed on, so a lifetime bug becomes a finding. Observers get a typed event (qmp-event.h) that is
+ * consistent with itself: a name, the type that name stands for, and that type's fields. */
 
+#include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/socket.h>
 
 #include "fuzz.h"
@@ -100,20 +103,61 @@ static void on_stats(KvmStats *stats, int error, void *userdata) {
         }
 }
 
-static void on_event(QmpClient *q, const char *event, json_object *data, uint64_t timestamp_usec, void *userdata) {
+/* The typed event must be self-consistent whatever QEMU sent: a name, a type that matches it, and the typed
+ * fields of that type set. Touching every string makes ASan see a dangling one. */
+static void check_event(const QmpEvent *e) {
+        const char *want;
+
+        if (!e->name) {
+                fprintf(stderr, "Event without a name.\n");
+                abort();
+        }
+        (void) strlen(e->name);
+        if (e->type < 0 || e->type >= _QMP_EVENT_TYPE_MAX)
+                abort();
+        want = qmp_event_type_to_string(e->type);
+        if (want && !streq(want, e->name)) {
+                fprintf(stderr, "Event %s typed as %s.\n", e->name, want);
+                abort();
+        }
+        switch (e->type) {
+        case QMP_EVENT_SHUTDOWN:
+        case QMP_EVENT_RESET:
+                if (!e->shutdown.reason || !json_object_is_type(e->data, json_type_object))
+                        abort();
+                (void) strlen(e->shutdown.reason);
+                break;
+        case QMP_EVENT_GUEST_PANICKED:
+                if (!e->guest_panicked.action)
+                        abort();
+                (void) strlen(e->guest_panicked.action);
+                break;
+        case QMP_EVENT_BALLOON_CHANGE:
+                if (e->balloon_change.actual > INT64_MAX)
+                        abort();
+                break;
+        case QMP_EVENT_UNKNOWN:
+        case QMP_EVENT_POWERDOWN:
+        case QMP_EVENT_STOP:
+        case QMP_EVENT_RESUME:
+        case QMP_EVENT_SUSPEND:
+        case QMP_EVENT_WAKEUP:
+        case _QMP_EVENT_TYPE_MAX:
+        case _QMP_EVENT_TYPE_INVALID:
+                break;
+        }
+}
+
+static void on_event(QmpClient *q, const QmpEvent *event, void *userdata) {
         Context *ctx = userdata;
 
         if (!ctx->observing)
                 abort(); /* called after it was removed */
-        if (!event) {
-                /* Observers compare the name with streq() (vm.c): it must be a string. */
-                fprintf(stderr, "Event without a name.\n");
-                abort();
-        }
-        if (streq(event, "STOP")) {
+        check_event(event);
+        if (event->type == QMP_EVENT_STOP) {
                 qmp_client_remove_event_observer(q, on_event, ctx);
                 ctx->observing = false;
-        } else if (streq(event, "SHUTDOWN"))
+        } else if (event->type == QMP_EVENT_SHUTDOWN)
                 qmp_client_disconnect(q, 0);
 }
 

@@ -60,12 +60,12 @@ static void on_result(QmpClient *q, int error, json_object *result, const char *
                 r->error_class = strdup(cls);
 }
 
-static void on_event(QmpClient *q, const char *event, json_object *data, uint64_t ts, void *userdata) {
+static void on_event(QmpClient *q, const QmpEvent *event, void *userdata) {
         Harness *h = userdata;
 
         assert_true(h->n_events < MAX_CMDS);
-        snprintf(h->events[h->n_events++], 64, "%s", event);
-        assert_true(ts > 0);
+        snprintf(h->events[h->n_events++], 64, "%s", event->name);
+        assert_true(event->timestamp_usec > 0);
 }
 
 static void on_state(QmpClient *q, QmpClientState state, int error, void *userdata) {

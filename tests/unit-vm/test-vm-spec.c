@@ -1355,6 +1355,77 @@ static void test_equal(void **state) {
         }
 }
 
+/* The key table: every section's keys together and in the order of the canonical INI text, no key twice, only
+ * the lists may repeat. */
+static void test_key_table(void **state) {
+        static const char *const sections[] = { "VM", "Memory", "CPU", "Restart", "Balloon" };
+        const char *section, *key, *prev_section = NULL;
+        size_t n = 0, si = 0;
+        bool multiple;
+
+        for (size_t i = 0; vm_spec_key_get(i, &section, &key, &multiple); i++, n++) {
+                if (!prev_section || !streq(prev_section, section)) {
+                        while (si < ELEMENTSOF(sections) && !streq(sections[si], section))
+                                si++;
+                        assert_true(si < ELEMENTSOF(sections)); /* a known section, not seen before */
+                        si++;
+                        prev_section = section;
+                }
+                assert_int_equal(multiple, streq(key, "Disk") || streq(key, "ExtraArgs"));
+                for (size_t k = 0; k < i; k++) {
+                        const char *s2, *k2;
+
+                        assert_true(vm_spec_key_get(k, &s2, &k2, NULL));
+                        assert_false(streq(s2, section) && streq(k2, key));
+                }
+        }
+        assert_int_equal(n, 42U);
+        assert_false(vm_spec_key_get(n, &section, &key, &multiple));
+}
+
+/* vm_spec_copy() copies key by key: every key set away from its default comes over, and the copy owns its
+ * strings; a spec without a name (which the INI round trip it once went through refused) copies too. */
+static void test_copy(void **state) {
+        static const char text[] =
+                "[VM]\nName=web\nMemory=1G\nVCPUs=4\nMachine=pc\nAccelerator=tcg\nEmulator=/usr/bin/qemu\n"
+                "CPUModel=max\nKernel=/k\nInitrd=/i\nAppend=console=ttyS0\nDisk=/a\nDisk=/b\nBalloon=yes\n"
+                "ExtraArgs=-a \"b c\"\nAutostart=yes\nStartTimeoutSec=5s\nStopTimeoutSec=infinity\n"
+                "[Memory]\nBackend=file\nHugePages=yes\nPath=/dev/hugepages/x\nPolicy=bind\nHostNodes=1,0\n"
+                "Prealloc=yes\nMigrateBetween=1,0\nMigrateEverySec=2s\nMigrateCount=3\nMigrateSettleSec=0\n"
+                "[CPU]\nVCPUAffinity=3:1 0:0-2\nEmulatorAffinity=3\n"
+                "[Restart]\nPolicy=always\nRestartSec=2s\nRestartMaxDelaySec=1h\nStartLimitBurst=3\n"
+                "StartLimitIntervalSec=10min\n"
+                "[Balloon]\nFloor=256M\nCeiling=768M\nPolicy=yes\nStatsIntervalSec=2s\nSchedule=oscillate\n"
+                "From=512M\nTo=768M\nEverySec=1s\nCount=4\n";
+        _cleanup_(vm_spec_freep) VmSpec *s = NULL, *c = NULL, *d = NULL, *nameless = NULL, *nc = NULL;
+        _cleanup_free_ char *a = NULL, *b = NULL;
+        VmSpecError e = {};
+
+        assert_int_equal(vm_spec_parse_ini("web.vm", text, NULL, &s, &e), 0);
+        assert_int_equal(vm_spec_copy(s, &c), 0);
+        assert_true(vm_spec_equal(s, c));
+        assert_ptr_not_equal(s->name, c->name);
+        assert_ptr_not_equal(s->disks, c->disks);
+        assert_ptr_not_equal(s->disks[0], c->disks[0]);
+        assert_int_equal(vm_spec_to_ini(s, &a), 0);
+        assert_int_equal(vm_spec_to_ini(c, &b), 0);
+        assert_string_equal(a, b);
+        /* the copy is no spec with defaults: the text sets all but Balloon= away from their default */
+        d = vm_spec_new();
+        assert_non_null(d);
+        assert_false(vm_spec_equal(c, d));
+        free(c->extra_args[0]);
+        c->extra_args[0] = strdup("-z");
+        assert_false(vm_spec_equal(s, c));
+
+        nameless = vm_spec_new();
+        assert_non_null(nameless);
+        assert_int_equal(vm_spec_copy(nameless, &nc), 0);
+        assert_true(vm_spec_equal(nameless, nc));
+        assert_null(nc->name);
+        assert_string_equal(nc->machine, "q35");
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_defaults),
@@ -1373,6 +1444,8 @@ int main(void) {
                 cmocka_unit_test(test_to_json),
                 cmocka_unit_test(test_round_trip_values),
                 cmocka_unit_test(test_equal),
+                cmocka_unit_test(test_key_table),
+                cmocka_unit_test(test_copy),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

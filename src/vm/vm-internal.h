@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* What the parts of a Vm share: vm.c (state machine, process lifecycle, start, stop, adoption), vm-qmp.c (the
+ * QMP connection: handshake, start-up queries, events), vm-runtime.c (RUNTIME_DIR/vms/NAME and its files) and
+ * vm-json.c (the API's JSON views). */
+
+#include <time.h>
+
+#include "log.h"
+#include "strv.h"
+#include "vm.h"
+
+#define QMP_COMMAND_TIMEOUT_USEC (10 * USEC_PER_SEC)
+
+#define log_vm(vm, level, error, ...) log_struct(level, error, STRV((vm)->log_field), __VA_ARGS__)
+#define log_vm_id(vm, level, error, id, ...) log_struct(level, error, STRV((vm)->log_field, id), __VA_ARGS__)
+
+static inline uint64_t now_usec(clockid_t clock) {
+        struct timespec ts;
+
+        (void) clock_gettime(clock, &ts);
+        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / NSEC_PER_USEC;
+}
+
+/* vm.c */
+void vm_set_state(Vm *vm, VmState state, const char *reason);
+void vm_disarm_timer(Vm *vm);
+void vm_signal(Vm *vm, int sig);
+/* Whether QEMU has exited (its pidfd is readable), though the exit may not have been handled yet. */
+bool vm_process_exited(Vm *vm);
+
+/* vm-qmp.c */
+/* Takes fd (a connected QMP socket), or connects to vm->qmp_path when fd < 0; replaces vm->qmp. */
+int vm_connect_qmp(Vm *vm, int fd);
+void vm_release_qmp(Vm *vm);
+
+/* vm-runtime.c */
+int vm_run_dir_open(VmContext *ctx, const char *name, bool create, char **ret_why);
+int vm_run_file_open(int dir_fd, const char *file, int *ret_fd, const char **ret_why);
+int vm_write_state_file(Vm *vm);
