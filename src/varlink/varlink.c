@@ -1,4 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The varlink server: its interfaces (org.varlink.service built in), listening sockets and connection limits,
+ * and the dispatch of each call to its method (authorization, parameter checks, the internal error of a
+ * failing handler). One connection's I/O and framing is varlink-connection.c. */
 #include <fcntl.h>
 #include <grp.h>
 #include <stdio.h>
