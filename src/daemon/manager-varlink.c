@@ -139,6 +139,9 @@ int manager_varlink_register(Manager *m) {
         r = varlink_server_add_interface(m->varlink, &m->interface);
         if (r < 0)
                 return r;
+        r = varlink_server_set_internal_error(m->varlink, MANAGER_ERROR_INTERNAL);
+        if (r < 0)
+                return r;
 
 #if ENABLE_CERTIFICATION
         r = certification_register(m->varlink);

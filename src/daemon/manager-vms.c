@@ -1,17 +1,17 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The guest table: definitions from VMDirectory (read-only files) and from DefineVM (saved under
- * STATE_DIR/vms), re-adoption of running guests at start, the varlink methods for guests and the event
- * stream. */
+ * STATE_DIR/vms), re-adoption of running guests at start and the varlink methods for guests; the event
+ * stream is manager-events.c. */
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #include "fileio.h"
 #include "json-util.h"
 #include "log.h"
+#include "manager-events.h"
 #include "manager.h"
 #include "process-find.h"
 #include "process.h"
@@ -24,14 +24,6 @@
 #define ERROR_INVALID_STATE "io.memvisor.Manager.InvalidState"
 #define ERROR_DEFINITION_READ_ONLY "io.memvisor.Manager.DefinitionReadOnly"
 #define ERROR_START_FAILED "io.memvisor.Manager.StartFailed"
-#define ERROR_TOO_MANY_SUBSCRIBERS "io.memvisor.Manager.TooManySubscribers"
-
-static uint64_t now_realtime(void) {
-        struct timespec ts;
-
-        (void) clock_gettime(CLOCK_REALTIME, &ts);
-        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / NSEC_PER_USEC;
-}
 
 /* ---- table ------------------------------------------------------------------------------------ */
 
@@ -111,55 +103,7 @@ void manager_update_status(Manager *m) {
                            m->n_vms, strna(m->varlink_address));
 }
 
-/* ---- events ----------------------------------------------------------------------------------- */
-
-static void subscriber_closed(VarlinkConnection *c, void *userdata) {
-        Manager *m = userdata;
-
-        for (size_t i = 0; i < m->n_subscribers; i++)
-                if (m->subscribers[i] == c) {
-                        memmove(m->subscribers + i, m->subscribers + i + 1,
-                                (m->n_subscribers - i - 1) * sizeof(VarlinkConnection *));
-                        m->n_subscribers--;
-                        varlink_connection_unref(c);
-                        return;
-                }
-}
-
-static void manager_broadcast(Manager *m, json_object *event) {
-        /* Notifying may close a slow subscriber (output limit), which edits the list: walk a copy. */
-        size_t n = m->n_subscribers;
-        VarlinkConnection *copy[MANAGER_MAX_SUBSCRIBERS];
-
-        memcpy(copy, m->subscribers, n * sizeof(VarlinkConnection *));
-        for (size_t i = 0; i < n; i++)
-                varlink_connection_ref(copy[i]);
-        for (size_t i = 0; i < n; i++) {
-                if (!varlink_connection_is_closed(copy[i]))
-                        (void) varlink_notify(copy[i], json_object_get(event));
-                varlink_connection_unref(copy[i]);
-        }
-}
-
-static json_object *event_new(const char *type, Vm *vm) {
-        _cleanup_json_ json_object *e = json_object_new_object();
-
-        if (!e || json_add_string(e, "event", type) < 0 || json_add_uint(e, "realtimeUSec", now_realtime()) < 0)
-                return NULL;
-        if (vm && json_add_string(e, "vm", vm->name) < 0)
-                return NULL;
-        return TAKE_PTR(e);
-}
-
-static void manager_emit_simple(Manager *m, const char *type, Vm *vm) {
-        _cleanup_json_ json_object *e = NULL;
-
-        if (m->n_subscribers == 0)
-                return;
-        e = event_new(type, vm);
-        if (e)
-                manager_broadcast(m, e);
-}
+/* ---- state changes, forgetting ended transient guests ----------------------------------------- */
 
 static int manager_gc(sd_event_source *s, void *userdata) {
         Manager *m = userdata;
@@ -169,7 +113,7 @@ static int manager_gc(sd_event_source *s, void *userdata) {
 
                 if (vm->transient && !vm_is_active(vm) && vm->state != VM_STATE_RESTARTING) {
                         log_info("Forgetting guest %s: it ended and has no definition any more.", vm->name);
-                        manager_emit_simple(m, "undefined", vm);
+                        manager_events_emit(m, "undefined", vm);
                         vm_cleanup_runtime(&m->vmctx, vm->name);
                         manager_remove_vm(m, vm);
                         continue;
@@ -183,16 +127,7 @@ static int manager_gc(sd_event_source *s, void *userdata) {
 static void manager_on_vm_state(Vm *vm, VmState old_state, void *userdata) {
         Manager *m = userdata;
 
-        if (m->n_subscribers > 0) {
-                _cleanup_json_ json_object *e = event_new("state", vm);
-
-                if (e && json_add_string(e, "state", vm_state_to_string(vm->state)) >= 0 &&
-                    json_add_string(e, "previousState", vm_state_to_string(old_state)) >= 0 &&
-                    json_add_string(e, "reason", vm->reason) >= 0 && json_add_uint(e, "restarts", vm->restarts) >= 0 &&
-                    (!vm_is_active(vm) || json_add_int(e, "pid", vm->pid) >= 0))
-                        manager_broadcast(m, e);
-        }
-
+        manager_events_vm_state(m, vm, old_state);
         if (vm->transient && !vm_is_active(vm) && m->gc_source)
                 (void) sd_event_source_set_enabled(m->gc_source, SD_EVENT_ONESHOT);
         manager_update_status(m);
@@ -536,10 +471,7 @@ void manager_vms_done(Manager *m) {
                 vm_free(m->vms[i]);
         m->vms = mfree(m->vms);
         m->n_vms = 0;
-        for (size_t i = 0; i < m->n_subscribers; i++)
-                varlink_connection_unref(m->subscribers[i]);
-        m->subscribers = mfree(m->subscribers);
-        m->n_subscribers = 0;
+        manager_events_done(m);
         m->gc_source = sd_event_source_disable_unref(m->gc_source);
         if (m->vmctx_ready)
                 vm_context_done(&m->vmctx);
@@ -617,7 +549,7 @@ int manager_vms_reload(Manager *m) {
                         continue;
                 }
                 log_info("Definition of guest %s is gone, forgetting it.", vm->name);
-                manager_emit_simple(m, "undefined", vm);
+                manager_events_emit(m, "undefined", vm);
                 vm_cleanup_runtime(&m->vmctx, vm->name);
                 manager_remove_vm(m, vm);
         }
@@ -632,7 +564,7 @@ int manager_vms_reload(Manager *m) {
                         if (add_loaded_vm(m, spec, set.paths[k], false, NULL) < 0)
                                 vm_spec_free(spec);
                         else
-                                manager_emit_simple(m, "defined", manager_find_vm(m, spec->name));
+                                manager_events_emit(m, "defined", manager_find_vm(m, spec->name));
                         continue;
                 }
                 if (!vm->source && !vm->transient) {
@@ -648,7 +580,7 @@ int manager_vms_reload(Manager *m) {
                 log_info("Definition of guest %s changed%s.", vm->name,
                          vm_is_active(vm) ? "; it applies from the next start" : "");
                 vm_set_spec(vm, spec, set.paths[k]);
-                manager_emit_simple(m, "redefined", vm);
+                manager_events_emit(m, "redefined", vm);
         }
 
         free(set.specs);
@@ -832,7 +764,7 @@ static int vl_define_vm(VarlinkConnection *c, json_object *parameters, VarlinkCa
                          (unsigned) varlink_connection_get_peer_uid(c),
                          vm_is_active(vm) ? "; it applies from the next start" : "");
                 vm_set_spec(vm, TAKE_PTR(spec), NULL);
-                manager_emit_simple(m, "redefined", vm);
+                manager_events_emit(m, "redefined", vm);
         } else {
                 r = vm_new(&m->vmctx, spec, NULL, &vm);
                 if (r < 0) {
@@ -847,7 +779,7 @@ static int vl_define_vm(VarlinkConnection *c, json_object *parameters, VarlinkCa
                         return r;
                 }
                 log_info("Guest %s defined over varlink by uid %u.", vm->name, (unsigned) varlink_connection_get_peer_uid(c));
-                manager_emit_simple(m, "defined", vm);
+                manager_events_emit(m, "defined", vm);
         }
         manager_update_status(m);
         return reply_summary(c, vm);
@@ -888,7 +820,7 @@ static int vl_undefine_vm(VarlinkConnection *c, json_object *parameters, Varlink
                 return log_error_errno(errno, "Failed to remove %s: %m", path);
 
         log_info("Guest %s undefined over varlink by uid %u.", vm->name, (unsigned) varlink_connection_get_peer_uid(c));
-        manager_emit_simple(m, "undefined", vm);
+        manager_events_emit(m, "undefined", vm);
         remove_run_dir(m, vm->name);
         manager_remove_vm(m, vm);
         manager_update_status(m);
@@ -964,41 +896,6 @@ static int vl_kill_vm(VarlinkConnection *c, json_object *parameters, VarlinkCall
         return reply_summary(c, vm);
 }
 
-static int vl_subscribe_events(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags, void *userdata) {
-        Manager *m = userdata;
-        _cleanup_json_ json_object *e = NULL, *list = json_object_new_array();
-        VarlinkConnection **t;
-        int r;
-
-        if (m->n_subscribers >= MANAGER_MAX_SUBSCRIBERS)
-                return varlink_error(c, ERROR_TOO_MANY_SUBSCRIBERS, NULL);
-        if (!list)
-                return -ENOMEM;
-
-        for (size_t i = 0; i < m->n_vms; i++) {
-                json_object *s = NULL;
-                r = vm_summary_json(m->vms[i], &s);
-                if (r < 0)
-                        return r;
-                if (json_object_array_add(list, s) < 0) {
-                        json_object_put(s);
-                        return -ENOMEM;
-                }
-        }
-        e = event_new("subscribed", NULL);
-        if (!e || json_add(e, "vms", TAKE_PTR(list)) < 0)
-                return -ENOMEM;
-
-        t = realloc(m->subscribers, (m->n_subscribers + 1) * sizeof(VarlinkConnection *));
-        if (!t)
-                return -ENOMEM;
-        m->subscribers = t;
-        m->subscribers[m->n_subscribers++] = varlink_connection_ref(c);
-        varlink_connection_set_close_callback(c, subscriber_closed, m);
-
-        return varlink_notify(c, TAKE_PTR(e));
-}
-
 static const VarlinkField name_only[] = { { "name", VARLINK_STRING, 0 }, { NULL } };
 
 static const VarlinkMethod vm_methods[] = {
@@ -1020,7 +917,7 @@ static const VarlinkMethod vm_methods[] = {
         { "KillVM", vl_kill_vm,
           (const VarlinkField[]) { { "name", VARLINK_STRING, 0 }, { "signal", VARLINK_STRING, VARLINK_NULLABLE }, { NULL } },
           VARLINK_METHOD_PRIVILEGED },
-        { "SubscribeEvents", vl_subscribe_events, (const VarlinkField[]) { { NULL } }, VARLINK_METHOD_REQUIRES_MORE },
+        { "SubscribeEvents", manager_events_subscribe, (const VarlinkField[]) { { NULL } }, VARLINK_METHOD_REQUIRES_MORE },
         { NULL },
 };
 

@@ -142,6 +142,11 @@ typedef struct ManagerError {
 } ManagerError;
 
 #define MANAGER_ERROR_INVALID_PARAMETER "org.varlink.service.InvalidParameter"
+/* A method that failed inside: what the varlink server sends when a handler returns a negative errno
+ * (manager_varlink_register() sets it) and what operations answering later send on such a failure. */
+#define MANAGER_ERROR_INTERNAL "io.memvisor.Manager.InternalError"
+/* Its former name from varlink.h, still used by manager-numa.c until the daemon's error table replaces both. */
+#define VARLINK_ERROR_INTERNAL MANAGER_ERROR_INTERNAL
 
 /* Sets *e (taking parameters, NULL for none) and returns error (a negative errno). */
 static inline int manager_error_set(ManagerError *e, int error, const char *name, json_object *parameters) {

@@ -106,8 +106,11 @@ const MetricFamily metric_families[_METRIC_ID_MAX] = {
                                          "Memory of the QEMU process resident on a host NUMA node (numa_maps).",
                                          L("vm", "node") },
         [METRIC_GUEST_BALLOON_ACTUAL] = { "memvisor_guest_balloon_actual_bytes", METRIC_GAUGE, "bytes",
-                                          "Memory the guest has with its balloon inflated (query-balloon actual).",
-                                          L("vm") },
+                                          "Memory the guest has with its balloon inflated (QEMU's actual size), as "
+                                          "the balloon module last saw it: on each BALLOON_CHANGE event from QEMU "
+                                          "and from its query-balloon every StatsIntervalSec= of [Balloon] (10 s "
+                                          "by default, less often than the guest sampler's 5 s). While the balloon "
+                                          "is tracked (running, Balloon=yes).", L("vm") },
         [METRIC_GUEST_BALLOON_TARGET] = { "memvisor_guest_balloon_target_bytes", METRIC_GAUGE, "bytes",
                                           "Balloon target last sent to the guest (SetBalloon, a schedule step or "
                                           "the policy); its boot memory while none was. While the balloon is "

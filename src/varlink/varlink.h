@@ -54,8 +54,8 @@ typedef enum VarlinkCallFlags {
 } VarlinkCallFlags;
 
 /* Handlers reply with varlink_reply()/varlink_notify()/varlink_error(), now or later (keep a reference
- * with varlink_connection_ref() to reply later). Returning a negative errno without having replied sends
- * io.memvisor.Manager.InternalError. */
+ * with varlink_connection_ref() to reply later). Returning a negative errno without having replied sends the
+ * server's internal error (varlink_server_set_internal_error()) with {"errno": n, "message": "…"}. */
 typedef int (*VarlinkMethodFn)(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags,
                                void *userdata);
 
@@ -101,9 +101,6 @@ typedef struct VarlinkServerLimits {
                 .max_json_depth = VARLINK_DEFAULT_MAX_JSON_DEPTH,       \
         })
 
-/* Name of the error sent when a handler fails without replying. */
-#define VARLINK_ERROR_INTERNAL "io.memvisor.Manager.InternalError"
-
 int varlink_server_new(VarlinkServer **ret, sd_event *event, const char *vendor, const char *product,
                        const char *version, const char *url);
 VarlinkServer *varlink_server_free(VarlinkServer *s);
@@ -111,6 +108,10 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(VarlinkServer *, varlink_server_free);
 
 void varlink_server_set_userdata(VarlinkServer *s, void *userdata);
 int varlink_server_add_interface(VarlinkServer *s, const VarlinkInterface *iface);
+/* Name of the error sent when a method fails without replying (its handler returned a negative errno), e.g.
+ * "com.example.Service.InternalError"; NULL (the default): the called interface's name + ".InternalError".
+ * A name that is not a dotted varlink error name → -EINVAL. */
+int varlink_server_set_internal_error(VarlinkServer *s, const char *error);
 int varlink_server_set_limits(VarlinkServer *s, const VarlinkServerLimits *limits);
 const VarlinkServerLimits *varlink_server_get_limits(VarlinkServer *s);
 /* Members of this group (besides uid 0) may call privileged methods; (gid_t) -1 → none. */

@@ -546,6 +546,10 @@ def test_guest_balloon_target_and_steps_series(daemons, workdir):
         wait_state(d, "bal", "running")
         s = wait_series(d, lambda s: 'memvisor_guest_balloon_target_bytes{vm="bal"}' in s, what="balloon target")
         assert s['memvisor_guest_balloon_target_bytes{vm="bal"}'] == 64 << 20     # nothing asked: boot memory
+        # The actual size is the balloon module's own reading (GetBalloon's actualBytes), not a second poll.
+        s = wait_series(d, lambda s: 'memvisor_guest_balloon_actual_bytes{vm="bal"}' in s, what="balloon actual")
+        assert s['memvisor_guest_balloon_actual_bytes{vm="bal"}'] == 64 << 20     # no driver: never moves
+        assert ok(d, "GetBalloon", {"name": "bal"})["balloon"]["actualBytes"] == 64 << 20
         ok(d, "SetBalloon", {"name": "bal", "targetBytes": 48 << 20})
         s = wait_series(d, lambda s: s.get('memvisor_guest_balloon_target_bytes{vm="bal"}') == 48 << 20,
                         what="the new target")
@@ -567,6 +571,7 @@ def test_guest_balloon_target_and_steps_series(daemons, workdir):
     wait_state(d, "bal", "stopped", timeout=20)
     # Not tracked any more: no target; the step count is the daemon's and stays (a counter never goes back).
     s = wait_series(d, lambda s: 'memvisor_guest_balloon_target_bytes{vm="bal"}' not in s, what="target gone")
+    assert 'memvisor_guest_balloon_actual_bytes{vm="bal"}' not in s
     assert s['memvisor_guest_balloon_steps_total{vm="bal"}'] == 2
     ok(d, "StartVM", {"name": "bal"})
     try:

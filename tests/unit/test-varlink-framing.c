@@ -962,14 +962,36 @@ static void test_internal_error(void **state) {
         Test *t = *state;
         _cleanup_json_ json_object *m = NULL;
 
+        /* By default the called interface's own InternalError. */
         m = call(t, "{\"method\":\"" M("Fail") "\"}");
-        assert_error(m, VARLINK_ERROR_INTERNAL, NULL, NULL);
+        assert_error(m, M("InternalError"), NULL, NULL);
         assert_int_equal(json_get_int(params_of(m), "errno", -1), EIO);
         assert_non_null(json_get_string(params_of(m), "message"));
 
         json_object_put(TAKE_PTR(m));
         m = call(t, "{\"method\":\"" M("Echo") "\",\"parameters\":{\"text\":\"ok\"}}");
         assert_echo_text(m, "ok");
+
+        /* The name the user of the library set. */
+        assert_int_equal(varlink_server_set_internal_error(t->server, "com.example.Other.InternalError"), 0);
+        json_object_put(TAKE_PTR(m));
+        m = call(t, "{\"method\":\"" M("Fail") "\"}");
+        assert_error(m, "com.example.Other.InternalError", NULL, NULL);
+        assert_int_equal(json_get_int(params_of(m), "errno", -1), EIO);
+        assert_non_null(json_get_string(params_of(m), "message"));
+
+        /* Names that could not be sent as they are. */
+        assert_int_equal(varlink_server_set_internal_error(t->server, "no-dots"), -EINVAL);
+        assert_int_equal(varlink_server_set_internal_error(t->server, "com.example.\"Quote"), -EINVAL);
+        json_object_put(TAKE_PTR(m));
+        m = call(t, "{\"method\":\"" M("Fail") "\"}");
+        assert_error(m, "com.example.Other.InternalError", NULL, NULL);
+
+        /* NULL: back to the default. */
+        assert_int_equal(varlink_server_set_internal_error(t->server, NULL), 0);
+        json_object_put(TAKE_PTR(m));
+        m = call(t, "{\"method\":\"" M("Fail") "\"}");
+        assert_error(m, M("InternalError"), NULL, NULL);
 }
 
 static void test_reply_api_misuse(void **state) {
