@@ -61,7 +61,7 @@ static Vm *vm_from_request(Manager *m, sd_bus_message *message, const char *name
         if (!name) {
                 /* A method of a guest object: the guest is the path. */
                 if (bus_vm_name_from_path(sd_bus_message_get_path(message), &from_path) <= 0) {
-                        sd_bus_error_setf(error, BUS_ERROR_NO_SUCH_VM, "No guest at %s.",
+                        sd_bus_error_setf(error, BUS_ERROR(NO_SUCH_VM), "No guest at %s.",
                                           strna(sd_bus_message_get_path(message)));
                         return NULL;
                 }
@@ -69,7 +69,7 @@ static Vm *vm_from_request(Manager *m, sd_bus_message *message, const char *name
         }
         vm = manager_find_vm(m, name);
         if (!vm)
-                sd_bus_error_setf(error, BUS_ERROR_NO_SUCH_VM, "No guest named '%s'.", name);
+                sd_bus_error_setf(error, BUS_ERROR(NO_SUCH_VM), "No guest named '%s'.", name);
         return vm;
 }
 
@@ -101,7 +101,7 @@ static int run_start(sd_bus_message *message, void *userdata, sd_bus_error *erro
         if (r == -ENOMEM)
                 return r;
         if (r < 0)
-                return sd_bus_error_setf(error, BUS_ERROR_START_FAILED, "Failed to start guest %s: %s", vm->name,
+                return sd_bus_error_setf(error, BUS_ERROR(START_FAILED), "Failed to start guest %s: %s", vm->name,
                                          reason ?: strerror(-r));
         return sd_bus_reply_method_return(message, NULL);
 }
@@ -133,7 +133,7 @@ static int run_restart(sd_bus_message *message, void *userdata, sd_bus_error *er
         if (r == -ENOMEM)
                 return r;
         if (r < 0)
-                return sd_bus_error_setf(error, BUS_ERROR_START_FAILED, "Failed to restart guest %s: %s",
+                return sd_bus_error_setf(error, BUS_ERROR(START_FAILED), "Failed to restart guest %s: %s",
                                          vm->name, reason ?: strerror(-r));
         return sd_bus_reply_method_return(message, NULL);
 }
@@ -152,10 +152,10 @@ static int run_kill(sd_bus_message *message, void *userdata, sd_bus_error *error
                 return r;
         sig = parse_signal_name(signame);
         if (sig < 0)
-                return sd_bus_error_setf(error, BUS_ERROR_INVALID_SIGNAL, "Unknown signal '%s'.", signame);
+                return sd_bus_error_setf(error, BUS_ERROR(INVALID_SIGNAL), "Unknown signal '%s'.", signame);
         r = vm_kill(vm, sig);
         if (r == -ESRCH)
-                return sd_bus_error_setf(error, BUS_ERROR_INVALID_STATE, "Guest %s is %s, not running.", vm->name,
+                return sd_bus_error_setf(error, BUS_ERROR(INVALID_STATE), "Guest %s is %s, not running.", vm->name,
                                          vm_state_to_string(vm->state));
         if (r < 0)
                 return r;
@@ -172,7 +172,7 @@ static int run_reload(sd_bus_message *message, void *userdata, sd_bus_error *err
         if (r == -ENOMEM)
                 return r;
         if (r < 0)
-                return sd_bus_error_setf(error, BUS_ERROR_CONFIG_INVALID, "%s", reason ?: strerror(-r));
+                return sd_bus_error_setf(error, BUS_ERROR(CONFIG_INVALID), "%s", reason ?: strerror(-r));
         return sd_bus_reply_method_return(message, NULL);
 }
 

@@ -6,7 +6,6 @@
 #include "json-util.h"
 #include "manager-events.h"
 
-#define ERROR_TOO_MANY_SUBSCRIBERS "io.memvisor.Manager.TooManySubscribers"
 
 static uint64_t now_realtime(void) {
         struct timespec ts;
@@ -83,7 +82,7 @@ int manager_events_subscribe(VarlinkConnection *c, json_object *parameters, Varl
         int r;
 
         if (m->n_subscribers >= MANAGER_MAX_SUBSCRIBERS)
-                return varlink_error(c, ERROR_TOO_MANY_SUBSCRIBERS, NULL);
+                return varlink_error(c, VARLINK_ERROR(TOO_MANY_SUBSCRIBERS), NULL);
         if (!list)
                 return -ENOMEM;
 

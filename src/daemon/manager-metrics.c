@@ -248,7 +248,7 @@ static int reply_no_sample(VarlinkConnection *c, ManagerMetrics *mm) {
         r = no_sample_parameters(mm, &p);
         if (r < 0)
                 return r;
-        return varlink_error(c, "io.memvisor.Manager.NoSample", p);
+        return varlink_error(c, VARLINK_ERROR(NO_SAMPLE), p);
 }
 
 static const HostSample *last_host(ManagerMetrics *mm) {
@@ -267,7 +267,7 @@ int manager_metrics_host_memory(Manager *m, json_object **ret_reply, ManagerErro
                 r = no_sample_parameters(m->metrics, &e);
                 if (r < 0)
                         return r;
-                return manager_error_set(ret_error, -ENODATA, "io.memvisor.Manager.NoSample", e);
+                return manager_error_set(ret_error, -ENODATA, VARLINK_ERROR(NO_SAMPLE), e);
         }
         sample = metrics_host_memory_json(h);
         if (!p || !sample || json_add(p, "sample", sample) < 0 ||
@@ -414,7 +414,7 @@ static int vl_watch_metrics(VarlinkConnection *c, json_object *parameters, Varli
         if (!mm || !mm->sampler)
                 return reply_no_sample(c, mm);
         if (mm->n_watchers >= MAX_WATCHERS)
-                return varlink_error(c, "io.memvisor.Manager.TooManyWatchers", NULL);
+                return varlink_error(c, VARLINK_ERROR(TOO_MANY_WATCHERS), NULL);
 
         w = calloc(1, sizeof(Watcher));
         if (!w)

@@ -74,7 +74,7 @@ static int vl_reload(VarlinkConnection *c, json_object *parameters, VarlinkCallF
                 p = json_object_new_object();
                 if (!p || json_add_string(p, "message", error ?: strerror(-r)) < 0)
                         return -ENOMEM;
-                return varlink_error(c, "io.memvisor.Manager.ConfigInvalid", TAKE_PTR(p));
+                return varlink_error(c, VARLINK_ERROR(CONFIG_INVALID), TAKE_PTR(p));
         }
         return varlink_reply(c, NULL);
 }
@@ -139,7 +139,7 @@ int manager_varlink_register(Manager *m) {
         r = varlink_server_add_interface(m->varlink, &m->interface);
         if (r < 0)
                 return r;
-        r = varlink_server_set_internal_error(m->varlink, MANAGER_ERROR_INTERNAL);
+        r = varlink_server_set_internal_error(m->varlink, VARLINK_ERROR(INTERNAL_ERROR));
         if (r < 0)
                 return r;
 

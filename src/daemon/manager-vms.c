@@ -18,12 +18,6 @@
 #include "strv.h"
 #include "varlink-idl.h"
 
-#define ERROR_NO_SUCH_VM "io.memvisor.Manager.NoSuchVM"
-#define ERROR_VM_EXISTS "io.memvisor.Manager.VMExists"
-#define ERROR_INVALID_DEFINITION "io.memvisor.Manager.InvalidDefinition"
-#define ERROR_INVALID_STATE "io.memvisor.Manager.InvalidState"
-#define ERROR_DEFINITION_READ_ONLY "io.memvisor.Manager.DefinitionReadOnly"
-#define ERROR_START_FAILED "io.memvisor.Manager.StartFailed"
 
 /* ---- table ------------------------------------------------------------------------------------ */
 
@@ -614,15 +608,15 @@ static int error_two_strings(VarlinkConnection *c, const char *error, const char
 }
 
 static int error_read_only(VarlinkConnection *c, Vm *vm) {
-        return error_two_strings(c, ERROR_DEFINITION_READ_ONLY, "name", vm->name, "source", vm->source);
+        return error_two_strings(c, VARLINK_ERROR(DEFINITION_READ_ONLY), "name", vm->name, "source", vm->source);
 }
 
 static int error_invalid_state(VarlinkConnection *c, Vm *vm) {
-        return error_two_strings(c, ERROR_INVALID_STATE, "name", vm->name, "state", vm_state_to_string(vm->state));
+        return error_two_strings(c, VARLINK_ERROR(INVALID_STATE), "name", vm->name, "state", vm_state_to_string(vm->state));
 }
 
 static int error_start_failed(VarlinkConnection *c, Vm *vm, const char *reason) {
-        return error_two_strings(c, ERROR_START_FAILED, "name", vm->name, "reason", reason);
+        return error_two_strings(c, VARLINK_ERROR(START_FAILED), "name", vm->name, "reason", reason);
 }
 
 static Vm *lookup_or_reply(Manager *m, VarlinkConnection *c, json_object *parameters, int *ret) {
@@ -630,7 +624,7 @@ static Vm *lookup_or_reply(Manager *m, VarlinkConnection *c, json_object *parame
         Vm *vm = manager_find_vm(m, name);
 
         if (!vm)
-                *ret = error_name_param(c, ERROR_NO_SUCH_VM, "name", name);
+                *ret = error_name_param(c, VARLINK_ERROR(NO_SUCH_VM), "name", name);
         return vm;
 }
 
@@ -699,7 +693,7 @@ static int reply_invalid_definition(VarlinkConnection *c, const VmSpecError *e, 
                 json_object_put(p);
                 return -ENOMEM;
         }
-        return varlink_error(c, ERROR_INVALID_DEFINITION, p);
+        return varlink_error(c, VARLINK_ERROR(INVALID_DEFINITION), p);
 }
 
 static int vl_define_vm(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags, void *userdata) {
@@ -744,7 +738,7 @@ static int vl_define_vm(VarlinkConnection *c, json_object *parameters, VarlinkCa
         if (vm && vm->source && !vm->transient)
                 return error_read_only(c, vm);
         if (vm && !replace && !vm->transient)
-                return error_name_param(c, ERROR_VM_EXISTS, "name", spec->name);
+                return error_name_param(c, VARLINK_ERROR(VM_EXISTS), "name", spec->name);
         if (!vm && m->n_vms >= MANAGER_MAX_VMS)
                 return -E2BIG;
 

@@ -5,6 +5,7 @@
 
 #include "config.h"
 #include "macro.h"
+#include "manager-errors.h"
 #include "varlink.h"
 #include "vm.h"
 
@@ -144,8 +145,8 @@ typedef struct ManagerError {
 #define MANAGER_ERROR_INVALID_PARAMETER "org.varlink.service.InvalidParameter"
 /* A method that failed inside: what the varlink server sends when a handler returns a negative errno
  * (manager_varlink_register() sets it) and what operations answering later send on such a failure. */
-#define MANAGER_ERROR_INTERNAL "io.memvisor.Manager.InternalError"
-/* Its former name from varlink.h, still used by manager-numa.c until the daemon's error table replaces both. */
+#define MANAGER_ERROR_INTERNAL VARLINK_ERROR(INTERNAL_ERROR)
+/* Its former name from varlink.h, still used by manager-numa.c until it names VARLINK_ERROR(INTERNAL_ERROR). */
 #define VARLINK_ERROR_INTERNAL MANAGER_ERROR_INTERNAL
 
 /* Sets *e (taking parameters, NULL for none) and returns error (a negative errno). */

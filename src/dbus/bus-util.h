@@ -18,11 +18,6 @@
 #define BUS_VM_PREFIX "/io/memvisor/Manager1/vm"
 #define BUS_VM_INTERFACE "io.memvisor.VM1"
 
-#define BUS_ERROR_NO_SUCH_VM "io.memvisor.Manager1.NoSuchVM"
-#define BUS_ERROR_INVALID_STATE "io.memvisor.Manager1.InvalidState"
-#define BUS_ERROR_START_FAILED "io.memvisor.Manager1.StartFailed"
-#define BUS_ERROR_CONFIG_INVALID "io.memvisor.Manager1.ConfigInvalid"
-#define BUS_ERROR_INVALID_SIGNAL "io.memvisor.Manager1.InvalidSignal"
 /* Errors of the operations shared with varlink: io.memvisor.Manager.X there (bus_error_set_from_varlink()). */
 #define BUS_ERROR_PREFIX "io.memvisor.Manager1."
 #define BUS_VARLINK_ERROR_PREFIX "io.memvisor.Manager."
