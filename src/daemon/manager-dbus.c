@@ -362,7 +362,6 @@ finish:
 }
 
 static int run_migrate_pages(sd_bus_message *message, void *userdata, sd_bus_error *error) {
-        _cleanup_json_ json_object *parameters = NULL;
         ManagerCompletion completion = {};
         const char *from, *to;
         ManagerError e = {};
@@ -376,16 +375,12 @@ static int run_migrate_pages(sd_bus_message *message, void *userdata, sd_bus_err
         r = sd_bus_message_read(message, "ss", &from, &to);
         if (r < 0)
                 return r;
-        parameters = json_object_new_object();
-        if (!parameters || json_add_string(parameters, "name", vm->name) < 0 ||
-            json_add_string(parameters, "from", from) < 0 || json_add_string(parameters, "to", to) < 0)
-                return -ENOMEM;
         /* The request is not kept: the moves can take long, the reply says they started, MigrationFinished
          * says how they ended. */
         r = bus_pending_new(m, NULL, vm->name, &completion, migrate_done);
         if (r < 0)
                 return r;
-        r = manager_numa_migrate_pages(m, parameters, &completion, &e);
+        r = manager_numa_migrate_pages(m, vm->name, from, to, &completion, &e);
         if (r < 0)
                 return bus_error_from_manager(error, &e, r);
         return sd_bus_reply_method_return(message, NULL);
