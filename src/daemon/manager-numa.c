@@ -473,41 +473,8 @@ static void migrate_on_progress(const MigrationProgress *p, void *userdata) {
                          call->name, strna(from), strna(to), migration_report_failed(rep) ? "failed" : "done",
                          both ? rep->summary.bytes_moved : 0, both ? rep->summary.duration_usec : 0);
         }
-        if (!call->conn || !call->more)
-                return;
-
-        x = json_object_new_object();
-        if (!x)
-                return;
-        switch (p->phase) {
-        case MIGRATION_PHASE_STARTED:
-                break;
-        case MIGRATION_PHASE_MIGRATING: {
-                json_object *a = NULL;
-                if (numa_residency_to_json(p->residency_before, &a) >= 0)
-                        (void) json_add(x, "residencyBefore", a);
-                break;
-        }
-        case MIGRATION_PHASE_MEASURING:
-                (void) json_add_uint(x, "durationUSec", p->duration_usec);
-                break;
-        case MIGRATION_PHASE_SETTLING:
-                (void) json_add_uint(x, "settleUSec", p->settle_usec);
-                break;
-        case MIGRATION_PHASE_MOVED: {
-                json_object *r = NULL;
-                if (migration_report_to_json(p->report, &r) < 0 || json_add(x, "report", r) < 0)
-                        return;
-                break;
-        }
-        case _MIGRATION_PHASE_MAX:
-        case _MIGRATION_PHASE_INVALID:
-                return;
-        }
-        if (json_add_string(x, "phase", migration_phase_to_string(p->phase)) < 0 ||
-            json_add_int(x, "move", p->move) < 0 || json_add_int(x, "moves", p->moves) < 0)
-                return;
-        (void) varlink_notify(call->conn, TAKE_PTR(x));
+        if (call->conn && call->more && migration_progress_to_json(p, &x) >= 0)
+                (void) varlink_notify(call->conn, TAKE_PTR(x));
 }
 
 /* The end of the run: the final reply (the summary, or the error). */
@@ -645,7 +612,7 @@ static int vl_cancel_migrations(VarlinkConnection *c, json_object *parameters, V
 
 static int vl_list_migrations(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags, void *userdata) {
         Manager *m = userdata;
-        _cleanup_json_ json_object *p = json_object_new_object(), *a = json_object_new_array();
+        _cleanup_json_ json_object *p = json_object_new_object(), *a = NULL;
         const char *name = json_get_string(parameters, "name");
         MigrationHistory *h;
         ManagerError e = {};
@@ -655,24 +622,12 @@ static int vl_list_migrations(VarlinkConnection *c, json_object *parameters, Var
         vm = manager_find_vm(m, name);
         if (!vm)
                 return manager_error_varlink_reply(c, &e, fail_no_such_vm(&e, name));
-        if (!p || !a)
+        if (!p)
                 return -ENOMEM;
         h = numa_history(m->numa, vm->name);
-        if (h) {
-                size_t n;
-                MigrationReport *const *reports = migration_history_reports(h, &n);
-
-                for (size_t i = 0; i < n; i++) {
-                        json_object *o = NULL;
-                        r = migration_report_to_json(reports[i], &o);
-                        if (r < 0)
-                                return r;
-                        if (json_object_array_add(a, o) < 0) {
-                                json_object_put(o);
-                                return -ENOMEM;
-                        }
-                }
-        }
+        r = migration_history_to_json(h, &a);
+        if (r < 0)
+                return r;
         if ((r = json_add(p, "migrations", TAKE_PTR(a))) < 0 ||
             (r = json_add_bool(p, "inProgress", migration_history_busy(h, NULL))) < 0)
                 return r;

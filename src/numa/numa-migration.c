@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "fileio.h"
+#include "json-util.h"
 #include "log.h"
 #include "meminfo.h"
 #include "numa-migration.h"
@@ -22,6 +23,42 @@ static const char *const migration_phase_table[_MIGRATION_PHASE_MAX] = {
 };
 
 DEFINE_STRING_TABLE(migration_phase, MigrationPhase, _MIGRATION_PHASE_MAX);
+
+int migration_progress_to_json(const MigrationProgress *p, json_object **ret) {
+        _cleanup_json_ json_object *x = json_object_new_object(), *a = NULL;
+        int r = 0;
+
+        if (!x)
+                return -ENOMEM;
+        switch (p->phase) {
+        case MIGRATION_PHASE_STARTED:
+                break;
+        case MIGRATION_PHASE_MIGRATING:
+                if (numa_residency_to_json(p->residency_before, &a) >= 0)
+                        r = json_add(x, "residencyBefore", TAKE_PTR(a));
+                break;
+        case MIGRATION_PHASE_MEASURING:
+                r = json_add_uint(x, "durationUSec", p->duration_usec);
+                break;
+        case MIGRATION_PHASE_SETTLING:
+                r = json_add_uint(x, "settleUSec", p->settle_usec);
+                break;
+        case MIGRATION_PHASE_MOVED:
+                if ((r = migration_report_to_json(p->report, &a)) >= 0)
+                        r = json_add(x, "report", TAKE_PTR(a));
+                break;
+        case _MIGRATION_PHASE_MAX:
+        case _MIGRATION_PHASE_INVALID:
+                return -EINVAL;
+        }
+        if (r < 0 ||
+            (r = json_add_string(x, "phase", migration_phase_to_string(p->phase))) < 0 ||
+            (r = json_add_int(x, "move", p->move)) < 0 ||
+            (r = json_add_int(x, "moves", p->moves)) < 0)
+                return r;
+        *ret = TAKE_PTR(x);
+        return 0;
+}
 
 /* Userdata of a query_stats call: outlives the run when the run is freed first. */
 typedef struct StatsToken {
@@ -290,6 +327,27 @@ const MigrationTotals *migration_history_totals(const MigrationHistory *h) {
 MigrationReport *const *migration_history_reports(const MigrationHistory *h, size_t *ret_n) {
         *ret_n = h->n_reports;
         return h->reports;
+}
+
+int migration_history_to_json(const MigrationHistory *h, json_object **ret) {
+        _cleanup_json_ json_object *a = json_object_new_array();
+        int r;
+
+        if (!a)
+                return -ENOMEM;
+        for (size_t i = 0; h && i < h->n_reports; i++) {
+                json_object *o = NULL;
+
+                r = migration_report_to_json(h->reports[i], &o);
+                if (r < 0)
+                        return r;
+                if (json_object_array_add(a, o) < 0) {
+                        json_object_put(o);
+                        return -ENOMEM;
+                }
+        }
+        *ret = TAKE_PTR(a);
+        return 0;
 }
 
 int migration_history_record(MigrationHistory *h, MigrationReport *r) {

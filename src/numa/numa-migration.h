@@ -95,6 +95,10 @@ typedef struct MigrationProgress {
         MigrationReport *report;
 } MigrationProgress;
 
+/* MigratePages' progress notification: {extra…, "phase", "move", "moves"}, the extra field being
+ * residencyBefore (migrating), durationUSec (measuring), settleUSec (settling) or report (moved). */
+int migration_progress_to_json(const MigrationProgress *p, json_object **ret);
+
 typedef struct MigrationHistory MigrationHistory;
 typedef struct MigrationRun MigrationRun;
 
@@ -115,6 +119,8 @@ const char *migration_history_name(const MigrationHistory *h);
 const MigrationTotals *migration_history_totals(const MigrationHistory *h);
 /* The recorded reports, oldest first (valid until the history changes). */
 MigrationReport *const *migration_history_reports(const MigrationHistory *h, size_t *ret_n);
+/* ListMigrations' migrations: the reports as an array (empty for a NULL history). */
+int migration_history_to_json(const MigrationHistory *h, json_object **ret);
 /* Appends a report (as a run does): gives it the next id, counts it in the totals. */
 int migration_history_record(MigrationHistory *h, MigrationReport *r);
 
