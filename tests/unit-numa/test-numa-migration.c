@@ -330,6 +330,7 @@ static void test_request_host(void **state) {
 
         req.from = "0";
         req.to = "1";
+        req.settle_usec = 0;
 
         fake_init(&f, flat);
         check_host_error(&f, req, NUMA_ERROR_SINGLE_NODE, "{\"nodes\":1,\"reason\":\"the host has a single NUMA node: "
