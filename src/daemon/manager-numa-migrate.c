@@ -128,7 +128,8 @@ static int migrate_prepare(Manager *m, const char *name, MigrationRequest *req, 
         return 0;
 }
 
-int manager_numa_vl_migrate_pages(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags, void *userdata) {
+int manager_numa_vl_migrate_pages(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags,
+                                  void *userdata) {
         _cleanup_(migrate_call_freep) MigrateCall *call = calloc(1, sizeof(MigrateCall));
         MigrationRequest req = MIGRATION_REQUEST_INIT;
         MigrateCall *owned = call;
@@ -161,10 +162,9 @@ int manager_numa_vl_migrate_pages(VarlinkConnection *c, json_object *parameters,
         return 0;
 }
 
-int manager_numa_migrate_pages(Manager *m, const char *name, const char *from, const char *to,
-                               ManagerCompletion *completion, ManagerError *ret_error) {
+int manager_numa_migrate(Manager *m, const char *name, MigrationRequest *req, ManagerCompletion *completion,
+                         ManagerError *ret_error) {
         _cleanup_(migrate_call_freep) MigrateCall *call = calloc(1, sizeof(MigrateCall));
-        MigrationRequest req = MIGRATION_REQUEST_INIT;
         MigrateCall *owned = call;
         MigrationRun *run;
         int r;
@@ -173,9 +173,7 @@ int manager_numa_migrate_pages(Manager *m, const char *name, const char *from, c
                 manager_completion_drop(completion);
                 return -ENOMEM;
         }
-        req.from = from;
-        req.to = to;
-        r = migrate_prepare(m, name, &req, &call, &run, ret_error);
+        r = migrate_prepare(m, name, req, &call, &run, ret_error);
         if (r < 0) {
                 manager_completion_drop(completion);
                 return r;
@@ -186,7 +184,8 @@ int manager_numa_migrate_pages(Manager *m, const char *name, const char *from, c
         return 0;
 }
 
-int manager_numa_vl_cancel_migrations(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags, void *userdata) {
+int manager_numa_vl_cancel_migrations(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags,
+                                      void *userdata) {
         Manager *m = userdata;
         const char *name = json_get_string(parameters, "name");
         ManagerError e = {};
@@ -199,7 +198,8 @@ int manager_numa_vl_cancel_migrations(VarlinkConnection *c, json_object *paramet
         return varlink_reply(c, NULL);
 }
 
-int manager_numa_vl_list_migrations(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags, void *userdata) {
+int manager_numa_vl_list_migrations(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags,
+                                    void *userdata) {
         Manager *m = userdata;
         _cleanup_json_ json_object *p = json_object_new_object(), *a = NULL;
         const char *name = json_get_string(parameters, "name");

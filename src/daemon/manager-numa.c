@@ -176,8 +176,9 @@ static int prerun_log_error(Vm *vm, const VmSpec *spec, const NumaError *e) {
                 return log_error_errno(e->cause, "Guest %s: vCPU %u (thread %i) pinned to %s, but the kernel allows "
                                        "%s.", vm->name, e->vcpu, (int) e->thread_id, strna(e->requested),
                                        strna(e->effective));
-        return log_error_errno(e->cause < 0 ? e->cause : -EINVAL, "Guest %s: failed to pin vCPU %u (thread %i) to %s: %m",
-                               vm->name, e->vcpu, (int) e->thread_id, strna(e->requested));
+        return log_error_errno(e->cause < 0 ? e->cause : -EINVAL,
+                               "Guest %s: failed to pin vCPU %u (thread %i) to %s: %m", vm->name, e->vcpu,
+                               (int) e->thread_id, strna(e->requested));
 }
 
 /* The start-up hook: applies [CPU] VCPUAffinity= and EmulatorAffinity= while the guest is paused. */
@@ -356,12 +357,14 @@ static int vl_get_placement(VarlinkConnection *c, json_object *parameters, Varli
             (r = json_add_string(o, "hostNodes", spec->host_nodes)) < 0 ||
             (r = json_add_string(o, "vcpuAffinity", spec->vcpu_affinity)) < 0 ||
             (r = json_add_string(o, "emulatorAffinity", spec->emulator_affinity)) < 0 ||
-            (r = json_add_bool(o, "migrating", migration_history_busy(manager_numa_history(m->numa, vm->name), NULL))) < 0)
+            (r = json_add_bool(o, "migrating",
+                               migration_history_busy(manager_numa_history(m->numa, vm->name), NULL))) < 0)
                 return r;
 
         if (!manager_numa_vm_running(vm)) {
                 _cleanup_json_ json_object *p = json_object_new_object();
-                if (!p || json_add(o, "vcpus", json_object_new_array()) < 0 || json_add(p, "placement", TAKE_PTR(o)) < 0)
+                if (!p || json_add(o, "vcpus", json_object_new_array()) < 0 ||
+                    json_add(p, "placement", TAKE_PTR(o)) < 0)
                         return -ENOMEM;
                 return varlink_reply(c, TAKE_PTR(p));
         }
