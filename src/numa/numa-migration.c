@@ -682,6 +682,8 @@ static void run_begin_move(MigrationRun *run) {
         int r;
 
         r = ctx->lookup(run->history->name, ctx->userdata, &g);
+        if (r < 0 && r != -ESRCH)
+                return run_finish(run, r, NULL);
         if (r < 0) {
                 log_info("Guest %s is not running any more; %s after %u move(s).", run->history->name,
                          run->pingpong ? "ping-pong ends" : "migration abandoned", run->done);
