@@ -8,8 +8,9 @@
  * SD_BUS_VTABLE_UNPRIVILEGED so that sd-bus does not run its own (synchronous, CAP_SYS_ADMIN) check.
  *
  * Pinning, ballooning, page migration and host memory call the same functions as the varlink methods
- * (manager.h: manager_numa_pin_vcpus() and friends); their JSON replies become a{sv} and their varlink errors
- * io.memvisor.Manager1.* errors (bus_error_set_from_varlink()). Nothing waits in the loop: SetBalloon
+ * (manager.h: manager_numa_pin_vcpus(), manager_numa_migrate() with src/numa's MigrationRequest, and friends);
+ * their JSON replies become a{sv} and their varlink errors io.memvisor.Manager1.* errors
+ * (bus_error_set_from_varlink()). Nothing waits in the loop: SetBalloon
  * replies when QEMU answered the balloon command (a ManagerCompletion keeps the request), and MigratePages
  * replies once the moves started, MigrationFinished tells how they ended. */
 #include <signal.h>
@@ -23,6 +24,7 @@
 #include "json-util.h"
 #include "log.h"
 #include "manager.h"
+#include "numa-migration.h"
 #include "strv.h"
 
 struct ManagerDbus {
@@ -362,9 +364,8 @@ finish:
 }
 
 static int run_migrate_pages(sd_bus_message *message, void *userdata, sd_bus_error *error) {
-        _cleanup_json_ json_object *parameters = NULL;
+        MigrationRequest req = MIGRATION_REQUEST_INIT;
         ManagerCompletion completion = {};
-        const char *from, *to;
         ManagerError e = {};
         Manager *m = userdata;
         Vm *vm;
@@ -373,19 +374,15 @@ static int run_migrate_pages(sd_bus_message *message, void *userdata, sd_bus_err
         vm = vm_from_args(m, message, error, &r);
         if (!vm)
                 return r;
-        r = sd_bus_message_read(message, "ss", &from, &to);
+        r = sd_bus_message_read(message, "ss", &req.from, &req.to);
         if (r < 0)
                 return r;
-        parameters = json_object_new_object();
-        if (!parameters || json_add_string(parameters, "name", vm->name) < 0 ||
-            json_add_string(parameters, "from", from) < 0 || json_add_string(parameters, "to", to) < 0)
-                return -ENOMEM;
         /* The request is not kept: the moves can take long, the reply says they started, MigrationFinished
          * says how they ended. */
         r = bus_pending_new(m, NULL, vm->name, &completion, migrate_done);
         if (r < 0)
                 return r;
-        r = manager_numa_migrate_pages(m, parameters, &completion, &e);
+        r = manager_numa_migrate(m, vm->name, &req, &completion, &e);
         if (r < 0)
                 return bus_error_from_manager(error, &e, r);
         return sd_bus_reply_method_return(message, NULL);

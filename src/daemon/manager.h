@@ -216,10 +216,12 @@ static inline void manager_completion_drop(ManagerCompletion *c) {
  * varlink reply ({"vcpus": [...]}). Synchronous: sched_setaffinity only. */
 int manager_numa_pin_vcpus(Manager *m, const char *name, const char *map, const char *emulator,
                            json_object **ret_reply, ManagerError *ret_error);
-/* manager-numa.c: MigratePages, parameters as the varlink method's. Returns 0 once the migration started;
- * completion (always consumed) gets the final reply or the error when it ends. */
-int manager_numa_migrate_pages(Manager *m, json_object *parameters, ManagerCompletion *completion,
-                               ManagerError *ret_error);
+/* manager-numa-migrate.c: MigratePages (src/numa's MigrationRequest; the guest's fields are filled in here).
+ * Returns 0 once the migration started; completion (always consumed) gets the final reply (the varlink
+ * method's) or the error when it ends. */
+typedef struct MigrationRequest MigrationRequest;
+int manager_numa_migrate(Manager *m, const char *name, MigrationRequest *req, ManagerCompletion *completion,
+                         ManagerError *ret_error);
 /* manager-balloon.c: SetBalloon without waiting. requester names the caller in the log. Returns 0 once the
  * balloon command was sent; completion (always consumed) gets QEMU's answer as the varlink reply. */
 int manager_balloon_set_target(Manager *m, const char *name, int64_t target_bytes, const char *requester,
