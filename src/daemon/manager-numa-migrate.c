@@ -82,7 +82,7 @@ static void migrate_on_finished(int error, const NumaError *details, const Migra
         else
                 r = manager_numa_fail(call->numa->manager, call->name, error, details, &e);
         if (r < 0 && !e.name)
-                e.name = VARLINK_ERROR_INTERNAL;
+                e.name = VARLINK_ERROR(INTERNAL_ERROR);
         if (c)
                 (void) (e.name ? varlink_error(c, e.name, TAKE_PTR(e.parameters)) : varlink_reply(c, TAKE_PTR(p)));
         else

@@ -15,18 +15,6 @@
 #include "numa-worker.h"
 #include "parse.h"
 
-#define ERROR_NO_SUCH_VM "io.memvisor.Manager.NoSuchVM"
-#define ERROR_INVALID_STATE "io.memvisor.Manager.InvalidState"
-#define ERROR_SINGLE_NODE "io.memvisor.Manager.SingleNUMANode"
-#define ERROR_NO_SUCH_NODE "io.memvisor.Manager.NoSuchNode"
-#define ERROR_IDENTICAL_NODES "io.memvisor.Manager.IdenticalNodes"
-#define ERROR_MEMORY_CANNOT_MOVE "io.memvisor.Manager.MemoryCannotMove"
-#define ERROR_MISSING_CAPABILITY "io.memvisor.Manager.MissingCapability"
-#define ERROR_BUSY "io.memvisor.Manager.Busy"
-#define ERROR_NO_SUCH_VCPU "io.memvisor.Manager.NoSuchVCPU"
-#define ERROR_NO_SUCH_CPU "io.memvisor.Manager.NoSuchCPU"
-#define ERROR_PINNING_FAILED "io.memvisor.Manager.PinningFailed"
-#define ERROR_MIGRATION_FAILED "io.memvisor.Manager.MigrationFailed"
 
 /* ---- errors ----------------------------------------------------------------------------------- */
 
@@ -40,7 +28,7 @@ static int error_json(ManagerError *ret, int error, const char *name, json_objec
 
 int manager_numa_fail_no_such_vm(ManagerError *ret, const char *name) {
         json_object *p = json_object_new_object();
-        return error_json(ret, -ENOENT, ERROR_NO_SUCH_VM, p, p ? json_add_string(p, "name", name) : 0);
+        return error_json(ret, -ENOENT, VARLINK_ERROR(NO_SUCH_VM), p, p ? json_add_string(p, "name", name) : 0);
 }
 
 static int fail_invalid_state(ManagerError *ret, const char *name, Vm *vm) {
@@ -49,22 +37,24 @@ static int fail_invalid_state(ManagerError *ret, const char *name, Vm *vm) {
 
         if (r >= 0 && p)
                 r = json_add_string(p, "state", vm ? vm_state_to_string(vm->state) : "undefined");
-        return error_json(ret, -ESRCH, ERROR_INVALID_STATE, p, r);
+        return error_json(ret, -ESRCH, VARLINK_ERROR(INVALID_STATE), p, r);
 }
 
-static const char *const numa_error_names[_NUMA_ERROR_MAX] = {
-        [NUMA_ERROR_INVALID_PARAMETER] = MANAGER_ERROR_INVALID_PARAMETER,
-        [NUMA_ERROR_NOT_RUNNING] = ERROR_INVALID_STATE,
-        [NUMA_ERROR_SINGLE_NODE] = ERROR_SINGLE_NODE,
-        [NUMA_ERROR_NO_SUCH_NODE] = ERROR_NO_SUCH_NODE,
-        [NUMA_ERROR_IDENTICAL_NODES] = ERROR_IDENTICAL_NODES,
-        [NUMA_ERROR_MEMORY_CANNOT_MOVE] = ERROR_MEMORY_CANNOT_MOVE,
-        [NUMA_ERROR_MISSING_CAPABILITY] = ERROR_MISSING_CAPABILITY,
-        [NUMA_ERROR_BUSY] = ERROR_BUSY,
-        [NUMA_ERROR_NO_SUCH_VCPU] = ERROR_NO_SUCH_VCPU,
-        [NUMA_ERROR_NO_SUCH_CPU] = ERROR_NO_SUCH_CPU,
-        [NUMA_ERROR_PINNING_FAILED] = ERROR_PINNING_FAILED,
-        [NUMA_ERROR_MIGRATION_FAILED] = ERROR_MIGRATION_FAILED,
+/* The API error of each NumaErrorCode (NUMA_ERROR_INVALID_PARAMETER is varlink's own InvalidParameter and
+ * NUMA_ERROR_NOT_RUNNING is answered as InvalidState with the guest's state, below). */
+static const ManagerErrorCode numa_errors[_NUMA_ERROR_MAX] = {
+        [NUMA_ERROR_INVALID_PARAMETER] = _MANAGER_ERROR_INVALID,
+        [NUMA_ERROR_NOT_RUNNING] = MANAGER_ERROR_INVALID_STATE,
+        [NUMA_ERROR_SINGLE_NODE] = MANAGER_ERROR_SINGLE_NUMA_NODE,
+        [NUMA_ERROR_NO_SUCH_NODE] = MANAGER_ERROR_NO_SUCH_NODE,
+        [NUMA_ERROR_IDENTICAL_NODES] = MANAGER_ERROR_IDENTICAL_NODES,
+        [NUMA_ERROR_MEMORY_CANNOT_MOVE] = MANAGER_ERROR_MEMORY_CANNOT_MOVE,
+        [NUMA_ERROR_MISSING_CAPABILITY] = MANAGER_ERROR_MISSING_CAPABILITY,
+        [NUMA_ERROR_BUSY] = MANAGER_ERROR_BUSY,
+        [NUMA_ERROR_NO_SUCH_VCPU] = MANAGER_ERROR_NO_SUCH_VCPU,
+        [NUMA_ERROR_NO_SUCH_CPU] = MANAGER_ERROR_NO_SUCH_CPU,
+        [NUMA_ERROR_PINNING_FAILED] = MANAGER_ERROR_PINNING_FAILED,
+        [NUMA_ERROR_MIGRATION_FAILED] = MANAGER_ERROR_MIGRATION_FAILED,
 };
 
 int manager_numa_fail(Manager *m, const char *name, int code, const NumaError *e, ManagerError *ret) {
@@ -78,7 +68,9 @@ int manager_numa_fail(Manager *m, const char *name, int code, const NumaError *e
         r = numa_error_parameters_json(e, name, &p);
         if (r < 0)
                 return r;
-        return manager_error_set(ret, e->cause < 0 ? e->cause : -EINVAL, numa_error_names[code], p);
+        return manager_error_set(ret, e->cause < 0 ? e->cause : -EINVAL,
+                                 code == NUMA_ERROR_INVALID_PARAMETER ? MANAGER_ERROR_INVALID_PARAMETER :
+                                 manager_error_varlink(numa_errors[code]), p);
 }
 
 bool manager_numa_vm_running(Vm *vm) {
@@ -327,7 +319,7 @@ static void placement_on_worker(NumaWorker *w, int code, bool done, int result, 
         if (r >= 0 && p && json_add(p, "placement", TAKE_PTR(q->placement)) >= 0)
                 (void) varlink_reply(q->conn, TAKE_PTR(p));
         else
-                (void) varlink_error(q->conn, VARLINK_ERROR_INTERNAL, NULL);
+                (void) varlink_error(q->conn, VARLINK_ERROR(INTERNAL_ERROR), NULL);
         placement_request_remove(q->numa, q);
 }
 
