@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
 #
-# tests/package/run.sh [--keep]
+# tests/package/run.sh [--keep] [--systemd BUILDDIR]
 #
 # The Debian package: builds it with `dpkg-buildpackage -us -uc -b` from a copy of the tree, runs lintian
 # on the .changes (errors fail, warnings are listed), installs it with `apt-get install ./memvisor_*.deb`
@@ -13,6 +13,10 @@
 #
 #   --keep      keep the work directory (build tree, .debs, lintian output, the unmounted root); its path
 #               is printed
+#   --systemd BUILDDIR
+#               then install the .deb in the real-systemd test guest (tests/harness/systemd/run.sh --package,
+#               which boots BUILDDIR's test guest with systemd 252 as PID 1) and check the units there:
+#               socket activation of the packaged daemon, a guest, purge stopping it; tools/check passes it
 #
 # The tree copied is the working tree as it is now: git-tracked files (with their uncommitted changes) and
 # untracked files that are not ignored; no build directories.
@@ -41,10 +45,12 @@ BUILD_PKGS=(meson ninja-build pkg-config python3 libsystemd-dev libjson-c-dev li
     debhelper dpkg-dev build-essential lintian)
 
 keep=0
+systemd_build=
 while [ $# -gt 0 ]; do
     case "$1" in
     --keep) keep=1 ;;
-    -h | --help) sed -n '3,27s/^# \{0,1\}//p' "$SELF"; exit 0 ;;
+    --systemd) systemd_build=$(readlink -f "${2:?--systemd needs a build directory}"); shift ;;
+    -h | --help) sed -n '3,31s/^# \{0,1\}//p' "$SELF"; exit 0 ;;
     *) echo "$PROG: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -308,5 +314,23 @@ gone_check
 check "/var/lib/memvisor is gone" '[ ! -e /var/lib/memvisor ]'
 bareroot_phase "reinstall+purge" $t
 
-FINAL="PASS $PROG: ${timings#, }; lintian $n_e errors, $n_w warnings"
+# ---------------------------------------------------------------------------------- under systemd ---
+
+systemd_result=
+if [ -n "$systemd_build" ]; then
+    t=$SECONDS
+    phase_name="the package under systemd (tests/harness/systemd/run.sh --package)"
+    bareroot_log "installing the .deb in the real-systemd test guest ($systemd_build)"
+    "$SRC/tests/harness/systemd/run.sh" "$systemd_build" --package "$DEB" >"$WORK/systemd.log" 2>&1
+    rc=$?
+    sed -n '/^== results/,$p' "$WORK/systemd.log" | sed 's/^/  /'
+    case $rc in
+    0) systemd_result="; under systemd: $(tail -n1 "$WORK/systemd.log")" ;;
+    77) systemd_result="; under systemd: $(tail -n1 "$WORK/systemd.log")" ;;
+    *) tail -n 60 "$WORK/systemd.log"; fail "the package under systemd failed (above)" ;;
+    esac
+    bareroot_phase "under systemd" $t
+fi
+
+FINAL="PASS $PROG: ${timings#, }; lintian $n_e errors, $n_w warnings$systemd_result"
 exit 0

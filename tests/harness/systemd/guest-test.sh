@@ -3,40 +3,8 @@
 # Runs inside the systemd test guest (see run.sh) as root, under systemd 252 as PID 1, on an overlay of the
 # host root. Installs the build tree's units and checks what a user of `systemctl` would see. Each check
 # prints "ok - …" or "not ok - …" to the console and to /run/memvisor-out/results.
-set -u
-OUT=/run/memvisor-out
-. "$OUT/params"
-RES=$OUT/results
-: > "$RES"
-fails=0
-export SYSTEMD_PAGER= SYSTEMD_COLORS=0 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-
-ok() { echo "ok - $*" | tee -a "$RES"; }
-nok() { echo "not ok - $*" | tee -a "$RES"; fails=$((fails + 1)); }
-check() { # check DESCRIPTION COMMAND...
-    local d=$1; shift
-    echo "== $d: $*" >>"$OUT/detail.log"
-    local t=(timeout 120)
-    [ "$(type -t "$1")" = function ] && t=()   # wait_for, alive: bounded by themselves
-    if "${t[@]}" "$@" >>"$OUT/detail.log" 2>&1; then ok "$d"; else nok "$d"; fi
-}
-prop() { systemctl show -P "$2" "$1"; }
-wait_for() { # wait_for SECONDS COMMAND... (by the clock: under TCG one try may take a second)
-    local end=$((SECONDS + $1)); shift
-    while :; do
-        if [ "$(type -t "$1")" = function ]; then "$@"; else timeout 20 "$@"; fi >/dev/null 2>&1 && return 0
-        [ $SECONDS -lt $end ] || return 1
-        sleep 0.2
-    done
-}
+. "$(dirname "$0")/guest-lib.sh"
 ctl() { "$BUILD/memvisorctl" "$@"; }
-alive() { [ -n "$1" ] && [ "$1" != 0 ] && kill -0 "$1" 2>/dev/null; }
-finish() {
-    echo "== journal of memvisord" >>"$OUT/detail.log"
-    journalctl -u memvisord --no-pager -o short-monotonic >>"$OUT/detail.log" 2>&1
-    echo "$fails failed" | tee -a "$RES"
-    exit $(( fails > 0 ))
-}
 
 echo "harness: systemd $(systemctl --version | head -n1), build $BUILD"
 
