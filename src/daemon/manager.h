@@ -3,6 +3,7 @@
 
 #include <systemd/sd-event.h>
 
+#include "balloon-controller.h"
 #include "config.h"
 #include "macro.h"
 #include "varlink.h"
@@ -104,14 +105,8 @@ void manager_update_status(Manager *m);
 
 /* Read-only views of the feature modules' per-guest state, for the metrics sampler. Counters are running
  * totals, kept while the module knows the guest by name (over restarts), never sums over a bounded ring. */
-typedef struct ManagerBalloonInfo {
-        bool tracking;                  /* running with a balloon device: target and stats are valid */
-        uint64_t target_bytes;          /* the last target sent, or the boot memory while none was */
-        BalloonGuestStats stats;        /* the last guest statistics (balloon_guest_stats_valid()) */
-        uint64_t steps_total;           /* schedule steps started */
-        uint64_t steps_reached_total;   /* … whose target was reached */
-        uint64_t steps_reached_usec;    /* time those took to reach it, summed */
-} ManagerBalloonInfo;
+/* manager-balloon.c: the balloon controller's view for the metrics (balloon-controller.h). */
+typedef BalloonControllerInfo ManagerBalloonInfo;
 
 /* manager-balloon.c: -ENOENT when the balloon module never tracked a guest of that name. */
 int manager_balloon_guest_info(Manager *m, const char *name, ManagerBalloonInfo *ret);
@@ -211,15 +206,18 @@ int manager_numa_pin_vcpus(Manager *m, const char *name, const char *map, const 
  * completion (always consumed) gets the final reply or the error when it ends. */
 int manager_numa_migrate_pages(Manager *m, json_object *parameters, ManagerCompletion *completion,
                                ManagerError *ret_error);
-/* manager-balloon.c: SetBalloon without waiting. requester names the caller in the log. Returns 0 once the
- * balloon command was sent; completion (always consumed) gets QEMU's answer as the varlink reply. */
-int manager_balloon_set_target(Manager *m, const char *name, int64_t target_bytes, const char *requester,
-                               ManagerCompletion *completion, ManagerError *ret_error);
+/* manager-balloon.c: the typed balloon API (balloon-controller.h) for the transports. The controller of a guest
+ * by name, NULL while it never ran with a balloon device (the API's calls take NULL as "not running"); what
+ * the controller is told about a guest (its running configuration, or its definition). */
+BalloonController *manager_balloon_controller(Manager *m, const char *name);
+void manager_balloon_guest_config(Manager *m, const Vm *vm, BalloonGuestConfig *ret);
+/* The API error of a typed balloon call's result r (> 0) about guest name, as the varlink error; r < 0 is
+ * returned as is. */
+int manager_balloon_error(Manager *m, const char *name, int r, const BalloonErrorInfo *info, ManagerError *ret_error);
+/* SetBalloon's reply: {"name", "targetBytes", "actualBytes", "reached", "elapsedUSec"}. */
+int manager_balloon_target_json(const char *name, const BalloonTargetResult *result, json_object **ret);
 /* manager-balloon.c: GetBalloon's reply ({"balloon": {...}}). */
 int manager_balloon_describe(Manager *m, const char *name, json_object **ret_reply, ManagerError *ret_error);
-/* manager-balloon.c: the last balloon target and actual size of a guest, false when not tracked (not
- * running, or no balloon device); *ret_actual is UINT64_MAX when not known yet. */
-bool manager_balloon_sizes(Manager *m, const char *name, uint64_t *ret_target, uint64_t *ret_actual);
 /* manager-metrics.c: GetHostMemory's reply (the last snapshot, not a new /proc read). */
 int manager_metrics_host_memory(Manager *m, json_object **ret_reply, ManagerError *ret_error);
 
