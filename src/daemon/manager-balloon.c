@@ -11,6 +11,7 @@
 #include <stdio.h>
 
 #include "balloon-controller.h"
+#include "balloon-json.h"
 #include "balloon-policy-run.h"
 #include "json-util.h"
 #include "log.h"
@@ -287,17 +288,6 @@ static int reply_balloon_error(VarlinkConnection *c, Manager *m, const char *nam
         return manager_error_varlink_reply(c, &e, r);
 }
 
-int manager_balloon_target_json(const char *name, const BalloonTargetResult *result, json_object **ret) {
-        _cleanup_json_ json_object *p = json_object_new_object();
-
-        if (!p || json_add_string(p, "name", name) < 0 || json_add_uint(p, "targetBytes", result->target_bytes) < 0 ||
-            (result->actual_bytes != BALLOON_SIZE_UNKNOWN && json_add_uint(p, "actualBytes", result->actual_bytes) < 0) ||
-            json_add_bool(p, "reached", result->reached) < 0 || json_add_uint(p, "elapsedUSec", result->elapsed_usec) < 0)
-                return -ENOMEM;
-        *ret = TAKE_PTR(p);
-        return 0;
-}
-
 /* ---- SetBalloon ------------------------------------------------------------------------------- */
 
 /* A SetBalloon call waiting for its answer. */
@@ -325,7 +315,7 @@ static int call_progress_reply(BalloonCall *call, const BalloonTargetResult *res
         json_object *p = NULL;
         int r;
 
-        r = manager_balloon_target_json(call->name, result, &p);
+        r = balloon_target_result_to_json(call->name, result, &p);
         if (r < 0)
                 return r;
         /* A message over the client's output limit closes the connection, and the close callback would cancel the
@@ -456,96 +446,6 @@ static int vl_set_balloon(VarlinkConnection *c, json_object *parameters, Varlink
 
 /* ---- GetBalloon, GetBalloonSteps, GetBalloonDecisions ----------------------------------------- */
 
-static json_object *kvm_unavailable(const char *reason) {
-        _cleanup_json_ json_object *o = json_object_new_object();
-
-        if (!o || json_add_bool(o, "available", false) < 0 || json_add_string(o, "reason", reason) < 0)
-                return NULL;
-        return TAKE_PTR(o);
-}
-
-static int step_to_json(const BalloonStep *s, json_object **ret) {
-        _cleanup_json_ json_object *o = json_object_new_object();
-
-        if (!o || json_add_uint(o, "index", s->index) < 0 || json_add_uint(o, "realtimeUSec", s->start_realtime_usec) < 0 ||
-            json_add_uint(o, "targetBytes", s->target_bytes) < 0 ||
-            (s->actual_start_bytes != BALLOON_SIZE_UNKNOWN && json_add_uint(o, "actualStartBytes", s->actual_start_bytes) < 0) ||
-            (s->actual_bytes != BALLOON_SIZE_UNKNOWN && json_add_uint(o, "actualBytes", s->actual_bytes) < 0) ||
-            json_add_bool(o, "reached", s->reached) < 0 || json_add_bool(o, "finished", s->done) < 0 ||
-            (s->reached && json_add_uint(o, "timeToReachUSec", s->reached_usec) < 0) ||
-            json_add_string(o, "error", s->error) < 0)
-                return -ENOMEM;
-        if (json_add(o, "kvm", s->kvm ? json_object_get(s->kvm)
-                                      : kvm_unavailable(s->done ? "pending" : "the step is in progress")) < 0)
-                return -ENOMEM;
-        *ret = TAKE_PTR(o);
-        return 0;
-}
-
-static int decision_to_json(const BalloonDecisionRecord *d, json_object **ret) {
-        _cleanup_json_ json_object *o = json_object_new_object(), *h = json_object_new_object();
-
-        if (!o || !h || json_add_uint(o, "realtimeUSec", d->realtime_usec) < 0 ||
-            json_add_string(o, "action", balloon_policy_action_to_string(d->decision.action)) < 0 ||
-            json_add_string(o, "reason", balloon_policy_reason_to_string(d->decision.reason)) < 0 ||
-            json_add_uint(o, "targetBytes", d->decision.target_bytes) < 0 ||
-            json_add_uint(o, "actualBytes", d->input.actual_bytes) < 0 ||
-            json_add_uint(o, "floorBytes", d->input.floor_bytes) < 0 ||
-            json_add_uint(o, "ceilingBytes", d->input.ceiling_bytes) < 0 ||
-            (d->input.available_bytes != BALLOON_POLICY_UNKNOWN &&
-             json_add_uint(o, "guestAvailableBytes", d->input.available_bytes) < 0) ||
-            json_add_string(h, "state", balloon_host_state_to_string(d->result.state)) < 0 ||
-            json_add_uint(h, "memTotalBytes", d->host.mem_total) < 0 ||
-            json_add_uint(h, "memAvailableBytes", d->host.mem_available) < 0 ||
-            json_add_uint(h, "committedASBytes", d->host.committed_as) < 0 ||
-            json_add_uint(h, "commitLimitBytes", d->host.commit_limit) < 0 ||
-            json_add_bool(h, "availableLow", d->result.available_low) < 0 ||
-            json_add_bool(h, "commitHigh", d->result.commit_high) < 0 ||
-            json_add_bool(h, "relieved", d->result.relieved) < 0 ||
-            json_add_uint(h, "needBytes", d->result.need_bytes) < 0 ||
-            json_add_uint(h, "headroomBytes", d->result.headroom_bytes) < 0 || json_add(o, "host", TAKE_PTR(h)) < 0)
-                return -ENOMEM;
-        *ret = TAKE_PTR(o);
-        return 0;
-}
-
-static int status_to_json(const BalloonStatus *st, json_object *b) {
-        json_object *s = NULL;
-        int r;
-
-        if (st->tracking) {
-                if (json_add_uint(b, "targetBytes", st->target_bytes) < 0 ||
-                    (st->actual_bytes != BALLOON_SIZE_UNKNOWN && json_add_uint(b, "actualBytes", st->actual_bytes) < 0))
-                        return -ENOMEM;
-                if (balloon_guest_stats_valid(&st->stats)) {
-                        r = balloon_guest_stats_to_json(&st->stats, &s);
-                        if (r < 0)
-                                return r;
-                        if (json_add(b, "guestStats", TAKE_PTR(s)) < 0)
-                                return -ENOMEM;
-                }
-                if (st->schedule_active) {
-                        r = balloon_schedule_to_json(&st->schedule, &s);
-                        if (r < 0)
-                                return r;
-                        if (json_add_uint(s, "nextStep", st->schedule_next) < 0 ||
-                            json_add_string(s, "origin", balloon_schedule_origin_to_string(st->schedule_origin)) < 0 ||
-                            json_add(b, "schedule", s) < 0) {
-                                json_object_put(s);
-                                return -ENOMEM;
-                        }
-                }
-        }
-        if (st->last_decision) {
-                r = decision_to_json(st->last_decision, &s);
-                if (r < 0)
-                        return r;
-                if (json_add(b, "lastDecision", s) < 0)
-                        return -ENOMEM;
-        }
-        return 0;
-}
-
 int manager_balloon_describe(Manager *m, const char *name, json_object **ret_reply, ManagerError *ret_error) {
         _cleanup_json_ json_object *p = json_object_new_object(), *b = json_object_new_object();
         Vm *vm = manager_find_vm(m, name);
@@ -571,7 +471,7 @@ int manager_balloon_describe(Manager *m, const char *name, json_object **ret_rep
             json_add_bool(b, "policy", guest_policy_enabled(m, vm)) < 0 ||
             json_add_uint(b, "statsIntervalUSec", cfg.stats_interval_usec) < 0)
                 return -ENOMEM;
-        r = status_to_json(&st, b);
+        r = balloon_status_to_json(&st, b);
         if (r < 0)
                 return r;
         if (json_add(p, "balloon", TAKE_PTR(b)) < 0)
@@ -591,9 +491,11 @@ static int vl_get_balloon(VarlinkConnection *c, json_object *parameters, Varlink
         return varlink_reply(c, reply);
 }
 
-static int vl_get_balloon_steps(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags,
-                                void *userdata) {
-        Manager *m = userdata;
+/* Replies {key: [...]} with n records of the guest's controller in their JSON form; hostState too when given. */
+static int reply_records(VarlinkConnection *c, Manager *m, json_object *parameters, const char *key,
+                         size_t (*count)(const BalloonController *c),
+                         int (*record_to_json)(const BalloonController *c, size_t i, json_object **ret),
+                         const char *host_state) {
         const char *name = json_get_string(parameters, "name");
         _cleanup_json_ json_object *p = json_object_new_object(), *list = json_object_new_array();
         BalloonController *ctl;
@@ -604,50 +506,41 @@ static int vl_get_balloon_steps(VarlinkConnection *c, json_object *parameters, V
         if (!p || !list)
                 return -ENOMEM;
         ctl = manager_balloon_controller(m, name);
-        for (size_t i = 0; i < balloon_controller_n_steps(ctl); i++) {
-                json_object *s = NULL;
+        for (size_t i = 0; i < count(ctl); i++) {
+                json_object *o = NULL;
 
-                r = step_to_json(balloon_controller_get_step(ctl, i), &s);
+                r = record_to_json(ctl, i, &o);
                 if (r < 0)
                         return r;
-                if (json_object_array_add(list, s) < 0) {
-                        json_object_put(s);
+                if (json_object_array_add(list, o) < 0) {
+                        json_object_put(o);
                         return -ENOMEM;
                 }
         }
-        if (json_add(p, "steps", TAKE_PTR(list)) < 0)
+        if (json_add_string(p, "hostState", host_state) < 0 || json_add(p, key, TAKE_PTR(list)) < 0)
                 return -ENOMEM;
         return varlink_reply(c, TAKE_PTR(p));
+}
+
+static int step_to_json(const BalloonController *c, size_t i, json_object **ret) {
+        return balloon_step_to_json(balloon_controller_get_step(c, i), ret);
+}
+
+static int decision_to_json(const BalloonController *c, size_t i, json_object **ret) {
+        return balloon_decision_to_json(balloon_controller_get_decision(c, i), ret);
+}
+
+static int vl_get_balloon_steps(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags,
+                                void *userdata) {
+        return reply_records(c, userdata, parameters, "steps", balloon_controller_n_steps, step_to_json, NULL);
 }
 
 static int vl_get_balloon_decisions(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags,
                                     void *userdata) {
         Manager *m = userdata;
-        const char *name = json_get_string(parameters, "name");
-        _cleanup_json_ json_object *p = json_object_new_object(), *list = json_object_new_array();
-        BalloonController *ctl;
-        int r;
 
-        if (!manager_find_vm(m, name))
-                return error_name(c, ERROR_NO_SUCH_VM, name);
-        if (!p || !list)
-                return -ENOMEM;
-        ctl = manager_balloon_controller(m, name);
-        for (size_t i = 0; i < balloon_controller_n_decisions(ctl); i++) {
-                json_object *d = NULL;
-
-                r = decision_to_json(balloon_controller_get_decision(ctl, i), &d);
-                if (r < 0)
-                        return r;
-                if (json_object_array_add(list, d) < 0) {
-                        json_object_put(d);
-                        return -ENOMEM;
-                }
-        }
-        if (json_add_string(p, "hostState", balloon_host_state_to_string(m->balloon->policy.host_state)) < 0 ||
-            json_add(p, "decisions", TAKE_PTR(list)) < 0)
-                return -ENOMEM;
-        return varlink_reply(c, TAKE_PTR(p));
+        return reply_records(c, m, parameters, "decisions", balloon_controller_n_decisions, decision_to_json,
+                             balloon_host_state_to_string(m->balloon->policy.host_state));
 }
 
 /* ---- schedules -------------------------------------------------------------------------------- */

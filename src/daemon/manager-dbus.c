@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "balloon-json.h"
 #include "build-config.h"
 #include "bus-util.h"
 #include "json-util.h"
@@ -297,7 +298,7 @@ static void set_balloon_done(int r, const BalloonTargetResult *result, const Bal
         BusPending *pending = userdata;
 
         if (r == 0) {
-                r = manager_balloon_target_json(pending->name, result, &p);
+                r = balloon_target_result_to_json(pending->name, result, &p);
                 if (r >= 0)
                         r = sd_bus_message_new_method_return(pending->request, &reply);
                 if (r >= 0)

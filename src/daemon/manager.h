@@ -214,8 +214,6 @@ void manager_balloon_guest_config(Manager *m, const Vm *vm, BalloonGuestConfig *
 /* The API error of a typed balloon call's result r (> 0) about guest name, as the varlink error; r < 0 is
  * returned as is. */
 int manager_balloon_error(Manager *m, const char *name, int r, const BalloonErrorInfo *info, ManagerError *ret_error);
-/* SetBalloon's reply: {"name", "targetBytes", "actualBytes", "reached", "elapsedUSec"}. */
-int manager_balloon_target_json(const char *name, const BalloonTargetResult *result, json_object **ret);
 /* manager-balloon.c: GetBalloon's reply ({"balloon": {...}}). */
 int manager_balloon_describe(Manager *m, const char *name, json_object **ret_reply, ManagerError *ret_error);
 /* manager-metrics.c: GetHostMemory's reply (the last snapshot, not a new /proc read). */
