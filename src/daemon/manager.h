@@ -17,7 +17,7 @@
 
 /* Feature modules, each owning its state behind an opaque pointer (see the manager-*.c files). */
 typedef struct ManagerMetrics ManagerMetrics;   /* manager-metrics.c: sampler, metrics API, exporter */
-typedef struct ManagerBalloon ManagerBalloon;   /* manager-balloon.c: balloon control, schedules, policy */
+typedef struct ManagerBalloon ManagerBalloon;   /* manager-balloon-guests.c: balloon controllers, policy */
 typedef struct ManagerNuma ManagerNuma;         /* manager-numa.c: pinning, placement, page migration */
 typedef struct ManagerDbus ManagerDbus;         /* manager-dbus.c: io.memvisor.Manager1 on D-Bus (optional) */
 
@@ -105,10 +105,10 @@ void manager_update_status(Manager *m);
 
 /* Read-only views of the feature modules' per-guest state, for the metrics sampler. Counters are running
  * totals, kept while the module knows the guest by name (over restarts), never sums over a bounded ring. */
-/* manager-balloon.c: the balloon controller's view for the metrics (balloon-controller.h). */
+/* manager-balloon-guests.c: the balloon controller's view for the metrics (balloon-controller.h). */
 typedef BalloonControllerInfo ManagerBalloonInfo;
 
-/* manager-balloon.c: -ENOENT when the balloon module never tracked a guest of that name. */
+/* manager-balloon-guests.c: -ENOENT when the balloon module never tracked a guest of that name. */
 int manager_balloon_guest_info(Manager *m, const char *name, ManagerBalloonInfo *ret);
 
 typedef struct ManagerNumaInfo {
@@ -206,12 +206,15 @@ int manager_numa_pin_vcpus(Manager *m, const char *name, const char *map, const 
  * completion (always consumed) gets the final reply or the error when it ends. */
 int manager_numa_migrate_pages(Manager *m, json_object *parameters, ManagerCompletion *completion,
                                ManagerError *ret_error);
-/* manager-balloon.c: the typed balloon API (balloon-controller.h) for the transports. The controller of a guest
- * by name, NULL while it never ran with a balloon device (the API's calls take NULL as "not running"); what
- * the controller is told about a guest (its running configuration, or its definition). */
+/* manager-balloon-guests.c: the typed balloon API (balloon-controller.h) for the transports. The controller of
+ * a guest by name, NULL while it never ran with a balloon device (the API's calls take NULL as "not running");
+ * what the controller is told about a guest (its running configuration, or its definition); whether the
+ * host-pressure policy moves the guest's balloon (Policy=, [Balloon] Policy=); the policy's host state. */
 BalloonController *manager_balloon_controller(Manager *m, const char *name);
 void manager_balloon_guest_config(Manager *m, const Vm *vm, BalloonGuestConfig *ret);
-/* The API error of a typed balloon call's result r (> 0) about guest name, as the varlink error; r < 0 is
+bool manager_balloon_policy_enabled(Manager *m, const Vm *vm);
+BalloonHostState manager_balloon_host_state(Manager *m);
+/* manager-balloon.c: the API error of a typed balloon call's result r (> 0) about guest name, as the varlink error; r < 0 is
  * returned as is. */
 int manager_balloon_error(Manager *m, const char *name, int r, const BalloonErrorInfo *info, ManagerError *ret_error);
 /* manager-balloon.c: GetBalloon's reply ({"balloon": {...}}). */
