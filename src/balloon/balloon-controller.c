@@ -659,6 +659,10 @@ static uint64_t current_target(const BalloonController *c) {
 }
 
 void balloon_controller_get_status(const BalloonController *c, BalloonStatus *ret) {
+        if (!c) {
+                *ret = (BalloonStatus) { .actual_bytes = BALLOON_SIZE_UNKNOWN };
+                return;
+        }
         *ret = (BalloonStatus) {
                 .tracking = c->tracking,
                 .target_bytes = current_target(c),
@@ -673,6 +677,10 @@ void balloon_controller_get_status(const BalloonController *c, BalloonStatus *re
 }
 
 void balloon_controller_get_info(const BalloonController *c, BalloonControllerInfo *ret) {
+        if (!c) {
+                *ret = (BalloonControllerInfo) {};
+                return;
+        }
         *ret = (BalloonControllerInfo) {
                 .tracking = c->tracking,
                 .target_bytes = c->tracking ? current_target(c) : 0,

@@ -15,7 +15,8 @@
  * Errors: functions return a negative errno for internal failures (-ENOMEM), 0 on success, or a positive
  * BalloonError when the caller asked for something that cannot be done; *ret_error (optional) then says more.
  * Asynchronous operations complete through a callback that is called exactly once when the call returned 0,
- * never when it returned anything else. */
+ * never when it returned anything else. The calls that act on a running guest (check, set target, schedules)
+ * and the readers take c == NULL as a guest that never ran: INVALID_STATE, nothing recorded. */
 
 #include <json-c/json.h>
 #include <stdbool.h>

@@ -276,9 +276,8 @@ static int vl_set_balloon(VarlinkConnection *c, json_object *parameters, Varlink
 int manager_balloon_describe(Manager *m, const char *name, json_object **ret_reply, ManagerError *ret_error) {
         _cleanup_json_ json_object *p = json_object_new_object(), *b = json_object_new_object();
         Vm *vm = manager_find_vm(m, name);
-        BalloonController *ctl;
         BalloonGuestConfig cfg;
-        BalloonStatus st = {};
+        BalloonStatus st;
         int r;
 
         if (!vm)
@@ -288,9 +287,7 @@ int manager_balloon_describe(Manager *m, const char *name, json_object **ret_rep
                 return manager_balloon_error(m, vm->name, BALLOON_ERROR_NO_DEVICE, NULL, ret_error);
         if (!p || !b)
                 return -ENOMEM;
-        ctl = manager_balloon_controller(m, vm->name);
-        if (ctl)
-                balloon_controller_get_status(ctl, &st);
+        balloon_controller_get_status(manager_balloon_controller(m, vm->name), &st);
 
         if (json_add_string(b, "name", vm->name) < 0 || json_add_string(b, "state", vm_state_to_string(vm->state)) < 0 ||
             json_add_bool(b, "tracking", st.tracking) < 0 || json_add_uint(b, "memoryBytes", cfg.memory_bytes) < 0 ||

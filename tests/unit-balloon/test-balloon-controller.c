@@ -485,6 +485,18 @@ static void test_refused(void **state) {
         /* not running */
         assert_int_equal(set_target(&h, 256 * MiB, false, 0, NULL), BALLOON_ERROR_INVALID_STATE);
         assert_int_equal(balloon_controller_check_running(NULL, &h.cfg, NULL), BALLOON_ERROR_INVALID_STATE);
+        {
+                BalloonStatus st;
+                uint64_t t, a;
+
+                /* a guest without a controller reads as one that never ran */
+                balloon_controller_get_status(NULL, &st);
+                assert_false(st.tracking);
+                assert_null(st.last_decision);
+                assert_false(balloon_controller_get_sizes(NULL, &t, &a));
+                assert_int_equal(balloon_controller_n_steps(NULL), 0);
+                assert_int_equal(balloon_controller_n_decisions(NULL), 0);
+        }
 
         harness_start(&h);
         /* out of range, with the bounds */
