@@ -8,10 +8,11 @@
  * SD_BUS_VTABLE_UNPRIVILEGED so that sd-bus does not run its own (synchronous, CAP_SYS_ADMIN) check.
  *
  * Pinning, ballooning, page migration and host memory call the same functions as the varlink methods
- * (manager.h: manager_numa_pin_vcpus(), manager_numa_migrate() with src/numa's MigrationRequest, and friends);
- * their JSON replies become a{sv} and their varlink errors io.memvisor.Manager1.* errors
- * (bus_error_set_from_varlink()). Nothing waits in the loop: SetBalloon
- * replies when QEMU answered the balloon command (a ManagerCompletion keeps the request), and MigratePages
+ * (manager.h: manager_numa_pin_vcpus(), manager_numa_migrate() with src/numa's MigrationRequest, and friends;
+ * ballooning the typed API of balloon-controller.h); their
+ * JSON replies become a{sv} and their varlink errors io.memvisor.Manager1.* errors
+ * (bus_error_set_from_varlink()). Nothing waits in the loop: SetBalloon replies when QEMU answered the
+ * balloon command (its typed callback keeps the request), and MigratePages
  * replies once the moves started, MigrationFinished tells how they ended. */
 #include <signal.h>
 #include <stddef.h>
@@ -19,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "balloon-json.h"
 #include "build-config.h"
 #include "bus-util.h"
 #include "json-util.h"
@@ -205,8 +207,7 @@ static void bus_pending_free(void *userdata) {
         free(p);
 }
 
-static int bus_pending_new(Manager *m, sd_bus_message *request, const char *name, ManagerCompletion *ret,
-                           void (*done)(const char *error, json_object *parameters, void *userdata)) {
+static int bus_pending_alloc(Manager *m, sd_bus_message *request, const char *name, BusPending **ret) {
         BusPending *p;
 
         p = calloc(1, sizeof(BusPending));
@@ -219,6 +220,18 @@ static int bus_pending_new(Manager *m, sd_bus_message *request, const char *name
                 return -ENOMEM;
         }
         p->request = request ? sd_bus_message_ref(request) : NULL;
+        *ret = p;
+        return 0;
+}
+
+static int bus_pending_new(Manager *m, sd_bus_message *request, const char *name, ManagerCompletion *ret,
+                           void (*done)(const char *error, json_object *parameters, void *userdata)) {
+        BusPending *p;
+        int r;
+
+        r = bus_pending_alloc(m, request, name, &p);
+        if (r < 0)
+                return r;
         *ret = (ManagerCompletion) { .done = done, .free = bus_pending_free, .userdata = p };
         return 0;
 }
@@ -278,18 +291,18 @@ static int run_pin_vcpus(sd_bus_message *message, void *userdata, sd_bus_error *
 }
 
 /* QEMU answered the balloon command: SetBalloon's reply. */
-static void set_balloon_done(const char *error, json_object *parameters, void *userdata) {
+static void set_balloon_done(int r, const BalloonTargetResult *result, const BalloonErrorInfo *info,
+                             void *userdata) {
         _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        _cleanup_json_ json_object *p = parameters;
+        _cleanup_json_ json_object *p = NULL;
+        ManagerError me = {};
         BusPending *pending = userdata;
-        int r;
 
-        if (error) {
-                (void) bus_error_set_from_varlink(&e, error, p);
-                (void) sd_bus_reply_method_error(pending->request, &e);
-        } else {
-                r = sd_bus_message_new_method_return(pending->request, &reply);
+        if (r == 0) {
+                r = balloon_target_result_to_json(pending->name, result, &p);
+                if (r >= 0)
+                        r = sd_bus_message_new_method_return(pending->request, &reply);
                 if (r >= 0)
                         r = bus_message_append_json_dict(reply, p);
                 if (r >= 0)
@@ -297,15 +310,22 @@ static void set_balloon_done(const char *error, json_object *parameters, void *u
                 if (r < 0)
                         (void) sd_bus_reply_method_errno(pending->request, r, NULL);
                 emit_balloon_changed(pending->manager, pending->name);
+        } else {
+                r = bus_error_from_manager(&e, &me, manager_balloon_error(pending->manager, pending->name, r, info,
+                                                                          &me));
+                (void) (sd_bus_error_is_set(&e) ? sd_bus_reply_method_error(pending->request, &e)
+                                                : sd_bus_reply_method_errno(pending->request, r, NULL));
         }
         bus_pending_free(pending);
 }
 
 static int run_set_balloon(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+        _cleanup_(balloon_error_info_done) BalloonErrorInfo info = {};
         _cleanup_free_ char *requester = NULL;
-        ManagerCompletion completion = {};
+        BalloonGuestConfig cfg;
         ManagerError e = {};
         Manager *m = userdata;
+        BusPending *pending;
         uint64_t target;
         Vm *vm;
         int r;
@@ -322,14 +342,20 @@ static int run_set_balloon(sd_bus_message *message, void *userdata, sd_bus_error
                 requester = NULL;
                 return -ENOMEM;
         }
-        r = bus_pending_new(m, message, vm->name, &completion, set_balloon_done);
+        r = bus_pending_alloc(m, message, vm->name, &pending);
         if (r < 0)
                 return r;
         /* The reply goes out when QEMU answered (within the QMP timeout, well below D-Bus's). Waiting for the
          * balloon to reach the target is not a method: watch BalloonActual instead. */
-        r = manager_balloon_set_target(m, vm->name, (int64_t) target, requester, &completion, &e);
-        if (r < 0)
+        manager_balloon_guest_config(m, vm, &cfg);
+        r = balloon_controller_set_target(manager_balloon_controller(m, vm->name), &cfg,
+                                          &(BalloonTargetRequest) { .target_bytes = target, .requester = requester },
+                                          set_balloon_done, pending, NULL, &info);
+        if (r != 0) {
+                bus_pending_free(pending);
+                r = manager_balloon_error(m, vm->name, r, &info, &e);
                 return bus_error_from_manager(error, &e, r);
+        }
         return 1;
 }
 
@@ -664,7 +690,8 @@ static int property_get_vm(sd_bus *bus, const char *path, const char *interface,
         if (streq(property, "BalloonTarget") || streq(property, "BalloonActual")) {
                 uint64_t target = UINT64_MAX, actual = UINT64_MAX;
 
-                if (!manager_balloon_sizes(MANAGER_FROM_VM(vm), vm->name, &target, &actual))
+                if (!balloon_controller_get_sizes(manager_balloon_controller(MANAGER_FROM_VM(vm), vm->name), &target,
+                                                  &actual))
                         target = actual = UINT64_MAX;
                 return sd_bus_message_append(reply, "t", streq(property, "BalloonTarget") ? target : actual);
         }

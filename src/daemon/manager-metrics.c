@@ -63,7 +63,8 @@ static void sampler_settings(void *userdata, MetricsSettings *ret) {
 
 /* The balloon and NUMA modules' readings of a guest (in memory, no I/O): the one place metrics asks them. */
 static void guest_module_readings(Manager *m, const Vm *vm, MetricsGuestInput *g) {
-        ManagerBalloonInfo b = {};
+        const BalloonController *bc = manager_balloon_controller(m, vm->name);
+        BalloonControllerInfo b = {};
         ManagerNumaInfo n = {};
         uint64_t target, actual;
 
@@ -76,7 +77,7 @@ static void guest_module_readings(Manager *m, const Vm *vm, MetricsGuestInput *g
                 .migrate_usec = n.migrate_usec,
         };
 
-        (void) manager_balloon_guest_info(m, vm->name, &b);
+        balloon_controller_get_info(bc, &b);     /* a NULL controller reads as a guest that never ran */
         g->balloon = (MetricsBalloon) {
                 .tracking = b.tracking,
                 .target_bytes = b.target_bytes,
@@ -96,7 +97,7 @@ static void guest_module_readings(Manager *m, const Vm *vm, MetricsGuestInput *g
                 .steps_reached_usec = b.steps_reached_usec,
         };
         /* UINT64_MAX (METRICS_UNSET) while the balloon module has not heard the size yet. */
-        if (b.tracking && manager_balloon_sizes(m, vm->name, &target, &actual))
+        if (b.tracking && balloon_controller_get_sizes(bc, &target, &actual))
                 g->balloon.actual_bytes = actual;
 }
 

@@ -3,6 +3,7 @@
 
 #include <systemd/sd-event.h>
 
+#include "balloon-controller.h"
 #include "config.h"
 #include "macro.h"
 #include "manager-errors.h"
@@ -17,7 +18,7 @@
 
 /* Feature modules, each owning its state behind an opaque pointer (see the manager-*.c files). */
 typedef struct ManagerMetrics ManagerMetrics;   /* manager-metrics.c: sampler, metrics API, exporter */
-typedef struct ManagerBalloon ManagerBalloon;   /* manager-balloon.c: balloon control, schedules, policy */
+typedef struct ManagerBalloon ManagerBalloon;   /* manager-balloon-guests.c: balloon controllers, policy */
 typedef struct ManagerNuma ManagerNuma;         /* manager-numa.c: pinning, placement, page migration */
 typedef struct ManagerDbus ManagerDbus;         /* manager-dbus.c: io.memvisor.Manager1 on D-Bus (optional) */
 
@@ -108,16 +109,10 @@ void manager_update_status(Manager *m);
 
 /* Read-only views of the feature modules' per-guest state, for the metrics sampler. Counters are running
  * totals, kept while the module knows the guest by name (over restarts), never sums over a bounded ring. */
-typedef struct ManagerBalloonInfo {
-        bool tracking;                  /* running with a balloon device: target and stats are valid */
-        uint64_t target_bytes;          /* the last target sent, or the boot memory while none was */
-        BalloonGuestStats stats;        /* the last guest statistics (balloon_guest_stats_valid()) */
-        uint64_t steps_total;           /* schedule steps started */
-        uint64_t steps_reached_total;   /* … whose target was reached */
-        uint64_t steps_reached_usec;    /* time those took to reach it, summed */
-} ManagerBalloonInfo;
+/* manager-balloon-guests.c: the balloon controller's view for the metrics (balloon-controller.h). */
+typedef BalloonControllerInfo ManagerBalloonInfo;
 
-/* manager-balloon.c: -ENOENT when the balloon module never tracked a guest of that name. */
+/* manager-balloon-guests.c: -ENOENT when the balloon module never tracked a guest of that name. */
 int manager_balloon_guest_info(Manager *m, const char *name, ManagerBalloonInfo *ret);
 
 typedef struct ManagerNumaInfo {
@@ -143,11 +138,6 @@ typedef struct ManagerError {
 } ManagerError;
 
 #define MANAGER_ERROR_INVALID_PARAMETER "org.varlink.service.InvalidParameter"
-/* A method that failed inside: what the varlink server sends when a handler returns a negative errno
- * (manager_varlink_register() sets it) and what operations answering later send on such a failure. */
-#define MANAGER_ERROR_INTERNAL VARLINK_ERROR(INTERNAL_ERROR)
-/* Its former name from varlink.h, still used by manager-numa.c until it names VARLINK_ERROR(INTERNAL_ERROR). */
-#define VARLINK_ERROR_INTERNAL MANAGER_ERROR_INTERNAL
 
 /* Sets *e (taking parameters, NULL for none) and returns error (a negative errno). */
 static inline int manager_error_set(ManagerError *e, int error, const char *name, json_object *parameters) {
@@ -222,15 +212,19 @@ int manager_numa_pin_vcpus(Manager *m, const char *name, const char *map, const 
 typedef struct MigrationRequest MigrationRequest;
 int manager_numa_migrate(Manager *m, const char *name, MigrationRequest *req, ManagerCompletion *completion,
                          ManagerError *ret_error);
-/* manager-balloon.c: SetBalloon without waiting. requester names the caller in the log. Returns 0 once the
- * balloon command was sent; completion (always consumed) gets QEMU's answer as the varlink reply. */
-int manager_balloon_set_target(Manager *m, const char *name, int64_t target_bytes, const char *requester,
-                               ManagerCompletion *completion, ManagerError *ret_error);
+/* manager-balloon-guests.c: the typed balloon API (balloon-controller.h) for the transports. The controller of
+ * a guest by name, NULL while it never ran with a balloon device (the API's calls take NULL as "not running");
+ * what the controller is told about a guest (its running configuration, or its definition); whether the
+ * host-pressure policy moves the guest's balloon (Policy=, [Balloon] Policy=); the policy's host state. */
+BalloonController *manager_balloon_controller(Manager *m, const char *name);
+void manager_balloon_guest_config(Manager *m, const Vm *vm, BalloonGuestConfig *ret);
+bool manager_balloon_policy_enabled(Manager *m, const Vm *vm);
+BalloonHostState manager_balloon_host_state(Manager *m);
+/* manager-balloon.c: the API error of a typed balloon call's result r (> 0) about guest name, as the varlink error; r < 0 is
+ * returned as is. */
+int manager_balloon_error(Manager *m, const char *name, int r, const BalloonErrorInfo *info, ManagerError *ret_error);
 /* manager-balloon.c: GetBalloon's reply ({"balloon": {...}}). */
 int manager_balloon_describe(Manager *m, const char *name, json_object **ret_reply, ManagerError *ret_error);
-/* manager-balloon.c: the last balloon target and actual size of a guest, false when not tracked (not
- * running, or no balloon device); *ret_actual is UINT64_MAX when not known yet. */
-bool manager_balloon_sizes(Manager *m, const char *name, uint64_t *ret_target, uint64_t *ret_actual);
 /* manager-metrics.c: GetHostMemory's reply (the last snapshot, not a new /proc read). */
 int manager_metrics_host_memory(Manager *m, json_object **ret_reply, ManagerError *ret_error);
 

@@ -1,0 +1,237 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The balloon controllers of the guests (balloon-controller.h), kept by name: a Vm may be freed and defined
+ * again, and a controller's records outlive a run. They start and stop as guests enter and leave the running
+ * state, get QEMU's BALLOON_CHANGE, and the host-pressure policy (balloon-policy-run.h) runs over them on a
+ * timer with the host memory read from [Balloon] HostMeminfoPath=. The API methods are in manager-balloon.c
+ * (varlink) and manager-dbus.c. */
+#include "balloon-controller.h"
+#include "balloon-policy-run.h"
+#include "json-util.h"
+#include "log.h"
+#include "manager.h"
+#include "meminfo.h"
+
+struct ManagerBalloon {
+        Manager *manager;
+        BalloonController **guests;
+        size_t n_guests;
+        sd_event_source *policy_timer;
+        BalloonPolicyRunner policy;
+        int last_host_error;
+};
+
+/* ---- guests ----------------------------------------------------------------------------------- */
+
+BalloonController *manager_balloon_controller(Manager *m, const char *name) {
+        for (size_t i = 0; m->balloon && name && i < m->balloon->n_guests; i++)
+                if (streq(balloon_controller_get_name(m->balloon->guests[i]), name))
+                        return m->balloon->guests[i];
+        return NULL;
+}
+
+static int controller_get(ManagerBalloon *mb, const char *name, BalloonController **ret) {
+        _cleanup_(balloon_controller_freep) BalloonController *c = NULL;
+        BalloonController **t;
+        int r;
+
+        *ret = manager_balloon_controller(mb->manager, name);
+        if (*ret)
+                return 0;
+
+        /* Forget guests that are no longer defined and have nothing running, to stay bounded. */
+        for (size_t i = 0; i < mb->n_guests;) {
+                BalloonController *o = mb->guests[i];
+                if (!balloon_controller_is_tracking(o) && !manager_find_vm(mb->manager, balloon_controller_get_name(o))) {
+                        balloon_controller_free(o);
+                        memmove(mb->guests + i, mb->guests + i + 1, (mb->n_guests - i - 1) * sizeof(BalloonController *));
+                        mb->n_guests--;
+                        continue;
+                }
+                i++;
+        }
+
+        r = balloon_controller_new(&c, mb->manager->event, name);
+        if (r < 0)
+                return r;
+        t = realloc(mb->guests, (mb->n_guests + 1) * sizeof(BalloonController *));
+        if (!t)
+                return -ENOMEM;
+        mb->guests = t;
+        mb->guests[mb->n_guests++] = c;
+        *ret = TAKE_PTR(c);
+        return 0;
+}
+
+static uint64_t effective_stats_interval(Manager *m, const VmSpec *spec) {
+        return MAX(spec->balloon_stats_interval_usec ?: m->config.balloon_stats_interval_usec, USEC_PER_SEC);
+}
+
+void manager_balloon_guest_config(Manager *m, const Vm *vm, BalloonGuestConfig *ret) {
+        const VmSpec *spec = vm->running_spec ?: vm->spec;
+
+        *ret = (BalloonGuestConfig) {
+                .device = spec->balloon,
+                .memory_bytes = spec->memory_bytes,
+                .floor_bytes = spec->balloon_floor,
+                .ceiling_bytes = spec->balloon_ceiling ?: spec->memory_bytes,
+                .stats_interval_usec = effective_stats_interval(m, spec),
+                .schedule = spec->balloon_schedule,
+        };
+}
+
+bool manager_balloon_policy_enabled(Manager *m, const Vm *vm) {
+        /* GetBalloon asks about guests that are not running, too. */
+        switch ((vm->running_spec ?: vm->spec)->balloon_policy) {
+        case VM_BALLOON_POLICY_YES:
+                return true;
+        case VM_BALLOON_POLICY_NO:
+                return false;
+        case VM_BALLOON_POLICY_INHERIT:
+        case _VM_BALLOON_POLICY_MAX:
+        case _VM_BALLOON_POLICY_INVALID:
+                break;
+        }
+        return m->config.balloon_policy;
+}
+
+static void balloon_on_state(Vm *vm, VmState old_state, void *userdata) {
+        Manager *m = userdata;
+        BalloonController *c;
+        BalloonGuestConfig cfg;
+
+        if (!m->balloon)
+                return;
+        if (vm->state != VM_STATE_RUNNING || !vm->qmp || !vm->running_spec || !vm->running_spec->balloon) {
+                c = manager_balloon_controller(m, vm->name);
+                if (c)
+                        balloon_controller_stop(c);
+                return;
+        }
+        if (controller_get(m->balloon, vm->name, &c) < 0) {
+                log_oom();
+                return;
+        }
+        manager_balloon_guest_config(m, vm, &cfg);
+        balloon_controller_start(c, vm->qmp, &cfg);
+}
+
+static void balloon_on_event(Vm *vm, const QmpEvent *event, void *userdata) {
+        if (event->type == QMP_EVENT_BALLOON_CHANGE)
+                balloon_controller_on_balloon_change(manager_balloon_controller(userdata, vm->name),
+                                                     event->balloon_change.actual);
+}
+
+/* ---- policy ----------------------------------------------------------------------------------- */
+
+static int policy_on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        ManagerBalloon *mb = userdata;
+        Manager *m = mb->manager;
+        const char *path = m->config.balloon_host_meminfo_path ?: "/proc/meminfo";
+        BalloonController *which[MANAGER_MAX_VMS];
+        HostMemory host;
+        Meminfo mi;
+        size_t n = 0;
+        int r;
+
+        (void) sd_event_source_set_time_relative(s, m->config.balloon_policy_interval_usec);
+
+        for (size_t i = 0; i < m->n_vms && n < MANAGER_MAX_VMS; i++) {
+                Vm *vm = m->vms[i];
+                BalloonController *c;
+
+                if (vm->state != VM_STATE_RUNNING || !vm->running_spec || !vm->running_spec->balloon ||
+                    !manager_balloon_policy_enabled(m, vm))
+                        continue;
+                c = manager_balloon_controller(m, vm->name);
+                if (balloon_controller_policy_eligible(c))
+                        which[n++] = c;
+        }
+        if (n == 0)
+                return 0;
+
+        r = meminfo_read(path, &mi);
+        if (r >= 0)
+                r = host_memory_from_meminfo(&mi, &host);
+        if (r < 0) {
+                if (r != mb->last_host_error)
+                        log_warning_errno(r, "Balloon policy: failed to read host memory from %s, skipping: %m", path);
+                mb->last_host_error = r;
+                return 0;
+        }
+        mb->last_host_error = 0;
+
+        balloon_policy_run(&mb->policy,
+                           &(BalloonPolicyParams) {
+                                   .available_low_percent = m->config.balloon_available_low_percent,
+                                   .available_high_percent = m->config.balloon_available_high_percent,
+                                   .commit_high_percent = m->config.balloon_commit_high_percent,
+                                   .commit_low_percent = m->config.balloon_commit_low_percent,
+                                   .guest_reserve_bytes = m->config.balloon_guest_reserve,
+                                   .max_step_bytes = m->config.balloon_max_step,
+                           },
+                           &host, which, n);
+        return 0;
+}
+
+BalloonHostState manager_balloon_host_state(Manager *m) {
+        return m->balloon ? m->balloon->policy.host_state : BALLOON_HOST_NORMAL;
+}
+
+/* ---- metrics ---------------------------------------------------------------------------------- */
+
+int manager_balloon_guest_info(Manager *m, const char *name, ManagerBalloonInfo *ret) {
+        BalloonController *c = manager_balloon_controller(m, name);
+
+        if (!c)
+                return -ENOENT;
+        balloon_controller_get_info(c, ret);
+        return 0;
+}
+
+/* ---- start/done ------------------------------------------------------------------------------- */
+
+int manager_balloon_start(Manager *m) {
+        _cleanup_free_ ManagerBalloon *mb = NULL;
+        int r;
+
+        mb = calloc(1, sizeof(ManagerBalloon));
+        if (!mb)
+                return log_oom();
+        mb->manager = m;
+        mb->policy = BALLOON_POLICY_RUNNER_INIT;
+
+        /* Observers get the Manager: they look up m->balloon, which is NULL once this module is done. */
+        r = vm_context_add_state_watch(&m->vmctx, balloon_on_state, m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to watch guest states for ballooning: %m");
+        r = vm_context_add_event_watch(&m->vmctx, balloon_on_event, m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to watch guest events for ballooning: %m");
+
+        r = sd_event_add_time_relative(m->event, &mb->policy_timer, CLOCK_MONOTONIC,
+                                       m->config.balloon_policy_interval_usec, 0, policy_on_timer, mb);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the balloon policy timer: %m");
+        (void) sd_event_source_set_enabled(mb->policy_timer, SD_EVENT_ON);
+        (void) sd_event_source_set_description(mb->policy_timer, "balloon-policy");
+
+        m->balloon = TAKE_PTR(mb);
+
+        /* Guests re-adopted before we were started are already running. */
+        for (size_t i = 0; i < m->n_vms; i++)
+                balloon_on_state(m->vms[i], m->vms[i]->state, m);
+        return 0;
+}
+
+void manager_balloon_done(Manager *m) {
+        ManagerBalloon *mb = m->balloon;
+
+        if (!mb)
+                return;
+        m->balloon = NULL;
+        mb->policy_timer = sd_event_source_disable_unref(mb->policy_timer);
+        for (size_t i = 0; i < mb->n_guests; i++)
+                balloon_controller_free(mb->guests[i]);
+        free(mb->guests);
+        free(mb);
+}
