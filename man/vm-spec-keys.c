@@ -4,7 +4,7 @@
  * compares it with the man page. Not installed. */
 #include <stdio.h>
 
-#include "vm-spec.h"
+#include "vm/vm-spec.h"
 
 int main(void) {
         const char *section, *key;

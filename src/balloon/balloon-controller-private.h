@@ -4,8 +4,8 @@
 /* The inside of a BalloonController, shared by balloon-controller.c (tracking, targets, waits, polling),
  * balloon-steps.c (schedules and steps) and balloon-policy-run.c. Not for use outside src/balloon. */
 
-#include "balloon-controller.h"
-#include "qmp-stats.h"
+#include "balloon/balloon-controller.h"
+#include "qmp/qmp-stats.h"
 
 #define BALLOON_DEVICE_PATH "/machine/peripheral/balloon0"
 #define BALLOON_FAST_POLL_USEC (250U * USEC_PER_MSEC)

@@ -9,10 +9,10 @@
 #include <stdio.h>
 #include <time.h>
 
-#include "balloon-controller-private.h"
-#include "json-util.h"
-#include "log.h"
-#include "parse.h"
+#include "balloon/balloon-controller-private.h"
+#include "basic/json-util.h"
+#include "basic/log.h"
+#include "basic/parse.h"
 
 static const char *const balloon_error_table[_BALLOON_ERROR_MAX] = {
         [BALLOON_ERROR_NO_DEVICE] = "no-device",

@@ -23,11 +23,11 @@
 #include <stdint.h>
 #include <systemd/sd-event.h>
 
-#include "balloon-util.h"
-#include "macro.h"
-#include "meminfo.h"
-#include "policy.h"
-#include "qmp-client.h"
+#include "balloon/balloon-util.h"
+#include "basic/macro.h"
+#include "metrics/meminfo.h"
+#include "balloon/policy.h"
+#include "qmp/qmp-client.h"
 
 #define BALLOON_SIZE_UNKNOWN UINT64_MAX
 #define BALLOON_STEPS_MAX 256U          /* records kept per guest */

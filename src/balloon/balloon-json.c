@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The JSON form of the balloon controller's records (balloon-json.h). */
-#include "balloon-json.h"
-#include "json-util.h"
+#include "balloon/balloon-json.h"
+#include "basic/json-util.h"
 
 static json_object *kvm_unavailable(const char *reason) {
         _cleanup_json_ json_object *o = json_object_new_object();

@@ -8,7 +8,7 @@
 
 #include <json-c/json.h>
 
-#include "balloon-controller.h"
+#include "balloon/balloon-controller.h"
 
 /* {"index", "realtimeUSec", "targetBytes", "actualStartBytes", "actualBytes", "reached", "finished",
  * "timeToReachUSec", "error", "kvm"}. */

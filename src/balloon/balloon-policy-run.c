@@ -3,10 +3,10 @@
 #include <inttypes.h>
 #include <stdio.h>
 
-#include "balloon-controller-private.h"
-#include "balloon-policy-run.h"
-#include "log.h"
-#include "parse.h"
+#include "balloon/balloon-controller-private.h"
+#include "balloon/balloon-policy-run.h"
+#include "basic/log.h"
+#include "basic/parse.h"
 
 bool balloon_controller_policy_eligible(const BalloonController *c) {
         return c && c->tracking && c->actual_known && !c->schedule_active;

@@ -7,9 +7,9 @@
 
 #include <stddef.h>
 
-#include "balloon-controller.h"
-#include "meminfo.h"
-#include "policy.h"
+#include "balloon/balloon-controller.h"
+#include "metrics/meminfo.h"
+#include "balloon/policy.h"
 
 typedef struct BalloonPolicyRunner {
         BalloonHostState host_state;    /* of the last round, for the hysteresis */

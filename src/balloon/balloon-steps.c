@@ -5,10 +5,10 @@
 #include <inttypes.h>
 #include <stdio.h>
 
-#include "balloon-controller-private.h"
-#include "json-util.h"
-#include "log.h"
-#include "parse.h"
+#include "balloon/balloon-controller-private.h"
+#include "basic/json-util.h"
+#include "basic/log.h"
+#include "basic/parse.h"
 
 static const char *const balloon_schedule_origin_table[_BALLOON_SCHEDULE_ORIGIN_MAX] = {
         [BALLOON_SCHEDULE_ORIGIN_DEFINITION] = "definition",

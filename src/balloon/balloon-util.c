@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-#include "balloon-util.h"
-#include "json-util.h"
-#include "parse.h"
+#include "balloon/balloon-util.h"
+#include "basic/json-util.h"
+#include "basic/parse.h"
 
 #define MIB (UINT64_C(1) << 20)
 

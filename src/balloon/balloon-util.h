@@ -9,7 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "macro.h"
+#include "basic/macro.h"
 
 /* Guest statistics from "qom-get /machine/peripheral/balloon0 guest-stats". A value the guest did not report
  * (absent, or -1 as QEMU says for unsupported ones) is UINT64_MAX. */

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-#include "policy.h"
+#include "balloon/policy.h"
 
 #define MIB (UINT64_C(1) << 20)
 

@@ -23,8 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "macro.h"
-#include "meminfo.h"
+#include "basic/macro.h"
+#include "metrics/meminfo.h"
 
 typedef enum BalloonHostState {
         BALLOON_HOST_NORMAL,

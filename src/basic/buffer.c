@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-#include "buffer.h"
+#include "basic/buffer.h"
 
 /* Empty buffers larger than this are released, so idle peers cost no memory. */
 #define BYTE_BUFFER_KEEP (64U * 1024U)

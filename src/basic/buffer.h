@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
-#include "macro.h"
+#include "basic/macro.h"
 
 /* A growable byte queue: data is appended at the end and consumed from the front. */
 typedef struct ByteBuffer {

@@ -5,7 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "fileio.h"
+#include "basic/fileio.h"
 
 int read_full_file(const char *path, size_t max_size, char **ret, size_t *ret_size) {
         _cleanup_close_ int fd = -EBADF;

@@ -3,7 +3,7 @@
 
 #include <sys/types.h>
 
-#include "macro.h"
+#include "basic/macro.h"
 
 /* Reads a whole file (at most max_size bytes; larger → -EFBIG) into a NUL-terminated buffer. */
 int read_full_file(const char *path, size_t max_size, char **ret, size_t *ret_size);

@@ -5,11 +5,11 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
-#include "fileio.h"
-#include "ini.h"
-#include "log.h"
-#include "parse.h"
-#include "utf8.h"
+#include "basic/fileio.h"
+#include "basic/ini.h"
+#include "basic/log.h"
+#include "basic/parse.h"
+#include "basic/utf8.h"
 
 static char *strstrip(char *s) {
         char *e;

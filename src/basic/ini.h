@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
-#include "macro.h"
+#include "basic/macro.h"
 
 /* A parser for systemd-style INI files: "[Section]" headers, "Key=Value" assignments, '#' and ';'
  * comments, trailing '\' continues a line. Keys are dispatched through a table; the first problem

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-#include "json-util.h"
+#include "basic/json-util.h"
 
 int json_add(json_object *o, const char *key, json_object *value) {
         if (!value)

@@ -3,7 +3,7 @@
 
 #include <json-c/json.h>
 
-#include "macro.h"
+#include "basic/macro.h"
 
 static inline void json_object_putp(json_object **p) {
         if (*p)

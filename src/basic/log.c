@@ -5,7 +5,7 @@
 #include <sys/uio.h>
 #include <systemd/sd-journal.h>
 
-#include "log.h"
+#include "basic/log.h"
 
 static LogTarget log_target = LOG_TARGET_AUTO;
 static int log_max_level = LOG_INFO;

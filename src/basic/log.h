@@ -4,7 +4,7 @@
 #include <stdarg.h>
 #include <syslog.h>
 
-#include "macro.h"
+#include "basic/macro.h"
 
 typedef enum LogTarget {
         LOG_TARGET_AUTO,        /* journal when stderr is connected to it (JOURNAL_STREAM), console otherwise */

@@ -5,7 +5,7 @@
 #include <math.h>
 #include <stdio.h>
 
-#include "parse.h"
+#include "basic/parse.h"
 
 int parse_boolean(const char *s) {
         static const char *const yes[] = { "1", "yes", "y", "true", "t", "on" };

@@ -3,7 +3,7 @@
 
 #include <sys/types.h>
 
-#include "macro.h"
+#include "basic/macro.h"
 
 /* All parsers reject leading/trailing garbage, signs where unsigned, and overflow (-ERANGE);
  * other malformed input gives -EINVAL. Output parameters are untouched on failure. */

@@ -3,7 +3,7 @@
 #include <errno.h>
 #include <stdbool.h>
 
-#include "rlimit-util.h"
+#include "basic/rlimit-util.h"
 
 static struct rlimit original;
 static bool raised;

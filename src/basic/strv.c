@@ -2,7 +2,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 
-#include "strv.h"
+#include "basic/strv.h"
 
 char **strv_free(char **l) {
         for (char **p = l; p && *p; p++)

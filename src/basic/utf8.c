@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <stdint.h>
 
-#include "utf8.h"
+#include "basic/utf8.h"
 
 bool utf8_is_valid_text(const char *s, size_t n) {
         const unsigned char *p = (const unsigned char *) s, *end = p + n;

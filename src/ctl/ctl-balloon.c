@@ -4,10 +4,10 @@
 #include <inttypes.h>
 #include <stdio.h>
 
-#include "balloon-util.h"
-#include "ctl.h"
-#include "json-util.h"
-#include "parse.h"
+#include "balloon/balloon-util.h"
+#include "ctl/ctl.h"
+#include "basic/json-util.h"
+#include "basic/parse.h"
 
 static bool arg_wait = false;
 static const char *arg_timeout = NULL;

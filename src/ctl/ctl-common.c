@@ -7,10 +7,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "address.h"
-#include "ctl.h"
-#include "json-util.h"
-#include "parse.h"
+#include "varlink/address.h"
+#include "ctl/ctl.h"
+#include "basic/json-util.h"
+#include "basic/parse.h"
 
 extern char **environ;
 

@@ -8,9 +8,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "ctl.h"
-#include "json-util.h"
-#include "parse.h"
+#include "ctl/ctl.h"
+#include "basic/json-util.h"
+#include "basic/parse.h"
 
 static int verb_info(int argc, char **argv) {
         _cleanup_json_ json_object *reply = NULL;

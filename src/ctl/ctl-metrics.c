@@ -3,9 +3,9 @@
 #include <inttypes.h>
 #include <stdio.h>
 
-#include "ctl.h"
-#include "json-util.h"
-#include "parse.h"
+#include "ctl/ctl.h"
+#include "basic/json-util.h"
+#include "basic/parse.h"
 
 static const char *fmt_bytes(char *buf, size_t l, json_object *o, const char *key) {
         return format_size(buf, l, (uint64_t) json_get_int(o, key, 0));

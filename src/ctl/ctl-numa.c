@@ -6,10 +6,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "cpu-set.h"
-#include "ctl.h"
-#include "json-util.h"
-#include "parse.h"
+#include "numa/cpu-set.h"
+#include "ctl/ctl.h"
+#include "basic/json-util.h"
+#include "basic/parse.h"
 
 static const char *arg_from, *arg_to, *arg_between, *arg_emulator;
 static uint64_t arg_every_usec, arg_settle_usec = UINT64_MAX;

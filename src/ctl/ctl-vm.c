@@ -4,10 +4,10 @@
 #include <stdio.h>
 #include <time.h>
 
-#include "ctl.h"
-#include "fileio.h"
-#include "json-util.h"
-#include "parse.h"
+#include "ctl/ctl.h"
+#include "basic/fileio.h"
+#include "basic/json-util.h"
+#include "basic/parse.h"
 
 static void print_vm_line(json_object *vm, int name_width) {
         char up[FORMAT_TIMESPAN_MAX], mem[FORMAT_SIZE_MAX], pid[16];

@@ -7,8 +7,8 @@
 #include <getopt.h>
 #include <json-c/json.h>
 
-#include "client.h"
-#include "macro.h"
+#include "varlink/client.h"
+#include "basic/macro.h"
 
 /* Exit codes (documented in memvisorctl(1)). */
 enum {

@@ -7,7 +7,7 @@
 #include <stdio.h>
 
 #include "build-config.h"
-#include "ctl.h"
+#include "ctl/ctl.h"
 
 static const CtlVerb *const verb_tables[] = {
         ctl_daemon_verbs,

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <sys/prctl.h>
 
-#include "caps.h"
-#include "log.h"
+#include "daemon/caps.h"
+#include "basic/log.h"
 
 const CapabilityNeed caps_needed[] = {
         { CAP_SYS_NICE, "set the CPU affinity of QEMU's vCPU threads and move another process's pages "

@@ -3,7 +3,7 @@
 
 #include <sys/capability.h>
 
-#include "macro.h"
+#include "basic/macro.h"
 
 typedef struct CapabilityNeed {
         cap_value_t cap;

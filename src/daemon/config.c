@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <stdio.h>
 
-#include "address.h"
-#include "config.h"
-#include "fileio.h"
-#include "http-server.h"
-#include "ini.h"
-#include "policy.h"
+#include "varlink/address.h"
+#include "daemon/config.h"
+#include "basic/fileio.h"
+#include "exporter/http-server.h"
+#include "basic/ini.h"
+#include "balloon/policy.h"
 
 void config_init(DaemonConfig *c) {
         *c = (DaemonConfig) {

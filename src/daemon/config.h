@@ -3,9 +3,9 @@
 
 #include <sys/types.h>
 
-#include "log.h"
-#include "macro.h"
-#include "varlink.h"
+#include "basic/log.h"
+#include "basic/macro.h"
+#include "varlink/varlink.h"
 
 #define DEFAULT_CONFIG_PATH "/etc/memvisor/memvisord.conf"
 #define DEFAULT_RUNTIME_DIR "/run/memvisor"

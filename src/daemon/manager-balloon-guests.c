@@ -4,12 +4,12 @@
  * state, get QEMU's BALLOON_CHANGE, and the host-pressure policy (balloon-policy-run.h) runs over them on a
  * timer with the host memory read from [Balloon] HostMeminfoPath=. The API methods are in manager-balloon.c
  * (varlink) and manager-dbus.c. */
-#include "balloon-controller.h"
-#include "balloon-policy-run.h"
-#include "json-util.h"
-#include "log.h"
-#include "manager.h"
-#include "meminfo.h"
+#include "balloon/balloon-controller.h"
+#include "balloon/balloon-policy-run.h"
+#include "basic/json-util.h"
+#include "basic/log.h"
+#include "daemon/manager.h"
+#include "metrics/meminfo.h"
 
 struct ManagerBalloon {
         Manager *manager;

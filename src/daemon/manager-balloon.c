@@ -5,10 +5,10 @@
 #include <limits.h>
 #include <stdio.h>
 
-#include "balloon-controller.h"
-#include "balloon-json.h"
-#include "json-util.h"
-#include "manager.h"
+#include "balloon/balloon-controller.h"
+#include "balloon/balloon-json.h"
+#include "basic/json-util.h"
+#include "daemon/manager.h"
 
 /* ---- errors and replies ----------------------------------------------------------------------- */
 

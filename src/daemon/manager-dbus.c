@@ -20,14 +20,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "balloon-json.h"
+#include "balloon/balloon-json.h"
 #include "build-config.h"
-#include "bus-util.h"
-#include "json-util.h"
-#include "log.h"
-#include "manager.h"
-#include "numa-migration.h"
-#include "strv.h"
+#include "dbus/bus-util.h"
+#include "basic/json-util.h"
+#include "basic/log.h"
+#include "daemon/manager.h"
+#include "numa/numa-migration.h"
+#include "basic/strv.h"
 
 struct ManagerDbus {
         sd_bus *bus;

@@ -3,7 +3,7 @@
 #include <assert.h>
 #include <string.h>
 
-#include "manager-errors.h"
+#include "daemon/manager-errors.h"
 
 enum { WHERE_VARLINK = 1 << 0, WHERE_BUS = 1 << 1, WHERE_BOTH = WHERE_VARLINK | WHERE_BUS };
 

@@ -10,7 +10,7 @@
  * negative errno or their own error codes, and the daemon's adapters choose the API error. Adapters name an
  * error as VARLINK_ERROR(NO_SUCH_VM) / BUS_ERROR(NO_SUCH_VM), so a misspelt one does not compile. */
 
-#include "macro.h"
+#include "basic/macro.h"
 
 #define MANAGER_ERROR_VARLINK_PREFIX "io.memvisor.Manager."
 #define MANAGER_ERROR_BUS_PREFIX "io.memvisor.Manager1."

@@ -3,8 +3,8 @@
  * "defined", "redefined", "undefined", "state"). */
 #include <time.h>
 
-#include "json-util.h"
-#include "manager-events.h"
+#include "basic/json-util.h"
+#include "daemon/manager-events.h"
 
 
 static uint64_t now_realtime(void) {

@@ -3,7 +3,7 @@
 
 /* manager-events.c: the guest event stream (SubscribeEvents) that manager-vms.c feeds. */
 
-#include "manager.h"
+#include "daemon/manager.h"
 
 /* Sends {"event": type, "realtimeUSec": …, "vm": name} to every subscriber (vm may be NULL). */
 void manager_events_emit(Manager *m, const char *type, Vm *vm);

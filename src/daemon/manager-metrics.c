@@ -6,14 +6,14 @@
 #include <limits.h>
 #include <stdio.h>
 
-#include "cpu-set.h"
-#include "http-server.h"
-#include "json-util.h"
-#include "log.h"
-#include "manager.h"
-#include "metric-families.h"
-#include "metrics-sampler.h"
-#include "numa-placement.h"
+#include "numa/cpu-set.h"
+#include "exporter/http-server.h"
+#include "basic/json-util.h"
+#include "basic/log.h"
+#include "daemon/manager.h"
+#include "metrics/metric-families.h"
+#include "metrics/metrics-sampler.h"
+#include "numa/numa-placement.h"
 
 #define MAX_WATCHERS 64U
 #define WATCH_MIN_USEC (100U * USEC_PER_MSEC)

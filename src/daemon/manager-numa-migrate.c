@@ -3,10 +3,10 @@
  * MigrationRequests to src/numa's runner (numa-migration.h); its progress, summary and errors as replies. */
 #include <inttypes.h>
 
-#include "json-util.h"
-#include "log.h"
-#include "manager-numa.h"
-#include "parse.h"
+#include "basic/json-util.h"
+#include "basic/log.h"
+#include "daemon/manager-numa.h"
+#include "basic/parse.h"
 
 /* A MigratePages caller: a varlink call, a D-Bus call, or none (the .vm ping-pong). */
 typedef struct MigrateCall {

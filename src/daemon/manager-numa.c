@@ -6,14 +6,14 @@
  * MigrationHistory is kept here by name. */
 #include <stdio.h>
 
-#include "json-util.h"
-#include "log.h"
-#include "manager-numa.h"
-#include "numa-pin.h"
-#include "numa-placement.h"
-#include "numa-topology.h"
-#include "numa-worker.h"
-#include "parse.h"
+#include "basic/json-util.h"
+#include "basic/log.h"
+#include "daemon/manager-numa.h"
+#include "numa/numa-pin.h"
+#include "numa/numa-placement.h"
+#include "numa/numa-topology.h"
+#include "basic/worker.h"
+#include "basic/parse.h"
 
 
 /* ---- errors ----------------------------------------------------------------------------------- */
@@ -270,13 +270,13 @@ struct PlacementRequest {
         json_object *placement;
         NumaResidency residency;
         char *path;
-        NumaWorker *worker;
+        Worker *worker;
 };
 
 static PlacementRequest *placement_request_free(PlacementRequest *q) {
         if (!q)
                 return NULL;
-        numa_worker_free(q->worker);
+        worker_free(q->worker);
         varlink_connection_unref(q->conn);
         json_object_put(q->placement);
         free(q->path);
@@ -295,12 +295,12 @@ static void placement_request_remove(ManagerNuma *n, PlacementRequest *q) {
         placement_request_free(q);
 }
 
-static int placement_read_residency(NumaWorker *w, void *arg) {
+static int placement_read_residency(Worker *w, void *arg) {
         PlacementRequest *q = arg;
         return numa_residency_read(q->path, &q->residency);
 }
 
-static void placement_on_worker(NumaWorker *w, int code, bool done, int result, void *userdata) {
+static void placement_on_worker(Worker *w, int code, bool done, int result, void *userdata) {
         PlacementRequest *q = userdata;
         _cleanup_json_ json_object *res = NULL, *p = NULL;
         int r;
@@ -388,7 +388,7 @@ static int vl_get_placement(VarlinkConnection *c, json_object *parameters, Varli
         if (!tq)
                 return -ENOMEM;
         m->numa->requests = tq;
-        r = numa_worker_start(m->event, "numa-placement", placement_read_residency, q, placement_on_worker, q,
+        r = worker_start(m->event, "numa-placement", placement_read_residency, q, placement_on_worker, q,
                               &q->worker);
         if (r < 0)
                 return r;

@@ -4,8 +4,8 @@
 /* Shared by the NUMA adapter's two files only: manager-numa.c (topology, pinning, placement, the module) and
  * manager-numa-migrate.c (MigratePages, CancelMigrations, ListMigrations, the .vm ping-pong). */
 
-#include "manager.h"
-#include "numa-migration.h"
+#include "daemon/manager.h"
+#include "numa/numa-migration.h"
 
 typedef struct NumaGuest {
         MigrationHistory *history;

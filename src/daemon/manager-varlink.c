@@ -3,12 +3,12 @@
 #include <unistd.h>
 
 #include "build-config.h"
-#include "json-util.h"
-#include "log.h"
-#include "manager.h"
-#include "varlink-idl.h"
+#include "basic/json-util.h"
+#include "basic/log.h"
+#include "daemon/manager.h"
+#include "varlink/varlink-idl.h"
 #if ENABLE_CERTIFICATION
-#include "certification.h"
+#include "varlink/certification.h"
 #endif
 
 static int vl_get_daemon_status(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags, void *userdata) {

@@ -8,15 +8,15 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
-#include "fileio.h"
-#include "json-util.h"
-#include "log.h"
-#include "manager-events.h"
-#include "manager.h"
-#include "process-find.h"
-#include "process.h"
-#include "strv.h"
-#include "varlink-idl.h"
+#include "basic/fileio.h"
+#include "basic/json-util.h"
+#include "basic/log.h"
+#include "daemon/manager-events.h"
+#include "daemon/manager.h"
+#include "vm/process-find.h"
+#include "vm/process.h"
+#include "basic/strv.h"
+#include "varlink/varlink-idl.h"
 
 
 /* ---- table ------------------------------------------------------------------------------------ */

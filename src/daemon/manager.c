@@ -8,11 +8,11 @@
 #include <systemd/sd-daemon.h>
 #include <time.h>
 
-#include "address.h"
+#include "varlink/address.h"
 #include "build-config.h"
-#include "fileio.h"
-#include "log.h"
-#include "manager.h"
+#include "basic/fileio.h"
+#include "basic/log.h"
+#include "daemon/manager.h"
 
 static uint64_t now_usec(clockid_t clock) {
         struct timespec ts;

@@ -3,12 +3,12 @@
 
 #include <systemd/sd-event.h>
 
-#include "balloon-controller.h"
-#include "config.h"
-#include "macro.h"
-#include "manager-errors.h"
-#include "varlink.h"
-#include "vm.h"
+#include "balloon/balloon-controller.h"
+#include "daemon/config.h"
+#include "basic/macro.h"
+#include "daemon/manager-errors.h"
+#include "varlink/varlink.h"
+#include "vm/vm.h"
 
 /* MESSAGE_IDs of notable journal entries (documented in memvisord(8)). */
 #define MESSAGE_ID_DAEMON_STARTED "MESSAGE_ID=6f1d3c2a8e4b4f0e9a7c5d3b1e2f4a60"

@@ -2,13 +2,13 @@
 #include <getopt.h>
 #include <stdio.h>
 
-#include "address.h"
+#include "varlink/address.h"
 #include "build-config.h"
-#include "caps.h"
-#include "config.h"
-#include "log.h"
-#include "manager.h"
-#include "rlimit-util.h"
+#include "daemon/caps.h"
+#include "daemon/config.h"
+#include "basic/log.h"
+#include "daemon/manager.h"
+#include "basic/rlimit-util.h"
 
 static void help(void) {
         printf("%s [OPTIONS...]\n\n"

@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bus-util.h"
-#include "log.h"
+#include "dbus/bus-util.h"
+#include "basic/log.h"
 
 int bus_vm_path(const char *name, char **ret) {
         return sd_bus_path_encode(BUS_VM_PREFIX, name, ret);

@@ -10,7 +10,7 @@
 #include <json-c/json.h>
 #include <systemd/sd-bus.h>
 
-#include "macro.h"
+#include "basic/macro.h"
 
 #define BUS_NAME "io.memvisor.Manager1"
 #define BUS_MANAGER_PATH "/io/memvisor/Manager1"

@@ -2,7 +2,7 @@
 #include <ctype.h>
 #include <strings.h>
 
-#include "http-request.h"
+#include "exporter/http-request.h"
 
 static const char *const http_method_table[_HTTP_METHOD_MAX] = {
         [HTTP_GET] = "GET",

@@ -16,7 +16,7 @@
  *
  * Methods HTTP defines but the exporter does not serve (POST, PUT, …) parse fine: the server answers 405. */
 
-#include "macro.h"
+#include "basic/macro.h"
 
 #define HTTP_MAX_REQUEST_LINE 4096U
 #define HTTP_MAX_HEADER_SIZE 8192U      /* all header lines together, without the request line */

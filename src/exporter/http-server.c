@@ -6,10 +6,10 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#include "http-request.h"
-#include "http-server.h"
-#include "log.h"
-#include "parse.h"
+#include "exporter/http-request.h"
+#include "exporter/http-server.h"
+#include "basic/log.h"
+#include "basic/parse.h"
 
 #define HTTP_MAX_INPUT_SIZE (HTTP_MAX_REQUEST_LINE + HTTP_MAX_HEADER_SIZE + 16U)
 #define HTTP_ACCEPT_BATCH 64

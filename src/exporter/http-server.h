@@ -19,8 +19,8 @@
 #include <sys/socket.h>
 #include <systemd/sd-event.h>
 
-#include "buffer.h"
-#include "macro.h"
+#include "basic/buffer.h"
+#include "basic/macro.h"
 
 #define HTTP_DEFAULT_MAX_CONNECTIONS 64U
 #define HTTP_DEFAULT_MAX_CONNECTIONS_PER_ADDRESS 16U

@@ -3,9 +3,9 @@
 #include <stdio.h>
 #include <time.h>
 
-#include "fileio.h"
-#include "host-sample.h"
-#include "parse.h"
+#include "basic/fileio.h"
+#include "metrics/host-sample.h"
+#include "basic/parse.h"
 
 static uint64_t now_usec(clockid_t clock) {
         struct timespec ts;

@@ -4,7 +4,7 @@
 /* One sample of host memory: PROC_ROOT/meminfo and, per NUMA node, SYS_ROOT/devices/system/node/nodeN/meminfo.
  * The roots are "/proc" and "/sys" normally; tests point them at fixture trees. */
 
-#include "meminfo.h"
+#include "metrics/meminfo.h"
 
 #define HOST_SAMPLE_MAX_NODES 1024U
 

@@ -2,9 +2,9 @@
 #include <ctype.h>
 #include <stdio.h>
 
-#include "fileio.h"
-#include "meminfo.h"
-#include "parse.h"
+#include "basic/fileio.h"
+#include "metrics/meminfo.h"
+#include "basic/parse.h"
 
 int meminfo_parse(const char *text, Meminfo *ret) {
         Meminfo m = {};

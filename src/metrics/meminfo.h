@@ -4,7 +4,7 @@
 /* /proc/meminfo and /sys/devices/system/node/nodeN/meminfo parsers. They take a path (tests feed fixtures);
  * values are converted from the files' kB to bytes. */
 
-#include "macro.h"
+#include "basic/macro.h"
 
 #define MEMINFO_MAX_FIELDS 128
 

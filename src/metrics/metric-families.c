@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <stdio.h>
 
-#include "metric-families.h"
+#include "metrics/metric-families.h"
 
 #define L(...) { __VA_ARGS__, NULL }
 

@@ -6,7 +6,7 @@
 
 #include <stdio.h>
 
-#include "metric-registry.h"
+#include "metrics/metric-registry.h"
 
 typedef enum MetricId {
         /* the daemon itself (rendered per scrape) */

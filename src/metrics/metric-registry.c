@@ -3,8 +3,8 @@
 #include <inttypes.h>
 #include <math.h>
 
-#include "json-util.h"
-#include "metric-registry.h"
+#include "basic/json-util.h"
+#include "metrics/metric-registry.h"
 
 static const char *const metric_type_table[_METRIC_TYPE_MAX] = {
         [METRIC_GAUGE] = "gauge",

@@ -12,8 +12,8 @@
 #include <json-c/json.h>
 #include <stdio.h>
 
-#include "buffer.h"
-#include "macro.h"
+#include "basic/buffer.h"
+#include "basic/macro.h"
 
 #define METRIC_MAX_LABELS 4U
 #define METRIC_NAME_MAX 200U

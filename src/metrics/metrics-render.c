@@ -2,10 +2,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "json-util.h"
-#include "log.h"
-#include "metric-families.h"
-#include "metrics-render.h"
+#include "basic/json-util.h"
+#include "basic/log.h"
+#include "metrics/metric-families.h"
+#include "metrics/metrics-render.h"
 
 void metrics_guest_inputs_free(MetricsGuestInput *inputs, size_t n) {
         for (size_t i = 0; inputs && i < n; i++)

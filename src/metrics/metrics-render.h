@@ -11,13 +11,13 @@
 #include <sched.h>
 #include <sys/types.h>
 
-#include "host-sample.h"
-#include "macro.h"
-#include "metric-registry.h"
-#include "numa-maps.h"
-#include "proc-status.h"
-#include "qmp-client.h"
-#include "qmp-stats.h"
+#include "metrics/host-sample.h"
+#include "basic/macro.h"
+#include "metrics/metric-registry.h"
+#include "metrics/numa-maps.h"
+#include "metrics/proc-status.h"
+#include "qmp/qmp-client.h"
+#include "qmp/qmp-stats.h"
 
 #define METRICS_UNSET UINT64_MAX
 

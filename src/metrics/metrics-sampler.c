@@ -4,10 +4,10 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "json-util.h"
-#include "log.h"
-#include "metrics-sampler.h"
-#include "numa-worker.h"
+#include "basic/json-util.h"
+#include "basic/log.h"
+#include "metrics/metrics-sampler.h"
+#include "basic/worker.h"
 
 #define QMP_SAMPLE_TIMEOUT_USEC (5U * USEC_PER_SEC)
 #define MAX_RENDER_SIZE (32U * 1024U * 1024U)
@@ -72,7 +72,7 @@ struct MetricsSampler {
 
         /* numa_maps is read in a worker thread: for a large guest it walks page tables, and during a page
          * migration it waits for the guest's mmap lock — neither may stall the event loop. */
-        NumaWorker *numa_worker;
+        Worker *numa_worker;
         NumaBatch *numa_batch;
         uint64_t numa_last_monotonic;
 };
@@ -288,7 +288,7 @@ static void sample_guest_proc(MetricsSampler *s, const char *proc_root, GuestDat
 }
 
 /* In the worker thread: touches nothing but the batch. */
-static int numa_batch_run(NumaWorker *w, void *arg) {
+static int numa_batch_run(Worker *w, void *arg) {
         NumaBatch *b = arg;
 
         for (size_t i = 0; i < b->n_jobs; i++) {
@@ -302,7 +302,7 @@ static int numa_batch_run(NumaWorker *w, void *arg) {
 }
 
 /* Back on the event loop: hand the results to guests that still run the same process. */
-static void numa_batch_done(NumaWorker *w, int code, bool done, int result, void *userdata) {
+static void numa_batch_done(Worker *w, int code, bool done, int result, void *userdata) {
         MetricsSampler *s = userdata;
         NumaBatch *b = s->numa_batch;
 
@@ -325,7 +325,7 @@ static void numa_batch_done(NumaWorker *w, int code, bool done, int result, void
                 }
         }
         s->numa_batch = numa_batch_free(s->numa_batch);
-        s->numa_worker = numa_worker_free(w);
+        s->numa_worker = worker_free(w);
 }
 
 /* Starts reading numa_maps of every running guest off the loop, unless the last batch is still at it. */
@@ -355,7 +355,7 @@ static void sample_guests_numa(MetricsSampler *s, const char *proc_root, const M
                 return;
         }
         s->numa_batch = b;
-        r = numa_worker_start(s->event, "metrics-numa-maps", numa_batch_run, b, numa_batch_done, s, &s->numa_worker);
+        r = worker_start(s->event, "metrics-numa-maps", numa_batch_run, b, numa_batch_done, s, &s->numa_worker);
         if (r < 0) {
                 log_warning_errno(r, "Failed to start the numa_maps reader, skipping this sample: %m");
                 s->numa_batch = numa_batch_free(s->numa_batch);
@@ -680,7 +680,7 @@ MetricsSampler *metrics_sampler_free(MetricsSampler *s) {
                 r->sampler = NULL;
                 r->prev = r->next = NULL;
         }
-        s->numa_worker = numa_worker_free(s->numa_worker); /* waits for a running thread */
+        s->numa_worker = worker_free(s->numa_worker); /* waits for a running thread */
         s->numa_batch = numa_batch_free(s->numa_batch);
         sd_event_source_disable_unref(s->host_timer);
         sd_event_source_disable_unref(s->guest_timer);

@@ -12,8 +12,8 @@
 
 #include <systemd/sd-event.h>
 
-#include "buffer.h"
-#include "metrics-render.h"
+#include "basic/buffer.h"
+#include "metrics/metrics-render.h"
 
 typedef struct MetricsSampler MetricsSampler;
 

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <ctype.h>
 
-#include "fileio.h"
-#include "numa-maps.h"
-#include "parse.h"
+#include "basic/fileio.h"
+#include "metrics/numa-maps.h"
+#include "basic/parse.h"
 
 static const char *const numa_maps_kind_table[_NUMA_MAPS_KIND_MAX] = {
         [NUMA_MAPS_ANON] = "anon",

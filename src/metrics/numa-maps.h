@@ -6,7 +6,7 @@
  * pages of "kernelpagesize_kB" each. Pages are sorted into kinds by the line's other keys: "huge" (hugetlbfs),
  * "anon=" (anonymous), "file=" (file-backed, including memfd and shared memory), everything else "other". */
 
-#include "macro.h"
+#include "basic/macro.h"
 
 #define NUMA_MAPS_MAX_NODE 4095U                /* N<node> above this → -ERANGE */
 #define NUMA_MAPS_MAX_SIZE (64U * 1024U * 1024U) /* larger files → -EFBIG */

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <ctype.h>
 
-#include "fileio.h"
-#include "parse.h"
-#include "proc-status.h"
+#include "basic/fileio.h"
+#include "basic/parse.h"
+#include "metrics/proc-status.h"
 
 static int parse_kb(const char *v, const char *eol, uint64_t *ret) {
         char num[24];

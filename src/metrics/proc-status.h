@@ -3,7 +3,7 @@
 
 /* /proc/PID/status: the memory lines of a process. Takes a path or a buffer. */
 
-#include "macro.h"
+#include "basic/macro.h"
 
 typedef struct ProcStatus {
         uint64_t vm_rss;        /* VmRSS, bytes */

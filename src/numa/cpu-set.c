@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cpu-set.h"
-#include "parse.h"
+#include "numa/cpu-set.h"
+#include "basic/parse.h"
 
 unsigned cpu_set_count(const CpuSet *s) {
         unsigned n = 0;

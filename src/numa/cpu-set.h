@@ -8,7 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "macro.h"
+#include "basic/macro.h"
 
 #define CPU_SET_MAX 1024U       /* CPUs 0 … 1023 */
 

@@ -2,9 +2,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json-util.h"
-#include "numa-error.h"
-#include "numa-report.h"
+#include "basic/json-util.h"
+#include "numa/numa-error.h"
+#include "numa/numa-report.h"
 
 static const char *const numa_error_code_table[_NUMA_ERROR_MAX] = {
         [NUMA_ERROR_INVALID_PARAMETER] = "invalid-parameter",

@@ -12,7 +12,7 @@
 
 #include <json-c/json.h>
 
-#include "macro.h"
+#include "basic/macro.h"
 
 typedef struct MigrationReport MigrationReport;
 

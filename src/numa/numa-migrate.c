@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "numa-migrate.h"
+#include "numa/numa-migrate.h"
 
 static const char *const numa_migrate_phase_table[_NUMA_MIGRATE_PHASE_MAX] = {
         [NUMA_MIGRATE_PHASE_MEASURED] = "measured",
@@ -47,7 +47,7 @@ int numa_migrate_job_new(const char *proc_root, pid_t pid, uint64_t from_mask, u
         return 0;
 }
 
-int numa_migrate_job_run(NumaWorker *w, void *arg) {
+int numa_migrate_job_run(Worker *w, void *arg) {
         NumaMigrateJob *j = arg;
         /* The kernel reads maxnode - 1 bits. */
         unsigned long from[2] = { (unsigned long) j->from_mask, 0 }, to[2] = { (unsigned long) j->to_mask, 0 };
@@ -58,7 +58,7 @@ int numa_migrate_job_run(NumaWorker *w, void *arg) {
         if (r < 0)
                 return r;
         j->have_before = true;
-        numa_worker_post(w, NUMA_MIGRATE_PHASE_MEASURED);
+        worker_post(w, NUMA_MIGRATE_PHASE_MEASURED);
 
         j->start_usec = monotonic_usec();
         n = migrate_pages(j->pid, sizeof(unsigned long) * 8 + 1, from, to);
@@ -67,7 +67,7 @@ int numa_migrate_job_run(NumaWorker *w, void *arg) {
                 j->syscall_error = -errno;
         else
                 j->not_moved = n;
-        numa_worker_post(w, NUMA_MIGRATE_PHASE_MOVED);
+        worker_post(w, NUMA_MIGRATE_PHASE_MOVED);
 
         r = numa_residency_read(j->numa_maps_path, &j->after);
         if (r >= 0)

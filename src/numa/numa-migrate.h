@@ -1,13 +1,13 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
-/* One page migration of a process between NUMA node sets with migrate_pages(2), run by a NumaWorker:
+/* One page migration of a process between NUMA node sets with migrate_pages(2), run by a Worker:
  * numa_maps before, the system call, numa_maps after. The summary arithmetic is a pure function. */
 
 #include <sys/types.h>
 
-#include "numa-placement.h"
-#include "numa-worker.h"
+#include "numa/numa-placement.h"
+#include "basic/worker.h"
 
 typedef enum NumaMigratePhase {
         NUMA_MIGRATE_PHASE_MEASURED,    /* residency before is known; migrate_pages starts */
@@ -35,9 +35,9 @@ NumaMigrateJob *numa_migrate_job_free(NumaMigrateJob *j);
 DEFINE_TRIVIAL_CLEANUP_FUNC(NumaMigrateJob *, numa_migrate_job_free);
 int numa_migrate_job_new(const char *proc_root, pid_t pid, uint64_t from_mask, uint64_t to_mask, NumaMigrateJob **ret);
 
-/* A NumaWorkerFn: arg is the job; posts NUMA_MIGRATE_PHASE_*; returns the first error (numa_maps unreadable,
+/* A WorkerFn: arg is the job; posts NUMA_MIGRATE_PHASE_*; returns the first error (numa_maps unreadable,
  * migrate_pages failed). */
-int numa_migrate_job_run(NumaWorker *w, void *arg);
+int numa_migrate_job_run(Worker *w, void *arg);
 
 typedef struct NumaMigrateSummary {
         uint64_t bytes_before_from;     /* resident on the source nodes before */

@@ -6,13 +6,13 @@
 #include <sys/capability.h>
 #include <time.h>
 
-#include "fileio.h"
-#include "json-util.h"
-#include "log.h"
-#include "meminfo.h"
-#include "numa-migration.h"
-#include "numa-perf.h"
-#include "numa-topology.h"
+#include "basic/fileio.h"
+#include "basic/json-util.h"
+#include "basic/log.h"
+#include "metrics/meminfo.h"
+#include "numa/numa-migration.h"
+#include "numa/numa-perf.h"
+#include "numa/numa-topology.h"
 
 static const char *const migration_phase_table[_MIGRATION_PHASE_MAX] = {
         [MIGRATION_PHASE_STARTED] = "started",
@@ -98,7 +98,7 @@ struct MigrationRun {
         uint64_t move_started_monotonic;
         uint64_t move_started_realtime;
         NumaMigrateJob *job;
-        NumaWorker *worker;
+        Worker *worker;
         NumaPerf *perf;
         KvmStats *stats_before;
         char *stats_reason;             /* why KVM counters are unavailable */
@@ -385,7 +385,7 @@ bool migration_history_busy(const MigrationHistory *h, MigrationRunStatus *ret_s
 static void run_begin_move(MigrationRun *run);
 
 static void run_reset_move(MigrationRun *run) {
-        run->worker = numa_worker_free(run->worker);
+        run->worker = worker_free(run->worker);
         run->job = numa_migrate_job_free(run->job);
         run->perf = numa_perf_free(run->perf);
         run->stats_before = kvm_stats_free(run->stats_before);
@@ -570,7 +570,7 @@ static void run_query_stats(MigrationRun *run, bool after) {
         run->token = t;
 }
 
-static void run_on_migrated(NumaWorker *w, int code, bool done, int result, void *userdata);
+static void run_on_migrated(Worker *w, int code, bool done, int result, void *userdata);
 
 static void run_start_worker(MigrationRun *run) {
         const MigrationContext *ctx = run->ctx;
@@ -578,7 +578,7 @@ static void run_start_worker(MigrationRun *run) {
 
         r = numa_migrate_job_new(ctx->proc_root, run->pid, run->from, run->to, &run->job);
         if (r >= 0)
-                r = numa_worker_start(ctx->event, "numa-migrate", ctx->job_fn ?: numa_migrate_job_run, run->job,
+                r = worker_start(ctx->event, "numa-migrate", ctx->job_fn ?: numa_migrate_job_run, run->job,
                                       run_on_migrated, run, &run->worker);
         if (r < 0) {
                 log_error_errno(r, "Failed to start the page migration of guest %s: %m", run->history->name);
@@ -634,7 +634,7 @@ static void run_on_stats(KvmStats *stats, int error, void *userdata) {
         run_move_done(run, report);
 }
 
-static void run_on_migrated(NumaWorker *w, int code, bool done, int result, void *userdata) {
+static void run_on_migrated(Worker *w, int code, bool done, int result, void *userdata) {
         MigrationRun *run = userdata;
         NumaError e = {};
         int r;
@@ -650,7 +650,7 @@ static void run_on_migrated(NumaWorker *w, int code, bool done, int result, void
                 return;
         }
 
-        run->worker = numa_worker_free(run->worker);
+        run->worker = worker_free(run->worker);
         if (!run->job->have_before) {
                 /* numa_maps could not be read: the guest is gone (or was never ours to read). */
                 log_warning_errno(result, "Guest %s: cannot read its numa_maps: %m", run->history->name);

@@ -2,7 +2,7 @@
 #pragma once
 
 /* Page migration runs of a guest: a MigrationRequest (one move between node sets, or a ping-pong of moves
- * between two nodes) is checked against the host and the guest's history, then each move runs in a NumaWorker
+ * between two nodes) is checked against the host and the guest's history, then each move runs in a Worker
  * (numa_maps, migrate_pages(2), numa_maps), measured with QMP query-stats before the move and after a settle
  * time, and with perf counts of the kvm tracepoints. Each move gives a MigrationReport, kept in the guest's
  * MigrationHistory (the last NUMA_MIGRATION_MAX_RECORDS) and added to its running totals.
@@ -13,11 +13,11 @@
 
 #include <systemd/sd-event.h>
 
-#include "macro.h"
-#include "numa-error.h"
-#include "numa-report.h"
-#include "numa-worker.h"
-#include "qmp-stats.h"
+#include "basic/macro.h"
+#include "numa/numa-error.h"
+#include "numa/numa-report.h"
+#include "basic/worker.h"
+#include "qmp/qmp-stats.h"
 
 #define NUMA_MIGRATION_MAX_RECORDS 64U          /* per guest; older reports are dropped */
 #define NUMA_MIGRATION_MAX_MOVES 10000U         /* per ping-pong */
@@ -51,7 +51,7 @@ typedef struct MigrationContext {
         /* Whether the daemon may migrate_pages(2) another process's memory (NULL: CAP_SYS_NICE is checked). */
         bool (*have_capability)(void);
         /* Runs a NumaMigrateJob in the worker (NULL: numa_migrate_job_run); tests pass a fake. */
-        NumaWorkerFn job_fn;
+        WorkerFn job_fn;
 } MigrationContext;
 
 /* What to move, as MigratePages' parameters, and what the caller knows of the guest. */

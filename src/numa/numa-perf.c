@@ -8,9 +8,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "fileio.h"
-#include "numa-perf.h"
-#include "parse.h"
+#include "basic/fileio.h"
+#include "numa/numa-perf.h"
+#include "basic/parse.h"
 
 struct NumaPerf {
         int *fds;               /* pairs: page fault, exit — per thread */

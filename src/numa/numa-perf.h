@@ -8,7 +8,7 @@
 
 #include <sys/types.h>
 
-#include "macro.h"
+#include "basic/macro.h"
 
 typedef struct NumaPerf NumaPerf;
 

@@ -3,9 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json-util.h"
-#include "numa-pin.h"
-#include "numa-placement.h"
+#include "basic/json-util.h"
+#include "numa/numa-pin.h"
+#include "numa/numa-placement.h"
 
 void numa_pin_result_done(NumaPinResult *r) {
         if (!r)

@@ -9,10 +9,10 @@
 #include <json-c/json.h>
 #include <sys/types.h>
 
-#include "cpu-set.h"
-#include "macro.h"
-#include "numa-error.h"
-#include "numa-topology.h"
+#include "numa/cpu-set.h"
+#include "basic/macro.h"
+#include "numa/numa-error.h"
+#include "numa/numa-topology.h"
 
 typedef struct NumaVcpuThread {
         unsigned index;

@@ -7,10 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fileio.h"
-#include "json-util.h"
-#include "numa-placement.h"
-#include "parse.h"
+#include "basic/fileio.h"
+#include "basic/json-util.h"
+#include "numa/numa-placement.h"
+#include "basic/parse.h"
 
 #define STAT_FILE_MAX (16U * 1024U)
 #define NUMA_MAPS_FILE_MAX (256U * 1024U * 1024U)

@@ -7,9 +7,9 @@
 
 #include <sys/types.h>
 
-#include "cpu-set.h"
-#include "macro.h"
-#include "numa-topology.h"
+#include "numa/cpu-set.h"
+#include "basic/macro.h"
+#include "numa/numa-topology.h"
 
 /* Field 39 ("processor") of a /proc/PID/task/TID/stat file. A missing file → -ENOENT (thread gone);
  * malformed → -EINVAL. */

@@ -2,8 +2,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json-util.h"
-#include "numa-report.h"
+#include "basic/json-util.h"
+#include "numa/numa-report.h"
 
 /* ---- KVM counters ----------------------------------------------------------------------------- */
 

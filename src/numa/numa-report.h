@@ -7,10 +7,10 @@
 #include <json-c/json.h>
 #include <sys/types.h>
 
-#include "macro.h"
-#include "numa-migrate.h"
-#include "numa-placement.h"
-#include "qmp-stats.h"
+#include "basic/macro.h"
+#include "numa/numa-migrate.h"
+#include "numa/numa-placement.h"
+#include "qmp/qmp-stats.h"
 
 /* One KVM statistic before and after a move (values of vcpu-target statistics summed over the vCPUs). */
 typedef struct KvmStatDelta {

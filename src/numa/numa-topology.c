@@ -5,11 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fileio.h"
-#include "json-util.h"
-#include "meminfo.h"
-#include "numa-topology.h"
-#include "parse.h"
+#include "basic/fileio.h"
+#include "basic/json-util.h"
+#include "metrics/meminfo.h"
+#include "numa/numa-topology.h"
+#include "basic/parse.h"
 
 #define SYSFS_FILE_MAX (64U * 1024U)
 

@@ -8,8 +8,8 @@
 
 #include <json-c/json.h>
 
-#include "cpu-set.h"
-#include "macro.h"
+#include "numa/cpu-set.h"
+#include "basic/macro.h"
 
 #define NUMA_NODES_MAX 64U
 

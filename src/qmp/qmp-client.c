@@ -7,10 +7,10 @@
 #include <sys/un.h>
 #include <time.h>
 
-#include "buffer.h"
-#include "json-util.h"
-#include "log.h"
-#include "qmp-client.h"
+#include "basic/buffer.h"
+#include "basic/json-util.h"
+#include "basic/log.h"
+#include "qmp/qmp-client.h"
 
 #define QMP_READ_CHUNK (64U * 1024U)
 #define QMP_MAX_DEPTH 128

@@ -19,8 +19,8 @@
 #include <json-c/json.h>
 #include <systemd/sd-event.h>
 
-#include "macro.h"
-#include "qmp-event.h"
+#include "basic/macro.h"
+#include "qmp/qmp-event.h"
 
 typedef struct QmpClient QmpClient;
 

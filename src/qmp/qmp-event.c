@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-#include "json-util.h"
-#include "log.h"
-#include "qmp-event.h"
+#include "basic/json-util.h"
+#include "basic/log.h"
+#include "qmp/qmp-event.h"
 
 static const char *const qmp_event_type_table[_QMP_EVENT_TYPE_MAX] = {
         [QMP_EVENT_UNKNOWN] = NULL,

@@ -15,7 +15,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "macro.h"
+#include "basic/macro.h"
 
 typedef enum QmpEventType {
         QMP_EVENT_UNKNOWN,              /* another event, or a known one with malformed data */

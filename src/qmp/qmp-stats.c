@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <time.h>
 
-#include "json-util.h"
-#include "log.h"
-#include "qmp-stats.h"
-#include "strv.h"
+#include "basic/json-util.h"
+#include "basic/log.h"
+#include "qmp/qmp-stats.h"
+#include "basic/strv.h"
 
 #define KVM_STATS_MAX 512U /* names per target; QEMU 7.2 reports ~40 vm and ~50 vcpu stats */
 

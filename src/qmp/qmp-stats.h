@@ -8,8 +8,8 @@
 
 #include <json-c/json.h>
 
-#include "macro.h"
-#include "qmp-client.h"
+#include "basic/macro.h"
+#include "qmp/qmp-client.h"
 
 typedef struct KvmStat {
         char *name;

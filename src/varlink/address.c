@@ -3,8 +3,8 @@
 #include <stddef.h>
 #include <string.h>
 
-#include "address.h"
-#include "macro.h"
+#include "varlink/address.h"
+#include "basic/macro.h"
 
 static int fail(const char **ret_reason, const char *reason, int error) {
         if (ret_reason)

@@ -3,10 +3,10 @@
 #include <systemd/sd-id128.h>
 #include <time.h>
 
-#include "certification.h"
-#include "json-util.h"
-#include "log.h"
-#include "varlink-idl.h"
+#include "varlink/certification.h"
+#include "basic/json-util.h"
+#include "basic/log.h"
+#include "varlink/varlink-idl.h"
 
 #define CERT_INTERFACE "org.varlink.certification"
 

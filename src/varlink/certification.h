@@ -13,7 +13,7 @@
  * CERTIFICATION_CLIENTS_MAX runs are tracked; idle ones expire, and beyond the cap Start evicts the
  * least recently used one. */
 
-#include "varlink.h"
+#include "varlink/varlink.h"
 
 #define CERTIFICATION_CLIENTS_MAX 64U
 #define CERTIFICATION_CLIENT_IDLE_USEC (10U * 60U * USEC_PER_SEC)

@@ -3,10 +3,10 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 
-#include "address.h"
-#include "buffer.h"
-#include "client.h"
-#include "json-util.h"
+#include "varlink/address.h"
+#include "basic/buffer.h"
+#include "varlink/client.h"
+#include "basic/json-util.h"
 
 #define CLIENT_MAX_MESSAGE (64U * 1024U * 1024U)
 

@@ -5,8 +5,8 @@
 
 #include <json-c/json.h>
 
-#include "macro.h"
-#include "varlink.h"
+#include "basic/macro.h"
+#include "varlink/varlink.h"
 
 typedef struct VarlinkClient VarlinkClient;
 

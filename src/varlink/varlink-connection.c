@@ -6,9 +6,9 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
-#include "json-util.h"
-#include "log.h"
-#include "varlink-internal.h"
+#include "basic/json-util.h"
+#include "basic/log.h"
+#include "varlink/varlink-internal.h"
 
 /* While more than this many reply bytes wait to be written, no further call is dispatched on that
  * connection, so a peer that pipelines calls without reading replies stalls instead of growing. */

@@ -6,8 +6,8 @@
 
 #include <sys/socket.h>
 
-#include "buffer.h"
-#include "varlink.h"
+#include "basic/buffer.h"
+#include "varlink/varlink.h"
 
 #define MAX_LISTEN_FDS 8U
 #define MAX_INTERFACES 16U

@@ -10,13 +10,13 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 
-#include "address.h"
-#include "buffer.h"
-#include "json-util.h"
-#include "log.h"
-#include "utf8.h"
-#include "varlink-idl.h"
-#include "varlink-internal.h"
+#include "varlink/address.h"
+#include "basic/buffer.h"
+#include "basic/json-util.h"
+#include "basic/log.h"
+#include "basic/utf8.h"
+#include "varlink/varlink-idl.h"
+#include "varlink/varlink-internal.h"
 
 #define ACCEPT_BUDGET 64U
 

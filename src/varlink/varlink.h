@@ -16,7 +16,7 @@
 #include <sys/types.h>
 #include <systemd/sd-event.h>
 
-#include "macro.h"
+#include "basic/macro.h"
 
 typedef struct VarlinkServer VarlinkServer;
 typedef struct VarlinkConnection VarlinkConnection;

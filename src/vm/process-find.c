@@ -9,8 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "fileio.h"
-#include "process-find.h"
+#include "basic/fileio.h"
+#include "vm/process-find.h"
 
 #define SO_ACCEPTCON_FLAG 0x00010000U   /* __SO_ACCEPTCON in /proc/net/unix's Flags: a listening socket */
 

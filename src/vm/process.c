@@ -6,10 +6,10 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 
-#include "fileio.h"
-#include "process.h"
-#include "rlimit-util.h"
-#include "strv.h"
+#include "basic/fileio.h"
+#include "vm/process.h"
+#include "basic/rlimit-util.h"
+#include "basic/strv.h"
 
 #ifndef __NR_pidfd_open
 #define __NR_pidfd_open 434

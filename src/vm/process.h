@@ -3,7 +3,7 @@
 
 #include <sys/types.h>
 
-#include "macro.h"
+#include "basic/macro.h"
 
 /* Finds an executable: a path containing '/' is checked as is, a bare name is searched in $PATH.
  * -ENOENT when not found, -EACCES when found but not executable. */

@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <strings.h>
 
-#include "qemu-argv.h"
+#include "vm/qemu-argv.h"
 
 #define QEMU_DEFAULT_BINARY "qemu-system-x86_64"
 #define QEMU_MEMORY_BACKEND_ID "m0"

@@ -3,9 +3,9 @@
 
 /* Builds the QEMU command line for a guest. Never goes through a shell: the result is an argv array. */
 
-#include "macro.h"
-#include "strv.h"
-#include "vm-spec.h"
+#include "basic/macro.h"
+#include "basic/strv.h"
+#include "vm/vm-spec.h"
 
 typedef struct QemuArgvParams {
         const char *qmp_path;           /* the QMP socket path, for documentation in status output only */

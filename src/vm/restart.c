@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-#include "restart.h"
+#include "vm/restart.h"
 
 static const char *const restart_decision_table[_RESTART_DECISION_MAX] = {
         [RESTART_DECISION_NONE] = "none",

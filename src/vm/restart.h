@@ -3,8 +3,8 @@
 
 /* Restart policy as a pure function of its inputs, so it can be tested without processes or clocks. */
 
-#include "macro.h"
-#include "vm-spec.h"
+#include "basic/macro.h"
+#include "vm/vm-spec.h"
 
 #define RESTART_HISTORY_MAX 64
 

@@ -7,9 +7,9 @@
 
 #include <time.h>
 
-#include "log.h"
-#include "strv.h"
-#include "vm.h"
+#include "basic/log.h"
+#include "basic/strv.h"
+#include "vm/vm.h"
 
 #define QMP_COMMAND_TIMEOUT_USEC (10 * USEC_PER_SEC)
 

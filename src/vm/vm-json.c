@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The JSON views of a guest for the API (ListVMs, DescribeVM). */
-#include "json-util.h"
-#include "qemu-argv.h"
-#include "vm-internal.h"
+#include "basic/json-util.h"
+#include "vm/qemu-argv.h"
+#include "vm/vm-internal.h"
 
 /* ---- JSON views ------------------------------------------------------------------------------- */
 

@@ -5,8 +5,8 @@
 #include <signal.h>
 #include <stdio.h>
 
-#include "json-util.h"
-#include "vm-internal.h"
+#include "basic/json-util.h"
+#include "vm/vm-internal.h"
 
 static void vm_on_qmp_event(QmpClient *q, const QmpEvent *event, void *userdata);
 

@@ -6,9 +6,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "fileio.h"
-#include "json-util.h"
-#include "vm-internal.h"
+#include "basic/fileio.h"
+#include "basic/json-util.h"
+#include "vm/vm-internal.h"
 
 /* ---- runtime directory ------------------------------------------------------------------------ */
 

@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "vm-spec.h"
+#include "vm/vm-spec.h"
 
 #define SIZE_MB (UINT64_C(1) << 20)
 #define SIZE_GB (UINT64_C(1) << 30)

@@ -6,12 +6,12 @@
 #include <stdarg.h>
 #include <stdio.h>
 
-#include "cpu-set.h"
-#include "numa-topology.h"
-#include "parse.h"
-#include "restart.h"
-#include "strv.h"
-#include "vm-spec-internal.h"
+#include "numa/cpu-set.h"
+#include "numa/numa-topology.h"
+#include "basic/parse.h"
+#include "vm/restart.h"
+#include "basic/strv.h"
+#include "vm/vm-spec-internal.h"
 
 static const char *const vm_accel_table[_VM_ACCEL_MAX] = {
         [VM_ACCEL_AUTO] = "auto",

@@ -4,12 +4,12 @@
 #include <ctype.h>
 #include <stdio.h>
 
-#include "cpu-set.h"
-#include "ini.h"
-#include "numa-topology.h"
-#include "restart.h"
-#include "strv.h"
-#include "vm-spec-internal.h"
+#include "numa/cpu-set.h"
+#include "basic/ini.h"
+#include "numa/numa-topology.h"
+#include "vm/restart.h"
+#include "basic/strv.h"
+#include "vm/vm-spec-internal.h"
 
 #define _fallthrough_ __attribute__((__fallthrough__))
 #define reasonf vm_spec_reasonf

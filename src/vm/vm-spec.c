@@ -6,12 +6,12 @@
 #include <stdarg.h>
 #include <stdio.h>
 
-#include "fileio.h"
-#include "ini.h"
-#include "json-util.h"
-#include "strv.h"
-#include "utf8.h"
-#include "vm-spec-internal.h"
+#include "basic/fileio.h"
+#include "basic/ini.h"
+#include "basic/json-util.h"
+#include "basic/strv.h"
+#include "basic/utf8.h"
+#include "vm/vm-spec-internal.h"
 
 /* Fills *e (which may be NULL) with field and the formatted message; returns error. */
 static int spec_error(VmSpecError *e, int error, const char *field, const char *fmt, ...) _printf_(4, 5);

@@ -11,8 +11,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "balloon-util.h"
-#include "macro.h"
+#include "balloon/balloon-util.h"
+#include "basic/macro.h"
 
 typedef enum VmAccel {
         VM_ACCEL_AUTO,          /* KVM when /dev/kvm is usable, else TCG */

@@ -14,14 +14,14 @@
 #include <systemd/sd-journal.h>
 #include <time.h>
 
-#include "fileio.h"
-#include "json-util.h"
-#include "log.h"
-#include "process-find.h"
-#include "process.h"
-#include "qemu-argv.h"
-#include "strv.h"
-#include "vm-internal.h"
+#include "basic/fileio.h"
+#include "basic/json-util.h"
+#include "basic/log.h"
+#include "vm/process-find.h"
+#include "vm/process.h"
+#include "vm/qemu-argv.h"
+#include "basic/strv.h"
+#include "vm/vm-internal.h"
 
 #define KILL_TIMEOUT_USEC (10 * USEC_PER_SEC)
 

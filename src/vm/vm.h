@@ -17,10 +17,10 @@
 #include <sys/types.h>
 #include <systemd/sd-event.h>
 
-#include "macro.h"
-#include "qmp-client.h"
-#include "restart.h"
-#include "vm-spec.h"
+#include "basic/macro.h"
+#include "qmp/qmp-client.h"
+#include "vm/restart.h"
+#include "vm/vm-spec.h"
 
 #define MESSAGE_ID_VM_STARTED "MESSAGE_ID=3a6e2f1b9c0d4e8f8b7a6c5d4e3f2a10"
 #define MESSAGE_ID_VM_STOPPED "MESSAGE_ID=3a6e2f1b9c0d4e8f8b7a6c5d4e3f2a11"

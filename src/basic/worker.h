@@ -8,21 +8,21 @@
 
 #include <systemd/sd-event.h>
 
-#include "macro.h"
+#include "basic/macro.h"
 
-typedef struct NumaWorker NumaWorker;
+typedef struct Worker Worker;
 
 /* Runs in the thread; returns 0 or a negative errno. */
-typedef int (*NumaWorkerFn)(NumaWorker *w, void *arg);
+typedef int (*WorkerFn)(Worker *w, void *arg);
 /* On the event loop: a progress code (done=false) or the end (done=true, result = the function's return).
  * After the end the thread has been joined; the callback may free the worker. */
-typedef void (*NumaWorkerNotify)(NumaWorker *w, int code, bool done, int result, void *userdata);
+typedef void (*WorkerNotify)(Worker *w, int code, bool done, int result, void *userdata);
 
-int numa_worker_start(sd_event *event, const char *description, NumaWorkerFn fn, void *arg, NumaWorkerNotify notify,
-                      void *userdata, NumaWorker **ret);
-NumaWorker *numa_worker_free(NumaWorker *w);
-DEFINE_TRIVIAL_CLEANUP_FUNC(NumaWorker *, numa_worker_free);
-bool numa_worker_running(const NumaWorker *w);
+int worker_start(sd_event *event, const char *description, WorkerFn fn, void *arg, WorkerNotify notify,
+                      void *userdata, Worker **ret);
+Worker *worker_free(Worker *w);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Worker *, worker_free);
+bool worker_running(const Worker *w);
 
 /* From the thread: posts a progress code (≥ 0). */
-void numa_worker_post(NumaWorker *w, int code);
+void worker_post(Worker *w, int code);

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "numa-worker.h"
+#include "basic/worker.h"
 
 typedef struct WorkerMessage {
         int code;
@@ -13,30 +13,30 @@ typedef struct WorkerMessage {
         int result;
 } WorkerMessage;
 
-struct NumaWorker {
+struct Worker {
         pthread_t thread;
         bool thread_running;            /* created and not joined */
         bool finished;                  /* the end message was handled */
         int pipe[2];
         sd_event_source *source;
-        NumaWorkerFn fn;
+        WorkerFn fn;
         void *arg;
-        NumaWorkerNotify notify;
+        WorkerNotify notify;
         void *userdata;
 };
 
-static void worker_write(NumaWorker *w, const WorkerMessage *m) {
+static void worker_write(Worker *w, const WorkerMessage *m) {
         /* Smaller than PIPE_BUF: atomic. The read end is drained by the loop; a full pipe only delays us. */
         while (write(w->pipe[1], m, sizeof(*m)) < 0 && errno == EINTR)
                 ;
 }
 
-void numa_worker_post(NumaWorker *w, int code) {
+void worker_post(Worker *w, int code) {
         worker_write(w, &(WorkerMessage) { .code = code });
 }
 
 static void *worker_thread(void *p) {
-        NumaWorker *w = p;
+        Worker *w = p;
         int r;
 
         r = w->fn(w, w->arg);
@@ -45,7 +45,7 @@ static void *worker_thread(void *p) {
 }
 
 static int worker_on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
-        NumaWorker *w = userdata;
+        Worker *w = userdata;
 
         for (;;) {
                 WorkerMessage m;
@@ -56,7 +56,7 @@ static int worker_on_io(sd_event_source *s, int fd, uint32_t revents, void *user
                 if (n < 0 && errno == EAGAIN)
                         return 0;
                 if (n != (ssize_t) sizeof(m)) {
-                        /* The write end closes only in numa_worker_free(): cannot happen while we watch. */
+                        /* The write end closes only in worker_free(): cannot happen while we watch. */
                         m = (WorkerMessage) { .done = 1, .result = n < 0 ? -errno : -EIO };
                 }
                 if (m.done) {
@@ -73,12 +73,12 @@ static int worker_on_io(sd_event_source *s, int fd, uint32_t revents, void *user
         }
 }
 
-int numa_worker_start(sd_event *event, const char *description, NumaWorkerFn fn, void *arg, NumaWorkerNotify notify,
-                      void *userdata, NumaWorker **ret) {
-        _cleanup_(numa_worker_freep) NumaWorker *w = NULL;
+int worker_start(sd_event *event, const char *description, WorkerFn fn, void *arg, WorkerNotify notify,
+                      void *userdata, Worker **ret) {
+        _cleanup_(worker_freep) Worker *w = NULL;
         int r;
 
-        w = calloc(1, sizeof(NumaWorker));
+        w = calloc(1, sizeof(Worker));
         if (!w)
                 return -ENOMEM;
         w->pipe[0] = w->pipe[1] = -EBADF;
@@ -105,7 +105,7 @@ int numa_worker_start(sd_event *event, const char *description, NumaWorkerFn fn,
         return 0;
 }
 
-NumaWorker *numa_worker_free(NumaWorker *w) {
+Worker *worker_free(Worker *w) {
         if (!w)
                 return NULL;
         if (w->thread_running)
@@ -116,6 +116,6 @@ NumaWorker *numa_worker_free(NumaWorker *w) {
         return mfree(w);
 }
 
-bool numa_worker_running(const NumaWorker *w) {
+bool worker_running(const Worker *w) {
         return w && !w->finished;
 }
