@@ -23,10 +23,10 @@
 #include <sys/wait.h>
 #include <time.h>
 
-#include "client.h"
-#include "json-util.h"
-#include "log.h"
-#include "parse.h"
+#include "varlink/client.h"
+#include "basic/json-util.h"
+#include "basic/log.h"
+#include "basic/parse.h"
 
 #define GETINFO_METHOD "org.varlink.service.GetInfo"
 #define GETINFO_CALL "{\"method\":\"" GETINFO_METHOD "\"}"

@@ -19,11 +19,11 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
-#include "buffer.h"
+#include "basic/buffer.h"
 #include "fuzz.h"
-#include "http-request.h"
-#include "http-server.h"
-#include "log.h"
+#include "exporter/http-request.h"
+#include "exporter/http-server.h"
+#include "basic/log.h"
 
 #define INPUT_MAX (64U * 1024U)
 

@@ -9,10 +9,10 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 
-#include "config.h"
+#include "daemon/config.h"
 #include "fuzz.h"
-#include "ini.h"
-#include "log.h"
+#include "basic/ini.h"
+#include "basic/log.h"
 
 typedef struct Settings {
         char *string;

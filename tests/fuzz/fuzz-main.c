@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
-#include "fileio.h"
+#include "basic/fileio.h"
 #include "fuzz.h"
 
 #define INPUT_MAX (16U * 1024U * 1024U)

@@ -8,8 +8,8 @@
 #include <stdio.h>
 
 #include "fuzz.h"
-#include "log.h"
-#include "meminfo.h"
+#include "basic/log.h"
+#include "metrics/meminfo.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         _cleanup_free_ char *text = NULL;

@@ -6,8 +6,8 @@
 #include <stdio.h>
 
 #include "fuzz.h"
-#include "log.h"
-#include "numa-maps.h"
+#include "basic/log.h"
+#include "metrics/numa-maps.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         _cleanup_free_ char *text = NULL;

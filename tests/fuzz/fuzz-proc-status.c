@@ -5,8 +5,8 @@
 #include <stdio.h>
 
 #include "fuzz.h"
-#include "log.h"
-#include "proc-status.h"
+#include "basic/log.h"
+#include "metrics/proc-status.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         _cleanup_free_ char *text = NULL;

@@ -10,9 +10,9 @@
 #include <stdio.h>
 
 #include "fuzz.h"
-#include "json-util.h"
-#include "log.h"
-#include "qmp-stats.h"
+#include "basic/json-util.h"
+#include "basic/log.h"
+#include "qmp/qmp-stats.h"
 
 #define JSON_DEPTH 128          /* the QMP client's tokener depth */
 #define N_VALUES 5

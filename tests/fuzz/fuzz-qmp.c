@@ -21,10 +21,10 @@
 #include <sys/socket.h>
 
 #include "fuzz.h"
-#include "json-util.h"
-#include "log.h"
-#include "qmp-client.h"
-#include "qmp-stats.h"
+#include "basic/json-util.h"
+#include "basic/log.h"
+#include "qmp/qmp-client.h"
+#include "qmp/qmp-stats.h"
 
 typedef struct Context {
         sd_event *event;

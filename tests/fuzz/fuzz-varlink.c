@@ -10,11 +10,11 @@
 #include <stdio.h>
 #include <sys/socket.h>
 
-#include "buffer.h"
+#include "basic/buffer.h"
 #include "fuzz.h"
-#include "json-util.h"
-#include "log.h"
-#include "varlink.h"
+#include "basic/json-util.h"
+#include "basic/log.h"
+#include "varlink/varlink.h"
 
 typedef struct Context {
         sd_event *event;

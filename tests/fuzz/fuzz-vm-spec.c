@@ -8,9 +8,9 @@
 #include <stdio.h>
 
 #include "fuzz.h"
-#include "ini.h"
-#include "log.h"
-#include "vm-spec.h"
+#include "basic/ini.h"
+#include "basic/log.h"
+#include "vm/vm-spec.h"
 
 #define JSON_DEPTH 64
 

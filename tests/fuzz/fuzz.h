@@ -12,9 +12,9 @@
 #include <sys/socket.h>
 #include <systemd/sd-event.h>
 
-#include "buffer.h"
-#include "log.h"
-#include "macro.h"
+#include "basic/buffer.h"
+#include "basic/log.h"
+#include "basic/macro.h"
 
 /* The libFuzzer entry point every fuzz target defines. Built either with -fsanitize=fuzzer, or with
  * fuzz-main.c, which replays files and corpus directories given on the command line. */

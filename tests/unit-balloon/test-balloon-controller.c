@@ -15,10 +15,10 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "balloon-controller.h"
-#include "balloon-policy-run.h"
-#include "fileio.h"
-#include "json-util.h"
+#include "balloon/balloon-controller.h"
+#include "balloon/balloon-policy-run.h"
+#include "basic/fileio.h"
+#include "basic/json-util.h"
 
 #define MiB (UINT64_C(1) << 20)
 #define MAX_QUERIES 8

@@ -9,7 +9,7 @@
 
 #include <inttypes.h>
 
-#include "policy.h"
+#include "balloon/policy.h"
 
 #define MiB (UINT64_C(1) << 20)
 #define GiB (UINT64_C(1) << 30)

@@ -9,9 +9,9 @@
 
 #include <inttypes.h>
 
-#include "balloon-util.h"
-#include "json-util.h"
-#include "parse.h"
+#include "balloon/balloon-util.h"
+#include "basic/json-util.h"
+#include "basic/parse.h"
 
 #define MiB (UINT64_C(1) << 20)
 #define GiB (UINT64_C(1) << 30)

@@ -10,10 +10,10 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "json-util.h"
-#include "log.h"
-#include "metrics-render.h"
-#include "metrics-sampler.h"
+#include "basic/json-util.h"
+#include "basic/log.h"
+#include "metrics/metrics-render.h"
+#include "metrics/metrics-sampler.h"
 
 static const char *data_dir;
 

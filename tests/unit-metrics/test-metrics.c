@@ -7,13 +7,13 @@
 #include <stdio.h>
 #include <cmocka.h>
 
-#include "host-sample.h"
-#include "log.h"
-#include "http-request.h"
-#include "metric-families.h"
-#include "metric-registry.h"
-#include "numa-maps.h"
-#include "proc-status.h"
+#include "metrics/host-sample.h"
+#include "basic/log.h"
+#include "exporter/http-request.h"
+#include "metrics/metric-families.h"
+#include "metrics/metric-registry.h"
+#include "metrics/numa-maps.h"
+#include "metrics/proc-status.h"
 
 static const char *data_dir;
 

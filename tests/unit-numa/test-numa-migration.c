@@ -12,10 +12,10 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "fileio.h"
-#include "json-util.h"
-#include "numa-migration.h"
-#include "numa-pin.h"
+#include "basic/fileio.h"
+#include "basic/json-util.h"
+#include "numa/numa-migration.h"
+#include "numa/numa-pin.h"
 
 static const char *data_dir;
 
@@ -40,8 +40,8 @@ static unsigned lowest_node(uint64_t mask) {
         return (unsigned) __builtin_ctzll(mask);
 }
 
-/* A NumaWorkerFn: 256 pages of 4 KiB on the lowest source node before, on the lowest target node after. */
-static int fake_job_run(NumaWorker *w, void *arg) {
+/* A WorkerFn: 256 pages of 4 KiB on the lowest source node before, on the lowest target node after. */
+static int fake_job_run(Worker *w, void *arg) {
         NumaMigrateJob *j = arg;
         unsigned from = lowest_node(j->from_mask), to = lowest_node(j->to_mask);
 
@@ -51,7 +51,7 @@ static int fake_job_run(NumaWorker *w, void *arg) {
         j->before.pages[from] = 256;
         j->before.bytes[from] = 1 << 20;
         j->have_before = true;
-        numa_worker_post(w, NUMA_MIGRATE_PHASE_MEASURED);
+        worker_post(w, NUMA_MIGRATE_PHASE_MEASURED);
         j->start_usec = 1000;
         j->end_usec = 1500;
         if (fake_job == FAKE_JOB_EINVAL || fake_job == FAKE_JOB_EPERM) {
@@ -63,7 +63,7 @@ static int fake_job_run(NumaWorker *w, void *arg) {
                 j->after.bytes[to] = 1 << 20;
         }
         j->have_after = true;
-        numa_worker_post(w, NUMA_MIGRATE_PHASE_MOVED);
+        worker_post(w, NUMA_MIGRATE_PHASE_MOVED);
         return j->syscall_error;
 }
 

@@ -11,11 +11,11 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "cpu-set.h"
-#include "numa-migrate.h"
-#include "numa-perf.h"
-#include "numa-placement.h"
-#include "numa-topology.h"
+#include "numa/cpu-set.h"
+#include "numa/numa-migrate.h"
+#include "numa/numa-perf.h"
+#include "numa/numa-placement.h"
+#include "numa/numa-topology.h"
 
 static const char *data_dir;
 

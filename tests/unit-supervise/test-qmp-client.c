@@ -13,9 +13,9 @@
 #include <sys/socket.h>
 #include <cmocka.h>
 
-#include "fileio.h"
-#include "json-util.h"
-#include "qmp-client.h"
+#include "basic/fileio.h"
+#include "basic/json-util.h"
+#include "qmp/qmp-client.h"
 
 #define MAX_CMDS 64
 

@@ -7,9 +7,9 @@
 #include <stdio.h>
 #include <cmocka.h>
 
-#include "fileio.h"
-#include "json-util.h"
-#include "qmp-event.h"
+#include "basic/fileio.h"
+#include "basic/json-util.h"
+#include "qmp/qmp-event.h"
 
 typedef struct Parsed {
         json_object *message;

@@ -6,9 +6,9 @@
 #include <stdio.h>
 #include <cmocka.h>
 
-#include "fileio.h"
-#include "json-util.h"
-#include "qmp-stats.h"
+#include "basic/fileio.h"
+#include "basic/json-util.h"
+#include "qmp/qmp-stats.h"
 
 /* The "return" of the reply that follows the C: line containing needle. */
 static json_object *reply_after(const char *file, const char *needle) {

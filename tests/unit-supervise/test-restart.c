@@ -5,8 +5,8 @@
 #include <stddef.h>
 #include <cmocka.h>
 
-#include "restart.h"
-#include "vm-spec.h"
+#include "vm/restart.h"
+#include "vm/vm-spec.h"
 
 #define S USEC_PER_SEC
 #define MS USEC_PER_MSEC

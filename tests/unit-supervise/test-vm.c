@@ -13,9 +13,9 @@
 #include <sys/stat.h>
 #include <cmocka.h>
 
-#include "fileio.h"
-#include "log.h"
-#include "vm.h"
+#include "basic/fileio.h"
+#include "basic/log.h"
+#include "vm/vm.h"
 
 typedef struct Fixture {
         sd_event *event;

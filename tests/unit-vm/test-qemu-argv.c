@@ -11,10 +11,10 @@
 
 #include <stdio.h>
 
-#include "fileio.h"
-#include "qemu-argv.h"
-#include "strv.h"
-#include "vm-spec.h"
+#include "basic/fileio.h"
+#include "vm/qemu-argv.h"
+#include "basic/strv.h"
+#include "vm/vm-spec.h"
 
 #define T "/var/lib/memvisor-test"
 

@@ -15,10 +15,10 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
-#include "fileio.h"
-#include "json-util.h"
-#include "strv.h"
-#include "vm-spec.h"
+#include "basic/fileio.h"
+#include "basic/json-util.h"
+#include "basic/strv.h"
+#include "vm/vm-spec.h"
 
 #define BASE "[VM]\nKernel=/boot/vmlinuz\n"
 

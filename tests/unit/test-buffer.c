@@ -7,7 +7,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include "buffer.h"
+#include "basic/buffer.h"
 
 static void assert_content(const ByteBuffer *b, const char *expected) {
         assert_int_equal(byte_buffer_size(b), strlen(expected));

@@ -7,8 +7,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include "bus-util.h"
-#include "json-util.h"
+#include "dbus/bus-util.h"
+#include "basic/json-util.h"
 
 static void check(const char *name, const char *params, const char *bus_name, const char *message) {
         _cleanup_json_ json_object *p = params ? json_tokener_parse(params) : NULL;

@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <syslog.h>
 
-#include "ini.h"
+#include "basic/ini.h"
 
 typedef struct Settings {
         char *name;

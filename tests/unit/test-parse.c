@@ -11,7 +11,7 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
-#include "parse.h"
+#include "basic/parse.h"
 
 #define K (UINT64_C(1) << 10)
 #define MiB (UINT64_C(1) << 20)

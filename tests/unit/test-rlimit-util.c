@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "rlimit-util.h"
+#include "basic/rlimit-util.h"
 
 static void test_bump_and_restore(void **state) {
         struct rlimit rl, now;

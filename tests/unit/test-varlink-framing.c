@@ -16,9 +16,9 @@
 #include <sys/wait.h>
 #include <time.h>
 
-#include "buffer.h"
-#include "json-util.h"
-#include "varlink.h"
+#include "basic/buffer.h"
+#include "basic/json-util.h"
+#include "varlink/varlink.h"
 
 #define TEST_INTERFACE "org.example.test"
 #define M(name) TEST_INTERFACE "." name

@@ -10,9 +10,9 @@
 
 #include <stdio.h>
 
-#include "json-util.h"
-#include "utf8.h"
-#include "varlink.h"
+#include "basic/json-util.h"
+#include "basic/utf8.h"
+#include "varlink/varlink.h"
 
 static json_object *parse(const char *text) {
         json_object *o = json_tokener_parse(text);
