@@ -121,6 +121,12 @@ static int later_fire(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
+/* The pending Later call replies at the next event loop iteration. */
+static void later_release(Test *t) {
+        assert_non_null(t->later_source);
+        assert_int_equal(sd_event_source_set_time_relative(t->later_source, 0), 0);
+}
+
 static void later_closed(VarlinkConnection *c, void *userdata) {
         Test *t = userdata;
 
@@ -132,7 +138,9 @@ static int method_later(VarlinkConnection *c, json_object *parameters, VarlinkCa
         int r;
 
         assert_null(t->later);
-        r = sd_event_add_time_relative(t->event, &t->later_source, CLOCK_MONOTONIC, 2 * USEC_PER_MSEC, 0,
+        /* Pending until the test lets it go (later_release()): a timer of a few milliseconds could fire while
+         * a loaded machine runs the test's own event loop iterations, before the test looked. */
+        r = sd_event_add_time_relative(t->event, &t->later_source, CLOCK_MONOTONIC, 3600U * USEC_PER_SEC, 0,
                                        later_fire, t);
         if (r < 0)
                 return r;
@@ -583,6 +591,8 @@ static void test_clean_eof_after_call(void **state) {
         reconnect(t);
         send_message(t, "{\"method\":\"" M("Later") "\"}");
         assert_return_code(shutdown(t->fd, SHUT_WR), errno);
+        drain(t);
+        later_release(t);
         json_object_put(TAKE_PTR(m));
         m = next_message(t);
         assert_final(m);
@@ -607,6 +617,7 @@ static void test_pipelined_in_order(void **state) {
         assert_no_message(t);
         assert_int_equal(t->echo_calls, 0);
         assert_non_null(t->later);
+        later_release(t);
 
         m1 = next_message(t);
         assert_final(m1);
@@ -1411,6 +1422,7 @@ static void test_limits_api(void **state) {
 static void run_until_later_fired(Test *t) {
         uint64_t deadline = now_usec() + WAIT_USEC;
 
+        later_release(t);
         while (t->later) {
                 assert_true(now_usec() < deadline);
                 assert_return_code(sd_event_run(t->event, 10 * USEC_PER_MSEC), 0);
