@@ -129,6 +129,9 @@ def test_kill_9_mid_operations_loses_nothing_acknowledged(daemons, workdir):
     vm = describe(d, "acked")
     assert vm["state"] == "running" and vm["pid"] == pid, vm
     assert (d.state_dir / "vms" / "acked.vm").exists()
+    # the re-adopted guest's balloon size is asked of QEMU again (query-balloon, asynchronous)
+    wait_for(lambda: "actualBytes" in ok(d, "GetBalloon", {"name": "acked"})["balloon"], timeout=30,
+             what="the balloon size known again")
     b = ok(d, "GetBalloon", {"name": "acked"})["balloon"]
     assert b["actualBytes"] == 64 * MiB        # no driver: the balloon never moved
     ok(d, "SetBalloon", {"name": "acked", "targetBytes": 48 * MiB})
