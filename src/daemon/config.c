@@ -15,6 +15,8 @@ void config_init(DaemonConfig *c) {
                 .socket_mode = DEFAULT_SOCKET_MODE,
                 .max_message_size = VARLINK_DEFAULT_MAX_MESSAGE_SIZE,
                 .max_output_size = VARLINK_DEFAULT_MAX_OUTPUT_SIZE,
+                .max_output_per_uid = VARLINK_DEFAULT_MAX_OUTPUT_PER_UID,
+                .max_output_total = VARLINK_DEFAULT_MAX_OUTPUT_TOTAL,
                 .max_connections = VARLINK_DEFAULT_MAX_CONNECTIONS,
                 .max_connections_per_uid = VARLINK_DEFAULT_MAX_CONNECTIONS_PER_UID,
                 .max_json_depth = VARLINK_DEFAULT_MAX_JSON_DEPTH,
@@ -171,6 +173,8 @@ static const IniItem config_items[] = {
         { "Varlink", "SocketMode", ini_parse_mode, offsetof(DaemonConfig, socket_mode), NULL },
         { "Varlink", "MaxMessageSize", ini_parse_size, offsetof(DaemonConfig, max_message_size), &range_message },
         { "Varlink", "MaxOutputSize", ini_parse_size, offsetof(DaemonConfig, max_output_size), &range_output },
+        { "Varlink", "MaxOutputPerUID", ini_parse_size, offsetof(DaemonConfig, max_output_per_uid), &range_output },
+        { "Varlink", "MaxOutputTotal", ini_parse_size, offsetof(DaemonConfig, max_output_total), &range_output },
         { "Varlink", "MaxConnections", ini_parse_unsigned, offsetof(DaemonConfig, max_connections), &range_connections },
         { "Varlink", "MaxConnectionsPerUID", ini_parse_unsigned, offsetof(DaemonConfig, max_connections_per_uid),
           &range_connections },
@@ -274,6 +278,12 @@ int config_load(const char *path, const ConfigOverrides *o, DaemonConfig *ret, b
         }
 
         r = config_check_balloon(path, &c, ret_error);
+        if (r >= 0 && c.max_output_total < c.max_output_per_uid) {
+                r = -EINVAL;
+                if (ret_error && asprintf(ret_error, "%s: [Varlink] MaxOutputTotal= must be at least "
+                                          "MaxOutputPerUID=", path) < 0)
+                        r = -ENOMEM;
+        }
         if (r < 0) {
                 config_done(&c);
                 return r;
@@ -314,6 +324,8 @@ VarlinkServerLimits config_varlink_limits(const DaemonConfig *c) {
         return (VarlinkServerLimits) {
                 .max_message_size = (size_t) c->max_message_size,
                 .max_output_size = (size_t) c->max_output_size,
+                .max_output_per_uid = (size_t) c->max_output_per_uid,
+                .max_output_total = (size_t) c->max_output_total,
                 .max_connections = c->max_connections,
                 .max_connections_per_uid = c->max_connections_per_uid,
                 .max_json_depth = c->max_json_depth,

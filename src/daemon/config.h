@@ -32,6 +32,8 @@ typedef struct DaemonConfig {
         mode_t socket_mode;
         uint64_t max_message_size;
         uint64_t max_output_size;
+        uint64_t max_output_per_uid;
+        uint64_t max_output_total;
         unsigned max_connections;
         unsigned max_connections_per_uid;
         unsigned max_json_depth;

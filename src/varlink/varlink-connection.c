@@ -18,7 +18,6 @@
 #define READ_CHUNK (64U * 1024U)
 #define TRIM_THRESHOLD (256U * 1024U)    /* buffers a closed connection held: malloc_trim() from here */
 
-static int connection_schedule(VarlinkConnection *c);
 
 static int connection_io(sd_event_source *source, int fd, uint32_t revents, void *userdata);
 static int connection_defer(sd_event_source *source, void *userdata);
@@ -119,6 +118,7 @@ void varlink_connection_close(VarlinkConnection *c) {
         if (c->closed)
                 return;
         c->closed = true;
+        varlink_server_account_output(s, c);
 
         c->io_source = sd_event_source_disable_unref(c->io_source);
         c->defer_source = sd_event_source_disable_unref(c->defer_source);
@@ -200,6 +200,7 @@ static int connection_send(VarlinkConnection *c, const char *error, json_object 
         memcpy(p + prefix_len, text, len);
         memcpy(p + prefix_len + len, suffix, suffix_len + 1); /* includes the terminating NUL */
         byte_buffer_commit(&c->output, total);
+        varlink_server_account_output(c->server, c);
         return 0;
 }
 
@@ -225,7 +226,7 @@ static int connection_end_call(VarlinkConnection *c, const char *error, json_obj
                 r = connection_send(c, error, parameters, false);
 
         if (!c->closed)
-                (void) connection_schedule(c);
+                (void) varlink_connection_schedule(c);
         varlink_connection_unref(c);
         return r;
 }
@@ -249,7 +250,7 @@ int varlink_notify(VarlinkConnection *c, json_object *parameters) {
         varlink_connection_ref(c);      /* as in connection_end_call() */
         r = connection_send(c, NULL, parameters, true);
         if (r >= 0)
-                r = connection_schedule(c);
+                r = varlink_connection_schedule(c);
         varlink_connection_unref(c);
         return r;
 }
@@ -322,6 +323,9 @@ static int connection_dispatch_one(VarlinkConnection *c) {
         len = connection_find_message(c);
         if (len < 0)
                 return 0;
+        /* The uid's (or all clients') replies not read yet: the call waits, and with it the reading. */
+        if (!varlink_server_quota_allows(s, c))
+                return 0;
 
         head = byte_buffer_head(&c->input);
         json_tokener_reset(s->tokener);
@@ -364,6 +368,7 @@ static int connection_write(VarlinkConnection *c) {
                         return -errno;
                 }
                 byte_buffer_consume(&c->output, (size_t) n);
+                varlink_server_account_output(c->server, c);
         }
         return 0;
 }
@@ -452,7 +457,8 @@ static void connection_rearm(VarlinkConnection *c) {
         }
 
         (void) sd_event_source_set_enabled(c->defer_source,
-                                           has_message && connection_can_dispatch(c) ? SD_EVENT_ONESHOT : SD_EVENT_OFF);
+                                           has_message && connection_can_dispatch(c) &&
+                                           varlink_server_quota_allows(c->server, c) ? SD_EVENT_ONESHOT : SD_EVENT_OFF);
 }
 
 static void connection_run(VarlinkConnection *c) {
@@ -478,7 +484,7 @@ static void connection_run(VarlinkConnection *c) {
         varlink_connection_unref(c);
 }
 
-static int connection_schedule(VarlinkConnection *c) {
+int varlink_connection_schedule(VarlinkConnection *c) {
         if (c->closed)
                 return -ENOTCONN;
         return sd_event_source_set_enabled(c->defer_source, SD_EVENT_ONESHOT);

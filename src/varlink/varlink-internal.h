@@ -30,6 +30,8 @@ struct VarlinkConnection {
         bool closed;
         bool in_call;
         VarlinkCallFlags call_flags;
+        size_t accounted;       /* output bytes counted in the server's totals */
+        bool quota_blocked;     /* a call waits because of its uid's or the server's output quota */
 
         struct ucred ucred;
 
@@ -61,6 +63,12 @@ struct VarlinkServer {
         VarlinkConnection *connections;
         unsigned n_connections;
 
+        /* Output quotas across connections: reply bytes queued in all connections, the connections whose next
+         * call waits for them, and the defer source that lets those go once replies were read. */
+        size_t output_total;
+        unsigned n_quota_blocked;
+        sd_event_source *quota_source;
+
         uint64_t reject_log_usec;       /* rate limit for "refusing connection" messages */
         unsigned reject_log_suppressed;
 
@@ -75,6 +83,14 @@ struct VarlinkServer {
 int varlink_connection_new(VarlinkServer *s, int fd, const struct ucred *ucred);
 /* Closes the socket, runs the close callback and drops the server's reference. */
 void varlink_connection_close(VarlinkConnection *c);
+/* Runs the connection (dispatch, write, re-arm) at the next event loop iteration. */
+int varlink_connection_schedule(VarlinkConnection *c);
+
+/* varlink.c: whether c may start its next call under the output quotas (limits.max_output_per_uid and
+ * max_output_total); when not, c is marked and run again once replies were read. */
+bool varlink_server_quota_allows(VarlinkServer *s, VarlinkConnection *c);
+/* varlink.c: c's queued output changed (new bytes, bytes written, closed): updates the totals. */
+void varlink_server_account_output(VarlinkServer *s, VarlinkConnection *c);
 
 /* varlink.c: dispatches a parsed call object. Returns < 0 on a protocol violation (connection must close). */
 int varlink_server_dispatch_call(VarlinkConnection *c, json_object *call);

@@ -85,6 +85,98 @@ static const VarlinkInterface service_interface = {
         },
 };
 
+/* ---- output quotas ---------------------------------------------------------------------------- */
+
+/* Reply bytes queued for every connection of uid. */
+static size_t server_output_of_uid(VarlinkServer *s, uid_t uid) {
+        size_t sum = 0;
+
+        for (VarlinkConnection *c = s->connections; c; c = c->next)
+                if (c->ucred.uid == uid)
+                        sum += c->accounted;
+        return sum;
+}
+
+/* Uids that have replies queued. */
+static unsigned server_uids_with_output(VarlinkServer *s) {
+        unsigned n = 0;
+
+        for (VarlinkConnection *c = s->connections; c; c = c->next) {
+                bool seen = false;
+
+                if (c->accounted == 0)
+                        continue;
+                for (VarlinkConnection *d = s->connections; d != c; d = d->next)
+                        if (d->accounted > 0 && d->ucred.uid == c->ucred.uid) {
+                                seen = true;
+                                break;
+                        }
+                n += !seen;
+        }
+        return n;
+}
+
+bool varlink_server_quota_allows(VarlinkServer *s, VarlinkConnection *c) {
+        size_t mine;
+        bool allowed;
+
+        /* Fast path: nobody's share can be over the per-uid quota while all of them together are not. */
+        if (s->output_total <= s->limits.max_output_per_uid)
+                allowed = true;
+        else {
+                mine = server_output_of_uid(s, c->ucred.uid);
+                allowed = mine <= s->limits.max_output_per_uid;
+                /* Over the total, only uids holding less than an even share may go on: one uid's unread replies
+                 * never hold off the others. */
+                if (allowed && s->output_total > s->limits.max_output_total)
+                        allowed = mine < s->limits.max_output_total / MAX(server_uids_with_output(s), 1U);
+        }
+
+        if (!allowed && !c->quota_blocked) {
+                c->quota_blocked = true;
+                s->n_quota_blocked++;
+        }
+        return allowed;
+}
+
+static int server_quota_release(sd_event_source *source, void *userdata) {
+        VarlinkServer *s = userdata;
+
+        /* Let every waiting connection try again; those still over the quota mark themselves anew. */
+        for (VarlinkConnection *c = s->connections; c; c = c->next)
+                if (c->quota_blocked) {
+                        c->quota_blocked = false;
+                        s->n_quota_blocked--;
+                        (void) varlink_connection_schedule(c);
+                }
+        return 0;
+}
+
+void varlink_server_account_output(VarlinkServer *s, VarlinkConnection *c) {
+        size_t now = c->closed ? 0 : byte_buffer_size(&c->output);
+
+        if (now < c->accounted) {
+                s->output_total -= c->accounted - now;
+                if (s->n_quota_blocked > 0) {
+                        if (!s->quota_source &&
+                            sd_event_add_defer(s->event, &s->quota_source, server_quota_release, s) >= 0)
+                                (void) sd_event_source_set_description(s->quota_source, "varlink-quota");
+                        if (s->quota_source)
+                                (void) sd_event_source_set_enabled(s->quota_source, SD_EVENT_ONESHOT);
+                }
+        } else
+                s->output_total += now - c->accounted;
+        c->accounted = now;
+        if (c->closed && c->quota_blocked) {
+                c->quota_blocked = false;
+                s->n_quota_blocked--;
+        }
+}
+
+size_t varlink_server_output_queued(VarlinkServer *s) {
+        return s->output_total;
+}
+
 /* ---- server ----------------------------------------------------------------------------------- */
 
 int varlink_server_new(VarlinkServer **ret, sd_event *event, const char *vendor, const char *product,
@@ -123,6 +215,7 @@ VarlinkServer *varlink_server_free(VarlinkServer *s) {
                 return NULL;
 
         varlink_server_shutdown(s);
+        s->quota_source = sd_event_source_disable_unref(s->quota_source);
         if (s->tokener)
                 json_tokener_free(s->tokener);
         free(s->vendor);
@@ -166,10 +259,16 @@ int varlink_server_add_interface(VarlinkServer *s, const VarlinkInterface *iface
         return 0;
 }
 
-int varlink_server_set_limits(VarlinkServer *s, const VarlinkServerLimits *limits) {
+int varlink_server_set_limits(VarlinkServer *s, const VarlinkServerLimits *l) {
+        VarlinkServerLimits copy = *l, *limits = &copy;
         json_tokener *t;
 
-        if (limits->max_message_size < 64 || limits->max_output_size < 64 || limits->max_connections < 1 ||
+        if (limits->max_output_per_uid == 0)
+                limits->max_output_per_uid = VARLINK_DEFAULT_MAX_OUTPUT_PER_UID;
+        if (limits->max_output_total == 0)
+                limits->max_output_total = MAX(limits->max_output_per_uid, (size_t) VARLINK_DEFAULT_MAX_OUTPUT_TOTAL);
+        if (limits->max_message_size < 64 || limits->max_output_size < 64 || limits->max_output_per_uid < 64 ||
+            limits->max_output_total < limits->max_output_per_uid || limits->max_connections < 1 ||
             limits->max_connections_per_uid < 1 || limits->max_json_depth < 2 || limits->max_json_depth > 10000)
                 return -EINVAL;
 
@@ -181,7 +280,9 @@ int varlink_server_set_limits(VarlinkServer *s, const VarlinkServerLimits *limit
         if (s->tokener)
                 json_tokener_free(s->tokener);
         s->tokener = t;
-        s->limits = *limits;
+        memcpy(&s->limits, l, sizeof(s->limits));      /* as given, padding included (callers compare) */
+        s->limits.max_output_per_uid = limits->max_output_per_uid;
+        s->limits.max_output_total = limits->max_output_total;
         return 0;
 }
 

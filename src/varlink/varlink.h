@@ -84,10 +84,18 @@ typedef struct VarlinkServerLimits {
         unsigned max_connections;
         unsigned max_connections_per_uid;
         unsigned max_json_depth;
+        size_t max_output_per_uid;              /* queued replies of all connections of one uid; more →
+                                                 * that uid's calls wait (not read) until its peers read;
+                                                 * 0: the default */
+        size_t max_output_total;                /* queued replies of all connections; more → calls wait for
+                                                 * uids holding more than an even share of it; 0: the
+                                                 * default (at least max_output_per_uid) */
 } VarlinkServerLimits;
 
 #define VARLINK_DEFAULT_MAX_MESSAGE_SIZE (16U * 1024U * 1024U)
 #define VARLINK_DEFAULT_MAX_OUTPUT_SIZE (16U * 1024U * 1024U)
+#define VARLINK_DEFAULT_MAX_OUTPUT_PER_UID (4U * 1024U * 1024U)
+#define VARLINK_DEFAULT_MAX_OUTPUT_TOTAL (64U * 1024U * 1024U)
 #define VARLINK_DEFAULT_MAX_CONNECTIONS 256U
 #define VARLINK_DEFAULT_MAX_CONNECTIONS_PER_UID 32U
 #define VARLINK_DEFAULT_MAX_JSON_DEPTH 64U
@@ -96,6 +104,8 @@ typedef struct VarlinkServerLimits {
         ((VarlinkServerLimits) {                                        \
                 .max_message_size = VARLINK_DEFAULT_MAX_MESSAGE_SIZE,   \
                 .max_output_size = VARLINK_DEFAULT_MAX_OUTPUT_SIZE,     \
+                .max_output_per_uid = VARLINK_DEFAULT_MAX_OUTPUT_PER_UID, \
+                .max_output_total = VARLINK_DEFAULT_MAX_OUTPUT_TOTAL,   \
                 .max_connections = VARLINK_DEFAULT_MAX_CONNECTIONS,     \
                 .max_connections_per_uid = VARLINK_DEFAULT_MAX_CONNECTIONS_PER_UID, \
                 .max_json_depth = VARLINK_DEFAULT_MAX_JSON_DEPTH,       \
@@ -134,6 +144,8 @@ uint64_t varlink_server_calls_total(VarlinkServer *s);
 uint64_t varlink_server_connections_total(VarlinkServer *s);
 uint64_t varlink_server_connections_rejected(VarlinkServer *s);
 uint64_t varlink_server_protocol_errors(VarlinkServer *s);
+/* Reply bytes queued for all clients now. */
+size_t varlink_server_output_queued(VarlinkServer *s);
 
 VarlinkConnection *varlink_connection_ref(VarlinkConnection *c);
 VarlinkConnection *varlink_connection_unref(VarlinkConnection *c);

@@ -1318,6 +1318,96 @@ static void test_output_limit(void **state) {
         assert_true(received + max_output / FLOOD_CHUNK + 2 >= t->flood_notifies - 1);
 }
 
+/* Replies a uid does not read are bounded across its connections (MaxOutputPerUID=), not only per connection:
+ * once its queued replies pass the quota, none of its connections starts a new call (nor is read further), and
+ * they go on as soon as it reads. */
+static unsigned count_nuls_nonblocking(int fd, size_t *ret_bytes) {
+        char buf[64 * 1024];
+        unsigned n = 0;
+
+        for (;;) {
+                ssize_t k = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+                if (k <= 0)
+                        return n;
+                *ret_bytes += (size_t) k;
+                for (ssize_t i = 0; i < k; i++)
+                        n += buf[i] == 0;
+        }
+}
+
+/* A connection whose server end has a small send buffer, so that replies queue in the server rather than in
+ * the kernel; returns the client end. */
+static int connect_small_buffers(Test *t) {
+        int pair[2], small = 4096;
+
+        assert_return_code(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), errno);
+        assert_return_code(setsockopt(pair[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), errno);
+        assert_return_code(setsockopt(pair[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), errno);
+        assert_int_equal(varlink_server_add_connection(t->server, pair[0]), 0);
+        return pair[1];
+}
+
+static void test_output_quota_per_uid(void **state) {
+        Test *t = *state;
+        const size_t quota = 16 * 1024, text_len = 6000, bound = quota + text_len + 256;
+        const unsigned calls = 10;
+        VarlinkServerLimits l = *varlink_server_get_limits(t->server);
+        _cleanup_free_ char *msg = NULL, *text = NULL;
+        unsigned got_a = 0, got_b = 0;
+        size_t bytes_a = 0, bytes_b = 0, len;
+        uint64_t deadline;
+        int a, b;
+
+        l.max_output_per_uid = quota;
+        l.max_output_total = 4 * quota;
+        assert_int_equal(varlink_server_set_limits(t->server, &l), 0);
+
+        /* Two connections of the same uid (ours). */
+        a = connect_small_buffers(t);
+        b = connect_small_buffers(t);
+
+        text = malloc(text_len + 1);
+        assert_non_null(text);
+        memset(text, 'q', text_len);
+        text[text_len] = 0;
+        assert_return_code(asprintf(&msg, "{\"method\":\"" M("Echo") "\",\"parameters\":{\"text\":\"%s\"}}", text),
+                           errno);
+        len = strlen(msg) + 1;
+
+        for (unsigned i = 0; i < calls; i++)
+                assert_int_equal(send(a, msg, len, MSG_NOSIGNAL), (ssize_t) len);
+        drain(t);
+        /* A's replies stopped at the quota (plus the reply that crossed it), the rest of its calls wait. */
+        assert_true(varlink_server_output_queued(t->server) > quota);
+        assert_true(varlink_server_output_queued(t->server) <= bound);
+        assert_true(t->echo_calls < calls);
+
+        /* B, same uid: its calls wait too while A's replies are unread. */
+        for (unsigned i = 0; i < calls; i++)
+                assert_int_equal(send(b, msg, len, MSG_NOSIGNAL), (ssize_t) len);
+        drain(t);
+        assert_int_equal(count_nuls_nonblocking(b, &bytes_b), 0);
+        assert_true(varlink_server_output_queued(t->server) <= bound);
+
+        /* Reading lets both go on, to the last reply. */
+        deadline = now_usec() + WAIT_USEC;
+        while (got_a < calls || got_b < calls) {
+                assert_true(now_usec() < deadline);
+                got_a += count_nuls_nonblocking(a, &bytes_a);
+                got_b += count_nuls_nonblocking(b, &bytes_b);
+                assert_return_code(sd_event_run(t->event, 10 * USEC_PER_MSEC), 0);
+                assert_true(varlink_server_output_queued(t->server) <= bound);
+        }
+        assert_int_equal(got_a, calls);
+        assert_int_equal(got_b, calls);
+        assert_int_equal(t->echo_calls, 2 * calls);
+        assert_true(bytes_a > calls * text_len && bytes_b > calls * text_len);
+        safe_close(a);
+        safe_close(b);
+        drain(t);
+        assert_int_equal(varlink_server_output_queued(t->server), 0);
+}
+
 static void test_connection_limits(void **state) {
         Test *t = *state;
         int a[2], b[2], c[2];
@@ -1391,6 +1481,8 @@ static void test_limits_api(void **state) {
                 .max_connections = 3,
                 .max_connections_per_uid = 2,
                 .max_json_depth = 5,
+                .max_output_per_uid = 16384,
+                .max_output_total = 32768,
         };
         const VarlinkServerLimits bad[] = {
                 { 63, 8192, 3, 2, 5 },
@@ -1399,6 +1491,8 @@ static void test_limits_api(void **state) {
                 { 4096, 8192, 3, 0, 5 },
                 { 4096, 8192, 3, 2, 1 },
                 { 4096, 8192, 3, 2, 10001 },
+                { 4096, 8192, 3, 2, 5, 63, 32768 },           /* per-uid quota under 64 bytes */
+                { 4096, 8192, 3, 2, 5, 16384, 8192 },         /* total quota below the per-uid one */
         };
         const VarlinkServerLimits *l;
 
@@ -1408,6 +1502,8 @@ static void test_limits_api(void **state) {
         assert_int_equal(l->max_connections, VARLINK_DEFAULT_MAX_CONNECTIONS);
         assert_int_equal(l->max_connections_per_uid, VARLINK_DEFAULT_MAX_CONNECTIONS_PER_UID);
         assert_int_equal(l->max_json_depth, VARLINK_DEFAULT_MAX_JSON_DEPTH);
+        assert_int_equal(l->max_output_per_uid, VARLINK_DEFAULT_MAX_OUTPUT_PER_UID);
+        assert_int_equal(l->max_output_total, VARLINK_DEFAULT_MAX_OUTPUT_TOTAL);
 
         assert_int_equal(varlink_server_set_limits(t->server, &good), 0);
         for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
@@ -1492,6 +1588,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_privileged_other_users, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_message_size_limit, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_output_limit, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_output_quota_per_uid, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_connection_limits, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_limits_api, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_peer_gone_during_call, setup, teardown),
