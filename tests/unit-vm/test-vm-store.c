@@ -286,6 +286,7 @@ static void test_reload_plan(void **state) {
         VmContext ctx = {};
         sd_event *event = NULL;
         Seen seen = {};
+        VmSpec *spec;
         VmTable t;
         Vm *vm;
 
@@ -304,7 +305,9 @@ static void test_reload_plan(void **state) {
         assert_int_equal(t.n_vms, 6);
         for (size_t i = 1; i < t.n_vms; i++) /* sorted */
                 assert_true(strcmp(t.vms[i - 1]->name, t.vms[i]->name) < 0);
-        assert_int_equal(vm_table_add_loaded(&t, parse("same.vm", GOOD), "elsewhere/same.vm", false, NULL), -EEXIST);
+        spec = parse("same.vm", GOOD); /* a second definition of a name: refused, the caller keeps the spec */
+        assert_int_equal(vm_table_add_loaded(&t, spec, "elsewhere/same.vm", false, NULL), -EEXIST);
+        spec = vm_spec_free(spec);
 
         /* VMDirectory= now. */
         free(write_in(dir, "same.vm", GOOD, 0644));
