@@ -77,25 +77,15 @@ void manager_events_vm_state(Manager *m, Vm *vm, VmState old_state) {
 
 int manager_events_subscribe(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags, void *userdata) {
         Manager *m = userdata;
-        _cleanup_json_ json_object *e = NULL, *list = json_object_new_array();
+        _cleanup_json_ json_object *e = NULL, *list = NULL;
         VarlinkConnection **t;
         int r;
 
         if (m->n_subscribers >= MANAGER_MAX_SUBSCRIBERS)
                 return varlink_error(c, VARLINK_ERROR(TOO_MANY_SUBSCRIBERS), NULL);
-        if (!list)
-                return -ENOMEM;
-
-        for (size_t i = 0; i < m->n_vms; i++) {
-                json_object *s = NULL;
-                r = vm_summary_json(m->vms[i], &s);
-                if (r < 0)
-                        return r;
-                if (json_object_array_add(list, s) < 0) {
-                        json_object_put(s);
-                        return -ENOMEM;
-                }
-        }
+        r = vm_table_summary_json(&m->guests, &list);
+        if (r < 0)
+                return r;
         e = event_new("subscribed", NULL);
         if (!e || json_add(e, "vms", TAKE_PTR(list)) < 0)
                 return -ENOMEM;

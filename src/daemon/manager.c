@@ -211,15 +211,6 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
         return 0;
 }
 
-static unsigned manager_count_active_guests(Manager *m) {
-        unsigned n = 0;
-
-        for (size_t i = 0; i < m->n_vms; i++)
-                if (vm_is_active(m->vms[i]) || m->vms[i]->state == VM_STATE_RESTARTING)
-                        n++;
-        return n;
-}
-
 /* StopGuestsOnExit=yes: the exit waits until the last guest has stopped (vm_stop escalates to SIGKILL). */
 static void manager_on_vm_state_exit(Vm *vm, VmState old_state, void *userdata) {
         Manager *m = userdata;
@@ -229,7 +220,7 @@ static void manager_on_vm_state_exit(Vm *vm, VmState old_state, void *userdata) 
                 return;
         if (vm->state == VM_STATE_RESTARTING)
                 (void) vm_stop(vm); /* the restart policy must not bring it back while we stop */
-        n = manager_count_active_guests(m);
+        n = vm_table_count(&m->guests).active;
         if (n > 0) {
                 manager_set_status(m, "Stopping guests before exit: %u left…", n);
                 return;
@@ -246,7 +237,7 @@ static int on_exit_signal(sd_event_source *s, const struct signalfd_siginfo *si,
                 log_info("Received %s while stopping guests, still waiting for them.", strsignal((int) si->ssi_signo));
                 return 0;
         }
-        n = m->config.stop_guests_on_exit ? manager_count_active_guests(m) : 0;
+        n = m->config.stop_guests_on_exit ? vm_table_count(&m->guests).active : 0;
         if (n > 0) {
                 log_info("Received %s, stopping %u guest%s before shutting down (StopGuestsOnExit=yes).",
                          strsignal((int) si->ssi_signo), n, n == 1 ? "" : "s");

@@ -8,6 +8,7 @@
 #include "basic/macro.h"
 #include "daemon/manager-errors.h"
 #include "varlink/varlink.h"
+#include "vm/vm-table.h"
 #include "vm/vm.h"
 
 /* MESSAGE_IDs of notable journal entries (documented in memvisord(8)). */
@@ -40,11 +41,16 @@ typedef struct Manager {
         char *status;
         bool reloading;
 
-        /* Guests (manager-vms.c), sorted by name. */
+        /* Guests (manager-vms.c): src/vm's table (vm/vm-table.h); vms and n_vms name its first fields. */
         VmContext vmctx;
         bool vmctx_ready;
-        Vm **vms;
-        size_t n_vms;
+        union {
+                VmTable guests;
+                struct {
+                        Vm **vms;       /* sorted by name */
+                        size_t n_vms;
+                };
+        };
         sd_event_source *gc_source;     /* forgets transient guests once they ended */
         VarlinkConnection **subscribers; /* SubscribeEvents calls in progress */
         size_t n_subscribers;
@@ -56,6 +62,9 @@ typedef struct Manager {
         bool stopping_guests;           /* StopGuestsOnExit=: exit once every guest has stopped */
         int lock_fds[2];                /* flock(2) on the runtime and state directories: one daemon each */
 } Manager;
+
+_Static_assert(offsetof(Manager, vms) == offsetof(Manager, guests.vms) &&
+               offsetof(Manager, n_vms) == offsetof(Manager, guests.n_vms), "the guest table's names");
 
 /* Takes ownership of config_path and overrides. */
 int manager_new(Manager **ret, char *config_path, ConfigOverrides *overrides);
@@ -77,9 +86,8 @@ void manager_set_status(Manager *m, const char *format, ...) _printf_(2, 3);
 int manager_varlink_register(Manager *m);
 
 /* manager-vms.c */
-#define MESSAGE_ID_VM_DEFINITION_INVALID "MESSAGE_ID=3a6e2f1b9c0d4e8f8b7a6c5d4e3f2a17"
 #define MANAGER_MAX_SUBSCRIBERS 64U
-#define MANAGER_MAX_VMS 1024U
+#define MANAGER_MAX_VMS VM_TABLE_MAX
 /* Soft RLIMIT_NOFILE memvisord raises itself to: two fds per guest (QMP socket, pidfd), the varlink, D-Bus
  * and exporter connections, with room to spare. */
 #define MANAGER_RLIMIT_NOFILE 16384U
