@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* bus_error_set_from_varlink(): D-Bus callers get an error name and a sentence, never raw JSON. */
+/* bus_error_set_from_varlink() with the daemon's error table (manager_error_bus_from_varlink()), as
+ * manager-dbus.c calls it: D-Bus callers get an error name and a sentence, never raw JSON. */
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,13 +9,14 @@
 #include <cmocka.h>
 
 #include "dbus/bus-util.h"
+#include "daemon/manager-errors.h"
 #include "basic/json-util.h"
 
 static void check(const char *name, const char *params, const char *bus_name, const char *message) {
         _cleanup_json_ json_object *p = params ? json_tokener_parse(params) : NULL;
         sd_bus_error e = SD_BUS_ERROR_NULL;
 
-        assert_true(bus_error_set_from_varlink(&e, name, p) < 0);
+        assert_true(bus_error_set_from_varlink(&e, manager_error_bus_from_varlink(name), name, p) < 0);
         assert_string_equal(e.name, bus_name);
         assert_string_equal(e.message, message);
         sd_bus_error_free(&e);
