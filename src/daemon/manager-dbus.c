@@ -100,15 +100,11 @@ static void emit_balloon_changed(Manager *m, const char *name) {
 
 /* ---- state-changing operations (run once the caller is known to be privileged) --------------------------- */
 
-static int start_like(sd_bus_message *message, Manager *m, sd_bus_error *error,
+static int start_like(sd_bus_message *message, Vm *vm, sd_bus_error *error,
                       int (*action)(Vm *vm, char **ret_reason), const char *verb) {
         _cleanup_free_ char *reason = NULL;
-        Vm *vm;
         int r;
 
-        vm = vm_from_args(m, message, error, &r);
-        if (!vm)
-                return r;
         r = action(vm, &reason);
         if (r == -ENOMEM)
                 return r;
@@ -118,35 +114,27 @@ static int start_like(sd_bus_message *message, Manager *m, sd_bus_error *error,
         return sd_bus_reply_method_return(message, NULL);
 }
 
-static int run_start(sd_bus_message *message, void *userdata, sd_bus_error *error) {
-        return start_like(message, userdata, error, vm_start, "start");
+static int run_start(sd_bus_message *message, Manager *m, Vm *vm, sd_bus_error *error) {
+        return start_like(message, vm, error, vm_start, "start");
 }
 
-static int run_restart(sd_bus_message *message, void *userdata, sd_bus_error *error) {
-        return start_like(message, userdata, error, vm_restart, "restart");
+static int run_restart(sd_bus_message *message, Manager *m, Vm *vm, sd_bus_error *error) {
+        return start_like(message, vm, error, vm_restart, "restart");
 }
 
-static int run_stop(sd_bus_message *message, void *userdata, sd_bus_error *error) {
-        Vm *vm;
+static int run_stop(sd_bus_message *message, Manager *m, Vm *vm, sd_bus_error *error) {
         int r;
 
-        vm = vm_from_args(userdata, message, error, &r);
-        if (!vm)
-                return r;
         r = vm_stop(vm);
         if (r < 0)
                 return r;
         return sd_bus_reply_method_return(message, NULL);
 }
 
-static int run_kill(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+static int run_kill(sd_bus_message *message, Manager *m, Vm *vm, sd_bus_error *error) {
         const char *signame = NULL;
-        Vm *vm;
         int r, sig;
 
-        vm = vm_from_args(userdata, message, error, &r);
-        if (!vm)
-                return r;
         r = sd_bus_message_read(message, "s", &signame);
         if (r < 0)
                 return r;
@@ -175,21 +163,17 @@ static int run_reload(sd_bus_message *message, void *userdata, sd_bus_error *err
         return sd_bus_reply_method_return(message, NULL);
 }
 
-static int run_pin_vcpus(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+static int run_pin_vcpus(sd_bus_message *message, Manager *m, Vm *vm, sd_bus_error *error) {
         _cleanup_json_ json_object *result = NULL;
         const char *map, *emulator;
         ManagerError e = {};
         json_object *vcpus = NULL;
-        Vm *vm;
         int r;
 
-        vm = vm_from_args(userdata, message, error, &r);
-        if (!vm)
-                return r;
         r = sd_bus_message_read(message, "ss", &map, &emulator);
         if (r < 0)
                 return r;
-        r = manager_numa_pin_vcpus(userdata, vm->name, map, isempty(emulator) ? NULL : emulator, &result, &e);
+        r = manager_numa_pin_vcpus(m, vm->name, map, isempty(emulator) ? NULL : emulator, &result, &e);
         if (r < 0)
                 return bus_error_from_manager(error, &e, r);
         (void) json_object_object_get_ex(result, "vcpus", &vcpus);
@@ -216,20 +200,15 @@ static void set_balloon_done(int r, const BalloonTargetResult *result, const Bal
         bus_pending_free(pending);
 }
 
-static int run_set_balloon(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+static int run_set_balloon(sd_bus_message *message, Manager *m, Vm *vm, sd_bus_error *error) {
         _cleanup_(balloon_error_info_done) BalloonErrorInfo info = {};
         _cleanup_free_ char *requester = NULL;
         BalloonGuestConfig cfg;
         ManagerError e = {};
-        Manager *m = userdata;
         BusPending *pending;
         uint64_t target;
-        Vm *vm;
         int r;
 
-        vm = vm_from_args(m, message, error, &r);
-        if (!vm)
-                return r;
         r = sd_bus_message_read(message, "t", &target);
         if (r < 0)
                 return r;
@@ -276,25 +255,21 @@ static void migrate_done(const char *error, json_object *parameters, void *userd
         bus_pending_free(pending);
 }
 
-static int run_migrate_pages(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+static int run_migrate_pages(sd_bus_message *message, Manager *m, Vm *vm, sd_bus_error *error) {
         MigrationRequest req = MIGRATION_REQUEST_INIT;
         ManagerError e = {};
         BusPending *pending;
-        Vm *vm;
         int r;
 
-        vm = vm_from_args(userdata, message, error, &r);
-        if (!vm)
-                return r;
         r = sd_bus_message_read(message, "ss", &req.from, &req.to);
         if (r < 0)
                 return r;
         /* The request is not kept: the moves can take long, the reply says they started, MigrationFinished
          * says how they ended. */
-        r = bus_pending_new(NULL, vm->name, userdata, &pending);
+        r = bus_pending_new(NULL, vm->name, m, &pending);
         if (r < 0)
                 return r;
-        r = manager_numa_migrate(userdata, vm->name, &req,
+        r = manager_numa_migrate(m, vm->name, &req,
                                  &(ManagerCompletion) { .done = migrate_done, .free = bus_pending_free,
                                                         .userdata = pending }, &e);
         if (r < 0)
@@ -302,18 +277,29 @@ static int run_migrate_pages(sd_bus_message *message, void *userdata, sd_bus_err
         return sd_bus_reply_method_return(message, NULL);
 }
 
-/* The methods check the caller first; the runs look the guest up again (by path on guest objects) once the
- * credentials are in, as the guest may be gone by then. */
+static int method_run_reload(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        return bus_verify_privileged_async(message, m->admin_gid, run_reload, m, error);
+}
+
+/* The methods check the caller first; the guest is looked up (again, by path on guest objects) once the
+ * credentials are in, as it may be gone by then. */
 #define DEFINE_PRIVILEGED(run)                                                                                  \
+        static int privileged_##run(sd_bus_message *message, void *userdata, sd_bus_error *error) {             \
+                Vm *vm;                                                                                         \
+                int r;                                                                                          \
+                                                                                                                \
+                vm = vm_from_args(userdata, message, error, &r);                                                \
+                return vm ? run(message, userdata, vm, error) : r;                                              \
+        }                                                                                                       \
         static int method_##run(sd_bus_message *message, void *userdata, sd_bus_error *error) {                 \
                 Manager *m = manager_of(message, userdata);                                                     \
-                return bus_verify_privileged_async(message, m->admin_gid, run, m, error);                       \
+                return bus_verify_privileged_async(message, m->admin_gid, privileged_##run, m, error);          \
         }
 DEFINE_PRIVILEGED(run_start)
 DEFINE_PRIVILEGED(run_stop)
 DEFINE_PRIVILEGED(run_restart)
 DEFINE_PRIVILEGED(run_kill)
-DEFINE_PRIVILEGED(run_reload)
 DEFINE_PRIVILEGED(run_pin_vcpus)
 DEFINE_PRIVILEGED(run_set_balloon)
 DEFINE_PRIVILEGED(run_migrate_pages)
@@ -580,7 +566,7 @@ int manager_dbus_start(Manager *m) {
                 return 0;
         }
 
-        r = bus_connection_open(m->config.dbus_address, "memvisord", &c);
+        r = bus_connection_open(m->event, m->config.dbus_address, "memvisord", BUS_NAME, &c);
         if (r < 0) {
                 /* Optional: say so once and go on with varlink only. */
                 log_notice_errno(r, "D-Bus not available (%s: %m), continuing without the D-Bus interface.",
@@ -593,10 +579,6 @@ int manager_dbus_start(Manager *m) {
                 r = bus_add_named_objects(c->bus, BUS_VM_PREFIX, BUS_VM_INTERFACE, vm_vtable, vm_lookup, vm_name_at, m);
         if (r >= 0)
                 r = sd_bus_add_object_manager(c->bus, NULL, BUS_MANAGER_PATH);
-        if (r >= 0)
-                r = bus_connection_attach(c, m->event);
-        if (r >= 0)
-                r = bus_connection_request_name(c, BUS_NAME);
         if (r >= 0)
                 r = vm_context_add_state_watch(&m->vmctx, dbus_on_vm_state, m);
         if (r >= 0)

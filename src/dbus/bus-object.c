@@ -13,9 +13,36 @@ const char *bus_address_describe(const char *address) {
         return address ?: (secure_getenv("DBUS_SYSTEM_BUS_ADDRESS") ?: "the system bus");
 }
 
-int bus_connection_open(const char *address, const char *description, BusConnection **ret) {
+static int on_disconnected(sd_bus_message *message, void *userdata, sd_bus_error *ret_error) {
+        BusConnection *c = userdata;
+
+        if (!c->disconnected) {
+                c->disconnected = true;
+                log_warning("Lost the connection to D-Bus (%s); D-Bus stays unavailable until %s restarts.",
+                            c->address, program_invocation_short_name);
+        }
+        return 0;
+}
+
+static int on_name_acquired(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        BusConnection *c = userdata;
+        const sd_bus_error *e;
+
+        e = sd_bus_message_get_error(reply);
+        if (e) {
+                log_warning("Failed to acquire the bus name %s on %s, serving on the unique name only: %s", c->name,
+                            c->address, strna(e->message));
+                return 0;
+        }
+        c->name_acquired = true;
+        log_info("Serving D-Bus name %s on %s.", c->name, c->address);
+        return 0;
+}
+
+int bus_connection_open(sd_event *event, const char *address, const char *description, const char *name,
+                        BusConnection **ret) {
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
-        _cleanup_free_ BusConnection *c = NULL;
+        _cleanup_(bus_connection_closep) BusConnection *c = NULL;
         const char *env = secure_getenv("DBUS_SYSTEM_BUS_ADDRESS");
         int r;
 
@@ -37,56 +64,24 @@ int bus_connection_open(const char *address, const char *description, BusConnect
         c = calloc(1, sizeof(*c));
         if (!c)
                 return -ENOMEM;
-        c->address = strdup(bus_address_describe(address));
-        if (!c->address)
-                return -ENOMEM;
         c->bus = TAKE_PTR(bus);
-        *ret = TAKE_PTR(c);
-        return 0;
-}
-
-static int on_disconnected(sd_bus_message *message, void *userdata, sd_bus_error *ret_error) {
-        BusConnection *c = userdata;
-
-        if (!c->disconnected) {
-                c->disconnected = true;
-                log_warning("Lost the connection to D-Bus (%s); D-Bus stays unavailable until %s restarts.",
-                            c->address, program_invocation_short_name);
-        }
-        return 0;
-}
-
-int bus_connection_attach(BusConnection *c, sd_event *event) {
-        int r;
-
-        r = sd_bus_match_signal_async(c->bus, &c->disconnected_slot, "org.freedesktop.DBus.Local", NULL, "org.freedesktop.DBus.Local",
-                                      "Disconnected", on_disconnected, NULL, c);
+        c->address = strdup(bus_address_describe(address));
+        c->name = strdup(name);
+        if (!c->address || !c->name)
+                return -ENOMEM;
+        r = sd_bus_match_signal_async(c->bus, &c->disconnected_slot, "org.freedesktop.DBus.Local", NULL,
+                                      "org.freedesktop.DBus.Local", "Disconnected", on_disconnected, NULL, c);
         if (r < 0)
                 return r;
-        return sd_bus_attach_event(c->bus, event, SD_EVENT_PRIORITY_NORMAL);
-}
-
-static int on_name_acquired(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
-        BusConnection *c = userdata;
-        const sd_bus_error *e;
-
-        e = sd_bus_message_get_error(reply);
-        if (e) {
-                log_warning("Failed to acquire the bus name %s on %s, serving on the unique name only: %s", c->name,
-                            c->address, strna(e->message));
-                return 0;
-        }
-        c->name_acquired = true;
-        log_info("Serving D-Bus name %s on %s.", c->name, c->address);
+        r = sd_bus_attach_event(c->bus, event, SD_EVENT_PRIORITY_NORMAL);
+        if (r < 0)
+                return r;
+        /* Answered on the loop, after the caller added its objects. */
+        r = sd_bus_request_name_async(c->bus, &c->name_slot, name, 0, on_name_acquired, c);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(c);
         return 0;
-}
-
-int bus_connection_request_name(BusConnection *c, const char *name) {
-        free(c->name);
-        c->name = strdup(name);
-        if (!c->name)
-                return -ENOMEM;
-        return sd_bus_request_name_async(c->bus, &c->name_slot, name, 0, on_name_acquired, c);
 }
 
 sd_bus *bus_connection_bus(const BusConnection *c) {

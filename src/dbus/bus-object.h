@@ -24,12 +24,11 @@ typedef struct BusConnection {
 /* What address (NULL: the system bus) names, for the log: itself, $DBUS_SYSTEM_BUS_ADDRESS or "the system
  * bus". */
 const char *bus_address_describe(const char *address);
-/* Connects to address (NULL: $DBUS_SYSTEM_BUS_ADDRESS or the system bus socket) as a bus client. */
-int bus_connection_open(const char *address, const char *description, BusConnection **ret);
-/* Watches for the end of the connection and attaches it to event. */
-int bus_connection_attach(BusConnection *c, sd_event *event);
-/* Asks for name; the answer is logged (without it the daemon serves on its unique name). */
-int bus_connection_request_name(BusConnection *c, const char *name);
+/* Connects to address (NULL: $DBUS_SYSTEM_BUS_ADDRESS or the system bus socket) as a bus client on event,
+ * watches for the end of the connection and asks for name: the answer is logged (without the name the daemon
+ * serves on its unique name). Add the objects before the loop runs. */
+int bus_connection_open(sd_event *event, const char *address, const char *description, const char *name,
+                        BusConnection **ret);
 /* The bus while it is connected, otherwise NULL. */
 sd_bus *bus_connection_bus(const BusConnection *c);
 /* Sends what is queued (when still connected), closes and frees. */

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
@@ -38,11 +39,39 @@ static void test_sentences(void **state) {
         check("org.varlink.service.InvalidParameter", "{\"parameter\":\"to\"}",
               SD_BUS_ERROR_INVALID_ARGS, "Invalid argument: to");
         check("org.example.Other.Thing", "{\"a\":\"b\"}", SD_BUS_ERROR_FAILED, "org.example.Other.Thing: Thing (a b).");
+        /* An error of the table that has no D-Bus name is not given one. */
+        check("io.memvisor.Manager.InternalError", NULL, SD_BUS_ERROR_FAILED,
+              "io.memvisor.Manager.InternalError: Internal error.");
+}
+
+static void test_error_table(void **state) {
+        assert_string_equal(manager_error_bus_from_varlink("io.memvisor.Manager.NoSuchVM"), "io.memvisor.Manager1.NoSuchVM");
+        assert_null(manager_error_bus_from_varlink("io.memvisor.Manager.VMExists"));
+        assert_null(manager_error_bus_from_varlink("io.memvisor.Manager.Nope"));
+        assert_null(manager_error_bus_from_varlink("org.varlink.service.InvalidParameter"));
+        assert_null(manager_error_bus_from_varlink(NULL));
+}
+
+static void test_object_paths(void **state) {
+        char *path = NULL, *name = NULL;
+
+        assert_int_equal(bus_object_path("/org/example/vm", "web-1", &path), 0);
+        assert_string_equal(path, "/org/example/vm/web_2d1");
+        assert_int_equal(bus_object_name_from_path("/org/example/vm", path, &name), 1);
+        assert_string_equal(name, "web-1");
+        free(name);
+        free(path);
+        assert_int_equal(bus_object_name_from_path("/org/example/vm", "/org/example/other/x", &name), 0);
+        assert_null(name);
+        assert_int_equal(bus_object_name_from_path("/org/example/vm", "/org/example/vm", &name), 0);
+        assert_null(name);
 }
 
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_sentences),
+                cmocka_unit_test(test_error_table),
+                cmocka_unit_test(test_object_paths),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
