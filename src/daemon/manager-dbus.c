@@ -77,7 +77,8 @@ static Vm *vm_from_args(Manager *m, sd_bus_message *message, sd_bus_error *error
                 name = from_path;
         *ret = -ENOENT;
         if (!name) {
-                sd_bus_error_setf(error, BUS_ERROR(NO_SUCH_VM), "No guest at %s.", strna(sd_bus_message_get_path(message)));
+                sd_bus_error_setf(error, BUS_ERROR(NO_SUCH_VM), "No guest at %s.",
+                                  strna(sd_bus_message_get_path(message)));
                 return NULL;
         }
         vm = manager_find_vm(m, name);
@@ -499,10 +500,13 @@ static const sd_bus_vtable vm_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_PROPERTY("Name", "s", bus_property_get_string, offsetof(Vm, name), SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("State", "s", property_get_vm, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-        SD_BUS_PROPERTY("StateReason", "s", bus_property_get_string, offsetof(Vm, reason), SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-        SD_BUS_PROPERTY("StateSinceRealtimeUSec", "t", bus_property_get_uint64, offsetof(Vm, state_since_realtime), SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("StateReason", "s", bus_property_get_string, offsetof(Vm, reason),
+                        SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("StateSinceRealtimeUSec", "t", bus_property_get_uint64, offsetof(Vm, state_since_realtime),
+                        SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Pid", "u", property_get_vm, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-        SD_BUS_PROPERTY("Restarts", "u", bus_property_get_unsigned, offsetof(Vm, restarts), SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Restarts", "u", bus_property_get_unsigned, offsetof(Vm, restarts),
+                        SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("VCPUs", "u", property_get_vm, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("MemoryBytes", "t", property_get_vm, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Autostart", "b", property_get_vm, 0, 0),
@@ -540,9 +544,9 @@ static void dbus_on_vm_state(Vm *vm, VmState old_state, void *userdata) {
 
         if (!bus || bus_object_path(BUS_VM_PREFIX, vm->name, &path) < 0)
                 return;
-        r = sd_bus_emit_properties_changed(bus, path, BUS_VM_INTERFACE, "State", "StateReason", "StateSinceRealtimeUSec",
-                                           "Pid", "Restarts", "VCPUs", "MemoryBytes", "BalloonTarget", "BalloonActual",
-                                           NULL);
+        r = sd_bus_emit_properties_changed(bus, path, BUS_VM_INTERFACE, "State", "StateReason",
+                                           "StateSinceRealtimeUSec", "Pid", "Restarts", "VCPUs", "MemoryBytes",
+                                           "BalloonTarget", "BalloonActual", NULL);
         if (r < 0)
                 log_debug_errno(r, "Failed to emit PropertiesChanged for guest %s, ignoring: %m", vm->name);
         r = sd_bus_emit_signal(bus, BUS_MANAGER_PATH, BUS_MANAGER_INTERFACE, "StateChanged", "sosss", vm->name, path,

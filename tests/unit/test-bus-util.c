@@ -45,7 +45,8 @@ static void test_sentences(void **state) {
 }
 
 static void test_error_table(void **state) {
-        assert_string_equal(manager_error_bus_from_varlink("io.memvisor.Manager.NoSuchVM"), "io.memvisor.Manager1.NoSuchVM");
+        assert_string_equal(manager_error_bus_from_varlink("io.memvisor.Manager.NoSuchVM"),
+                            "io.memvisor.Manager1.NoSuchVM");
         assert_null(manager_error_bus_from_varlink("io.memvisor.Manager.VMExists"));
         assert_null(manager_error_bus_from_varlink("io.memvisor.Manager.Nope"));
         assert_null(manager_error_bus_from_varlink("org.varlink.service.InvalidParameter"));
