@@ -40,3 +40,9 @@ ManagerErrorCode manager_error_from_varlink(const char *name) {
                         return c;
         return _MANAGER_ERROR_INVALID;
 }
+
+const char *manager_error_bus_from_varlink(const char *name) {
+        ManagerErrorCode c = manager_error_from_varlink(name);
+
+        return c >= 0 ? errors[c].bus : NULL;
+}

@@ -60,6 +60,8 @@ const char *manager_error_varlink(ManagerErrorCode code) _pure_;
 const char *manager_error_bus(ManagerErrorCode code) _pure_;
 /* The code of a varlink error name, or -EINVAL when it is not one of ours. */
 ManagerErrorCode manager_error_from_varlink(const char *name) _pure_;
+/* The D-Bus name of a varlink error name, or NULL when it is not one of ours or has none on D-Bus. */
+const char *manager_error_bus_from_varlink(const char *name) _pure_;
 
 #define VARLINK_ERROR(code) manager_error_varlink(MANAGER_ERROR_##code)
 #define BUS_ERROR(code) manager_error_bus(MANAGER_ERROR_##code)

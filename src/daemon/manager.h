@@ -21,7 +21,7 @@
 typedef struct ManagerMetrics ManagerMetrics;   /* manager-metrics.c: sampler, metrics API, exporter */
 typedef struct ManagerBalloon ManagerBalloon;   /* manager-balloon-guests.c: balloon controllers, policy */
 typedef struct ManagerNuma ManagerNuma;         /* manager-numa.c: pinning, placement, page migration */
-typedef struct ManagerDbus ManagerDbus;         /* manager-dbus.c: io.memvisor.Manager1 on D-Bus (optional) */
+typedef struct BusConnection BusConnection;     /* src/dbus; manager-dbus.c: io.memvisor.Manager1 (optional) */
 
 typedef struct Manager {
         sd_event *event;
@@ -58,7 +58,7 @@ typedef struct Manager {
         ManagerMetrics *metrics;
         ManagerBalloon *balloon;
         ManagerNuma *numa;
-        ManagerDbus *dbus;              /* NULL: no bus (or [DBus] Address=none) */
+        BusConnection *dbus;            /* NULL: no bus (or [DBus] Address=none) */
         bool stopping_guests;           /* StopGuestsOnExit=: exit once every guest has stopped */
         int lock_fds[2];                /* flock(2) on the runtime and state directories: one daemon each */
 } Manager;
@@ -138,8 +138,8 @@ int manager_numa_guest_info(Manager *m, const char *name, ManagerNumaInfo *ret);
  *
  * An operation fails with a negative errno; when *ret_error has a name the failure is the caller's (reply
  * with that error), otherwise it is internal. Error names are those of the varlink interface
- * (io.memvisor.Manager.X, org.varlink.service.InvalidParameter); D-Bus maps io.memvisor.Manager.X to
- * io.memvisor.Manager1.X. Replies and error parameters are the varlink JSON objects. */
+ * (io.memvisor.Manager.X, org.varlink.service.InvalidParameter); D-Bus gives them their D-Bus names through
+ * the error table (manager_error_bus_from_varlink()). Replies and error parameters are the varlink JSON objects. */
 typedef struct ManagerError {
         const char *name;               /* static string; NULL: no error set */
         json_object *parameters;        /* owned; may be NULL */

@@ -5,17 +5,18 @@
 #include <string.h>
 
 #include "dbus/bus-util.h"
+#include "basic/json-util.h"
 #include "basic/log.h"
 
-int bus_vm_path(const char *name, char **ret) {
-        return sd_bus_path_encode(BUS_VM_PREFIX, name, ret);
+int bus_object_path(const char *prefix, const char *name, char **ret) {
+        return sd_bus_path_encode(prefix, name, ret);
 }
 
-int bus_vm_name_from_path(const char *path, char **ret) {
+int bus_object_name_from_path(const char *prefix, const char *path, char **ret) {
         char *name = NULL;
         int r;
 
-        r = sd_bus_path_decode(path, BUS_VM_PREFIX, &name);
+        r = sd_bus_path_decode(path, prefix, &name);
         if (r <= 0) {
                 *ret = NULL;
                 return r;
@@ -359,28 +360,103 @@ static char *error_sentence(const char *suffix, json_object *parameters) {
         return TAKE_PTR(buf);
 }
 
-int bus_error_set_from_varlink(sd_bus_error *e, const char *name, json_object *parameters) {
+int bus_error_set_from_varlink(sd_bus_error *e, const char *bus_name, const char *varlink_name,
+                               json_object *parameters) {
         _cleanup_free_ char *message = NULL;
         const char *suffix;
 
-        if (streq_ptr(name, "org.varlink.service.InvalidParameter")) {
+        if (streq_ptr(varlink_name, "org.varlink.service.InvalidParameter")) {
                 json_object *p = NULL;
 
                 (void) json_object_object_get_ex(parameters, "parameter", &p);
                 return sd_bus_error_setf(e, SD_BUS_ERROR_INVALID_ARGS, "Invalid argument: %s",
                                          p ? strna(json_object_get_string(p)) : "unknown");
         }
-        suffix = name ? startswith(name, BUS_VARLINK_ERROR_PREFIX) : NULL;
-        if (suffix && !isempty(suffix) && !strchr(suffix, '.')) {
-                _cleanup_free_ char *n = NULL;
-
-                message = error_sentence(suffix, parameters);
-                if (!message || asprintf(&n, BUS_ERROR_PREFIX "%s", suffix) < 0)
-                        return -ENOMEM;
-                return sd_bus_error_setf(e, n, "%s", message);
-        }
-        message = error_sentence(strrchr(strna(name), '.') ? strrchr(name, '.') + 1 : strna(name), parameters);
+        suffix = strrchr(strna(bus_name ?: varlink_name), '.');
+        message = error_sentence(suffix ? suffix + 1 : strna(bus_name ?: varlink_name), parameters);
         if (!message)
                 return -ENOMEM;
-        return sd_bus_error_setf(e, SD_BUS_ERROR_FAILED, "%s: %s", strna(name), message);
+        if (bus_name)
+                return sd_bus_error_setf(e, bus_name, "%s", message);
+        return sd_bus_error_setf(e, SD_BUS_ERROR_FAILED, "%s: %s", strna(varlink_name), message);
+}
+
+int bus_reply_error(sd_bus_message *request, const sd_bus_error *error, int r) {
+        if (sd_bus_error_is_set(error))
+                return sd_bus_reply_method_error(request, error);
+        return sd_bus_reply_method_errno(request, r, NULL);
+}
+
+int bus_reply_json_dict(sd_bus_message *message, json_object *result, const char *key) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        json_object *o = result;
+        int r;
+
+        if (key)
+                (void) json_object_object_get_ex(result, key, &o);
+        r = sd_bus_message_new_method_return(message, &reply);
+        if (r < 0)
+                return r;
+        r = bus_message_append_json_dict(reply, o);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+int bus_reply_json_dict_array(sd_bus_message *message, json_object *array) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        int r;
+
+        r = sd_bus_message_new_method_return(message, &reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(reply, 'a', "a{sv}");
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < json_object_array_length(array); i++) {
+                r = bus_message_append_json_dict(reply, json_object_array_get_idx(array, i));
+                if (r < 0)
+                        return r;
+        }
+        r = sd_bus_message_close_container(reply);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+int bus_reply_json_dict_flattened(sd_bus_message *message, json_object *result, const char *key) {
+        _cleanup_json_ json_object *flat = NULL;
+        json_object *inner = NULL;
+
+        (void) json_object_object_get_ex(result, key, &inner);
+        flat = json_object_new_object();
+        if (!flat)
+                return -ENOMEM;
+        json_object_object_foreach(inner, k1, v1)
+                if (json_add(flat, k1, json_object_get(v1)) < 0)
+                        return -ENOMEM;
+        json_object_object_foreach(result, k2, v2)
+                if (!streq(k2, key) && json_add(flat, k2, json_object_get(v2)) < 0)
+                        return -ENOMEM;
+        return bus_reply_json_dict(message, flat, NULL);
+}
+
+int bus_property_get_string(sd_bus *bus, const char *path, const char *interface, const char *property,
+                            sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        return sd_bus_message_append(reply, "s", strempty(*(char **) userdata));
+}
+
+int bus_property_get_bool(sd_bus *bus, const char *path, const char *interface, const char *property,
+                          sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        return sd_bus_message_append(reply, "b", (int) *(bool *) userdata);
+}
+
+int bus_property_get_unsigned(sd_bus *bus, const char *path, const char *interface, const char *property,
+                              sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        return sd_bus_message_append(reply, "u", (uint32_t) *(unsigned *) userdata);
+}
+
+int bus_property_get_uint64(sd_bus *bus, const char *path, const char *interface, const char *property,
+                            sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        return sd_bus_message_append(reply, "t", *(uint64_t *) userdata);
 }
