@@ -3,7 +3,7 @@
  * runtime) and placement of a guest; page migration is in manager-numa-migrate.c. The work is src/numa's
  * (numa-pin.h, numa-migration.h): these files turn varlink calls, D-Bus calls (manager.h) and the .vm
  * ping-pong into its typed requests, and its results and NumaErrors into replies. Each guest's
- * MigrationHistory is kept here by name. */
+ * MigrationHistory is kept in its record (manager-guest.h). */
 #include <stdio.h>
 
 #include "basic/json-util.h"
@@ -77,43 +77,6 @@ bool manager_numa_vm_running(Vm *vm) {
         return vm->state == VM_STATE_RUNNING && vm->pid > 0;
 }
 
-static NumaVcpuThread *vm_vcpu_threads(Vm *vm) {
-        NumaVcpuThread *v = calloc(MAX(vm->n_vcpus, (size_t) 1), sizeof(NumaVcpuThread));
-
-        for (size_t i = 0; v && i < vm->n_vcpus; i++)
-                v[i] = (NumaVcpuThread) { .index = vm->vcpus[i].index, .thread_id = vm->vcpus[i].thread_id };
-        return v;
-}
-
-/* ---- guests ----------------------------------------------------------------------------------- */
-
-NumaGuest *manager_numa_guest(ManagerNuma *n, const char *name, bool create) {
-        _cleanup_free_ NumaGuest *g = NULL;
-        NumaGuest **t;
-
-        for (size_t i = 0; i < n->n_guests; i++)
-                if (streq(migration_history_name(n->guests[i]->history), name))
-                        return n->guests[i];
-        if (!create)
-                return NULL;
-        g = calloc(1, sizeof(NumaGuest));
-        if (!g || migration_history_new(name, &g->history) < 0)
-                return NULL;
-        t = realloc(n->guests, (n->n_guests + 1) * sizeof(NumaGuest *));
-        if (!t) {
-                migration_history_free(g->history);
-                return NULL;
-        }
-        n->guests = t;
-        n->guests[n->n_guests++] = g;
-        return TAKE_PTR(g);
-}
-
-MigrationHistory *manager_numa_history(ManagerNuma *n, const char *name) {
-        NumaGuest *g = manager_numa_guest(n, name, false);
-        return g ? g->history : NULL;
-}
-
 /* ---- topology and pinning --------------------------------------------------------------------- */
 
 static int vl_get_topology(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags, void *userdata) {
@@ -180,7 +143,7 @@ static int numa_prerun(Vm *vm, void *userdata) {
         _cleanup_(numa_topology_freep) NumaTopology *t = NULL;
         _cleanup_(numa_pin_result_done) NumaPinResult res = {};
         _cleanup_(numa_error_done) NumaError e = {};
-        _cleanup_free_ NumaVcpuThread *vcpus = vm_vcpu_threads(vm);
+        _cleanup_free_ NumaVcpuThread *vcpus = manager_guest_vcpu_threads(vm);
         int r;
 
         r = numa_topology_read(m->numa->sysfs_root, &t);
@@ -224,7 +187,7 @@ int manager_numa_pin_vcpus(Manager *m, const char *name, const char *map_s, cons
         r = numa_topology_read(m->numa->sysfs_root, &t);
         if (r < 0)
                 return r;
-        vcpus = vm_vcpu_threads(vm);
+        vcpus = manager_guest_vcpu_threads(vm);
         if (!vcpus)
                 return -ENOMEM;
         req.proc_root = vm->ctx->proc_root;
@@ -350,7 +313,7 @@ static int vl_get_placement(VarlinkConnection *c, json_object *parameters, Varli
             (r = json_add_string(o, "vcpuAffinity", spec->vcpu_affinity)) < 0 ||
             (r = json_add_string(o, "emulatorAffinity", spec->emulator_affinity)) < 0 ||
             (r = json_add_bool(o, "migrating",
-                               migration_history_busy(manager_numa_history(m->numa, vm->name), NULL))) < 0)
+                               migration_history_busy(manager_guest_migrations(m, vm->name), NULL))) < 0)
                 return r;
 
         if (!manager_numa_vm_running(vm)) {
@@ -364,7 +327,7 @@ static int vl_get_placement(VarlinkConnection *c, json_object *parameters, Varli
         r = numa_topology_read(m->numa->sysfs_root, &t);
         if (r < 0)
                 return r;
-        vcpus = vm_vcpu_threads(vm);
+        vcpus = manager_guest_vcpu_threads(vm);
         if (!vcpus)
                 return -ENOMEM;
         r = numa_vcpu_placements_json(vm->ctx->proc_root, vm->pid, t, vcpus, vm->n_vcpus, &a);
@@ -399,23 +362,6 @@ static int vl_get_placement(VarlinkConnection *c, json_object *parameters, Varli
 
 /* ---- module ----------------------------------------------------------------------------------- */
 
-int manager_numa_guest_info(Manager *m, const char *name, ManagerNumaInfo *ret) {
-        MigrationHistory *h = m->numa && name ? manager_numa_history(m->numa, name) : NULL;
-        const MigrationTotals *t;
-
-        if (!h)
-                return -ENOENT;
-        t = migration_history_totals(h);
-        *ret = (ManagerNumaInfo) {
-                .migrations_total = t->migrations_total,
-                .migration_failures = t->migration_failures,
-                .pages_moved = t->pages_moved,
-                .bytes_moved = t->bytes_moved,
-                .migrate_usec = t->migrate_usec,
-        };
-        return 0;
-}
-
 int manager_numa_start(Manager *m) {
         ManagerNuma *n;
         int r;
@@ -444,11 +390,6 @@ void manager_numa_done(Manager *m) {
         for (size_t i = 0; i < n->n_requests; i++)
                 placement_request_free(n->requests[i]);
         free(n->requests);
-        for (size_t i = 0; i < n->n_guests; i++) {
-                migration_history_free(n->guests[i]->history);     /* joins a running migrate_pages */
-                free(n->guests[i]);
-        }
-        free(n->guests);
         free(n->tids);
         m->numa = mfree(n);
 }

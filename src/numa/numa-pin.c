@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "basic/json-util.h"
+#include "basic/log.h"
 #include "numa/numa-pin.h"
 #include "numa/numa-placement.h"
 
@@ -263,4 +265,45 @@ int numa_vcpu_placements_json(const char *proc_root, pid_t pid, const NumaTopolo
         }
         *ret = TAKE_PTR(a);
         return 0;
+}
+
+unsigned numa_vcpus_metrics(const char *proc_root, pid_t pid, const NumaVcpuThread *vcpus, size_t n_vcpus,
+                            const char *map, const CpuSet *own, MetricsVcpu *ret) {
+        _cleanup_(vcpu_pin_map_done) VcpuPinMap pins = {};
+        char path[PATH_MAX];
+        unsigned errors = 0;
+        int r;
+
+        if (map)
+                (void) vcpu_pin_map_parse(map, &pins, NULL);
+
+        for (size_t i = 0; i < n_vcpus; i++) {
+                MetricsVcpu *d = &ret[i];
+                CpuSet allowed;
+
+                d->index = vcpus[i].index;
+                if (vcpus[i].thread_id <= 0)
+                        continue;
+
+                r = thread_get_affinity(vcpus[i].thread_id, &allowed);
+                d->have_affinity = r >= 0;
+                if (r >= 0) {
+                        d->pinned = vcpu_pin_map_find(&pins, d->index) || (own && !cpu_set_equal(&allowed, own));
+                        (void) cpu_set_to_sched(&allowed, &d->allowed);
+                } else if (r != -ESRCH) {
+                        errors++;
+                        log_debug_errno(r, "Failed to read the affinity of thread %i, ignoring: %m",
+                                        (int) vcpus[i].thread_id);
+                }
+
+                (void) snprintf(path, sizeof(path), "%s/%i/task/%i/stat", proc_root, (int) pid,
+                                (int) vcpus[i].thread_id);
+                r = task_stat_read_last_cpu(path, &d->last_cpu);
+                d->have_last_cpu = r >= 0;
+                if (r < 0 && r != -ENOENT) {
+                        errors++;
+                        log_debug_errno(r, "Failed to read %s, ignoring: %m", path);
+                }
+        }
+        return errors;
 }
