@@ -21,3 +21,7 @@ int balloon_decision_to_json(const BalloonDecisionRecord *d, json_object **ret);
 int balloon_status_to_json(const BalloonStatus *st, json_object *o);
 /* {"name", "targetBytes", "actualBytes", "reached", "elapsedUSec"}: SetBalloon's reply and progress. */
 int balloon_target_result_to_json(const char *name, const BalloonTargetResult *r, json_object **ret);
+/* Every step (GetBalloonSteps' "steps") or decision (GetBalloonDecisions' "decisions") the controller keeps, as
+ * an array, oldest first (a NULL controller has none). */
+int balloon_steps_to_json(const BalloonController *c, json_object **ret);
+int balloon_decisions_to_json(const BalloonController *c, json_object **ret);

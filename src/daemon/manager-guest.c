@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The per-guest records (manager-guest.h), kept in Manager.guests by name. */
+#include "basic/json-util.h"
 #include "daemon/manager-guest.h"
-#include "daemon/manager.h"
 
 static ManagerGuest *guest_free(ManagerGuest *g) {
         if (!g)
@@ -132,4 +132,21 @@ NumaVcpuThread *manager_guest_vcpu_threads(const Vm *vm) {
         for (size_t i = 0; v && i < vm->n_vcpus; i++)
                 v[i] = (NumaVcpuThread) { .index = vm->vcpus[i].index, .thread_id = vm->vcpus[i].thread_id };
         return v;
+}
+
+int manager_guest_fail(ManagerError *e, int error, const char *name, const char *guest, const char *state) {
+        json_object *p = json_object_new_object();
+
+        if (!p || json_add_string(p, "name", guest) < 0 || json_add_string(p, "state", state) < 0) {
+                json_object_put(p);
+                return -ENOMEM;
+        }
+        return manager_error_set(e, error, name, p);
+}
+
+int manager_guest_reply_no_such_vm(VarlinkConnection *c, const char *guest) {
+        ManagerError e = {};
+
+        return manager_error_varlink_reply(c, &e, manager_guest_fail(&e, -ENOENT, VARLINK_ERROR(NO_SUCH_VM), guest,
+                                                                     NULL));
 }

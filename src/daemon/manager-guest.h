@@ -8,12 +8,10 @@
  * record is made. */
 
 #include "balloon/balloon-controller.h"
+#include "daemon/manager.h"
 #include "metrics/metrics-render.h"
 #include "numa/numa-migration.h"
 #include "numa/numa-pin.h"
-
-typedef struct Manager Manager;
-typedef struct Vm Vm;
 
 typedef struct ManagerGuest {
         char *name;
@@ -34,3 +32,8 @@ MigrationHistory *manager_guest_get_migrations(Manager *m, const char *name);
 void manager_guest_readings(Manager *m, const char *name, MetricsBalloon *ret_balloon, MetricsNuma *ret_numa);
 /* The vCPU threads of vm as src/numa takes them (n_vcpus entries, at least one allocated); NULL on OOM. */
 NumaVcpuThread *manager_guest_vcpu_threads(const Vm *vm);
+
+/* Sets *e to the API error name with {"name": guest, "state": state (left out when NULL)}; returns error. */
+int manager_guest_fail(ManagerError *e, int error, const char *name, const char *guest, const char *state);
+/* Replies NoSuchVM {"name": guest}. */
+int manager_guest_reply_no_such_vm(VarlinkConnection *c, const char *guest);

@@ -10,34 +10,20 @@
 #include "basic/log.h"
 #include "daemon/manager-numa.h"
 #include "numa/numa-pin.h"
-#include "numa/numa-placement.h"
+#include "numa/numa-guest-placement.h"
 #include "numa/numa-topology.h"
-#include "basic/worker.h"
 #include "basic/parse.h"
 
 
 /* ---- errors ----------------------------------------------------------------------------------- */
 
-static int error_json(ManagerError *ret, int error, const char *name, json_object *p, int r) {
-        if (r < 0 || !p) {
-                json_object_put(p);
-                return r < 0 ? r : -ENOMEM;
-        }
-        return manager_error_set(ret, error, name, p);
-}
-
 int manager_numa_fail_no_such_vm(ManagerError *ret, const char *name) {
-        json_object *p = json_object_new_object();
-        return error_json(ret, -ENOENT, VARLINK_ERROR(NO_SUCH_VM), p, p ? json_add_string(p, "name", name) : 0);
+        return manager_guest_fail(ret, -ENOENT, VARLINK_ERROR(NO_SUCH_VM), name, NULL);
 }
 
 static int fail_invalid_state(ManagerError *ret, const char *name, Vm *vm) {
-        json_object *p = json_object_new_object();
-        int r = p ? json_add_string(p, "name", name) : 0;
-
-        if (r >= 0 && p)
-                r = json_add_string(p, "state", vm ? vm_state_to_string(vm->state) : "undefined");
-        return error_json(ret, -ESRCH, VARLINK_ERROR(INVALID_STATE), p, r);
+        return manager_guest_fail(ret, -ESRCH, VARLINK_ERROR(INVALID_STATE), name,
+                                  vm ? vm_state_to_string(vm->state) : "undefined");
 }
 
 /* The API error of each NumaErrorCode (NUMA_ERROR_INVALID_PARAMETER is varlink's own InvalidParameter and
@@ -230,25 +216,37 @@ static int vl_pin_vcpus(VarlinkConnection *c, json_object *parameters, VarlinkCa
 struct PlacementRequest {
         ManagerNuma *numa;
         VarlinkConnection *conn;
-        json_object *placement;
-        NumaResidency residency;
-        char *path;
-        Worker *worker;
+        NumaPlacementRead *read;
 };
 
 static PlacementRequest *placement_request_free(PlacementRequest *q) {
         if (!q)
                 return NULL;
-        worker_free(q->worker);
+        numa_placement_read_free(q->read);
         varlink_connection_unref(q->conn);
-        json_object_put(q->placement);
-        free(q->path);
         return mfree(q);
 }
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(PlacementRequest *, placement_request_free);
+/* GetPlacement's reply {"placement": placement} (taken); NULL on OOM. */
+static json_object *placement_reply(json_object *placement) {
+        json_object *p = json_object_new_object();
 
-static void placement_request_remove(ManagerNuma *n, PlacementRequest *q) {
+        if (!p || json_add(p, "placement", placement) < 0) {
+                json_object_put(p ?: placement);
+                return NULL;
+        }
+        return p;
+}
+
+static void placement_done(int r, json_object *placement, void *userdata) {
+        PlacementRequest *q = userdata;
+        ManagerNuma *n = q->numa;
+        json_object *p = r < 0 ? NULL : placement_reply(placement);
+
+        if (p)
+                (void) varlink_reply(q->conn, p);
+        else
+                (void) varlink_error(q->conn, VARLINK_ERROR(INTERNAL_ERROR), NULL);
         for (size_t i = 0; i < n->n_requests; i++)
                 if (n->requests[i] == q) {
                         memmove(n->requests + i, n->requests + i + 1, (n->n_requests - i - 1) * sizeof(void *));
@@ -258,43 +256,14 @@ static void placement_request_remove(ManagerNuma *n, PlacementRequest *q) {
         placement_request_free(q);
 }
 
-static int placement_read_residency(Worker *w, void *arg) {
-        PlacementRequest *q = arg;
-        return numa_residency_read(q->path, &q->residency);
-}
-
-static void placement_on_worker(Worker *w, int code, bool done, int result, void *userdata) {
-        PlacementRequest *q = userdata;
-        _cleanup_json_ json_object *res = NULL, *p = NULL;
-        int r;
-
-        if (!done)
-                return;
-        if (result >= 0) {
-                r = numa_residency_to_json(&q->residency, &res);
-                if (r >= 0)
-                        r = json_add(q->placement, "residency", TAKE_PTR(res));
-                if (r >= 0)
-                        r = json_add_uint(q->placement, "residentBytes", q->residency.total_bytes);
-        } else
-                r = json_add_string(q->placement, "residencyUnavailable", strerror(-result));
-        p = json_object_new_object();
-        if (r >= 0 && p && json_add(p, "placement", TAKE_PTR(q->placement)) >= 0)
-                (void) varlink_reply(q->conn, TAKE_PTR(p));
-        else
-                (void) varlink_error(q->conn, VARLINK_ERROR(INTERNAL_ERROR), NULL);
-        placement_request_remove(q->numa, q);
-}
-
 static int vl_get_placement(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags, void *userdata) {
         Manager *m = userdata;
-        _cleanup_(numa_topology_freep) NumaTopology *t = NULL;
-        _cleanup_json_ json_object *o = NULL, *a = NULL;
+        ManagerNuma *n = m->numa;
         _cleanup_free_ NumaVcpuThread *vcpus = NULL;
-        _cleanup_(placement_request_freep) PlacementRequest *q = NULL;
         const char *name = json_get_string(parameters, "name");
+        json_object *placement = NULL;
+        PlacementRequest *q, **tq;
         ManagerError e = {};
-        PlacementRequest **tq;
         const VmSpec *spec;
         Vm *vm;
         int r;
@@ -303,60 +272,41 @@ static int vl_get_placement(VarlinkConnection *c, json_object *parameters, Varli
         if (!vm)
                 return manager_error_varlink_reply(c, &e, manager_numa_fail_no_such_vm(&e, name));
         spec = vm->running_spec ?: vm->spec;
-        o = json_object_new_object();
-        if (!o)
-                return -ENOMEM;
-        if ((r = json_add_string(o, "name", vm->name)) < 0 ||
-            (r = json_add_string(o, "state", vm_state_to_string(vm->state))) < 0 ||
-            (r = json_add_string(o, "memoryPolicy", vm_memory_policy_to_string(spec->policy))) < 0 ||
-            (r = json_add_string(o, "hostNodes", spec->host_nodes)) < 0 ||
-            (r = json_add_string(o, "vcpuAffinity", spec->vcpu_affinity)) < 0 ||
-            (r = json_add_string(o, "emulatorAffinity", spec->emulator_affinity)) < 0 ||
-            (r = json_add_bool(o, "migrating",
-                               migration_history_busy(manager_guest_migrations(m, vm->name), NULL))) < 0)
-                return r;
-
-        if (!manager_numa_vm_running(vm)) {
-                _cleanup_json_ json_object *p = json_object_new_object();
-                if (!p || json_add(o, "vcpus", json_object_new_array()) < 0 ||
-                    json_add(p, "placement", TAKE_PTR(o)) < 0)
-                        return -ENOMEM;
-                return varlink_reply(c, TAKE_PTR(p));
-        }
-
-        r = numa_topology_read(m->numa->sysfs_root, &t);
-        if (r < 0)
-                return r;
         vcpus = manager_guest_vcpu_threads(vm);
-        if (!vcpus)
-                return -ENOMEM;
-        r = numa_vcpu_placements_json(vm->ctx->proc_root, vm->pid, t, vcpus, vm->n_vcpus, &a);
-        if (r < 0)
-                return r;
-        r = json_add(o, "vcpus", TAKE_PTR(a));
-        if (r < 0)
-                return r;
-
-        /* numa_maps walks the page tables of the whole guest: off the loop. */
         q = calloc(1, sizeof(PlacementRequest));
-        if (!q)
-                return -ENOMEM;
-        q->numa = m->numa;
-        q->placement = TAKE_PTR(o);
-        if (asprintf(&q->path, "%s/%i/numa_maps", vm->ctx->proc_root, (int) vm->pid) < 0) {
-                q->path = NULL;
+        tq = reallocarray(n->requests, n->n_requests + 1, sizeof(void *));
+        if (tq)
+                n->requests = tq;
+        if (!vcpus || !q || !tq) {
+                free(q);
                 return -ENOMEM;
         }
-        tq = realloc(m->numa->requests, (m->numa->n_requests + 1) * sizeof(void *));
-        if (!tq)
-                return -ENOMEM;
-        m->numa->requests = tq;
-        r = worker_start(m->event, "numa-placement", placement_read_residency, q, placement_on_worker, q,
-                              &q->worker);
-        if (r < 0)
-                return r;
+        r = numa_placement_read(m->event,
+                                &(NumaPlacementRequest) {
+                                        .sysfs_root = n->sysfs_root,
+                                        .proc_root = vm->ctx->proc_root,
+                                        .pid = manager_numa_vm_running(vm) ? vm->pid : 0,
+                                        .vcpus = vcpus,
+                                        .n_vcpus = vm->n_vcpus,
+                                        .name = vm->name,
+                                        .state = vm_state_to_string(vm->state),
+                                        .memory_policy = vm_memory_policy_to_string(spec->policy),
+                                        .host_nodes = spec->host_nodes,
+                                        .vcpu_affinity = spec->vcpu_affinity,
+                                        .emulator_affinity = spec->emulator_affinity,
+                                        .migrating = migration_history_busy(manager_guest_migrations(m, vm->name), NULL),
+                                },
+                                placement_done, q, &placement, &q->read);
+        if (r < 0 || placement) {
+                free(q);
+                if (r < 0)
+                        return r;
+                placement = placement_reply(placement);
+                return placement ? varlink_reply(c, placement) : -ENOMEM;
+        }
+        q->numa = n;
         q->conn = varlink_connection_ref(c);
-        m->numa->requests[m->numa->n_requests++] = TAKE_PTR(q);
+        n->requests[n->n_requests++] = q;
         return 0;
 }
 
