@@ -142,3 +142,21 @@ int balloon_steps_to_json(const BalloonController *c, json_object **ret) {
 int balloon_decisions_to_json(const BalloonController *c, json_object **ret) {
         return records_to_json(c, balloon_controller_n_decisions(c), decision_to_json, ret);
 }
+
+int balloon_info_to_json(const char *name, const char *state, const BalloonGuestConfig *cfg, bool policy,
+                         const BalloonStatus *st, json_object **ret) {
+        _cleanup_json_ json_object *b = json_object_new_object();
+        int r;
+
+        if (!b || json_add_string(b, "name", name) < 0 || json_add_string(b, "state", state) < 0 ||
+            json_add_bool(b, "tracking", st->tracking) < 0 || json_add_uint(b, "memoryBytes", cfg->memory_bytes) < 0 ||
+            json_add_uint(b, "floorBytes", cfg->floor_bytes) < 0 ||
+            json_add_uint(b, "ceilingBytes", cfg->ceiling_bytes) < 0 || json_add_bool(b, "policy", policy) < 0 ||
+            json_add_uint(b, "statsIntervalUSec", cfg->stats_interval_usec) < 0)
+                return -ENOMEM;
+        r = balloon_status_to_json(st, b);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(b);
+        return 0;
+}

@@ -244,7 +244,7 @@ static int vl_set_balloon(VarlinkConnection *c, json_object *parameters, Varlink
 /* ---- GetBalloon, GetBalloonSteps, GetBalloonDecisions ----------------------------------------- */
 
 int manager_balloon_describe(Manager *m, const char *name, json_object **ret_reply, ManagerError *ret_error) {
-        _cleanup_json_ json_object *p = json_object_new_object(), *b = json_object_new_object();
+        _cleanup_json_ json_object *p = json_object_new_object(), *b = NULL;
         Vm *vm = manager_find_vm(m, name);
         BalloonGuestConfig cfg;
         BalloonStatus st;
@@ -255,17 +255,11 @@ int manager_balloon_describe(Manager *m, const char *name, json_object **ret_rep
         manager_balloon_guest_config(m, vm, &cfg);
         if (!cfg.device)
                 return manager_balloon_error(m, vm->name, BALLOON_ERROR_NO_DEVICE, NULL, ret_error);
-        if (!p || !b)
+        if (!p)
                 return -ENOMEM;
         balloon_controller_get_status(manager_balloon_controller(m, vm->name), &st);
-
-        if (json_add_string(b, "name", vm->name) < 0 || json_add_string(b, "state", vm_state_to_string(vm->state)) < 0 ||
-            json_add_bool(b, "tracking", st.tracking) < 0 || json_add_uint(b, "memoryBytes", cfg.memory_bytes) < 0 ||
-            json_add_uint(b, "floorBytes", cfg.floor_bytes) < 0 || json_add_uint(b, "ceilingBytes", cfg.ceiling_bytes) < 0 ||
-            json_add_bool(b, "policy", manager_balloon_policy_enabled(m, vm)) < 0 ||
-            json_add_uint(b, "statsIntervalUSec", cfg.stats_interval_usec) < 0)
-                return -ENOMEM;
-        r = balloon_status_to_json(&st, b);
+        r = balloon_info_to_json(vm->name, vm_state_to_string(vm->state), &cfg, manager_balloon_policy_enabled(m, vm),
+                                 &st, &b);
         if (r < 0)
                 return r;
         if (json_add(p, "balloon", TAKE_PTR(b)) < 0)

@@ -26,8 +26,7 @@ BalloonController *manager_balloon_controller(Manager *m, const char *name) {
         return g ? g->balloon : NULL;
 }
 
-/* Drops the records of guests the daemon no longer knows by name that have nothing running. */
-static void guests_prune(Manager *m) {
+void manager_guests_prune(Manager *m) {
         for (size_t i = 0; i < m->n_guests;) {
                 ManagerGuest *g = m->guests[i];
 
@@ -49,7 +48,7 @@ int manager_guest_get(Manager *m, const char *name, ManagerGuest **ret) {
         *ret = manager_guest_find(m, name);
         if (*ret)
                 return 0;
-        guests_prune(m);
+        manager_guests_prune(m);
         g = calloc(1, sizeof(ManagerGuest));
         if (!g)
                 return -ENOMEM;
@@ -85,45 +84,6 @@ void manager_guests_done(Manager *m) {
                 guest_free(m->guests[i]);
         m->guests = mfree(m->guests);
         m->n_guests = 0;
-}
-
-void manager_guest_readings(Manager *m, const char *name, MetricsBalloon *ret_balloon, MetricsNuma *ret_numa) {
-        ManagerGuest *g = manager_guest_find(m, name);
-        const BalloonController *bc = g ? g->balloon : NULL;
-        const MigrationTotals *t = g && g->migrations ? migration_history_totals(g->migrations) : NULL;
-        BalloonControllerInfo b = {};
-        uint64_t target, actual;
-
-        *ret_numa = t ? (MetricsNuma) {
-                .migrations_total = t->migrations_total,
-                .migration_failures = t->migration_failures,
-                .pages_moved = t->pages_moved,
-                .bytes_moved = t->bytes_moved,
-                .migrate_usec = t->migrate_usec,
-        } : (MetricsNuma) {};
-
-        balloon_controller_get_info(bc, &b);     /* a NULL controller reads as a guest that never ran */
-        *ret_balloon = (MetricsBalloon) {
-                .tracking = b.tracking,
-                .target_bytes = b.target_bytes,
-                .actual_bytes = METRICS_UNSET,
-                .stats_valid = balloon_guest_stats_valid(&b.stats),
-                .free_bytes = b.stats.free_bytes,
-                .available_bytes = b.stats.available_bytes,
-                .total_bytes = b.stats.total_bytes,
-                .disk_caches_bytes = b.stats.disk_caches_bytes,
-                .swap_in_bytes = b.stats.swap_in_bytes,
-                .swap_out_bytes = b.stats.swap_out_bytes,
-                .major_faults = b.stats.major_faults,
-                .minor_faults = b.stats.minor_faults,
-                .stats_last_update_sec = b.stats.last_update_sec,
-                .steps_total = b.steps_total,
-                .steps_reached_total = b.steps_reached_total,
-                .steps_reached_usec = b.steps_reached_usec,
-        };
-        /* UINT64_MAX (METRICS_UNSET) while the balloon module has not heard the size yet. */
-        if (b.tracking && balloon_controller_get_sizes(bc, &target, &actual))
-                ret_balloon->actual_bytes = actual;
 }
 
 NumaVcpuThread *manager_guest_vcpu_threads(const Vm *vm) {

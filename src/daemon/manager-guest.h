@@ -2,14 +2,12 @@
 #pragma once
 
 /* One record per guest name: the feature modules' state of a guest (its balloon controller, its page
- * migration history) and what the metrics read of them. A record lives while the daemon knows the guest by
- * name, over restarts and redefinitions; once the guest is undefined or forgotten it is dropped as soon as
- * nothing of it still runs (no balloon tracked, no migration in progress), at the latest when the next
- * record is made. */
+ * migration history), which the metrics read. A record lives while the daemon knows the guest by name, over
+ * restarts and redefinitions, and is dropped when the guest is undefined or forgotten (manager_guests_prune()
+ * in manager.h); one with something still running then (a move finishing) goes with the next prune. */
 
 #include "balloon/balloon-controller.h"
 #include "daemon/manager.h"
-#include "metrics/metrics-render.h"
 #include "numa/numa-migration.h"
 #include "numa/numa-pin.h"
 
@@ -22,14 +20,13 @@ typedef struct ManagerGuest {
 
 /* NULL: the daemon holds nothing of a guest called name. */
 ManagerGuest *manager_guest_find(Manager *m, const char *name);
-/* The record of name, made (and the dropped guests' records freed) when there is none. */
+/* The record of name, made (after a prune) when there is none. */
 int manager_guest_get(Manager *m, const char *name, ManagerGuest **ret);
+
 /* The migration history of name: NULL when none was ever asked for; _get makes it (NULL on OOM). */
 MigrationHistory *manager_guest_migrations(Manager *m, const char *name);
 MigrationHistory *manager_guest_get_migrations(Manager *m, const char *name);
 
-/* The balloon and NUMA readings of a guest for the metrics (in memory, no I/O). */
-void manager_guest_readings(Manager *m, const char *name, MetricsBalloon *ret_balloon, MetricsNuma *ret_numa);
 /* The vCPU threads of vm as src/numa takes them (n_vcpus entries, at least one allocated); NULL on OOM. */
 NumaVcpuThread *manager_guest_vcpu_threads(const Vm *vm);
 

@@ -95,6 +95,7 @@ static int sampler_guests(void *userdata, bool vcpus, MetricsGuestInput **ret, s
         for (size_t i = 0; i < m->n_vms; i++) {
                 Vm *vm = m->vms[i];
                 const VmSpec *spec = vm->running_spec ?: vm->spec;
+                const ManagerGuest *g = manager_guest_find(m, vm->name);
                 bool active = vm_is_active(vm);
 
                 in[i] = (MetricsGuestInput) {
@@ -109,7 +110,9 @@ static int sampler_guests(void *userdata, bool vcpus, MetricsGuestInput **ret, s
                         .memory_bytes = vm->running_spec ? vm->running_spec->memory_bytes : 0,
                         .balloon_enabled = spec && spec->balloon,
                 };
-                manager_guest_readings(m, vm->name, &in[i].balloon, &in[i].numa);
+                /* The balloon and NUMA readings: what the guest's record holds (in memory, no I/O). */
+                balloon_controller_get_metrics(g ? g->balloon : NULL, &in[i].balloon);
+                migration_history_get_metrics(g ? g->migrations : NULL, &in[i].numa);
                 if (vcpus && active && vm->pid > 0 && guest_vcpus(m, vm, have_own ? &own : NULL, &in[i]) < 0) {
                         metrics_guest_inputs_free(in, i + 1);
                         return -ENOMEM;

@@ -1,8 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* MigratePages (varlink and D-Bus), CancelMigrations, ListMigrations and the .vm ping-pong as
  * MigrationRequests to src/numa's runner (numa-migration.h); its progress, summary and errors as replies. */
-#include <inttypes.h>
-
 #include "basic/json-util.h"
 #include "basic/log.h"
 #include "daemon/manager-numa.h"
@@ -50,18 +48,8 @@ static void migrate_on_progress(const MigrationProgress *p, void *userdata) {
         MigrateCall *call = userdata;
         _cleanup_json_ json_object *x = NULL;
 
-        if (p->phase == MIGRATION_PHASE_MOVED) {
-                const MigrationReport *rep = p->report;
-                _cleanup_free_ char *from = NULL, *to = NULL;
-                CpuSet f = { .bits = { rep->from } }, t = { .bits = { rep->to } };
-                bool both = rep->have_before && rep->have_after;
-
-                (void) cpu_list_format(&f, &from);
-                (void) cpu_list_format(&t, &to);
-                log_info("Guest %s: pages moved from node(s) %s to %s: %s, %" PRIu64 " bytes in %" PRIu64 " us.",
-                         call->name, strna(from), strna(to), migration_report_failed(rep) ? "failed" : "done",
-                         both ? rep->summary.bytes_moved : 0, both ? rep->summary.duration_usec : 0);
-        }
+        if (p->phase == MIGRATION_PHASE_MOVED)
+                migration_report_log(call->name, p->report);
         if (call->conn && call->more && migration_progress_to_json(p, &x) >= 0)
                 (void) varlink_notify(call->conn, TAKE_PTR(x));
 }

@@ -80,48 +80,6 @@ static int vl_get_topology(VarlinkConnection *c, json_object *parameters, Varlin
         return varlink_reply(c, TAKE_PTR(o));
 }
 
-static void log_pinned(Vm *vm, const NumaPinResult *res, const char *emulator) {
-        for (size_t i = 0; i < res->n_vcpus; i++) {
-                _cleanup_free_ char *got = NULL;
-
-                (void) cpu_list_format(&res->vcpus[i].effective, &got);
-                log_info("Guest %s: vCPU %u (thread %i) pinned to CPUs %s (verified).", vm->name, res->vcpus[i].vcpu,
-                         (int) res->vcpus[i].thread_id, strna(got));
-        }
-        if (res->n_emulator_threads >= 0)
-                log_info("Guest %s: %i QEMU threads besides the vCPUs pinned to CPUs %s.", vm->name,
-                         res->n_emulator_threads, emulator);
-}
-
-/* Why [CPU] VCPUAffinity=/EmulatorAffinity= could not be applied at start. */
-static int prerun_log_error(Vm *vm, const VmSpec *spec, const NumaError *e) {
-        bool vcpu = e->has_vcpu || streq_ptr(e->parameter, "map");
-
-        if (e->code == NUMA_ERROR_INVALID_PARAMETER)
-                return log_error_errno(e->cause, "Guest %s: invalid %s=%s: %m", vm->name,
-                                       vcpu ? "VCPUAffinity" : "EmulatorAffinity",
-                                       vcpu ? spec->vcpu_affinity : spec->emulator_affinity);
-        if (e->code == NUMA_ERROR_NO_SUCH_VCPU)
-                return log_error_errno(-ENOENT, "Guest %s: VCPUAffinity= names vCPU %u, whose thread QEMU did not "
-                                       "report.", vm->name, e->vcpu);
-        if (e->code == NUMA_ERROR_NO_SUCH_CPU && vcpu)
-                return log_error_errno(-EINVAL, "Guest %s: VCPUAffinity= pins vCPU %u to CPUs %s, which are not all "
-                                       "online.", vm->name, e->vcpu, strna(e->requested));
-        if (e->code == NUMA_ERROR_NO_SUCH_CPU)
-                return log_error_errno(-EINVAL, "Guest %s: EmulatorAffinity=%s names CPUs that are not online.",
-                                       vm->name, spec->emulator_affinity);
-        if (e->code == NUMA_ERROR_PINNING_FAILED && !e->has_vcpu)
-                return log_error_errno(e->cause, "Guest %s: failed to pin QEMU's other threads to %s: %m", vm->name,
-                                       spec->emulator_affinity);
-        if (e->code == NUMA_ERROR_PINNING_FAILED && e->cause == -EXDEV)
-                return log_error_errno(e->cause, "Guest %s: vCPU %u (thread %i) pinned to %s, but the kernel allows "
-                                       "%s.", vm->name, e->vcpu, (int) e->thread_id, strna(e->requested),
-                                       strna(e->effective));
-        return log_error_errno(e->cause < 0 ? e->cause : -EINVAL,
-                               "Guest %s: failed to pin vCPU %u (thread %i) to %s: %m", vm->name, e->vcpu,
-                               (int) e->thread_id, strna(e->requested));
-}
-
 /* The start-up hook: applies [CPU] VCPUAffinity= and EmulatorAffinity= while the guest is paused. */
 static int numa_prerun(Vm *vm, void *userdata) {
         Manager *m = userdata;
@@ -142,10 +100,10 @@ static int numa_prerun(Vm *vm, void *userdata) {
                                          .emulator = spec->emulator_affinity },
                      t, &res, &e);
         if (r > 0)
-                return prerun_log_error(vm, spec, &e);
+                return numa_pin_log_error(vm->name, spec->vcpu_affinity, spec->emulator_affinity, &e);
         if (r < 0)
                 return log_error_errno(r, "Guest %s: failed to pin its threads: %m", vm->name);
-        log_pinned(vm, &res, spec->emulator_affinity);
+        numa_pin_log(vm->name, &res, spec->emulator_affinity);
         return 0;
 }
 
@@ -183,8 +141,8 @@ int manager_numa_pin_vcpus(Manager *m, const char *name, const char *map_s, cons
         r = numa_pin(&req, t, &res, &e);
         if (r != 0)
                 return manager_numa_fail(m, vm->name, r, &e, ret_error);
-        log_pinned(vm, &(NumaPinResult) { .vcpus = res.vcpus, .n_vcpus = res.n_vcpus, .n_emulator_threads = -1 },
-                   NULL);
+        numa_pin_log(vm->name, &(NumaPinResult) { .vcpus = res.vcpus, .n_vcpus = res.n_vcpus, .n_emulator_threads = -1 },
+                     NULL);
 
         p = json_object_new_object();
         if (!p)

@@ -65,6 +65,7 @@ static void manager_remove_vm(Manager *m, Vm *vm) {
                         break;
                 }
         vm_free(vm);
+        manager_guests_prune(m);
 }
 
 void manager_update_status(Manager *m) {

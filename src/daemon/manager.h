@@ -109,7 +109,9 @@ int manager_numa_start(Manager *m);
 void manager_numa_done(Manager *m);
 const VarlinkMethod *manager_numa_methods(void);
 void manager_update_status(Manager *m);
-void manager_guests_done(Manager *m);           /* manager-guest.c: before the feature modules' done */
+/* manager-guest.c: drops the records of guests no longer defined; frees them all (before the modules' done). */
+void manager_guests_prune(Manager *m);
+void manager_guests_done(Manager *m);
 
 /* ---- operations shared by the transports (varlink in the manager-*.c modules, D-Bus in manager-dbus.c) ----
  *

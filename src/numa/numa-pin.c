@@ -307,3 +307,43 @@ unsigned numa_vcpus_metrics(const char *proc_root, pid_t pid, const NumaVcpuThre
         }
         return errors;
 }
+
+void numa_pin_log(const char *name, const NumaPinResult *res, const char *emulator) {
+        for (size_t i = 0; i < res->n_vcpus; i++) {
+                _cleanup_free_ char *got = NULL;
+
+                (void) cpu_list_format(&res->vcpus[i].effective, &got);
+                log_info("Guest %s: vCPU %u (thread %i) pinned to CPUs %s (verified).", name, res->vcpus[i].vcpu,
+                         (int) res->vcpus[i].thread_id, strna(got));
+        }
+        if (res->n_emulator_threads >= 0)
+                log_info("Guest %s: %i QEMU threads besides the vCPUs pinned to CPUs %s.", name,
+                         res->n_emulator_threads, emulator);
+}
+
+int numa_pin_log_error(const char *name, const char *map, const char *emulator, const NumaError *e) {
+        bool vcpu = e->has_vcpu || streq_ptr(e->parameter, "map");
+
+        if (e->code == NUMA_ERROR_INVALID_PARAMETER)
+                return log_error_errno(e->cause, "Guest %s: invalid %s=%s: %m", name,
+                                       vcpu ? "VCPUAffinity" : "EmulatorAffinity", vcpu ? map : emulator);
+        if (e->code == NUMA_ERROR_NO_SUCH_VCPU)
+                return log_error_errno(-ENOENT, "Guest %s: VCPUAffinity= names vCPU %u, whose thread QEMU did not "
+                                       "report.", name, e->vcpu);
+        if (e->code == NUMA_ERROR_NO_SUCH_CPU && vcpu)
+                return log_error_errno(-EINVAL, "Guest %s: VCPUAffinity= pins vCPU %u to CPUs %s, which are not all "
+                                       "online.", name, e->vcpu, strna(e->requested));
+        if (e->code == NUMA_ERROR_NO_SUCH_CPU)
+                return log_error_errno(-EINVAL, "Guest %s: EmulatorAffinity=%s names CPUs that are not online.",
+                                       name, emulator);
+        if (e->code == NUMA_ERROR_PINNING_FAILED && !e->has_vcpu)
+                return log_error_errno(e->cause, "Guest %s: failed to pin QEMU's other threads to %s: %m", name,
+                                       emulator);
+        if (e->code == NUMA_ERROR_PINNING_FAILED && e->cause == -EXDEV)
+                return log_error_errno(e->cause, "Guest %s: vCPU %u (thread %i) pinned to %s, but the kernel allows "
+                                       "%s.", name, e->vcpu, (int) e->thread_id, strna(e->requested),
+                                       strna(e->effective));
+        return log_error_errno(e->cause < 0 ? e->cause : -EINVAL,
+                               "Guest %s: failed to pin vCPU %u (thread %i) to %s: %m", name, e->vcpu,
+                               (int) e->thread_id, strna(e->requested));
+}

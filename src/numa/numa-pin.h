@@ -78,3 +78,9 @@ int numa_vcpu_placements_json(const char *proc_root, pid_t pid, const NumaTopolo
  * that failed otherwise. */
 unsigned numa_vcpus_metrics(const char *proc_root, pid_t pid, const NumaVcpuThread *vcpus, size_t n_vcpus,
                             const char *map, const CpuSet *own, MetricsVcpu *ret);
+
+/* Logs each pinned vCPU (and QEMU's other threads pinned to emulator, when res has them) of the guest name. */
+void numa_pin_log(const char *name, const NumaPinResult *res, const char *emulator);
+/* Logs why the guest name's [CPU] VCPUAffinity=map / EmulatorAffinity=emulator could not be applied at its
+ * start (e from numa_pin()); returns the error. */
+int numa_pin_log_error(const char *name, const char *map, const char *emulator, const NumaError *e);
