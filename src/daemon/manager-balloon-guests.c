@@ -10,13 +10,11 @@
 #include "basic/log.h"
 #include "daemon/manager-guest.h"
 #include "daemon/manager.h"
-#include "metrics/meminfo.h"
 
 struct ManagerBalloon {
         Manager *manager;
         sd_event_source *policy_timer;
         BalloonPolicyRunner policy;
-        int last_host_error;
 };
 
 /* ---- guests ----------------------------------------------------------------------------------- */
@@ -86,12 +84,8 @@ static void balloon_on_event(Vm *vm, const QmpEvent *event, void *userdata) {
 static int policy_on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         ManagerBalloon *mb = userdata;
         Manager *m = mb->manager;
-        const char *path = m->config.balloon_host_meminfo_path ?: "/proc/meminfo";
         BalloonController *which[MANAGER_MAX_VMS];
-        HostMemory host;
-        Meminfo mi;
         size_t n = 0;
-        int r;
 
         (void) sd_event_source_set_time_relative(s, m->config.balloon_policy_interval_usec);
 
@@ -106,30 +100,17 @@ static int policy_on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
                 if (balloon_controller_policy_eligible(c))
                         which[n++] = c;
         }
-        if (n == 0)
-                return 0;
-
-        r = meminfo_read(path, &mi);
-        if (r >= 0)
-                r = host_memory_from_meminfo(&mi, &host);
-        if (r < 0) {
-                if (r != mb->last_host_error)
-                        log_warning_errno(r, "Balloon policy: failed to read host memory from %s, skipping: %m", path);
-                mb->last_host_error = r;
-                return 0;
-        }
-        mb->last_host_error = 0;
-
-        balloon_policy_run(&mb->policy,
-                           &(BalloonPolicyParams) {
-                                   .available_low_percent = m->config.balloon_available_low_percent,
-                                   .available_high_percent = m->config.balloon_available_high_percent,
-                                   .commit_high_percent = m->config.balloon_commit_high_percent,
-                                   .commit_low_percent = m->config.balloon_commit_low_percent,
-                                   .guest_reserve_bytes = m->config.balloon_guest_reserve,
-                                   .max_step_bytes = m->config.balloon_max_step,
-                           },
-                           &host, which, n);
+        if (n > 0)
+                balloon_policy_run_meminfo(&mb->policy,
+                                           &(BalloonPolicyParams) {
+                                                   .available_low_percent = m->config.balloon_available_low_percent,
+                                                   .available_high_percent = m->config.balloon_available_high_percent,
+                                                   .commit_high_percent = m->config.balloon_commit_high_percent,
+                                                   .commit_low_percent = m->config.balloon_commit_low_percent,
+                                                   .guest_reserve_bytes = m->config.balloon_guest_reserve,
+                                                   .max_step_bytes = m->config.balloon_max_step,
+                                           },
+                                           m->config.balloon_host_meminfo_path ?: "/proc/meminfo", which, n);
         return 0;
 }
 
