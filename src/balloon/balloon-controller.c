@@ -691,6 +691,34 @@ void balloon_controller_get_info(const BalloonController *c, BalloonControllerIn
         };
 }
 
+void balloon_controller_get_metrics(const BalloonController *c, MetricsBalloon *ret) {
+        BalloonControllerInfo b;
+        uint64_t target, actual;
+
+        balloon_controller_get_info(c, &b);
+        *ret = (MetricsBalloon) {
+                .tracking = b.tracking,
+                .target_bytes = b.target_bytes,
+                .actual_bytes = METRICS_UNSET,
+                .stats_valid = balloon_guest_stats_valid(&b.stats),
+                .free_bytes = b.stats.free_bytes,
+                .available_bytes = b.stats.available_bytes,
+                .total_bytes = b.stats.total_bytes,
+                .disk_caches_bytes = b.stats.disk_caches_bytes,
+                .swap_in_bytes = b.stats.swap_in_bytes,
+                .swap_out_bytes = b.stats.swap_out_bytes,
+                .major_faults = b.stats.major_faults,
+                .minor_faults = b.stats.minor_faults,
+                .stats_last_update_sec = b.stats.last_update_sec,
+                .steps_total = b.steps_total,
+                .steps_reached_total = b.steps_reached_total,
+                .steps_reached_usec = b.steps_reached_usec,
+        };
+        /* METRICS_UNSET while the size was not heard yet. */
+        if (b.tracking && balloon_controller_get_sizes(c, &target, &actual))
+                ret->actual_bytes = actual;
+}
+
 bool balloon_controller_get_sizes(const BalloonController *c, uint64_t *ret_target, uint64_t *ret_actual) {
         if (!c || !c->tracking)
                 return false;

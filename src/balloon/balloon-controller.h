@@ -25,6 +25,7 @@
 
 #include "balloon/balloon-util.h"
 #include "basic/macro.h"
+#include "metrics/metrics-render.h"
 #include "metrics/meminfo.h"
 #include "balloon/policy.h"
 #include "qmp/qmp-client.h"
@@ -225,6 +226,9 @@ typedef struct BalloonControllerInfo {
 } BalloonControllerInfo;
 
 void balloon_controller_get_info(const BalloonController *c, BalloonControllerInfo *ret);
+/* The same and the actual size as the metrics take them (metrics-render.h); a NULL controller reads as a
+ * guest that never ran. */
+void balloon_controller_get_metrics(const BalloonController *c, MetricsBalloon *ret);
 /* The last target and the actual size; false when not tracking. *ret_actual is BALLOON_SIZE_UNKNOWN when not
  * known yet. */
 bool balloon_controller_get_sizes(const BalloonController *c, uint64_t *ret_target, uint64_t *ret_actual);

@@ -103,3 +103,60 @@ int balloon_target_result_to_json(const char *name, const BalloonTargetResult *r
         *ret = TAKE_PTR(p);
         return 0;
 }
+
+static int step_to_json(const BalloonController *c, size_t i, json_object **ret) {
+        return balloon_step_to_json(balloon_controller_get_step(c, i), ret);
+}
+
+static int decision_to_json(const BalloonController *c, size_t i, json_object **ret) {
+        return balloon_decision_to_json(balloon_controller_get_decision(c, i), ret);
+}
+
+static int records_to_json(const BalloonController *c, size_t n,
+                           int (*record_to_json)(const BalloonController *c, size_t i, json_object **ret),
+                           json_object **ret) {
+        _cleanup_json_ json_object *list = json_object_new_array();
+        int r;
+
+        if (!list)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                json_object *o = NULL;
+
+                r = record_to_json(c, i, &o);
+                if (r < 0)
+                        return r;
+                if (json_object_array_add(list, o) < 0) {
+                        json_object_put(o);
+                        return -ENOMEM;
+                }
+        }
+        *ret = TAKE_PTR(list);
+        return 0;
+}
+
+int balloon_steps_to_json(const BalloonController *c, json_object **ret) {
+        return records_to_json(c, balloon_controller_n_steps(c), step_to_json, ret);
+}
+
+int balloon_decisions_to_json(const BalloonController *c, json_object **ret) {
+        return records_to_json(c, balloon_controller_n_decisions(c), decision_to_json, ret);
+}
+
+int balloon_info_to_json(const char *name, const char *state, const BalloonGuestConfig *cfg, bool policy,
+                         const BalloonStatus *st, json_object **ret) {
+        _cleanup_json_ json_object *b = json_object_new_object();
+        int r;
+
+        if (!b || json_add_string(b, "name", name) < 0 || json_add_string(b, "state", state) < 0 ||
+            json_add_bool(b, "tracking", st->tracking) < 0 || json_add_uint(b, "memoryBytes", cfg->memory_bytes) < 0 ||
+            json_add_uint(b, "floorBytes", cfg->floor_bytes) < 0 ||
+            json_add_uint(b, "ceilingBytes", cfg->ceiling_bytes) < 0 || json_add_bool(b, "policy", policy) < 0 ||
+            json_add_uint(b, "statsIntervalUSec", cfg->stats_interval_usec) < 0)
+                return -ENOMEM;
+        r = balloon_status_to_json(st, b);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(b);
+        return 0;
+}

@@ -16,8 +16,17 @@ int balloon_step_to_json(const BalloonStep *s, json_object **ret);
 /* {"realtimeUSec", "action", "reason", "targetBytes", "actualBytes", "floorBytes", "ceilingBytes",
  * "guestAvailableBytes", "host": {…}}. */
 int balloon_decision_to_json(const BalloonDecisionRecord *d, json_object **ret);
+/* GetBalloon's BalloonInfo: {"name", "state", "tracking", "memoryBytes", "floorBytes", "ceilingBytes", "policy",
+ * "statsIntervalUSec"} of a guest (its state's name, its configuration, whether the policy moves it) and what
+ * balloon_status_to_json() adds. */
+int balloon_info_to_json(const char *name, const char *state, const BalloonGuestConfig *cfg, bool policy,
+                         const BalloonStatus *st, json_object **ret);
 /* Adds what the controller knows to a BalloonInfo object: while tracking "targetBytes", "actualBytes",
  * "guestStats", "schedule"; "lastDecision". */
 int balloon_status_to_json(const BalloonStatus *st, json_object *o);
 /* {"name", "targetBytes", "actualBytes", "reached", "elapsedUSec"}: SetBalloon's reply and progress. */
 int balloon_target_result_to_json(const char *name, const BalloonTargetResult *r, json_object **ret);
+/* Every step (GetBalloonSteps' "steps") or decision (GetBalloonDecisions' "decisions") the controller keeps, as
+ * an array, oldest first (a NULL controller has none). */
+int balloon_steps_to_json(const BalloonController *c, json_object **ret);
+int balloon_decisions_to_json(const BalloonController *c, json_object **ret);

@@ -129,3 +129,23 @@ void balloon_policy_run(BalloonPolicyRunner *runner, const BalloonPolicyParams *
                 balloon_controller_rearm_poll(c);
         }
 }
+
+void balloon_policy_run_meminfo(BalloonPolicyRunner *runner, const BalloonPolicyParams *params,
+                                const char *meminfo_path, BalloonController *const *controllers, size_t n) {
+        HostMemory host;
+        Meminfo mi;
+        int r;
+
+        r = meminfo_read(meminfo_path, &mi);
+        if (r >= 0)
+                r = host_memory_from_meminfo(&mi, &host);
+        if (r < 0) {
+                if (r != runner->last_host_error)
+                        log_warning_errno(r, "Balloon policy: failed to read host memory from %s, skipping: %m",
+                                          meminfo_path);
+                runner->last_host_error = r;
+                return;
+        }
+        runner->last_host_error = 0;
+        balloon_policy_run(runner, params, &host, controllers, n);
+}

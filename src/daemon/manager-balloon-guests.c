@@ -1,66 +1,23 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* The balloon controllers of the guests (balloon-controller.h), kept by name: a Vm may be freed and defined
- * again, and a controller's records outlive a run. They start and stop as guests enter and leave the running
- * state, get QEMU's BALLOON_CHANGE, and the host-pressure policy (balloon-policy-run.h) runs over them on a
+/* The balloon controllers of the guests (balloon-controller.h), kept in the guests' records (manager-guest.h):
+ * a Vm may be freed and defined again, and a controller's records outlive a run. They start and stop as
+ * guests enter and leave the running state, get QEMU's BALLOON_CHANGE, and the host-pressure policy (balloon-policy-run.h) runs over them on a
  * timer with the host memory read from [Balloon] HostMeminfoPath=. The API methods are in manager-balloon.c
  * (varlink) and manager-dbus.c. */
 #include "balloon/balloon-controller.h"
 #include "balloon/balloon-policy-run.h"
 #include "basic/json-util.h"
 #include "basic/log.h"
+#include "daemon/manager-guest.h"
 #include "daemon/manager.h"
-#include "metrics/meminfo.h"
 
 struct ManagerBalloon {
         Manager *manager;
-        BalloonController **guests;
-        size_t n_guests;
         sd_event_source *policy_timer;
         BalloonPolicyRunner policy;
-        int last_host_error;
 };
 
 /* ---- guests ----------------------------------------------------------------------------------- */
-
-BalloonController *manager_balloon_controller(Manager *m, const char *name) {
-        for (size_t i = 0; m->balloon && name && i < m->balloon->n_guests; i++)
-                if (streq(balloon_controller_get_name(m->balloon->guests[i]), name))
-                        return m->balloon->guests[i];
-        return NULL;
-}
-
-static int controller_get(ManagerBalloon *mb, const char *name, BalloonController **ret) {
-        _cleanup_(balloon_controller_freep) BalloonController *c = NULL;
-        BalloonController **t;
-        int r;
-
-        *ret = manager_balloon_controller(mb->manager, name);
-        if (*ret)
-                return 0;
-
-        /* Forget guests that are no longer defined and have nothing running, to stay bounded. */
-        for (size_t i = 0; i < mb->n_guests;) {
-                BalloonController *o = mb->guests[i];
-                if (!balloon_controller_is_tracking(o) && !manager_find_vm(mb->manager, balloon_controller_get_name(o))) {
-                        balloon_controller_free(o);
-                        memmove(mb->guests + i, mb->guests + i + 1, (mb->n_guests - i - 1) * sizeof(BalloonController *));
-                        mb->n_guests--;
-                        continue;
-                }
-                i++;
-        }
-
-        r = balloon_controller_new(&c, mb->manager->event, name);
-        if (r < 0)
-                return r;
-        t = realloc(mb->guests, (mb->n_guests + 1) * sizeof(BalloonController *));
-        if (!t)
-                return -ENOMEM;
-        mb->guests = t;
-        mb->guests[mb->n_guests++] = c;
-        *ret = TAKE_PTR(c);
-        return 0;
-}
 
 static uint64_t effective_stats_interval(Manager *m, const VmSpec *spec) {
         return MAX(spec->balloon_stats_interval_usec ?: m->config.balloon_stats_interval_usec, USEC_PER_SEC);
@@ -96,23 +53,24 @@ bool manager_balloon_policy_enabled(Manager *m, const Vm *vm) {
 
 static void balloon_on_state(Vm *vm, VmState old_state, void *userdata) {
         Manager *m = userdata;
-        BalloonController *c;
         BalloonGuestConfig cfg;
+        ManagerGuest *g;
 
         if (!m->balloon)
                 return;
         if (vm->state != VM_STATE_RUNNING || !vm->qmp || !vm->running_spec || !vm->running_spec->balloon) {
-                c = manager_balloon_controller(m, vm->name);
-                if (c)
-                        balloon_controller_stop(c);
+                g = manager_guest_find(m, vm->name);
+                if (g && g->balloon)
+                        balloon_controller_stop(g->balloon);
                 return;
         }
-        if (controller_get(m->balloon, vm->name, &c) < 0) {
+        if (manager_guest_get(m, vm->name, &g) < 0 ||
+            (!g->balloon && balloon_controller_new(&g->balloon, m->event, vm->name) < 0)) {
                 log_oom();
                 return;
         }
         manager_balloon_guest_config(m, vm, &cfg);
-        balloon_controller_start(c, vm->qmp, &cfg);
+        balloon_controller_start(g->balloon, vm->qmp, &cfg);
 }
 
 static void balloon_on_event(Vm *vm, const QmpEvent *event, void *userdata) {
@@ -126,12 +84,8 @@ static void balloon_on_event(Vm *vm, const QmpEvent *event, void *userdata) {
 static int policy_on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         ManagerBalloon *mb = userdata;
         Manager *m = mb->manager;
-        const char *path = m->config.balloon_host_meminfo_path ?: "/proc/meminfo";
         BalloonController *which[MANAGER_MAX_VMS];
-        HostMemory host;
-        Meminfo mi;
         size_t n = 0;
-        int r;
 
         (void) sd_event_source_set_time_relative(s, m->config.balloon_policy_interval_usec);
 
@@ -146,46 +100,22 @@ static int policy_on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
                 if (balloon_controller_policy_eligible(c))
                         which[n++] = c;
         }
-        if (n == 0)
-                return 0;
-
-        r = meminfo_read(path, &mi);
-        if (r >= 0)
-                r = host_memory_from_meminfo(&mi, &host);
-        if (r < 0) {
-                if (r != mb->last_host_error)
-                        log_warning_errno(r, "Balloon policy: failed to read host memory from %s, skipping: %m", path);
-                mb->last_host_error = r;
-                return 0;
-        }
-        mb->last_host_error = 0;
-
-        balloon_policy_run(&mb->policy,
-                           &(BalloonPolicyParams) {
-                                   .available_low_percent = m->config.balloon_available_low_percent,
-                                   .available_high_percent = m->config.balloon_available_high_percent,
-                                   .commit_high_percent = m->config.balloon_commit_high_percent,
-                                   .commit_low_percent = m->config.balloon_commit_low_percent,
-                                   .guest_reserve_bytes = m->config.balloon_guest_reserve,
-                                   .max_step_bytes = m->config.balloon_max_step,
-                           },
-                           &host, which, n);
+        if (n > 0)
+                balloon_policy_run_meminfo(&mb->policy,
+                                           &(BalloonPolicyParams) {
+                                                   .available_low_percent = m->config.balloon_available_low_percent,
+                                                   .available_high_percent = m->config.balloon_available_high_percent,
+                                                   .commit_high_percent = m->config.balloon_commit_high_percent,
+                                                   .commit_low_percent = m->config.balloon_commit_low_percent,
+                                                   .guest_reserve_bytes = m->config.balloon_guest_reserve,
+                                                   .max_step_bytes = m->config.balloon_max_step,
+                                           },
+                                           m->config.balloon_host_meminfo_path ?: "/proc/meminfo", which, n);
         return 0;
 }
 
 BalloonHostState manager_balloon_host_state(Manager *m) {
         return m->balloon ? m->balloon->policy.host_state : BALLOON_HOST_NORMAL;
-}
-
-/* ---- metrics ---------------------------------------------------------------------------------- */
-
-int manager_balloon_guest_info(Manager *m, const char *name, ManagerBalloonInfo *ret) {
-        BalloonController *c = manager_balloon_controller(m, name);
-
-        if (!c)
-                return -ENOENT;
-        balloon_controller_get_info(c, ret);
-        return 0;
 }
 
 /* ---- start/done ------------------------------------------------------------------------------- */
@@ -230,8 +160,5 @@ void manager_balloon_done(Manager *m) {
                 return;
         m->balloon = NULL;
         mb->policy_timer = sd_event_source_disable_unref(mb->policy_timer);
-        for (size_t i = 0; i < mb->n_guests; i++)
-                balloon_controller_free(mb->guests[i]);
-        free(mb->guests);
         free(mb);
 }

@@ -8,19 +8,9 @@
 #include "balloon/balloon-controller.h"
 #include "balloon/balloon-json.h"
 #include "basic/json-util.h"
-#include "daemon/manager.h"
+#include "daemon/manager-guest.h"
 
 /* ---- errors and replies ----------------------------------------------------------------------- */
-
-static int fail_name(ManagerError *e, int error, const char *name, const char *guest) {
-        json_object *p = json_object_new_object();
-
-        if (!p || json_add_string(p, "name", guest) < 0) {
-                json_object_put(p);
-                return -ENOMEM;
-        }
-        return manager_error_set(e, error, name, p);
-}
 
 static const char *varlink_parameter(const char *field) {
         static const char *const names[][2] = {
@@ -47,9 +37,8 @@ int manager_balloon_error(Manager *m, const char *name, int r, const BalloonErro
                 return manager_error_set(ret_error, -ENODEV, VARLINK_ERROR(NO_BALLOON_DEVICE), TAKE_PTR(p));
         case BALLOON_ERROR_INVALID_STATE:
                 vm = manager_find_vm(m, name);
-                if (json_add_string(p, "state", vm ? vm_state_to_string(vm->state) : "undefined") < 0)
-                        return -ENOMEM;
-                return manager_error_set(ret_error, -ESRCH, VARLINK_ERROR(INVALID_STATE), TAKE_PTR(p));
+                return manager_guest_fail(ret_error, -ESRCH, VARLINK_ERROR(INVALID_STATE), name,
+                                          vm ? vm_state_to_string(vm->state) : "undefined");
         case BALLOON_ERROR_OUT_OF_RANGE:
                 if (json_add_string(p, "parameter", varlink_parameter(info->field)) < 0 ||
                     json_add_uint(p, "targetBytes", info->target_bytes) < 0 ||
@@ -85,16 +74,6 @@ int manager_balloon_error(Manager *m, const char *name, int r, const BalloonErro
                 break;
         }
         return -EINVAL;
-}
-
-static int error_name(VarlinkConnection *c, const char *error, const char *name) {
-        json_object *p = json_object_new_object();
-
-        if (!p || json_add_string(p, "name", name) < 0) {
-                json_object_put(p);
-                return -ENOMEM;
-        }
-        return varlink_error(c, error, p);
 }
 
 /* The varlink error reply of a typed call's result r (> 0), or r itself (< 0). */
@@ -204,7 +183,7 @@ static int vl_set_balloon(VarlinkConnection *c, json_object *parameters, Varlink
         }
         vm = manager_find_vm(m, name);
         if (!vm)
-                return error_name(c, VARLINK_ERROR(NO_SUCH_VM), name);
+                return manager_guest_reply_no_such_vm(c, name);
         manager_balloon_guest_config(m, vm, &cfg);
         ctl = manager_balloon_controller(m, vm->name);
         if (target < 0) {
@@ -265,28 +244,22 @@ static int vl_set_balloon(VarlinkConnection *c, json_object *parameters, Varlink
 /* ---- GetBalloon, GetBalloonSteps, GetBalloonDecisions ----------------------------------------- */
 
 int manager_balloon_describe(Manager *m, const char *name, json_object **ret_reply, ManagerError *ret_error) {
-        _cleanup_json_ json_object *p = json_object_new_object(), *b = json_object_new_object();
+        _cleanup_json_ json_object *p = json_object_new_object(), *b = NULL;
         Vm *vm = manager_find_vm(m, name);
         BalloonGuestConfig cfg;
         BalloonStatus st;
         int r;
 
         if (!vm)
-                return fail_name(ret_error, -ENOENT, VARLINK_ERROR(NO_SUCH_VM), name);
+                return manager_guest_fail(ret_error, -ENOENT, VARLINK_ERROR(NO_SUCH_VM), name, NULL);
         manager_balloon_guest_config(m, vm, &cfg);
         if (!cfg.device)
                 return manager_balloon_error(m, vm->name, BALLOON_ERROR_NO_DEVICE, NULL, ret_error);
-        if (!p || !b)
+        if (!p)
                 return -ENOMEM;
         balloon_controller_get_status(manager_balloon_controller(m, vm->name), &st);
-
-        if (json_add_string(b, "name", vm->name) < 0 || json_add_string(b, "state", vm_state_to_string(vm->state)) < 0 ||
-            json_add_bool(b, "tracking", st.tracking) < 0 || json_add_uint(b, "memoryBytes", cfg.memory_bytes) < 0 ||
-            json_add_uint(b, "floorBytes", cfg.floor_bytes) < 0 || json_add_uint(b, "ceilingBytes", cfg.ceiling_bytes) < 0 ||
-            json_add_bool(b, "policy", manager_balloon_policy_enabled(m, vm)) < 0 ||
-            json_add_uint(b, "statsIntervalUSec", cfg.stats_interval_usec) < 0)
-                return -ENOMEM;
-        r = balloon_status_to_json(&st, b);
+        r = balloon_info_to_json(vm->name, vm_state_to_string(vm->state), &cfg, manager_balloon_policy_enabled(m, vm),
+                                 &st, &b);
         if (r < 0)
                 return r;
         if (json_add(p, "balloon", TAKE_PTR(b)) < 0)
@@ -306,55 +279,36 @@ static int vl_get_balloon(VarlinkConnection *c, json_object *parameters, Varlink
         return varlink_reply(c, reply);
 }
 
-/* Replies {key: [...]} with n records of the guest's controller in their JSON form; hostState too when given. */
+/* Replies {key: [...]} with the guest's records (records_to_json); hostState too when given. */
 static int reply_records(VarlinkConnection *c, Manager *m, json_object *parameters, const char *key,
-                         size_t (*count)(const BalloonController *c),
-                         int (*record_to_json)(const BalloonController *c, size_t i, json_object **ret),
+                         int (*records_to_json)(const BalloonController *c, json_object **ret),
                          const char *host_state) {
         const char *name = json_get_string(parameters, "name");
-        _cleanup_json_ json_object *p = json_object_new_object(), *list = json_object_new_array();
-        BalloonController *ctl;
+        _cleanup_json_ json_object *p = json_object_new_object(), *list = NULL;
         int r;
 
         if (!manager_find_vm(m, name))
-                return error_name(c, VARLINK_ERROR(NO_SUCH_VM), name);
-        if (!p || !list)
+                return manager_guest_reply_no_such_vm(c, name);
+        if (!p)
                 return -ENOMEM;
-        ctl = manager_balloon_controller(m, name);
-        for (size_t i = 0; i < count(ctl); i++) {
-                json_object *o = NULL;
-
-                r = record_to_json(ctl, i, &o);
-                if (r < 0)
-                        return r;
-                if (json_object_array_add(list, o) < 0) {
-                        json_object_put(o);
-                        return -ENOMEM;
-                }
-        }
+        r = records_to_json(manager_balloon_controller(m, name), &list);
+        if (r < 0)
+                return r;
         if (json_add_string(p, "hostState", host_state) < 0 || json_add(p, key, TAKE_PTR(list)) < 0)
                 return -ENOMEM;
         return varlink_reply(c, TAKE_PTR(p));
 }
 
-static int step_to_json(const BalloonController *c, size_t i, json_object **ret) {
-        return balloon_step_to_json(balloon_controller_get_step(c, i), ret);
-}
-
-static int decision_to_json(const BalloonController *c, size_t i, json_object **ret) {
-        return balloon_decision_to_json(balloon_controller_get_decision(c, i), ret);
-}
-
 static int vl_get_balloon_steps(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags,
                                 void *userdata) {
-        return reply_records(c, userdata, parameters, "steps", balloon_controller_n_steps, step_to_json, NULL);
+        return reply_records(c, userdata, parameters, "steps", balloon_steps_to_json, NULL);
 }
 
 static int vl_get_balloon_decisions(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags,
                                     void *userdata) {
         Manager *m = userdata;
 
-        return reply_records(c, m, parameters, "decisions", balloon_controller_n_decisions, decision_to_json,
+        return reply_records(c, m, parameters, "decisions", balloon_decisions_to_json,
                              balloon_host_state_to_string(manager_balloon_host_state(m)));
 }
 
@@ -370,7 +324,7 @@ static Vm *lookup_running(Manager *m, VarlinkConnection *c, json_object *paramet
         int r;
 
         if (!vm) {
-                *ret = error_name(c, VARLINK_ERROR(NO_SUCH_VM), name);
+                *ret = manager_guest_reply_no_such_vm(c, name);
                 return NULL;
         }
         manager_balloon_guest_config(m, vm, ret_cfg);
@@ -458,7 +412,7 @@ static int vl_cancel_balloon_schedule(VarlinkConnection *c, json_object *paramet
         int r;
 
         if (!vm)
-                return error_name(c, VARLINK_ERROR(NO_SUCH_VM), name);
+                return manager_guest_reply_no_such_vm(c, name);
         if (asprintf(&requester, "varlink by uid %u", (unsigned) varlink_connection_get_peer_uid(c)) < 0) {
                 requester = NULL;
                 return -ENOMEM;

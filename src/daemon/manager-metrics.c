@@ -1,15 +1,15 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Metrics, the daemon's side of src/metrics: what the sampler (MetricsSampler) is told about the guests (their
- * state from the guest table, the balloon and NUMA modules' readings, their vCPUs' placement), the varlink
- * methods that read its snapshot (GetHostMemory, GetHostMemoryHistory, GetMetrics, WatchMetrics) and the
+ * state from the guest table, their records' balloon and NUMA readings (manager-guest.h), their vCPUs'
+ * placement), the varlink methods that read its snapshot (GetHostMemory, GetHostMemoryHistory, GetMetrics, WatchMetrics) and the
  * Prometheus exporter (src/exporter) that renders it. */
-#include <limits.h>
 #include <stdio.h>
 
 #include "numa/cpu-set.h"
 #include "exporter/http-server.h"
 #include "basic/json-util.h"
 #include "basic/log.h"
+#include "daemon/manager-guest.h"
 #include "daemon/manager.h"
 #include "metrics/metric-families.h"
 #include "metrics/metrics-sampler.h"
@@ -61,93 +61,21 @@ static void sampler_settings(void *userdata, MetricsSettings *ret) {
         };
 }
 
-/* The balloon and NUMA modules' readings of a guest (in memory, no I/O): the one place metrics asks them. */
-static void guest_module_readings(Manager *m, const Vm *vm, MetricsGuestInput *g) {
-        const BalloonController *bc = manager_balloon_controller(m, vm->name);
-        BalloonControllerInfo b = {};
-        ManagerNumaInfo n = {};
-        uint64_t target, actual;
-
-        (void) manager_numa_guest_info(m, vm->name, &n);
-        g->numa = (MetricsNuma) {
-                .migrations_total = n.migrations_total,
-                .migration_failures = n.migration_failures,
-                .pages_moved = n.pages_moved,
-                .bytes_moved = n.bytes_moved,
-                .migrate_usec = n.migrate_usec,
-        };
-
-        balloon_controller_get_info(bc, &b);     /* a NULL controller reads as a guest that never ran */
-        g->balloon = (MetricsBalloon) {
-                .tracking = b.tracking,
-                .target_bytes = b.target_bytes,
-                .actual_bytes = METRICS_UNSET,
-                .stats_valid = balloon_guest_stats_valid(&b.stats),
-                .free_bytes = b.stats.free_bytes,
-                .available_bytes = b.stats.available_bytes,
-                .total_bytes = b.stats.total_bytes,
-                .disk_caches_bytes = b.stats.disk_caches_bytes,
-                .swap_in_bytes = b.stats.swap_in_bytes,
-                .swap_out_bytes = b.stats.swap_out_bytes,
-                .major_faults = b.stats.major_faults,
-                .minor_faults = b.stats.minor_faults,
-                .stats_last_update_sec = b.stats.last_update_sec,
-                .steps_total = b.steps_total,
-                .steps_reached_total = b.steps_reached_total,
-                .steps_reached_usec = b.steps_reached_usec,
-        };
-        /* UINT64_MAX (METRICS_UNSET) while the balloon module has not heard the size yet. */
-        if (b.tracking && balloon_controller_get_sizes(bc, &target, &actual))
-                g->balloon.actual_bytes = actual;
-}
-
-/* Affinity (sched_getaffinity) and last CPU (/proc/PID/task/TID/stat) of each vCPU thread, as src/numa reads
- * them: one system call and one small procfs read per vCPU, on the host tick. own is the daemon's affinity
- * (what QEMU inherited), NULL when unknown. */
+/* A running guest's vCPU placement (src/numa reads it: one system call and one small procfs read per vCPU, on
+ * the host tick). own is the daemon's affinity (what QEMU inherited), NULL when unknown. */
 static int guest_vcpus(Manager *m, Vm *vm, const CpuSet *own, MetricsGuestInput *g) {
         const VmSpec *spec = vm->running_spec ?: vm->spec;
-        _cleanup_(vcpu_pin_map_done) VcpuPinMap map = {};
-        char path[PATH_MAX];
-        int r;
+        _cleanup_free_ NumaVcpuThread *threads = NULL;
 
         if (vm->n_vcpus == 0)
                 return 0;
+        threads = manager_guest_vcpu_threads(vm);
         g->vcpus = calloc(vm->n_vcpus, sizeof(MetricsVcpu));
-        if (!g->vcpus)
+        if (!threads || !g->vcpus)
                 return -ENOMEM;
         g->n_vcpu_samples = vm->n_vcpus;
-        if (spec && spec->vcpu_affinity)
-                (void) vcpu_pin_map_parse(spec->vcpu_affinity, &map, NULL);
-
-        for (size_t i = 0; i < vm->n_vcpus; i++) {
-                const VmVcpu *v = &vm->vcpus[i];
-                MetricsVcpu *d = &g->vcpus[i];
-                CpuSet allowed;
-
-                d->index = v->index;
-                if (v->thread_id <= 0)
-                        continue;
-
-                r = thread_get_affinity(v->thread_id, &allowed);
-                d->have_affinity = r >= 0;
-                if (r >= 0) {
-                        d->pinned = vcpu_pin_map_find(&map, v->index) || (own && !cpu_set_equal(&allowed, own));
-                        (void) cpu_set_to_sched(&allowed, &d->allowed);
-                } else if (r != -ESRCH) {
-                        g->errors++;
-                        log_debug_errno(r, "Failed to read the affinity of thread %i, ignoring: %m",
-                                        (int) v->thread_id);
-                }
-
-                (void) snprintf(path, sizeof(path), "%s/%i/task/%i/stat", m->config.proc_root, (int) vm->pid,
-                                (int) v->thread_id);
-                r = task_stat_read_last_cpu(path, &d->last_cpu);
-                d->have_last_cpu = r >= 0;
-                if (r < 0 && r != -ENOENT) {
-                        g->errors++;
-                        log_debug_errno(r, "Failed to read %s, ignoring: %m", path);
-                }
-        }
+        g->errors += numa_vcpus_metrics(m->config.proc_root, vm->pid, threads, vm->n_vcpus,
+                                        spec ? spec->vcpu_affinity : NULL, own, g->vcpus);
         return 0;
 }
 
@@ -167,6 +95,7 @@ static int sampler_guests(void *userdata, bool vcpus, MetricsGuestInput **ret, s
         for (size_t i = 0; i < m->n_vms; i++) {
                 Vm *vm = m->vms[i];
                 const VmSpec *spec = vm->running_spec ?: vm->spec;
+                const ManagerGuest *g = manager_guest_find(m, vm->name);
                 bool active = vm_is_active(vm);
 
                 in[i] = (MetricsGuestInput) {
@@ -181,7 +110,9 @@ static int sampler_guests(void *userdata, bool vcpus, MetricsGuestInput **ret, s
                         .memory_bytes = vm->running_spec ? vm->running_spec->memory_bytes : 0,
                         .balloon_enabled = spec && spec->balloon,
                 };
-                guest_module_readings(m, vm, &in[i]);
+                /* The balloon and NUMA readings: what the guest's record holds (in memory, no I/O). */
+                balloon_controller_get_metrics(g ? g->balloon : NULL, &in[i].balloon);
+                migration_history_get_metrics(g ? g->migrations : NULL, &in[i].numa);
                 if (vcpus && active && vm->pid > 0 && guest_vcpus(m, vm, have_own ? &own : NULL, &in[i]) < 0) {
                         metrics_guest_inputs_free(in, i + 1);
                         return -ENOMEM;

@@ -1,8 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* MigratePages (varlink and D-Bus), CancelMigrations, ListMigrations and the .vm ping-pong as
  * MigrationRequests to src/numa's runner (numa-migration.h); its progress, summary and errors as replies. */
-#include <inttypes.h>
-
 #include "basic/json-util.h"
 #include "basic/log.h"
 #include "daemon/manager-numa.h"
@@ -50,18 +48,8 @@ static void migrate_on_progress(const MigrationProgress *p, void *userdata) {
         MigrateCall *call = userdata;
         _cleanup_json_ json_object *x = NULL;
 
-        if (p->phase == MIGRATION_PHASE_MOVED) {
-                const MigrationReport *rep = p->report;
-                _cleanup_free_ char *from = NULL, *to = NULL;
-                CpuSet f = { .bits = { rep->from } }, t = { .bits = { rep->to } };
-                bool both = rep->have_before && rep->have_after;
-
-                (void) cpu_list_format(&f, &from);
-                (void) cpu_list_format(&t, &to);
-                log_info("Guest %s: pages moved from node(s) %s to %s: %s, %" PRIu64 " bytes in %" PRIu64 " us.",
-                         call->name, strna(from), strna(to), migration_report_failed(rep) ? "failed" : "done",
-                         both ? rep->summary.bytes_moved : 0, both ? rep->summary.duration_usec : 0);
-        }
+        if (p->phase == MIGRATION_PHASE_MOVED)
+                migration_report_log(call->name, p->report);
         if (call->conn && call->more && migration_progress_to_json(p, &x) >= 0)
                 (void) varlink_notify(call->conn, TAKE_PTR(x));
 }
@@ -100,7 +88,7 @@ static const MigrationCallbacks migrate_callbacks = {
 static int migrate_prepare(Manager *m, const char *name, MigrationRequest *req, MigrateCall **call,
                            MigrationRun **ret_run, ManagerError *ret_error) {
         _cleanup_(numa_error_done) NumaError e = {};
-        NumaGuest *g;
+        MigrationHistory *h;
         Vm *vm;
         int r;
 
@@ -114,14 +102,14 @@ static int migrate_prepare(Manager *m, const char *name, MigrationRequest *req, 
         req->pid = manager_numa_vm_running(vm) ? vm->pid : 0;
         req->hugepages = (vm->running_spec ?: vm->spec)->hugepages;
         req->memory_bytes = (vm->running_spec ?: vm->spec)->memory_bytes;
-        g = manager_numa_guest(m->numa, vm->name, true);
-        if (!g)
+        h = manager_guest_get_migrations(m, vm->name);
+        if (!h)
                 return -ENOMEM;
         (*call)->numa = m->numa;
         (*call)->name = strdup(vm->name);
         if (!(*call)->name)
                 return -ENOMEM;
-        r = migration_run_new(g->history, &m->numa->ctx, req, &migrate_callbacks, *call, ret_run, &e);
+        r = migration_run_new(h, &m->numa->ctx, req, &migrate_callbacks, *call, ret_run, &e);
         if (r != 0)
                 return manager_numa_fail(m, vm->name, r, &e, ret_error);
         *call = NULL;           /* the run's now */
@@ -194,7 +182,7 @@ int manager_numa_vl_cancel_migrations(VarlinkConnection *c, json_object *paramet
         vm = manager_find_vm(m, name);
         if (!vm)
                 return manager_error_varlink_reply(c, &e, manager_numa_fail_no_such_vm(&e, name));
-        migration_history_cancel(manager_numa_history(m->numa, vm->name));
+        migration_history_cancel(manager_guest_migrations(m, vm->name));
         return varlink_reply(c, NULL);
 }
 
@@ -213,7 +201,7 @@ int manager_numa_vl_list_migrations(VarlinkConnection *c, json_object *parameter
                 return manager_error_varlink_reply(c, &e, manager_numa_fail_no_such_vm(&e, name));
         if (!p)
                 return -ENOMEM;
-        h = manager_numa_history(m->numa, vm->name);
+        h = manager_guest_migrations(m, vm->name);
         r = migration_history_to_json(h, &a);
         if (r < 0)
                 return r;
@@ -239,7 +227,7 @@ static void schedule_start(Manager *m, Vm *vm, const VmSpec *spec) {
         };
         ManagerError e = {};
         MigrationRun *run;
-        NumaGuest *g;
+        ManagerGuest *g;
         char every[64];
         int r;
 
@@ -249,7 +237,8 @@ static void schedule_start(Manager *m, Vm *vm, const VmSpec *spec) {
         }
         r = migrate_prepare(m, vm->name, &req, &call, &run, &e);
         if (r < 0) {
-                g = manager_numa_guest(m->numa, vm->name, true);
+                if (manager_guest_get(m, vm->name, &g) < 0)
+                        g = NULL;
                 if (e.name) {
                         const char *reason = json_get_string(e.parameters, "reason");
                         bool again = g && g->schedule_refused == e.name;
@@ -267,7 +256,7 @@ static void schedule_start(Manager *m, Vm *vm, const VmSpec *spec) {
                 return;
         }
 
-        manager_numa_guest(m->numa, vm->name, false)->schedule_refused = NULL;
+        manager_guest_find(m, vm->name)->schedule_refused = NULL;
         log_info("Guest %s: ping-pong migration between nodes %s started ([Memory] MigrateBetween=): %u move(s), "
                  "one every %s.", vm->name, spec->migrate_between, spec->migrate_count,
                  format_timespan(every, sizeof(every), spec->migrate_every_usec));
@@ -276,7 +265,7 @@ static void schedule_start(Manager *m, Vm *vm, const VmSpec *spec) {
 
 /* Ends a migration like CancelMigrations: no further move; one in progress finishes and is recorded. */
 static void schedule_stop(Manager *m, Vm *vm) {
-        MigrationHistory *h = manager_numa_history(m->numa, vm->name);
+        MigrationHistory *h = manager_guest_migrations(m, vm->name);
         MigrationRunStatus st;
 
         if (!migration_history_busy(h, &st) || st.cancelled)

@@ -3,41 +3,27 @@
  * runtime) and placement of a guest; page migration is in manager-numa-migrate.c. The work is src/numa's
  * (numa-pin.h, numa-migration.h): these files turn varlink calls, D-Bus calls (manager.h) and the .vm
  * ping-pong into its typed requests, and its results and NumaErrors into replies. Each guest's
- * MigrationHistory is kept here by name. */
+ * MigrationHistory is kept in its record (manager-guest.h). */
 #include <stdio.h>
 
 #include "basic/json-util.h"
 #include "basic/log.h"
 #include "daemon/manager-numa.h"
 #include "numa/numa-pin.h"
-#include "numa/numa-placement.h"
+#include "numa/numa-guest-placement.h"
 #include "numa/numa-topology.h"
-#include "basic/worker.h"
 #include "basic/parse.h"
 
 
 /* ---- errors ----------------------------------------------------------------------------------- */
 
-static int error_json(ManagerError *ret, int error, const char *name, json_object *p, int r) {
-        if (r < 0 || !p) {
-                json_object_put(p);
-                return r < 0 ? r : -ENOMEM;
-        }
-        return manager_error_set(ret, error, name, p);
-}
-
 int manager_numa_fail_no_such_vm(ManagerError *ret, const char *name) {
-        json_object *p = json_object_new_object();
-        return error_json(ret, -ENOENT, VARLINK_ERROR(NO_SUCH_VM), p, p ? json_add_string(p, "name", name) : 0);
+        return manager_guest_fail(ret, -ENOENT, VARLINK_ERROR(NO_SUCH_VM), name, NULL);
 }
 
 static int fail_invalid_state(ManagerError *ret, const char *name, Vm *vm) {
-        json_object *p = json_object_new_object();
-        int r = p ? json_add_string(p, "name", name) : 0;
-
-        if (r >= 0 && p)
-                r = json_add_string(p, "state", vm ? vm_state_to_string(vm->state) : "undefined");
-        return error_json(ret, -ESRCH, VARLINK_ERROR(INVALID_STATE), p, r);
+        return manager_guest_fail(ret, -ESRCH, VARLINK_ERROR(INVALID_STATE), name,
+                                  vm ? vm_state_to_string(vm->state) : "undefined");
 }
 
 /* The API error of each NumaErrorCode (NUMA_ERROR_INVALID_PARAMETER is varlink's own InvalidParameter and
@@ -77,43 +63,6 @@ bool manager_numa_vm_running(Vm *vm) {
         return vm->state == VM_STATE_RUNNING && vm->pid > 0;
 }
 
-static NumaVcpuThread *vm_vcpu_threads(Vm *vm) {
-        NumaVcpuThread *v = calloc(MAX(vm->n_vcpus, (size_t) 1), sizeof(NumaVcpuThread));
-
-        for (size_t i = 0; v && i < vm->n_vcpus; i++)
-                v[i] = (NumaVcpuThread) { .index = vm->vcpus[i].index, .thread_id = vm->vcpus[i].thread_id };
-        return v;
-}
-
-/* ---- guests ----------------------------------------------------------------------------------- */
-
-NumaGuest *manager_numa_guest(ManagerNuma *n, const char *name, bool create) {
-        _cleanup_free_ NumaGuest *g = NULL;
-        NumaGuest **t;
-
-        for (size_t i = 0; i < n->n_guests; i++)
-                if (streq(migration_history_name(n->guests[i]->history), name))
-                        return n->guests[i];
-        if (!create)
-                return NULL;
-        g = calloc(1, sizeof(NumaGuest));
-        if (!g || migration_history_new(name, &g->history) < 0)
-                return NULL;
-        t = realloc(n->guests, (n->n_guests + 1) * sizeof(NumaGuest *));
-        if (!t) {
-                migration_history_free(g->history);
-                return NULL;
-        }
-        n->guests = t;
-        n->guests[n->n_guests++] = g;
-        return TAKE_PTR(g);
-}
-
-MigrationHistory *manager_numa_history(ManagerNuma *n, const char *name) {
-        NumaGuest *g = manager_numa_guest(n, name, false);
-        return g ? g->history : NULL;
-}
-
 /* ---- topology and pinning --------------------------------------------------------------------- */
 
 static int vl_get_topology(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags, void *userdata) {
@@ -131,48 +80,6 @@ static int vl_get_topology(VarlinkConnection *c, json_object *parameters, Varlin
         return varlink_reply(c, TAKE_PTR(o));
 }
 
-static void log_pinned(Vm *vm, const NumaPinResult *res, const char *emulator) {
-        for (size_t i = 0; i < res->n_vcpus; i++) {
-                _cleanup_free_ char *got = NULL;
-
-                (void) cpu_list_format(&res->vcpus[i].effective, &got);
-                log_info("Guest %s: vCPU %u (thread %i) pinned to CPUs %s (verified).", vm->name, res->vcpus[i].vcpu,
-                         (int) res->vcpus[i].thread_id, strna(got));
-        }
-        if (res->n_emulator_threads >= 0)
-                log_info("Guest %s: %i QEMU threads besides the vCPUs pinned to CPUs %s.", vm->name,
-                         res->n_emulator_threads, emulator);
-}
-
-/* Why [CPU] VCPUAffinity=/EmulatorAffinity= could not be applied at start. */
-static int prerun_log_error(Vm *vm, const VmSpec *spec, const NumaError *e) {
-        bool vcpu = e->has_vcpu || streq_ptr(e->parameter, "map");
-
-        if (e->code == NUMA_ERROR_INVALID_PARAMETER)
-                return log_error_errno(e->cause, "Guest %s: invalid %s=%s: %m", vm->name,
-                                       vcpu ? "VCPUAffinity" : "EmulatorAffinity",
-                                       vcpu ? spec->vcpu_affinity : spec->emulator_affinity);
-        if (e->code == NUMA_ERROR_NO_SUCH_VCPU)
-                return log_error_errno(-ENOENT, "Guest %s: VCPUAffinity= names vCPU %u, whose thread QEMU did not "
-                                       "report.", vm->name, e->vcpu);
-        if (e->code == NUMA_ERROR_NO_SUCH_CPU && vcpu)
-                return log_error_errno(-EINVAL, "Guest %s: VCPUAffinity= pins vCPU %u to CPUs %s, which are not all "
-                                       "online.", vm->name, e->vcpu, strna(e->requested));
-        if (e->code == NUMA_ERROR_NO_SUCH_CPU)
-                return log_error_errno(-EINVAL, "Guest %s: EmulatorAffinity=%s names CPUs that are not online.",
-                                       vm->name, spec->emulator_affinity);
-        if (e->code == NUMA_ERROR_PINNING_FAILED && !e->has_vcpu)
-                return log_error_errno(e->cause, "Guest %s: failed to pin QEMU's other threads to %s: %m", vm->name,
-                                       spec->emulator_affinity);
-        if (e->code == NUMA_ERROR_PINNING_FAILED && e->cause == -EXDEV)
-                return log_error_errno(e->cause, "Guest %s: vCPU %u (thread %i) pinned to %s, but the kernel allows "
-                                       "%s.", vm->name, e->vcpu, (int) e->thread_id, strna(e->requested),
-                                       strna(e->effective));
-        return log_error_errno(e->cause < 0 ? e->cause : -EINVAL,
-                               "Guest %s: failed to pin vCPU %u (thread %i) to %s: %m", vm->name, e->vcpu,
-                               (int) e->thread_id, strna(e->requested));
-}
-
 /* The start-up hook: applies [CPU] VCPUAffinity= and EmulatorAffinity= while the guest is paused. */
 static int numa_prerun(Vm *vm, void *userdata) {
         Manager *m = userdata;
@@ -180,7 +87,7 @@ static int numa_prerun(Vm *vm, void *userdata) {
         _cleanup_(numa_topology_freep) NumaTopology *t = NULL;
         _cleanup_(numa_pin_result_done) NumaPinResult res = {};
         _cleanup_(numa_error_done) NumaError e = {};
-        _cleanup_free_ NumaVcpuThread *vcpus = vm_vcpu_threads(vm);
+        _cleanup_free_ NumaVcpuThread *vcpus = manager_guest_vcpu_threads(vm);
         int r;
 
         r = numa_topology_read(m->numa->sysfs_root, &t);
@@ -193,10 +100,10 @@ static int numa_prerun(Vm *vm, void *userdata) {
                                          .emulator = spec->emulator_affinity },
                      t, &res, &e);
         if (r > 0)
-                return prerun_log_error(vm, spec, &e);
+                return numa_pin_log_error(vm->name, spec->vcpu_affinity, spec->emulator_affinity, &e);
         if (r < 0)
                 return log_error_errno(r, "Guest %s: failed to pin its threads: %m", vm->name);
-        log_pinned(vm, &res, spec->emulator_affinity);
+        numa_pin_log(vm->name, &res, spec->emulator_affinity);
         return 0;
 }
 
@@ -224,7 +131,7 @@ int manager_numa_pin_vcpus(Manager *m, const char *name, const char *map_s, cons
         r = numa_topology_read(m->numa->sysfs_root, &t);
         if (r < 0)
                 return r;
-        vcpus = vm_vcpu_threads(vm);
+        vcpus = manager_guest_vcpu_threads(vm);
         if (!vcpus)
                 return -ENOMEM;
         req.proc_root = vm->ctx->proc_root;
@@ -234,8 +141,8 @@ int manager_numa_pin_vcpus(Manager *m, const char *name, const char *map_s, cons
         r = numa_pin(&req, t, &res, &e);
         if (r != 0)
                 return manager_numa_fail(m, vm->name, r, &e, ret_error);
-        log_pinned(vm, &(NumaPinResult) { .vcpus = res.vcpus, .n_vcpus = res.n_vcpus, .n_emulator_threads = -1 },
-                   NULL);
+        numa_pin_log(vm->name, &(NumaPinResult) { .vcpus = res.vcpus, .n_vcpus = res.n_vcpus, .n_emulator_threads = -1 },
+                     NULL);
 
         p = json_object_new_object();
         if (!p)
@@ -267,25 +174,37 @@ static int vl_pin_vcpus(VarlinkConnection *c, json_object *parameters, VarlinkCa
 struct PlacementRequest {
         ManagerNuma *numa;
         VarlinkConnection *conn;
-        json_object *placement;
-        NumaResidency residency;
-        char *path;
-        Worker *worker;
+        NumaPlacementRead *read;
 };
 
 static PlacementRequest *placement_request_free(PlacementRequest *q) {
         if (!q)
                 return NULL;
-        worker_free(q->worker);
+        numa_placement_read_free(q->read);
         varlink_connection_unref(q->conn);
-        json_object_put(q->placement);
-        free(q->path);
         return mfree(q);
 }
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(PlacementRequest *, placement_request_free);
+/* GetPlacement's reply {"placement": placement} (taken); NULL on OOM. */
+static json_object *placement_reply(json_object *placement) {
+        json_object *p = json_object_new_object();
 
-static void placement_request_remove(ManagerNuma *n, PlacementRequest *q) {
+        if (!p || json_add(p, "placement", placement) < 0) {
+                json_object_put(p ?: placement);
+                return NULL;
+        }
+        return p;
+}
+
+static void placement_done(int r, json_object *placement, void *userdata) {
+        PlacementRequest *q = userdata;
+        ManagerNuma *n = q->numa;
+        json_object *p = r < 0 ? NULL : placement_reply(placement);
+
+        if (p)
+                (void) varlink_reply(q->conn, p);
+        else
+                (void) varlink_error(q->conn, VARLINK_ERROR(INTERNAL_ERROR), NULL);
         for (size_t i = 0; i < n->n_requests; i++)
                 if (n->requests[i] == q) {
                         memmove(n->requests + i, n->requests + i + 1, (n->n_requests - i - 1) * sizeof(void *));
@@ -295,43 +214,14 @@ static void placement_request_remove(ManagerNuma *n, PlacementRequest *q) {
         placement_request_free(q);
 }
 
-static int placement_read_residency(Worker *w, void *arg) {
-        PlacementRequest *q = arg;
-        return numa_residency_read(q->path, &q->residency);
-}
-
-static void placement_on_worker(Worker *w, int code, bool done, int result, void *userdata) {
-        PlacementRequest *q = userdata;
-        _cleanup_json_ json_object *res = NULL, *p = NULL;
-        int r;
-
-        if (!done)
-                return;
-        if (result >= 0) {
-                r = numa_residency_to_json(&q->residency, &res);
-                if (r >= 0)
-                        r = json_add(q->placement, "residency", TAKE_PTR(res));
-                if (r >= 0)
-                        r = json_add_uint(q->placement, "residentBytes", q->residency.total_bytes);
-        } else
-                r = json_add_string(q->placement, "residencyUnavailable", strerror(-result));
-        p = json_object_new_object();
-        if (r >= 0 && p && json_add(p, "placement", TAKE_PTR(q->placement)) >= 0)
-                (void) varlink_reply(q->conn, TAKE_PTR(p));
-        else
-                (void) varlink_error(q->conn, VARLINK_ERROR(INTERNAL_ERROR), NULL);
-        placement_request_remove(q->numa, q);
-}
-
 static int vl_get_placement(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags, void *userdata) {
         Manager *m = userdata;
-        _cleanup_(numa_topology_freep) NumaTopology *t = NULL;
-        _cleanup_json_ json_object *o = NULL, *a = NULL;
+        ManagerNuma *n = m->numa;
         _cleanup_free_ NumaVcpuThread *vcpus = NULL;
-        _cleanup_(placement_request_freep) PlacementRequest *q = NULL;
         const char *name = json_get_string(parameters, "name");
+        json_object *placement = NULL;
+        PlacementRequest *q, **tq;
         ManagerError e = {};
-        PlacementRequest **tq;
         const VmSpec *spec;
         Vm *vm;
         int r;
@@ -340,81 +230,45 @@ static int vl_get_placement(VarlinkConnection *c, json_object *parameters, Varli
         if (!vm)
                 return manager_error_varlink_reply(c, &e, manager_numa_fail_no_such_vm(&e, name));
         spec = vm->running_spec ?: vm->spec;
-        o = json_object_new_object();
-        if (!o)
-                return -ENOMEM;
-        if ((r = json_add_string(o, "name", vm->name)) < 0 ||
-            (r = json_add_string(o, "state", vm_state_to_string(vm->state))) < 0 ||
-            (r = json_add_string(o, "memoryPolicy", vm_memory_policy_to_string(spec->policy))) < 0 ||
-            (r = json_add_string(o, "hostNodes", spec->host_nodes)) < 0 ||
-            (r = json_add_string(o, "vcpuAffinity", spec->vcpu_affinity)) < 0 ||
-            (r = json_add_string(o, "emulatorAffinity", spec->emulator_affinity)) < 0 ||
-            (r = json_add_bool(o, "migrating",
-                               migration_history_busy(manager_numa_history(m->numa, vm->name), NULL))) < 0)
-                return r;
-
-        if (!manager_numa_vm_running(vm)) {
-                _cleanup_json_ json_object *p = json_object_new_object();
-                if (!p || json_add(o, "vcpus", json_object_new_array()) < 0 ||
-                    json_add(p, "placement", TAKE_PTR(o)) < 0)
-                        return -ENOMEM;
-                return varlink_reply(c, TAKE_PTR(p));
-        }
-
-        r = numa_topology_read(m->numa->sysfs_root, &t);
-        if (r < 0)
-                return r;
-        vcpus = vm_vcpu_threads(vm);
-        if (!vcpus)
-                return -ENOMEM;
-        r = numa_vcpu_placements_json(vm->ctx->proc_root, vm->pid, t, vcpus, vm->n_vcpus, &a);
-        if (r < 0)
-                return r;
-        r = json_add(o, "vcpus", TAKE_PTR(a));
-        if (r < 0)
-                return r;
-
-        /* numa_maps walks the page tables of the whole guest: off the loop. */
+        vcpus = manager_guest_vcpu_threads(vm);
         q = calloc(1, sizeof(PlacementRequest));
-        if (!q)
-                return -ENOMEM;
-        q->numa = m->numa;
-        q->placement = TAKE_PTR(o);
-        if (asprintf(&q->path, "%s/%i/numa_maps", vm->ctx->proc_root, (int) vm->pid) < 0) {
-                q->path = NULL;
+        tq = reallocarray(n->requests, n->n_requests + 1, sizeof(void *));
+        if (tq)
+                n->requests = tq;
+        if (!vcpus || !q || !tq) {
+                free(q);
                 return -ENOMEM;
         }
-        tq = realloc(m->numa->requests, (m->numa->n_requests + 1) * sizeof(void *));
-        if (!tq)
-                return -ENOMEM;
-        m->numa->requests = tq;
-        r = worker_start(m->event, "numa-placement", placement_read_residency, q, placement_on_worker, q,
-                              &q->worker);
-        if (r < 0)
-                return r;
+        r = numa_placement_read(m->event,
+                                &(NumaPlacementRequest) {
+                                        .sysfs_root = n->sysfs_root,
+                                        .proc_root = vm->ctx->proc_root,
+                                        .pid = manager_numa_vm_running(vm) ? vm->pid : 0,
+                                        .vcpus = vcpus,
+                                        .n_vcpus = vm->n_vcpus,
+                                        .name = vm->name,
+                                        .state = vm_state_to_string(vm->state),
+                                        .memory_policy = vm_memory_policy_to_string(spec->policy),
+                                        .host_nodes = spec->host_nodes,
+                                        .vcpu_affinity = spec->vcpu_affinity,
+                                        .emulator_affinity = spec->emulator_affinity,
+                                        .migrating = migration_history_busy(manager_guest_migrations(m, vm->name), NULL),
+                                },
+                                placement_done, q, &placement, &q->read);
+        if (r < 0 || placement) {
+                free(q);
+                if (r < 0)
+                        return r;
+                placement = placement_reply(placement);
+                return placement ? varlink_reply(c, placement) : -ENOMEM;
+        }
+        q->numa = n;
         q->conn = varlink_connection_ref(c);
-        m->numa->requests[m->numa->n_requests++] = TAKE_PTR(q);
+        n->requests[n->n_requests++] = q;
         return 0;
 }
 
 /* ---- module ----------------------------------------------------------------------------------- */
-
-int manager_numa_guest_info(Manager *m, const char *name, ManagerNumaInfo *ret) {
-        MigrationHistory *h = m->numa && name ? manager_numa_history(m->numa, name) : NULL;
-        const MigrationTotals *t;
-
-        if (!h)
-                return -ENOENT;
-        t = migration_history_totals(h);
-        *ret = (ManagerNumaInfo) {
-                .migrations_total = t->migrations_total,
-                .migration_failures = t->migration_failures,
-                .pages_moved = t->pages_moved,
-                .bytes_moved = t->bytes_moved,
-                .migrate_usec = t->migrate_usec,
-        };
-        return 0;
-}
 
 int manager_numa_start(Manager *m) {
         ManagerNuma *n;
@@ -444,11 +298,6 @@ void manager_numa_done(Manager *m) {
         for (size_t i = 0; i < n->n_requests; i++)
                 placement_request_free(n->requests[i]);
         free(n->requests);
-        for (size_t i = 0; i < n->n_guests; i++) {
-                migration_history_free(n->guests[i]->history);     /* joins a running migrate_pages */
-                free(n->guests[i]);
-        }
-        free(n->guests);
         free(n->tids);
         m->numa = mfree(n);
 }

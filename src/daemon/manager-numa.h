@@ -4,13 +4,9 @@
 /* Shared by the NUMA adapter's two files only: manager-numa.c (topology, pinning, placement, the module) and
  * manager-numa-migrate.c (MigratePages, CancelMigrations, ListMigrations, the .vm ping-pong). */
 
+#include "daemon/manager-guest.h"
 #include "daemon/manager.h"
 #include "numa/numa-migration.h"
-
-typedef struct NumaGuest {
-        MigrationHistory *history;
-        const char *schedule_refused;   /* the error the .vm schedule was last refused with (logged once) */
-} NumaGuest;
 
 typedef struct PlacementRequest PlacementRequest;
 
@@ -18,16 +14,12 @@ struct ManagerNuma {
         Manager *manager;
         const char *sysfs_root;         /* "/" */
         MigrationContext ctx;
-        NumaGuest **guests;
-        size_t n_guests;
         PlacementRequest **requests;
         size_t n_requests;
         pid_t *tids;                    /* MigrationContext.lookup's answer */
 };
 
 bool manager_numa_vm_running(Vm *vm);
-NumaGuest *manager_numa_guest(ManagerNuma *n, const char *name, bool create);
-MigrationHistory *manager_numa_history(ManagerNuma *n, const char *name);
 int manager_numa_fail_no_such_vm(ManagerError *ret, const char *name);
 /* A NumaError of the guest called name as the API error (code > 0), or code itself (internal). */
 int manager_numa_fail(Manager *m, const char *name, int code, const NumaError *e, ManagerError *ret);

@@ -33,6 +33,7 @@ static int manager_gc(sd_event_source *s, void *userdata) {
         Manager *m = userdata;
 
         vm_table_gc(&m->guests);
+        manager_guests_prune(m);
         manager_update_status(m);
         return 0;
 }
@@ -125,6 +126,7 @@ int manager_vms_reload(Manager *m) {
         if (r < 0)
                 return log_oom();
         vm_reload_plan_apply(&m->guests, &plan);
+        manager_guests_prune(m);
         manager_update_status(m);
         return 0;
 }
@@ -334,6 +336,7 @@ static int vl_undefine_vm(VarlinkConnection *c, json_object *parameters, Varlink
         manager_events_emit(m, "undefined", vm);
         remove_run_dir(m, vm->name);
         vm_table_remove(&m->guests, vm);
+        manager_guests_prune(m);
         manager_update_status(m);
         return varlink_reply(c, NULL);
 }

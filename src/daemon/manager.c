@@ -51,6 +51,7 @@ Manager *manager_free(Manager *m) {
 
         m->varlink = varlink_server_free(m->varlink);
         manager_dbus_done(m);
+        manager_guests_done(m);
         manager_numa_done(m);
         manager_balloon_done(m);
         manager_metrics_done(m);

@@ -19,9 +19,10 @@
 
 /* Feature modules, each owning its state behind an opaque pointer (see the manager-*.c files). */
 typedef struct ManagerMetrics ManagerMetrics;   /* manager-metrics.c: sampler, metrics API, exporter */
-typedef struct ManagerBalloon ManagerBalloon;   /* manager-balloon-guests.c: balloon controllers, policy */
+typedef struct ManagerBalloon ManagerBalloon;   /* manager-balloon-guests.c: the balloon policy */
 typedef struct ManagerNuma ManagerNuma;         /* manager-numa.c: pinning, placement, page migration */
 typedef struct BusConnection BusConnection;     /* src/dbus; manager-dbus.c: io.memvisor.Manager1 (optional) */
+typedef struct ManagerGuest ManagerGuest;       /* manager-guest.h: a guest's balloon and NUMA state, by name */
 
 typedef struct Manager {
         sd_event *event;
@@ -55,6 +56,8 @@ typedef struct Manager {
         VarlinkConnection **subscribers; /* SubscribeEvents calls in progress */
         size_t n_subscribers;
 
+        ManagerGuest **records;         /* manager-guest.h: each guest's balloon and NUMA state, sorted by name */
+        size_t n_records;
         ManagerMetrics *metrics;
         ManagerBalloon *balloon;
         ManagerNuma *numa;
@@ -114,25 +117,9 @@ int manager_numa_start(Manager *m);
 void manager_numa_done(Manager *m);
 const VarlinkMethod *manager_numa_methods(void);
 void manager_update_status(Manager *m);
-
-/* Read-only views of the feature modules' per-guest state, for the metrics sampler. Counters are running
- * totals, kept while the module knows the guest by name (over restarts), never sums over a bounded ring. */
-/* manager-balloon-guests.c: the balloon controller's view for the metrics (balloon-controller.h). */
-typedef BalloonControllerInfo ManagerBalloonInfo;
-
-/* manager-balloon-guests.c: -ENOENT when the balloon module never tracked a guest of that name. */
-int manager_balloon_guest_info(Manager *m, const char *name, ManagerBalloonInfo *ret);
-
-typedef struct ManagerNumaInfo {
-        uint64_t migrations_total;      /* moves recorded (MigratePages, each ping-pong move) */
-        uint64_t migration_failures;    /* … whose migrate_pages(2) failed */
-        uint64_t pages_moved;           /* pages found on the target node(s) that were not before */
-        uint64_t bytes_moved;
-        uint64_t migrate_usec;          /* time in migrate_pages(2) */
-} ManagerNumaInfo;
-
-/* manager-numa.c: -ENOENT when no migration of a guest of that name was recorded. */
-int manager_numa_guest_info(Manager *m, const char *name, ManagerNumaInfo *ret);
+/* manager-guest.c: drops the records of guests no longer defined; frees them all (before the modules' done). */
+void manager_guests_prune(Manager *m);
+void manager_guests_done(Manager *m);
 
 /* ---- operations shared by the transports (varlink in the manager-*.c modules, D-Bus in manager-dbus.c) ----
  *
@@ -220,8 +207,8 @@ int manager_numa_pin_vcpus(Manager *m, const char *name, const char *map, const 
 typedef struct MigrationRequest MigrationRequest;
 int manager_numa_migrate(Manager *m, const char *name, MigrationRequest *req, ManagerCompletion *completion,
                          ManagerError *ret_error);
-/* manager-balloon-guests.c: the typed balloon API (balloon-controller.h) for the transports. The controller of
- * a guest by name, NULL while it never ran with a balloon device (the API's calls take NULL as "not running");
+/* manager-guest.c, manager-balloon-guests.c: the typed balloon API (balloon-controller.h) for the transports.
+ * The controller of a guest by name, NULL while it never ran with a balloon device (the API's calls take NULL as "not running");
  * what the controller is told about a guest (its running configuration, or its definition); whether the
  * host-pressure policy moves the guest's balloon (Policy=, [Balloon] Policy=); the policy's host state. */
 BalloonController *manager_balloon_controller(Manager *m, const char *name);

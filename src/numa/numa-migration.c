@@ -324,6 +324,18 @@ const MigrationTotals *migration_history_totals(const MigrationHistory *h) {
         return &h->totals;
 }
 
+void migration_history_get_metrics(const MigrationHistory *h, MetricsNuma *ret) {
+        const MigrationTotals *t = h ? migration_history_totals(h) : NULL;
+
+        *ret = t ? (MetricsNuma) {
+                .migrations_total = t->migrations_total,
+                .migration_failures = t->migration_failures,
+                .pages_moved = t->pages_moved,
+                .bytes_moved = t->bytes_moved,
+                .migrate_usec = t->migrate_usec,
+        } : (MetricsNuma) {};
+}
+
 MigrationReport *const *migration_history_reports(const MigrationHistory *h, size_t *ret_n) {
         *ret_n = h->n_reports;
         return h->reports;

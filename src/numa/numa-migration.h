@@ -15,6 +15,7 @@
 
 #include "basic/macro.h"
 #include "numa/numa-error.h"
+#include "metrics/metrics-render.h"
 #include "numa/numa-report.h"
 #include "basic/worker.h"
 #include "qmp/qmp-stats.h"
@@ -117,6 +118,8 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(MigrationHistory *, migration_history_free);
 
 const char *migration_history_name(const MigrationHistory *h);
 const MigrationTotals *migration_history_totals(const MigrationHistory *h);
+/* The totals as the metrics take them (metrics-render.h); all zero for a NULL history. */
+void migration_history_get_metrics(const MigrationHistory *h, MetricsNuma *ret);
 /* The recorded reports, oldest first (valid until the history changes). */
 MigrationReport *const *migration_history_reports(const MigrationHistory *h, size_t *ret_n);
 /* ListMigrations' migrations: the reports as an array (empty for a NULL history). */

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "basic/json-util.h"
+#include "basic/log.h"
 #include "numa/numa-pin.h"
 #include "numa/numa-placement.h"
 
@@ -263,4 +265,85 @@ int numa_vcpu_placements_json(const char *proc_root, pid_t pid, const NumaTopolo
         }
         *ret = TAKE_PTR(a);
         return 0;
+}
+
+unsigned numa_vcpus_metrics(const char *proc_root, pid_t pid, const NumaVcpuThread *vcpus, size_t n_vcpus,
+                            const char *map, const CpuSet *own, MetricsVcpu *ret) {
+        _cleanup_(vcpu_pin_map_done) VcpuPinMap pins = {};
+        char path[PATH_MAX];
+        unsigned errors = 0;
+        int r;
+
+        if (map)
+                (void) vcpu_pin_map_parse(map, &pins, NULL);
+
+        for (size_t i = 0; i < n_vcpus; i++) {
+                MetricsVcpu *d = &ret[i];
+                CpuSet allowed;
+
+                d->index = vcpus[i].index;
+                if (vcpus[i].thread_id <= 0)
+                        continue;
+
+                r = thread_get_affinity(vcpus[i].thread_id, &allowed);
+                d->have_affinity = r >= 0;
+                if (r >= 0) {
+                        d->pinned = vcpu_pin_map_find(&pins, d->index) || (own && !cpu_set_equal(&allowed, own));
+                        (void) cpu_set_to_sched(&allowed, &d->allowed);
+                } else if (r != -ESRCH) {
+                        errors++;
+                        log_debug_errno(r, "Failed to read the affinity of thread %i, ignoring: %m",
+                                        (int) vcpus[i].thread_id);
+                }
+
+                (void) snprintf(path, sizeof(path), "%s/%i/task/%i/stat", proc_root, (int) pid,
+                                (int) vcpus[i].thread_id);
+                r = task_stat_read_last_cpu(path, &d->last_cpu);
+                d->have_last_cpu = r >= 0;
+                if (r < 0 && r != -ENOENT) {
+                        errors++;
+                        log_debug_errno(r, "Failed to read %s, ignoring: %m", path);
+                }
+        }
+        return errors;
+}
+
+void numa_pin_log(const char *name, const NumaPinResult *res, const char *emulator) {
+        for (size_t i = 0; i < res->n_vcpus; i++) {
+                _cleanup_free_ char *got = NULL;
+
+                (void) cpu_list_format(&res->vcpus[i].effective, &got);
+                log_info("Guest %s: vCPU %u (thread %i) pinned to CPUs %s (verified).", name, res->vcpus[i].vcpu,
+                         (int) res->vcpus[i].thread_id, strna(got));
+        }
+        if (res->n_emulator_threads >= 0)
+                log_info("Guest %s: %i QEMU threads besides the vCPUs pinned to CPUs %s.", name,
+                         res->n_emulator_threads, emulator);
+}
+
+int numa_pin_log_error(const char *name, const char *map, const char *emulator, const NumaError *e) {
+        bool vcpu = e->has_vcpu || streq_ptr(e->parameter, "map");
+
+        if (e->code == NUMA_ERROR_INVALID_PARAMETER)
+                return log_error_errno(e->cause, "Guest %s: invalid %s=%s: %m", name,
+                                       vcpu ? "VCPUAffinity" : "EmulatorAffinity", vcpu ? map : emulator);
+        if (e->code == NUMA_ERROR_NO_SUCH_VCPU)
+                return log_error_errno(-ENOENT, "Guest %s: VCPUAffinity= names vCPU %u, whose thread QEMU did not "
+                                       "report.", name, e->vcpu);
+        if (e->code == NUMA_ERROR_NO_SUCH_CPU && vcpu)
+                return log_error_errno(-EINVAL, "Guest %s: VCPUAffinity= pins vCPU %u to CPUs %s, which are not all "
+                                       "online.", name, e->vcpu, strna(e->requested));
+        if (e->code == NUMA_ERROR_NO_SUCH_CPU)
+                return log_error_errno(-EINVAL, "Guest %s: EmulatorAffinity=%s names CPUs that are not online.",
+                                       name, emulator);
+        if (e->code == NUMA_ERROR_PINNING_FAILED && !e->has_vcpu)
+                return log_error_errno(e->cause, "Guest %s: failed to pin QEMU's other threads to %s: %m", name,
+                                       emulator);
+        if (e->code == NUMA_ERROR_PINNING_FAILED && e->cause == -EXDEV)
+                return log_error_errno(e->cause, "Guest %s: vCPU %u (thread %i) pinned to %s, but the kernel allows "
+                                       "%s.", name, e->vcpu, (int) e->thread_id, strna(e->requested),
+                                       strna(e->effective));
+        return log_error_errno(e->cause < 0 ? e->cause : -EINVAL,
+                               "Guest %s: failed to pin vCPU %u (thread %i) to %s: %m", name, e->vcpu,
+                               (int) e->thread_id, strna(e->requested));
 }

@@ -11,6 +11,7 @@
 
 #include "numa/cpu-set.h"
 #include "basic/macro.h"
+#include "metrics/metrics-render.h"
 #include "numa/numa-error.h"
 #include "numa/numa-topology.h"
 
@@ -70,3 +71,16 @@ int numa_vcpu_placement_to_json(const NumaVcpuPlacement *p, json_object **ret);
 /* The placement of every vCPU as an array. */
 int numa_vcpu_placements_json(const char *proc_root, pid_t pid, const NumaTopology *t, const NumaVcpuThread *vcpus,
                               size_t n_vcpus, json_object **ret);
+
+/* The metrics' view of a guest's vCPUs (MetricsVcpu, metrics-render.h): each thread's affinity and last CPU,
+ * and whether it is pinned (named by map, a pin map as VCPUAffinity= writes it, or an affinity other than own,
+ * the daemon's; own NULL: unknown). A thread that ended reads as nothing known. Returns the number of reads
+ * that failed otherwise. */
+unsigned numa_vcpus_metrics(const char *proc_root, pid_t pid, const NumaVcpuThread *vcpus, size_t n_vcpus,
+                            const char *map, const CpuSet *own, MetricsVcpu *ret);
+
+/* Logs each pinned vCPU (and QEMU's other threads pinned to emulator, when res has them) of the guest name. */
+void numa_pin_log(const char *name, const NumaPinResult *res, const char *emulator);
+/* Logs why the guest name's [CPU] VCPUAffinity=map / EmulatorAffinity=emulator could not be applied at its
+ * start (e from numa_pin()); returns the error. */
+int numa_pin_log_error(const char *name, const char *map, const char *emulator, const NumaError *e);

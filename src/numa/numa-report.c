@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "basic/json-util.h"
+#include "basic/log.h"
 #include "numa/numa-report.h"
 
 /* ---- KVM counters ----------------------------------------------------------------------------- */
@@ -326,4 +328,16 @@ void migration_totals_add(MigrationTotals *t, const MigrationReport *r) {
                 t->bytes_moved += r->summary.bytes_moved;
                 t->migrate_usec += r->summary.duration_usec;
         }
+}
+
+void migration_report_log(const char *name, const MigrationReport *r) {
+        _cleanup_free_ char *from = NULL, *to = NULL;
+        CpuSet f = { .bits = { r->from } }, t = { .bits = { r->to } };
+        bool both = r->have_before && r->have_after;
+
+        (void) cpu_list_format(&f, &from);
+        (void) cpu_list_format(&t, &to);
+        log_info("Guest %s: pages moved from node(s) %s to %s: %s, %" PRIu64 " bytes in %" PRIu64 " us.", name,
+                 strna(from), strna(to), migration_report_failed(r) ? "failed" : "done",
+                 both ? r->summary.bytes_moved : 0, both ? r->summary.duration_usec : 0);
 }

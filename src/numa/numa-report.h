@@ -69,6 +69,9 @@ static inline bool migration_report_failed(const MigrationReport *r) {
         return r->error < 0;
 }
 
+/* Logs the end of one move of the guest name: from and to, done or failed, bytes moved and time taken. */
+void migration_report_log(const char *name, const MigrationReport *r);
+
 /* Fills summary from the residencies and the syscall's duration (with have_before && have_after). */
 void migration_report_summarize(MigrationReport *r, uint64_t syscall_usec);
 

@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -683,6 +684,52 @@ static void test_policy_run(void **state) {
         harness_done(&h);
 }
 
+/* The policy reading the host from a meminfo file: a file it cannot read skips the round; one under pressure
+ * squeezes as above. And the metrics' view of the controller. */
+static void test_policy_run_meminfo(void **state) {
+        static const char text[] = "MemTotal:        8388608 kB\nMemFree:          131072 kB\n"
+                                   "MemAvailable:     262144 kB\nCommitLimit:     8388608 kB\n"
+                                   "Committed_AS:    4194304 kB\n";
+        BalloonPolicyRunner runner = BALLOON_POLICY_RUNNER_INIT;
+        BalloonPolicyParams params = BALLOON_POLICY_PARAMS_DEFAULT;
+        BalloonController *ctls[1];
+        MetricsBalloon mb;
+        char path[64];
+        Harness h;
+        int fd;
+
+        balloon_controller_get_metrics(NULL, &mb);
+        assert_false(mb.tracking);
+        assert_true(mb.actual_bytes == METRICS_UNSET);
+
+        harness_init(&h);
+        harness_start(&h);
+        run_until(&h, &h.fake.n_qom_get, USEC_PER_SEC);
+        run_until(&h, NULL, 200 * USEC_PER_MSEC);
+        assert_true(balloon_controller_policy_eligible(h.ctl));
+        balloon_controller_get_metrics(h.ctl, &mb);
+        assert_true(mb.tracking);
+        assert_int_equal(mb.actual_bytes, 512 * MiB);
+        assert_true(mb.stats_valid);
+
+        ctls[0] = h.ctl;
+        balloon_policy_run_meminfo(&runner, &params, "/nonexistent/meminfo", ctls, 1);
+        assert_int_equal(runner.last_host_error, -ENOENT);
+        assert_int_equal(balloon_controller_n_decisions(h.ctl), 0);
+
+        fd = memfd_create("meminfo", MFD_CLOEXEC);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, text, strlen(text)), (ssize_t) strlen(text));
+        (void) snprintf(path, sizeof(path), "/proc/self/fd/%i", fd);
+        balloon_policy_run_meminfo(&runner, &params, path, ctls, 1);
+        assert_int_equal(runner.last_host_error, 0);
+        assert_int_equal(runner.host_state, BALLOON_HOST_PRESSURE);
+        assert_int_equal(balloon_controller_n_decisions(h.ctl), 1);
+        assert_int_equal(balloon_controller_get_decision(h.ctl, 0)->decision.action, BALLOON_POLICY_SQUEEZE);
+        close(fd);
+        harness_done(&h);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_target_reached),
@@ -693,6 +740,7 @@ int main(void) {
                 cmocka_unit_test(test_stop_mid_wait),
                 cmocka_unit_test(test_schedule_step),
                 cmocka_unit_test(test_policy_run),
+                cmocka_unit_test(test_policy_run_meminfo),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -397,6 +397,7 @@ static void test_run_one_move(void **state) {
         _cleanup_json_ json_object *o = NULL, *summary = NULL, *kvm = NULL, *list = NULL;
         MigrationRequest req = MIGRATION_REQUEST_INIT;
         const MigrationTotals *t;
+        MetricsNuma metrics;
         MigrationReport *rep;
         Fake f;
 
@@ -457,6 +458,13 @@ static void test_run_one_move(void **state) {
         assert_int_equal(t->pages_moved, 256);
         assert_int_equal(t->bytes_moved, 1 << 20);
         assert_int_equal(t->migrate_usec, 500);
+        migration_history_get_metrics(f.history, &metrics);
+        assert_int_equal(metrics.migrations_total, 1);
+        assert_int_equal(metrics.pages_moved, 256);
+        assert_int_equal(metrics.bytes_moved, 1 << 20);
+        assert_int_equal(metrics.migrate_usec, 500);
+        migration_history_get_metrics(NULL, &metrics);
+        assert_int_equal(metrics.migrations_total, 0);
         assert_int_equal(migration_history_to_json(f.history, &list), 0);
         assert_int_equal(json_object_array_length(list), 1);
         fake_done(&f);

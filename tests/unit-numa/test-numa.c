@@ -14,6 +14,7 @@
 #include "numa/cpu-set.h"
 #include "numa/numa-migrate.h"
 #include "numa/numa-perf.h"
+#include "numa/numa-pin.h"
 #include "numa/numa-placement.h"
 #include "numa/numa-topology.h"
 
@@ -258,6 +259,27 @@ static void test_perf_unavailable(void **state) {
         numa_perf_free(p);
 }
 
+/* The metrics' view of vCPU threads: this thread as vCPU 0, a vCPU QEMU did not report as vCPU 1. */
+static void test_vcpus_metrics(void **state) {
+        NumaVcpuThread vcpus[] = { { .index = 0, .thread_id = gettid() }, { .index = 1, .thread_id = 0 } };
+        MetricsVcpu out[2] = {};
+        CpuSet own;
+
+        assert_int_equal(thread_get_affinity(0, &own), 0);
+        assert_int_equal(numa_vcpus_metrics("/proc", getpid(), vcpus, 2, NULL, &own, out), 0);
+        assert_int_equal(out[0].index, 0);
+        assert_true(out[0].have_affinity);
+        assert_false(out[0].pinned);            /* the daemon's own affinity */
+        assert_true(out[0].have_last_cpu);
+        assert_int_equal(out[1].index, 1);
+        assert_false(out[1].have_affinity);
+        assert_false(out[1].have_last_cpu);
+
+        memset(out, 0, sizeof(out));
+        assert_int_equal(numa_vcpus_metrics("/proc", getpid(), vcpus, 2, "0:0", &own, out), 0);
+        assert_true(out[0].pinned);             /* named by the pin map */
+}
+
 int main(int argc, char **argv) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_cpu_list),
@@ -269,6 +291,7 @@ int main(int argc, char **argv) {
                 cmocka_unit_test(test_pin_self),
                 cmocka_unit_test(test_threads),
                 cmocka_unit_test(test_perf_unavailable),
+                cmocka_unit_test(test_vcpus_metrics),
         };
 
         data_dir = argc > 1 ? argv[1] : "tests/data/numa";
