@@ -89,8 +89,8 @@ static int policy_on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 
         (void) sd_event_source_set_time_relative(s, m->config.balloon_policy_interval_usec);
 
-        for (size_t i = 0; i < m->n_vms && n < MANAGER_MAX_VMS; i++) {
-                Vm *vm = m->vms[i];
+        for (size_t i = 0; i < m->guests.n_vms && n < MANAGER_MAX_VMS; i++) {
+                Vm *vm = m->guests.vms[i];
                 BalloonController *c;
 
                 if (vm->state != VM_STATE_RUNNING || !vm->running_spec || !vm->running_spec->balloon ||
@@ -148,8 +148,8 @@ int manager_balloon_start(Manager *m) {
         m->balloon = TAKE_PTR(mb);
 
         /* Guests re-adopted before we were started are already running. */
-        for (size_t i = 0; i < m->n_vms; i++)
-                balloon_on_state(m->vms[i], m->vms[i]->state, m);
+        for (size_t i = 0; i < m->guests.n_vms; i++)
+                balloon_on_state(m->guests.vms[i], m->guests.vms[i]->state, m);
         return 0;
 }
 

@@ -309,12 +309,12 @@ DEFINE_PRIVILEGED(run_migrate_pages)
 
 static const char *vm_name_at(size_t i, void *userdata) {
         Manager *m = userdata;
-        return i < m->n_vms ? m->vms[i]->name : NULL;
+        return i < m->guests.n_vms ? m->guests.vms[i]->name : NULL;
 }
 
 static const char *vm_state_at(size_t i, void *userdata) {
         Manager *m = userdata;
-        return vm_state_to_string(m->vms[i]->state);
+        return vm_state_to_string(m->guests.vms[i]->state);
 }
 
 static int method_list_vms(sd_bus_message *message, void *userdata, sd_bus_error *error) {
@@ -356,8 +356,8 @@ static int method_get_daemon_status(sd_bus_message *message, void *userdata, sd_
         uint64_t now = 0;
         int r;
 
-        for (size_t i = 0; i < m->n_vms; i++)
-                if (m->vms[i]->state == VM_STATE_RUNNING)
+        for (size_t i = 0; i < m->guests.n_vms; i++)
+                if (m->guests.vms[i]->state == VM_STATE_RUNNING)
                         running++;
         (void) sd_event_now(m->event, CLOCK_MONOTONIC, &now);
 
@@ -373,7 +373,7 @@ static int method_get_daemon_status(sd_bus_message *message, void *userdata, sd_
                                   "VarlinkAddress", "s", strempty(m->varlink_address),
                                   "LogLevel", "s", log_level_to_string(log_get_max_level()),
                                   "AdminGroup", "s", strempty(m->config.admin_group),
-                                  "Guests", "u", (uint32_t) m->n_vms,
+                                  "Guests", "u", (uint32_t) m->guests.n_vms,
                                   "GuestsRunning", "u", (uint32_t) running);
         if (r < 0)
                 return r;
@@ -422,7 +422,7 @@ static int property_get_version(sd_bus *bus, const char *path, const char *inter
 static int property_get_guests(sd_bus *bus, const char *path, const char *interface, const char *property,
                                sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
-        return sd_bus_message_append(reply, "u", (uint32_t) m->n_vms);
+        return sd_bus_message_append(reply, "u", (uint32_t) m->guests.n_vms);
 }
 
 static const VmSpec *vm_effective_spec(const Vm *vm) {

@@ -86,14 +86,14 @@ static int sampler_guests(void *userdata, bool vcpus, MetricsGuestInput **ret, s
         bool have_own = false;
         CpuSet own;
 
-        in = calloc(MAX(m->n_vms, (size_t) 1), sizeof(MetricsGuestInput));
+        in = calloc(MAX(m->guests.n_vms, (size_t) 1), sizeof(MetricsGuestInput));
         if (!in)
                 return -ENOMEM;
         if (vcpus)
                 have_own = thread_get_affinity(0, &own) >= 0;
 
-        for (size_t i = 0; i < m->n_vms; i++) {
-                Vm *vm = m->vms[i];
+        for (size_t i = 0; i < m->guests.n_vms; i++) {
+                Vm *vm = m->guests.vms[i];
                 const VmSpec *spec = vm->running_spec ?: vm->spec;
                 const ManagerGuest *g = manager_guest_find(m, vm->name);
                 bool active = vm_is_active(vm);
@@ -119,7 +119,7 @@ static int sampler_guests(void *userdata, bool vcpus, MetricsGuestInput **ret, s
                 }
         }
         *ret = in;
-        *ret_n = m->n_vms;
+        *ret_n = m->guests.n_vms;
         return 0;
 }
 

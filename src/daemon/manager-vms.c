@@ -24,7 +24,7 @@ void manager_update_status(Manager *m) {
         c = vm_table_count(&m->guests);
         manager_set_status(m, "%u guest%s running, %u failed%s%.0u%s, %zu defined; listening on %s", c.running,
                            c.running == 1 ? "" : "s", c.failed, c.changing ? ", " : "", c.changing,
-                           c.changing ? " changing state" : "", m->n_vms, strna(m->varlink_address));
+                           c.changing ? " changing state" : "", m->guests.n_vms, strna(m->varlink_address));
 }
 
 /* ---- state changes, forgetting ended transient guests ----------------------------------------- */
@@ -97,7 +97,7 @@ int manager_vms_start(Manager *m) {
         vm_table_adopt_running(&m->guests);
         vm_table_autostart(&m->guests);
 
-        log_info("%zu guest%s defined.", m->n_vms, m->n_vms == 1 ? "" : "s");
+        log_info("%zu guest%s defined.", m->guests.n_vms, m->guests.n_vms == 1 ? "" : "s");
         return 0;
 }
 
@@ -260,7 +260,7 @@ static int vl_define_vm(VarlinkConnection *c, json_object *parameters, VarlinkCa
                 return error_read_only(c, vm);
         if (vm && !replace && !vm->transient)
                 return error_strings(c, VARLINK_ERROR(VM_EXISTS), "name", spec->name, NULL, NULL);
-        if (!vm && m->n_vms >= MANAGER_MAX_VMS)
+        if (!vm && m->guests.n_vms >= MANAGER_MAX_VMS)
                 return -E2BIG;
 
         /* Save first: nothing changes unless the definition is on disk. */

@@ -42,16 +42,10 @@ typedef struct Manager {
         char *status;
         bool reloading;
 
-        /* Guests (manager-vms.c): src/vm's table (vm/vm-table.h); vms and n_vms name its first fields. */
+        /* Guests (manager-vms.c): src/vm's table (vm/vm-table.h), sorted by name. */
         VmContext vmctx;
         bool vmctx_ready;
-        union {
-                VmTable guests;
-                struct {
-                        Vm **vms;       /* sorted by name */
-                        size_t n_vms;
-                };
-        };
+        VmTable guests;
         sd_event_source *gc_source;     /* forgets transient guests once they ended */
         VarlinkConnection **subscribers; /* SubscribeEvents calls in progress */
         size_t n_subscribers;
@@ -65,9 +59,6 @@ typedef struct Manager {
         bool stopping_guests;           /* StopGuestsOnExit=: exit once every guest has stopped */
         int lock_fds[2];                /* flock(2) on the runtime and state directories: one daemon each */
 } Manager;
-
-_Static_assert(offsetof(Manager, vms) == offsetof(Manager, guests.vms) &&
-               offsetof(Manager, n_vms) == offsetof(Manager, guests.n_vms), "the guest table's names");
 
 /* Takes ownership of config_path and overrides. */
 int manager_new(Manager **ret, char *config_path, ConfigOverrides *overrides);
