@@ -3,7 +3,7 @@
 """Keeps the configuration documentation true to the daemon.
 
 Checks that
-  - every [Section] Key= in config_items[] (src/daemon/config.c) is described in memvisord.conf(5)
+  - every [Section] Key= in config_items[] (src/config/config.c) is described in memvisord.conf(5)
     and listed, commented out, in conf/memvisord.conf, and that neither documents a key the daemon
     does not know;
   - conf/memvisord.conf parses (memvisord --check-config), as shipped and with every setting

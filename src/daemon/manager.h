@@ -4,7 +4,7 @@
 #include <systemd/sd-event.h>
 
 #include "balloon/balloon-controller.h"
-#include "daemon/config.h"
+#include "config/config.h"
 #include "basic/macro.h"
 #include "daemon/manager-errors.h"
 #include "varlink/varlink.h"

@@ -5,7 +5,7 @@
 #include "varlink/address.h"
 #include "build-config.h"
 #include "daemon/caps.h"
-#include "daemon/config.h"
+#include "config/config.h"
 #include "basic/log.h"
 #include "daemon/manager.h"
 #include "basic/rlimit-util.h"

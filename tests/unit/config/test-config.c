@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
-#include "daemon/config.h"
+#include "config/config.h"
 
 typedef struct Fixture {
         char dir[64];

@@ -2,7 +2,7 @@
 #include <stdio.h>
 
 #include "varlink/address.h"
-#include "daemon/config.h"
+#include "config/config.h"
 #include "basic/fileio.h"
 #include "exporter/http-server.h"
 #include "basic/ini.h"
