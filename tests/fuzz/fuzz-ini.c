@@ -9,7 +9,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 
-#include "daemon/config.h"
+#include "config/config.h"
 #include "fuzz.h"
 #include "basic/ini.h"
 #include "basic/log.h"
