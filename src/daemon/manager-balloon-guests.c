@@ -85,6 +85,7 @@ static int policy_on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         ManagerBalloon *mb = userdata;
         Manager *m = mb->manager;
         BalloonController *which[MANAGER_MAX_VMS];
+        BalloonPolicyParams params;
         size_t n = 0;
 
         (void) sd_event_source_set_time_relative(s, m->config.balloon_policy_interval_usec);
@@ -100,17 +101,30 @@ static int policy_on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
                 if (balloon_controller_policy_eligible(c))
                         which[n++] = c;
         }
-        if (n > 0)
-                balloon_policy_run_meminfo(&mb->policy,
-                                           &(BalloonPolicyParams) {
-                                                   .available_low_percent = m->config.balloon_available_low_percent,
-                                                   .available_high_percent = m->config.balloon_available_high_percent,
-                                                   .commit_high_percent = m->config.balloon_commit_high_percent,
-                                                   .commit_low_percent = m->config.balloon_commit_low_percent,
-                                                   .guest_reserve_bytes = m->config.balloon_guest_reserve,
-                                                   .max_step_bytes = m->config.balloon_max_step,
-                                           },
-                                           m->config.balloon_host_meminfo_path ?: "/proc/meminfo", which, n);
+        if (n == 0)
+                return 0;
+        params = (BalloonPolicyParams) {
+                .available_low_percent = m->config.balloon_available_low_percent,
+                .available_high_percent = m->config.balloon_available_high_percent,
+                .commit_high_percent = m->config.balloon_commit_high_percent,
+                .commit_low_percent = m->config.balloon_commit_low_percent,
+                .guest_reserve_bytes = m->config.balloon_guest_reserve,
+                .max_step_bytes = m->config.balloon_max_step,
+        };
+        if (m->config.balloon_host_meminfo_path)
+                /* a file of /proc/meminfo's form given for testing: read it */
+                balloon_policy_run_meminfo(&mb->policy, &params, m->config.balloon_host_meminfo_path, which, n);
+        else {
+                /* one source of truth: the host sample the metrics sampler took last (every
+                 * HostSampleIntervalSec=), not a read of /proc/meminfo of our own; without one (the sampler
+                 * logs why) the round is skipped */
+                const HostSample *h = manager_metrics_host(m);
+
+                if (h)
+                        balloon_policy_run(&mb->policy, &params, &h->host, which, n);
+                else
+                        log_debug("Balloon policy: no host memory sample yet, skipping this round.");
+        }
         return 0;
 }
 

@@ -187,6 +187,10 @@ static const HostSample *last_host(ManagerMetrics *mm) {
         return mm && mm->sampler ? metrics_sampler_host(mm->sampler) : NULL;
 }
 
+const HostSample *manager_metrics_host(Manager *m) {
+        return last_host(m->metrics);
+}
+
 int manager_metrics_host_memory(Manager *m, json_object **ret_reply, ManagerError *ret_error) {
         _cleanup_json_ json_object *p = json_object_new_object();
         const HostSample *h = last_host(m->metrics);

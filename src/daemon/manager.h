@@ -213,6 +213,10 @@ int manager_balloon_error(Manager *m, const char *name, int r, const BalloonErro
 int manager_balloon_describe(Manager *m, const char *name, json_object **ret_reply, ManagerError *ret_error);
 /* manager-metrics.c: GetHostMemory's reply (the last snapshot, not a new /proc read). */
 int manager_metrics_host_memory(Manager *m, json_object **ret_reply, ManagerError *ret_error);
+/* manager-metrics.c: the last host sample (NULL while there is none), the one reading of host memory the balloon
+ * policy and the metrics share. */
+typedef struct HostSample HostSample;
+const HostSample *manager_metrics_host(Manager *m);
 
 /* manager-dbus.c: connects to the bus (system bus, $DBUS_SYSTEM_BUS_ADDRESS or [DBus] Address=); a missing
  * bus is logged once and is not an error. Start after manager_vms_start(). */
