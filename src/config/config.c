@@ -278,6 +278,9 @@ int config_load(const char *path, const ConfigOverrides *o, DaemonConfig *ret, b
         }
 
         r = config_check_balloon(path, &c, ret_error);
+        /* the total's default grows with a larger per-uid quota; one set lower is an error */
+        if (r >= 0 && c.max_output_total < c.max_output_per_uid && c.max_output_total == VARLINK_DEFAULT_MAX_OUTPUT_TOTAL)
+                c.max_output_total = c.max_output_per_uid;
         if (r >= 0 && c.max_output_total < c.max_output_per_uid) {
                 r = -EINVAL;
                 if (ret_error && asprintf(ret_error, "%s: [Varlink] MaxOutputTotal= must be at least "

@@ -15,6 +15,7 @@ struct ManagerBalloon {
         Manager *manager;
         sd_event_source *policy_timer;
         BalloonPolicyRunner policy;
+        uint64_t host_used_monotonic;   /* the metrics host sample the last round acted on */
 };
 
 /* ---- guests ----------------------------------------------------------------------------------- */
@@ -120,10 +121,15 @@ static int policy_on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
                  * logs why) the round is skipped */
                 const HostSample *h = manager_metrics_host(m);
 
-                if (h)
+                /* Each sample drives one round at most: a sampler that failed since (it keeps its last good
+                 * sample) or samples less often than the policy runs must not have the same reading squeeze the
+                 * guests again and again. */
+                if (!h || h->monotonic_usec <= mb->host_used_monotonic)
+                        log_debug("Balloon policy: no new host memory sample since the last round, skipping.");
+                else {
+                        mb->host_used_monotonic = h->monotonic_usec;
                         balloon_policy_run(&mb->policy, &params, &h->host, which, n);
-                else
-                        log_debug("Balloon policy: no host memory sample yet, skipping this round.");
+                }
         }
         return 0;
 }

@@ -415,12 +415,21 @@ static int connection_read(VarlinkConnection *c) {
 
 static void connection_rearm(VarlinkConnection *c) {
         uint32_t events = 0;
-        bool has_message;
+        bool has_message, waiting;
 
         if (c->closed)
                 return;
 
         has_message = connection_find_message(c) >= 0;
+        /* A complete call that waits for its uid's (or all clients') replies to be read. */
+        waiting = has_message && connection_can_dispatch(c) && !varlink_server_quota_allows(c->server, c);
+        /* … while the peer has gone away both ways: nobody could read its reply. */
+        if (waiting && c->hup) {
+                log_debug("Varlink client pid %i uid %u hung up while its call waited for the output quota.",
+                          (int) c->ucred.pid, (unsigned) c->ucred.uid);
+                varlink_connection_close(c);
+                return;
+        }
 
         /* The peer closed both directions: nobody can receive the pending call's reply. */
         if (c->read_eof && c->hup && c->in_call) {
@@ -449,7 +458,8 @@ static void connection_rearm(VarlinkConnection *c) {
         if (byte_buffer_size(&c->output) > 0)
                 events |= EPOLLOUT;
 
-        if (events == 0 && !c->in_call)
+        /* With a call waiting for the quota the source stays on with no events: epoll still reports a hangup. */
+        if (events == 0 && !c->in_call && !(waiting && !c->hup))
                 (void) sd_event_source_set_enabled(c->io_source, SD_EVENT_OFF);
         else {
                 (void) sd_event_source_set_io_events(c->io_source, events);
@@ -457,8 +467,8 @@ static void connection_rearm(VarlinkConnection *c) {
         }
 
         (void) sd_event_source_set_enabled(c->defer_source,
-                                           has_message && connection_can_dispatch(c) &&
-                                           varlink_server_quota_allows(c->server, c) ? SD_EVENT_ONESHOT : SD_EVENT_OFF);
+                                           has_message && connection_can_dispatch(c) && !waiting ?
+                                           SD_EVENT_ONESHOT : SD_EVENT_OFF);
 }
 
 static void connection_run(VarlinkConnection *c) {

@@ -157,13 +157,8 @@ void varlink_server_account_output(VarlinkServer *s, VarlinkConnection *c) {
 
         if (now < c->accounted) {
                 s->output_total -= c->accounted - now;
-                if (s->n_quota_blocked > 0) {
-                        if (!s->quota_source &&
-                            sd_event_add_defer(s->event, &s->quota_source, server_quota_release, s) >= 0)
-                                (void) sd_event_source_set_description(s->quota_source, "varlink-quota");
-                        if (s->quota_source)
-                                (void) sd_event_source_set_enabled(s->quota_source, SD_EVENT_ONESHOT);
-                }
+                if (s->n_quota_blocked > 0)
+                        (void) sd_event_source_set_enabled(s->quota_source, SD_EVENT_ONESHOT);
         } else
                 s->output_total += now - c->accounted;
         c->accounted = now;
@@ -201,6 +196,13 @@ int varlink_server_new(VarlinkServer **ret, sd_event *event, const char *vendor,
         r = varlink_server_set_limits(s, &s->limits);
         if (r < 0)
                 return r;
+
+        /* Lets the calls waiting for the output quotas go on once replies were read (or the limits grew). */
+        r = sd_event_add_defer(event, &s->quota_source, server_quota_release, s);
+        if (r < 0)
+                return r;
+        (void) sd_event_source_set_enabled(s->quota_source, SD_EVENT_OFF);
+        (void) sd_event_source_set_description(s->quota_source, "varlink-quota");
 
         r = varlink_server_add_interface(s, &service_interface);
         if (r < 0)
@@ -283,6 +285,9 @@ int varlink_server_set_limits(VarlinkServer *s, const VarlinkServerLimits *l) {
         memcpy(&s->limits, l, sizeof(s->limits));      /* as given, padding included (callers compare) */
         s->limits.max_output_per_uid = limits->max_output_per_uid;
         s->limits.max_output_total = limits->max_output_total;
+        /* new quotas: whoever waits tries again */
+        if (s->n_quota_blocked > 0 && s->quota_source)
+                (void) sd_event_source_set_enabled(s->quota_source, SD_EVENT_ONESHOT);
         return 0;
 }
 

@@ -1356,7 +1356,7 @@ static void test_output_quota_per_uid(void **state) {
         unsigned got_a = 0, got_b = 0;
         size_t bytes_a = 0, bytes_b = 0, len;
         uint64_t deadline;
-        int a, b;
+        int a, b, c3;
 
         l.max_output_per_uid = quota;
         l.max_output_total = 4 * quota;
@@ -1388,6 +1388,15 @@ static void test_output_quota_per_uid(void **state) {
         drain(t);
         assert_int_equal(count_nuls_nonblocking(b, &bytes_b), 0);
         assert_true(varlink_server_output_queued(t->server) <= bound);
+
+        /* A third whose call waits and which then hangs up is closed at once, not kept until the quota frees. */
+        c3 = connect_small_buffers(t);
+        assert_int_equal(send(c3, msg, len, MSG_NOSIGNAL), (ssize_t) len);
+        drain(t);
+        assert_int_equal(varlink_server_connection_count(t->server), 4);  /* the fixture's, a, b, c3 */
+        safe_close(c3);
+        drain(t);
+        assert_int_equal(varlink_server_connection_count(t->server), 3);
 
         /* Reading lets both go on, to the last reply. */
         deadline = now_usec() + WAIT_USEC;
