@@ -4,6 +4,7 @@
  * failing handler). One connection's I/O and framing is varlink-connection.c. */
 #include <fcntl.h>
 #include <grp.h>
+#include <poll.h>
 #include <stdio.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -141,14 +142,27 @@ bool varlink_server_quota_allows(VarlinkServer *s, VarlinkConnection *c) {
 
 static int server_quota_release(sd_event_source *source, void *userdata) {
         VarlinkServer *s = userdata;
+        VarlinkConnection *next;
 
-        /* Let every waiting connection try again; those still over the quota mark themselves anew. */
-        for (VarlinkConnection *c = s->connections; c; c = c->next)
-                if (c->quota_blocked) {
-                        c->quota_blocked = false;
-                        s->n_quota_blocked--;
-                        (void) varlink_connection_schedule(c);
+        /* Let every waiting connection try again; those still over the quota mark themselves anew. One whose
+         * peer has gone meanwhile (its hangup not seen yet: a waiting connection is not read) is closed
+         * instead of running a call nobody will read the reply of. */
+        for (VarlinkConnection *c = s->connections; c; c = next) {
+                struct pollfd p = { .fd = c->fd, .events = POLLIN };
+
+                next = c->next;
+                if (!c->quota_blocked)
+                        continue;
+                c->quota_blocked = false;
+                s->n_quota_blocked--;
+                if (poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLERR))) {
+                        log_debug("Varlink client pid %i uid %u went away while its call waited for the output "
+                                  "quota.", (int) c->ucred.pid, (unsigned) c->ucred.uid);
+                        varlink_connection_close(c);
+                        continue;
                 }
+                (void) varlink_connection_schedule(c);
+        }
         return 0;
 }
 
