@@ -20,35 +20,12 @@
 #include "balloon/balloon-policy-run.h"
 #include "basic/fileio.h"
 #include "basic/json-util.h"
+#include "qmp-transcript.h"
 
 #define MiB (UINT64_C(1) << 20)
 #define MAX_QUERIES 8
 
 /* ---- recorded replies ------------------------------------------------------------------------- */
-
-/* The n-th (0-based) message line "S: …" after the C: line containing needle that is a reply (not an event),
- * parsed. With needle NULL: the first S: line of the file (the greeting). */
-static json_object *recorded(const char *file, const char *needle, unsigned nth) {
-        _cleanup_free_ char *path = path_join(QMP_TRANSCRIPTS_DIR, file), *text = NULL;
-        bool armed = !needle;
-        char *save = NULL;
-
-        assert_int_equal(read_full_file(path, 1 << 20, &text, NULL), 0);
-        for (char *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
-                if (startswith(l, "C: ") && needle && strstr(l, needle)) {
-                        if (nth-- == 0)
-                                armed = true;
-                } else if (armed && startswith(l, "S: ")) {
-                        json_object *o = json_tokener_parse(l + 3);
-                        assert_non_null(o);
-                        if (!json_object_object_get_ex(o, "event", NULL))
-                                return o;
-                        json_object_put(o);
-                }
-        }
-        fail_msg("no reply after %s in %s", strna(needle), file);
-        return NULL;
-}
 
 /* The recorded BALLOON_CHANGE events of balloon-events.qmp, in order. */
 static size_t recorded_events(json_object **ret, size_t max) {
@@ -239,16 +216,16 @@ static void harness_init(Harness *h) {
         assert_int_equal(qmp_client_add_event_observer(h->qmp, on_qmp_event, h), 0);
 
         h->fake.fd = sv[1];
-        h->fake.greeting = recorded("balloon-events.qmp", NULL, 0);
-        h->fake.empty = recorded("balloon-guest-stats.qmp", "\"qom-set\"", 0);
-        h->fake.device_not_active = recorded("errors.qmp", "\"value\": 268435456", 0);
-        h->fake.guest_stats = recorded("balloon-guest-stats.qmp", "\"property\": \"guest-stats\"}", 0);
-        h->fake.stats_vm = recorded("query-stats-kvm.qmp", "{\"target\": \"vm\"}}", 0);
-        h->fake.stats_vcpu = recorded("query-stats-kvm.qmp", "{\"target\": \"vcpu\"}}", 0);
-        h->fake.schemas = recorded("query-stats-kvm.qmp", "\"provider\": \"kvm\"}}", 0);
+        h->fake.greeting = qmp_transcript_reply("balloon-events.qmp", NULL, 0);
+        h->fake.empty = qmp_transcript_reply("balloon-guest-stats.qmp", "\"qom-set\"", 0);
+        h->fake.device_not_active = qmp_transcript_reply("errors.qmp", "\"value\": 268435456", 0);
+        h->fake.guest_stats = qmp_transcript_reply("balloon-guest-stats.qmp", "\"property\": \"guest-stats\"}", 0);
+        h->fake.stats_vm = qmp_transcript_reply("query-stats-kvm.qmp", "{\"target\": \"vm\"}}", 0);
+        h->fake.stats_vcpu = qmp_transcript_reply("query-stats-kvm.qmp", "{\"target\": \"vcpu\"}}", 0);
+        h->fake.schemas = qmp_transcript_reply("query-stats-kvm.qmp", "\"provider\": \"kvm\"}}", 0);
         /* 512 MiB, then on the way to 256 MiB, then there */
         for (unsigned i = 0; i < 3; i++)
-                h->fake.query_balloon[h->fake.n_query++] = recorded("balloon-events.qmp", "query-balloon", i);
+                h->fake.query_balloon[h->fake.n_query++] = qmp_transcript_reply("balloon-events.qmp", "query-balloon", i);
         h->fake.n_events = recorded_events(h->fake.events, MAX_QUERIES);
         assert_true(h->fake.n_events >= 2);
         assert_int_equal(actual_of(h->fake.query_balloon[0]), 512 * MiB);

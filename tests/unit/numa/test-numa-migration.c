@@ -16,6 +16,7 @@
 #include "basic/json-util.h"
 #include "numa/numa-migration.h"
 #include "numa/numa-pin.h"
+#include "qmp-transcript.h"
 
 static const char *data_dir;
 
@@ -67,34 +68,11 @@ static int fake_job_run(Worker *w, void *arg) {
         return j->syscall_error;
 }
 
-static json_object *reply_after(const char *needle) {
-        _cleanup_free_ char *path = path_join(QMP_TRANSCRIPTS_DIR, "query-stats-kvm.qmp"), *text = NULL;
-        bool armed = false;
-        char *save = NULL;
-
-        assert_int_equal(read_full_file(path, 1 << 20, &text, NULL), 0);
-        for (char *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
-                if (startswith(l, "C: ") && strstr(l, needle))
-                        armed = true;
-                else if (armed && startswith(l, "S: ")) {
-                        json_object *o = json_tokener_parse(l + 3), *ret = NULL;
-                        if (json_object_object_get_ex(o, "return", &ret)) {
-                                json_object_get(ret);
-                                json_object_put(o);
-                                return ret;
-                        }
-                        json_object_put(o);
-                }
-        }
-        fail_msg("no reply after %s", needle);
-        return NULL;
-}
-
 /* KVM statistics of the transcript; the n-th snapshot has every counter raised by n and is n s later. */
 static KvmStats *transcript_stats(unsigned n) {
-        _cleanup_json_ json_object *vm = reply_after("\"target\": \"vm\"}}"),
-                                   *vcpu = reply_after("{\"target\": \"vcpu\"}}"),
-                                   *schemas = reply_after("query-stats-schemas\"}");
+        _cleanup_json_ json_object *vm = qmp_transcript_return("query-stats-kvm.qmp", "\"target\": \"vm\"}}"),
+                                   *vcpu = qmp_transcript_return("query-stats-kvm.qmp", "{\"target\": \"vcpu\"}}"),
+                                   *schemas = qmp_transcript_return("query-stats-kvm.qmp", "query-stats-schemas\"}");
         KvmStats *s = NULL;
 
         assert_int_equal(kvm_stats_from_json(vm, vcpu, schemas, &s), 0);

@@ -9,35 +9,12 @@
 #include "basic/fileio.h"
 #include "basic/json-util.h"
 #include "qmp/qmp-stats.h"
-
-/* The "return" of the reply that follows the C: line containing needle. */
-static json_object *reply_after(const char *file, const char *needle) {
-        _cleanup_free_ char *path = path_join(QMP_TRANSCRIPTS_DIR, file), *text = NULL;
-        bool armed = false;
-        char *save = NULL;
-
-        assert_int_equal(read_full_file(path, 1 << 20, &text, NULL), 0);
-        for (char *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
-                if (startswith(l, "C: ") && strstr(l, needle))
-                        armed = true;
-                else if (armed && startswith(l, "S: ")) {
-                        json_object *o = json_tokener_parse(l + 3), *ret = NULL;
-                        if (json_object_object_get_ex(o, "return", &ret)) {
-                                json_object_get(ret);
-                                json_object_put(o);
-                                return ret;
-                        }
-                        json_object_put(o);
-                }
-        }
-        fail_msg("no reply after %s in %s", needle, file);
-        return NULL;
-}
+#include "qmp-transcript.h"
 
 static void test_kvm_replies(void **state) {
-        _cleanup_json_ json_object *vm = reply_after("query-stats-kvm.qmp", "\"target\": \"vm\"}}"),
-                                   *vcpu = reply_after("query-stats-kvm.qmp", "{\"target\": \"vcpu\"}}"),
-                                   *schemas = reply_after("query-stats-kvm.qmp", "query-stats-schemas\"}");
+        _cleanup_json_ json_object *vm = qmp_transcript_return("query-stats-kvm.qmp", "\"target\": \"vm\"}}"),
+                                   *vcpu = qmp_transcript_return("query-stats-kvm.qmp", "{\"target\": \"vcpu\"}}"),
+                                   *schemas = qmp_transcript_return("query-stats-kvm.qmp", "query-stats-schemas\"}");
         _cleanup_(kvm_stats_freep) KvmStats *s = NULL;
         uint64_t v;
 
@@ -61,7 +38,7 @@ static void test_kvm_replies(void **state) {
 }
 
 static void test_tcg_is_unavailable(void **state) {
-        _cleanup_json_ json_object *vm = reply_after("query-stats-tcg.qmp", "\"vm\""),
+        _cleanup_json_ json_object *vm = qmp_transcript_return("query-stats-tcg.qmp", "\"vm\""),
                                    *delta = NULL;
         _cleanup_(kvm_stats_freep) KvmStats *a = NULL, *b = NULL;
 
