@@ -109,6 +109,16 @@ int ctl_vm_status(const char *name) {
                 printf("          QMP: %s (%s); QEMU %s, status %s\n", strna(json_get_string(vm, "qmpState")),
                        strna(json_get_string(vm, "qmpSocket")), strna(json_get_string(vm, "qemuVersion")),
                        strna(json_get_string(vm, "qemuStatus")));
+                if ((v = ctl_obj_get(vm, "agent"))) {
+                        json_object *cmds = ctl_obj_get(v, "commands");
+                        printf("        Agent: %s", strna(json_get_string(v, "state")));
+                        if (json_get_string(v, "version"))
+                                printf(", qemu-ga %s with %zu commands", json_get_string(v, "version"),
+                                       cmds ? json_object_array_length(cmds) : (size_t) 0);
+                        if (json_get_string(v, "reason"))
+                                printf(" (%s)", json_get_string(v, "reason"));
+                        printf("\n");
+                }
         }
         printf("        vCPUs: %" PRIi64, json_get_int(vm, "vcpus", 0));
         v = ctl_obj_get(vm, "vcpuThreads");

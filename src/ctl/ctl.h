@@ -47,6 +47,7 @@ extern const CtlVerb ctl_vm_verbs[];            /* ctl-vm.c */
 extern const CtlVerb ctl_metrics_verbs[];       /* ctl-metrics.c: host, metrics, watch */
 extern const CtlVerb ctl_balloon_verbs[];       /* ctl-balloon.c: balloon, balloon-steps */
 extern const CtlVerb ctl_numa_verbs[];          /* ctl-numa.c: numa, pin, migrate, migrations */
+extern const CtlVerb ctl_guest_verbs[];         /* ctl-guest.c: guest NAME info|counters|exec|copy */
 
 const char *ctl_address(void);
 /* Connects to the daemon (with -H: through ssh); on failure prints why and returns -EXIT_CONNECTION (or

@@ -15,6 +15,7 @@ static const CtlVerb *const verb_tables[] = {
         ctl_metrics_verbs,
         ctl_balloon_verbs,
         ctl_numa_verbs,
+        ctl_guest_verbs,
 };
 
 #define ARG_VERSION 0x80

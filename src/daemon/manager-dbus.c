@@ -23,7 +23,9 @@
 #include "basic/json-util.h"
 #include "basic/log.h"
 #include "daemon/manager.h"
+#include "basic/strv.h"
 #include "numa/numa-migration.h"
+#include "qga/qga-ops.h"
 
 #define BUS_NAME "io.memvisor.Manager1"
 #define BUS_MANAGER_PATH "/io/memvisor/Manager1"
@@ -305,6 +307,140 @@ DEFINE_PRIVILEGED(run_pin_vcpus)
 DEFINE_PRIVILEGED(run_set_balloon)
 DEFINE_PRIVILEGED(run_migrate_pages)
 
+/* ---- the guest agent ---------------------------------------------------------------------------------- */
+
+/* An agent operation ended: its reply (the varlink reply's one member, as a{sv}) or its error. */
+static void agent_done(const char *error, json_object *parameters, void *userdata) {
+        _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
+        _cleanup_json_ json_object *p = parameters;
+        BusPending *pending = userdata;
+        json_object *inner = NULL;
+
+        if (error) {
+                int r = bus_error_set_from_varlink(&e, manager_error_bus_from_varlink(error), error, p);
+                (void) bus_pending_reply_error(pending, &e, r);
+        } else {
+                /* {"info": {...}}, {"counters": {...}}, {"result": {...}} → the inner object; {"bytes": N} as is. */
+                json_object_object_foreach(p, k, v) {
+                        (void) k;
+                        if (json_object_is_type(v, json_type_object))
+                                inner = v;
+                }
+                (void) bus_pending_reply_json_dict(pending, inner ?: p);
+        }
+        bus_pending_free(pending);
+}
+
+static int agent_completion(sd_bus_message *message, Vm *vm, ManagerCompletion *ret) {
+        BusPending *pending;
+        int r;
+
+        r = bus_pending_new(message, vm->name, NULL, &pending);
+        if (r < 0)
+                return r;
+        *ret = (ManagerCompletion) { .done = agent_done, .free = bus_pending_free, .userdata = pending };
+        return 0;
+}
+
+static int method_guest_reading(sd_bus_message *message, void *userdata, sd_bus_error *error, bool counters) {
+        Manager *m = manager_of(message, userdata);
+        ManagerCompletion completion;
+        ManagerError e = {};
+        Vm *vm;
+        int r;
+
+        vm = vm_from_args(m, message, error, &r);
+        if (!vm)
+                return r;
+        r = agent_completion(message, vm, &completion);
+        if (r < 0)
+                return r;
+        r = counters ? manager_agent_counters(m, vm->name, &completion, &e)
+                     : manager_agent_info(m, vm->name, &completion, &e);
+        return r < 0 ? bus_error_from_manager(error, &e, r) : 1;
+}
+
+static int method_guest_info(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+        return method_guest_reading(message, userdata, error, false);
+}
+
+static int method_guest_counters(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+        return method_guest_reading(message, userdata, error, true);
+}
+
+static char *bus_caller(sd_bus_message *message) {
+        char *s = NULL;
+
+        if (asprintf(&s, "D-Bus %s", strna(sd_bus_message_get_sender(message))) < 0)
+                return NULL;
+        return s;
+}
+
+static int run_guest_exec(sd_bus_message *message, Manager *m, Vm *vm, sd_bus_error *error) {
+        _cleanup_(strv_freep) char **argv = NULL;
+        _cleanup_free_ char *caller = NULL;
+        ManagerCompletion completion;
+        ManagerError e = {};
+        uint64_t timeout;
+        int r;
+
+        r = sd_bus_message_read_strv(message, &argv);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_read(message, "t", &timeout);
+        if (r < 0)
+                return r;
+        if (!argv || isempty(argv[0]))
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Invalid argument: argv");
+        if (timeout > 24 * 3600 * USEC_PER_SEC)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Invalid argument: timeout_usec");
+        caller = bus_caller(message);
+        if (!caller)
+                return -ENOMEM;
+        r = agent_completion(message, vm, &completion);
+        if (r < 0)
+                return r;
+        r = manager_agent_exec(m, vm->name, &(QgaExecRequest) { .argv = argv, .timeout_usec = timeout }, caller,
+                               &completion, &e);
+        return r < 0 ? bus_error_from_manager(error, &e, r) : 1;
+}
+
+static int run_guest_copy(sd_bus_message *message, Manager *m, Vm *vm, sd_bus_error *error) {
+        _cleanup_free_ char *caller = NULL;
+        ManagerCompletion completion;
+        ManagerError e = {};
+        const char *path;
+        const void *data;
+        size_t size;
+        uint32_t mode;
+        int r;
+
+        r = sd_bus_message_read(message, "s", &path);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_read_array(message, 'y', &data, &size);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_read(message, "u", &mode);
+        if (r < 0)
+                return r;
+        if (path[0] != '/')
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Invalid argument: path");
+        if (mode > 07777)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Invalid argument: mode");
+        caller = bus_caller(message);
+        if (!caller)
+                return -ENOMEM;
+        r = agent_completion(message, vm, &completion);
+        if (r < 0)
+                return r;
+        r = manager_agent_copy(m, vm->name, data, size, path, (mode_t) mode, caller, &completion, &e);
+        return r < 0 ? bus_error_from_manager(error, &e, r) : 1;
+}
+
+DEFINE_PRIVILEGED(run_guest_exec)
+DEFINE_PRIVILEGED(run_guest_copy)
+
 /* ---- read-only methods --------------------------------------------------------------------------------- */
 
 static const char *vm_name_at(size_t i, void *userdata) {
@@ -488,6 +624,15 @@ static const sd_bus_vtable manager_vtable[] = {
                                  method_run_migrate_pages, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("GetHostMemory", "", , "a{sv}", SD_BUS_PARAM(memory), method_get_host_memory,
                                  SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("GuestInfo", "s", SD_BUS_PARAM(name), "a{sv}", SD_BUS_PARAM(info), method_guest_info,
+                                 SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("GuestCounters", "s", SD_BUS_PARAM(name), "a{sv}", SD_BUS_PARAM(counters),
+                                 method_guest_counters, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("GuestExec", "sast", SD_BUS_PARAM(name) SD_BUS_PARAM(argv) SD_BUS_PARAM(timeout_usec),
+                                 "a{sv}", SD_BUS_PARAM(result), method_run_guest_exec, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("GuestCopy", "ssayu", SD_BUS_PARAM(name) SD_BUS_PARAM(path) SD_BUS_PARAM(data)
+                                 SD_BUS_PARAM(mode), "a{sv}", SD_BUS_PARAM(result), method_run_guest_copy,
+                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_SIGNAL_WITH_NAMES("StateChanged", "sosss",
                                  SD_BUS_PARAM(name) SD_BUS_PARAM(vm) SD_BUS_PARAM(state) SD_BUS_PARAM(previous_state)
                                  SD_BUS_PARAM(reason), 0),
@@ -528,6 +673,14 @@ static const sd_bus_vtable vm_vtable[] = {
                                  SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("MigratePages", "ss", SD_BUS_PARAM(from) SD_BUS_PARAM(to), "", ,
                                  method_run_migrate_pages, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("GuestInfo", "", , "a{sv}", SD_BUS_PARAM(info), method_guest_info,
+                                 SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("GuestCounters", "", , "a{sv}", SD_BUS_PARAM(counters), method_guest_counters,
+                                 SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("GuestExec", "ast", SD_BUS_PARAM(argv) SD_BUS_PARAM(timeout_usec), "a{sv}",
+                                 SD_BUS_PARAM(result), method_run_guest_exec, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("GuestCopy", "sayu", SD_BUS_PARAM(path) SD_BUS_PARAM(data) SD_BUS_PARAM(mode),
+                                 "a{sv}", SD_BUS_PARAM(result), method_run_guest_copy, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END,
 };
 

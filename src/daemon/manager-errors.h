@@ -42,6 +42,9 @@
         X(NO_SUCH_CPU,                  NoSuchCPU,                BOTH) \
         X(PINNING_FAILED,               PinningFailed,            BOTH) \
         X(MIGRATION_FAILED,             MigrationFailed,          BOTH) \
+        X(AGENT_NOT_CONNECTED,          AgentNotConnected,        BOTH) \
+        X(AGENT_TIMEOUT,                AgentTimeout,             BOTH) \
+        X(AGENT_COMMAND_FAILED,         AgentCommandFailed,       BOTH) \
         X(CONFIG_INVALID,               ConfigInvalid,            BOTH) \
         X(INTERNAL_ERROR,               InternalError,            VARLINK) \
         X(INVALID_SIGNAL,               InvalidSignal,            BUS)

@@ -79,6 +79,9 @@ static int guest_vcpus(Manager *m, Vm *vm, const CpuSet *own, MetricsGuestInput 
         return 0;
 }
 
+static const char *const agent_states[] = { "absent", "connecting", "ready", NULL };
+_Static_assert(ELEMENTSOF(agent_states) == _QGA_STATE_MAX + 1, "one name per agent state");
+
 static int sampler_guests(void *userdata, bool vcpus, MetricsGuestInput **ret, size_t *ret_n) {
         ManagerMetrics *mm = userdata;
         Manager *m = mm->manager;
@@ -109,6 +112,8 @@ static int sampler_guests(void *userdata, bool vcpus, MetricsGuestInput **ret, s
                         .have_memory = vm->running_spec,
                         .memory_bytes = vm->running_spec ? vm->running_spec->memory_bytes : 0,
                         .balloon_enabled = spec && spec->balloon,
+                        .agent_state = active && vm->qga ? qga_state_to_string(qga_client_get_state(vm->qga)) : NULL,
+                        .agent_states = agent_states,
                 };
                 /* The balloon and NUMA readings: what the guest's record holds (in memory, no I/O). */
                 balloon_controller_get_metrics(g ? g->balloon : NULL, &in[i].balloon);

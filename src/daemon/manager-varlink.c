@@ -108,6 +108,7 @@ static int manager_build_interface(Manager *m) {
                 manager_metrics_methods(),
                 manager_balloon_methods(),
                 manager_numa_methods(),
+                manager_agent_methods(),
         };
         size_t n = 0, k = 0;
 

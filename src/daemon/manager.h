@@ -107,6 +107,7 @@ const VarlinkMethod *manager_balloon_methods(void);
 int manager_numa_start(Manager *m);
 void manager_numa_done(Manager *m);
 const VarlinkMethod *manager_numa_methods(void);
+const VarlinkMethod *manager_agent_methods(void);
 void manager_update_status(Manager *m);
 /* manager-guest.c: drops the records of guests no longer defined; frees them all (before the modules' done). */
 void manager_guests_prune(Manager *m);
@@ -198,6 +199,16 @@ int manager_numa_pin_vcpus(Manager *m, const char *name, const char *map, const 
 typedef struct MigrationRequest MigrationRequest;
 int manager_numa_migrate(Manager *m, const char *name, MigrationRequest *req, ManagerCompletion *completion,
                          ManagerError *ret_error);
+/* manager-agent.c: the guest agent operations (src/qga's qga-ops.h) of a running guest; completion (always
+ * consumed) gets the varlink reply ({"info"}, {"counters"}, {"result"}, {"bytes"}) or the error. caller ("varlink
+ * uid 0") is logged with every exec and copy. */
+typedef struct QgaExecRequest QgaExecRequest;
+int manager_agent_info(Manager *m, const char *name, ManagerCompletion *completion, ManagerError *ret_error);
+int manager_agent_counters(Manager *m, const char *name, ManagerCompletion *completion, ManagerError *ret_error);
+int manager_agent_exec(Manager *m, const char *name, const QgaExecRequest *req, const char *caller,
+                       ManagerCompletion *completion, ManagerError *ret_error);
+int manager_agent_copy(Manager *m, const char *name, const void *data, size_t size, const char *dest, mode_t mode,
+                       const char *caller, ManagerCompletion *completion, ManagerError *ret_error);
 /* manager-guest.c, manager-balloon-guests.c: the typed balloon API (balloon-controller.h) for the transports.
  * The controller of a guest by name, NULL while it never ran with a balloon device (the API's calls take NULL as "not running");
  * what the controller is told about a guest (its running configuration, or its definition); whether the

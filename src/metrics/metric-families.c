@@ -85,6 +85,10 @@ const MetricFamily metric_families[_METRIC_ID_MAX] = {
                                  "1 for the state the guest is in, 0 for the others.", L("vm", "state") },
         [METRIC_GUEST_RESTARTS] = { "memvisor_guest_restarts_total", METRIC_COUNTER, "",
                                     "Restarts by the restart policy since the guest was defined.", L("vm") },
+        [METRIC_GUEST_AGENT_STATE] = { "memvisor_guest_agent_state", METRIC_GAUGE, "",
+                                       "1 for the state the guest agent channel is in (absent, connecting, ready), "
+                                       "0 for the others. Only for running guests with GuestAgent=yes.",
+                                       L("vm", "state") },
         [METRIC_GUEST_VCPUS] = { "memvisor_guest_vcpus", METRIC_GAUGE, "",
                                  "vCPUs of the running guest (threads reported by QEMU).", L("vm") },
         [METRIC_GUEST_VCPU_ALLOWED_CPUS] = { "memvisor_guest_vcpu_allowed_cpus", METRIC_GAUGE, "",

@@ -46,6 +46,7 @@ typedef enum MetricId {
         /* guests */
         METRIC_GUEST_STATE,
         METRIC_GUEST_RESTARTS,
+        METRIC_GUEST_AGENT_STATE,
         METRIC_GUEST_VCPUS,
         METRIC_GUEST_VCPU_ALLOWED_CPUS,
         METRIC_GUEST_VCPU_PINNED_CPU,

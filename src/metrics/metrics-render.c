@@ -204,6 +204,8 @@ int metrics_render_guest(MetricSet *s, const MetricsGuestInput *g, const char *c
                 return 0;
 
         r = add(s, METRIC_GUEST_VCPUS, STRV(g->name), (double) g->n_vcpus);
+        for (const char *const *st = g->agent_states; r >= 0 && g->agent_state && st && *st; st++)
+                r = add(s, METRIC_GUEST_AGENT_STATE, STRV(g->name, *st), streq(*st, g->agent_state));
         if (r >= 0 && g->have_memory)
                 r = add(s, METRIC_GUEST_MEMORY_SIZE, STRV(g->name), (double) g->memory_bytes);
         if (r >= 0)

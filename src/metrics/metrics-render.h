@@ -71,6 +71,8 @@ typedef struct MetricsGuestInput {
         bool balloon_enabled;           /* Balloon=yes: the step counters are exported */
         MetricsBalloon balloon;
         MetricsNuma numa;
+        const char *agent_state;        /* the guest agent channel's state; NULL: no agent port (not exported) */
+        const char *const *agent_states;/* every state agent_state can be, NULL-terminated */
 } MetricsGuestInput;
 
 void metrics_guest_inputs_free(MetricsGuestInput *inputs, size_t n);

@@ -14,6 +14,7 @@ static const char *const qmp_event_type_table[_QMP_EVENT_TYPE_MAX] = {
         [QMP_EVENT_WAKEUP] = "WAKEUP",
         [QMP_EVENT_BALLOON_CHANGE] = "BALLOON_CHANGE",
         [QMP_EVENT_GUEST_PANICKED] = "GUEST_PANICKED",
+        [QMP_EVENT_VSERPORT_CHANGE] = "VSERPORT_CHANGE",
 };
 
 DEFINE_STRING_TABLE(qmp_event_type, QmpEventType, _QMP_EVENT_TYPE_MAX);
@@ -75,6 +76,11 @@ static int parse_data(QmpEvent *e) {
         case QMP_EVENT_GUEST_PANICKED:
                 if (!json_object_is_type(data, json_type_object) ||
                     get_string(data, "action", &e->guest_panicked.action) < 0)
+                        return -EBADMSG;
+                return 0;
+        case QMP_EVENT_VSERPORT_CHANGE:
+                if (!json_object_is_type(data, json_type_object) || get_string(data, "id", &e->vserport_change.id) < 0 ||
+                    get_bool(data, "open", &e->vserport_change.open) < 0)
                         return -EBADMSG;
                 return 0;
         case QMP_EVENT_POWERDOWN:

@@ -28,6 +28,7 @@ typedef enum QmpEventType {
         QMP_EVENT_WAKEUP,
         QMP_EVENT_BALLOON_CHANGE,
         QMP_EVENT_GUEST_PANICKED,
+        QMP_EVENT_VSERPORT_CHANGE,      /* the guest opened or closed a virtio-serial port (the guest agent's) */
         _QMP_EVENT_TYPE_MAX,
         _QMP_EVENT_TYPE_INVALID = -EINVAL,
 } QmpEventType;
@@ -51,6 +52,10 @@ typedef struct QmpEvent {
                 struct {
                         const char *action;     /* "pause", "poweroff", "run" */
                 } guest_panicked;
+                struct {
+                        const char *id;         /* the virtserialport's device id */
+                        bool open;
+                } vserport_change;
         };
 } QmpEvent;
 

@@ -139,6 +139,8 @@ int qemu_build_argv(const VmSpec *spec, const QemuArgvParams *p, char ***ret) {
         if (p->console_fd < 0 || p->console_fd == STDOUT_FILENO || p->console_fd == STDERR_FILENO ||
             (p->console_fd > STDERR_FILENO && p->console_fd == p->qmp_fd))
                 return -EINVAL;
+        if (p->qga_fd > STDERR_FILENO && (p->qga_fd == p->qmp_fd || p->qga_fd == p->console_fd))
+                return -EINVAL;
 
         r = qemu_memory_object(spec, &object);
         if (r < 0)
@@ -231,6 +233,16 @@ int qemu_build_argv(const VmSpec *spec, const QemuArgvParams *p, char ***ret) {
         if (spec->balloon) {
                 ADD("-device");
                 ADD("virtio-balloon-pci,id=balloon0");
+        }
+
+        if (spec->guest_agent && p->qga_fd > STDERR_FILENO) {
+                ADD("-chardev");
+                ADDF("socket,id=%s,fd=%d,server=on,wait=off", QEMU_AGENT_CHARDEV, p->qga_fd);
+                ADD("-device");
+                ADD("virtio-serial-pci,id=vser0");
+                ADD("-device");
+                ADDF("virtserialport,bus=vser0.0,chardev=%s,id=%s,name=%s", QEMU_AGENT_CHARDEV, QEMU_AGENT_PORT_ID,
+                     QEMU_AGENT_PORT_NAME);
         }
 
         if (p->paused)

@@ -7,6 +7,11 @@
 #include "basic/strv.h"
 #include "vm/vm-spec.h"
 
+/* The guest agent's chardev, the id of its virtserialport (VSERPORT_CHANGE's "id") and the port's name. */
+#define QEMU_AGENT_CHARDEV "qga"
+#define QEMU_AGENT_PORT_ID "qga0"
+#define QEMU_AGENT_PORT_NAME "org.qemu.guest_agent.0"
+
 typedef struct QemuArgvParams {
         const char *qmp_path;           /* the QMP socket path, for documentation in status output only */
         int qmp_fd;                     /* >= 0: a listening socket passed to QEMU as this fd number:
@@ -18,6 +23,13 @@ typedef struct QemuArgvParams {
                                          * -chardev file,id=console,path=/dev/fdset/1 -serial chardev:console
                                          * (QEMU dups the fd from the set and truncates the file, as it would open
                                          * a path). 0 (as in a zeroed struct): no console; QEMU refuses 1 and 2. */
+        int qga_fd;                     /* > 2, with GuestAgent=yes: the listening socket of the guest agent's
+                                         * port, passed as this fd number:
+                                         * -chardev socket,id=qga,fd=N,server=on,wait=off
+                                         * -device virtio-serial-pci,id=vser0
+                                         * -device virtserialport,bus=vser0.0,chardev=qga,id=qga0,
+                                         *         name=org.qemu.guest_agent.0
+                                         * 0: no agent port even with GuestAgent=yes */
         const char *console_path;       /* where console_fd leads: only its description (opaque=, shown by
                                          * query-fdsets and ps); NULL: "console" */
         VmAccel accel;                  /* resolved: KVM or TCG, never AUTO */

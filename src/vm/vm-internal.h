@@ -35,6 +35,13 @@ bool vm_process_exited(Vm *vm);
 int vm_connect_qmp(Vm *vm, int fd);
 void vm_release_qmp(Vm *vm);
 
+/* vm-agent.c */
+/* Creates the agent client when the running QEMU has the agent port (replacing any), else leaves vm->qga NULL. */
+int vm_connect_agent(Vm *vm);
+void vm_release_agent(Vm *vm);
+void vm_agent_on_qmp_running(Vm *vm);
+void vm_agent_on_port_change(Vm *vm, const char *id, bool open);
+
 /* vm-runtime.c */
 int vm_run_dir_open(VmContext *ctx, const char *name, bool create, char **ret_why);
 int vm_run_file_open(int dir_fd, const char *file, int *ret_fd, const char **ret_why);

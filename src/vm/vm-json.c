@@ -29,6 +29,29 @@ static int add_common(Vm *vm, json_object *o) {
         return 0;
 }
 
+/* "agent": {state, reason, version, commands, socket} of a running guest with the agent port. */
+static int vm_agent_json(Vm *vm, json_object *o) {
+        _cleanup_json_ json_object *a = NULL, *cmds = NULL;
+        int r;
+
+        if (!vm->qga)
+                return 0;
+        a = json_object_new_object();
+        cmds = json_object_new_array();
+        if (!a || !cmds)
+                return -ENOMEM;
+        for (char *const *c = qga_client_get_commands(vm->qga); c && *c; c++)
+                if (json_object_array_add(cmds, json_object_new_string(*c)) < 0)
+                        return -ENOMEM;
+        if ((r = json_add_string(a, "state", qga_state_to_string(qga_client_get_state(vm->qga)))) < 0 ||
+            (r = json_add_string(a, "reason", qga_client_get_reason(vm->qga))) < 0 ||
+            (r = json_add_string(a, "version", qga_client_get_version(vm->qga))) < 0 ||
+            (r = json_add_string(a, "socket", vm->qga_path)) < 0 ||
+            (r = json_add(a, "commands", TAKE_PTR(cmds))) < 0)
+                return r;
+        return json_add(o, "agent", TAKE_PTR(a));
+}
+
 int vm_summary_json(Vm *vm, json_object **ret) {
         _cleanup_json_ json_object *o = json_object_new_object();
         int r;
@@ -102,6 +125,8 @@ int vm_describe_json(Vm *vm, json_object **ret) {
                                 return -ENOMEM;
                 }
                 if ((r = json_add(o, "vcpuThreads", TAKE_PTR(vcpus))) < 0)
+                        return r;
+                if ((r = vm_agent_json(vm, o)) < 0)
                         return r;
         }
 

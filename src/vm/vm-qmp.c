@@ -114,6 +114,9 @@ static void vm_on_qmp_event(QmpClient *q, const QmpEvent *event, void *userdata)
         case QMP_EVENT_RESUME:
                 (void) free_and_strdup(&vm->qemu_status, "running");
                 break;
+        case QMP_EVENT_VSERPORT_CHANGE:
+                vm_agent_on_port_change(vm, event->vserport_change.id, event->vserport_change.open);
+                break;
         case QMP_EVENT_UNKNOWN:
         case QMP_EVENT_POWERDOWN:
         case QMP_EVENT_RESET:
@@ -150,6 +153,7 @@ static void vm_on_qmp_state(QmpClient *q, QmpClientState state, int error, void 
                         r = qmp_client_execute(q, "query-cpus-fast", NULL, QMP_COMMAND_TIMEOUT_USEC, on_query_cpus, vm);
                 if (r < 0)
                         log_vm(vm, LOG_ERR, r, "Failed to queue QMP commands for guest %s: %m", vm->name);
+                vm_agent_on_qmp_running(vm);
                 break;
         case QMP_CLIENT_DISCONNECTED:
                 /* QMP events run ahead of the process exit: when QEMU ended, its exit is handled next. */

@@ -127,7 +127,7 @@ int vm_run_file_open(int dir_fd, const char *file, int *ret_fd, const char **ret
 }
 
 int vm_remove_runtime_dir(VmContext *ctx, const char *name) {
-        static const char *const files[] = { "state", "qmp.sock", "console.log", "qemu.log" };
+        static const char *const files[] = { "state", "qmp.sock", "qga.sock", "console.log", "qemu.log" };
         _cleanup_close_ int fd = -EBADF;
         struct stat st;
         int r;
@@ -232,6 +232,7 @@ void vm_cleanup_runtime(VmContext *ctx, const char *name) {
                 return;
         (void) unlinkat(fd, "state", 0);
         (void) unlinkat(fd, "qmp.sock", 0);
+        (void) unlinkat(fd, "qga.sock", 0);
 }
 
 int vm_state_file_read(const char *path, json_object **ret) {

@@ -552,6 +552,7 @@ const VmKey vm_keys[] = {
         { "VM", "Append", STRING(append, NULL, NULL, NULL) },
         { "VM", "Disk", STRV(disks, n_disks, key_disk, false) },
         { "VM", "Balloon", BOOL(balloon, true) },
+        { "VM", "GuestAgent", BOOL(guest_agent, true) },
         { "VM", "ExtraArgs", STRV(extra_args, n_extra_args, key_extra_args, true) },
         { "VM", "Autostart", BOOL(autostart, false) },
         { "VM", "StartTimeoutSec", SEC(start_timeout_usec, VM_TIMEOUT_DEFAULT, false, true) },

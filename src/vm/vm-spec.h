@@ -84,6 +84,8 @@ typedef struct VmSpec {
         char **disks;                   /* Disk=, repeatable, absolute paths; NULL-terminated */
         size_t n_disks;
         bool balloon;                   /* Balloon=, default yes: -device virtio-balloon-pci,id=balloon0 */
+        bool guest_agent;               /* GuestAgent=, default yes: a virtio-serial port org.qemu.guest_agent.0
+                                         * whose host side is RUNTIME_DIR/vms/NAME/qga.sock (src/qga) */
         char **extra_args;              /* ExtraArgs=, split like a shell (quotes, backslash), no expansion;
                                          * passed verbatim and unchecked; NULL-terminated */
         size_t n_extra_args;

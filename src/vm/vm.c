@@ -84,6 +84,14 @@ int vm_context_add_event_watch(VmContext *ctx, VmEventWatch cb, void *userdata) 
         return 0;
 }
 
+int vm_context_add_agent_watch(VmContext *ctx, VmAgentWatch cb, void *userdata) {
+        if (ctx->n_agent_watches >= VM_CONTEXT_MAX_WATCHES)
+                return -E2BIG;
+        ctx->agent_watches[ctx->n_agent_watches].cb = cb;
+        ctx->agent_watches[ctx->n_agent_watches++].userdata = userdata;
+        return 0;
+}
+
 /* ---- object ----------------------------------------------------------------------------------- */
 
 static void vm_exit_done(VmExit *e) {
@@ -112,10 +120,11 @@ int vm_new(VmContext *ctx, VmSpec *spec, const char *source, Vm **ret) {
         if (!vm->run_dir)
                 return -ENOMEM;
         vm->qmp_path = path_join(vm->run_dir, "qmp.sock");
+        vm->qga_path = path_join(vm->run_dir, "qga.sock");
         vm->console_path = path_join(vm->run_dir, "console.log");
         vm->log_path = path_join(vm->run_dir, "qemu.log");
         vm->state_path = path_join(vm->run_dir, "state");
-        if (!vm->qmp_path || !vm->console_path || !vm->log_path || !vm->state_path)
+        if (!vm->qmp_path || !vm->qga_path || !vm->console_path || !vm->log_path || !vm->state_path)
                 return -ENOMEM;
 
         vm->spec = spec; /* only now: on failure above the caller still owns spec */
@@ -136,6 +145,7 @@ Vm *vm_free(Vm *vm) {
                 return NULL;
 
         vm->timer = sd_event_source_disable_unref(vm->timer);
+        vm_release_agent(vm);
         vm_release_qmp(vm);
         vm_release_process(vm);
         vm_spec_free(vm->spec);
@@ -149,6 +159,7 @@ Vm *vm_free(Vm *vm) {
         free(vm->reason);
         free(vm->run_dir);
         free(vm->qmp_path);
+        free(vm->qga_path);
         free(vm->console_path);
         free(vm->log_path);
         free(vm->state_path);
@@ -255,6 +266,7 @@ static void vm_handle_exit(Vm *vm, bool status_known, int code, int sig) {
         RestartDecision d;
         VmSpec *spec;
 
+        vm_release_agent(vm);
         vm_release_qmp(vm); /* first: its callbacks run now, and must not find the exit half handled */
         vm_disarm_timer(vm);
         vm_release_process(vm);
@@ -405,32 +417,32 @@ static bool kvm_usable(void) {
         return fd >= 0 && ioctl(fd, KVM_GET_API_VERSION, 0) == KVM_API_VERSION;
 }
 
-/* Creates the listening QMP socket that QEMU inherits; we connect to it right away. dir_fd is the guest's
- * runtime directory, checked by vm_run_dir_open(): the old socket goes by name relative to it. bind() takes the
- * path (the one a restarted memvisord reconnects to, and finds in /proc/net/unix), which leads to that same
+/* Creates a listening socket that QEMU inherits (QMP's, the agent port's); we connect to it by path. dir_fd is the
+ * guest's runtime directory, checked by vm_run_dir_open(): the old socket goes by name relative to it. bind() takes
+ * the path (the one a restarted memvisord reconnects to, and finds in /proc/net/unix), which leads to that same
  * directory: only our own uid can change RUNTIME_DIR/vms. */
-static int vm_make_qmp_socket(Vm *vm, int dir_fd, int *ret_listen_fd) {
+static int vm_make_listen_socket(int dir_fd, const char *file, const char *path, int *ret_listen_fd) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         _cleanup_close_ int fd = -EBADF;
         struct stat st;
 
-        if (strlen(vm->qmp_path) >= sizeof(sa.sun_path))
+        if (strlen(path) >= sizeof(sa.sun_path))
                 return -ENAMETOOLONG;
-        strcpy(sa.sun_path, vm->qmp_path);
+        strcpy(sa.sun_path, path);
 
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0)
                 return -errno;
-        if (unlinkat(dir_fd, "qmp.sock", 0) < 0 && errno != ENOENT)
+        if (unlinkat(dir_fd, file, 0) < 0 && errno != ENOENT)
                 return -errno;
         if (bind(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0)
                 return -errno;
         /* fchmodat() follows links: make sure it is the socket just bound. */
-        if (fstatat(dir_fd, "qmp.sock", &st, AT_SYMLINK_NOFOLLOW) < 0)
+        if (fstatat(dir_fd, file, &st, AT_SYMLINK_NOFOLLOW) < 0)
                 return -errno;
         if (!S_ISSOCK(st.st_mode))
                 return -ELOOP;
-        if (fchmodat(dir_fd, "qmp.sock", 0600, 0) < 0 || listen(fd, 8) < 0)
+        if (fchmodat(dir_fd, file, 0600, 0) < 0 || listen(fd, 8) < 0)
                 return -errno;
         *ret_listen_fd = TAKE_FD(fd);
         return 0;
@@ -477,7 +489,7 @@ static int fail_start(Vm *vm, int error, char **ret_error, const char *fmt, ...)
 
 static int vm_start_internal(Vm *vm, bool by_policy, char **ret_error) {
         _cleanup_close_ int listen_fd = -EBADF, out_fd = -EBADF, qmp_fd = -EBADF, dir_fd = -EBADF,
-                console_fd = -EBADF;
+                console_fd = -EBADF, qga_listen_fd = -EBADF;
         _cleanup_(strv_freep) char **argv = NULL;
         _cleanup_free_ char *emulator = NULL, *why = NULL;
         _cleanup_(vm_spec_freep) VmSpec *spec = NULL;
@@ -538,9 +550,17 @@ static int vm_start_internal(Vm *vm, bool by_policy, char **ret_error) {
                                   "QEMU of this guest runs unsupervised; stop it (or restart memvisord to "
                                   "re-adopt it) before starting another", (int) other, vm->qmp_path);
 
-        r = vm_make_qmp_socket(vm, dir_fd, &listen_fd);
+        r = vm_make_listen_socket(dir_fd, "qmp.sock", vm->qmp_path, &listen_fd);
         if (r < 0)
                 return fail_start(vm, r, ret_error, "cannot create QMP socket %s: %s", vm->qmp_path, strerror(-r));
+
+        if (spec->guest_agent) {
+                r = vm_make_listen_socket(dir_fd, "qga.sock", vm->qga_path, &qga_listen_fd);
+                if (r < 0)
+                        return fail_start(vm, r, ret_error, "cannot create the guest agent socket %s: %s",
+                                          vm->qga_path, strerror(-r));
+        } else
+                (void) unlinkat(dir_fd, "qga.sock", 0);
 
         r = vm_open_output(vm, dir_fd, &out_fd, &file_why);
         if (r < 0)
@@ -559,6 +579,7 @@ static int vm_start_internal(Vm *vm, bool by_policy, char **ret_error) {
                 .qmp_path = vm->qmp_path,
                 .qmp_fd = 3,            /* listen_fd */
                 .console_fd = 4,        /* console_fd */
+                .qga_fd = qga_listen_fd >= 0 ? 5 : 0,
                 .console_path = vm->console_path,
                 .accel = vm->accel,
                 .paused = vm->start_paused,
@@ -580,7 +601,8 @@ static int vm_start_internal(Vm *vm, bool by_policy, char **ret_error) {
                         return fail_start(vm, -errno, ret_error, "cannot connect to QMP socket: %m");
         }
 
-        r = process_spawn(emulator, argv, out_fd, (const int[]) { listen_fd, console_fd }, 2, &pid, &pidfd);
+        r = process_spawn(emulator, argv, out_fd, (const int[]) { listen_fd, console_fd, qga_listen_fd },
+                          qga_listen_fd >= 0 ? 3 : 2, &pid, &pidfd);
         if (r < 0)
                 return fail_start(vm, r, ret_error, "cannot spawn %s: %s", emulator, strerror(-r));
 
@@ -615,6 +637,9 @@ static int vm_start_internal(Vm *vm, bool by_policy, char **ret_error) {
         r = vm_connect_qmp(vm, TAKE_FD(qmp_fd));
         if (r < 0)
                 log_vm(vm, LOG_ERR, r, "Failed to set up QMP for guest %s: %m", vm->name);
+        r = vm_connect_agent(vm);
+        if (r < 0)
+                log_vm(vm, LOG_WARNING, r, "Failed to set up the guest agent client of %s: %m", vm->name);
 
         r = vm_write_state_file(vm);
         if (r < 0)
@@ -820,6 +845,9 @@ int vm_adopt(Vm *vm, json_object *state) {
         r = vm_connect_qmp(vm, -EBADF);
         if (r < 0)
                 log_vm(vm, LOG_WARNING, r, "Failed to reconnect to QMP of adopted guest %s: %m", vm->name);
+        r = vm_connect_agent(vm);
+        if (r < 0)
+                log_vm(vm, LOG_WARNING, r, "Failed to set up the guest agent client of %s: %m", vm->name);
         /* Write it again: the state may have come from /proc because the file was damaged or missing. */
         r = vm_write_state_file(vm);
         if (r < 0)

@@ -8,7 +8,7 @@
  *                    │          │                    ↑
  *                    └──────────┴──→ failed ─(policy)┴→ restarting → starting …
  *
- * Runtime state lives in RUNTIME_DIR/vms/NAME/ (qmp.sock, state, console.log, qemu.log) so that a restarted
+ * Runtime state lives in RUNTIME_DIR/vms/NAME/ (qmp.sock, qga.sock, state, console.log, qemu.log) so that a restarted
  * memvisord can re-adopt running guests (vm_adopt). That directory must be a real directory owned by the daemon's
  * uid; its files are opened and removed relative to it with O_NOFOLLOW, and QEMU gets the console log as an open
  * fd, so that no symbolic link planted there is ever followed. */
@@ -18,6 +18,7 @@
 #include <systemd/sd-event.h>
 
 #include "basic/macro.h"
+#include "qga/qga-client.h"
 #include "qmp/qmp-client.h"
 #include "vm/restart.h"
 #include "vm/vm-spec.h"
@@ -56,6 +57,8 @@ typedef struct VmContext VmContext;
 /* Observers: called after every state change, and for every QMP event of a guest. */
 typedef void (*VmStateWatch)(Vm *vm, VmState old_state, void *userdata);
 typedef void (*VmEventWatch)(Vm *vm, const QmpEvent *event, void *userdata);
+/* Called when the guest agent's state changes (absent, connecting, ready). */
+typedef void (*VmAgentWatch)(Vm *vm, QgaState state, void *userdata);
 
 #define VM_CONTEXT_MAX_WATCHES 16
 
@@ -76,6 +79,11 @@ struct VmContext {
                 void *userdata;
         } event_watches[VM_CONTEXT_MAX_WATCHES];
         size_t n_event_watches;
+        struct {
+                VmAgentWatch cb;
+                void *userdata;
+        } agent_watches[VM_CONTEXT_MAX_WATCHES];
+        size_t n_agent_watches;
         /* Called while a guest starts paused (its definition has [CPU] affinities), once the vCPU thread ids are
          * known and before "cont"; a negative return kills the guest. Set by the NUMA module (pinning). */
         int (*prerun)(Vm *vm, void *userdata);
@@ -86,6 +94,7 @@ int vm_context_init(VmContext *ctx, sd_event *event, const char *runtime_dir, bo
 void vm_context_done(VmContext *ctx);
 int vm_context_add_state_watch(VmContext *ctx, VmStateWatch cb, void *userdata);
 int vm_context_add_event_watch(VmContext *ctx, VmEventWatch cb, void *userdata);
+int vm_context_add_agent_watch(VmContext *ctx, VmAgentWatch cb, void *userdata);
 
 typedef struct VmVcpu {
         unsigned index;
@@ -131,8 +140,9 @@ struct Vm {
         uint64_t started_monotonic;
         uint64_t started_realtime;
 
-        char *run_dir, *qmp_path, *console_path, *log_path, *state_path;
+        char *run_dir, *qmp_path, *qga_path, *console_path, *log_path, *state_path;
         QmpClient *qmp;
+        QgaClient *qga;                 /* the guest agent, while a QEMU with the agent port runs; NULL otherwise */
         char **argv;
         VmAccel accel;
         bool start_paused;

@@ -136,6 +136,11 @@ static void check_event(const QmpEvent *e) {
                 if (e->balloon_change.actual > INT64_MAX)
                         abort();
                 break;
+        case QMP_EVENT_VSERPORT_CHANGE:
+                if (!e->vserport_change.id || !json_object_is_type(e->data, json_type_object))
+                        abort();
+                (void) strlen(e->vserport_change.id);
+                break;
         case QMP_EVENT_UNKNOWN:
         case QMP_EVENT_POWERDOWN:
         case QMP_EVENT_STOP:

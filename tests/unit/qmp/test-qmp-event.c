@@ -76,6 +76,13 @@ static void test_well_formed(void **state) {
         assert_string_equal(p.event.guest_panicked.action, "pause");
         parsed_done(&p);
 
+        p = parse("{\"event\": \"VSERPORT_CHANGE\", \"data\": {\"open\": true, \"id\": \"qga0\"}}");
+        assert_int_equal(p.r, 0);
+        assert_int_equal(p.event.type, QMP_EVENT_VSERPORT_CHANGE);
+        assert_string_equal(p.event.vserport_change.id, "qga0");
+        assert_true(p.event.vserport_change.open);
+        parsed_done(&p);
+
         p = parse("{\"event\": \"STOP\"}");
         assert_int_equal(p.r, 0);
         assert_int_equal(p.event.type, QMP_EVENT_STOP);
@@ -112,6 +119,9 @@ static void test_malformed_data(void **state) {
                 "{\"event\": \"BALLOON_CHANGE\", \"data\": {\"actual\": null}}",
                 "{\"event\": \"GUEST_PANICKED\"}",
                 "{\"event\": \"GUEST_PANICKED\", \"data\": {\"action\": 1}}",
+                "{\"event\": \"VSERPORT_CHANGE\", \"data\": {\"id\": \"qga0\"}}",
+                "{\"event\": \"VSERPORT_CHANGE\", \"data\": {\"id\": \"qga0\", \"open\": 1}}",
+                "{\"event\": \"VSERPORT_CHANGE\", \"data\": {\"id\": 7, \"open\": false}}",
         };
 
         for (size_t i = 0; i < ELEMENTSOF(hostile); i++) {

@@ -143,11 +143,21 @@ else:
         fail('no QMP socket on the command line')
     qmp_sock = opts(qmp[0][5:])[0][0]
 
+# -chardev socket,id=qga,fd=N: the guest agent port's listening socket, as memvisord passes it.
+agent_listener = None
+agent = [dict(opts(c[7:])) for c in after('-chardev') if c.startswith('socket,id=qga,')]
+if agent:
+    agent_listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    agent_listener.bind(os.path.join(tmp, f'{name}.qga'))
+    agent_listener.listen(1)
+
 def preexec():
     # Copies above every target first, so that placing one never overwrites another still to be placed.
     place = {n: v[2] for n, v in add_fds.items()}
     if pass_fd is not None:
         place[3] = pass_fd
+    if agent_listener is not None:
+        place[int(agent[0]['fd'])] = agent_listener.fileno()
     high = {n: fcntl.fcntl(fd, fcntl.F_DUPFD, 100) for n, fd in place.items()}
     for n, fd in high.items():
         os.dup2(fd, n)          # the copy is inheritable
@@ -157,6 +167,8 @@ proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, 
 atexit.register(lambda: proc.poll() is None and proc.kill())
 if listener:
     listener.close()
+if agent_listener:
+    agent_listener.close()
 for _, _, fd in add_fds.values():
     os.close(fd)
 
@@ -256,6 +268,15 @@ peripherals = [p['name'] for p in cmd('qom-list', path='/machine/peripheral')]
 if balloon != ('balloon0' in peripherals):
     fail(f'balloon device: wanted {balloon}, QEMU has {peripherals}')
 
+# The agent port: the virtserialport qga0 on the chardev qga (the socket we passed), which the guest has not
+# opened (frontend-open false: no guest runs).
+chardevs = {c['label']: c for c in cmd('query-chardev')}
+if bool(agent) != ('qga0' in peripherals) or bool(agent) != ('qga' in chardevs):
+    fail(f'agent port: wanted {bool(agent)}, QEMU has devices {peripherals} and chardevs {list(chardevs)}')
+if agent and (chardevs['qga'].get('frontend-open') is not False or
+              not chardevs['qga'].get('filename', '').startswith('unix:')):
+    fail(f'agent chardev: {chardevs["qga"]}')
+
 fdsets = {s['fdset-id']: s['fds'] for s in cmd('query-fdsets')}
 for c in console:
     if c.startswith('/dev/fdset/'):
@@ -278,7 +299,7 @@ except subprocess.TimeoutExpired:
 if proc.returncode != 0:
     fail(f'QEMU exited with {proc.returncode} after quit: {proc.stderr.read().decode(errors="replace")}')
 print(f'ok   {name}: {m["size"] >> 20} MiB {want["policy"]} nodes={nodes} prealloc={want["prealloc"]} '
-      f'drives={len(drives)} balloon={balloon}')
+      f'drives={len(drives)} balloon={balloon} agent={bool(agent)}')
 EOF
 
 failed=0 passed=0 skipped=0

@@ -1,0 +1,437 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The guest agent over the API: GuestInfo, GuestCounters, GuestExec and GuestCopy turn into the typed operations of
+ * src/qga (qga-ops.h) on the guest's agent client (Vm.qga), and their results and errors into replies, for varlink
+ * here and D-Bus in manager-dbus.c (both through ManagerCompletion). GuestExec and GuestCopy are privileged, and
+ * every one of them is logged with the caller. */
+#include <stdio.h>
+#include <sys/stat.h>
+
+#include "basic/base64.h"
+#include "basic/json-util.h"
+#include "basic/log.h"
+#include "basic/strv.h"
+#include "daemon/manager-guest.h"
+#include "qga/qga-json.h"
+#include "qga/qga-ops.h"
+
+#define AGENT_COPY_MAX (64U * 1024U * 1024U)
+
+typedef enum AgentOp {
+        AGENT_OP_INFO,
+        AGENT_OP_COUNTERS,
+        AGENT_OP_EXEC,
+        AGENT_OP_COPY,
+} AgentOp;
+
+typedef struct AgentCall {
+        char *name;
+        AgentOp op;
+        ManagerCompletion completion;
+} AgentCall;
+
+static AgentCall *agent_call_free(AgentCall *call) {
+        if (!call)
+                return NULL;
+        manager_completion_drop(&call->completion);
+        free(call->name);
+        return mfree(call);
+}
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(AgentCall *, agent_call_free);
+
+/* The API error of an agent failure. */
+static int agent_error(ManagerError *e, const char *name, const QgaError *error, QgaClient *c) {
+        _cleanup_json_ json_object *p = json_object_new_object();
+        const char *desc = error->description ?: strerror(-error->error);
+
+        if (!p || json_add_string(p, "name", name) < 0)
+                return -ENOMEM;
+        switch (error->error) {
+        case -ENOTCONN:
+        case -ECONNRESET:
+        case -ECANCELED:
+                if (json_add_string(p, "state", c ? qga_state_to_string(qga_client_get_state(c)) : "absent") < 0 ||
+                    json_add_string(p, "reason", (c ? qga_client_get_reason(c) : NULL) ?: desc) < 0)
+                        return -ENOMEM;
+                return manager_error_set(e, error->error, VARLINK_ERROR(AGENT_NOT_CONNECTED), TAKE_PTR(p));
+        case -ETIMEDOUT:
+                if (json_add_string(p, "command", error->command) < 0)
+                        return -ENOMEM;
+                return manager_error_set(e, error->error, VARLINK_ERROR(AGENT_TIMEOUT), TAKE_PTR(p));
+        default:
+                if (json_add_string(p, "command", error->command) < 0 ||
+                    json_add_string(p, "errorClass", error->error_class) < 0 ||
+                    json_add_string(p, "description", desc) < 0)
+                        return -ENOMEM;
+                return manager_error_set(e, error->error < 0 ? error->error : -EIO, VARLINK_ERROR(AGENT_COMMAND_FAILED),
+                                         TAKE_PTR(p));
+        }
+}
+
+static void agent_call_finish(AgentCall *call, QgaClient *c, const QgaError *error, json_object *reply) {
+        ManagerError e = {};
+        int r;
+
+        if (!error) {
+                manager_completion_finish(&call->completion, NULL, reply);
+                return;
+        }
+        json_object_put(reply);
+        log_debug("Guest agent call on %s failed: %s: %s", call->name, strna(error->command),
+                  error->description ?: strerror(-error->error));
+        r = agent_error(&e, call->name, error, c);
+        if (r < 0 && !e.name) {
+                _cleanup_json_ json_object *p = json_object_new_object();
+
+                if (p && json_add_int(p, "errno", -r) >= 0 && json_add_string(p, "message", strerror(-r)) >= 0)
+                        manager_completion_finish(&call->completion, VARLINK_ERROR(INTERNAL_ERROR), TAKE_PTR(p));
+                else
+                        manager_completion_finish(&call->completion, VARLINK_ERROR(INTERNAL_ERROR), NULL);
+                return;
+        }
+        manager_completion_finish(&call->completion, e.name, e.parameters);
+}
+
+static void on_info(QgaClient *c, const QgaError *error, const QgaGuestInfo *info, void *userdata) {
+        _cleanup_(agent_call_freep) AgentCall *call = userdata;
+        json_object *o = NULL, *reply = NULL;
+
+        if (!error && (qga_guest_info_to_json(info, &o) < 0 || !(reply = json_object_new_object()) ||
+                       json_add(reply, "info", TAKE_PTR(o)) < 0)) {
+                json_object_put(o);
+                json_object_put(reply);
+                agent_call_finish(call, c, &(QgaError) { .error = -ENOMEM, .description = "out of memory" }, NULL);
+                return;
+        }
+        agent_call_finish(call, c, error, reply);
+}
+
+static void on_counters(QgaClient *c, const QgaError *error, const QgaGuestCounters *counters, void *userdata) {
+        _cleanup_(agent_call_freep) AgentCall *call = userdata;
+        json_object *o = NULL, *reply = NULL;
+
+        if (!error && (qga_guest_counters_to_json(counters, &o) < 0 || !(reply = json_object_new_object()) ||
+                       json_add(reply, "counters", TAKE_PTR(o)) < 0)) {
+                json_object_put(o);
+                json_object_put(reply);
+                agent_call_finish(call, c, &(QgaError) { .error = -ENOMEM, .description = "out of memory" }, NULL);
+                return;
+        }
+        agent_call_finish(call, c, error, reply);
+}
+
+static void on_exec(QgaClient *c, const QgaError *error, const QgaExecResult *result, void *userdata) {
+        _cleanup_(agent_call_freep) AgentCall *call = userdata;
+        json_object *o = NULL, *reply = NULL;
+
+        if (!error && (qga_exec_result_to_json(result, &o) < 0 || !(reply = json_object_new_object()) ||
+                       json_add(reply, "result", TAKE_PTR(o)) < 0)) {
+                json_object_put(o);
+                json_object_put(reply);
+                agent_call_finish(call, c, &(QgaError) { .error = -ENOMEM, .description = "out of memory" }, NULL);
+                return;
+        }
+        if (!error)
+                log_info("Guest %s: guest-exec pid %" PRIi64 " %s%s.", call->name, result->pid,
+                         result->timed_out ? "timed out" : result->exited ? "exited" : "ended",
+                         result->killed ? ", killed" : "");
+        agent_call_finish(call, c, error, reply);
+}
+
+static void on_copy(QgaClient *c, const QgaError *error, uint64_t bytes, void *userdata) {
+        _cleanup_(agent_call_freep) AgentCall *call = userdata;
+        json_object *reply = NULL;
+
+        if (!error && (!(reply = json_object_new_object()) || json_add_uint(reply, "bytes", bytes) < 0)) {
+                json_object_put(reply);
+                agent_call_finish(call, c, &(QgaError) { .error = -ENOMEM, .description = "out of memory" }, NULL);
+                return;
+        }
+        agent_call_finish(call, c, error, reply);
+}
+
+/* The guest's agent client, or the API error: NoSuchVM, InvalidState (not running), AgentNotConnected (no agent
+ * port: GuestAgent=no, or a QEMU started without one). */
+static int agent_client(Manager *m, const char *name, QgaClient **ret, ManagerError *e) {
+        Vm *vm = manager_find_vm(m, name);
+        json_object *p;
+
+        if (!vm)
+                return manager_guest_fail(e, -ENOENT, VARLINK_ERROR(NO_SUCH_VM), name, NULL);
+        if (!vm_is_active(vm) || vm->state != VM_STATE_RUNNING)
+                return manager_guest_fail(e, -ESRCH, VARLINK_ERROR(INVALID_STATE), vm->name,
+                                          vm_state_to_string(vm->state));
+        if (!vm->qga) {
+                p = json_object_new_object();
+                if (!p || json_add_string(p, "name", vm->name) < 0 || json_add_string(p, "state", "absent") < 0 ||
+                    json_add_string(p, "reason", "the guest has no agent port ([VM] GuestAgent=no when it started)") < 0) {
+                        json_object_put(p);
+                        return -ENOMEM;
+                }
+                return manager_error_set(e, -ENOTCONN, VARLINK_ERROR(AGENT_NOT_CONNECTED), p);
+        }
+        *ret = vm->qga;
+        return 0;
+}
+
+static int agent_call_new(const char *name, AgentOp op, ManagerCompletion *completion, AgentCall **ret) {
+        AgentCall *call = calloc(1, sizeof(AgentCall));
+
+        if (!call || !(call->name = strdup(name))) {
+                free(call);
+                manager_completion_drop(completion);
+                return -ENOMEM;
+        }
+        call->op = op;
+        call->completion = *completion;
+        *completion = (ManagerCompletion) {};
+        *ret = call;
+        return 0;
+}
+
+/* Starts op on the guest's agent. Consumes completion. */
+static int agent_start(Manager *m, const char *name, AgentOp op, const void *args, ManagerCompletion *completion,
+                       ManagerError *ret_error) {
+        _cleanup_(agent_call_freep) AgentCall *call = NULL;
+        QgaClient *c = NULL;
+        int r;
+
+        r = agent_client(m, name, &c, ret_error);
+        if (r < 0) {
+                manager_completion_drop(completion);
+                return r;
+        }
+        r = agent_call_new(name, op, completion, &call);
+        if (r < 0)
+                return r;
+        switch (op) {
+        case AGENT_OP_INFO:
+                r = qga_get_guest_info(c, on_info, call);
+                break;
+        case AGENT_OP_COUNTERS:
+                r = qga_get_counters(c, on_counters, call);
+                break;
+        case AGENT_OP_EXEC:
+                r = qga_exec(c, args, on_exec, call);
+                break;
+        case AGENT_OP_COPY: {
+                const struct { const void *data; size_t size; const char *dest; mode_t mode; } *a = args;
+                r = qga_copy_to_guest(c, a->data, a->size, a->dest, a->mode, on_copy, call);
+                break;
+        }
+        }
+        if (r < 0) {
+                /* Not started: no callback comes. */
+                agent_error(ret_error, name, &(QgaError) { .error = r, .description = strerror(-r) }, c);
+                return r;
+        }
+        TAKE_PTR(call);
+        return 0;
+}
+
+int manager_agent_info(Manager *m, const char *name, ManagerCompletion *completion, ManagerError *ret_error) {
+        return agent_start(m, name, AGENT_OP_INFO, NULL, completion, ret_error);
+}
+
+int manager_agent_counters(Manager *m, const char *name, ManagerCompletion *completion, ManagerError *ret_error) {
+        return agent_start(m, name, AGENT_OP_COUNTERS, NULL, completion, ret_error);
+}
+
+int manager_agent_exec(Manager *m, const char *name, const QgaExecRequest *req, const char *caller,
+                       ManagerCompletion *completion, ManagerError *ret_error) {
+        _cleanup_free_ char *line = NULL;
+        size_t len = 0;
+        FILE *f;
+
+        f = open_memstream(&line, &len);
+        if (f) {
+                for (char *const *a = req->argv; a && *a; a++)
+                        fprintf(f, "%s%s", a == req->argv ? "" : " ", *a);
+                (void) fclose(f);
+        }
+        log_info("Guest %s: guest-exec of \"%s\" by %s.", name, strna(line), caller);
+        return agent_start(m, name, AGENT_OP_EXEC, req, completion, ret_error);
+}
+
+int manager_agent_copy(Manager *m, const char *name, const void *data, size_t size, const char *dest, mode_t mode,
+                       const char *caller, ManagerCompletion *completion, ManagerError *ret_error) {
+        const struct { const void *data; size_t size; const char *dest; mode_t mode; } a = { data, size, dest, mode };
+
+        log_info("Guest %s: copying %zu bytes to %s in the guest, by %s.", name, size, dest, caller);
+        return agent_start(m, name, AGENT_OP_COPY, &a, completion, ret_error);
+}
+
+/* ---- varlink ---------------------------------------------------------------------------------- */
+
+static void vl_done(const char *error, json_object *parameters, void *userdata) {
+        _cleanup_(varlink_connection_unrefp) VarlinkConnection *c = userdata;
+
+        if (error)
+                (void) varlink_error(c, error, parameters);
+        else
+                (void) varlink_reply(c, parameters);
+}
+
+static void vl_free(void *userdata) {
+        varlink_connection_unref(userdata);
+}
+
+static ManagerCompletion vl_completion(VarlinkConnection *c) {
+        return (ManagerCompletion) { .done = vl_done, .free = vl_free, .userdata = varlink_connection_ref(c) };
+}
+
+static int vl_guest_info(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags, void *userdata) {
+        ManagerCompletion completion = vl_completion(c);
+        ManagerError e = {};
+        int r;
+
+        r = manager_agent_info(userdata, json_get_string(parameters, "name"), &completion, &e);
+        return r < 0 ? manager_error_varlink_reply(c, &e, r) : 0;
+}
+
+static int vl_guest_counters(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags, void *userdata) {
+        ManagerCompletion completion = vl_completion(c);
+        ManagerError e = {};
+        int r;
+
+        r = manager_agent_counters(userdata, json_get_string(parameters, "name"), &completion, &e);
+        return r < 0 ? manager_error_varlink_reply(c, &e, r) : 0;
+}
+
+/* A []string parameter (already checked to be an array): NUL-free strings, at most max of them. */
+static int strv_from_json(json_object *a, size_t max, char ***ret) {
+        _cleanup_(strv_freep) char **l = NULL;
+        size_t n;
+
+        if (!a) {
+                *ret = NULL;
+                return 0;
+        }
+        n = json_object_array_length(a);
+        if (n > max)
+                return -E2BIG;
+        for (size_t i = 0; i < n; i++) {
+                json_object *s = json_object_array_get_idx(a, i);
+
+                if (!json_object_is_type(s, json_type_string) ||
+                    strlen(json_object_get_string(s)) != (size_t) json_object_get_string_len(s))
+                        return -EINVAL;
+                if (strv_extend(&l, json_object_get_string(s)) < 0)
+                        return -ENOMEM;
+        }
+        *ret = TAKE_PTR(l);
+        return 0;
+}
+
+static char *caller_of(VarlinkConnection *c) {
+        char *s = NULL;
+
+        if (asprintf(&s, "varlink uid %u", (unsigned) varlink_connection_get_peer_uid(c)) < 0)
+                return NULL;
+        return s;
+}
+
+static int vl_guest_exec(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags, void *userdata) {
+        _cleanup_(strv_freep) char **argv = NULL, **env = NULL;
+        _cleanup_free_ char *input = NULL;
+        _cleanup_free_ char *caller = NULL;
+        ManagerCompletion completion;
+        json_object *a = NULL;
+        const char *stdin_b64 = json_get_string(parameters, "stdin");
+        int64_t timeout = json_get_int(parameters, "timeoutUSec", 0), max_output = json_get_int(parameters,
+                                                                                             "maxOutputBytes", 0);
+        size_t input_size = 0;
+        ManagerError e = {};
+        int r;
+
+        (void) json_object_object_get_ex(parameters, "argv", &a);
+        if (strv_from_json(a, 4096, &argv) < 0 || !argv || isempty(argv[0]))
+                return varlink_error_invalid_parameter(c, "argv");
+        a = NULL;
+        (void) json_object_object_get_ex(parameters, "env", &a);
+        if (strv_from_json(a, 4096, &env) < 0)
+                return varlink_error_invalid_parameter(c, "env");
+        for (char **s = env; s && *s; s++)
+                if (!strchr(*s, '=') || **s == '=')
+                        return varlink_error_invalid_parameter(c, "env");
+        if (stdin_b64 && base64_decode(stdin_b64, strlen(stdin_b64), AGENT_COPY_MAX, &input, &input_size) < 0)
+                return varlink_error_invalid_parameter(c, "stdin");
+        if (timeout < 0 || (uint64_t) timeout > 24 * 3600 * USEC_PER_SEC)
+                return varlink_error_invalid_parameter(c, "timeoutUSec");
+        if (max_output < 0 || max_output > 16 * 1024 * 1024)
+                return varlink_error_invalid_parameter(c, "maxOutputBytes");
+        caller = caller_of(c);
+        if (!caller)
+                return -ENOMEM;
+
+        completion = vl_completion(c);
+        r = manager_agent_exec(userdata, json_get_string(parameters, "name"),
+                               &(QgaExecRequest) {
+                                       .argv = argv,
+                                       .env = env,
+                                       .input = input,
+                                       .input_size = input_size,
+                                       .timeout_usec = (uint64_t) timeout,
+                                       .max_output = (size_t) max_output,
+                               },
+                               caller, &completion, &e);
+        return r < 0 ? manager_error_varlink_reply(c, &e, r) : 0;
+}
+
+static int vl_guest_copy(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags, void *userdata) {
+        const char *path = json_get_string(parameters, "path"), *data = json_get_string(parameters, "data");
+        int64_t mode = json_get_int(parameters, "mode", 0);
+        _cleanup_free_ char *caller = NULL;
+        _cleanup_free_ char *bytes = NULL;
+        ManagerCompletion completion;
+        ManagerError e = {};
+        json_object *v;
+        size_t size = 0;
+        int r;
+
+        if (!path || path[0] != '/' || !json_object_object_get_ex(parameters, "path", &v) ||
+            strlen(path) != (size_t) json_object_get_string_len(v))
+                return varlink_error_invalid_parameter(c, "path");
+        if (!data || base64_decode(data, strlen(data), AGENT_COPY_MAX, &bytes, &size) < 0)
+                return varlink_error_invalid_parameter(c, "data");
+        if (mode < 0 || mode > 07777)
+                return varlink_error_invalid_parameter(c, "mode");
+        caller = caller_of(c);
+        if (!caller)
+                return -ENOMEM;
+
+        completion = vl_completion(c);
+        r = manager_agent_copy(userdata, json_get_string(parameters, "name"), bytes, size, path, (mode_t) mode, caller,
+                               &completion, &e);
+        return r < 0 ? manager_error_varlink_reply(c, &e, r) : 0;
+}
+
+static const VarlinkField name_only[] = { { "name", VARLINK_STRING, 0 }, { NULL } };
+
+static const VarlinkMethod agent_methods[] = {
+        { "GuestInfo", vl_guest_info, name_only, 0 },
+        { "GuestCounters", vl_guest_counters, name_only, 0 },
+        { "GuestExec", vl_guest_exec,
+          (const VarlinkField[]) {
+                  { "name", VARLINK_STRING, 0 },
+                  { "argv", VARLINK_ARRAY, 0 },
+                  { "env", VARLINK_ARRAY, VARLINK_NULLABLE },
+                  { "stdin", VARLINK_STRING, VARLINK_NULLABLE },
+                  { "timeoutUSec", VARLINK_INT, VARLINK_NULLABLE },
+                  { "maxOutputBytes", VARLINK_INT, VARLINK_NULLABLE },
+                  { NULL } },
+          VARLINK_METHOD_PRIVILEGED },
+        { "GuestCopy", vl_guest_copy,
+          (const VarlinkField[]) {
+                  { "name", VARLINK_STRING, 0 },
+                  { "path", VARLINK_STRING, 0 },
+                  { "data", VARLINK_STRING, 0 },
+                  { "mode", VARLINK_INT, VARLINK_NULLABLE },
+                  { NULL } },
+          VARLINK_METHOD_PRIVILEGED },
+        { NULL },
+};
+
+const VarlinkMethod *manager_agent_methods(void) {
+        return agent_methods;
+}
