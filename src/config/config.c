@@ -134,6 +134,22 @@ static int parse_listen_address(const char *key, const char *value, void *data, 
 static const IniRange range_host_interval = { 100 * USEC_PER_MSEC, 3600 * USEC_PER_SEC };
 static const IniRange range_guest_interval = { 500 * USEC_PER_MSEC, 3600 * USEC_PER_SEC };
 static const IniRange range_history = { 1, 86400 };
+
+/* 0 (off) or an interval of 1s to 1h. */
+static int parse_interval_or_off(const char *key, const char *value, void *data, const void *aux, char **ret_reason) {
+        uint64_t *u = data, old = *u;
+        int r;
+
+        r = ini_parse_sec(key, value, data, NULL, ret_reason);
+        if (r < 0)
+                return r;
+        if (*u != 0 && (*u < USEC_PER_SEC || *u > 3600 * USEC_PER_SEC)) {
+                *u = old;
+                *ret_reason = strdup("expected 0 (off) or a time span from 1s to 1h");
+                return -ERANGE;
+        }
+        return 0;
+}
 static const IniRange range_http_connections = { 1, 4096 };
 static const IniRange range_http_timeout = { 100 * USEC_PER_MSEC, 3600 * USEC_PER_SEC };
 
@@ -204,6 +220,8 @@ static const IniItem config_items[] = {
           &range_guest_interval },
         { "Metrics", "NumaMapsIntervalSec", ini_parse_sec, offsetof(DaemonConfig, numa_sample_interval_usec),
           &range_guest_interval },
+        { "Metrics", "GuestCountersIntervalSec", parse_interval_or_off,
+          offsetof(DaemonConfig, guest_counters_interval_usec), NULL },
         { "Metrics", "HostHistory", ini_parse_unsigned, offsetof(DaemonConfig, host_history), &range_history },
         { "Metrics", "ProcRoot", ini_parse_path, offsetof(DaemonConfig, proc_root), NULL },
         { "Metrics", "SysRoot", ini_parse_path, offsetof(DaemonConfig, sys_root), NULL },

@@ -55,6 +55,7 @@ typedef struct DaemonConfig {
         uint64_t host_sample_interval_usec;     /* HostSampleIntervalSec=, default 1s */
         uint64_t guest_sample_interval_usec;    /* GuestSampleIntervalSec=, default 5s */
         uint64_t numa_sample_interval_usec;     /* NumaMapsIntervalSec=, default 30s */
+        uint64_t guest_counters_interval_usec;  /* GuestCountersIntervalSec=, default 0: off */
         unsigned host_history;                  /* HostHistory=, ring length, default 600 */
         char *proc_root;                        /* ProcRoot=, default /proc (for tests) */
         char *sys_root;                         /* SysRoot=, default /sys (for tests) */

@@ -96,6 +96,9 @@ int ctl_vm_status(const char *name) {
         printf("\n");
         printf("        Since: %s\n", ctl_format_realtime(buf, sizeof(buf), (uint64_t) json_get_int(vm, "stateSinceRealtimeUSec", 0)));
         printf("       Source: %s\n", json_get_string(vm, "source") ?: "defined over varlink");
+        if (json_get_string(vm, "definitionProblem"))
+                printf("      Warning: %s (the previous definition is in force)\n",
+                       json_get_string(vm, "definitionProblem"));
         if (ctl_obj_get(vm, "pid")) {
                 printf("          PID: %" PRIi64 "%s\n", json_get_int(vm, "pid", 0),
                        json_get_bool(vm, "adopted", false) ? " (re-adopted after a daemon restart)" : "");

@@ -4,6 +4,7 @@
  * here and D-Bus in manager-dbus.c (both through ManagerCompletion). GuestExec and GuestCopy are privileged, and
  * every one of them is logged with the caller. */
 #include <stdio.h>
+#include <string.h>
 #include <sys/stat.h>
 
 #include "basic/base64.h"
@@ -434,4 +435,144 @@ static const VarlinkMethod agent_methods[] = {
 
 const VarlinkMethod *manager_agent_methods(void) {
         return agent_methods;
+}
+
+/* ---- the guest counters for the exporter (GuestCountersIntervalSec=) ---------------------------- */
+
+/* The /proc/vmstat event counters the metrics show (metric-families.c, memvisor_guest_vmstat_events_total). */
+static const char *const sampled_vmstat[] = {
+        "pgfault", "pgmajfault", "pgmigrate_success", "pgmigrate_fail", "numa_hint_faults", "numa_pages_migrated",
+        "thp_fault_alloc", "nr_tlb_remote_flush", "nr_tlb_remote_flush_received", "nr_tlb_local_flush_all",
+        "nr_tlb_local_flush_one",
+};
+_Static_assert(ELEMENTSOF(sampled_vmstat) <= METRICS_GUEST_VMSTAT_MAX, "room for every sampled counter");
+
+typedef struct AgentSample {
+        Manager *manager;               /* NULL once the daemon shuts down */
+        char *name;
+        struct AgentSample *next;
+} AgentSample;
+
+static int copy_row(const QgaIrqRow *row, uint64_t **ret, size_t *ret_n) {
+        *ret = NULL;
+        *ret_n = 0;
+        if (!row->present || row->n_cpus == 0)
+                return 0;
+        *ret = malloc(row->n_cpus * sizeof(uint64_t));
+        if (!*ret)
+                return -ENOMEM;
+        memcpy(*ret, row->per_cpu, row->n_cpus * sizeof(uint64_t));
+        *ret_n = row->n_cpus;
+        return 0;
+}
+
+static void on_sample(QgaClient *c, const QgaError *error, const QgaGuestCounters *counters, void *userdata) {
+        AgentSample *s = userdata, **p;
+        ManagerGuest *g = NULL;
+        MetricsGuestCounters mc = {};
+
+        if (s->manager) {
+                for (p = &s->manager->agent_samples; *p && *p != s; p = &(*p)->next)
+                        ;
+                if (*p)
+                        *p = s->next;
+                g = manager_guest_find(s->manager, s->name);
+        }
+        if (g) {
+                g->agent_sampling = false;
+                if (error)
+                        log_debug("Reading the counters of guest %s through its agent failed: %s", s->name,
+                                  error->description ?: strerror(-error->error));
+                else if (copy_row(&counters->tlb, &mc.tlb, &mc.n_tlb) >= 0 &&
+                         copy_row(&counters->cal, &mc.cal, &mc.n_cal) >= 0) {
+                        mc.valid = true;
+                        mc.realtime_usec = counters->host_realtime_usec;
+                        for (size_t i = 0; i < ELEMENTSOF(sampled_vmstat); i++)
+                                for (size_t k = 0; k < counters->n_vmstat; k++)
+                                        if (streq(counters->vmstat[k].name, sampled_vmstat[i])) {
+                                                mc.vmstat_names[mc.n_vmstat] = sampled_vmstat[i];
+                                                mc.vmstat_values[mc.n_vmstat++] = counters->vmstat[k].value;
+                                                break;
+                                        }
+                        metrics_guest_counters_done(&g->agent_counters);
+                        g->agent_counters = mc;
+                        mc = (MetricsGuestCounters) {};
+                }
+        }
+        metrics_guest_counters_done(&mc);
+        free(s->name);
+        free(s);
+}
+
+static int agent_sample_tick(sd_event_source *source, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+        uint64_t interval = m->config.guest_counters_interval_usec;
+
+        for (size_t i = 0; i < m->guests.n_vms; i++) {
+                Vm *vm = m->guests.vms[i];
+                ManagerGuest *g;
+                AgentSample *s;
+
+                if (!vm_is_active(vm) || vm->state != VM_STATE_RUNNING || !vm->qga ||
+                    qga_client_get_state(vm->qga) != QGA_STATE_READY)
+                        continue;
+                if (manager_guest_get(m, vm->name, &g) < 0)
+                        return log_oom();
+                if (g->agent_sampling)
+                        continue;       /* the last reading is still going: never more than one per guest */
+                s = calloc(1, sizeof(AgentSample));
+                if (!s || !(s->name = strdup(vm->name))) {
+                        free(s);
+                        return log_oom();
+                }
+                s->manager = m;
+                if (qga_get_counters(vm->qga, on_sample, s) < 0) {
+                        free(s->name);
+                        free(s);
+                        continue;
+                }
+                s->next = m->agent_samples;
+                m->agent_samples = s;
+                g->agent_sampling = true;
+        }
+        if (interval > 0) {
+                (void) sd_event_source_set_time(source, usec + interval);
+                (void) sd_event_source_set_enabled(source, SD_EVENT_ONESHOT);
+        }
+        return 0;
+}
+
+void manager_agent_apply_config(Manager *m) {
+        uint64_t interval = m->config.guest_counters_interval_usec, now;
+        int r;
+
+        if (interval == 0) {
+                m->agent_timer = sd_event_source_disable_unref(m->agent_timer);
+                for (size_t i = 0; i < m->n_records; i++)
+                        metrics_guest_counters_done(&m->records[i]->agent_counters);
+                return;
+        }
+        if (sd_event_now(m->event, CLOCK_MONOTONIC, &now) < 0)
+                return;
+        if (m->agent_timer) {
+                (void) sd_event_source_set_time(m->agent_timer, now + interval);
+                (void) sd_event_source_set_enabled(m->agent_timer, SD_EVENT_ONESHOT);
+                return;
+        }
+        r = sd_event_add_time(m->event, &m->agent_timer, CLOCK_MONOTONIC, now + interval, USEC_PER_SEC / 10,
+                              agent_sample_tick, m);
+        if (r < 0) {
+                log_warning_errno(r, "Failed to set up the guest counters timer, not reading them: %m");
+                return;
+        }
+        (void) sd_event_source_set_description(m->agent_timer, "agent-counters");
+}
+
+void manager_agent_done(Manager *m) {
+        m->agent_timer = sd_event_source_disable_unref(m->agent_timer);
+        /* Readings still in flight end when their guest's agent client goes (with the guest): they must not
+         * find the Manager then. */
+        for (AgentSample *s = m->agent_samples; s; s = s->next)
+                s->manager = NULL;
+        m->agent_samples = NULL;
 }

@@ -7,6 +7,7 @@
  * in manager.h); one with something still running then (a move finishing) goes with the next prune. */
 
 #include "balloon/balloon-controller.h"
+#include "metrics/metrics-render.h"
 #include "daemon/manager.h"
 #include "numa/numa-migration.h"
 #include "numa/numa-pin.h"
@@ -16,6 +17,8 @@ typedef struct ManagerGuest {
         BalloonController *balloon;     /* NULL until it first ran with a balloon device */
         MigrationHistory *migrations;   /* NULL until a migration of it was asked for */
         const char *schedule_refused;   /* the error the .vm ping-pong was last refused with (logged once) */
+        MetricsGuestCounters agent_counters; /* the guest's own counters, as its agent last read them */
+        bool agent_sampling;            /* a reading of them is in flight */
 } ManagerGuest;
 
 /* NULL: the daemon holds nothing of a guest called name. */

@@ -49,6 +49,7 @@ Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
 
+        manager_agent_done(m);
         m->varlink = varlink_server_free(m->varlink);
         manager_dbus_done(m);
         manager_guests_done(m);
@@ -143,6 +144,7 @@ int manager_load_config(Manager *m) {
         m->config_file_found = found;
         m->admin_gid = gid;
         manager_apply_config(m);
+        manager_agent_apply_config(m);
 
         if (!found)
                 log_debug("No %s, using built-in defaults.", m->config_path);
@@ -196,6 +198,7 @@ int manager_reload(Manager *m, char **ret_error) {
         m->config_file_found = found;
         m->admin_gid = gid;
         manager_apply_config(m);
+        manager_agent_apply_config(m);
 
         log_struct(LOG_INFO, 0, STRV(MESSAGE_ID_CONFIG_RELOADED), "Reloaded configuration from %s%s.",
                    m->config_path, found ? "" : " (not found, built-in defaults)");
@@ -416,6 +419,7 @@ int manager_start(Manager *m) {
         r = manager_numa_start(m);
         if (r < 0)
                 return r;
+        manager_agent_apply_config(m);
         r = vm_context_add_state_watch(&m->vmctx, manager_on_vm_state_exit, m);
         if (r < 0)
                 return log_error_errno(r, "Failed to watch guest states: %m");

@@ -47,6 +47,8 @@ typedef struct Manager {
         bool vmctx_ready;
         VmTable guests;
         sd_event_source *gc_source;     /* forgets transient guests once they ended */
+        sd_event_source *agent_timer;   /* manager-agent.c: GuestCountersIntervalSec= */
+        struct AgentSample *agent_samples; /* manager-agent.c: guest counter readings in flight */
         VarlinkConnection **subscribers; /* SubscribeEvents calls in progress */
         size_t n_subscribers;
 
@@ -108,6 +110,9 @@ int manager_numa_start(Manager *m);
 void manager_numa_done(Manager *m);
 const VarlinkMethod *manager_numa_methods(void);
 const VarlinkMethod *manager_agent_methods(void);
+/* manager-agent.c: (re)arms the guest counters timer from the configuration; done stops it. */
+void manager_agent_apply_config(Manager *m);
+void manager_agent_done(Manager *m);
 void manager_update_status(Manager *m);
 /* manager-guest.c: drops the records of guests no longer defined; frees them all (before the modules' done). */
 void manager_guests_prune(Manager *m);

@@ -89,6 +89,26 @@ const MetricFamily metric_families[_METRIC_ID_MAX] = {
                                        "1 for the state the guest agent channel is in (absent, connecting, ready), "
                                        "0 for the others. Only for running guests with GuestAgent=yes.",
                                        L("vm", "state") },
+        [METRIC_GUEST_TLB_SHOOTDOWNS] = { "memvisor_guest_tlb_shootdowns_total", METRIC_COUNTER, "",
+                                          "TLB shootdown interrupts a guest CPU received: the TLB: row of the "
+                                          "guest's /proc/interrupts, read through its agent every "
+                                          "GuestCountersIntervalSec= (off by default). Absent while not read.",
+                                          L("vm", "cpu") },
+        [METRIC_GUEST_CALL_INTERRUPTS] = { "memvisor_guest_function_call_interrupts_total", METRIC_COUNTER, "",
+                                           "Function call interrupts a guest CPU received (the CAL: row of the "
+                                           "guest's /proc/interrupts), read like the TLB shootdowns.",
+                                           L("vm", "cpu") },
+        [METRIC_GUEST_VMSTAT_EVENTS] = { "memvisor_guest_vmstat_events_total", METRIC_COUNTER, "",
+                                         "Event counters of the guest's /proc/vmstat, read like the TLB shootdowns: "
+                                         "pgfault, pgmajfault, pgmigrate_success, pgmigrate_fail, "
+                                         "numa_hint_faults, numa_pages_migrated, thp_fault_alloc and, in kernels "
+                                         "built with CONFIG_DEBUG_TLBFLUSH, nr_tlb_remote_flush, "
+                                         "nr_tlb_remote_flush_received, nr_tlb_local_flush_all, "
+                                         "nr_tlb_local_flush_one. A counter the guest kernel lacks has no series.",
+                                         L("vm", "counter") },
+        [METRIC_GUEST_COUNTERS_TIMESTAMP] = { "memvisor_guest_counters_read_timestamp_seconds", METRIC_GAUGE,
+                                              "seconds", "When the guest's counters above were last read (host "
+                                              "realtime clock).", L("vm") },
         [METRIC_GUEST_VCPUS] = { "memvisor_guest_vcpus", METRIC_GAUGE, "",
                                  "vCPUs of the running guest (threads reported by QEMU).", L("vm") },
         [METRIC_GUEST_VCPU_ALLOWED_CPUS] = { "memvisor_guest_vcpu_allowed_cpus", METRIC_GAUGE, "",

@@ -17,6 +17,34 @@ static int add(MetricSet *s, MetricId id, const char *const *labels, double v) {
         return metric_set_add(s, &metric_families[id], labels, v);
 }
 
+void metrics_guest_counters_done(MetricsGuestCounters *c) {
+        free(c->tlb);
+        free(c->cal);
+        *c = (MetricsGuestCounters) {};
+}
+
+static int render_guest_counters(MetricSet *s, const MetricsGuestInput *g) {
+        const MetricsGuestCounters *c = g->guest_counters;
+        char cpu[24];
+        int r = 0;
+
+        if (!c || !c->valid)
+                return 0;
+        for (size_t i = 0; r >= 0 && i < c->n_tlb; i++) {
+                (void) snprintf(cpu, sizeof(cpu), "%zu", i);
+                r = add(s, METRIC_GUEST_TLB_SHOOTDOWNS, STRV(g->name, cpu), (double) c->tlb[i]);
+        }
+        for (size_t i = 0; r >= 0 && i < c->n_cal; i++) {
+                (void) snprintf(cpu, sizeof(cpu), "%zu", i);
+                r = add(s, METRIC_GUEST_CALL_INTERRUPTS, STRV(g->name, cpu), (double) c->cal[i]);
+        }
+        for (size_t i = 0; r >= 0 && i < c->n_vmstat; i++)
+                r = add(s, METRIC_GUEST_VMSTAT_EVENTS, STRV(g->name, c->vmstat_names[i]), (double) c->vmstat_values[i]);
+        if (r >= 0)
+                r = add(s, METRIC_GUEST_COUNTERS_TIMESTAMP, STRV(g->name), (double) c->realtime_usec / USEC_PER_SEC);
+        return r;
+}
+
 int metrics_render_host(MetricSet *s, const HostSample *h) {
         char node[24];
         int r;
@@ -208,6 +236,8 @@ int metrics_render_guest(MetricSet *s, const MetricsGuestInput *g, const char *c
                 r = add(s, METRIC_GUEST_AGENT_STATE, STRV(g->name, *st), streq(*st, g->agent_state));
         if (r >= 0 && g->have_memory)
                 r = add(s, METRIC_GUEST_MEMORY_SIZE, STRV(g->name), (double) g->memory_bytes);
+        if (r >= 0)
+                r = render_guest_counters(s, g);
         if (r >= 0)
                 r = render_guest_balloon(s, g);
         if (r >= 0)

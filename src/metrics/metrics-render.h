@@ -54,6 +54,22 @@ typedef struct MetricsNuma {
         uint64_t migrate_usec;
 } MetricsNuma;
 
+/* The guest's own counters as its agent last read them (GuestCountersIntervalSec= of [Metrics]): the per-CPU
+ * TLB: and CAL: rows of its /proc/interrupts and a few /proc/vmstat event counters. A row or counter the guest
+ * does not have is left out (no series), never reported as 0. */
+#define METRICS_GUEST_VMSTAT_MAX 16
+typedef struct MetricsGuestCounters {
+        bool valid;                     /* a snapshot was read */
+        uint64_t realtime_usec;         /* when it was complete (host clock) */
+        uint64_t *tlb, *cal;            /* one per guest CPU; NULL when the guest has no such row */
+        size_t n_tlb, n_cal;
+        const char *vmstat_names[METRICS_GUEST_VMSTAT_MAX];     /* static strings */
+        uint64_t vmstat_values[METRICS_GUEST_VMSTAT_MAX];
+        size_t n_vmstat;
+} MetricsGuestCounters;
+
+void metrics_guest_counters_done(MetricsGuestCounters *c);
+
 /* One defined guest, as its owner describes it at a sampler tick. Strings and qmp are borrowed for the tick. */
 typedef struct MetricsGuestInput {
         const char *name;
@@ -73,6 +89,7 @@ typedef struct MetricsGuestInput {
         MetricsNuma numa;
         const char *agent_state;        /* the guest agent channel's state; NULL: no agent port (not exported) */
         const char *const *agent_states;/* every state agent_state can be, NULL-terminated */
+        const MetricsGuestCounters *guest_counters; /* NULL or !valid: not read (none exported) */
 } MetricsGuestInput;
 
 void metrics_guest_inputs_free(MetricsGuestInput *inputs, size_t n);

@@ -84,7 +84,8 @@ int vm_describe_json(Vm *vm, json_object **ret) {
             (r = json_add_string(o, "runtimeDirectory", vm->run_dir)) < 0 ||
             (r = json_add_string(o, "qmpSocket", vm->qmp_path)) < 0 ||
             (r = json_add_string(o, "consoleLog", vm->console_path)) < 0 ||
-            (r = json_add_string(o, "qemuLog", vm->ctx->log_to_journal ? NULL : vm->log_path)) < 0)
+            (r = json_add_string(o, "qemuLog", vm->ctx->log_to_journal ? NULL : vm->log_path)) < 0 ||
+            (r = json_add_string(o, "definitionProblem", vm->definition_problem)) < 0)
                 return r;
 
         if (vm->running_spec && vm_is_active(vm) && !vm_spec_equal(vm->running_spec, vm->spec) &&

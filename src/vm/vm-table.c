@@ -232,11 +232,11 @@ static const VmStoreFile *set_find_name(const VmStoreSet *set, const char *name,
         return NULL;
 }
 
-static bool set_has_invalid(const VmStoreSet *set, const char *path) {
+static const VmStoreFile *set_find_invalid(const VmStoreSet *set, const char *path) {
         for (size_t k = 0; k < set->n_files; k++)
                 if (set->files[k].error < 0 && streq(set->files[k].path, path))
-                        return true;
-        return false;
+                        return &set->files[k];
+        return NULL;
 }
 
 int vm_reload_plan(const VmTable *t, VmStoreSet *set, VmReloadPlan *ret) {
@@ -260,11 +260,21 @@ int vm_reload_plan(const VmTable *t, VmStoreSet *set, VmReloadPlan *ret) {
                 Vm *vm = t->vms[i];
                 VmReloadAction a;
 
+                const VmStoreFile *invalid;
+
                 if (!vm->source || vm->transient || set_find_name(set, vm->name, set->n_files))
                         continue;
-                if (set_has_invalid(set, vm->source))
-                        a = VM_RELOAD_KEEP;
-                else if (vm_is_active(vm) || vm->state == VM_STATE_RESTARTING)
+                invalid = set_find_invalid(set, vm->source);
+                if (invalid) {
+                        r = plan_add(&p, VM_RELOAD_KEEP, vm, NULL);
+                        if (r < 0)
+                                return r;
+                        p.steps[p.n_steps - 1].message = strdup(invalid->message ?: strerror(-invalid->error));
+                        if (!p.steps[p.n_steps - 1].message)
+                                return -ENOMEM;
+                        continue;
+                }
+                if (vm_is_active(vm) || vm->state == VM_STATE_RESTARTING)
                         a = VM_RELOAD_ORPHAN;
                 else
                         a = VM_RELOAD_FORGET;
@@ -286,7 +296,8 @@ int vm_reload_plan(const VmTable *t, VmStoreSet *set, VmReloadPlan *ret) {
                 else if (!vm->source && !vm->transient)
                         r = plan_add(&p, VM_RELOAD_CONFLICT, vm, f);
                 else if (vm_spec_equal(vm->spec, f->spec) && streq_ptr(vm->source, f->path) && !vm->transient)
-                        r = 0;
+                        /* The same definition; one that was refused meanwhile (and kept) is good again. */
+                        r = vm->definition_problem ? plan_add(&p, VM_RELOAD_REDEFINE, vm, f) : 0;
                 else
                         r = plan_add(&p, VM_RELOAD_REDEFINE, vm, f);
                 if (r < 0)
@@ -305,8 +316,9 @@ void vm_reload_plan_apply(VmTable *t, VmReloadPlan *plan) {
 
                 switch (s->action) {
                 case VM_RELOAD_KEEP:
-                        log_warning("Definition of guest %s in %s is now invalid; keeping the previous one.", vm->name,
-                                    vm->source);
+                        log_warning("Definition of guest %s in %s is now invalid; keeping the previous one: %s",
+                                    vm->name, vm->source, s->message);
+                        (void) free_and_strdup(&vm->definition_problem, s->message);
                         break;
                 case VM_RELOAD_ORPHAN:
                         log_notice("Definition of guest %s is gone; supervising it until it ends.", vm->name);
@@ -344,6 +356,7 @@ void vm_reload_plan_done(VmReloadPlan *plan) {
         for (size_t i = 0; i < plan->n_steps; i++) {
                 vm_spec_free(plan->steps[i].spec);
                 free(plan->steps[i].path);
+                free(plan->steps[i].message);
         }
         plan->steps = mfree(plan->steps);
         plan->n_steps = 0;

@@ -88,6 +88,7 @@ typedef struct VmReloadStep {
         Vm *vm;                         /* the guest in the table; NULL for ADD */
         VmSpec *spec;                   /* ADD, REDEFINE: the new definition (owned) */
         char *path;                     /* the file, for ADD, CONFLICT and REDEFINE */
+        char *message;                  /* KEEP: why the file was not loaded (StrictModes, a parse error) */
 } VmReloadStep;
 
 typedef struct VmReloadPlan {

@@ -156,6 +156,7 @@ Vm *vm_free(Vm *vm) {
         free(vm->name);
         free(vm->log_field);
         free(vm->source);
+        free(vm->definition_problem);
         free(vm->reason);
         free(vm->run_dir);
         free(vm->qmp_path);
@@ -177,6 +178,7 @@ void vm_set_spec(Vm *vm, VmSpec *spec, const char *source) {
         vm->kvm_failure = mfree(vm->kvm_failure); /* a new definition gets KVM another try */
         (void) free_and_strdup(&vm->source, source);
         vm->transient = false;
+        vm->definition_problem = mfree(vm->definition_problem);
 }
 
 bool vm_is_active(const Vm *vm) {

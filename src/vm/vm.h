@@ -127,6 +127,8 @@ struct Vm {
         VmSpec *running_spec;           /* what the current QEMU was started with */
         char *source;                   /* .vm file it came from; NULL when defined over the API */
         bool transient;                 /* adopted without a definition: forgotten once it ends */
+        char *definition_problem;       /* its .vm file was refused at the last reload (StrictModes, a parse
+                                         * error) and the previous definition is kept: why, in words */
 
         VmState state;
         char *reason;

@@ -534,6 +534,19 @@ def test_definitions_writable_by_others_are_not_loaded(daemons, workdir):
     os.chmod(loose, 0o644)
     ok(d, "Reload")
     assert sorted(v["name"] for v in ok(d, "ListVMs")["vms"]) == ["good", "loose"]
+    assert "definitionProblem" not in ok(d, "DescribeVM", {"name": "loose"})["vm"]
+
+    # A loaded guest whose file turns loose keeps its definition, and DescribeVM says why the file was refused,
+    # until the file is trusted again.
+    os.chmod(loose, 0o666)
+    ok(d, "Reload")
+    vm = ok(d, "DescribeVM", {"name": "loose"})["vm"]
+    assert vm["definitionProblem"] == ("%s is writable by everyone (mode 0666): it could change what runs as root; "
+                                       "not loading it." % loose), vm
+    assert vm["definition"]["VM"]["Emulator"] == "/bin/true"
+    os.chmod(loose, 0o644)
+    ok(d, "Reload")
+    assert "definitionProblem" not in ok(d, "DescribeVM", {"name": "loose"})["vm"]
     d2 = daemons(name="strict2", start=False)
     write_vm(d2, "x", firmware_vm(workdir))
     os.chmod(d2.vm_dir, 0o777)
