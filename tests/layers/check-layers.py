@@ -19,6 +19,7 @@ ALLOWED = {
     'basic': set(),
     'varlink': {'basic'},
     'qmp': {'basic'},
+    'qga': {'basic'},
     'metrics': {'basic', 'qmp'},
     'exporter': {'basic'},
     'dbus': {'basic'},
@@ -26,7 +27,7 @@ ALLOWED = {
     'balloon': {'basic', 'qmp', 'metrics'},
     'config': {'basic', 'varlink', 'qmp', 'metrics', 'exporter', 'balloon'},
     'vm': {'basic', 'qmp', 'metrics', 'numa', 'balloon'},
-    'daemon': {'basic', 'varlink', 'qmp', 'metrics', 'exporter', 'dbus', 'numa', 'balloon', 'config', 'vm'},
+    'daemon': {'basic', 'varlink', 'qmp', 'qga', 'metrics', 'exporter', 'dbus', 'numa', 'balloon', 'config', 'vm'},
     'ctl': {'basic', 'varlink', 'numa', 'balloon'},
 }
 # Generated at build time: the configuration header at the build root, and varlink's embedded IDL.
