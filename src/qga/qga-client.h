@@ -88,6 +88,8 @@ int qga_client_execute(QgaClient *c, const char *command, json_object *arguments
                        size_t max_reply_bytes, QgaCommandCallback cb, void *userdata);
 
 QgaState qga_client_get_state(QgaClient *c);
+/* The loop the client runs on (for the timers of the operations built on it, qga-ops.h). */
+sd_event *qga_client_get_event(QgaClient *c);
 /* Why the client is ABSENT (or the last thing that went wrong), in words; NULL if nothing did. */
 const char *qga_client_get_reason(QgaClient *c);
 /* From guest-info, once READY (kept while not ready, cleared on a new connection): NULL / empty before. */
