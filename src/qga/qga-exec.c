@@ -22,7 +22,7 @@
 #define EXEC_TIMEOUT_DEFAULT_USEC (60U * USEC_PER_SEC)
 #define EXEC_OUTPUT_DEFAULT (1U * 1024U * 1024U)
 #define EXEC_OUTPUT_MAX (16U * 1024U * 1024U)
-#define EXEC_INPUT_MAX (8U * 1024U * 1024U)
+#define EXEC_INPUT_MAX (2U * 1024U * 1024U)       /* base64 in one command: the client sends at most 4 MiB */
 #define EXEC_ARGS_MAX 4096U
 #define POLL_FIRST_USEC (50U * USEC_PER_MSEC)
 #define POLL_MAX_USEC (500U * USEC_PER_MSEC)
