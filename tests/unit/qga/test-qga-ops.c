@@ -11,7 +11,7 @@ static void on_read(QgaClient *c, const QgaError *error, const char *data, size_
                     void *userdata) {
         Result *r = userdata;
 
-        assert_ptr_equal(c, client);
+        assert_non_null(c);
         result_error(r, error);
         if (error) {
                 assert_null(data);
