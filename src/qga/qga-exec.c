@@ -270,7 +270,9 @@ static void exec_on_status(QgaClient *c, int error, json_object *result, const c
                         return exec_kill_done(s, "the agent's reply to guest-exec-status of kill is malformed");
                 }
                 if (k > 0) {
-                        _cleanup_free_ char *out = kill_result.out, *err = kill_result.err;
+                        _cleanup_free_ char *err = kill_result.err;
+
+                        free(kill_result.out);
 
                         if (kill_result.exited && kill_result.exit_code == 0)
                                 return exec_kill_done(s, NULL);

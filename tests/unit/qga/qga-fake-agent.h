@@ -306,10 +306,11 @@ static inline void fake_command(json_object *m) {
                 json_object *r = json_object_new_object(), *l = json_object_new_array();
 
                 for (size_t i = 0; i < ELEMENTSOF(all); i++) {
-                        json_object *e = json_object_new_object();
+                        json_object *e;
 
                         if (strv_contains(fake.unsupported, all[i]))
                                 continue;
+                        e = json_object_new_object();
                         json_add_string(e, "name", all[i]);
                         json_add_bool(e, "enabled", true);
                         json_add_bool(e, "success-response", true);
