@@ -988,11 +988,11 @@ static int qga_on_retry(sd_event_source *s, uint64_t usec, void *userdata) {
                 else
                         qga_arm_retry(c);
         } else if (c->state == QGA_STATE_ABSENT) {
-                /* Connected but unanswered: sync again, silently (ABSENT until an answer), unless the last one
-                 * has not even left our buffer. */
-                if (byte_buffer_size(&c->output) == 0)
+                /* Connected but unanswered: sync again, silently (ABSENT until an answer; its timeout arms the
+                 * next retry), unless the last one has not even left our buffer. */
+                if (byte_buffer_size(&c->output) == 0 && (c->sync_id == 0 || c->sync_deadline == USEC_INFINITY))
                         qga_sync(c);
-                if (c->fd >= 0)
+                else
                         qga_arm_retry(c);
         }
         qga_client_unref(c);
