@@ -383,7 +383,6 @@ static void test_timeout_then_resync(void **state) {
 }
 
 static void test_no_agent(void **state) {
-        _cleanup_json_ json_object *req = NULL;
         Result r1 = {}, r2 = {};
         Harness h;
         int64_t id1, id2;
