@@ -121,20 +121,12 @@ static uint64_t qga_new_id(QgaClient *c) {
         return id;
 }
 
-static void qga_set_reason(QgaClient *c, const char *reason) {
-        if (streq_ptr(c->reason, reason))
-                return;
-        if (c->state == QGA_STATE_ABSENT && reason)
-                log_debug("QGA %s: %s", strna(c->description), reason);
-        (void) free_and_strdup(&c->reason, reason);
-}
-
+/* Logs state changes only, and a new reason while ABSENT (not every retry that fails the same way). */
 static void qga_set_state(QgaClient *c, QgaState state, const char *reason) {
-        if (reason) {
-                if (c->state != state)
-                        (void) free_and_strdup(&c->reason, reason);
-                else
-                        qga_set_reason(c, reason);
+        if (reason && !streq_ptr(c->reason, reason)) {
+                if (c->state == state && state == QGA_STATE_ABSENT)
+                        log_debug("QGA %s: %s", strna(c->description), reason);
+                (void) free_and_strdup(&c->reason, reason);
         }
         if (c->state == state)
                 return;
@@ -222,8 +214,10 @@ static void qga_close(QgaClient *c) {
         c->io_source = sd_event_source_disable_unref(c->io_source);
         c->fd = safe_close(c->fd);
         byte_buffer_done(&c->output);
-        json_stream_reset(c->input);
-        json_stream_set_max_message_size(c->input, QGA_MAX_MESSAGE_SIZE);
+        if (c->input) {
+                json_stream_reset(c->input);
+                json_stream_set_max_message_size(c->input, QGA_MAX_MESSAGE_SIZE);
+        }
         c->discarding = c->after_sentinel = c->synced = c->need_sync = c->info_known = false;
         c->sync_id = 0;
         c->sync_deadline = USEC_INFINITY;
@@ -315,15 +309,10 @@ static int qga_connect(QgaClient *c) {
                  * EAGAIN when its backlog is full. */
                 r = connect(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0 ? -errno : 0;
         }
+        if (r >= 0)
+                r = sd_event_add_io(c->event, &c->io_source, fd, EPOLLIN, qga_io, c);
         if (r < 0) {
                 (void) snprintf(reason, sizeof(reason), "cannot connect to %s: %s", c->path, strerror(-r));
-                qga_set_state(c, QGA_STATE_ABSENT, reason);
-                return r;
-        }
-
-        r = sd_event_add_io(c->event, &c->io_source, fd, EPOLLIN, qga_io, c);
-        if (r < 0) {
-                (void) snprintf(reason, sizeof(reason), "cannot watch the agent socket: %s", strerror(-r));
                 qga_set_state(c, QGA_STATE_ABSENT, reason);
                 return r;
         }
@@ -430,16 +419,21 @@ int qga_client_new_fd(QgaClient **ret, sd_event *event, int fd) {
 }
 
 void qga_client_set_timeouts(QgaClient *c, uint64_t sync_usec, uint64_t retry_usec, uint64_t retry_max_usec) {
+        int enabled = SD_EVENT_OFF;
+
         if (sync_usec > 0) {
                 if (c->sync_id != 0 && c->sync_deadline != USEC_INFINITY)
                         c->sync_deadline = c->sync_deadline - c->sync_timeout_usec + sync_usec;
                 c->sync_timeout_usec = sync_usec;
                 qga_arm_timeout(c);
         }
-        if (retry_usec > 0)
-                c->retry_usec = c->retry_next_usec = retry_usec;
         if (retry_max_usec > 0)
                 c->retry_max_usec = retry_max_usec;
+        if (retry_usec > 0) {
+                c->retry_usec = c->retry_next_usec = retry_usec;
+                if (sd_event_source_get_enabled(c->retry_source, &enabled) >= 0 && enabled != SD_EVENT_OFF)
+                        qga_arm_retry(c);
+        }
 }
 
 void qga_client_set_next_id(QgaClient *c, uint64_t id) {
@@ -640,21 +634,15 @@ static int command_new(QgaClient *c, const char *command, json_object *arguments
                 return -ENOMEM;
         cmd->id = qga_new_id(c);
         cmd->name = strdup(command);
-        if (!cmd->name || json_add_uint(m, "id", cmd->id) < 0 || !(text = json_to_plain(m, &size))) {
+        if (!cmd->name || json_add_uint(m, "id", cmd->id) < 0 || !(text = json_to_plain(m, &size)) ||
+            (size < QGA_MAX_COMMAND_SIZE && asprintf(&cmd->text, "%s\n", text) < 0)) {
                 command_free(cmd);
                 return -ENOMEM;
         }
-        if (size + 1 > QGA_MAX_COMMAND_SIZE) {
+        if (size >= QGA_MAX_COMMAND_SIZE) {
                 command_free(cmd);
                 return -EMSGSIZE;
         }
-        cmd->text = malloc(size + 1);
-        if (!cmd->text) {
-                command_free(cmd);
-                return -ENOMEM;
-        }
-        memcpy(cmd->text, text, size);
-        cmd->text[size] = '\n';
         cmd->size = size + 1;
         cmd->timeout_usec = timeout_usec == 0 ? QGA_DEFAULT_TIMEOUT_USEC : timeout_usec;
         cmd->max_reply_bytes = max_reply_bytes == 0 ? QGA_MAX_MESSAGE_SIZE : max_reply_bytes;
@@ -711,7 +699,7 @@ static void on_guest_info(QgaClient *c, int error, json_object *result, const ch
                 if (r < 0) {
                         log_debug("QGA %s: guest-info reply not understood (%s), the agent's commands are unknown.",
                                   strna(c->description), strerror(-r));
-                        qga_set_reason(c, "guest-info reply not understood");
+                        qga_set_state(c, c->state, "guest-info reply not understood");
                 } else {
                         free(c->version);
                         c->version = TAKE_PTR(version);
@@ -727,7 +715,7 @@ static void on_guest_info(QgaClient *c, int error, json_object *result, const ch
                 (void) snprintf(reason, sizeof(reason), "guest-info failed: %s",
                                 error == -EIO ? strna(desc) : "reply neither return nor error");
                 log_debug("QGA %s: %s", strna(c->description), reason);
-                qga_set_reason(c, reason);
+                qga_set_state(c, c->state, reason);
                 c->info_known = true;
                 break;
         case -ETIMEDOUT:
@@ -842,7 +830,8 @@ static int qga_on_message(json_object *m, void *userdata) {
         } else {
                 log_debug("QGA %s: reply to '%s' neither return nor error, resyncing.", strna(c->description),
                           cmd->name);
-                c->need_sync = true;
+                c->need_sync = true;    /* before the callback, so that what it queues waits for the sync */
+                qga_process(c);
                 command_complete(c, cmd, -EPROTO, NULL, NULL, NULL);
         }
         if (c->epoch != epoch || c->fd < 0)
@@ -1003,21 +992,13 @@ static int qga_on_retry(sd_event_source *s, uint64_t usec, void *userdata) {
                 else
                         qga_arm_retry(c);
         } else if (c->state == QGA_STATE_ABSENT) {
-                /* Connected but unanswered: sync again, silently (ABSENT until an answer), unless the last one
-                 * has not even left our buffer. */
-                if (byte_buffer_size(&c->output) == 0) {
-                        c->need_sync = false;
-                        if (c->sync_id == 0 || c->sync_deadline == USEC_INFINITY) {
-                                int r = qga_send_sync(c);
-                                if (r < 0) {
-                                        qga_disconnect_errno(c, r, "cannot queue guest-sync-delimited");
-                                        goto finish;
-                                }
-                        }
-                }
-                qga_arm_retry(c);
+                /* Connected but unanswered: sync again, silently (ABSENT until an answer; its timeout arms the
+                 * next retry), unless the last one has not even left our buffer. */
+                if (byte_buffer_size(&c->output) == 0 && (c->sync_id == 0 || c->sync_deadline == USEC_INFINITY))
+                        qga_sync(c);
+                else
+                        qga_arm_retry(c);
         }
-finish:
         qga_client_unref(c);
         return 0;
 }

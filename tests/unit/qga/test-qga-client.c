@@ -383,7 +383,6 @@ static void test_timeout_then_resync(void **state) {
 }
 
 static void test_no_agent(void **state) {
-        _cleanup_json_ json_object *req = NULL;
         Result r1 = {}, r2 = {};
         Harness h;
         int64_t id1, id2;
@@ -415,6 +414,31 @@ static void test_no_agent(void **state) {
         assert_int_equal(h.states[n + 1], QGA_STATE_READY);
         assert_string_equal(qga_client_get_version(h.c), "7.2.22");
         result_done(&r1);
+        harness_done(&h);
+}
+
+/* Unanswered syncs are repeated after a retry interval that doubles up to its maximum (4 × 100 ms here): the gaps
+ * between syncs are sync timeout + 100, + 200, + 400, + 400 ms. */
+static void test_retry_backoff(void **state) {
+        uint64_t t[5];
+        int64_t ids[5];
+        Harness h;
+
+        harness_init(&h);
+        for (unsigned i = 0; i < ELEMENTSOF(t); i++) {
+                ids[i] = agent_expect_sync(&h);
+                assert_int_equal(sd_event_now(h.event, CLOCK_MONOTONIC, &t[i]), 0);
+                assert_true(i == 0 || ids[i] != ids[i - 1]);
+        }
+        uint64_t g1 = t[1] - t[0], g2 = t[2] - t[1], g3 = t[3] - t[2], g4 = t[4] - t[3];
+        print_message("gaps between syncs: %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " ms\n", g1 / 1000,
+                      g2 / 1000, g3 / 1000, g4 / 1000);
+        assert_true(g1 >= SYNC_USEC + RETRY_USEC);
+        assert_true(g2 >= g1 + RETRY_USEC / 2);
+        assert_true(g3 >= g2 + RETRY_USEC);
+        assert_true(g4 + RETRY_USEC >= g3 && g4 <= g3 + RETRY_USEC);      /* capped */
+        assert_int_equal(qga_client_get_state(h.c), QGA_STATE_ABSENT);
+        assert_int_equal(h.n_states, 1);        /* CONNECTING → ABSENT once, then quiet */
         harness_done(&h);
 }
 
@@ -808,6 +832,7 @@ int main(void) {
                 cmocka_unit_test(test_commands),
                 cmocka_unit_test(test_timeout_then_resync),
                 cmocka_unit_test(test_no_agent),
+                cmocka_unit_test(test_retry_backoff),
                 cmocka_unit_test(test_port_changed),
                 cmocka_unit_test(test_oversize),
                 cmocka_unit_test(test_garbage_and_eof),
