@@ -28,10 +28,15 @@
  * becomes ABSENT with the reason, and the client reconnects after the retry interval. Output is bounded too (at
  * most QGA_MAX_QUEUED commands queued; more fail with -EBUSY).
  *
- * Every callback is called exactly once: with the "return" value, with the agent's error (-EIO plus class and
- * description), -ETIMEDOUT, -ENOTCONN, -ECONNRESET, -EMSGSIZE, -EBUSY, -EPROTO (a reply that is neither return
- * nor error), or -ECANCELED when the last reference is dropped (inside qga_client_unref(), before anything is
- * freed). The agent going away never affects anything but this client. Nothing ever blocks. */
+ * Every callback of a queued command is called exactly once, never from inside qga_client_execute(): with the
+ * "return" value, with the agent's error (-EIO plus class and description), -ETIMEDOUT, -ENOTCONN, -ECONNRESET,
+ * -EMSGSIZE, -EPROTO (a reply that is neither return nor error; the client resyncs), or -ECANCELED when the last
+ * reference is dropped (inside qga_client_unref(), before anything is freed). A command that cannot be queued
+ * (ABSENT: -ENOTCONN, queue full: -EBUSY) fails at once: qga_client_execute() returns the error and the callback
+ * is never called. The agent going away never affects anything but this client. Nothing ever blocks.
+ *
+ * Commands the agent does not answer when they succeed (guest-shutdown, guest-suspend-*: "success-response":
+ * false in guest-info) end with -ETIMEDOUT and a resync. */
 
 #include <json-c/json.h>
 #include <stdbool.h>
@@ -83,15 +88,19 @@ void qga_client_port_changed(QgaClient *c, bool open);
 
 /* Queues a command. arguments is consumed (NULL → none). timeout_usec 0 → QGA_DEFAULT_TIMEOUT_USEC; it counts from
  * when the command is written. max_reply_bytes 0 → QGA_MAX_MESSAGE_SIZE (a larger bound for the few commands whose
- * replies are large, such as guest-exec-status with captured output). cb may be NULL. */
+ * replies are large, such as guest-exec-status with captured output). cb may be NULL. Returns 0 when queued (cb
+ * runs later, once); or, without queuing and without calling cb: -ENOTCONN (ABSENT), -EBUSY (QGA_MAX_QUEUED
+ * commands wait already), -EMSGSIZE (the request is over 4 MiB), -EINVAL, -ENOMEM. */
 int qga_client_execute(QgaClient *c, const char *command, json_object *arguments, uint64_t timeout_usec,
                        size_t max_reply_bytes, QgaCommandCallback cb, void *userdata);
 
 QgaState qga_client_get_state(QgaClient *c);
+/* The loop the client runs on (for the timers of the operations built on it, qga-ops.h). */
+sd_event *qga_client_get_event(QgaClient *c);
 /* Why the client is ABSENT (or the last thing that went wrong), in words; NULL if nothing did. */
 const char *qga_client_get_reason(QgaClient *c);
 /* From guest-info, once READY (kept while not ready, cleared on a new connection): NULL / empty before. */
 const char *qga_client_get_version(QgaClient *c);
 char *const *qga_client_get_commands(QgaClient *c);        /* the enabled commands, NULL-terminated, sorted */
 bool qga_client_supports(QgaClient *c, const char *command);
-unsigned qga_client_pending(QgaClient *c);                 /* commands open or queued */
+unsigned qga_client_pending(QgaClient *c);                 /* commands open or queued (not the client's own) */

@@ -106,13 +106,27 @@ typedef void (*QgaCountersCallback)(QgaClient *c, const QgaError *error, const Q
 int qga_get_counters(QgaClient *c, QgaCountersCallback cb, void *userdata);
 
 /* Pure parsers, used by qga_get_counters and fuzzed: 0, or -EBADMSG for input that is not what the kernel writes
- * (each names the first bad line in *ret_why, optional, static or malloc'ed as documented in the .c). */
+ * (the first bad line is logged at debug level; qga_guest_counters_parse() puts it into the reason), -ENOMEM.
+ * Strict: one bad line refuses the whole file (see qga-parse.c), output parameters are untouched on failure.
+ * vmstat: "key value" lines. meminfo: "Key:   N kB" (bytes: N × 1024) or "Key:   N" (as is), optionally all with
+ * the same "Node N " prefix (a node's meminfo). */
 int qga_parse_vmstat(const char *text, size_t size, QgaCounter **ret, size_t *ret_n);
 int qga_parse_meminfo(const char *text, size_t size, QgaCounter **ret, size_t *ret_n);
 /* Fills the rows named in labels (e.g. {"TLB", "CAL", NULL}) into rows[] (same order); a label not in the file
  * leaves its row not present. *ret_cpus: the number of CPU columns. */
 int qga_parse_interrupts(const char *text, size_t size, const char *const *labels, QgaIrqRow *rows,
                          unsigned *ret_cpus);
+/* The kernel's list format ("0-1,3", optional trailing newline; empty → no ids), strictly increasing, ids at most
+ * max_id: the ids in *ret (malloc'ed, NULL when there are none). 0 or -EBADMSG, -ENOMEM. */
+int qga_parse_id_list(const char *text, size_t size, unsigned max_id, unsigned **ret, size_t *ret_n);
+/* Fills c's vmstat, meminfo, tlb/cal rows and interrupt_cpus from the files' text (NULL: not read; the caller
+ * records why), and c->unavailable with what is missing: a file that does not parse (with the bad line), the four
+ * nr_tlb_* counters when vmstat lacks them, a missing TLB:/CAL: row. 0 or -ENOMEM. */
+int qga_guest_counters_parse(QgaGuestCounters *c, const char *vmstat, size_t vmstat_size, const char *interrupts,
+                             size_t interrupts_size, const char *meminfo, size_t meminfo_size);
+/* Appends {name, reason} to an array of unavailable parts. 0 or -ENOMEM. */
+int qga_unavailable_add(QgaUnavailable **a, size_t *n, const char *name, const char *format, ...) _printf_(4, 5);
+void qga_unavailable_free_array(QgaUnavailable *a, size_t n);
 void qga_counters_free_array(QgaCounter *a, size_t n);
 void qga_irq_row_done(QgaIrqRow *row);
 void qga_guest_counters_done(QgaGuestCounters *c);

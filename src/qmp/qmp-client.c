@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "basic/buffer.h"
+#include "basic/json-stream.h"
 #include "basic/json-util.h"
 #include "basic/log.h"
 #include "qmp/qmp-client.h"
@@ -41,8 +42,7 @@ struct QmpClient {
         sd_event_source *timer_source;
         QmpClientState state;
 
-        json_tokener *tokener;
-        size_t message_bytes;           /* bytes fed into the current, unfinished message */
+        JsonStream *input;
         ByteBuffer output;
 
         json_object *greeting;
@@ -119,10 +119,10 @@ int qmp_client_new(QmpClient **ret, sd_event *event, int fd) {
         q->state = QMP_CLIENT_CONNECTING;
         q->next_id = 1;
 
-        q->tokener = json_tokener_new_ex(QMP_MAX_DEPTH);
-        if (!q->tokener) {
+        r = json_stream_new(&q->input, QMP_MAX_DEPTH, QMP_MAX_MESSAGE_SIZE);
+        if (r < 0) {
                 qmp_client_unref(q);
-                return -ENOMEM;
+                return r;
         }
 
         r = sd_event_add_io(event, &q->io_source, fd, EPOLLIN, qmp_io, q);
@@ -218,8 +218,7 @@ QmpClient *qmp_client_unref(QmpClient *q) {
         qmp_close(q);
         command_list_free(&q->queued);
         command_list_free(&q->pending);
-        if (q->tokener)
-                json_tokener_free(q->tokener);
+        json_stream_free(q->input);
         json_object_put(q->greeting);
         sd_event_unref(q->event);
         free(q->description);
@@ -502,45 +501,22 @@ static int qmp_dispatch_message(QmpClient *q, json_object *m) {
         return 0;
 }
 
-/* Feeds bytes into the streaming tokener and dispatches every complete message. */
+/* Dispatches one complete message; stops the feeding once the client is disconnected. */
+static int qmp_on_message(json_object *m, void *userdata) {
+        QmpClient *q = userdata;
+        int r;
+
+        r = qmp_dispatch_message(q, m);
+        if (r < 0)
+                return r;
+        return q->state == QMP_CLIENT_DISCONNECTED;
+}
+
+/* Feeds bytes into the streaming JSON framing and dispatches every complete message. */
 static int qmp_feed(QmpClient *q, const char *buf, size_t n) {
-        while (n > 0 && q->state != QMP_CLIENT_DISCONNECTED) {
-                _cleanup_json_ json_object *m = NULL;
-                enum json_tokener_error e;
-                size_t used, chunk = MIN(n, (size_t) INT32_MAX);
-                int r;
-
-                m = json_tokener_parse_ex(q->tokener, buf, (int) chunk);
-                e = json_tokener_get_error(q->tokener);
-                used = json_tokener_get_parse_end(q->tokener);
-
-                if (!m) {
-                        if (e != json_tokener_continue)
-                                return -EBADMSG;
-                        q->message_bytes += chunk;
-                        if (q->message_bytes > QMP_MAX_MESSAGE_SIZE)
-                                return -EMSGSIZE;
-                        return 0;
-                }
-
-                if (used == 0 || used > chunk)
-                        used = chunk;
-                json_tokener_reset(q->tokener);
-                q->message_bytes = 0;
-                buf += used;
-                n -= used;
-
-                r = qmp_dispatch_message(q, m);
-                if (r < 0)
-                        return r;
-
-                /* Skip the \r\n (and any whitespace) between messages. */
-                while (n > 0 && (*buf == '\r' || *buf == '\n' || *buf == ' ' || *buf == '\t')) {
-                        buf++;
-                        n--;
-                }
-        }
-        return 0;
+        if (q->state == QMP_CLIENT_DISCONNECTED)
+                return 0;
+        return json_stream_feed(q->input, buf, n, qmp_on_message, q);
 }
 
 static void qmp_update_events(QmpClient *q) {

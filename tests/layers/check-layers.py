@@ -3,7 +3,7 @@
 """The layering of src/, checked: every project include names its folder ("basic/macro.h"), and a folder
 includes only from the folders below it.
 
-    basic  <-  varlink, qmp, metrics, exporter, dbus  <-  numa, balloon  <-  config, vm  <-  daemon, ctl
+    basic  <-  varlink, qmp, qga, metrics, exporter, dbus  <-  numa, balloon  <-  config, vm  <-  daemon, ctl
 
 Within a row a folder may use another only where ALLOWED says so (metrics reads QMP statistics). The
 allowed graph has no cycle, so no include circle is larger than one folder. Exit 1 and one line per
@@ -19,14 +19,15 @@ ALLOWED = {
     'basic': set(),
     'varlink': {'basic'},
     'qmp': {'basic'},
+    'qga': {'basic'},
     'metrics': {'basic', 'qmp'},
     'exporter': {'basic'},
     'dbus': {'basic'},
     'numa': {'basic', 'qmp', 'metrics'},
     'balloon': {'basic', 'qmp', 'metrics'},
     'config': {'basic', 'varlink', 'qmp', 'metrics', 'exporter', 'balloon'},
-    'vm': {'basic', 'qmp', 'metrics', 'numa', 'balloon'},
-    'daemon': {'basic', 'varlink', 'qmp', 'metrics', 'exporter', 'dbus', 'numa', 'balloon', 'config', 'vm'},
+    'vm': {'basic', 'qmp', 'qga', 'metrics', 'numa', 'balloon'},
+    'daemon': {'basic', 'varlink', 'qmp', 'qga', 'metrics', 'exporter', 'dbus', 'numa', 'balloon', 'config', 'vm'},
     'ctl': {'basic', 'varlink', 'numa', 'balloon'},
 }
 # Generated at build time: the configuration header at the build root, and varlink's embedded IDL.
