@@ -1070,6 +1070,7 @@ static const char full_ini[] =
         "Disk=/srv/vm/root.qcow2\n"
         "Disk=/srv/vm/data,1.img\n"
         "Balloon=no\n"
+        "GuestAgent=no\n"
         "ExtraArgs=-device\n"
         "ExtraArgs='virtio-rng-pci,id=rng 0'\n"
         "ExtraArgs=''\n"
@@ -1128,6 +1129,7 @@ static const char minimal_ini[] =
         "Append=\n"
         "Disk=\n"
         "Balloon=yes\n"
+        "GuestAgent=yes\n"
         "ExtraArgs=\n"
         "Autostart=no\n"
         "StartTimeoutSec=30s\n"
@@ -1243,7 +1245,7 @@ static void test_to_json(void **state) {
         assert_string_equal(json_to_plain(mj, NULL),
                 "{\"VM\":{\"Name\":\"web\",\"Memory\":536870912,\"VCPUs\":1,\"Machine\":\"q35\",\"Accelerator\":\"auto\","
                 "\"Emulator\":null,\"CPUModel\":null,\"Kernel\":\"/boot/vmlinuz\",\"Initrd\":null,\"Append\":null,\"Disk\":[],"
-                "\"Balloon\":true,\"ExtraArgs\":[],\"Autostart\":false,\"StartTimeoutSec\":\"30s\","
+                "\"Balloon\":true,\"GuestAgent\":true,\"ExtraArgs\":[],\"Autostart\":false,\"StartTimeoutSec\":\"30s\","
                 "\"StopTimeoutSec\":\"30s\"},"
                 "\"Memory\":{\"Backend\":\"ram\",\"HugePages\":false,\"Path\":null,\"Policy\":\"default\","
                 "\"HostNodes\":null,\"Prealloc\":false,\"MigrateBetween\":null,\"MigrateEverySec\":\"0\","
@@ -1308,6 +1310,7 @@ static void test_equal(void **state) {
                 { "Disk=/srv/vm/data,1.img\n", "Disk=/srv/vm/data,2.img\n" },
                 { "Disk=/srv/vm/data,1.img\n", "" },
                 { "Balloon=no\n", "Balloon=yes\n" },
+                { "GuestAgent=no\n", "GuestAgent=yes\n" },
                 { "ExtraArgs=''\n", "ExtraArgs=x\n" },
                 { "ExtraArgs=''\n", "" },
                 { "Autostart=yes\n", "Autostart=no\n" },
@@ -1379,7 +1382,7 @@ static void test_key_table(void **state) {
                         assert_false(streq(s2, section) && streq(k2, key));
                 }
         }
-        assert_int_equal(n, 42U);
+        assert_int_equal(n, 43U);
         assert_false(vm_spec_key_get(n, &section, &key, &multiple));
 }
 
@@ -1388,7 +1391,7 @@ static void test_key_table(void **state) {
 static void test_copy(void **state) {
         static const char text[] =
                 "[VM]\nName=web\nMemory=1G\nVCPUs=4\nMachine=pc\nAccelerator=tcg\nEmulator=/usr/bin/qemu\n"
-                "CPUModel=max\nKernel=/k\nInitrd=/i\nAppend=console=ttyS0\nDisk=/a\nDisk=/b\nBalloon=yes\n"
+                "CPUModel=max\nKernel=/k\nInitrd=/i\nAppend=console=ttyS0\nDisk=/a\nDisk=/b\nBalloon=yes\nGuestAgent=no\n"
                 "ExtraArgs=-a \"b c\"\nAutostart=yes\nStartTimeoutSec=5s\nStopTimeoutSec=infinity\n"
                 "[Memory]\nBackend=file\nHugePages=yes\nPath=/dev/hugepages/x\nPolicy=bind\nHostNodes=1,0\n"
                 "Prealloc=yes\nMigrateBetween=1,0\nMigrateEverySec=2s\nMigrateCount=3\nMigrateSettleSec=0\n"
