@@ -855,9 +855,11 @@ static int qga_feed(QgaClient *c, const char *buf, size_t n) {
                         if (c->epoch != epoch || c->fd < 0)
                                 return 0;       /* the rest was read before a new sync or connection: stale */
                         if (r < 0) {
-                                if (qga_in_sync(c))
+                                /* Out of step (a sync awaited): garbage is only dropped, up to the next 0xFF.
+                                 * But a reply after the agent's 0xFF that is over the bound is no leftover:
+                                 * an agent that answers a sync so is reset, and says why. */
+                                if (qga_in_sync(c) || (r == -EMSGSIZE && c->after_sentinel))
                                         return r;
-                                /* Garbage while a sync is awaited is only dropped. */
                                 json_stream_reset(c->input);
                                 c->discarding = true;
                         }

@@ -49,10 +49,18 @@ int vm_connect_agent(Vm *vm) {
         r = qga_client_new(&c, vm->ctx->event, vm->qga_path);
         if (r < 0)
                 return r;
-        qga_client_set_description(c, vm->log_field);
+        qga_client_set_description(c, vm->name);
         qga_client_set_state_callback(c, vm_on_agent_state, vm);
         vm->qga = TAKE_PTR(c);
         return 0;
+}
+
+/* The guest opened or closed the agent port. An "open" while the client is ready changes nothing (query-chardev
+ * after a reconnect of QMP says what the client already knows); an agent that restarted closed the port first. */
+static void vm_agent_port(Vm *vm, bool open) {
+        if (open && qga_client_get_state(vm->qga) == QGA_STATE_READY)
+                return;
+        qga_client_port_changed(vm->qga, open);
 }
 
 static void on_query_chardev(QmpClient *q, int error, json_object *result, const char *cls, const char *desc,
@@ -69,7 +77,7 @@ static void on_query_chardev(QmpClient *q, int error, json_object *result, const
                         continue;
                 if (json_object_object_get_ex(c, "frontend-open", &open) &&
                     json_object_is_type(open, json_type_boolean))
-                        qga_client_port_changed(vm->qga, json_object_get_boolean(open));
+                        vm_agent_port(vm, json_object_get_boolean(open));
                 return;
         }
 }
@@ -86,5 +94,5 @@ void vm_agent_on_qmp_running(Vm *vm) {
 
 void vm_agent_on_port_change(Vm *vm, const char *id, bool open) {
         if (vm->qga && streq_ptr(id, QEMU_AGENT_PORT_ID))
-                qga_client_port_changed(vm->qga, open);
+                vm_agent_port(vm, open);
 }

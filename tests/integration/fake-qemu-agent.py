@@ -10,7 +10,8 @@ behaves, for every connection the daemon makes:
   garbage  writes bytes that are not JSON (and no 0xFF) in answer to anything
   huge     answers the sync with 0xFF and then a string of FAKE_AGENT_BYTES (default 100 MiB) without end
   silent   accepts the connection and never writes
-  stale    answers every command twice: first with a stale id / an old reply, then correctly (like "good")
+  stale    answers a sync with what a stale channel holds: an old reply, then a 0xFF and the reply to an older
+           sync (another id), then the 0xFF and the right reply; otherwise like "good"
   deep     answers the sync with 0xFF and then 100000 nested arrays
 Counts what it sent in FAKE_AGENT_LOG (a file), one line per connection: "<mode> <bytes>"."""
 import json
@@ -89,8 +90,8 @@ def serve_agent(conn):
                 sent += 100001
                 time.sleep(30)
                 return
-            elif mode == "stale":
-                conn.sendall(b'{"return": 4242}\n{"return": {"version": "old"}}\n')
+            elif mode == "stale" and cmd.get("execute") == "guest-sync-delimited":
+                conn.sendall(b'{"return": {"version": "old"}}\n\xff{"return": 4242}\n')
                 agent_reply(conn, cmd)
             else:
                 agent_reply(conn, cmd)
