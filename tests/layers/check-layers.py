@@ -28,6 +28,7 @@ ALLOWED = {
     'vm': {'basic', 'qmp', 'metrics', 'numa', 'balloon'},
     'daemon': {'basic', 'varlink', 'qmp', 'metrics', 'exporter', 'dbus', 'numa', 'balloon', 'config', 'vm'},
     'ctl': {'basic', 'varlink', 'numa', 'balloon'},
+    'touch': set(),     # memvisor-touch, the guest workload: a program of its own, libc only
 }
 # Generated at build time: the configuration header at the build root, and varlink's embedded IDL.
 GENERATED = {'build-config.h': None, 'varlink/varlink-idl.h': 'varlink'}
