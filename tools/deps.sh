@@ -3,7 +3,7 @@
 
 # Build and runtime dependencies (one compiler: gcc, Debian's default cc).
 MEMVISOR_BUILD_DEPS=(
-    meson ninja-build pkg-config gcc
+    meson ninja-build pkg-config gcc libc6-dev
     libsystemd-dev libjson-c-dev libnuma-dev libcap-dev
 )
 MEMVISOR_RUNTIME_DEPS=(
@@ -12,11 +12,11 @@ MEMVISOR_RUNTIME_DEPS=(
 # What tools/demo adds: the demo guest's builder (tests/guest/build-guest.sh) and curl for the exporter
 # command it prints.
 MEMVISOR_DEMO_DEPS=(
-    busybox-static cpio xz-utils curl
+    busybox-static cpio xz-utils qemu-guest-agent curl
 )
 # What the test suites and benchmarks use (clang: the second, sanitized build of tools/check).
 MEMVISOR_TEST_DEPS=(
-    clang libcmocka-dev python3 python3-pytest varlink-go mandoc systemd busybox-static cpio xz-utils dbus
+    clang libcmocka-dev python3 python3-pytest varlink-go mandoc systemd busybox-static cpio xz-utils qemu-guest-agent dbus
     prometheus prometheus-node-exporter curl bash-completion zsh mmdebstrap
     openssh-server openssh-client debhelper dpkg-dev build-essential lintian
 )

@@ -1,18 +1,24 @@
 #!/bin/bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
 #
-# build-guest.sh [-f|--force] OUTDIR
+# build-guest.sh [-f|--force] [--touch PATH] OUTDIR
 #
-# Builds the memvisor test guest (a Debian kernel + a busybox-only initramfs) into OUTDIR:
+# Builds the memvisor test guest (a Debian kernel + a busybox initramfs with qemu-ga) into OUTDIR:
 #   OUTDIR/vmlinuz      the Debian linux-image-6.1.0-*-amd64 kernel
-#   OUTDIR/initrd.gz    newc cpio + gzip: /bin/busybox, modules, /init
-#   OUTDIR/recipe.hash  sha256 of (this script, kernel package and version, busybox version)
+#   OUTDIR/initrd.gz    newc cpio + gzip: /bin/busybox, modules, /init, qemu-ga and its libraries,
+#                       /usr/bin/memvisor-touch (with --touch)
+#   OUTDIR/recipe.hash  sha256 of (this script, kernel package and version, busybox version,
+#                       qemu-guest-agent version, sha256 of the memvisor-touch binary)
 #   OUTDIR/recipe.txt   the same facts in readable form (kernel release etc.)
+#
+# --touch PATH: the static memvisor-touch of a build tree (BUILDDIR/src/touch/memvisor-touch);
+# without it the image has no memvisor-touch ("memvisor-touch none" in the recipe).
 #
 # Idempotent and cached: when OUTDIR already holds a complete image whose recipe.hash matches,
 # nothing is done.  See tests/guest/README.md for the guest's kernel command line options.
 #
 # Environment:
+#   MEMVISOR_TOUCH             the default of --touch
 #   MEMVISOR_GUEST_KERNEL_DEB  use this linux-image-*.deb instead of downloading one
 #   TMPDIR                     where the kernel package is unpacked (about 450 MiB, removed after)
 
@@ -26,23 +32,35 @@ log() { echo "$PROG: $*" >&2; }
 
 force=0
 outdir=
+touch_bin=${MEMVISOR_TOUCH:-}
 while [ $# -gt 0 ]; do
     case "$1" in
         -f|--force) force=1 ;;
-        -h|--help) sed -n '3,17s/^# \{0,1\}//p' "$SELF"; exit 0 ;;
+        --touch) [ $# -ge 2 ] || die "--touch needs a path"; touch_bin=$2; shift ;;
+        --touch=*) touch_bin=${1#--touch=} ;;
+        -h|--help) sed -n '3,24s/^# \{0,1\}//p' "$SELF"; exit 0 ;;
         -*) die "unknown option $1" ;;
         *) [ -z "$outdir" ] || die "only one OUTDIR"; outdir=$1 ;;
     esac
     shift
 done
-[ -n "$outdir" ] || die "usage: $PROG [--force] OUTDIR"
+[ -n "$outdir" ] || die "usage: $PROG [--force] [--touch PATH] OUTDIR"
+if [ -n "$touch_bin" ]; then
+    [ -f "$touch_bin" ] && [ -x "$touch_bin" ] || die "--touch $touch_bin: no such executable (build memvisor first)"
+    # a static binary has no ELF interpreter: it runs in the guest without libraries
+    if LC_ALL=C readelf -l "$touch_bin" 2>/dev/null | grep -q 'program interpreter'; then
+        die "--touch $touch_bin is dynamically linked (memvisor-touch must be static)"
+    fi
+fi
 
 # Modules, in insmod order.  Each list must be closed under "depends=" of earlier entries (checked
 # at build time).
 BASE_MODULES="virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_balloon"
+AGENT_MODULES="virtio_console"
 P9_MODULES="9pnet 9pnet_virtio netfs fscache 9p"
 EXTRA_MODULES="overlay evdev button pvpanic pvpanic-mmio pvpanic-pci"
-ALL_MODULES="$BASE_MODULES $P9_MODULES $EXTRA_MODULES"
+ALL_MODULES="$BASE_MODULES $AGENT_MODULES $P9_MODULES $EXTRA_MODULES"
+QEMU_GA=/usr/sbin/qemu-ga
 
 pkg_installed() {
     [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" = "install ok installed" ]
@@ -105,9 +123,18 @@ busybox_version() {
     dpkg-query -W -f='${Version}' busybox-static 2>/dev/null || echo none
 }
 
+qemu_ga_version() {
+    dpkg-query -W -f='${Version}' qemu-guest-agent 2>/dev/null || echo none
+}
+
+touch_sum() {
+    if [ -n "$touch_bin" ]; then sha256sum < "$touch_bin" | cut -d' ' -f1; else echo none; fi
+}
+
 recipe_of() { # KPKG KVER
-    printf 'script %s\nkernel %s %s\nbusybox-static %s\n' \
-        "$(sha256sum < "$SELF" | cut -d' ' -f1)" "$1" "$2" "$(busybox_version)"
+    printf 'script %s\nkernel %s %s\nbusybox-static %s\nqemu-guest-agent %s\nmemvisor-touch %s\n' \
+        "$(sha256sum < "$SELF" | cut -d' ' -f1)" "$1" "$2" "$(busybox_version)" "$(qemu_ga_version)" \
+        "$(touch_sum)"
 }
 
 image_complete() { # HASH
@@ -139,8 +166,8 @@ if [ "$force" = 0 ] && image_complete "$hash"; then   # built by a concurrent ca
     exit 0
 fi
 
-ensure_packages busybox-static cpio xz-utils qemu-system-x86
-# busybox-static may just have been installed: its version is part of the recipe.
+ensure_packages busybox-static cpio xz-utils qemu-system-x86 qemu-guest-agent
+# busybox-static and qemu-guest-agent may just have been installed: their versions are part of the recipe.
 recipe=$(recipe_of "$kpkg" "$kver")
 hash=$(printf '%s\n' "$recipe" | sha256sum | cut -d' ' -f1)
 
@@ -182,6 +209,34 @@ moddir=$tmp/k/lib/modules/$krel
 root=$tmp/root
 mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,tmp,run,newroot,lower,etc/acpi/PWRF,lib/modules/memvisor}
 cp "$BUSYBOX" "$root/bin/busybox"
+
+# qemu-ga with the libraries ldd names and the ELF interpreter, at the same paths as on the host
+[ -x "$QEMU_GA" ] || die "$QEMU_GA missing (qemu-guest-agent)"
+install -D -m 755 "$QEMU_GA" "$root$QEMU_GA"
+libs=$(ldd "$QEMU_GA" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }') ||
+    die "ldd $QEMU_GA failed"
+grep -qx '/lib64/ld-linux-x86-64.so.2' <<< "$libs" || die "ldd $QEMU_GA names no /lib64/ld-linux-x86-64.so.2"
+for l in $libs; do
+    mkdir -p "$root$(dirname "$l")"
+    cp -L "$l" "$root$l"
+done
+# guest-get-osinfo reads os-release
+cat > "$root/etc/os-release" <<'EOF'
+NAME="memvisor test guest"
+ID=memvisor-test-guest
+PRETTY_NAME="memvisor test guest (busybox initramfs)"
+VERSION_ID=1
+EOF
+
+# memvisor-touch, stripped (the build tree's binary has debug info)
+if [ -n "$touch_bin" ]; then
+    if command -v strip >/dev/null; then
+        strip -o "$root/usr/bin/memvisor-touch" "$touch_bin"
+    else
+        cp "$touch_bin" "$root/usr/bin/memvisor-touch"
+    fi
+    chmod 755 "$root/usr/bin/memvisor-touch"
+fi
 if [ "$(id -u)" = 0 ]; then
     mknod -m 600 "$root/dev/console" c 5 1
     mknod -m 666 "$root/dev/null" c 1 3
@@ -245,6 +300,47 @@ halt_now() { # never returns
     poweroff -f
     while :; do sleep 3600; done
 }
+# qemu-ga on the virtio-serial port named org.qemu.guest_agent.0, when the guest has one. Without udev
+# there is no /dev/virtio-ports/ symlink: the port is the /sys/class/virtio-ports/vport* whose name matches.
+start_agent() {
+    local n=0 p port= dev have_serial=0 d
+    load virtio_console
+    set +f  # globs below (the command line was split with globbing off)
+    for d in /sys/bus/virtio/devices/*; do
+        # virtio device id 3: a console (virtio-serial) device
+        [ "$(cat "$d/device" 2>/dev/null)" = 0x0003 ] && have_serial=1
+    done
+    if [ $have_serial = 1 ]; then
+        # the host announces ports (and their names) after the driver is up: wait up to 5 s
+        while [ -z "$port" ] && [ $n -lt 500 ]; do
+            for p in /sys/class/virtio-ports/vport*; do
+                [ "$(cat "$p/name" 2>/dev/null)" = org.qemu.guest_agent.0 ] && port=${p##*/}
+            done
+            [ -n "$port" ] && break
+            n=$((n + 1))
+            usleep 10000
+        done
+    fi
+    set -f
+    if [ -z "$port" ]; then
+        echo "MEMVISOR-GUEST-AGENT absent (no org.qemu.guest_agent.0 port)"
+        return 0
+    fi
+    dev=/dev/$port
+    if [ ! -c "$dev" ]; then
+        d=$(cat "/sys/class/virtio-ports/$port/dev")
+        mknod "$dev" c "${d%%:*}" "${d##*:}" || { say "cannot create $dev"; return 0; }
+    fi
+    mkdir -p /var/run/qga /var/log
+    if ! qemu-ga -m virtio-serial -p "$dev" -t /var/run/qga -f /var/run/qemu-ga.pid -l /var/log/qemu-ga.log -d
+    then
+        echo "MEMVISOR-GUEST-AGENT failed (see /var/log/qemu-ga.log)"
+        return 0
+    fi
+    n=0
+    until [ -s /var/run/qemu-ga.pid ] || [ $n -ge 200 ]; do n=$((n + 1)); usleep 10000; done
+    echo "MEMVISOR-GUEST-AGENT started on $dev (pid $(cat /var/run/qemu-ga.pid 2>/dev/null))"
+}
 idle() { # never returns; `poweroff`/`reboot`/`halt` in the guest signal PID 1
     trap 'echo MEMVISOR-GUEST-POWEROFF; halt_now' USR2 USR1
     trap 'echo MEMVISOR-GUEST-REBOOT; sync; reboot -f' TERM
@@ -272,6 +368,11 @@ if [ "$mode" = idle ]; then
         [ $n -lt 300 ] || { say "acpid did not start"; break; }
         usleep 10000
     done
+    if [ "$(arg memvisor.agent || echo 1)" = 0 ]; then
+        echo "MEMVISOR-GUEST-AGENT absent (memvisor.agent=0)"
+    else
+        start_agent
+    fi
 fi
 
 echo MEMVISOR-GUEST-READY

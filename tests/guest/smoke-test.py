@@ -2,9 +2,10 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 """Smoke test of the memvisor test guest (standard library only).
 
-    tests/guest/smoke-test.py OUTDIR
+    tests/guest/smoke-test.py [--touch PATH] OUTDIR
 
-Builds the guest into OUTDIR if needed (tests/guest/build-guest.sh), boots it under TCG with a
+Builds the guest into OUTDIR if needed (tests/guest/build-guest.sh [--touch PATH]: the build tree's
+memvisor-touch, as the other callers pass it, so that they share one image), boots it under TCG with a
 virtio balloon and QMP, waits for MEMVISOR-GUEST-READY, balloons to 256 MiB, checks
 query-balloon, then presses the ACPI power button (system_powerdown) and expects a guest
 shutdown.  Prints the timings.  Exit status 0 = pass, 1 = fail, 77 = skipped (no QEMU).
@@ -25,14 +26,18 @@ MiB = 1024 * 1024
 
 
 def main():
-    if len(sys.argv) != 2:
+    args = sys.argv[1:]
+    touch = []
+    if len(args) == 3 and args[0] == "--touch":
+        touch, args = args[:2], args[2:]
+    if len(args) != 1:
         print(__doc__.strip(), file=sys.stderr)
         return 2
-    outdir = sys.argv[1]
+    outdir = args[0]
     if not shutil.which("qemu-system-x86_64") and os.geteuid() != 0:
         print("SKIP: qemu-system-x86_64 not installed (build-guest.sh installs it as root)")
         return 77
-    subprocess.run([os.path.join(HERE, "build-guest.sh"), outdir], check=True)
+    subprocess.run([os.path.join(HERE, "build-guest.sh")] + touch + [outdir], check=True)
 
     tmp = tempfile.mkdtemp(prefix="memvisor-smoke-")
     sock_path = os.path.join(tmp, "q.sock")

@@ -54,6 +54,18 @@ class Build:
         self.path = path
         self.memvisord = _find_binary(path, "memvisord", "src/daemon")
         self.memvisorctl = _find_binary(path, "memvisorctl", "src/ctl")
+        self.memvisor_touch = _find_binary(path, "memvisor-touch", "src/touch")
+
+    def test_guest(self):
+        """The Linux test guest of this build tree (tests/guest: kernel, busybox initramfs with qemu-ga and this
+        tree's memvisor-touch), built into BUILD/test-guest when its recipe changed. Fails the test when it cannot
+        be built."""
+        out = self.path / "test-guest"
+        r = subprocess.run([str(REPO / "tests/guest/build-guest.sh"), "--touch", str(self.memvisor_touch), str(out)],
+                           capture_output=True, text=True, timeout=600)
+        if r.returncode != 0:
+            pytest.fail("building the test guest failed:\n%s%s" % (r.stdout, r.stderr))
+        return out
 
 
 # ---- raw varlink client -----------------------------------------------------------------------------

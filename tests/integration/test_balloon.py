@@ -6,12 +6,10 @@ an injected host meminfo file ([Balloon] HostMeminfoPath=), and the errors a use
 import json
 import shutil
 import socket
-import subprocess
 import time
 
 import pytest
 
-from memvisor_it import REPO
 
 M = "io.memvisor.Manager."
 MiB = 1 << 20
@@ -19,12 +17,7 @@ MiB = 1 << 20
 
 @pytest.fixture(scope="session")
 def test_guest(build):
-    out = build.path / "test-guest"
-    r = subprocess.run([str(REPO / "tests/guest/build-guest.sh"), str(out)], capture_output=True, text=True,
-                       timeout=600)
-    if r.returncode != 0:
-        pytest.fail("building the test guest failed:\n%s%s" % (r.stdout, r.stderr))
-    return out
+    return build.test_guest()
 
 
 def ok(d, method, params=None):

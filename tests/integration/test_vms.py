@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from memvisor_it import NOBODY_UID, NOGROUP_GID, REPO, ConnectionClosed, VarlinkConnection, wait_for
+from memvisor_it import NOBODY_UID, NOGROUP_GID, ConnectionClosed, VarlinkConnection, wait_for
 
 M = "io.memvisor.Manager."
 
@@ -24,12 +24,7 @@ M = "io.memvisor.Manager."
 @pytest.fixture(scope="session")
 def test_guest(build):
     """The Linux test guest (kernel + busybox initramfs), built once per build tree."""
-    out = build.path / "test-guest"
-    r = subprocess.run([str(REPO / "tests/guest/build-guest.sh"), str(out)], capture_output=True, text=True,
-                       timeout=600)
-    if r.returncode != 0:
-        pytest.fail("building the test guest failed:\n%s%s" % (r.stdout, r.stderr))
-    return out
+    return build.test_guest()
 
 
 def call(d, method, params=None):

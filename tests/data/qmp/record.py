@@ -607,6 +607,62 @@ def sc_pipelined(t, ctx):
         g.close()
 
 
+def qga_call(path, messages, timeout=30):
+    """Sends each message to the guest agent on the chardev socket at path, in turn, and returns the reply
+    lines (a guest-sync-delimited reply is preceded by 0xFF, which is stripped)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(path)
+    s.settimeout(timeout)
+    buf, replies = b"", []
+    try:
+        for m in messages:
+            s.sendall(json.dumps(m).encode() + b"\n")
+            while b"\n" not in buf:
+                chunk = s.recv(65536)
+                if not chunk:
+                    raise Fail("agent socket closed")
+                buf += chunk
+            line, buf = buf.split(b"\n", 1)
+            replies.append(json.loads(line.lstrip(b"\xff")))
+    finally:
+        s.close()
+    return replies
+
+
+def sc_vserport_change(t, ctx):
+    """the guest agent's virtio-serial port: query-chardev (qga0 frontend-open false), VSERPORT_CHANGE
+    open=true when qemu-ga in the guest opens the port, frontend-open true; qemu-ga killed in the guest
+    (through its own guest-exec) → VSERPORT_CHANGE open=false, frontend-open false; quit."""
+    qga = os.path.join(ctx.tmpdir, "qga.sock")
+    if os.path.exists(qga):
+        os.unlink(qga)
+    g = ctx.guest(linux_args(ctx.guest_dir, extra=[
+        "-device", "virtio-serial-pci,id=vser0",
+        "-chardev", "socket,id=qga0,path=%s,server=on,wait=off" % qga,
+        "-device", "virtserialport,bus=vser0.0,chardev=qga0,name=org.qemu.guest_agent.0,id=qga0-port"]), t)
+    try:
+        g.connect()
+        g.handshake()
+        g.send("query-chardev")
+        g.reply()
+        g.until_event("VSERPORT_CHANGE", timeout=120)
+        g.wait_console("MEMVISOR-GUEST-READY")
+        g.send("query-chardev")
+        g.reply()
+        r = qga_call(qga, [{"execute": "guest-sync-delimited", "arguments": {"id": 4711}},
+                           {"execute": "guest-exec", "arguments": {
+                               "path": "/bin/sh", "arg": ["-c", "kill $(cat /var/run/qemu-ga.pid)"]}}])
+        t.comment("agent: guest-sync-delimited → %s; guest-exec of kill → %s" % (json.dumps(r[0]), json.dumps(r[1])))
+        g.until_event("VSERPORT_CHANGE", timeout=30)
+        g.send("query-chardev")
+        g.reply()
+        g.send("quit")
+        g.drain(5)
+        t.comment("QEMU exit status %d" % g.wait_exit())
+    finally:
+        g.close()
+
+
 class Skip(Exception):
     pass
 
@@ -629,6 +685,7 @@ SCENARIOS = [
     ("query-stats-tcg", sc_stats_tcg),
     ("query-memdev", sc_memdev),
     ("pipelined", sc_pipelined),
+    ("vserport-change", sc_vserport_change),
 ]
 
 
@@ -689,6 +746,8 @@ def check(outdir):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--guest", help="directory built by tests/guest/build-guest.sh")
+    ap.add_argument("--touch", help="memvisor-touch for the guest (build-guest.sh --touch), e.g. "
+                    "BUILDDIR/src/touch/memvisor-touch")
     ap.add_argument("--out", default=HERE)
     ap.add_argument("--list", action="store_true", help="list the scenarios")
     ap.add_argument("--check", action="store_true", help="parse the transcripts in --out")
@@ -706,7 +765,8 @@ def main():
         ap.error("unknown scenario(s): %s" % " ".join(sorted(unknown)))
 
     guest_dir = a.guest or os.path.join(tempfile.gettempdir(), "memvisor-record-guest")
-    subprocess.run([os.path.join(TOP, "tests", "guest", "build-guest.sh"), guest_dir], check=True)
+    subprocess.run([os.path.join(TOP, "tests", "guest", "build-guest.sh")] +
+                   (["--touch", a.touch] if a.touch else []) + [guest_dir], check=True)
     version = subprocess.run([QEMU, "--version"], stdout=subprocess.PIPE,
                              text=True).stdout.splitlines()[0]
     kvm = kvm_usable()

@@ -40,7 +40,8 @@ if [ "$mode" = bench ] && ! command -v migratepages >/dev/null; then
 fi
 
 guest=$build/test-guest
-if ! "$src/tests/guest/build-guest.sh" "$guest" >"$build/numa-harness-guest.log" 2>&1; then
+if ! "$src/tests/guest/build-guest.sh" --touch "$build/src/touch/memvisor-touch" "$guest" \
+    >"$build/numa-harness-guest.log" 2>&1; then
     tail -n 20 "$build/numa-harness-guest.log"
     skip "the test guest could not be built (see above)"
 fi

@@ -37,7 +37,8 @@ command -v qemu-system-x86_64 >/dev/null || skip "qemu-system-x86_64 not install
 case "$build" in /tmp/*|/run/*) skip "the build tree $build is under /tmp or /run, which the guest hides" ;; esac
 
 guest=$build/test-guest
-if ! "$src/tests/guest/build-guest.sh" "$guest" >"$build/systemd-harness-guest.log" 2>&1; then
+if ! "$src/tests/guest/build-guest.sh" --touch "$build/src/touch/memvisor-touch" "$guest" \
+    >"$build/systemd-harness-guest.log" 2>&1; then
     tail -n 20 "$build/systemd-harness-guest.log"
     skip "the test guest could not be built (see above)"
 fi
