@@ -332,14 +332,22 @@ start_agent() {
         mknod "$dev" c "${d%%:*}" "${d##*:}" || { say "cannot create $dev"; return 0; }
     fi
     mkdir -p /var/run/qga /var/log
-    if ! qemu-ga -m virtio-serial -p "$dev" -t /var/run/qga -f /var/run/qemu-ga.pid -l /var/log/qemu-ga.log -d
-    then
+    # Supervised as a service manager would (Restart=always): an agent that dies (the tests kill it) is back
+    # a second later, and the host sees the port close and open again.
+    (
+        while :; do
+            qemu-ga -m virtio-serial -p "$dev" -t /var/run/qga -l /var/log/qemu-ga.log
+            echo "MEMVISOR-GUEST-AGENT exited with status $?, restarting"
+            sleep 1
+        done
+    ) </dev/null >/dev/console 2>&1 &
+    n=0
+    until pidof qemu-ga >/dev/null || [ $n -ge 200 ]; do n=$((n + 1)); usleep 10000; done
+    if ! pidof qemu-ga >/dev/null; then
         echo "MEMVISOR-GUEST-AGENT failed (see /var/log/qemu-ga.log)"
         return 0
     fi
-    n=0
-    until [ -s /var/run/qemu-ga.pid ] || [ $n -ge 200 ]; do n=$((n + 1)); usleep 10000; done
-    echo "MEMVISOR-GUEST-AGENT started on $dev (pid $(cat /var/run/qemu-ga.pid 2>/dev/null))"
+    echo "MEMVISOR-GUEST-AGENT started on $dev (pid $(pidof qemu-ga))"
 }
 idle() { # never returns; `poweroff`/`reboot`/`halt` in the guest signal PID 1
     trap 'echo MEMVISOR-GUEST-POWEROFF; halt_now' USR2 USR1

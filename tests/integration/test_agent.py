@@ -10,8 +10,6 @@ GuestExec and GuestCopy methods and memvisorctl guest, against
 
 import base64
 import json
-import os
-import subprocess
 import time
 
 import pytest
@@ -136,12 +134,7 @@ def test_hostile_agent_is_bounded(daemons, ctl, workdir, mode):
 
 @pytest.fixture(scope="session")
 def test_guest(build):
-    out = build.path / "test-guest"
-    r = subprocess.run([str(REPO / "tests/guest/build-guest.sh"), str(out)], capture_output=True, text=True,
-                       timeout=900, env=dict(os.environ, MEMVISOR_TOUCH=str(build.path / "src/touch/memvisor-touch")))
-    if r.returncode != 0:
-        pytest.fail("building the test guest failed:\n%s%s" % (r.stdout, r.stderr))
-    return out
+    return build.test_guest()
 
 
 def real_guest(d, test_guest, name="ga", append="", vcpus=2):
