@@ -343,6 +343,21 @@ static void test_commands(void **state) {
         RUN_UNTIL(&h, qga_client_get_state(h.c) == QGA_STATE_READY);       /* no second guest-info */
         assert_true(agent_nothing_sent(&h));
 
+        /* A request of 4 MiB or more is refused at once, the callback never runs. */
+        _cleanup_free_ char *big = malloc(4 * 1024 * 1024 + 1);
+        assert_non_null(big);
+        memset(big, 'a', 4 * 1024 * 1024);
+        big[4 * 1024 * 1024] = 0;
+        json_object *args = json_object_new_object();
+        assert_int_equal(json_add_string(args, "buf-b64", big), 0);
+        Result r5 = {};
+        assert_int_equal(qga_client_execute(h.c, "guest-file-write", args, 0, 0, on_result, &r5), -EMSGSIZE);
+        assert_int_equal(qga_client_execute(h.c, "", NULL, 0, 0, on_result, &r5), -EINVAL);
+        run_for(&h, 10 * USEC_PER_MSEC);
+        assert_int_equal(r5.calls, 0);
+        assert_true(agent_nothing_sent(&h));
+        assert_int_equal(qga_client_pending(h.c), 0);
+
         result_done(&r1);
         result_done(&r2);
         result_done(&r3);
