@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
-/* What the operations of qga-ops.c and qga-exec.c share (private to src/qga): the first error of an operation,
+/* What the operations of qga-ops.c, qga-copy.c and qga-exec.c share (private to src/qga): the first error of an operation,
  * kept until its callback, and small readers of agent replies. */
 
 #include <json-c/json.h>
@@ -40,3 +40,6 @@ int qga_json_bool(json_object *o, const char *key, bool *ret);
 int qga_json_string(json_object *o, const char *key, size_t max, bool optional, const char **ret);
 
 uint64_t qga_now(clockid_t clock);
+
+/* {"handle": handle}, or NULL (no memory). */
+json_object *qga_args_handle(int64_t handle);
