@@ -18,30 +18,12 @@
 #include "basic/log.h"
 #include "basic/strv.h"
 #include "qga/qga-client-internal.h"
+#include "qga/qga-command.h"
 
 #define QGA_READ_CHUNK (64U * 1024U)
-/* The largest command we write (guest-file-write chunks, guest-exec input) and what the output may hold: one
- * command, perhaps the unwritten rest of one that timed out, and a few syncs. */
-#define QGA_MAX_COMMAND_SIZE (4U * 1024U * 1024U)
+/* What the output may hold: one command, perhaps the unwritten rest of one that timed out, and a few syncs. */
 #define QGA_MAX_OUTPUT (2U * QGA_MAX_COMMAND_SIZE + 64U * 1024U)
 #define QGA_SENTINEL '\xff'
-
-typedef struct QgaCommand QgaCommand;
-typedef void (*QgaInternalCallback)(QgaClient *c, int error, json_object *result, const char *cls, const char *desc);
-
-struct QgaCommand {
-        QgaCommand *next;
-        uint64_t id;
-        char *name;
-        char *text;                     /* the serialized request, until written */
-        size_t size;
-        uint64_t timeout_usec;
-        uint64_t deadline;              /* CLOCK_MONOTONIC usec, once written */
-        size_t max_reply_bytes;
-        QgaCommandCallback callback;
-        QgaInternalCallback internal;   /* guest-info, sent by the client itself */
-        void *userdata;
-};
 
 struct QgaClient {
         unsigned n_ref;
@@ -97,15 +79,6 @@ static uint64_t now_monotonic(void) {
 
         (void) clock_gettime(CLOCK_MONOTONIC, &ts);
         return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / NSEC_PER_USEC;
-}
-
-static QgaCommand *command_free(QgaCommand *cmd) {
-        if (!cmd)
-                return NULL;
-        free(cmd->name);
-        free(cmd->text);
-        free(cmd);
-        return NULL;
 }
 
 static int qga_io(sd_event_source *s, int fd, uint32_t revents, void *userdata);
@@ -171,15 +144,6 @@ static void qga_update_events(QgaClient *c) {
                                              EPOLLIN | (byte_buffer_size(&c->output) > 0 ? EPOLLOUT : 0));
 }
 
-static void command_complete(QgaClient *c, QgaCommand *cmd, int error, json_object *result, const char *cls,
-                             const char *desc) {
-        if (cmd->internal)
-                cmd->internal(c, error, result, cls, desc);
-        else if (cmd->callback)
-                cmd->callback(c, error, result, cls, desc, cmd->userdata);
-        command_free(cmd);
-}
-
 /* Takes the open command off the client (its reply is no longer expected). */
 static QgaCommand *qga_take_current(QgaClient *c) {
         QgaCommand *cmd = TAKE_PTR(c->current);
@@ -206,23 +170,30 @@ static void qga_fail_all(QgaClient *c, int error_current, int error_queued) {
                         error = error_queued;
                 } else
                         break;
-                command_complete(c, cmd, error, NULL, NULL, NULL);
+                qga_command_complete(c, cmd, error, NULL, NULL, NULL);
         }
+}
+
+/* Out of sync: no sync is expected any more, what the agent sends is dropped up to the 0xFF of the next one. */
+static void qga_unsync(QgaClient *c) {
+        if (c->input)
+                json_stream_reset(c->input);
+        c->discarding = true;
+        c->after_sentinel = c->synced = c->need_sync = false;
+        c->sync_id = 0;
+        c->sync_deadline = USEC_INFINITY;
+        c->epoch++;
+        qga_arm_timeout(c);
 }
 
 static void qga_close(QgaClient *c) {
         c->io_source = sd_event_source_disable_unref(c->io_source);
         c->fd = safe_close(c->fd);
         byte_buffer_done(&c->output);
-        if (c->input) {
-                json_stream_reset(c->input);
+        if (c->input)
                 json_stream_set_max_message_size(c->input, QGA_MAX_MESSAGE_SIZE);
-        }
-        c->discarding = c->after_sentinel = c->synced = c->need_sync = c->info_known = false;
-        c->sync_id = 0;
-        c->sync_deadline = USEC_INFINITY;
-        c->epoch++;
-        qga_arm_timeout(c);
+        c->info_known = false;
+        qga_unsync(c);
 }
 
 /* The connection is gone (EOF, an error, garbage, a message too large): ABSENT with the reason, the open command
@@ -536,15 +507,8 @@ void qga_client_port_changed(QgaClient *c, bool open) {
                 if (!c->port_closed) {
                         c->port_closed = true;
                         (void) sd_event_source_set_enabled(c->retry_source, SD_EVENT_OFF);
-                        /* Whatever the agent still says (it may answer what it read before) is stale: drop it up to
-                         * the 0xFF of the sync that follows when the port opens. */
-                        c->sync_id = 0;
-                        c->sync_deadline = USEC_INFINITY;
-                        c->synced = c->need_sync = false;
-                        c->discarding = true;
-                        c->epoch++;
-                        json_stream_reset(c->input);
-                        qga_arm_timeout(c);
+                        /* Whatever the agent still says (it may answer what it read before) is stale. */
+                        qga_unsync(c);
                         qga_absent(c, "the guest closed the agent port");
                 }
         } else {
@@ -613,43 +577,6 @@ static void qga_process(QgaClient *c) {
                 qga_disconnect_errno(c, r, "cannot queue a command for the agent");
 }
 
-static int command_new(QgaClient *c, const char *command, json_object *arguments, uint64_t timeout_usec,
-                       size_t max_reply_bytes, QgaCommand **ret) {
-        _cleanup_json_ json_object *args = arguments, *m = NULL;
-        QgaCommand *cmd;
-        const char *text;
-        size_t size;
-        int r;
-
-        m = json_object_new_object();
-        if (!m)
-                return -ENOMEM;
-        if ((r = json_add_string(m, "execute", command)) < 0)
-                return r;
-        if (args && (r = json_add(m, "arguments", TAKE_PTR(args))) < 0)
-                return r;
-
-        cmd = calloc(1, sizeof(*cmd));
-        if (!cmd)
-                return -ENOMEM;
-        cmd->id = qga_new_id(c);
-        cmd->name = strdup(command);
-        if (!cmd->name || json_add_uint(m, "id", cmd->id) < 0 || !(text = json_to_plain(m, &size)) ||
-            (size < QGA_MAX_COMMAND_SIZE && asprintf(&cmd->text, "%s\n", text) < 0)) {
-                command_free(cmd);
-                return -ENOMEM;
-        }
-        if (size >= QGA_MAX_COMMAND_SIZE) {
-                command_free(cmd);
-                return -EMSGSIZE;
-        }
-        cmd->size = size + 1;
-        cmd->timeout_usec = timeout_usec == 0 ? QGA_DEFAULT_TIMEOUT_USEC : timeout_usec;
-        cmd->max_reply_bytes = max_reply_bytes == 0 ? QGA_MAX_MESSAGE_SIZE : max_reply_bytes;
-        *ret = cmd;
-        return 0;
-}
-
 int qga_client_execute(QgaClient *c, const char *command, json_object *arguments, uint64_t timeout_usec,
                        size_t max_reply_bytes, QgaCommandCallback cb, void *userdata) {
         _cleanup_json_ json_object *args = arguments;
@@ -663,7 +590,7 @@ int qga_client_execute(QgaClient *c, const char *command, json_object *arguments
         if (c->n_queued >= QGA_MAX_QUEUED)
                 return -EBUSY;
 
-        r = command_new(c, command, TAKE_PTR(args), timeout_usec, max_reply_bytes, &cmd);
+        r = qga_command_new(qga_new_id(c), command, TAKE_PTR(args), timeout_usec, max_reply_bytes, &cmd);
         if (r < 0)
                 return r;
         cmd->callback = cb;
@@ -681,7 +608,7 @@ int qga_client_execute(QgaClient *c, const char *command, json_object *arguments
                         ;
                 *p = cmd->next;
                 c->n_queued--;
-                command_free(cmd);
+                qga_command_free(cmd);
                 return r;
         }
         return 0;
@@ -737,7 +664,7 @@ static int qga_queue_guest_info(QgaClient *c) {
         QgaCommand *cmd;
         int r;
 
-        r = command_new(c, "guest-info", NULL, QGA_DEFAULT_TIMEOUT_USEC, 0, &cmd);
+        r = qga_command_new(qga_new_id(c), "guest-info", NULL, QGA_DEFAULT_TIMEOUT_USEC, 0, &cmd);
         if (r < 0)
                 return r;
         cmd->internal = on_guest_info;
@@ -818,13 +745,13 @@ static int qga_on_message(json_object *m, void *userdata) {
 
         cmd = qga_take_current(c);
         if (json_object_is_type(m, json_type_object) && json_object_object_get_ex(m, "return", &v))
-                command_complete(c, cmd, 0, v, NULL, NULL);
+                qga_command_complete(c, cmd, 0, v, NULL, NULL);
         else if (json_object_is_type(m, json_type_object) && json_object_object_get_ex(m, "error", &err)) {
                 if (json_object_is_type(err, json_type_object)) {
                         (void) json_object_object_get_ex(err, "class", &cls);
                         (void) json_object_object_get_ex(err, "desc", &desc);
                 }
-                command_complete(c, cmd, -EIO, NULL,
+                qga_command_complete(c, cmd, -EIO, NULL,
                                  json_object_is_type(cls, json_type_string) ? json_object_get_string(cls) : "GenericError",
                                  json_object_is_type(desc, json_type_string) ? json_object_get_string(desc) : "");
         } else {
@@ -832,7 +759,7 @@ static int qga_on_message(json_object *m, void *userdata) {
                           cmd->name);
                 c->need_sync = true;    /* before the callback, so that what it queues waits for the sync */
                 qga_process(c);
-                command_complete(c, cmd, -EPROTO, NULL, NULL, NULL);
+                qga_command_complete(c, cmd, -EPROTO, NULL, NULL, NULL);
         }
         if (c->epoch != epoch || c->fd < 0)
                 return 1;
@@ -967,12 +894,12 @@ static int qga_on_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
 
                 log_debug("QGA %s: command '%s' timed out, resyncing.", strna(c->description), cmd->name);
                 if (cmd->internal)
-                        command_complete(c, cmd, -ETIMEDOUT, NULL, NULL, NULL);
+                        qga_command_complete(c, cmd, -ETIMEDOUT, NULL, NULL, NULL);
                 else {
                         /* Its reply may still come: a sync before anything else, then the callback. */
                         c->need_sync = true;
                         qga_process(c);
-                        command_complete(c, cmd, -ETIMEDOUT, NULL, NULL, NULL);
+                        qga_command_complete(c, cmd, -ETIMEDOUT, NULL, NULL, NULL);
                 }
         } else
                 qga_arm_timeout(c);

@@ -343,6 +343,21 @@ static void test_commands(void **state) {
         RUN_UNTIL(&h, qga_client_get_state(h.c) == QGA_STATE_READY);       /* no second guest-info */
         assert_true(agent_nothing_sent(&h));
 
+        /* A request of 4 MiB or more is refused at once, the callback never runs. */
+        _cleanup_free_ char *big = malloc(4 * 1024 * 1024 + 1);
+        assert_non_null(big);
+        memset(big, 'a', 4 * 1024 * 1024);
+        big[4 * 1024 * 1024] = 0;
+        json_object *args = json_object_new_object();
+        assert_int_equal(json_add_string(args, "buf-b64", big), 0);
+        Result r5 = {};
+        assert_int_equal(qga_client_execute(h.c, "guest-file-write", args, 0, 0, on_result, &r5), -EMSGSIZE);
+        assert_int_equal(qga_client_execute(h.c, "", NULL, 0, 0, on_result, &r5), -EINVAL);
+        run_for(&h, 10 * USEC_PER_MSEC);
+        assert_int_equal(r5.calls, 0);
+        assert_true(agent_nothing_sent(&h));
+        assert_int_equal(qga_client_pending(h.c), 0);
+
         result_done(&r1);
         result_done(&r2);
         result_done(&r3);
@@ -758,6 +773,18 @@ static char *blocklist(const char *qemu_ga) {
         return list;
 }
 
+static pid_t agent_pid = 0;
+
+/* Runs also when an assertion ended the test early: no agent is left behind. */
+static int stop_real_agent(void **state) {
+        if (agent_pid > 0) {
+                (void) kill(agent_pid, SIGTERM);
+                (void) waitpid(agent_pid, NULL, 0);
+                agent_pid = 0;
+        }
+        return 0;
+}
+
 static void test_real_qemu_ga(void **state) {
         _cleanup_free_ char *qemu_ga = find_qemu_ga(), *blocked = NULL;
         char dir[] = "/tmp/test-qga-real-XXXXXX", sock[128], pidfile[128];
@@ -776,7 +803,7 @@ static void test_real_qemu_ga(void **state) {
         snprintf(sock, sizeof(sock), "%s/qga.sock", dir);
         snprintf(pidfile, sizeof(pidfile), "%s/qga.pid", dir);
 
-        pid = fork();
+        agent_pid = pid = fork();
         assert_true(pid >= 0);
         if (pid == 0) {
                 int null = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -812,8 +839,25 @@ static void test_real_qemu_ga(void **state) {
         assert_int_equal(r2.error, -EIO);
         assert_string_equal(r2.cls, "CommandNotFound");
 
-        kill(pid, SIGTERM);
-        (void) waitpid(pid, NULL, 0);
+        /* A timeout (1 µs: over before the agent can answer): the client resyncs, the agent's late answer comes
+         * before its 0xFF and is dropped, and the next command gets its own reply. */
+        Result r3 = {}, r4 = {};
+        unsigned n = h.n_states;
+        assert_int_equal(qga_client_execute(c, "guest-ping", NULL, 1, 0, on_result, &r3), 0);
+        RUN_UNTIL(&h, r3.calls == 1);
+        assert_int_equal(r3.error, -ETIMEDOUT);
+        RUN_UNTIL(&h, qga_client_get_state(c) == QGA_STATE_READY);
+        assert_int_equal(h.n_states, n + 2);
+        assert_int_equal(h.states[n], QGA_STATE_CONNECTING);
+        assert_int_equal(h.states[n + 1], QGA_STATE_READY);
+        assert_int_equal(qga_client_execute(c, "guest-info", NULL, 0, 0, on_result, &r4), 0);
+        RUN_UNTIL(&h, r4.calls == 1);
+        assert_int_equal(r4.error, 0);
+        assert_non_null(strstr(r4.result, "\"supported_commands\""));
+        result_done(&r3);
+        result_done(&r4);
+
+        stop_real_agent(NULL);
         RUN_UNTIL(&h, qga_client_get_state(c) == QGA_STATE_ABSENT);
         result_done(&r1);
         result_done(&r2);
@@ -839,7 +883,7 @@ int main(void) {
                 cmocka_unit_test(test_queue_full),
                 cmocka_unit_test(test_reentrancy),
                 cmocka_unit_test(test_connect_by_path),
-                cmocka_unit_test(test_real_qemu_ga),
+                cmocka_unit_test_teardown(test_real_qemu_ga, stop_real_agent),
         };
 
         signal(SIGPIPE, SIG_IGN);
