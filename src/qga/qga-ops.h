@@ -152,8 +152,9 @@ int qga_guest_counters_delta(const QgaGuestCounters *a, const QgaGuestCounters *
 /* ---- running a program ---- */
 
 typedef struct QgaExecRequest {
-        char *const *argv;              /* argv[0] is the path (the agent does not search PATH unless it is a bare
-                                         * name and the guest's qemu-ga does) */
+        char *const *argv;              /* argv[0] is the program: a path, or a bare name that qemu-ga looks up
+                                         * in PATH (g_spawn with G_SPAWN_SEARCH_PATH: env's PATH if env sets
+                                         * one, else the agent's own) */
         char *const *env;               /* "NAME=value", or NULL */
         const void *input;              /* stdin, or NULL; at most 2 MiB (it travels base64 in one command) */
         size_t input_size;
