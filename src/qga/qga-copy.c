@@ -8,6 +8,7 @@
 
 #include "basic/base64.h"
 #include "basic/json-util.h"
+#include "basic/log.h"
 #include "qga/qga-op.h"
 
 #define COPY_MAX (64U * 1024U * 1024U)
@@ -175,6 +176,11 @@ int qga_copy_to_guest(QgaClient *c, const void *data, size_t size, const char *d
         if (!c || (!data && size > 0) || size > COPY_MAX || isempty(dest) || dest[0] != '/' || (mode & ~07777) ||
             !cb)
                 return -EINVAL;
+        k = qga_op_require(c, STRV("guest-file-open", "guest-file-write", "guest-file-close"));
+        if (k >= 0 && mode != 0)
+                k = qga_op_require(c, STRV("guest-exec", "guest-exec-status"));
+        if (k < 0)
+                return k;
 
         args = json_object_new_object();
         if (!args || json_add_string(args, "path", dest) < 0 || json_add_string(args, "mode", "w") < 0)

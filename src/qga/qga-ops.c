@@ -26,6 +26,15 @@
 
 /* ---- shared helpers ---- */
 
+int qga_op_require(QgaClient *c, const char *const *commands) {
+        if (!qga_client_get_commands(c))
+                return 0;       /* not known (yet): the agent will say */
+        for (const char *const *p = commands; *p; p++)
+                if (!qga_client_supports(c, *p))
+                        return -ENOTSUP;
+        return 0;
+}
+
 uint64_t qga_now(clockid_t clock) {
         struct timespec ts;
 
@@ -47,6 +56,10 @@ int qga_op_error_set(QgaOpError *e, QgaClient *c, int error, const char *command
         assert(error < 0);
         if (e->error != 0)
                 return 0;
+        if (error == -EIO && streq_ptr(error_class, "CommandNotFound")) {
+                error = -ENOTSUP;
+                error_class = NULL;
+        }
 
         if (description)
                 d = strdup(description);
@@ -308,6 +321,9 @@ int qga_read_file(QgaClient *c, const char *path, size_t max_bytes, QgaReadFileC
 
         if (!c || isempty(path) || !cb || max_bytes > READ_MAX)
                 return -EINVAL;
+        k = qga_op_require(c, STRV("guest-file-open", "guest-file-read", "guest-file-close"));
+        if (k < 0)
+                return k;
 
         args = json_object_new_object();
         if (!args || json_add_string(args, "path", path) < 0 || json_add_string(args, "mode", "r") < 0)
@@ -469,6 +485,9 @@ int qga_get_counters(QgaClient *c, QgaCountersCallback cb, void *userdata) {
 
         if (!c || !cb)
                 return -EINVAL;
+        k = qga_op_require(c, STRV("guest-get-time", "guest-file-open", "guest-file-read", "guest-file-close"));
+        if (k < 0)
+                return k;
         s = calloc(1, sizeof(Counters));
         if (!s)
                 return -ENOMEM;

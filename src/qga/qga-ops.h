@@ -16,8 +16,10 @@
  * path (guest-file-close is sent even when a read fails, unless the connection is gone).
  *
  * Each qga_…() call returns 0 and calls back later (never from inside the call), or returns a negative errno and
- * never calls back: -EINVAL (bad arguments), -E2BIG, -ENOMEM, or what queuing the first command returned
- * (-ENOTCONN when the client is ABSENT, -EBUSY, -EMSGSIZE). */
+ * never calls back: -EINVAL (bad arguments), -E2BIG, -ENOMEM, -ENOTSUP (guest-info's list lacks a command the
+ * operation needs: qga_client_supports() tells which), or what queuing the first command returned (-ENOTCONN when
+ * the client is ABSENT, -EBUSY, -EMSGSIZE). qga_get_guest_info() needs no particular command (what is missing is
+ * unavailable). */
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -30,7 +32,8 @@ typedef struct QgaError {
                                          * error_class NULL, a failure the guest reported in a result: a short
                                          * write, chmod exiting non-zero), -ETIMEDOUT,
                                          * -ENOTCONN, -ECONNRESET, -EMSGSIZE, -EBUSY, -EPROTO, -ENOTSUP (the agent
-                                         * lacks a command it needs: command names it), -EBADMSG (a reply that does
+                                         * lacks a command it needs, or disabled it: CommandNotFound; command
+                                         * names it), -EBADMSG (a reply that does
                                          * not parse) */
         const char *command;            /* the agent command that failed, e.g. "guest-file-open" */
         const char *error_class;        /* the agent's class with -EIO, else NULL */
