@@ -396,6 +396,9 @@ int qga_exec(QgaClient *c, const QgaExecRequest *req, QgaExecCallback cb, void *
                 return -EINVAL;
         if (req->input_size > EXEC_INPUT_MAX)
                 return -E2BIG;
+        k = qga_op_require(c, STRV("guest-exec", "guest-exec-status"));
+        if (k < 0)
+                return k;
 
         args = json_object_new_object();
         arg = strv_to_json(req->argv, 1);

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
-/* What the operations of qga-ops.c and qga-exec.c share (private to src/qga): the first error of an operation,
+/* What the operations of qga-ops.c, qga-copy.c and qga-exec.c share (private to src/qga): the first error of an operation,
  * kept until its callback, and small readers of agent replies. */
 
 #include <json-c/json.h>
@@ -20,7 +20,8 @@ typedef struct QgaOpError {
 } QgaOpError;
 
 /* Records an error unless one is recorded already (the first one is what the caller hears about). description
- * NULL: the client's words for the errno (and its reason for a lost connection). Returns -ENOMEM or 0. */
+ * NULL: the client's words for the errno (and its reason for a lost connection). The agent's CommandNotFound (a
+ * command disabled or unknown) becomes -ENOTSUP. Returns -ENOMEM or 0. */
 int qga_op_error_set(QgaOpError *e, QgaClient *c, int error, const char *command, const char *error_class,
                      const char *description);
 int qga_op_error_setf(QgaOpError *e, int error, const char *command, const char *format, ...) _printf_(4, 5);
@@ -40,3 +41,9 @@ int qga_json_bool(json_object *o, const char *key, bool *ret);
 int qga_json_string(json_object *o, const char *key, size_t max, bool optional, const char **ret);
 
 uint64_t qga_now(clockid_t clock);
+
+/* -ENOTSUP when the agent's command list is known (READY) and lacks one of the NULL-terminated commands. */
+int qga_op_require(QgaClient *c, const char *const *commands);
+
+/* {"handle": handle}, or NULL (no memory). */
+json_object *qga_args_handle(int64_t handle);

@@ -13,7 +13,13 @@
  *
  * An operation in flight holds a reference on its client; when the client's connection fails, the operation's
  * current command fails and so does the operation (once). A guest file opened by an operation is closed on every
- * path (guest-file-close is sent even when a read fails, unless the connection is gone). */
+ * path (guest-file-close is sent even when a read fails, unless the connection is gone).
+ *
+ * Each qga_…() call returns 0 and calls back later (never from inside the call), or returns a negative errno and
+ * never calls back: -EINVAL (bad arguments), -E2BIG, -ENOMEM, -ENOTSUP (guest-info's list lacks a command the
+ * operation needs: qga_client_supports() tells which), or what queuing the first command returned (-ENOTCONN when
+ * the client is ABSENT, -EBUSY, -EMSGSIZE). qga_get_guest_info() needs no particular command (what is missing is
+ * unavailable). */
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -22,9 +28,12 @@
 #include "qga/qga-client.h"
 
 typedef struct QgaError {
-        int error;                      /* negative errno as in qga-client.h: -EIO (the agent's error), -ETIMEDOUT,
+        int error;                      /* negative errno as in qga-client.h: -EIO (the agent's error; or, with
+                                         * error_class NULL, a failure the guest reported in a result: a short
+                                         * write, chmod exiting non-zero), -ETIMEDOUT,
                                          * -ENOTCONN, -ECONNRESET, -EMSGSIZE, -EBUSY, -EPROTO, -ENOTSUP (the agent
-                                         * lacks a command it needs: command names it), -EBADMSG (a reply that does
+                                         * lacks a command it needs, or disabled it: CommandNotFound; command
+                                         * names it), -EBADMSG (a reply that does
                                          * not parse) */
         const char *command;            /* the agent command that failed, e.g. "guest-file-open" */
         const char *error_class;        /* the agent's class with -EIO, else NULL */
@@ -68,7 +77,12 @@ typedef struct QgaGuestInfo {
         unsigned memory_blocks, memory_blocks_online;                   /* guest-get-memory-blocks */
         QgaGuestNode *nodes;                                            /* /sys/devices/system/node in the guest */
         size_t n_nodes;
-        QgaUnavailable *unavailable;                                    /* parts that could not be read, and why */
+        QgaUnavailable *unavailable;                                    /* parts that could not be read, and why:
+                                                                         * a command's name (the agent's error, a
+                                                                         * malformed reply, not offered), "nodes"
+                                                                         * (no /sys/devices/system/node: no NUMA
+                                                                         * in the guest; no node is invented),
+                                                                         * "nodeN" (that node is left out) */
         size_t n_unavailable;
 } QgaGuestInfo;
 
@@ -97,7 +111,9 @@ typedef struct QgaGuestCounters {
         QgaUnavailable *unavailable;    /* nr_tlb_remote_flush, nr_tlb_remote_flush_received,
                                          * nr_tlb_local_flush_all, nr_tlb_local_flush_one when vmstat lacks them
                                          * ("unavailable: guest kernel without CONFIG_DEBUG_TLBFLUSH"), a missing
-                                         * TLB:/CAL: row, a file that could not be read */
+                                         * TLB:/CAL: row ("tlb", "cal"), a file that could not be read or
+                                         * does not parse ("vmstat", "interrupts", "meminfo"; the agent's
+                                         * error or the bad line in the reason) */
         size_t n_unavailable;
 } QgaGuestCounters;
 
@@ -139,10 +155,11 @@ int qga_guest_counters_delta(const QgaGuestCounters *a, const QgaGuestCounters *
 /* ---- running a program ---- */
 
 typedef struct QgaExecRequest {
-        char *const *argv;              /* argv[0] is the path (the agent does not search PATH unless it is a bare
-                                         * name and the guest's qemu-ga does) */
+        char *const *argv;              /* argv[0] is the program: a path, or a bare name that qemu-ga looks up
+                                         * in PATH (g_spawn with G_SPAWN_SEARCH_PATH: env's PATH if env sets
+                                         * one, else the agent's own) */
         char *const *env;               /* "NAME=value", or NULL */
-        const void *input;              /* stdin, or NULL */
+        const void *input;              /* stdin, or NULL; at most 2 MiB (it travels base64 in one command) */
         size_t input_size;
         uint64_t timeout_usec;          /* 0 → 60 s; when over: the process is killed (guest-exec of kill -KILL
                                          * PID, when the guest has a kill program) and the result says so */
@@ -163,13 +180,20 @@ typedef struct QgaExecResult {
         uint64_t duration_usec;         /* host time from guest-exec to the status saying exited */
 } QgaExecResult;
 
+/* Polls guest-exec-status every 50 ms at first, doubling up to 500 ms. After a timeout (and the kill) the program's
+ * status is polled for 2 s more, so its death by SIGKILL and its output are reported; a program that does not go
+ * away (say its child holds stdout open) is reported with exited false and signal 0. An error of a command
+ * (the agent's, a timeout, a lost connection) fails the operation, except around the kill: that goes to
+ * kill_error. */
 typedef void (*QgaExecCallback)(QgaClient *c, const QgaError *error, const QgaExecResult *result, void *userdata);
 int qga_exec(QgaClient *c, const QgaExecRequest *req, QgaExecCallback cb, void *userdata);
 
 /* ---- copying a file into the guest ---- */
 
 typedef void (*QgaCopyCallback)(QgaClient *c, const QgaError *error, uint64_t bytes_written, void *userdata);
-/* Writes size bytes (copied by the call) to the guest file dest (created or truncated: guest-file-open mode "w"),
- * in chunks of at most 48 KiB; mode != 0 then runs chmod MODE DEST in the guest (guest-exec). At most 64 MiB. */
+/* Writes size bytes (copied by the call) to the guest file dest (absolute; created or truncated: guest-file-open
+ * mode "w"), in chunks of at most 48 KiB; mode != 0 (at most 07777) then runs chmod MODE DEST in the guest
+ * (qga_exec, 30 s). At most 64 MiB. bytes_written: what the agent confirmed, also on error. A failing
+ * guest-file-close fails the copy (buffered data may not have reached the file). */
 int qga_copy_to_guest(QgaClient *c, const void *data, size_t size, const char *dest, mode_t mode,
                       QgaCopyCallback cb, void *userdata);

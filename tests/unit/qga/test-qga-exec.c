@@ -210,8 +210,36 @@ static void test_exec_hangup(void **state) {
         assert_int_equal(r.calls, 0);
 }
 
+static void test_exec_unsupported(void **state) {
+        char *echo[] = { (char *) "echo", (char *) "x", NULL };
+        Result r = {};
+
+        /* guest-exec is not in guest-info's list (setup_…: a fresh client): refused at once, nothing sent. */
+        run(&r, echo, NULL, -ENOTSUP);
+        assert_false(log_contains("guest-exec"));
+        assert_int_equal(r.calls, 0);
+}
+
+static void test_exec_disabled(void **state) {
+        char *echo[] = { (char *) "echo", (char *) "x", NULL };
+        Result r = {};
+
+        /* Listed, but answered CommandNotFound (disabled since guest-info was read): -ENOTSUP, naming it. */
+        fake.fail_command = "guest-exec-status";
+        fake.fail_nth = 1;
+        fake.fail_class = "CommandNotFound";
+        run(&r, echo, NULL, 0);
+        assert_int_equal(r.error, -ENOTSUP);
+        assert_string_equal(r.command, "guest-exec-status");
+        assert_null(r.error_class);
+        result_done(&r);
+}
+
 int main(void) {
+        static const char *no_exec = "guest-exec";
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test_prestate_setup_teardown(test_exec_unsupported, setup, teardown, (void *) no_exec),
+                cmocka_unit_test_setup_teardown(test_exec_disabled, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_exec_exit, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_exec_input_env, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_exec_output_bounded, setup, teardown),

@@ -490,6 +490,19 @@ static void test_copy_errors(void **state) {
         result_done(&r);
 }
 
+static void test_copy_unsupported(void **state) {
+        Result r = {};
+
+        /* guest-exec is not offered: a copy without a mode works, one with a mode (chmod) is refused at once. */
+        assert_int_equal(qga_copy_to_guest(client, "x", 1, "/f", 0755, on_copy, &r), -ENOTSUP);
+        assert_int_equal(fake.opens, 0);
+        assert_int_equal(qga_copy_to_guest(client, "x", 1, "/f", 0, on_copy, &r), 0);
+        wait_for(&r, 5 * USEC_PER_SEC);
+        assert_int_equal(r.error, 0);
+        assert_int_equal(r.bytes_written, 1);
+        result_done(&r);
+}
+
 int main(void) {
         static const char *no_block_info = "guest-get-memory-block-info";
         const struct CMUnitTest tests[] = {
@@ -504,6 +517,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_guest_info_partial, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_copy, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_copy_errors, setup, teardown),
+                cmocka_unit_test_prestate_setup_teardown(test_copy_unsupported, setup, teardown, (void *) "guest-exec"),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
