@@ -49,9 +49,17 @@ def agent_reply(conn, cmd):
     elif name == "guest-info":
         conn.sendall(json.dumps({"return": {"version": "7.2.99-fake", "supported_commands": [
             {"name": n, "enabled": True, "success-response": True}
-            for n in ("guest-sync-delimited", "guest-sync", "guest-info", "guest-ping")]}}).encode() + b"\n")
+            for n in ("guest-sync-delimited", "guest-sync", "guest-info", "guest-ping", "guest-get-osinfo",
+                      "guest-get-vcpus", "guest-get-memory-blocks", "guest-get-memory-block-info",
+                      "guest-file-open", "guest-file-read", "guest-file-close")]}}).encode() + b"\n")
     elif name == "guest-ping":
         conn.sendall(b'{"return": {}}\n')
+    elif name == "guest-get-osinfo":
+        conn.sendall(b'{"return": {"id": "fake", "kernel-release": "6.1.0-fake", "machine": "x86_64"}}\n')
+    elif name == "guest-get-vcpus":
+        conn.sendall(b'{"return": [{"logical-id": 0, "online": true, "can-offline": false}]}\n')
+    elif name in ("guest-get-memory-blocks", "guest-get-memory-block-info", "guest-file-open"):
+        conn.sendall(b'{"error": {"class": "GenericError", "desc": "not in this fake"}}\n')
     else:
         conn.sendall(json.dumps({"error": {"class": "CommandNotFound",
                                            "desc": "The command %s has not been found" % name}}).encode() + b"\n")

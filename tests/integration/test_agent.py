@@ -109,7 +109,9 @@ def test_hostile_agent_is_bounded(daemons, ctl, workdir, mode):
     if mode == "stale":
         # Stale replies (another sync id, an old answer) are dropped: the right reply is the one used.
         assert "error" not in reply, reply
-        assert reply["parameters"]["info"]["agentVersion"] == "7.2.99-fake"
+        info = reply["parameters"]["info"]
+        assert info["agentVersion"] == "7.2.99-fake" and info["kernelRelease"] == "6.1.0-fake", info
+        assert info["vcpus"] == 1 and {u["name"] for u in info["unavailable"]} >= {"guest-get-memory-blocks", "nodes"}, info
         return
     assert reply.get("error") in (M + "AgentNotConnected", M + "AgentTimeout", M + "AgentCommandFailed"), reply
     assert took < 15, took

@@ -486,3 +486,43 @@ def test_stop_guests_on_exit(daemons, private_bus, workdir):
     for pid in pids:
         assert not os.path.exists("/proc/%d/cmdline" % pid) or open("/proc/%d/cmdline" % pid).read() == ""
     assert "stopping 2 guests before shutting down" in d.log_text()
+
+
+def test_guest_agent_over_dbus(daemons, private_bus, workdir):
+    """GuestInfo, GuestCounters, GuestExec and GuestCopy on the manager and the guest objects, against a fake
+    QEMU whose agent answers (tests/integration/fake-qemu-agent.py): replies as a{sv}, the agent's errors under
+    their D-Bus names, exec and copy refused to ordinary users."""
+    bus = private_bus()
+    d = daemons(name="dbusga", start=False)
+    d.vm_dir.mkdir(exist_ok=True)
+    (d.vm_dir / "g.vm").write_text("[VM]\nMemory=64M\nEmulator=%s\nAccelerator=tcg\nDisk=/dev/null\n"
+                                   "StopTimeoutSec=1s\n" % (REPO / "tests/integration/fake-qemu-agent.py"))
+    d.start(config="[DBus]\nAddress=%s\n" % bus.address, env={"FAKE_AGENT_MODE": "good"})
+    bus.wait_name()
+    path = vm_path("g")
+    bus.call(PATH, IFACE, "StartVM", "s", "g")
+    wait_prop(bus, path, "State", "running")
+    deadline = time.monotonic() + 20
+    while json.loads(bus.call(PATH, IFACE, "DescribeVM", "s", "g")[0]).get("agent", {}).get("state") != "ready":
+        assert time.monotonic() < deadline, "the fake agent never got ready"
+        time.sleep(0.1)
+
+    info = bus.call(PATH, IFACE, "GuestInfo", "s", "g")[0]
+    assert info["AgentVersion"]["data"] == "7.2.99-fake" and info["KernelRelease"]["data"] == "6.1.0-fake", info
+    info = bus.call(path, VM_IFACE, "GuestInfo")[0]
+    assert info["Vcpus"]["data"] == 1, info
+    # Reading is open to everybody (as over varlink); exec and copy are not.
+    p = bus.busctl("--json=short", "call", NAME, path, VM_IFACE, "GuestInfo", uid=NOBODY_UID, gid=NOGROUP_GID)
+    assert json.loads(p.stdout)["data"][0]["Machine"]["data"] == "x86_64"
+    for obj, iface, args in ((PATH, IFACE, ("GuestExec", "sast", "g", 1, "/bin/true", 0)),
+                             (path, VM_IFACE, ("GuestCopy", "sayu", "/tmp/x", 1, 65, 0))):
+        p = bus.busctl("call", NAME, obj, iface, *args, uid=NOBODY_UID, gid=NOGROUP_GID, check=False)
+        assert p.returncode != 0 and "Access denied" in p.stderr, p.stderr
+    # The fake agent has no guest-file-open: GuestCounters fails with the agent's error, named on D-Bus.
+    p = bus.send(PATH, IFACE, "GuestCounters", "string:g")
+    assert p.returncode != 0 and "io.memvisor.Manager1.AgentCommandFailed" in p.stderr, p.stderr
+    # A guest that is not running: InvalidState.
+    bus.call(PATH, IFACE, "KillVM", "ss", "g", "KILL")
+    wait_prop(bus, path, "State", "stopped")
+    p = bus.send(PATH, IFACE, "GuestInfo", "string:g")
+    assert p.returncode != 0 and "io.memvisor.Manager1.InvalidState" in p.stderr, p.stderr
