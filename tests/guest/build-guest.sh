@@ -119,22 +119,21 @@ resolve_kernel_cached() {
     echo "$line"
 }
 
-busybox_version() {
-    dpkg-query -W -f='${Version}' busybox-static 2>/dev/null || echo none
-}
-
-qemu_ga_version() {
-    dpkg-query -W -f='${Version}' qemu-guest-agent 2>/dev/null || echo none
-}
-
 touch_sum() {
     if [ -n "$touch_bin" ]; then sha256sum < "$touch_bin" | cut -d' ' -f1; else echo none; fi
 }
 
 recipe_of() { # KPKG KVER
+    local p v bb=none ga=none
+    # one dpkg-query for both packages (it is the slowest step of the fast path); "none" when absent
+    while read -r p v; do
+        case "$p" in
+            busybox-static) bb=${v:-none} ;;
+            qemu-guest-agent) ga=${v:-none} ;;
+        esac
+    done < <(dpkg-query -W -f='${Package} ${Version}\n' busybox-static qemu-guest-agent 2>/dev/null || true)
     printf 'script %s\nkernel %s %s\nbusybox-static %s\nqemu-guest-agent %s\nmemvisor-touch %s\n' \
-        "$(sha256sum < "$SELF" | cut -d' ' -f1)" "$1" "$2" "$(busybox_version)" "$(qemu_ga_version)" \
-        "$(touch_sum)"
+        "$(sha256sum < "$SELF" | cut -d' ' -f1)" "$1" "$2" "$bb" "$ga" "$(touch_sum)"
 }
 
 image_complete() { # HASH
