@@ -68,11 +68,13 @@ static int guest_option(int c, const char *arg) {
         return 0;
 }
 
-/* One connection for the calls of a verb (--around makes three). */
-static int call(VarlinkClient *c, const char *method, json_object *params, json_object **ret_reply) {
-        _cleanup_json_ json_object *reply = NULL;
+/* One connection for the calls of a verb (--around makes three). Consumes params. */
+static int call(VarlinkClient *c, const char *method, json_object *params_in, json_object **ret_reply) {
+        _cleanup_json_ json_object *reply = NULL, *params = params_in;
         int r;
 
+        if (!params)
+                return log_oom(), EXIT_CONNECTION;
         r = varlink_client_call(c, method, params, &reply);
         if (r < 0)
                 return ctl_connection_failed(r, "Failed to call %s", method);
