@@ -347,13 +347,14 @@ static int guest_around(VarlinkClient *c, const char *name, int argc, char **arg
         fflush(stdout);
         write_b64(stderr, result, "stderr");
         exec_report(result, argv[0]);
-        printf("\n%s: %s in the guest, %s; guest clock advanced %s\n", argv[0],
-               json_get_bool(result, "exited", false) ? "exited" : "ended",
-               format_timespan(t, sizeof(t), (uint64_t) json_get_int(result, "durationUSec", 0)), "");
         {
                 char u[FORMAT_TIMESPAN_MAX];
                 int64_t d = json_get_int(b, "guestRealtimeNSec", 0) - json_get_int(a, "guestRealtimeNSec", 0);
-                printf("Between the snapshots: %s of guest time\n", format_timespan(u, sizeof(u), d > 0 ? (uint64_t) d / 1000 : 0));
+
+                printf("\n%s: %s after %s in the guest; %s of guest time between the snapshots\n", argv[0],
+                       json_get_bool(result, "exited", false) ? "exited" : "ended",
+                       format_timespan(t, sizeof(t), (uint64_t) json_get_int(result, "durationUSec", 0)),
+                       format_timespan(u, sizeof(u), d > 0 ? (uint64_t) d / 1000 : 0));
         }
         if ((row = ctl_obj_get(b, "tlb")))
                 print_irq_row("TLB shootdowns Δ (per CPU)", row, ctl_obj_get(a, "tlb"));
@@ -369,8 +370,9 @@ static int guest_around(VarlinkClient *c, const char *name, int argc, char **arg
                         printf("%-36s %20s\n", k, "(new)");
                         continue;
                 }
+                /* Every counter that changed (with --all also those that did not). */
                 d = json_object_get_int64(v) - json_object_get_int64(old);
-                if (d != 0 && (arg_all || key_is_interesting(k) || d != 0))
+                if (d != 0 || arg_all)
                         printf("%-36s %20" PRIi64 "\n", k, d);
         }
         print_unavailable(b);

@@ -44,7 +44,8 @@ static int vm_agent_json(Vm *vm, json_object *o) {
                 if (json_object_array_add(cmds, json_object_new_string(*c)) < 0)
                         return -ENOMEM;
         if ((r = json_add_string(a, "state", qga_state_to_string(qga_client_get_state(vm->qga)))) < 0 ||
-            (r = json_add_string(a, "reason", qga_client_get_reason(vm->qga))) < 0 ||
+            (qga_client_get_state(vm->qga) != QGA_STATE_READY &&
+             (r = json_add_string(a, "reason", qga_client_get_reason(vm->qga))) < 0) ||
             (r = json_add_string(a, "version", qga_client_get_version(vm->qga))) < 0 ||
             (r = json_add_string(a, "socket", vm->qga_path)) < 0 ||
             (r = json_add(a, "commands", TAKE_PTR(cmds))) < 0)

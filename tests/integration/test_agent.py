@@ -167,7 +167,7 @@ def exec_(d, name, argv, **kw):
 
 
 def test_real_agent(daemons, ctl, test_guest, build):
-    d = daemons(name="ra")
+    d = daemons(name="ra", config="[Metrics]\nGuestCountersIntervalSec=1s\nGuestSampleIntervalSec=1s\n")
     console = real_guest(d, test_guest)
     a = wait_agent(d, "ga", "ready", timeout=60)
     assert "guest-exec" in a["commands"] and "guest-file-read" in a["commands"], a
@@ -200,6 +200,22 @@ def test_real_agent(daemons, ctl, test_guest, build):
     # The readable form.
     r = ctl("guest", "ga", "counters", address=d.socket, timeout=60)
     assert r.returncode == 0 and "TLB shootdowns" in r.stdout and "pgfault" in r.stdout, r.stdout + r.stderr
+
+    # The exporter's series of the guest's own counters (GuestCountersIntervalSec=1s): per CPU, and pgfault.
+    def guest_series():
+        got = {}
+        for f in ok(d, "GetMetrics")["metrics"]:
+            for smp in f["samples"]:
+                if smp["labels"].get("vm") == "ga":
+                    got[(f["name"], smp["labels"].get("cpu") or smp["labels"].get("counter"))] = smp["value"]
+        return got
+
+    wait_for(lambda: ("memvisor_guest_tlb_shootdowns_total", "1") in guest_series(), timeout=20,
+             what="the guest counter series")
+    series = guest_series()
+    assert series[("memvisor_guest_vmstat_events_total", "pgfault")] >= after["vmstat"]["pgfault"], series
+    assert ("memvisor_guest_vmstat_events_total", "nr_tlb_remote_flush") not in series  # unavailable: no series
+    assert ("memvisor_guest_function_call_interrupts_total", "0") in series
 
     # GuestExec: exit code, signal, timeout, truncation, a missing program; memvisorctl's exit status.
     x = exec_(d, "ga", ["/bin/sh", "-c", "echo out; echo err >&2; exit 3"])["parameters"]["result"]
