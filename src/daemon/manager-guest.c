@@ -8,6 +8,7 @@ static ManagerGuest *guest_free(ManagerGuest *g) {
                 return NULL;
         migration_history_free(g->migrations);  /* joins a running migrate_pages */
         balloon_controller_free(g->balloon);
+        free(g->record_error);
         free(g->name);
         return mfree(g);
 }

@@ -16,6 +16,8 @@ typedef struct ManagerGuest {
         BalloonController *balloon;     /* NULL until it first ran with a balloon device */
         MigrationHistory *migrations;   /* NULL until a migration of it was asked for */
         const char *schedule_refused;   /* the error the .vm ping-pong was last refused with (logged once) */
+        bool balloon_dirty;             /* manager-persist.c: the balloon record is to be saved */
+        char *record_error;             /* the last save of a record failed: why (GetBalloon's recordError) */
 } ManagerGuest;
 
 /* NULL: the daemon holds nothing of a guest called name. */

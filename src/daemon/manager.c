@@ -12,6 +12,7 @@
 #include "build-config.h"
 #include "basic/fileio.h"
 #include "basic/log.h"
+#include "daemon/manager-persist.h"
 #include "daemon/manager.h"
 
 static uint64_t now_usec(clockid_t clock) {
@@ -34,6 +35,7 @@ int manager_new(Manager **ret, char *config_path, ConfigOverrides *overrides) {
         *overrides = (ConfigOverrides) { .log_level = -1, .log_target = _LOG_TARGET_INVALID };
         m->admin_gid = (gid_t) -1;
         m->lock_fds[0] = m->lock_fds[1] = -EBADF;
+        m->guests_dir_fd = -EBADF;
         m->start_usec = now_usec(CLOCK_MONOTONIC);
         config_init(&m->config);
 
@@ -51,6 +53,7 @@ Manager *manager_free(Manager *m) {
 
         m->varlink = varlink_server_free(m->varlink);
         manager_dbus_done(m);
+        manager_persist_done(m);
         manager_guests_done(m);
         manager_numa_done(m);
         manager_balloon_done(m);
@@ -405,6 +408,9 @@ int manager_start(Manager *m) {
                 log_warning_errno(r, "Failed to enable the watchdog, ignoring: %m");
 
         r = manager_vms_start(m);
+        if (r < 0)
+                return r;
+        r = manager_persist_start(m);
         if (r < 0)
                 return r;
         r = manager_metrics_start(m);

@@ -52,6 +52,8 @@ typedef struct Manager {
 
         ManagerGuest **records;         /* manager-guest.h: each guest's balloon and NUMA state, sorted by name */
         size_t n_records;
+        int guests_dir_fd;              /* manager-persist.c: STATE_DIR/guests, the records kept over restarts */
+        sd_event_source *persist_source; /* saves the balloon records that changed */
         ManagerMetrics *metrics;
         ManagerBalloon *balloon;
         ManagerNuma *numa;
