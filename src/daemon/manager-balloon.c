@@ -221,6 +221,7 @@ static int vl_set_balloon(VarlinkConnection *c, json_object *parameters, Varlink
                 call_free(call);
                 return reply_balloon_error(c, m, vm->name, r, &info);
         }
+        manager_persist_flush(m, vm->name);     /* the target is on disk before the caller hears of it */
         if (!wait)
                 return 0;
 

@@ -17,6 +17,7 @@ typedef struct ManagerGuest {
         MigrationHistory *migrations;   /* NULL until a migration of it was asked for */
         const char *schedule_refused;   /* the error the .vm ping-pong was last refused with (logged once) */
         bool balloon_dirty;             /* manager-persist.c: the balloon record is to be saved */
+        uint64_t balloon_saved_usec;    /* … and when its last save started (CLOCK_MONOTONIC) */
         char *record_error;             /* the last save of a record failed: why (GetBalloon's recordError) */
 } ManagerGuest;
 

@@ -35,7 +35,6 @@ int manager_new(Manager **ret, char *config_path, ConfigOverrides *overrides) {
         *overrides = (ConfigOverrides) { .log_level = -1, .log_target = _LOG_TARGET_INVALID };
         m->admin_gid = (gid_t) -1;
         m->lock_fds[0] = m->lock_fds[1] = -EBADF;
-        m->guests_dir_fd = -EBADF;
         m->start_usec = now_usec(CLOCK_MONOTONIC);
         config_init(&m->config);
 
