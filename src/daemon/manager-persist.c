@@ -383,6 +383,23 @@ static int load_file(Manager *m, const char *name, int dir_fd, const char *file,
         return 0;
 }
 
+/* Temporary files a daemon killed in the middle of a save left behind (".FILE.tmp.PID"). */
+static void remove_temporary_files(Manager *m, const char *name, int dir_fd) {
+        _cleanup_close_ int fd = fcntl(dir_fd, F_DUPFD_CLOEXEC, 3);
+        struct dirent *de;
+        DIR *d;
+
+        d = fd >= 0 ? fdopendir(fd) : NULL;
+        if (!d)
+                return;
+        TAKE_FD(fd);
+        while ((de = readdir(d)))
+                if (de->d_name[0] == '.' && strstr(de->d_name, ".tmp.") && unlinkat(dirfd(d), de->d_name, 0) >= 0)
+                        log_debug("Removed %s/%s/%s/%s, left by an interrupted save.", m->config.state_dir,
+                                  GUESTS_DIR, name, de->d_name);
+        closedir(d);
+}
+
 static int load_guest(Manager *m, const char *name) {
         _cleanup_(migration_history_freep) MigrationHistory *h = NULL;
         _cleanup_close_ int fd = guest_dir_open(m, name, false);
@@ -396,6 +413,7 @@ static int load_guest(Manager *m, const char *name) {
                                   m->config.state_dir, GUESTS_DIR, name, name);
                 return 0;
         }
+        remove_temporary_files(m, name, fd);
         r = manager_guest_get(m, name, &g);
         if (r < 0)
                 return r;

@@ -189,12 +189,14 @@ def test_undefine_removes_records(daemons, workdir):
 
 def test_corrupt_record_is_set_aside(daemons, workdir):
     """A damaged balloon.json: logged with its path and the reason, moved aside to balloon.json.corrupt, the
-    guest still loads and its migration record is not affected."""
+    guest still loads and its migration record is not affected; a temporary file of a save that was killed
+    half way is removed."""
     d = daemons(name="pcorrupt", start=False)
     write_vm(d, "fw", firmware_vm(workdir))
     gdir = d.state_dir / "guests" / "fw"
     gdir.mkdir(parents=True)
     (gdir / "balloon.json").write_text('{"version": 1, "name": "fw", "steps": [')
+    (gdir / ".balloon.json.tmp.999").write_text('{"version": 1, "na')     # a save killed half way
     (gdir / "migrations.json").write_text(json.dumps({
         "version": 1, "name": "fw", "nextId": 3,
         "totals": {"migrations": 2, "failures": 0, "pagesMoved": 10, "bytesMoved": 40960, "migrateUSec": 5},
@@ -205,6 +207,7 @@ def test_corrupt_record_is_set_aside(daemons, workdir):
     assert "balloon.json, loading the guest without it: not valid JSON" in log, log
     assert str(gdir / "balloon.json") in log
     assert (gdir / "balloon.json.corrupt").exists() and not (gdir / "balloon.json").exists()
+    assert not (gdir / ".balloon.json.tmp.999").exists()
     assert ok(d, "ListMigrations", {"name": "fw"})["migrations"] == [{"id": 2, "name": "fw", "result": "done"}]
 
 
