@@ -382,3 +382,41 @@ def test_full_state_directory_while_a_schedule_records(daemons, workdir, small_s
     ok(d, "StopVM", {"name": "fw"})
     ev.wait(state_event("fw", "stopped"), timeout=30)
     ev.close()
+
+
+# ---- policy decisions ----------------------------------------------------------------------------------
+
+def test_policy_decisions_survive_kill_9(daemons, workdir):
+    """The host-pressure policy's decisions (from an injected host meminfo under pressure) are saved in the
+    background as they are made; after SIGKILL and a restart the saved ones are all there, in order, and new
+    ones follow."""
+    from test_balloon import write_meminfo
+    meminfo = workdir / "meminfo-pdec"
+    write_meminfo(meminfo, 1, 10)       # MemAvailable 1G of 16G: pressure
+    conf = ("[Balloon]\nStatsIntervalSec=1s\nPolicy=yes\nPolicyIntervalSec=1s\nMaxStep=4M\nGuestReserve=0\n"
+            "HostMeminfoPath=%s\n" % meminfo)
+    d = daemons(name="pdec", start=False)
+    write_vm(d, "fw", firmware_vm(workdir, "[Balloon]\nFloor=16M\n"))
+    d.start(config=conf)
+    ev = Events(d)
+    pid = start_guest(d, ev, "fw")
+    ev.close()
+    def n_saved():
+        try:
+            return len(record(d, "fw")["decisions"])
+        except FileNotFoundError:
+            return 0
+    wait_for(lambda: n_saved() >= 3, timeout=40, what="3 decisions saved")
+    kill9(d)
+    saved = record(d, "fw")["decisions"]
+
+    d.start(config=conf)
+    key = [(x["realtimeUSec"], x["action"], x["reason"], x["targetBytes"]) for x in saved]
+    got = ok(d, "GetBalloonDecisions", {"name": "fw"})["decisions"]
+    assert [(x["realtimeUSec"], x["action"], x["reason"], x["targetBytes"]) for x in got[:len(saved)]] == key
+    assert all(x["host"]["memAvailableBytes"] == 1 << 30 and x["host"]["availableLow"] for x in got[:len(saved)])
+    wait_for(lambda: len(ok(d, "GetBalloonDecisions", {"name": "fw"})["decisions"]) > len(saved), timeout=20,
+             what="new decisions after the restart")
+    assert describe(d, "fw")["pid"] == pid and qemus_named("fw") == [pid]
+    ok(d, "StopVM", {"name": "fw"})
+    wait_for(lambda: describe(d, "fw")["state"] == "stopped", timeout=30, what="stopped")
