@@ -45,6 +45,19 @@ typedef struct BalloonStepSlot {
         KvmStats *before;               /* counters at the start of the step */
 } BalloonStepSlot;
 
+/* A restored record's state of the QEMU it was saved for (balloon-persist.c). */
+typedef struct BalloonRestored {
+        pid_t pid;
+        uint64_t starttime;
+        bool target_set;
+        uint64_t target;
+        bool schedule_active;
+        BalloonSchedule schedule;
+        unsigned schedule_next;
+        BalloonScheduleOrigin schedule_origin;
+        uint64_t schedule_start_realtime;
+} BalloonRestored;
+
 struct BalloonController {
         sd_event *event;
         char *name;
@@ -71,6 +84,7 @@ struct BalloonController {
         bool schedule_active;
         BalloonScheduleOrigin schedule_origin;
         uint64_t schedule_start;
+        uint64_t schedule_start_realtime;       /* the same on CLOCK_REALTIME, for the record */
         unsigned schedule_next;
         sd_event_source *schedule_timer;
 
@@ -82,6 +96,15 @@ struct BalloonController {
 
         BalloonDecisionRecord *decisions;       /* ring of BALLOON_DECISIONS_MAX, allocated on first use */
         size_t n_decisions, decisions_head;
+
+        BalloonChangeCallback on_change;
+        void *on_change_userdata;
+        bool in_change;
+
+        /* What balloon_record_load() restored, until the next start (same QEMU: resumed) or stop (gone). */
+        bool restored;
+        BalloonRestored *restore;
+        BalloonScheduleInterruption interrupted;
 };
 
 uint64_t balloon_now_usec(clockid_t clock);
@@ -111,3 +134,21 @@ void balloon_controller_step_finish(BalloonController *c, BalloonStep *s);
 void balloon_controller_schedule_stop(BalloonController *c);
 int balloon_controller_schedule_start(BalloonController *c, const BalloonSchedule *s, BalloonScheduleOrigin origin);
 void balloon_controller_steps_free(BalloonController *c);
+/* A new step record (the oldest goes when BALLOON_STEPS_MAX are kept); NULL on OOM. */
+BalloonStep *balloon_controller_new_step(BalloonController *c);
+/* Starts sched at step next as if its step 0 had started at start_realtime (CLOCK_REALTIME). */
+int balloon_controller_schedule_resume(BalloonController *c, const BalloonSchedule *sched, BalloonScheduleOrigin origin,
+                                       uint64_t start_realtime, unsigned next);
+
+/* balloon-policy-run.c: a new decision record (the oldest goes when full); NULL on OOM. */
+BalloonDecisionRecord *balloon_controller_new_decision(BalloonController *c);
+
+/* Tells the owner a record changed (balloon_controller_set_change_callback()). */
+void balloon_controller_changed(BalloonController *c);
+
+/* balloon-persist.c: at start, what a restored record says about this QEMU (resume, or interrupted); true
+ * when the record was saved for this very process (then the definition's schedule is not started anew). */
+bool balloon_controller_restore_apply(BalloonController *c, const BalloonGuestConfig *guest);
+void balloon_schedule_interruption_done(BalloonScheduleInterruption *i);
+int balloon_controller_interrupt(BalloonController *c, const BalloonSchedule *sched, unsigned next,
+                                 BalloonScheduleOrigin origin, const char *reason);

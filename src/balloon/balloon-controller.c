@@ -159,6 +159,8 @@ BalloonController *balloon_controller_free(BalloonController *c) {
         c->schedule_timer = sd_event_source_disable_unref(c->schedule_timer);
         balloon_controller_steps_free(c);
         free(c->decisions);
+        free(c->restore);
+        balloon_schedule_interruption_done(&c->interrupted);
         c->qmp = qmp_client_unref(c->qmp);
         sd_event_unref(c->event);
         free(c->name);
@@ -168,6 +170,19 @@ BalloonController *balloon_controller_free(BalloonController *c) {
 
 const char *balloon_controller_get_name(const BalloonController *c) {
         return c->name;
+}
+
+void balloon_controller_set_change_callback(BalloonController *c, BalloonChangeCallback cb, void *userdata) {
+        c->on_change = cb;
+        c->on_change_userdata = userdata;
+}
+
+void balloon_controller_changed(BalloonController *c) {
+        if (!c->on_change || c->in_change)
+                return;
+        c->in_change = true;
+        c->on_change(c, c->on_change_userdata);
+        c->in_change = false;
 }
 
 bool balloon_controller_is_tracking(const BalloonController *c) {
@@ -400,6 +415,7 @@ void balloon_controller_rearm_poll(BalloonController *c) {
 /* ---- start/stop tracking ---------------------------------------------------------------------- */
 
 void balloon_controller_start(BalloonController *c, QmpClient *qmp, const BalloonGuestConfig *guest) {
+        bool same_qemu;
         int r;
 
         if (c->tracking)
@@ -420,7 +436,9 @@ void balloon_controller_start(BalloonController *c, QmpClient *qmp, const Balloo
         balloon_controller_rearm_poll(c);
         poll_now(c);
 
-        if (guest->schedule.mode != BALLOON_SCHEDULE_NONE) {
+        /* A record saved for this very QEMU says what runs: its target, its schedule (resumed). */
+        same_qemu = balloon_controller_restore_apply(c, guest);
+        if (!same_qemu && guest->schedule.mode != BALLOON_SCHEDULE_NONE) {
                 r = balloon_controller_schedule_start(c, &guest->schedule, BALLOON_SCHEDULE_ORIGIN_DEFINITION);
                 if (r < 0)
                         log_error_errno(r, "Guest %s: failed to start the balloon schedule: %m", c->name);
@@ -428,8 +446,11 @@ void balloon_controller_start(BalloonController *c, QmpClient *qmp, const Balloo
 }
 
 void balloon_controller_stop(BalloonController *c) {
-        if (!c->tracking)
+        if (!c->tracking) {
+                if (c->restored)        /* the QEMU of the record is gone */
+                        (void) balloon_controller_restore_apply(c, NULL);
                 return;
+        }
         /* First: the step that ends now must find the guest gone, not ask it for counters. */
         c->tracking = false;
         balloon_controller_schedule_stop(c);
@@ -610,6 +631,7 @@ int balloon_controller_set_target(BalloonController *c, const BalloonGuestConfig
                 return r;
         c->target = req->target_bytes;
         c->target_set = true;
+        balloon_controller_changed(c);
         if (!req->wait)
                 return 0;
 
@@ -673,6 +695,7 @@ void balloon_controller_get_status(const BalloonController *c, BalloonStatus *re
                 .schedule_next = c->schedule_next,
                 .schedule_origin = c->schedule_origin,
                 .last_decision = c->n_decisions > 0 ? balloon_controller_get_decision(c, c->n_decisions - 1) : NULL,
+                .interrupted = c->interrupted.set ? &c->interrupted : NULL,
         };
 }
 

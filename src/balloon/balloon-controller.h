@@ -79,6 +79,11 @@ typedef struct BalloonGuestConfig {
         uint64_t ceiling_bytes;         /* the policy gives no more (≤ memory) */
         uint64_t stats_interval_usec;   /* guest statistics polling (≥ 1 s) */
         BalloonSchedule schedule;       /* started with tracking; mode NONE: none */
+        /* Which QEMU process this is (pid and its start time, /proc/PID/stat field 22): a record restored by
+         * balloon_record_load() (balloon-persist.h) is resumed only by the process it was saved for. 0: not
+         * known (never resumes). */
+        pid_t pid;
+        uint64_t starttime;
 } BalloonGuestConfig;
 
 int balloon_controller_new(BalloonController **ret, sd_event *event, const char *name);
@@ -88,6 +93,11 @@ BalloonController *balloon_controller_free(BalloonController *c);
 DEFINE_TRIVIAL_CLEANUP_FUNC(BalloonController *, balloon_controller_free);
 
 const char *balloon_controller_get_name(const BalloonController *c);
+
+/* Called (not re-entered) whenever something a record of the controller keeps changed: the target, the
+ * schedule or its position, a step, a decision; the owner saves the record (balloon-persist.h) then. */
+typedef void (*BalloonChangeCallback)(BalloonController *c, void *userdata);
+void balloon_controller_set_change_callback(BalloonController *c, BalloonChangeCallback cb, void *userdata);
 bool balloon_controller_is_tracking(const BalloonController *c);
 
 /* The guest runs with a balloon device behind qmp (a reference is taken): enables the guest statistics,
@@ -95,7 +105,8 @@ bool balloon_controller_is_tracking(const BalloonController *c);
  * are logged, not returned. */
 void balloon_controller_start(BalloonController *c, QmpClient *qmp, const BalloonGuestConfig *guest);
 /* The guest left the running state: waits complete with INVALID_STATE, the schedule ends, what QEMU answers
- * to commands still open is dropped. */
+ * to commands still open is dropped. For a controller with a restored record that was never started, this
+ * says the QEMU the record was saved for is gone: a schedule it was running is reported interrupted. */
 void balloon_controller_stop(BalloonController *c);
 
 /* QEMU's BALLOON_CHANGE event: the balloon's actual size now. */
@@ -201,6 +212,16 @@ typedef struct BalloonDecisionRecord {
 size_t balloon_controller_n_decisions(const BalloonController *c);
 const BalloonDecisionRecord *balloon_controller_get_decision(const BalloonController *c, size_t i);
 
+/* A schedule that a restart of the owner cut short (balloon-persist.h): it could not be resumed. */
+typedef struct BalloonScheduleInterruption {
+        bool set;
+        BalloonSchedule schedule;
+        unsigned next;                  /* the step it would have run next */
+        BalloonScheduleOrigin origin;
+        uint64_t realtime_usec;         /* when the interruption was found */
+        char *reason;                   /* for people */
+} BalloonScheduleInterruption;
+
 typedef struct BalloonStatus {
         bool tracking;                  /* the rest is valid only while tracking, but last_decision */
         uint64_t target_bytes;          /* the last target sent, or the boot memory while none was */
@@ -211,6 +232,7 @@ typedef struct BalloonStatus {
         unsigned schedule_next;         /* the next step */
         BalloonScheduleOrigin schedule_origin;
         const BalloonDecisionRecord *last_decision;     /* NULL: none */
+        const BalloonScheduleInterruption *interrupted; /* NULL: none */
 } BalloonStatus;
 
 void balloon_controller_get_status(const BalloonController *c, BalloonStatus *ret);

@@ -83,6 +83,19 @@ int balloon_status_to_json(const BalloonStatus *st, json_object *b) {
                         }
                 }
         }
+        if (st->interrupted) {
+                r = balloon_schedule_to_json(&st->interrupted->schedule, &s);
+                if (r < 0)
+                        return r;
+                if (json_add_uint(s, "nextStep", st->interrupted->next) < 0 ||
+                    json_add_string(s, "origin", balloon_schedule_origin_to_string(st->interrupted->origin)) < 0 ||
+                    json_add_uint(s, "interruptedRealtimeUSec", st->interrupted->realtime_usec) < 0 ||
+                    json_add_string(s, "interruptedReason", st->interrupted->reason) < 0 ||
+                    json_add(b, "scheduleInterrupted", s) < 0) {
+                        json_object_put(s);
+                        return -ENOMEM;
+                }
+        }
         if (st->last_decision) {
                 r = balloon_decision_to_json(st->last_decision, &s);
                 if (r < 0)

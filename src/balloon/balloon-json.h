@@ -22,7 +22,8 @@ int balloon_decision_to_json(const BalloonDecisionRecord *d, json_object **ret);
 int balloon_info_to_json(const char *name, const char *state, const BalloonGuestConfig *cfg, bool policy,
                          const BalloonStatus *st, json_object **ret);
 /* Adds what the controller knows to a BalloonInfo object: while tracking "targetBytes", "actualBytes",
- * "guestStats", "schedule"; "lastDecision". */
+ * "guestStats", "schedule"; "scheduleInterrupted" (a schedule a restart cut short: the BalloonSchedule with
+ * "interruptedRealtimeUSec" and "interruptedReason"), "lastDecision". */
 int balloon_status_to_json(const BalloonStatus *st, json_object *o);
 /* {"name", "targetBytes", "actualBytes", "reached", "elapsedUSec"}: SetBalloon's reply and progress. */
 int balloon_target_result_to_json(const char *name, const BalloonTargetResult *r, json_object **ret);

@@ -51,8 +51,7 @@ static void decision_log(const BalloonController *c, const BalloonDecisionRecord
                    format_size(ce, sizeof(ce), d->input.ceiling_bytes));
 }
 
-/* A new slot in c's ring of decisions; NULL on OOM. */
-static BalloonDecisionRecord *new_decision(BalloonController *c) {
+BalloonDecisionRecord *balloon_controller_new_decision(BalloonController *c) {
         BalloonDecisionRecord *d;
 
         if (!c->decisions) {
@@ -100,7 +99,7 @@ void balloon_policy_run(BalloonPolicyRunner *runner, const BalloonPolicyParams *
                 BalloonDecisionRecord *d;
                 BalloonRequest *req;
 
-                d = new_decision(c);
+                d = balloon_controller_new_decision(c);
                 if (!d) {
                         log_oom();
                         continue;
@@ -113,6 +112,7 @@ void balloon_policy_run(BalloonPolicyRunner *runner, const BalloonPolicyParams *
                         .result = result,
                 };
                 decision_log(c, d);
+                balloon_controller_changed(c);  /* the owner saves after the round: the target below too */
 
                 if (decisions[i].action == BALLOON_POLICY_HOLD || !balloon_controller_usable(c))
                         continue;

@@ -56,7 +56,7 @@ static BalloonStepSlot *find_slot(BalloonController *c, uint64_t id) {
         return NULL;
 }
 
-static BalloonStep *new_step(BalloonController *c) {
+BalloonStep *balloon_controller_new_step(BalloonController *c) {
         BalloonStepSlot *s;
 
         if (!c->steps) {
@@ -108,6 +108,8 @@ static void on_kvm_before(KvmStats *stats, int error, void *userdata) {
                                               "counters)");
         else
                 s->before = TAKE_PTR(st);
+        if (s->step.kvm)
+                balloon_controller_changed(c);
 }
 
 static void on_kvm_after(KvmStats *stats, int error, void *userdata) {
@@ -126,11 +128,13 @@ static void on_kvm_after(KvmStats *stats, int error, void *userdata) {
                                                                      "QMP connection closed"
                                               : error < 0 ? "query-stats failed at the end of the step"
                                                           : "unavailable: no KVM counters at the start of the step");
+                balloon_controller_changed(c);
                 return;
         }
         if (kvm_stats_delta_json(s->before, st, &s->step.kvm) < 0)
                 s->step.kvm = kvm_unavailable("failed to compute the KVM counter deltas");
         s->before = kvm_stats_free(s->before);
+        balloon_controller_changed(c);
 }
 
 static int query_kvm(BalloonController *c, BalloonStep *s, KvmStatsCallback cb) {
@@ -177,6 +181,7 @@ void balloon_controller_step_finish(BalloonController *c, BalloonStep *s) {
         if (c->current_step == s)
                 c->current_step = NULL;
         step_log(c, s);
+        balloon_controller_changed(c);
 
         if (!balloon_controller_usable(c)) {
                 if (!s->kvm)
@@ -215,12 +220,15 @@ static void on_step_target(QmpClient *q, int error, json_object *result, const c
                 _cleanup_free_ char *e = NULL;
                 (void) asprintf(&e, "balloon command failed: %s", error_desc ?: strerror(-error));
                 (void) free_and_strdup(&s->step.error, e);
+                balloon_controller_changed(c);
         }
 }
 
 /* ---- schedules -------------------------------------------------------------------------------- */
 
 void balloon_controller_schedule_stop(BalloonController *c) {
+        if (c->schedule_active)
+                balloon_controller_changed(c);
         c->schedule_active = false;
         c->schedule_timer = sd_event_source_disable_unref(c->schedule_timer);
         if (c->current_step)
@@ -257,10 +265,11 @@ static int schedule_on_timer(sd_event_source *src, uint64_t usec, void *userdata
                 log_info("Guest %s: balloon schedule (%s, %u steps) finished.", c->name,
                          balloon_schedule_mode_to_string(c->schedule.mode), c->schedule.count);
                 c->schedule_active = false;
+                balloon_controller_changed(c);
                 return 0;
         }
 
-        s = new_step(c);
+        s = balloon_controller_new_step(c);
         if (!s) {
                 log_oom();
                 c->schedule_active = false;
@@ -297,6 +306,7 @@ static int schedule_on_timer(sd_event_source *src, uint64_t usec, void *userdata
                 balloon_controller_step_finish(c, s);
         }
         balloon_controller_rearm_poll(c);
+        balloon_controller_changed(c);
         return 0;
 }
 
@@ -307,11 +317,33 @@ int balloon_controller_schedule_start(BalloonController *c, const BalloonSchedul
         c->schedule_origin = origin;
         c->schedule_active = true;
         c->schedule_start = balloon_now_usec(CLOCK_MONOTONIC);
+        c->schedule_start_realtime = balloon_now_usec(CLOCK_REALTIME);
         c->schedule_next = 0;
+        balloon_schedule_interruption_done(&c->interrupted);    /* a new schedule replaces that report */
+        balloon_controller_changed(c);
         log_info("Guest %s: balloon schedule started (%s): %s %" PRIu64 " → %" PRIu64 " bytes, %u steps, every %" PRIu64
                  " us.", c->name, balloon_schedule_origin_to_string(origin),
                  balloon_schedule_mode_to_string(sched->mode), sched->from_bytes, sched->to_bytes, sched->count,
                  sched->every_usec);
+        return schedule_arm(c);
+}
+
+int balloon_controller_schedule_resume(BalloonController *c, const BalloonSchedule *sched, BalloonScheduleOrigin origin,
+                                       uint64_t start_realtime, unsigned next) {
+        uint64_t now_rt = balloon_now_usec(CLOCK_REALTIME), now_mono = balloon_now_usec(CLOCK_MONOTONIC);
+        uint64_t ago = now_rt > start_realtime ? now_rt - start_realtime : 0;
+
+        balloon_controller_schedule_stop(c);
+        c->schedule = *sched;
+        c->schedule_origin = origin;
+        c->schedule_active = true;
+        c->schedule_start = now_mono > ago ? now_mono - ago : 0;
+        c->schedule_start_realtime = start_realtime;
+        c->schedule_next = next;
+        balloon_controller_changed(c);
+        log_info("Guest %s: balloon schedule (%s, %s) resumed at step %u of %u.", c->name,
+                 balloon_schedule_origin_to_string(origin), balloon_schedule_mode_to_string(sched->mode), next,
+                 sched->count);
         return schedule_arm(c);
 }
 

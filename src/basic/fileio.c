@@ -7,14 +7,9 @@
 
 #include "basic/fileio.h"
 
-int read_full_file(const char *path, size_t max_size, char **ret, size_t *ret_size) {
-        _cleanup_close_ int fd = -EBADF;
+static int read_full_fd(int fd, size_t max_size, char **ret, size_t *ret_size) {
         _cleanup_free_ char *buf = NULL;
         size_t n = 0, allocated = 0;
-
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0)
-                return -errno;
 
         for (;;) {
                 ssize_t k;
@@ -52,6 +47,61 @@ int read_full_file(const char *path, size_t max_size, char **ret, size_t *ret_si
         if (ret_size)
                 *ret_size = n;
         return 0;
+}
+
+int read_full_file(const char *path, size_t max_size, char **ret, size_t *ret_size) {
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+
+        if (fd < 0)
+                return -errno;
+        return read_full_fd(fd, max_size, ret, ret_size);
+}
+
+int read_full_file_at(int dir_fd, const char *name, size_t max_size, char **ret, size_t *ret_size) {
+        _cleanup_close_ int fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW);
+        struct stat st;
+
+        if (fd < 0)
+                return -errno;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode))
+                return -EBADFD;
+        return read_full_fd(fd, max_size, ret, ret_size);
+}
+
+int write_file_atomic_at(int dir_fd, const char *name, const char *data, size_t size, mode_t mode) {
+        _cleanup_free_ char *tmp = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        size_t done = 0;
+        int r;
+
+        if (asprintf(&tmp, ".%s.tmp.%i", name, (int) getpid()) < 0)
+                return -ENOMEM;
+        fd = openat(dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
+        if (fd < 0)
+                return -errno;
+        while (done < size) {
+                ssize_t k = write(fd, data + done, size - done);
+
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        goto fail;
+                }
+                done += (size_t) k;
+        }
+        if (fsync(fd) < 0 || renameat(dir_fd, tmp, dir_fd, name) < 0)
+                goto fail;
+        /* the rename itself survives a crash of the machine once the directory is synced */
+        if (fsync(dir_fd) < 0)
+                return -errno;
+        return 0;
+
+fail:
+        r = -errno;
+        (void) unlinkat(dir_fd, tmp, 0);
+        return r;
 }
 
 static int write_file_atomic_full(const char *path, const char *data, size_t size, mode_t mode, bool sync) {

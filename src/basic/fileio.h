@@ -8,6 +8,14 @@
 /* Reads a whole file (at most max_size bytes; larger → -EFBIG) into a NUL-terminated buffer. */
 int read_full_file(const char *path, size_t max_size, char **ret, size_t *ret_size);
 
+/* The same relative to dir_fd, never through a symbolic link (O_NOFOLLOW; not a regular file → -EBADFD). */
+int read_full_file_at(int dir_fd, const char *name, size_t max_size, char **ret, size_t *ret_size);
+
+/* Writes data to dir_fd/name atomically: a temporary file ".NAME.tmp.PID" in the same directory, fsync()ed,
+ * renamed over name, then the directory fsync()ed. On failure (a full disk: -ENOSPC) the temporary file is
+ * removed and name keeps its old content. */
+int write_file_atomic_at(int dir_fd, const char *name, const char *data, size_t size, mode_t mode);
+
 /* Writes data to path atomically (temporary file in the same directory + rename), with mode, and fsync()s it
  * before the rename so the new content survives a crash of the machine. */
 int write_file_atomic(const char *path, const char *data, size_t size, mode_t mode);

@@ -118,10 +118,24 @@ static int show_balloon(const char *name) {
                        json_get_int(sch, "nextStep", 0), json_get_int(sch, "count", 0),
                        strna(json_get_string(sch, "origin")));
         }
+        sch = ctl_obj_get(b, "scheduleInterrupted");
+        if (sch) {
+                char f[FORMAT_SIZE_MAX], to[FORMAT_SIZE_MAX], ts[64];
+                printf("  Interrupted: %s %s → %s every %s, before step %" PRIi64 " of %" PRIi64 " (%s), at %s: %s\n",
+                       strna(json_get_string(sch, "mode")), size_or_dash(f, sizeof(f), sch, "fromBytes"),
+                       size_or_dash(to, sizeof(to), sch, "toBytes"),
+                       format_timespan(t, sizeof(t), (uint64_t) json_get_int(sch, "everyUSec", 0)),
+                       json_get_int(sch, "nextStep", 0), json_get_int(sch, "count", 0),
+                       strna(json_get_string(sch, "origin")),
+                       ctl_format_realtime(ts, sizeof(ts), (uint64_t) json_get_int(sch, "interruptedRealtimeUSec", 0)),
+                       strna(json_get_string(sch, "interruptedReason")));
+        }
         d = ctl_obj_get(b, "lastDecision");
         if (d)
                 printf("Last decision: %s to %s (%s)\n", strna(json_get_string(d, "action")),
                        size_or_dash(a, sizeof(a), d, "targetBytes"), strna(json_get_string(d, "reason")));
+        if (json_get_string(b, "recordError"))
+                printf("       Record: %s\n", json_get_string(b, "recordError"));
         return EXIT_OK;
 }
 

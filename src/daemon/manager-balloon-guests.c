@@ -9,6 +9,7 @@
 #include "basic/json-util.h"
 #include "basic/log.h"
 #include "daemon/manager-guest.h"
+#include "daemon/manager-persist.h"
 #include "daemon/manager.h"
 
 struct ManagerBalloon {
@@ -34,6 +35,8 @@ void manager_balloon_guest_config(Manager *m, const Vm *vm, BalloonGuestConfig *
                 .ceiling_bytes = spec->balloon_ceiling ?: spec->memory_bytes,
                 .stats_interval_usec = effective_stats_interval(m, spec),
                 .schedule = spec->balloon_schedule,
+                .pid = vm->pid,
+                .starttime = vm->starttime,
         };
 }
 
@@ -66,7 +69,7 @@ static void balloon_on_state(Vm *vm, VmState old_state, void *userdata) {
                 return;
         }
         if (manager_guest_get(m, vm->name, &g) < 0 ||
-            (!g->balloon && balloon_controller_new(&g->balloon, m->event, vm->name) < 0)) {
+            manager_guest_balloon_new(m, g) < 0) {
                 log_oom();
                 return;
         }

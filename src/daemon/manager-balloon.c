@@ -9,6 +9,7 @@
 #include "balloon/balloon-json.h"
 #include "basic/json-util.h"
 #include "daemon/manager-guest.h"
+#include "daemon/manager-persist.h"
 
 /* ---- errors and replies ----------------------------------------------------------------------- */
 
@@ -220,6 +221,7 @@ static int vl_set_balloon(VarlinkConnection *c, json_object *parameters, Varlink
                 call_free(call);
                 return reply_balloon_error(c, m, vm->name, r, &info);
         }
+        manager_persist_flush(m, vm->name);     /* the target is on disk before the caller hears of it */
         if (!wait)
                 return 0;
 
@@ -248,6 +250,7 @@ int manager_balloon_describe(Manager *m, const char *name, json_object **ret_rep
         Vm *vm = manager_find_vm(m, name);
         BalloonGuestConfig cfg;
         BalloonStatus st;
+        ManagerGuest *g;
         int r;
 
         if (!vm)
@@ -262,6 +265,9 @@ int manager_balloon_describe(Manager *m, const char *name, json_object **ret_rep
                                  &st, &b);
         if (r < 0)
                 return r;
+        g = manager_guest_find(m, vm->name);
+        if (g && json_add_string(b, "recordError", g->record_error) < 0)
+                return -ENOMEM;
         if (json_add(p, "balloon", TAKE_PTR(b)) < 0)
                 return -ENOMEM;
         *ret_reply = TAKE_PTR(p);
@@ -393,6 +399,7 @@ static int vl_set_balloon_schedule(VarlinkConnection *c, json_object *parameters
         r = balloon_controller_set_schedule(ctl, &cfg, &sched, &info);
         if (r != 0)
                 return reply_balloon_error(c, m, vm->name, r, &info);
+        manager_persist_flush(m, vm->name);     /* on disk before the caller hears it runs */
         r = balloon_schedule_to_json(&sched, &s);
         if (r < 0)
                 return r;
@@ -421,6 +428,7 @@ static int vl_cancel_balloon_schedule(VarlinkConnection *c, json_object *paramet
         r = balloon_controller_cancel_schedule(manager_balloon_controller(m, vm->name), &cfg, requester, &info);
         if (r != 0)
                 return reply_balloon_error(c, m, vm->name, r, &info);
+        manager_persist_flush(m, vm->name);
         return varlink_reply(c, NULL);
 }
 

@@ -22,6 +22,7 @@
 #include "dbus/bus-util.h"
 #include "basic/json-util.h"
 #include "basic/log.h"
+#include "daemon/manager-persist.h"
 #include "daemon/manager.h"
 #include "basic/strv.h"
 #include "numa/numa-migration.h"
@@ -235,6 +236,7 @@ static int run_set_balloon(sd_bus_message *message, Manager *m, Vm *vm, sd_bus_e
                 r = manager_balloon_error(m, vm->name, r, &info, &e);
                 return bus_error_from_manager(error, &e, r);
         }
+        manager_persist_flush(m, vm->name);
         return 1;
 }
 

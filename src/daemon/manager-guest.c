@@ -9,6 +9,7 @@ static ManagerGuest *guest_free(ManagerGuest *g) {
         migration_history_free(g->migrations);  /* joins a running migrate_pages */
         balloon_controller_free(g->balloon);
         metrics_guest_counters_done(&g->agent_counters);
+        free(g->record_error);
         free(g->name);
         return mfree(g);
 }

@@ -19,6 +19,9 @@ typedef struct ManagerGuest {
         const char *schedule_refused;   /* the error the .vm ping-pong was last refused with (logged once) */
         MetricsGuestCounters agent_counters; /* the guest's own counters, as its agent last read them */
         bool agent_sampling;            /* a reading of them is in flight */
+        bool balloon_dirty;             /* manager-persist.c: the balloon record is to be saved */
+        uint64_t balloon_saved_usec;    /* … and when its last save started (CLOCK_MONOTONIC) */
+        char *record_error;             /* the last save of a record failed: why (GetBalloon's recordError) */
 } ManagerGuest;
 
 /* NULL: the daemon holds nothing of a guest called name. */

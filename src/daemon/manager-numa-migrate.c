@@ -4,6 +4,7 @@
 #include "basic/json-util.h"
 #include "basic/log.h"
 #include "daemon/manager-numa.h"
+#include "daemon/manager-persist.h"
 #include "basic/parse.h"
 
 /* A MigratePages caller: a varlink call, a D-Bus call, or none (the .vm ping-pong). */
@@ -48,8 +49,11 @@ static void migrate_on_progress(const MigrationProgress *p, void *userdata) {
         MigrateCall *call = userdata;
         _cleanup_json_ json_object *x = NULL;
 
-        if (p->phase == MIGRATION_PHASE_MOVED)
+        if (p->phase == MIGRATION_PHASE_MOVED) {
                 migration_report_log(call->name, p->report);
+                /* on disk before the caller hears of it */
+                (void) manager_persist_save_migrations(call->numa->manager, call->name);
+        }
         if (call->conn && call->more && migration_progress_to_json(p, &x) >= 0)
                 (void) varlink_notify(call->conn, TAKE_PTR(x));
 }

@@ -9,6 +9,8 @@
 #include "basic/json-util.h"
 #include "basic/log.h"
 #include "daemon/manager-events.h"
+#include "daemon/manager-guest.h"
+#include "daemon/manager-persist.h"
 #include "daemon/manager.h"
 #include "varlink/varlink-idl.h"
 
@@ -278,6 +280,9 @@ static int vl_define_vm(VarlinkConnection *c, json_object *parameters, VarlinkCa
                 vm_set_spec(vm, TAKE_PTR(spec), NULL);
                 manager_events_emit(m, "redefined", vm);
         } else {
+                /* A new guest starts without the records a former one of the name may have left. */
+                if (!manager_guest_find(m, spec->name))
+                        manager_persist_remove(m, spec->name);
                 r = vm_new(&m->vmctx, spec, NULL, &vm);
                 if (r < 0) {
                         (void) vm_store_remove(dir, spec->name);
@@ -335,6 +340,7 @@ static int vl_undefine_vm(VarlinkConnection *c, json_object *parameters, Varlink
         log_info("Guest %s undefined over varlink by uid %u.", vm->name, (unsigned) varlink_connection_get_peer_uid(c));
         manager_events_emit(m, "undefined", vm);
         remove_run_dir(m, vm->name);
+        manager_persist_remove(m, vm->name);
         vm_table_remove(&m->guests, vm);
         manager_guests_prune(m);
         manager_update_status(m);

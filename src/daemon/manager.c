@@ -12,6 +12,7 @@
 #include "build-config.h"
 #include "basic/fileio.h"
 #include "basic/log.h"
+#include "daemon/manager-persist.h"
 #include "daemon/manager.h"
 
 static uint64_t now_usec(clockid_t clock) {
@@ -52,6 +53,7 @@ Manager *manager_free(Manager *m) {
         manager_agent_done(m);
         m->varlink = varlink_server_free(m->varlink);
         manager_dbus_done(m);
+        manager_persist_done(m);
         manager_guests_done(m);
         manager_numa_done(m);
         manager_balloon_done(m);
@@ -408,6 +410,9 @@ int manager_start(Manager *m) {
                 log_warning_errno(r, "Failed to enable the watchdog, ignoring: %m");
 
         r = manager_vms_start(m);
+        if (r < 0)
+                return r;
+        r = manager_persist_start(m);
         if (r < 0)
                 return r;
         r = manager_metrics_start(m);

@@ -23,6 +23,7 @@ typedef struct ManagerBalloon ManagerBalloon;   /* manager-balloon-guests.c: the
 typedef struct ManagerNuma ManagerNuma;         /* manager-numa.c: pinning, placement, page migration */
 typedef struct BusConnection BusConnection;     /* src/dbus; manager-dbus.c: io.memvisor.Manager1 (optional) */
 typedef struct ManagerGuest ManagerGuest;       /* manager-guest.h: a guest's balloon and NUMA state, by name */
+typedef struct ManagerPersist ManagerPersist;   /* manager-persist.c: saving and loading the guests' records */
 
 typedef struct Manager {
         sd_event *event;
@@ -54,6 +55,7 @@ typedef struct Manager {
 
         ManagerGuest **records;         /* manager-guest.h: each guest's balloon and NUMA state, sorted by name */
         size_t n_records;
+        ManagerPersist *persist;        /* manager-persist.c: the records kept over restarts, STATE_DIR/guests */
         ManagerMetrics *metrics;
         ManagerBalloon *balloon;
         ManagerNuma *numa;

@@ -68,7 +68,9 @@ typedef struct StatsToken {
 
 struct MigrationHistory {
         char *name;
-        MigrationReport **reports;      /* oldest first */
+        json_object **restored;         /* reports from a saved history (their JSON form), oldest first, before … */
+        size_t n_restored;
+        MigrationReport **reports;      /* … these, oldest first */
         size_t n_reports;
         MigrationTotals totals;         /* over every report, also those dropped */
         uint64_t next_id;
@@ -312,6 +314,9 @@ MigrationHistory *migration_history_free(MigrationHistory *h) {
         for (size_t i = 0; i < h->n_reports; i++)
                 migration_report_unref(h->reports[i]);
         free(h->reports);
+        for (size_t i = 0; i < h->n_restored; i++)
+                json_object_put(h->restored[i]);
+        free(h->restored);
         free(h->name);
         return mfree(h);
 }
@@ -347,6 +352,11 @@ int migration_history_to_json(const MigrationHistory *h, json_object **ret) {
 
         if (!a)
                 return -ENOMEM;
+        for (size_t i = 0; h && i < h->n_restored; i++)
+                if (json_object_array_add(a, json_object_get(h->restored[i])) < 0) {
+                        json_object_put(h->restored[i]);
+                        return -ENOMEM;
+                }
         for (size_t i = 0; h && i < h->n_reports; i++) {
                 json_object *o = NULL;
 
@@ -363,6 +373,11 @@ int migration_history_to_json(const MigrationHistory *h, json_object **ret) {
 }
 
 int migration_history_record(MigrationHistory *h, MigrationReport *r) {
+        if (h->n_restored > 0 && h->n_restored + h->n_reports >= NUMA_MIGRATION_MAX_RECORDS) {
+                json_object_put(h->restored[0]);
+                memmove(h->restored, h->restored + 1, (h->n_restored - 1) * sizeof(json_object *));
+                h->n_restored--;
+        }
         if (h->n_reports >= NUMA_MIGRATION_MAX_RECORDS) {
                 migration_report_unref(h->reports[0]);
                 memmove(h->reports, h->reports + 1, (h->n_reports - 1) * sizeof(MigrationReport *));
@@ -376,6 +391,124 @@ int migration_history_record(MigrationHistory *h, MigrationReport *r) {
         r->id = h->next_id++;
         migration_totals_add(&h->totals, r);
         h->reports[h->n_reports++] = migration_report_ref(r);
+        return 0;
+}
+
+int migration_history_save(const MigrationHistory *h, char **ret_text, size_t *ret_size) {
+        _cleanup_json_ json_object *o = json_object_new_object(), *t = json_object_new_object(), *a = NULL;
+        const char *text;
+        size_t len;
+        int r;
+
+        if (!o || !t)
+                return -ENOMEM;
+        r = migration_history_to_json(h, &a);
+        if (r < 0)
+                return r;
+        if (json_add_int(o, "version", MIGRATION_HISTORY_VERSION) < 0 || json_add_string(o, "name", h->name) < 0 ||
+            json_add_uint(o, "nextId", h->next_id) < 0 ||
+            json_add_uint(t, "migrations", h->totals.migrations_total) < 0 ||
+            json_add_uint(t, "failures", h->totals.migration_failures) < 0 ||
+            json_add_uint(t, "pagesMoved", h->totals.pages_moved) < 0 ||
+            json_add_uint(t, "bytesMoved", h->totals.bytes_moved) < 0 ||
+            json_add_uint(t, "migrateUSec", h->totals.migrate_usec) < 0 || json_add(o, "totals", TAKE_PTR(t)) < 0 ||
+            json_add(o, "reports", TAKE_PTR(a)) < 0)
+                return -ENOMEM;
+        text = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+        if (!text || !(*ret_text = strndup(text, len)))
+                return -ENOMEM;
+        if (ret_size)
+                *ret_size = len;
+        return 0;
+}
+
+static bool get_count(json_object *o, const char *key, uint64_t *ret) {
+        json_object *v;
+
+        if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_int) ||
+            json_object_get_int64(v) < 0)
+                return false;
+        *ret = (uint64_t) json_object_get_int64(v);
+        return true;
+}
+
+static const char *history_check(const MigrationHistory *h, json_object *o, uint64_t *ret_next_id,
+                                 MigrationTotals *ret_totals, json_object **ret_reports) {
+        json_object *t, *a, *v;
+        uint64_t version, last = 0;
+
+        if (!json_object_is_type(o, json_type_object) || !get_count(o, "version", &version) ||
+            !json_object_object_get_ex(o, "name", &v) || !json_object_is_type(v, json_type_string) ||
+            !get_count(o, "nextId", ret_next_id) || !json_object_object_get_ex(o, "totals", &t) ||
+            !json_object_object_get_ex(o, "reports", &a) || !json_object_is_type(a, json_type_array))
+                return "a required field is missing or of the wrong type";
+        if (version != MIGRATION_HISTORY_VERSION)
+                return "an unknown version";
+        if (!streq(json_object_get_string(v), h->name))
+                return "the record is of another guest";
+        if (!json_object_is_type(t, json_type_object) || !get_count(t, "migrations", &ret_totals->migrations_total) ||
+            !get_count(t, "failures", &ret_totals->migration_failures) ||
+            !get_count(t, "pagesMoved", &ret_totals->pages_moved) ||
+            !get_count(t, "bytesMoved", &ret_totals->bytes_moved) ||
+            !get_count(t, "migrateUSec", &ret_totals->migrate_usec))
+                return "the totals are invalid";
+        for (size_t i = 0; i < json_object_array_length(a); i++) {
+                json_object *rep = json_object_array_get_idx(a, i), *n;
+                uint64_t id;
+
+                /* Kept as they were shown; what identifies them must hold. */
+                if (!json_object_is_type(rep, json_type_object) || !get_count(rep, "id", &id) || id <= last ||
+                    id >= *ret_next_id || !json_object_object_get_ex(rep, "name", &n) ||
+                    !json_object_is_type(n, json_type_string) || !streq(json_object_get_string(n), h->name))
+                        return "a report is invalid (its id or name)";
+                last = id;
+        }
+        *ret_reports = a;
+        return NULL;
+}
+
+int migration_history_load(MigrationHistory *h, const char *text, size_t size, const char **ret_reason) {
+        _cleanup_json_ json_object *o = NULL;
+        MigrationTotals totals = {};
+        json_object *a = NULL, **restored;
+        const char *why;
+        uint64_t next_id = 0;
+        size_t n, first;
+        json_tokener *tok;
+        bool ok;
+
+        if (h->run || h->n_reports > 0 || h->n_restored > 0)
+                return -EBUSY;
+        if (size > MIGRATION_HISTORY_SIZE_MAX) {
+                if (ret_reason)
+                        *ret_reason = "the record is too large";
+                return -E2BIG;
+        }
+        tok = json_tokener_new_ex(16);
+        if (!tok)
+                return -ENOMEM;
+        json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+        o = memchr(text, 0, size) ? NULL : json_tokener_parse_ex(tok, text, (int) size);
+        ok = o && json_tokener_get_error(tok) == json_tokener_success && json_tokener_get_parse_end(tok) == size;
+        json_tokener_free(tok);
+        why = ok ? history_check(h, o, &next_id, &totals, &a) : "not valid JSON";
+        if (why) {
+                if (ret_reason)
+                        *ret_reason = why;
+                return -EBADMSG;
+        }
+
+        n = json_object_array_length(a);
+        first = n > NUMA_MIGRATION_MAX_RECORDS ? n - NUMA_MIGRATION_MAX_RECORDS : 0;
+        restored = n > first ? calloc(n - first, sizeof(json_object *)) : NULL;
+        if (n > first && !restored)
+                return -ENOMEM;
+        for (size_t i = first; i < n; i++)
+                restored[i - first] = json_object_get(json_object_array_get_idx(a, i));
+        h->restored = restored;
+        h->n_restored = n - first;
+        h->next_id = MAX(next_id, (uint64_t) 1);
+        h->totals = totals;
         return 0;
 }
 

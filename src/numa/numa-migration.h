@@ -124,6 +124,15 @@ void migration_history_get_metrics(const MigrationHistory *h, MetricsNuma *ret);
 MigrationReport *const *migration_history_reports(const MigrationHistory *h, size_t *ret_n);
 /* ListMigrations' migrations: the reports as an array (empty for a NULL history). */
 int migration_history_to_json(const MigrationHistory *h, json_object **ret);
+/* The history as text, to keep it over a restart of the owner (who writes it where and when it likes): the
+ * reports as ListMigrations shows them, the totals and the next id. A history loaded from it shows the saved
+ * reports first (as they were shown; the oldest go first when new ones come), counts on from the saved totals
+ * and ids. Load: into a fresh history only (-EBUSY otherwise); -EBADMSG for text that is not such a record
+ * (*ret_reason, static, says why), -E2BIG over MIGRATION_HISTORY_SIZE_MAX; h is unchanged on failure. */
+#define MIGRATION_HISTORY_VERSION 1
+#define MIGRATION_HISTORY_SIZE_MAX (8U * 1024U * 1024U)
+int migration_history_save(const MigrationHistory *h, char **ret_text, size_t *ret_size);
+int migration_history_load(MigrationHistory *h, const char *text, size_t size, const char **ret_reason);
 /* Appends a report (as a run does): gives it the next id, counts it in the totals. */
 int migration_history_record(MigrationHistory *h, MigrationReport *r);
 
