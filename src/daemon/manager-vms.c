@@ -94,6 +94,7 @@ int manager_vms_start(Manager *m) {
         if (r < 0)
                 return log_error_errno(r, "Failed to create %s: %m", api_dir);
 
+        (void) vm_store_remove_leftovers(api_dir);
         load_dir(m, m->config.vm_dir, false);
         load_dir(m, api_dir, true);
         vm_table_adopt_running(&m->guests);

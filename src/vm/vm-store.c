@@ -159,6 +159,33 @@ int vm_store_save(const char *dir, const VmSpec *spec) {
         return 0;
 }
 
+static int vm_tmp_filter(const struct dirent *de) {
+        const char *t = strstr(de->d_name, ".vm.tmp.");
+
+        /* NAME.vm.tmp.PID, as write_file_atomic() names its temporary file. */
+        return de->d_name[0] != '.' && t && t[8] && strspn(t + 8, "0123456789") == strlen(t + 8);
+}
+
+int vm_store_remove_leftovers(const char *dir) {
+        struct dirent **list = NULL;
+        int n, removed = 0;
+
+        n = scandir(dir, &list, vm_tmp_filter, alphasort);
+        if (n < 0)
+                return errno == ENOENT ? 0 : -errno;
+        for (int i = 0; i < n; i++) {
+                _cleanup_free_ char *path = path_join(dir, list[i]->d_name);
+
+                if (path && unlink(path) >= 0) {
+                        log_notice("Removed %s, left over from a save that was interrupted.", path);
+                        removed++;
+                }
+                free(list[i]);
+        }
+        free(list);
+        return removed;
+}
+
 int vm_store_remove(const char *dir, const char *name) {
         _cleanup_free_ char *path = NULL;
 

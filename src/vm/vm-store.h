@@ -45,5 +45,8 @@ const char *vm_store_untrusted_reason(const struct stat *st, gid_t admin_gid, lo
 /* Writes spec as DIR/NAME.vm (canonical INI, mode 0600, so that the loader trusts it) through a temporary file
  * and a rename: the old definition or the new one is there, never a partial one. Logs a failure. */
 int vm_store_save(const char *dir, const VmSpec *spec);
+/* Removes the temporary files (NAME.vm.tmp.PID) that a save interrupted by a crash left in DIR (DefineVM's
+ * directory, never VMDirectory=); logs each. Returns how many went, or -errno when DIR cannot be read. */
+int vm_store_remove_leftovers(const char *dir);
 /* Removes DIR/NAME.vm; one that is not there is no error. Logs a failure. */
 int vm_store_remove(const char *dir, const char *name);

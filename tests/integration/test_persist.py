@@ -330,10 +330,15 @@ def test_kill_9_during_define_replace(daemons, workdir):
     t.join(10)
     assert not t.is_alive()
     assert alive(pid)
+    # A save the kill cut short may have left its temporary file; the next start removes it.
+    leftover = d.state_dir / "vms" / "rep.vm.tmp.999999"
+    leftover.write_text("[VM]\n")
 
     d.start()
     vms = [v["name"] for v in ok(d, "ListVMs")["vms"]]
     assert vms.count("rep") == 1, vms
+    assert not leftover.exists() and not list((d.state_dir / "vms").glob("*.tmp.*"))
+    d.wait_for_log("Removed %s, left over from a save that was interrupted." % leftover)
     floor = describe(d, "rep")["definition"]["Balloon"]["Floor"]
     size = {"16M": 16 * MiB, "24M": 24 * MiB}
     last = acked[-1]
