@@ -14,7 +14,9 @@
 #include "basic/parse.h"
 #include "ctl/ctl.h"
 
-#define GUEST_COPY_MAX (64U * 1024U * 1024U)
+#define GUEST_COPY_MAX (8U * 1024U * 1024U)
+/* exec and counters --around exit with the program's status; their own failures are 255, as ssh's are. */
+#define EXIT_GUEST_CTL_FAILED 255
 
 static const char *arg_timeout = NULL;
 static const char *arg_mode = NULL;
@@ -248,7 +250,11 @@ static void write_b64(FILE *f, json_object *result, const char *key) {
         _cleanup_free_ char *data = NULL;
         size_t n = 0;
 
-        if (s && base64_decode(s, strlen(s), GUEST_COPY_MAX, &data, &n) >= 0 && n > 0)
+        if (!s)
+                return;
+        if (base64_decode(s, strlen(s), GUEST_COPY_MAX, &data, &n) < 0)
+                fprintf(stderr, "memvisorctl: the %s of the program is not valid base64, not shown.\n", key);
+        else if (n > 0)
                 (void) fwrite(data, 1, n, f);
 }
 
@@ -301,10 +307,10 @@ static int guest_exec(VarlinkClient *c, const char *name, int argc, char **argv)
 
         r = run_exec(c, name, argc, argv, &result, &reply);
         if (r != EXIT_OK)
-                return r;
+                return r == EXIT_USAGE ? r : EXIT_GUEST_CTL_FAILED;
         if (arg_json) {
                 ctl_print_json(result);
-                return EXIT_OK;
+                return exec_status(result);
         }
         write_b64(stdout, result, "stdout");
         fflush(stdout);
@@ -322,13 +328,13 @@ static int guest_around(VarlinkClient *c, const char *name, int argc, char **arg
 
         r = call(c, "io.memvisor.Manager.GuestCounters", name_params(name), &before);
         if (r != EXIT_OK)
-                return r;
+                return EXIT_GUEST_CTL_FAILED;
         r = run_exec(c, name, argc, argv, &result, &exec);
         if (r != EXIT_OK)
-                return r;
+                return r == EXIT_USAGE ? r : EXIT_GUEST_CTL_FAILED;
         r = call(c, "io.memvisor.Manager.GuestCounters", name_params(name), &after);
         if (r != EXIT_OK)
-                return r;
+                return EXIT_GUEST_CTL_FAILED;
         a = ctl_obj_get(ctl_reply_parameters(before), "counters");
         b = ctl_obj_get(ctl_reply_parameters(after), "counters");
         va = ctl_obj_get(a, "vmstat");
@@ -338,7 +344,7 @@ static int guest_around(VarlinkClient *c, const char *name, int argc, char **arg
                 out = json_object_new_object();
                 if (!out || json_add(out, "before", json_object_get(a)) < 0 ||
                     json_add(out, "exec", json_object_get(result)) < 0 || json_add(out, "after", json_object_get(b)) < 0)
-                        return log_oom(), EXIT_CONNECTION;
+                        return log_oom(), EXIT_GUEST_CTL_FAILED;
                 ctl_print_json(out);
                 return exec_status(result);
         }
@@ -401,7 +407,7 @@ static int guest_copy(VarlinkClient *c, const char *name, const char *src, const
         r = read_full_file(src, GUEST_COPY_MAX, &data, &size);
         if (r < 0) {
                 fprintf(stderr, "Cannot read %s: %s\n", src,
-                        r == -EFBIG ? "larger than the 64 MiB a copy may be" : strerror(-r));
+                        r == -EFBIG || r == -E2BIG ? "larger than the 8 MiB a copy may be" : strerror(-r));
                 return EXIT_USAGE;
         }
         if (!p || !(b64 = base64_encode(data, size)) || json_add_string(p, "path", dest) < 0 ||
@@ -434,6 +440,12 @@ static int verb_guest(int argc, char **argv) {
         }
         if (streq(what, "copy") && argc != 5) {
                 fprintf(stderr, "guest NAME copy takes SRC (a file here) and DEST (a path in the guest).\n");
+                return EXIT_USAGE;
+        }
+        if ((arg_mode && !streq(what, "copy")) || ((arg_timeout || arg_env) && !streq(what, "exec") &&
+                                                    !(streq(what, "counters") && arg_around)) ||
+            (arg_around && !streq(what, "counters")) || (arg_all && !streq(what, "counters"))) {
+                fprintf(stderr, "An option given does not apply to guest NAME %s (see memvisorctl --help).\n", what);
                 return EXIT_USAGE;
         }
         if ((streq(what, "info") || (streq(what, "counters") && !arg_around)) && argc > 3) {

@@ -15,7 +15,12 @@
 #include "qga/qga-json.h"
 #include "qga/qga-ops.h"
 
-#define AGENT_COPY_MAX (64U * 1024U * 1024U)
+/* What travels in one varlink message (MaxMessageSize=, 16 MiB by default) as base64: a copy of at most 8 MiB
+ * (10.7 MiB encoded), a program's output of at most 4 MiB per stream (both streams 10.7 MiB encoded), its stdin
+ * at most 2 MiB (what qga_exec() takes in one guest-exec). */
+#define AGENT_COPY_MAX (8U * 1024U * 1024U)
+#define AGENT_OUTPUT_MAX (4 * 1024 * 1024)
+#define AGENT_INPUT_MAX (2U * 1024U * 1024U)
 
 typedef enum AgentOp {
         AGENT_OP_INFO,
@@ -56,11 +61,11 @@ static int agent_error(ManagerError *e, const char *name, const QgaError *error,
                         return -ENOMEM;
                 return manager_error_set(e, error->error, VARLINK_ERROR(AGENT_NOT_CONNECTED), TAKE_PTR(p));
         case -ETIMEDOUT:
-                if (json_add_string(p, "command", error->command) < 0)
+                if (json_add_string(p, "command", error->command ?: "guest-sync-delimited") < 0)
                         return -ENOMEM;
                 return manager_error_set(e, error->error, VARLINK_ERROR(AGENT_TIMEOUT), TAKE_PTR(p));
         default:
-                if (json_add_string(p, "command", error->command) < 0 ||
+                if (json_add_string(p, "command", error->command ?: "guest-info") < 0 ||
                     json_add_string(p, "errorClass", error->error_class) < 0 ||
                     json_add_string(p, "description", desc) < 0)
                         return -ENOMEM;
@@ -80,7 +85,7 @@ static void agent_call_finish(AgentCall *call, QgaClient *c, const QgaError *err
         json_object_put(reply);
         log_debug("Guest agent call on %s failed: %s: %s", call->name, strna(error->command),
                   error->description ?: strerror(-error->error));
-        r = agent_error(&e, call->name, error, c);
+        r = error->error == -ENOMEM ? -ENOMEM : agent_error(&e, call->name, error, c);
         if (r < 0 && !e.name) {
                 _cleanup_json_ json_object *p = json_object_new_object();
 
@@ -175,6 +180,45 @@ static int agent_client(Manager *m, const char *name, QgaClient **ret, ManagerEr
         return 0;
 }
 
+/* The agent command an operation begins with (what a refusal before it started is about). */
+static const char *agent_op_command(AgentOp op) {
+        switch (op) {
+        case AGENT_OP_INFO:
+                return "guest-get-osinfo";
+        case AGENT_OP_COUNTERS:
+                return "guest-file-open";
+        case AGENT_OP_EXEC:
+                return "guest-exec";
+        case AGENT_OP_COPY:
+                return "guest-file-write";
+        }
+        return "guest-info";
+}
+
+/* An operation refused before it started (qga-client.h/qga-ops.h: no callback comes). */
+static int agent_start_error(ManagerError *e, const char *name, AgentOp op, int r, QgaClient *c) {
+        _cleanup_json_ json_object *p = NULL;
+
+        switch (r) {
+        case -ENOMEM:
+                return r;       /* InternalError */
+        case -E2BIG:
+        case -EINVAL:
+                return manager_error_invalid_parameter(e, op == AGENT_OP_COPY ? "data" : "argv");
+        case -ENOTSUP:
+                p = json_object_new_object();
+                if (!p || json_add_string(p, "name", name) < 0 || json_add_string(p, "command", agent_op_command(op)) < 0 ||
+                    json_add_string(p, "description", "the guest's agent does not offer a command this needs "
+                                                      "(disabled or too old); DescribeVM's agent.commands lists "
+                                                      "what it offers") < 0)
+                        return -ENOMEM;
+                return manager_error_set(e, r, VARLINK_ERROR(AGENT_COMMAND_FAILED), TAKE_PTR(p));
+        default:
+                return agent_error(e, name, &(QgaError) { .error = r, .command = agent_op_command(op),
+                                                          .description = strerror(-r) }, c);
+        }
+}
+
 static int agent_call_new(const char *name, AgentOp op, ManagerCompletion *completion, AgentCall **ret) {
         AgentCall *call = calloc(1, sizeof(AgentCall));
 
@@ -221,11 +265,9 @@ static int agent_start(Manager *m, const char *name, AgentOp op, const void *arg
                 break;
         }
         }
-        if (r < 0) {
+        if (r < 0)
                 /* Not started: no callback comes. */
-                agent_error(ret_error, name, &(QgaError) { .error = r, .description = strerror(-r) }, c);
-                return r;
-        }
+                return agent_start_error(ret_error, name, op, r, c);
         TAKE_PTR(call);
         return 0;
 }
@@ -250,7 +292,12 @@ int manager_agent_exec(Manager *m, const char *name, const QgaExecRequest *req, 
                         fprintf(f, "%s%s", a == req->argv ? "" : " ", *a);
                 (void) fclose(f);
         }
-        log_info("Guest %s: guest-exec of \"%s\" by %s.", name, strna(line), caller);
+        if (req->input_size > AGENT_INPUT_MAX) {
+                manager_completion_drop(completion);
+                return manager_error_invalid_parameter(ret_error, "stdin");
+        }
+        if (manager_find_vm(m, name))
+                log_info("Guest %s: guest-exec of \"%s\" by %s.", name, strna(line), caller);
         return agent_start(m, name, AGENT_OP_EXEC, req, completion, ret_error);
 }
 
@@ -258,7 +305,12 @@ int manager_agent_copy(Manager *m, const char *name, const void *data, size_t si
                        const char *caller, ManagerCompletion *completion, ManagerError *ret_error) {
         const struct { const void *data; size_t size; const char *dest; mode_t mode; } a = { data, size, dest, mode };
 
-        log_info("Guest %s: copying %zu bytes to %s in the guest, by %s.", name, size, dest, caller);
+        if (size > AGENT_COPY_MAX) {
+                manager_completion_drop(completion);
+                return manager_error_invalid_parameter(ret_error, "data");
+        }
+        if (manager_find_vm(m, name))
+                log_info("Guest %s: copying %zu bytes to %s in the guest, by %s.", name, size, dest, caller);
         return agent_start(m, name, AGENT_OP_COPY, &a, completion, ret_error);
 }
 
@@ -355,11 +407,11 @@ static int vl_guest_exec(VarlinkConnection *c, json_object *parameters, VarlinkC
         for (char **s = env; s && *s; s++)
                 if (!strchr(*s, '=') || **s == '=')
                         return varlink_error_invalid_parameter(c, "env");
-        if (stdin_b64 && base64_decode(stdin_b64, strlen(stdin_b64), AGENT_COPY_MAX, &input, &input_size) < 0)
+        if (stdin_b64 && base64_decode(stdin_b64, strlen(stdin_b64), AGENT_INPUT_MAX, &input, &input_size) < 0)
                 return varlink_error_invalid_parameter(c, "stdin");
         if (timeout < 0 || (uint64_t) timeout > 24 * 3600 * USEC_PER_SEC)
                 return varlink_error_invalid_parameter(c, "timeoutUSec");
-        if (max_output < 0 || max_output > 16 * 1024 * 1024)
+        if (max_output < 0 || max_output > AGENT_OUTPUT_MAX)
                 return varlink_error_invalid_parameter(c, "maxOutputBytes");
         caller = caller_of(c);
         if (!caller)
@@ -458,11 +510,12 @@ static int copy_row(const QgaIrqRow *row, uint64_t **ret, size_t *ret_n) {
         *ret_n = 0;
         if (!row->present || row->n_cpus == 0)
                 return 0;
-        *ret = malloc(row->n_cpus * sizeof(uint64_t));
+        /* A guest has at most VM_MAX_VCPUS CPUs: a row claiming more does not get more series. */
+        *ret_n = MIN(row->n_cpus, (size_t) VM_MAX_VCPUS);
+        *ret = malloc(*ret_n * sizeof(uint64_t));
         if (!*ret)
                 return -ENOMEM;
-        memcpy(*ret, row->per_cpu, row->n_cpus * sizeof(uint64_t));
-        *ret_n = row->n_cpus;
+        memcpy(*ret, row->per_cpu, *ret_n * sizeof(uint64_t));
         return 0;
 }
 
@@ -476,7 +529,11 @@ static void on_sample(QgaClient *c, const QgaError *error, const QgaGuestCounter
                         ;
                 if (*p)
                         *p = s->next;
-                g = manager_guest_find(s->manager, s->name);
+                /* Turned off (GuestCountersIntervalSec=0) while it ran: not kept. */
+                if (s->manager->agent_timer)
+                        g = manager_guest_find(s->manager, s->name);
+                else if ((g = manager_guest_find(s->manager, s->name)))
+                        g->agent_sampling = false, g = NULL;
         }
         if (g) {
                 g->agent_sampling = false;
@@ -516,14 +573,17 @@ static int agent_sample_tick(sd_event_source *source, uint64_t usec, void *userd
                 if (!vm_is_active(vm) || vm->state != VM_STATE_RUNNING || !vm->qga ||
                     qga_client_get_state(vm->qga) != QGA_STATE_READY)
                         continue;
-                if (manager_guest_get(m, vm->name, &g) < 0)
-                        return log_oom();
+                if (manager_guest_get(m, vm->name, &g) < 0) {
+                        (void) log_oom();
+                        break;
+                }
                 if (g->agent_sampling)
                         continue;       /* the last reading is still going: never more than one per guest */
                 s = calloc(1, sizeof(AgentSample));
                 if (!s || !(s->name = strdup(vm->name))) {
                         free(s);
-                        return log_oom();
+                        (void) log_oom();
+                        break;
                 }
                 s->manager = m;
                 if (qga_get_counters(vm->qga, on_sample, s) < 0) {
@@ -542,12 +602,35 @@ static int agent_sample_tick(sd_event_source *source, uint64_t usec, void *userd
         return 0;
 }
 
+/* The agent went away (or came back after an absence): the last snapshot belongs to an agent that is gone and
+ * is not shown any more; the next reading replaces it. */
+static void agent_on_state(Vm *vm, QgaState state, void *userdata) {
+        ManagerGuest *g;
+
+        if (state == QGA_STATE_READY)
+                return;
+        g = manager_guest_find(userdata, vm->name);
+        if (g)
+                metrics_guest_counters_done(&g->agent_counters);
+}
+
+int manager_agent_start(Manager *m) {
+        int r;
+
+        r = vm_context_add_agent_watch(&m->vmctx, agent_on_state, m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to watch the guest agents: %m");
+        manager_agent_apply_config(m);
+        return 0;
+}
+
 void manager_agent_apply_config(Manager *m) {
         uint64_t interval = m->config.guest_counters_interval_usec, now;
         int r;
 
         if (interval == 0) {
                 m->agent_timer = sd_event_source_disable_unref(m->agent_timer);
+                m->agent_interval_usec = 0;
                 for (size_t i = 0; i < m->n_records; i++)
                         metrics_guest_counters_done(&m->records[i]->agent_counters);
                 return;
@@ -555,10 +638,15 @@ void manager_agent_apply_config(Manager *m) {
         if (sd_event_now(m->event, CLOCK_MONOTONIC, &now) < 0)
                 return;
         if (m->agent_timer) {
-                (void) sd_event_source_set_time(m->agent_timer, now + interval);
-                (void) sd_event_source_set_enabled(m->agent_timer, SD_EVENT_ONESHOT);
+                /* A reload that keeps the interval keeps the deadline: frequent reloads must not starve it. */
+                if (interval != m->agent_interval_usec) {
+                        (void) sd_event_source_set_time(m->agent_timer, now + interval);
+                        (void) sd_event_source_set_enabled(m->agent_timer, SD_EVENT_ONESHOT);
+                }
+                m->agent_interval_usec = interval;
                 return;
         }
+        m->agent_interval_usec = interval;
         r = sd_event_add_time(m->event, &m->agent_timer, CLOCK_MONOTONIC, now + interval, USEC_PER_SEC / 10,
                               agent_sample_tick, m);
         if (r < 0) {

@@ -114,7 +114,9 @@ static int sampler_guests(void *userdata, bool vcpus, MetricsGuestInput **ret, s
                         .balloon_enabled = spec && spec->balloon,
                         .agent_state = active && vm->qga ? qga_state_to_string(qga_client_get_state(vm->qga)) : NULL,
                         .agent_states = agent_states,
-                        .guest_counters = active && g ? &g->agent_counters : NULL,
+                        .guest_counters = active && g && vm->state == VM_STATE_RUNNING && vm->qga &&
+                                          qga_client_get_state(vm->qga) == QGA_STATE_READY ? &g->agent_counters
+                                                                                            : NULL,
                 };
                 /* The balloon and NUMA readings: what the guest's record holds (in memory, no I/O). */
                 balloon_controller_get_metrics(g ? g->balloon : NULL, &in[i].balloon);

@@ -424,7 +424,9 @@ int manager_start(Manager *m) {
         r = manager_numa_start(m);
         if (r < 0)
                 return r;
-        manager_agent_apply_config(m);
+        r = manager_agent_start(m);
+        if (r < 0)
+                return r;
         r = vm_context_add_state_watch(&m->vmctx, manager_on_vm_state_exit, m);
         if (r < 0)
                 return log_error_errno(r, "Failed to watch guest states: %m");

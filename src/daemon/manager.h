@@ -49,6 +49,7 @@ typedef struct Manager {
         VmTable guests;
         sd_event_source *gc_source;     /* forgets transient guests once they ended */
         sd_event_source *agent_timer;   /* manager-agent.c: GuestCountersIntervalSec= */
+        uint64_t agent_interval_usec;   /* … the interval it runs at */
         struct AgentSample *agent_samples; /* manager-agent.c: guest counter readings in flight */
         VarlinkConnection **subscribers; /* SubscribeEvents calls in progress */
         size_t n_subscribers;
@@ -112,7 +113,9 @@ int manager_numa_start(Manager *m);
 void manager_numa_done(Manager *m);
 const VarlinkMethod *manager_numa_methods(void);
 const VarlinkMethod *manager_agent_methods(void);
-/* manager-agent.c: (re)arms the guest counters timer from the configuration; done stops it. */
+/* manager-agent.c: start watches the agents and arms the guest counters timer; apply_config (re)arms it from
+ * the configuration; done stops it. */
+int manager_agent_start(Manager *m);
 void manager_agent_apply_config(Manager *m);
 void manager_agent_done(Manager *m);
 void manager_update_status(Manager *m);

@@ -1,4 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <string.h>
+
 #include "basic/base64.h"
 #include "basic/json-util.h"
 #include "qga/qga-json.h"
@@ -80,8 +82,19 @@ static int counters_to_object(const QgaCounter *c, size_t n, json_object **ret) 
         return 0;
 }
 
+/* The guest's text, as printable ASCII (anything else becomes '?'): it goes into JSON and D-Bus strings. */
+static char *printable(const char *s) {
+        char *r = s ? strdup(s) : NULL;
+
+        for (char *p = r; p && *p; p++)
+                if (*p < 0x20 || *p > 0x7e)
+                        *p = '?';
+        return r;
+}
+
 static int add_irq_row(json_object *o, const char *key, const char *desc_key, const QgaIrqRow *row) {
         _cleanup_json_ json_object *a = NULL;
+        _cleanup_free_ char *desc = NULL;
 
         if (!row->present)
                 return 0;
@@ -92,7 +105,8 @@ static int add_irq_row(json_object *o, const char *key, const char *desc_key, co
                 if (json_object_array_add(a, json_object_new_int64(row->per_cpu[i] > INT64_MAX ? INT64_MAX
                                                                                                 : (int64_t) row->per_cpu[i])) < 0)
                         return -ENOMEM;
-        if (json_add(o, key, TAKE_PTR(a)) < 0 || json_add_string(o, desc_key, row->description) < 0)
+        desc = printable(row->description);
+        if (json_add(o, key, TAKE_PTR(a)) < 0 || json_add_string(o, desc_key, desc) < 0)
                 return -ENOMEM;
         return 0;
 }

@@ -104,6 +104,22 @@ static bool path_is_qcow2(const char *path) {
         return n >= 6 && strcasecmp(path + n - 6, ".qcow2") == 0;
 }
 
+bool qemu_argv_agent_port(const VmSpec *spec) {
+        if (!spec->guest_agent)
+                return false;
+        /* A port of the user's own (ExtraArgs=, from before GuestAgent=) would clash with ours: theirs stays. */
+        for (size_t i = 0; i < spec->n_extra_args; i++) {
+                const char *a = spec->extra_args[i];
+                size_t l = strlen(a), k = strlen("id=" QEMU_AGENT_CHARDEV);
+
+                if (strstr(a, QEMU_AGENT_PORT_NAME) || strstr(a, "id=" QEMU_AGENT_CHARDEV ",") ||
+                    (l >= k && streq(a + l - k, "id=" QEMU_AGENT_CHARDEV)) || strstr(a, "id=" QEMU_AGENT_PORT_ID) ||
+                    strstr(a, "id=vser0"))
+                        return false;
+        }
+        return true;
+}
+
 int qemu_build_argv(const VmSpec *spec, const QemuArgvParams *p, char ***ret) {
         _cleanup_(strv_freep) char **argv = NULL;
         _cleanup_free_ char *object = NULL;
@@ -235,7 +251,7 @@ int qemu_build_argv(const VmSpec *spec, const QemuArgvParams *p, char ***ret) {
                 ADD("virtio-balloon-pci,id=balloon0");
         }
 
-        if (spec->guest_agent && p->qga_fd > STDERR_FILENO) {
+        if (qemu_argv_agent_port(spec) && p->qga_fd > STDERR_FILENO) {
                 ADD("-chardev");
                 ADDF("socket,id=%s,fd=%d,server=on,wait=off", QEMU_AGENT_CHARDEV, p->qga_fd);
                 ADD("-device");

@@ -36,6 +36,10 @@ typedef struct QemuArgvParams {
         bool paused;                    /* -S: start with vCPUs stopped (something must happen before `cont`) */
 } QemuArgvParams;
 
+/* Whether the command line gets the agent port: GuestAgent=yes, unless ExtraArgs= already has a port named
+ * org.qemu.guest_agent.0 or uses one of the ids qga, qga0, vser0 (a guest set up before GuestAgent= existed). */
+bool qemu_argv_agent_port(const VmSpec *spec);
+
 /* Returns a NULL-terminated, malloc'ed argv (free with strv_free). argv[0] is the emulator. */
 int qemu_build_argv(const VmSpec *spec, const QemuArgvParams *p, char ***ret);
 

@@ -9,11 +9,12 @@
 #include "vm/qemu-argv.h"
 #include "vm/vm-internal.h"
 
-/* Whether the QEMU that runs has the agent port: its command line says so (argv is what we built, or what the
- * state file of an adopted guest recorded). */
+/* Whether the QEMU that runs has our agent port: its command line has our chardev on an inherited socket (argv is
+ * what we built, or what the state file of an adopted guest recorded); a port of the user's own ExtraArgs= is
+ * not ours. */
 static bool vm_has_agent_port(Vm *vm) {
         for (char **a = vm->argv; a && *a; a++)
-                if (strstr(*a, "name=" QEMU_AGENT_PORT_NAME))
+                if (startswith(*a, "socket,id=" QEMU_AGENT_CHARDEV ",fd="))
                         return true;
         return false;
 }
@@ -32,7 +33,7 @@ void vm_release_agent(Vm *vm) {
 static void vm_on_agent_state(QgaClient *c, QgaState state, void *userdata) {
         Vm *vm = userdata;
 
-        log_vm(vm, state == QGA_STATE_READY ? LOG_INFO : LOG_DEBUG, 0, "Guest agent of %s: %s%s%s", vm->name,
+        log_vm(vm, LOG_DEBUG, 0, "Guest agent of %s: %s%s%s", vm->name,
                qga_state_to_string(state), qga_client_get_reason(c) ? ", " : "", strempty(qga_client_get_reason(c)));
         for (size_t i = 0; i < vm->ctx->n_agent_watches; i++)
                 vm->ctx->agent_watches[i].cb(vm, state, vm->ctx->agent_watches[i].userdata);

@@ -323,6 +323,7 @@ void vm_reload_plan_apply(VmTable *t, VmReloadPlan *plan) {
                 case VM_RELOAD_ORPHAN:
                         log_notice("Definition of guest %s is gone; supervising it until it ends.", vm->name);
                         vm->transient = true;
+                        vm->definition_problem = mfree(vm->definition_problem);
                         break;
                 case VM_RELOAD_FORGET:
                         log_info("Definition of guest %s is gone, forgetting it.", vm->name);

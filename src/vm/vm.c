@@ -556,7 +556,10 @@ static int vm_start_internal(Vm *vm, bool by_policy, char **ret_error) {
         if (r < 0)
                 return fail_start(vm, r, ret_error, "cannot create QMP socket %s: %s", vm->qmp_path, strerror(-r));
 
-        if (spec->guest_agent) {
+        if (spec->guest_agent && !qemu_argv_agent_port(spec))
+                log_vm(vm, LOG_NOTICE, 0, "Guest %s: ExtraArgs= sets up a guest agent port of its own, so memvisor "
+                       "adds none (GuestAgent=yes has no channel).", vm->name);
+        if (qemu_argv_agent_port(spec)) {
                 r = vm_make_listen_socket(dir_fd, "qga.sock", vm->qga_path, &qga_listen_fd);
                 if (r < 0)
                         return fail_start(vm, r, ret_error, "cannot create the guest agent socket %s: %s",

@@ -69,6 +69,11 @@ static const GoldenCase golden_cases[] = {
         { "agent", KERNEL,
           { .qmp_path = T "/qmp.sock", .qmp_fd = 3, .console_fd = 4, .console_path = T "/console.log", .qga_fd = 5,
             .accel = VM_ACCEL_TCG } },
+        { "agent-own-port",
+          KERNEL "ExtraArgs=-device virtio-serial-pci -device virtserialport,name=org.qemu.guest_agent.0,chardev=c\n"
+          "ExtraArgs=-chardev socket,id=c,path=" T "/own.sock,server=on,wait=off\n",
+          { .qmp_path = T "/qmp.sock", .qmp_fd = 3, .console_fd = 4, .console_path = T "/console.log", .qga_fd = 5,
+            .accel = VM_ACCEL_TCG } },
         { "agent-off", KERNEL "GuestAgent=no\n",
           { .qmp_path = T "/qmp.sock", .qmp_fd = 3, .console_fd = 4, .console_path = T "/console.log", .qga_fd = 5,
             .accel = VM_ACCEL_TCG } },
