@@ -505,8 +505,9 @@ typedef struct AgentSample {
         struct AgentSample *next;
 } AgentSample;
 
-static int copy_row(const QgaIrqRow *row, uint64_t **ret, size_t *ret_n) {
+static int copy_row(const QgaIrqRow *row, uint64_t **ret, unsigned **ret_cpus, size_t *ret_n) {
         *ret = NULL;
+        *ret_cpus = NULL;
         *ret_n = 0;
         if (!row->present || row->n_cpus == 0)
                 return 0;
@@ -516,6 +517,12 @@ static int copy_row(const QgaIrqRow *row, uint64_t **ret, size_t *ret_n) {
         if (!*ret)
                 return -ENOMEM;
         memcpy(*ret, row->per_cpu, *ret_n * sizeof(uint64_t));
+        if (row->cpu_ids) {
+                *ret_cpus = malloc(*ret_n * sizeof(unsigned));
+                if (!*ret_cpus)
+                        return -ENOMEM;
+                memcpy(*ret_cpus, row->cpu_ids, *ret_n * sizeof(unsigned));
+        }
         return 0;
 }
 
@@ -540,8 +547,8 @@ static void on_sample(QgaClient *c, const QgaError *error, const QgaGuestCounter
                 if (error)
                         log_debug("Reading the counters of guest %s through its agent failed: %s", s->name,
                                   error->description ?: strerror(-error->error));
-                else if (copy_row(&counters->tlb, &mc.tlb, &mc.n_tlb) >= 0 &&
-                         copy_row(&counters->cal, &mc.cal, &mc.n_cal) >= 0) {
+                else if (copy_row(&counters->tlb, &mc.tlb, &mc.tlb_cpus, &mc.n_tlb) >= 0 &&
+                         copy_row(&counters->cal, &mc.cal, &mc.cal_cpus, &mc.n_cal) >= 0) {
                         mc.valid = true;
                         mc.realtime_usec = counters->host_realtime_usec;
                         for (size_t i = 0; i < ELEMENTSOF(sampled_vmstat); i++)

@@ -20,6 +20,8 @@ static int add(MetricSet *s, MetricId id, const char *const *labels, double v) {
 void metrics_guest_counters_done(MetricsGuestCounters *c) {
         free(c->tlb);
         free(c->cal);
+        free(c->tlb_cpus);
+        free(c->cal_cpus);
         *c = (MetricsGuestCounters) {};
 }
 
@@ -31,11 +33,11 @@ static int render_guest_counters(MetricSet *s, const MetricsGuestInput *g) {
         if (!c || !c->valid)
                 return 0;
         for (size_t i = 0; r >= 0 && i < c->n_tlb; i++) {
-                (void) snprintf(cpu, sizeof(cpu), "%zu", i);
+                (void) snprintf(cpu, sizeof(cpu), "%u", c->tlb_cpus ? c->tlb_cpus[i] : (unsigned) i);
                 r = add(s, METRIC_GUEST_TLB_SHOOTDOWNS, STRV(g->name, cpu), (double) c->tlb[i]);
         }
         for (size_t i = 0; r >= 0 && i < c->n_cal; i++) {
-                (void) snprintf(cpu, sizeof(cpu), "%zu", i);
+                (void) snprintf(cpu, sizeof(cpu), "%u", c->cal_cpus ? c->cal_cpus[i] : (unsigned) i);
                 r = add(s, METRIC_GUEST_CALL_INTERRUPTS, STRV(g->name, cpu), (double) c->cal[i]);
         }
         for (size_t i = 0; r >= 0 && i < c->n_vmstat; i++)

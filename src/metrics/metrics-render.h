@@ -61,7 +61,8 @@ typedef struct MetricsNuma {
 typedef struct MetricsGuestCounters {
         bool valid;                     /* a snapshot was read */
         uint64_t realtime_usec;         /* when it was complete (host clock) */
-        uint64_t *tlb, *cal;            /* one per guest CPU; NULL when the guest has no such row */
+        uint64_t *tlb, *cal;            /* one per CPU column; NULL when the guest has no such row */
+        unsigned *tlb_cpus, *cal_cpus;  /* the guest CPU of each column (its label) */
         size_t n_tlb, n_cal;
         const char *vmstat_names[METRICS_GUEST_VMSTAT_MAX];     /* static strings */
         uint64_t vmstat_values[METRICS_GUEST_VMSTAT_MAX];

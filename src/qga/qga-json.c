@@ -92,21 +92,27 @@ static char *printable(const char *s) {
         return r;
 }
 
-static int add_irq_row(json_object *o, const char *key, const char *desc_key, const QgaIrqRow *row) {
-        _cleanup_json_ json_object *a = NULL;
+static int add_irq_row(json_object *o, const char *key, const char *cpus_key, const char *desc_key,
+                       const QgaIrqRow *row) {
+        _cleanup_json_ json_object *a = NULL, *ids = NULL;
         _cleanup_free_ char *desc = NULL;
 
         if (!row->present)
                 return 0;
         a = json_object_new_array();
-        if (!a)
+        ids = json_object_new_array();
+        if (!a || !ids)
                 return -ENOMEM;
+        for (size_t i = 0; i < row->n_cpus; i++)
+                if (json_object_array_add(ids, json_object_new_int64(row->cpu_ids ? row->cpu_ids[i] : i)) < 0)
+                        return -ENOMEM;
         for (size_t i = 0; i < row->n_cpus; i++)
                 if (json_object_array_add(a, json_object_new_int64(row->per_cpu[i] > INT64_MAX ? INT64_MAX
                                                                                                 : (int64_t) row->per_cpu[i])) < 0)
                         return -ENOMEM;
         desc = printable(row->description);
-        if (json_add(o, key, TAKE_PTR(a)) < 0 || json_add_string(o, desc_key, desc) < 0)
+        if (json_add(o, key, TAKE_PTR(a)) < 0 || json_add(o, cpus_key, TAKE_PTR(ids)) < 0 ||
+            json_add_string(o, desc_key, desc) < 0)
                 return -ENOMEM;
         return 0;
 }
@@ -125,8 +131,8 @@ int qga_guest_counters_to_json(const QgaGuestCounters *c, json_object **ret) {
             (r = json_add(o, "vmstat", TAKE_PTR(vmstat))) < 0 ||
             (r = json_add(o, "meminfoBytes", TAKE_PTR(meminfo))) < 0 ||
             (r = json_add_uint(o, "interruptCPUs", c->interrupt_cpus)) < 0 ||
-            (r = add_irq_row(o, "tlb", "tlbDescription", &c->tlb)) < 0 ||
-            (r = add_irq_row(o, "cal", "calDescription", &c->cal)) < 0 ||
+            (r = add_irq_row(o, "tlb", "tlbCPUs", "tlbDescription", &c->tlb)) < 0 ||
+            (r = add_irq_row(o, "cal", "calCPUs", "calDescription", &c->cal)) < 0 ||
             (r = add_unavailable(o, c->unavailable, c->n_unavailable)) < 0)
                 return r;
         *ret = TAKE_PTR(o);

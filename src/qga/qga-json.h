@@ -14,7 +14,8 @@
  * "memTotalBytes", "memFreeBytes"}], "unavailable": [{"name", "reason"}]}. */
 int qga_guest_info_to_json(const QgaGuestInfo *info, json_object **ret);
 /* {"guestRealtimeNSec", "hostRealtimeUSec", "vmstat": {KEY: N}, "meminfoBytes": {KEY: N}, "interruptCPUs",
- * "tlb": [N per CPU] (left out when the row is absent), "tlbDescription", "cal": [...], "calDescription",
+ * "tlb": [N per CPU column] (left out when the row is absent), "tlbCPUs": [the CPU of each column],
+ * "tlbDescription", "cal", "calCPUs", "calDescription",
  * "unavailable": [{"name", "reason"}]}. */
 int qga_guest_counters_to_json(const QgaGuestCounters *c, json_object **ret);
 /* {"counters": {KEY: delta}, "unavailable": [...]} of b - a. */

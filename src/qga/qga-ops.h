@@ -95,6 +95,7 @@ int qga_get_guest_info(QgaClient *c, QgaGuestInfoCallback cb, void *userdata);
 typedef struct QgaIrqRow {
         bool present;
         uint64_t *per_cpu;
+        unsigned *cpu_ids;              /* the CPU of each column (the header's CPUn: only online CPUs are listed) */
         size_t n_cpus;
         char *description;              /* the row's trailing text, "TLB shootdowns" */
 } QgaIrqRow;

@@ -15,6 +15,14 @@
 #include "basic/log.h"
 #include "qga/qga-ops.h"
 
+static void *memdup(const void *p, size_t n) {
+        void *r = n > 0 ? malloc(n) : NULL;
+
+        if (r)
+                memcpy(r, p, n);
+        return r;
+}
+
 #define VMSTAT_MAX 1024U                /* a 6.x kernel has about 190 keys */
 #define MEMINFO_MAX 512U                /* about 60 */
 #define NAME_MAX_LEN 64U
@@ -341,6 +349,7 @@ void qga_irq_row_done(QgaIrqRow *row) {
         if (!row)
                 return;
         free(row->per_cpu);
+        free(row->cpu_ids);
         free(row->description);
         *row = (QgaIrqRow) {};
 }
@@ -356,6 +365,7 @@ static bool text_ok(const char *p, const char *eol) {
 static int parse_interrupts(const char *text, size_t size, const char *const *labels, QgaIrqRow *rows,
                             unsigned *ret_cpus, unsigned *ret_line, const char **ret_why) {
         QgaIrqRow tmp[IRQ_LABELS_MAX] = {};
+        _cleanup_free_ unsigned *ids = NULL;
         size_t n_labels = 0;
         Lines l = { .p = text, .end = text + size };
         const char *p, *eol, *why;
@@ -388,7 +398,15 @@ static int parse_interrupts(const char *text, size_t size, const char *const *la
                 why = "too many CPU columns";
                 if (cpus >= IRQ_CPUS_MAX)
                         goto bad;
-                cpus++;
+                if ((cpus & (cpus - 1)) == 0) {         /* 0, 1, 2, 4, …: grow */
+                        unsigned *n = reallocarray(ids, cpus ? cpus * 2 : 1, sizeof(unsigned));
+                        if (!n) {
+                                r = -ENOMEM;
+                                goto fail;
+                        }
+                        ids = n;
+                }
+                ids[cpus++] = (unsigned) id;
         }
         why = "no CPU columns in the header";
         if (cpus == 0)
@@ -428,7 +446,8 @@ static int parse_interrupts(const char *text, size_t size, const char *const *la
                 if (tmp[k].present)
                         goto bad;
                 tmp[k].per_cpu = calloc(cpus, sizeof(uint64_t));
-                if (!tmp[k].per_cpu) {
+                tmp[k].cpu_ids = memdup(ids, cpus * sizeof(unsigned));
+                if (!tmp[k].per_cpu || !tmp[k].cpu_ids) {
                         r = -ENOMEM;
                         goto fail;
                 }
@@ -619,11 +638,16 @@ static int delta_rows(const char *name, const QgaIrqRow *a, const QgaIrqRow *b, 
                                            "unavailable: the guest's CPU columns changed from %zu to %zu",
                                            a->n_cpus, b->n_cpus);
 
+        for (size_t i = 0; i < a->n_cpus; i++)
+                if (a->cpu_ids && b->cpu_ids && a->cpu_ids[i] != b->cpu_ids[i])
+                        return qga_unavailable_add(u, nu, name, "unavailable: the guest's online CPUs changed "
+                                                   "between the snapshots");
+
         for (size_t i = 0; i < a->n_cpus; i++) {
                 char key[64];
                 int r;
 
-                (void) snprintf(key, sizeof(key), "%s.cpu%zu", name, i);
+                (void) snprintf(key, sizeof(key), "%s.cpu%u", name, a->cpu_ids ? a->cpu_ids[i] : (unsigned) i);
                 if (b->per_cpu[i] < a->per_cpu[i])
                         r = qga_unavailable_add(u, nu, key, "unavailable: went down from %" PRIu64 " to %" PRIu64,
                                                 a->per_cpu[i], b->per_cpu[i]);

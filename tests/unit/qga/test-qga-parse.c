@@ -227,8 +227,26 @@ static void test_interrupts_samples(void **state) {
         assert_int_equal(rows[1].per_cpu[0], 1209);
         assert_int_equal(rows[1].per_cpu[1], 148);
         assert_string_equal(rows[1].description, "Function call interrupts");
+        assert_int_equal(rows[1].cpu_ids[0], 0);
+        assert_int_equal(rows[1].cpu_ids[1], 1);
         qga_irq_row_done(&rows[0]);
         qga_irq_row_done(&rows[1]);
+
+        {
+                /* CPU1 offline: the file lists CPU0 and CPU2, and the columns say which CPU they are. */
+                static const char offline[] =
+                        "           CPU0       CPU2       \n"
+                        "TLB:          3          7   TLB shootdowns\n";
+                static const char *const tlb[] = { "TLB", NULL };
+                QgaIrqRow row = {};
+
+                assert_int_equal(qga_parse_interrupts(offline, strlen(offline), tlb, &row, &cpus), 0);
+                assert_int_equal(cpus, 2);
+                assert_int_equal(row.cpu_ids[0], 0);
+                assert_int_equal(row.cpu_ids[1], 2);
+                assert_int_equal(row.per_cpu[1], 7);
+                qga_irq_row_done(&row);
+        }
 
         free(text);
         text = sample("host-interrupts", &size);
