@@ -64,7 +64,7 @@ static void assert_json_int(json_object *o, const char *path, int64_t want) {
 }
 
 static void assert_unavailable(json_object *o, const char *path, const char *reason) {
-        json_object *v = at(o, path), *u;
+        json_object *v = at(o, path), *u = NULL;
 
         if (!json_object_is_type(v, json_type_object) || json_object_object_length(v) != 1 ||
             !json_object_object_get_ex(v, "unavailable", &u))
