@@ -2,6 +2,7 @@
 /* File helpers of the experiment store: everything relative to a directory fd, never through a symbolic link. */
 #include <dirent.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -180,4 +181,30 @@ int experiment_remove_dir(int parent_fd, const char *name) {
         if (unlinkat(parent_fd, name, AT_REMOVEDIR) < 0)
                 return r < 0 ? r : -errno;
         return fsync(parent_fd) < 0 ? -errno : 0;
+}
+
+bool experiment_json_is_finite(json_object *o) {
+        switch (json_object_get_type(o)) {
+        case json_type_double:
+                return isfinite(json_object_get_double(o));
+        case json_type_array:
+                for (size_t i = 0, n = json_object_array_length(o); i < n; i++)
+                        if (!experiment_json_is_finite(json_object_array_get_idx(o, i)))
+                                return false;
+                return true;
+        case json_type_object: {
+                json_object_object_foreach(o, key, value) {
+                        (void) key;
+                        if (!experiment_json_is_finite(value))
+                                return false;
+                }
+                return true;
+        }
+        case json_type_null:
+        case json_type_boolean:
+        case json_type_int:
+        case json_type_string:
+                return true;
+        }
+        return true;
 }

@@ -5,6 +5,7 @@
  * fd and opened with O_NOFOLLOW. */
 
 #include <json-c/json.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "basic/macro.h"
@@ -25,3 +26,6 @@ uint64_t experiment_dir_bytes(int dir_fd);
 /* Removes parent/name: the names in it (links themselves, never their targets), the directory, then fsync()s
  * parent. A name that is not a directory (a symbolic link) is removed itself. 0 when it is not there. */
 int experiment_remove_dir(int parent_fd, const char *name);
+/* False when a number in o (at any depth; o as parsed by experiment_parse_object(), so the depth is bounded) is
+ * NaN or infinite: json-c writes those as bare words that are not JSON. */
+bool experiment_json_is_finite(json_object *o);

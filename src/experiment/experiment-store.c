@@ -631,11 +631,14 @@ int experiment_store_append(ExperimentStore *s, const char *id, json_object *rec
                 return -ENOMEM;
         if (len + 1 > EXPERIMENT_RECORD_MAX)
                 return -EMSGSIZE;
-        /* Nothing is acknowledged that would not read back: the strict parser refuses NaN and infinity, which
-         * json-c writes as bare words. (Plain output never holds a newline: strings have it escaped.) */
+        /* Nothing is acknowledged that would not read back as JSON: parsed again (depth, UTF-8), and no NaN or
+         * infinity, which json-c writes as bare words. (Plain output never holds a newline: strings have it
+         * escaped.) */
         r = experiment_parse_object(text, len, &check);
         if (r < 0)
                 return r;
+        if (!experiment_json_is_finite(check))
+                return -EDOM;
         line = malloc(len + 1);
         if (!line)
                 return -ENOMEM;

@@ -37,7 +37,8 @@
  *   -EBUSY     the experiment is running (delete)
  *   -EMSGSIZE  an iteration record over EXPERIMENT_RECORD_MAX, or a document over EXPERIMENT_DOCUMENT_MAX
  *   -EBADMSG   a file that does not hold what it should (reading back a damaged experiment), or a record that
- *              would not read back (NaN or infinity in it)
+ *              would not read back (nested deeper than EXPERIMENT_JSON_DEPTH, invalid UTF-8)
+ *   -EDOM      a record with a number that JSON cannot hold (NaN, infinity)
  *   -ENOSPC, -EDQUOT, -EIO, …  from the file system: nothing half-written stays (see experiment_store_append()) */
 
 #include <json-c/json.h>
