@@ -136,14 +136,16 @@ static int write_state(Entry *e, int dir_fd) {
         return experiment_write_json_at(dir_fd, STATE_FILE, o);
 }
 
-/* Writes state.json; on a full disk gives the reserve back and tries once more. The reserve goes in any case. */
+/* Writes the final state.json; on a full disk gives the reserve back and tries once more. Once the state is
+ * written the reserve has served. */
 static int write_final_state(Entry *e, int dir_fd) {
         int r;
 
         r = write_state(e, dir_fd);
         if (error_is_no_space(r) && unlinkat(dir_fd, RESERVE_FILE, 0) >= 0)
                 r = write_state(e, dir_fd);
-        (void) unlinkat(dir_fd, RESERVE_FILE, 0);
+        if (r >= 0)
+                (void) unlinkat(dir_fd, RESERVE_FILE, 0);
         return r;
 }
 

@@ -30,6 +30,9 @@
  * log line each, while the store holds more than limits->max_experiments experiments or more than
  * limits->max_bytes bytes. Running and damaged experiments and the one that just ended are never removed.
  *
+ * The store is not thread-safe, and one process at a time owns the directory (memvisord locks its state
+ * directory). Loading does not apply the retention bound: the caller may call experiment_store_apply_retention().
+ *
  * Nothing here blocks on anything but the local file system (fsync() included): the caller decides whether that
  * may happen on its event loop. Errors are negative errno values:
  *   -ESRCH     no experiment with this ID

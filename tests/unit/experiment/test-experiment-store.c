@@ -570,14 +570,20 @@ static void test_full_disk(void **state) {
         info = experiment_store_find(s, id);
         assert_int_equal(info->iterations_done, acked);
 
-        /* The caller fails the experiment: recorded, on a full disk. */
+        /* The caller fails the experiment: recorded on a disk full to the last byte (what the truncation gave
+         * back taken by a filler), with the experiment's reserve. */
+        filler = path_in(dir, "filler", NULL);
+        fd = open(filler, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        assert_true(fd >= 0);
+        while (write(fd, pad, 19999) > 0)
+                ;
+        while (write(fd, pad, 1) > 0)
+                ;
+        assert_int_equal(errno, ENOSPC);
         assert_int_equal(experiment_store_finish(s, id, EXPERIMENT_FAILED, "the state directory is full", NULL), 0);
 
         /* A new experiment on the full disk: refused, nothing of it left. */
-        filler = path_in(dir, "filler", NULL);
-        fd = open(filler, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-        assert_true(fd >= 0);
-        while (write(fd, pad, 19999) > 0)
+        while (write(fd, pad, 1) > 0)
                 ;
         fd = safe_close(fd);
         _cleanup_json_ json_object *def = object_with("n", 1);
