@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The durable store of experiments (see experiment-store.h for the layout on disk and the guarantees). */
 #include <dirent.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -117,6 +118,21 @@ static bool id_is_valid(const char *id) {
         return true;
 }
 
+/* Formats *ret (NULL when out of memory, never undefined as asprintf() leaves it); returns 0 or -ENOMEM. */
+_printf_(2, 3) static int set_error(char **ret, const char *format, ...) {
+        va_list ap;
+        int r;
+
+        va_start(ap, format);
+        r = vasprintf(ret, format, ap);
+        va_end(ap);
+        if (r < 0) {
+                *ret = NULL;
+                return -ENOMEM;
+        }
+        return 0;
+}
+
 /* ---- state.json ------------------------------------------------------------------------------------------ */
 
 static int write_state(Entry *e, int dir_fd) {
@@ -207,11 +223,11 @@ static int scan_iterations(Entry *e, int dir_fd, char **ret_error) {
                 return -ENOMEM;
         fd = openat(dir_fd, ITERATIONS_FILE, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0)
-                return asprintf(ret_error, "cannot open %s: %s", ITERATIONS_FILE, strerror(errno)) < 0 ? -ENOMEM : 0;
+                return set_error(ret_error, "cannot open %s: %s", ITERATIONS_FILE, strerror(errno));
         if (fstat(fd, &st) < 0)
                 return -errno;
         if (!S_ISREG(st.st_mode))
-                return asprintf(ret_error, "%s is not a regular file", ITERATIONS_FILE) < 0 ? -ENOMEM : 0;
+                return set_error(ret_error, "%s is not a regular file", ITERATIONS_FILE);
 
         for (;;) {
                 ssize_t n = read(fd, buf, READ_CHUNK);
@@ -219,24 +235,22 @@ static int scan_iterations(Entry *e, int dir_fd, char **ret_error) {
                 if (n < 0) {
                         if (errno == EINTR)
                                 continue;
-                        return asprintf(ret_error, "cannot read %s: %s", ITERATIONS_FILE, strerror(errno)) < 0
-                                ? -ENOMEM : 0;
+                        return set_error(ret_error, "cannot read %s: %s", ITERATIONS_FILE, strerror(errno));
                 }
                 if (n == 0)
                         break;
                 if (memchr(buf, 0, (size_t) n))
-                        return asprintf(ret_error, "%s: a NUL byte in line %" PRIu64, ITERATIONS_FILE, lines + 1) < 0
-                                ? -ENOMEM : 0;
+                        return set_error(ret_error, "%s: a NUL byte in line %" PRIu64, ITERATIONS_FILE, lines + 1);
                 for (const char *p = buf, *end = buf + n; p < end;) {
                         const char *nl = memchr(p, '\n', (size_t) (end - p));
                         uint64_t at = pos + (uint64_t) ((nl ?: end) - buf);
 
                         if (nl && at == line_start)
-                                return asprintf(ret_error, "%s: line %" PRIu64 " is empty", ITERATIONS_FILE,
-                                                lines + 1) < 0 ? -ENOMEM : 0;
+                                return set_error(ret_error, "%s: line %" PRIu64 " is empty", ITERATIONS_FILE,
+                                                lines + 1);
                         if (at + (nl ? 1 : 0) - line_start > EXPERIMENT_RECORD_MAX)
-                                return asprintf(ret_error, "%s: line %" PRIu64 " is longer than %u bytes",
-                                                ITERATIONS_FILE, lines + 1, EXPERIMENT_RECORD_MAX) < 0 ? -ENOMEM : 0;
+                                return set_error(ret_error, "%s: line %" PRIu64 " is longer than %u bytes",
+                                                ITERATIONS_FILE, lines + 1, EXPERIMENT_RECORD_MAX);
                         if (!nl)
                                 break;
                         lines++;
@@ -318,8 +332,8 @@ static int load_one(ExperimentStore *s, const char *id) {
                 return -ENOMEM;
         fd = openat(s->dir_fd, id, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0) {
-                if (asprintf(&e->info.error, "cannot open the directory: %s",
-                             errno == ELOOP ? "it is a symbolic link" : strerror(errno)) < 0)
+                if (set_error(&e->info.error, "cannot open the directory: %s",
+                              errno == ELOOP ? "it is a symbolic link" : strerror(errno)) < 0)
                         return -ENOMEM;
                 log_warning("Experiment %s: %s; keeping it as it is.", id, e->info.error);
                 return store_add(s, TAKE_PTR(e));
@@ -334,7 +348,7 @@ static int load_one(ExperimentStore *s, const char *id) {
                 struct stat st;
 
                 e->info.state = _EXPERIMENT_STATE_INVALID;
-                if (asprintf(&e->info.error, "cannot read %s: %s", STATE_FILE, strerror(-r)) < 0)
+                if (set_error(&e->info.error, "cannot read %s: %s", STATE_FILE, strerror(-r)) < 0)
                         return -ENOMEM;
                 /* Still ordered by age: the directory's own time stands in for the creation time. */
                 if (fstat(fd, &st) >= 0)
