@@ -426,7 +426,8 @@ static int store_load(ExperimentStore *s) {
         (void) closedir(d);
         if (r < 0)
                 return r;
-        qsort(s->entries, s->n_entries, sizeof(Entry *), entry_compare);
+        if (s->n_entries > 1)
+                qsort(s->entries, s->n_entries, sizeof(Entry *), entry_compare);
         return 0;
 }
 
