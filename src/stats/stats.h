@@ -58,7 +58,7 @@ double stats_quantile_sorted(const double *sorted, size_t n, double p);
  * [x_(lo), x_(hi)] whose coverage P(lo <= K <= n − lo) = 1 − 2 P(K <= lo − 1), K ~ Binomial(n, ½), is at least
  * `level` (the largest such lo). The coverage is exact (for n values from any continuous distribution, the
  * interval contains the population median with that probability) and is returned in *ret_coverage. -EDOM when no
- * lo >= 1 reaches the level (for 95 %: n < 6), -EINVAL for a level outside (0, 1). */
+ * lo >= 1 reaches the level (for 95 %: n < 6), -EINVAL for a level outside (0, 1) or n > STATS_N_MAX. */
 int stats_median_ci_ranks(size_t n, double level, size_t *ret_lo, size_t *ret_hi, double *ret_coverage);
 
 /* stats_binomial_half_cdf(): P(K <= k) for K ~ Binomial(n, ½), summed from the smaller tail in log space
@@ -75,7 +75,7 @@ typedef enum StatsMwuMethod {
 const char *stats_mwu_method_to_string(StatsMwuMethod m);
 
 typedef struct StatsMannWhitney {
-        double u1;              /* U of x: R_x − n_x (n_x + 1) / 2 = #(x_i > y_j) + ½ #(x_i = y_j) (scipy's statistic) */
+        double u1;              /* U of x (scipy's statistic): R_x − nx (nx + 1) / 2 = #(x_i > y_j) + ½ #(x_i = y_j) */
         double u2;              /* U of y: n_x n_y − u1 */
         double p;               /* two-sided p-value, in [0, 1] */
         StatsMwuMethod method;

@@ -33,7 +33,8 @@ try:
 except ImportError as e:
     # Debian's python3-numpy/python3-scipy belong to the system interpreter; meson may have found another python3
     # first on PATH (a pyenv shim, a virtualenv).
-    if os.path.realpath(sys.executable) != os.path.realpath('/usr/bin/python3') and os.access('/usr/bin/python3', os.X_OK):
+    system = '/usr/bin/python3'
+    if os.path.realpath(sys.executable) != os.path.realpath(system) and os.access(system, os.X_OK):
         os.execv('/usr/bin/python3', ['/usr/bin/python3'] + sys.argv)
     print('SKIP: numpy/scipy not available (%s): install python3-numpy python3-scipy (tools/deps.sh)' % e)
     sys.exit(77)
