@@ -29,6 +29,12 @@ static void num(const char *key, double v, bool comma) {
                 fputs(", ", stdout);
 }
 
+/* A request the library refused is an answer, not a failure of stats-dump. */
+static int refused(int r) {
+        printf("{\"error\": %d}\n", r);
+        return 0;
+}
+
 static int read_values(char **p, double *v, size_t n) {
         for (size_t i = 0; i < n; i++) {
                 char *end;
@@ -97,7 +103,7 @@ static int handle(char *line) {
 
                 r = stats_summary(v, a, &s);
                 if (r < 0)
-                        return printf("{\"error\": %d}\n", r), 0;
+                        return refused(r);
                 printf("{\"n\": %zu, ", s.n);
                 num("min", s.min, true);
                 num("max", s.max, true);
@@ -118,10 +124,10 @@ static int handle(char *line) {
 
                 r = stats_mann_whitney(v, a, v + a, b, &w);
                 if (r < 0)
-                        return printf("{\"error\": %d}\n", r), 0;
+                        return refused(r);
                 r = stats_cliffs_delta(v, a, v + a, b, &d);
                 if (r < 0)
-                        return printf("{\"error\": %d}\n", r), 0;
+                        return refused(r);
                 printf("{\"method\": \"%s\", \"ties\": %s, ", stats_mwu_method_to_string(w.method),
                        w.ties ? "true" : "false");
                 num("u1", w.u1, true);
@@ -133,7 +139,7 @@ static int handle(char *line) {
         } else if (streq(kind, "holm")) {
                 r = stats_holm(v, a, out);
                 if (r < 0)
-                        return printf("{\"error\": %d}\n", r), 0;
+                        return refused(r);
                 printf("{\"adjusted\": [");
                 for (size_t i = 0; i < a; i++)
                         printf("%s%.17g", i ? ", " : "", out[i]);
@@ -143,7 +149,7 @@ static int handle(char *line) {
 
                 r = stats_bootstrap_median_ratio(v, a, v + a, b, seed, count, &br);
                 if (r < 0)
-                        return printf("{\"error\": %d}\n", r), 0;
+                        return refused(r);
                 printf("{\"seed\": %" PRIu64 ", \"resamples\": %zu, ", br.seed, br.resamples);
                 num("ratio", br.ratio, true);
                 num("low", br.low, true);
