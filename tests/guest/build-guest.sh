@@ -384,6 +384,7 @@ fi
 
 echo MEMVISOR-GUEST-READY
 grep '^MemTotal:' /proc/meminfo
+echo "MEMVISOR-GUEST-KERNEL $(uname -r)"
 
 case "$mode" in
 idle)
