@@ -3,7 +3,7 @@
 """The layering of src/, checked: every project include names its folder ("basic/macro.h"), and a folder
 includes only from the folders below it.
 
-    basic  <-  varlink, qmp, qga, metrics, exporter, dbus  <-  numa, balloon  <-  config, vm  <-  daemon, ctl
+    basic  <-  varlink, qmp, qga, metrics, exporter, dbus  <-  numa, balloon  <-  config, vm  <-  experiment  <-  daemon, ctl
 
 Within a row a folder may use another only where ALLOWED says so (metrics reads QMP statistics). The
 allowed graph has no cycle, so no include circle is larger than one folder. Exit 1 and one line per
@@ -27,7 +27,8 @@ ALLOWED = {
     'balloon': {'basic', 'qmp', 'metrics'},
     'config': {'basic', 'varlink', 'qmp', 'metrics', 'exporter', 'balloon'},
     'vm': {'basic', 'qmp', 'qga', 'metrics', 'numa', 'balloon'},
-    'daemon': {'basic', 'varlink', 'qmp', 'qga', 'metrics', 'exporter', 'dbus', 'numa', 'balloon', 'config', 'vm'},
+    'experiment': {'basic', 'numa', 'vm'},
+    'daemon': {'basic', 'varlink', 'qmp', 'qga', 'metrics', 'exporter', 'dbus', 'numa', 'balloon', 'config', 'vm', 'experiment'},
     'ctl': {'basic', 'varlink', 'numa', 'balloon'},
     'touch': set(),     # memvisor-touch, the guest workload: a program of its own, libc only
 }
