@@ -274,6 +274,9 @@ const ExperimentKey experiment_keys[] = {
 
 const size_t experiment_keys_n = ELEMENTSOF(experiment_keys);
 
+/* ExperimentSpecParser.assigned has a bit per key. */
+_Static_assert(ELEMENTSOF(experiment_keys) <= 64, "too many keys for the assigned mask");
+
 const char *const experiment_sections[] = { "Experiment", "Provoke", "Workload", "Measure" };
 const size_t experiment_sections_n = ELEMENTSOF(experiment_sections);
 
@@ -446,7 +449,7 @@ static int check_sec(const ExperimentKey *k, uint64_t v, char **ret_reason) {
         if (v < k->min || v > k->max) {
                 format_sec_exact(lo, k->min);
                 format_sec_exact(hi, k->max);
-                return reasonf(ret_reason, -ERANGE, "expected a time span from %s to %s", k->min == 1 ? "1us" : lo, hi);
+                return reasonf(ret_reason, -ERANGE, "expected a time span from %s to %s", lo, hi);
         }
         return 0;
 }

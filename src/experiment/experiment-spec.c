@@ -332,10 +332,12 @@ static int json_apply_key(ExperimentSpecParser *p, const ExperimentKey *k, const
         for (size_t i = 0; i < n; i++) {
                 json_object *e = json_object_array_get_idx(v, i);
 
+                /* An empty element would empty the list (as "Key=" does): refused, '' is an empty argument. */
                 if (!e || json_object_is_type(e, json_type_null) || json_object_is_type(e, json_type_array) ||
-                    json_object_is_type(e, json_type_object))
-                        return spec_error(ret_error, -EINVAL, field, "%s: expected an array of strings, numbers or "
-                                          "booleans", field);
+                    json_object_is_type(e, json_type_object) ||
+                    (json_object_is_type(e, json_type_string) && isempty(json_object_get_string(e))))
+                        return spec_error(ret_error, -EINVAL, field, "%s: expected an array of non-empty strings, "
+                                          "numbers or booleans", field);
                 r = json_apply(p, k, field, e, ret_error);
                 if (r < 0)
                         return r;

@@ -452,9 +452,11 @@ static void test_json(void **state) {
         json_bad("{\"Experiment\": {\"Guest\": [\"web\"]}}", "Experiment.Guest", "does not take a list");
         json_bad("{\"Experiment\": {\"Guest\": {\"a\": 1}}}", "Experiment.Guest", "expected a string");
         json_bad("{\"Experiment\": {\"Guest\": \"web\"}, \"Measure\": {\"Counters\": [[\"time\"]]}}", "Measure.Counters",
-                 "expected an array of strings");
+                 "expected an array of non-empty strings");
         json_bad("{\"Experiment\": {\"Guest\": \"web\"}, \"Measure\": {\"Counters\": [null]}}", "Measure.Counters",
-                 "expected an array of strings");
+                 "expected an array of non-empty strings");
+        json_bad("{\"Experiment\": {\"Guest\": \"web\"}, \"Workload\": {\"Arguments\": [\"a\", \"\"]}}",
+                 "Workload.Arguments", "non-empty");
         json_bad("{\"Experiment\": {\"Guest\": \"web\", \"Iterations\": 1.5}}", "Experiment.Iterations", "from 1 to 10000");
         json_bad("{\"Experiment\": {\"Guest\": \"web\", \"Iterations\": true}}", "Experiment.Iterations", "from 1 to 10000");
         json_bad("{\"Experiment\": {\"Guest\": \"web\", \"Description\": \"a\\u0001b\"}}", "Experiment.Description",
