@@ -232,6 +232,35 @@ int ini_parse_file(const char *path, const IniItem *items, void *userdata, char 
         return ini_parse_buffer(path, buf, items, userdata, ret_error);
 }
 
+unsigned ini_file_key_line(const char *path, const char *section, const char *key) {
+        _cleanup_free_ char *buf = NULL;
+        unsigned line = 0, found = 0;
+        bool in_section = false;
+        size_t size, kl = strlen(key), sl = strlen(section);
+
+        if (read_full_file(path, INI_FILE_MAX, &buf, &size) < 0)
+                return 0;
+        for (char *p = buf, *eol; p && *p; p = eol ? eol + 1 : NULL) {
+                eol = strchr(p, '\n');
+                if (eol)
+                        *eol = 0;
+                line++;
+                while (*p == ' ' || *p == '\t')
+                        p++;
+                if (*p == '[')
+                        in_section = strncmp(p + 1, section, sl) == 0 && p[1 + sl] == ']';
+                else if (in_section && strncmp(p, key, kl) == 0) {
+                        const char *q = p + kl;
+
+                        while (*q == ' ' || *q == '\t')
+                                q++;
+                        if (*q == '=')
+                                found = line;
+                }
+        }
+        return found;
+}
+
 int ini_parse_string(const char *key, const char *value, void *data, const void *aux, char **ret_reason) {
         char **s = data;
 

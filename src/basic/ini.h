@@ -30,6 +30,10 @@ int ini_parse_buffer(const char *filename, const char *buf, const IniItem *items
 /* Parses a file; a missing file → -ENOENT with no ret_error set. */
 int ini_parse_file(const char *path, const IniItem *items, void *userdata, char **ret_error);
 
+/* The line of the last assignment of key in [section] of the file at path (1-based), 0 when there is none or the
+ * file cannot be read: for errors that only a check across keys finds, after parsing. */
+unsigned ini_file_key_line(const char *path, const char *section, const char *key);
+
 /* Stock value parsers. aux for unsigned/size/sec: NULL or a const IniRange*. */
 typedef struct IniRange {
         uint64_t min, max;

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <inttypes.h>
 #include <stdio.h>
 
 #include "varlink/address.h"
@@ -269,13 +270,20 @@ static int config_check_balloon(const char *path, const DaemonConfig *c, char **
                 .guest_reserve_bytes = c->balloon_guest_reserve,
                 .max_step_bytes = c->balloon_max_step,
         };
+        static const char *const keys[] = { "HostAvailableLowPercent", "HostAvailableHighPercent",
+                                            "CommitLowPercent", "CommitHighPercent", "MaxStep", "GuestReserve" };
         const char *field = NULL;
+        unsigned line;
 
         if (balloon_policy_params_validate(&p, &field) >= 0)
                 return 0;
-        if (ret_error && asprintf(ret_error, "%s: [Balloon] %s= is out of range: HostAvailableHighPercent= must be "
+        /* Defaults are consistent: a key of the file made it so; name the line of the field, or of its partner. */
+        line = field ? ini_file_key_line(path, "Balloon", field) : 0;
+        for (size_t i = 0; line == 0 && i < ELEMENTSOF(keys); i++)
+                line = ini_file_key_line(path, "Balloon", keys[i]);
+        if (ret_error && asprintf(ret_error, "%s:%u: [Balloon] %s= is out of range: HostAvailableHighPercent= must be "
                                   "greater than HostAvailableLowPercent=, CommitLowPercent= less than "
-                                  "CommitHighPercent=, MaxStep= at least 1M", path, field) < 0)
+                                  "CommitHighPercent=, MaxStep= at least 1M", path, line, strna(field)) < 0)
                 return -ENOMEM;
         return -EINVAL;
 }
@@ -301,8 +309,11 @@ int config_load(const char *path, const ConfigOverrides *o, DaemonConfig *ret, b
                 c.max_output_total = c.max_output_per_uid;
         if (r >= 0 && c.max_output_total < c.max_output_per_uid) {
                 r = -EINVAL;
-                if (ret_error && asprintf(ret_error, "%s: [Varlink] MaxOutputTotal= must be at least "
-                                          "MaxOutputPerUID=", path) < 0)
+                /* Only a MaxOutputTotal= of the file can be below (its default follows MaxOutputPerUID=). */
+                if (ret_error && asprintf(ret_error, "%s:%u: [Varlink] MaxOutputTotal= (%" PRIu64 ") must be at "
+                                          "least MaxOutputPerUID= (%" PRIu64 ")", path,
+                                          ini_file_key_line(path, "Varlink", "MaxOutputTotal"),
+                                          (uint64_t) c.max_output_total, (uint64_t) c.max_output_per_uid) < 0)
                         r = -ENOMEM;
         }
         if (r < 0) {

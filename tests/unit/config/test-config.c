@@ -307,6 +307,12 @@ static void test_errors(void **state) {
                   "2: Invalid value 'localhost:9000' for ListenAddress=: expected IPV4:PORT or [IPV6]:PORT" },
                 { "LogLevel=debug\n", -EINVAL, "1: Assignment 'LogLevel=' outside of any section" },
                 { "[Daemon]\nLogLevel debug\n", -EINVAL, "2: Expected 'Key=Value', got 'LogLevel debug'" },
+                /* Checks across keys name the line of the key that made the file inconsistent. */
+                { "[Varlink]\nMaxOutputPerUID=8M\n\n[Daemon]\nLogLevel=info\n[Varlink]\n  MaxOutputTotal = 5945\n", -EINVAL,
+                  "7: [Varlink] MaxOutputTotal= (5945) must be at least MaxOutputPerUID= (8388608)" },
+                { "[Balloon]\nCommitHighPercent=90\n# the pair\nCommitLowPercent=95\n", -EINVAL,
+                  "4: [Balloon] CommitLowPercent= is out of range: HostAvailableHighPercent= must be greater than "
+                  "HostAvailableLowPercent=, CommitLowPercent= less than CommitHighPercent=, MaxStep= at least 1M" },
         };
 
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
