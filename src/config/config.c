@@ -34,6 +34,8 @@ void config_init(DaemonConfig *c) {
                 .guest_sample_interval_usec = 5 * USEC_PER_SEC,
                 .numa_sample_interval_usec = 30 * USEC_PER_SEC,
                 .host_history = 600,
+                .experiments_max = 1000,        /* as EXPERIMENT_STORE_MAX_EXPERIMENTS_DEFAULT */
+                .experiments_max_bytes = UINT64_C(1) << 30,
                 .exporter_enabled = true,
                 .exporter_max_connections = 64,
                 .exporter_max_connections_per_address = 16,
@@ -135,6 +137,8 @@ static int parse_listen_address(const char *key, const char *value, void *data, 
 static const IniRange range_host_interval = { 100 * USEC_PER_MSEC, 3600 * USEC_PER_SEC };
 static const IniRange range_guest_interval = { 500 * USEC_PER_MSEC, 3600 * USEC_PER_SEC };
 static const IniRange range_history = { 1, 86400 };
+static const IniRange range_experiments = { 1, 100000 };
+static const IniRange range_experiments_bytes = { UINT64_C(1) << 20, UINT64_C(1) << 40 };
 
 /* 0 (off) or an interval of 1s to 1h. */
 static int parse_interval_or_off(const char *key, const char *value, void *data, const void *aux, char **ret_reason) {
@@ -236,6 +240,10 @@ static const IniItem config_items[] = {
           &range_http_timeout },
         { "Exporter", "HeaderTimeoutSec", ini_parse_sec, offsetof(DaemonConfig, exporter_header_timeout_usec),
           &range_http_timeout },
+        { "Experiments", "MaxExperiments", ini_parse_unsigned, offsetof(DaemonConfig, experiments_max),
+          &range_experiments },
+        { "Experiments", "MaxBytes", ini_parse_size, offsetof(DaemonConfig, experiments_max_bytes),
+          &range_experiments_bytes },
         { "DBus", "Address", parse_dbus_address, offsetof(DaemonConfig, dbus_address), NULL },
         { NULL },
 };

@@ -68,6 +68,10 @@ typedef struct DaemonConfig {
         uint64_t exporter_timeout_usec;         /* TimeoutSec=, default 10s */
         uint64_t exporter_header_timeout_usec;  /* HeaderTimeoutSec=, default 5s */
 
+        /* [Experiments] (manager-experiment.c) */
+        unsigned experiments_max;               /* MaxExperiments=, default 1000 */
+        uint64_t experiments_max_bytes;         /* MaxBytes=, default 1G */
+
         /* [DBus] */
         char *dbus_address;             /* NULL: the system bus ($DBUS_SYSTEM_BUS_ADDRESS or the default) */
         bool dbus_disabled;             /* Address=none */

@@ -11,6 +11,7 @@
 #include "basic/json-util.h"
 #include "basic/log.h"
 #include "basic/strv.h"
+#include "daemon/manager-experiment.h"
 #include "daemon/manager-guest.h"
 #include "qga/qga-json.h"
 #include "qga/qga-ops.h"
@@ -296,6 +297,10 @@ int manager_agent_exec(Manager *m, const char *name, const QgaExecRequest *req, 
                 manager_completion_drop(completion);
                 return manager_error_invalid_parameter(ret_error, "stdin");
         }
+        if (manager_experiment_check_busy(m, name, ret_error) < 0) {
+                manager_completion_drop(completion);
+                return -EBUSY;
+        }
         if (manager_find_vm(m, name))
                 log_info("Guest %s: guest-exec of \"%s\" by %s.", name, strna(line), caller);
         return agent_start(m, name, AGENT_OP_EXEC, req, completion, ret_error);
@@ -305,6 +310,10 @@ int manager_agent_copy(Manager *m, const char *name, const void *data, size_t si
                        const char *caller, ManagerCompletion *completion, ManagerError *ret_error) {
         const struct { const void *data; size_t size; const char *dest; mode_t mode; } a = { data, size, dest, mode };
 
+        if (manager_experiment_check_busy(m, name, ret_error) < 0) {
+                manager_completion_drop(completion);
+                return -EBUSY;
+        }
         if (size > AGENT_COPY_MAX) {
                 manager_completion_drop(completion);
                 return manager_error_invalid_parameter(ret_error, "data");

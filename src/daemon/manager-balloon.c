@@ -8,6 +8,7 @@
 #include "balloon/balloon-controller.h"
 #include "balloon/balloon-json.h"
 #include "basic/json-util.h"
+#include "daemon/manager-experiment.h"
 #include "daemon/manager-guest.h"
 #include "daemon/manager-persist.h"
 
@@ -185,6 +186,9 @@ static int vl_set_balloon(VarlinkConnection *c, json_object *parameters, Varlink
         vm = manager_find_vm(m, name);
         if (!vm)
                 return manager_guest_reply_no_such_vm(c, name);
+        r = manager_experiment_reply_busy(m, c, vm->name);
+        if (r != 0)
+                return r < 0 ? r : 0;
         manager_balloon_guest_config(m, vm, &cfg);
         ctl = manager_balloon_controller(m, vm->name);
         if (target < 0) {
@@ -331,6 +335,11 @@ static Vm *lookup_running(Manager *m, VarlinkConnection *c, json_object *paramet
 
         if (!vm) {
                 *ret = manager_guest_reply_no_such_vm(c, name);
+                return NULL;
+        }
+        r = manager_experiment_reply_busy(m, c, vm->name);
+        if (r != 0) {
+                *ret = r < 0 ? r : 0;
                 return NULL;
         }
         manager_balloon_guest_config(m, vm, ret_cfg);

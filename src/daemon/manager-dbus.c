@@ -22,6 +22,7 @@
 #include "dbus/bus-util.h"
 #include "basic/json-util.h"
 #include "basic/log.h"
+#include "daemon/manager-experiment.h"
 #include "daemon/manager-persist.h"
 #include "daemon/manager.h"
 #include "basic/strv.h"
@@ -294,8 +295,15 @@ static int method_run_reload(sd_bus_message *message, void *userdata, sd_bus_err
                 Vm *vm;                                                                                         \
                 int r;                                                                                          \
                                                                                                                 \
+                ManagerError e = {};                                                                            \
+                                                                                                                \
                 vm = vm_from_args(userdata, message, error, &r);                                                \
-                return vm ? run(message, userdata, vm, error) : r;                                              \
+                if (!vm)                                                                                        \
+                        return r;                                                                               \
+                r = manager_experiment_check_busy(manager_of(message, userdata), vm->name, &e);                 \
+                if (r < 0)                                                                                      \
+                        return bus_error_from_manager(error, &e, r);                                            \
+                return run(message, userdata, vm, error);                                                       \
         }                                                                                                       \
         static int method_##run(sd_bus_message *message, void *userdata, sd_bus_error *error) {                 \
                 Manager *m = manager_of(message, userdata);                                                     \

@@ -3,6 +3,7 @@
  * MigrationRequests to src/numa's runner (numa-migration.h); its progress, summary and errors as replies. */
 #include "basic/json-util.h"
 #include "basic/log.h"
+#include "daemon/manager-experiment.h"
 #include "daemon/manager-numa.h"
 #include "daemon/manager-persist.h"
 #include "basic/parse.h"
@@ -103,6 +104,9 @@ static int migrate_prepare(Manager *m, const char *name, MigrationRequest *req, 
         vm = manager_find_vm(m, name);
         if (!vm)
                 return manager_numa_fail_no_such_vm(ret_error, name);
+        r = manager_experiment_check_busy(m, vm->name, ret_error);
+        if (r < 0)
+                return r;
         req->pid = manager_numa_vm_running(vm) ? vm->pid : 0;
         req->hugepages = (vm->running_spec ?: vm->spec)->hugepages;
         req->memory_bytes = (vm->running_spec ?: vm->spec)->memory_bytes;
@@ -186,6 +190,8 @@ int manager_numa_vl_cancel_migrations(VarlinkConnection *c, json_object *paramet
         vm = manager_find_vm(m, name);
         if (!vm)
                 return manager_error_varlink_reply(c, &e, manager_numa_fail_no_such_vm(&e, name));
+        if (manager_experiment_check_busy(m, vm->name, &e) < 0)
+                return manager_error_varlink_reply(c, &e, -EBUSY);
         migration_history_cancel(manager_guest_migrations(m, vm->name));
         return varlink_reply(c, NULL);
 }

@@ -8,6 +8,7 @@
 
 #include "basic/json-util.h"
 #include "basic/log.h"
+#include "daemon/manager-experiment.h"
 #include "daemon/manager-numa.h"
 #include "numa/numa-pin.h"
 #include "numa/numa-guest-placement.h"
@@ -126,6 +127,9 @@ int manager_numa_pin_vcpus(Manager *m, const char *name, const char *map_s, cons
         vm = manager_find_vm(m, name);
         if (!vm)
                 return manager_numa_fail_no_such_vm(ret_error, name);
+        r = manager_experiment_check_busy(m, vm->name, ret_error);
+        if (r < 0)
+                return r;
         if (!manager_numa_vm_running(vm) || vm->n_vcpus == 0)
                 return fail_invalid_state(ret_error, vm->name, vm);
         r = numa_topology_read(m->numa->sysfs_root, &t);
@@ -332,4 +336,8 @@ static const VarlinkMethod numa_methods[] = {
 
 const VarlinkMethod *manager_numa_methods(void) {
         return numa_methods;
+}
+
+const MigrationContext *manager_numa_context(Manager *m) {
+        return m->numa ? &m->numa->ctx : NULL;
 }

@@ -20,6 +20,8 @@ struct ManagerNuma {
 };
 
 bool manager_numa_vm_running(Vm *vm);
+/* The page migration context (NULL before the module started), for experiments. */
+const MigrationContext *manager_numa_context(Manager *m);
 int manager_numa_fail_no_such_vm(ManagerError *ret, const char *name);
 /* A NumaError of the guest called name as the API error (code > 0), or code itself (internal). */
 int manager_numa_fail(Manager *m, const char *name, int code, const NumaError *e, ManagerError *ret);

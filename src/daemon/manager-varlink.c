@@ -5,6 +5,7 @@
 #include "build-config.h"
 #include "basic/json-util.h"
 #include "basic/log.h"
+#include "daemon/manager-experiment.h"
 #include "daemon/manager.h"
 #include "varlink/varlink-idl.h"
 #if ENABLE_CERTIFICATION
@@ -109,6 +110,7 @@ static int manager_build_interface(Manager *m) {
                 manager_balloon_methods(),
                 manager_numa_methods(),
                 manager_agent_methods(),
+                manager_experiment_methods(),
         };
         size_t n = 0, k = 0;
 

@@ -8,6 +8,7 @@
 #include "basic/fileio.h"
 #include "basic/json-util.h"
 #include "basic/log.h"
+#include "daemon/manager-experiment.h"
 #include "daemon/manager-events.h"
 #include "daemon/manager-guest.h"
 #include "daemon/manager-persist.h"
@@ -325,6 +326,9 @@ static int vl_undefine_vm(VarlinkConnection *c, json_object *parameters, Varlink
         vm = lookup_or_reply(m, c, parameters, &r);
         if (!vm)
                 return r;
+        r = manager_experiment_reply_busy(m, c, vm->name);
+        if (r != 0)
+                return r < 0 ? r : 0;
         if (vm_is_active(vm) || vm->state == VM_STATE_RESTARTING || vm->state == VM_STATE_STARTING ||
             vm->state == VM_STATE_STOPPING)
                 return error_invalid_state(c, vm);
@@ -357,6 +361,9 @@ static int start_like(VarlinkConnection *c, json_object *parameters, void *userd
         vm = lookup_or_reply(userdata, c, parameters, &r);
         if (!vm)
                 return r;
+        r = manager_experiment_reply_busy(userdata, c, vm->name);
+        if (r != 0)
+                return r < 0 ? r : 0;
         r = op(vm, &error);
         if (r == -ENOMEM)
                 return r;
@@ -376,6 +383,9 @@ static int vl_stop_vm(VarlinkConnection *c, json_object *parameters, VarlinkCall
         vm = lookup_or_reply(userdata, c, parameters, &r);
         if (!vm)
                 return r;
+        r = manager_experiment_reply_busy(userdata, c, vm->name);
+        if (r != 0)
+                return r < 0 ? r : 0;
         r = vm_stop(vm);
         if (r < 0)
                 return r;
@@ -406,6 +416,9 @@ static int vl_kill_vm(VarlinkConnection *c, json_object *parameters, VarlinkCall
         vm = lookup_or_reply(userdata, c, parameters, &r);
         if (!vm)
                 return r;
+        r = manager_experiment_reply_busy(userdata, c, vm->name);
+        if (r != 0)
+                return r < 0 ? r : 0;
         sig = parse_signal(json_get_string(parameters, "signal"));
         if (sig < 0)
                 return varlink_error_invalid_parameter(c, "signal");

@@ -12,6 +12,7 @@
 #include "build-config.h"
 #include "basic/fileio.h"
 #include "basic/log.h"
+#include "daemon/manager-experiment.h"
 #include "daemon/manager-persist.h"
 #include "daemon/manager.h"
 
@@ -50,6 +51,7 @@ Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
 
+        manager_experiment_done(m);
         manager_agent_done(m);
         m->varlink = varlink_server_free(m->varlink);
         manager_dbus_done(m);
@@ -425,6 +427,9 @@ int manager_start(Manager *m) {
         if (r < 0)
                 return r;
         r = manager_agent_start(m);
+        if (r < 0)
+                return r;
+        r = manager_experiment_start(m);
         if (r < 0)
                 return r;
         r = vm_context_add_state_watch(&m->vmctx, manager_on_vm_state_exit, m);

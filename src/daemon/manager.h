@@ -24,6 +24,7 @@ typedef struct ManagerNuma ManagerNuma;         /* manager-numa.c: pinning, plac
 typedef struct BusConnection BusConnection;     /* src/dbus; manager-dbus.c: io.memvisor.Manager1 (optional) */
 typedef struct ManagerGuest ManagerGuest;       /* manager-guest.h: a guest's balloon and NUMA state, by name */
 typedef struct ManagerPersist ManagerPersist;   /* manager-persist.c: saving and loading the guests' records */
+typedef struct ManagerExperiments ManagerExperiments; /* manager-experiment.c: experiments, STATE_DIR/experiments */
 
 typedef struct Manager {
         sd_event *event;
@@ -57,6 +58,7 @@ typedef struct Manager {
         ManagerGuest **records;         /* manager-guest.h: each guest's balloon and NUMA state, sorted by name */
         size_t n_records;
         ManagerPersist *persist;        /* manager-persist.c: the records kept over restarts, STATE_DIR/guests */
+        ManagerExperiments *experiments;
         ManagerMetrics *metrics;
         ManagerBalloon *balloon;
         ManagerNuma *numa;

@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* Shared by experiment-runner.c (starting, provenance, the end) and experiment-iteration.c (one iteration:
+ * readings, provocation, workload, record). */
+
+#include "basic/worker.h"
+#include "experiment/experiment-measure.h"
+#include "experiment/experiment-runner.h"
+#include "experiment/provenance.h"
+
+typedef enum RunStep {
+        RUN_STEP_BEFORE,                /* the readings before */
+        RUN_STEP_PROVOKE,               /* the provocation (and a When=during workload) */
+        RUN_STEP_WORKLOAD,              /* a When=after workload */
+        RUN_STEP_AFTER,                 /* the readings after */
+} RunStep;
+
+struct ExperimentRun {
+        const ExperimentContext *ctx;
+        ExperimentSpec *spec;
+        ExperimentRunCallbacks callbacks;
+        void *userdata;
+        ExperimentMeasure *measure;
+        pid_t pid;                      /* the QEMU the experiment started on */
+        char *id;
+        uint64_t done, planned;
+        bool cancelled;
+        bool over;                      /* ended or abandoned: pending operations only come back to free it */
+        unsigned n_pending;             /* asynchronous operations whose callback is still to come */
+
+        /* starting */
+        Worker *worker;
+        struct ProvenanceJob *job;
+        Provenance provenance;
+        json_object *guest_provenance;
+        char *guest_provenance_error;
+
+        /* the iteration in flight */
+        RunStep step;
+        uint64_t iteration_start_usec, started_realtime_usec;
+        uint64_t provoke_start_usec, provoke_usec;
+        ExperimentSnapshot before, after;
+        ExperimentRecord record;
+        bool provoke_done, workload_running, workload_done;
+        uint64_t workload_usec;
+        json_object *workload_json;
+        char *workload_error;
+        char *provoke_error;
+        BalloonWait *balloon_wait;
+        bool balloon_returning;         /* the second step: back to balloon_back_bytes */
+        uint64_t balloon_back_bytes;
+        uint64_t balloon_target_usec;   /* from the provocation's start until Target= was reached */
+        MigrationHistory *migrations_busy;      /* a migration run of ours is in progress there */
+        bool have_residency_before;
+        NumaResidency residency_before, residency_after;
+        bool have_residency_after;
+        uint64_t moved_pages, moved_bytes, migrate_usec, moves, moves_failed;
+        sd_event_source *timer;         /* Settle= between iterations */
+};
+
+static inline json_object *json_unavailable_new(const char *reason) {
+        json_object *o = json_object_new_object();
+
+        if (o && json_object_object_add(o, "unavailable", json_object_new_string(reason ?: "unknown")) < 0) {
+                json_object_put(o);
+                return NULL;
+        }
+        return o;
+}
+
+bool run_op_end(ExperimentRun *run);
+void run_finish(ExperimentRun *run, ExperimentState state, const char *reason);
+void run_fail(ExperimentRun *run, const char *format, ...) _printf_(2, 3);
+int run_guest(ExperimentRun *run, ExperimentGuest *ret);
+void run_create(ExperimentRun *run);
+void run_iteration_begin(ExperimentRun *run);

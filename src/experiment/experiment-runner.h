@@ -1,0 +1,110 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* Runs one experiment (experiment-spec.h) on one running guest: provenance first, then Iterations= times
+ *
+ *     before:  host /proc/vmstat, tracepoint counts (trace/), QMP query-stats, the guest's counters (agent)
+ *     provoke: nothing | one migration (numa-migration.h) | a ping-pong of Moves= | balloon to Target= and back
+ *              with the workload (agent guest-exec) started before it (When=during) or after it (When=after)
+ *     after:   the same readings again
+ *     record:  one JSON record of the deltas (docs: memvisor.experiment(5) RESULTS), appended to the store and
+ *              fsync()ed, then Settle= before the next iteration
+ *
+ * The provocation goes through the typed balloon and NUMA APIs, handed what the caller's lookup returns; nothing
+ * here knows how guests are supervised or how the result reaches a client. Every step is asynchronous on the
+ * event loop; the provenance (which runs QEMU --version) is collected in a worker thread. A counter set that
+ * cannot be taken is recorded in each iteration's "unavailable" with the reason, never as 0; those listed in
+ * Require= fail the start instead.
+ *
+ * An experiment ends completed (every iteration recorded), cancelled (experiment_run_cancel(): after the
+ * iteration in flight, which is recorded when it completes), or failed: the guest stopped or restarted, a
+ * provocation or the workload failed, the store could not write. Its iterations so far stay in the store. */
+
+#include <systemd/sd-event.h>
+
+#include "balloon/balloon-controller.h"
+#include "basic/macro.h"
+#include "experiment/experiment-spec.h"
+#include "experiment/experiment-store.h"
+#include "numa/numa-migration.h"
+#include "qga/qga-client.h"
+#include "qmp/qmp-client.h"
+
+/* Where the guest runs now and the handles to act on it; pointers are borrowed for the call that got them. */
+typedef struct ExperimentGuest {
+        pid_t pid;                              /* QEMU */
+        bool tcg;                               /* no KVM: no KVM exits or statistics */
+        const pid_t *vcpu_threads;
+        size_t n_vcpu_threads;
+        QmpClient *qmp;                         /* NULL: not connected */
+        QgaClient *agent;                       /* NULL: no agent ready */
+        const char *agent_reason;               /* why not, when agent is NULL */
+        BalloonController *balloon;             /* NULL: no balloon device */
+        const BalloonGuestConfig *balloon_config;
+        MigrationHistory *migrations;           /* the guest's history (moves are recorded there too) */
+        const MigrationContext *migration_context;
+        bool hugepages;                         /* the guest's memory is in huge pages … */
+        uint64_t memory_bytes;                  /* … of this size (for the migration's checks) */
+        const char *definition;                 /* the guest's .vm text, for the provenance */
+        const char *qemu_binary;
+} ExperimentGuest;
+
+typedef struct ExperimentContext {
+        sd_event *event;
+        const char *root;                       /* "/": /proc, /sys (tracefs below it) */
+        ExperimentStore *store;
+        /* 0 and *ret while the guest runs; -ESRCH when it does not. */
+        int (*lookup)(const char *guest, void *userdata, ExperimentGuest *ret);
+        void *userdata;
+} ExperimentContext;
+
+typedef struct ExperimentRun ExperimentRun;
+
+typedef struct ExperimentRunCallbacks {
+        /* The provenance is written and the first iteration starts: id is the experiment's (optional). */
+        void (*started)(ExperimentRun *run, const char *id, void *userdata);
+        /* An iteration was recorded (record borrowed for the call). Optional. */
+        void (*iteration)(ExperimentRun *run, uint64_t done, uint64_t planned, json_object *record, void *userdata);
+        /* Exactly once per begun run: the end (state completed, failed or cancelled; reason for failed). id is
+         * NULL when the experiment never reached the store (the failure came before, reason says why). The
+         * run frees itself after this returns. */
+        void (*finished)(ExperimentRun *run, const char *id, ExperimentState state, const char *reason,
+                         void *userdata);
+} ExperimentRunCallbacks;
+
+/* Why a start was refused before anything ran: the field of the definition or the counter set at fault. */
+typedef enum ExperimentStartError {
+        EXPERIMENT_START_OK,
+        EXPERIMENT_START_NOT_RUNNING,           /* the guest does not run */
+        EXPERIMENT_START_COUNTER_UNAVAILABLE,   /* a Require= counter set cannot be taken: counter, reason */
+        EXPERIMENT_START_INVALID,               /* the operation cannot run on this guest: field, reason */
+} ExperimentStartError;
+
+typedef struct ExperimentStartFailure {
+        ExperimentStartError error;
+        const char *field;                      /* static: "Provoke.To", or NULL */
+        char *counter;
+        char *reason;
+} ExperimentStartFailure;
+
+void experiment_start_failure_done(ExperimentStartFailure *f);
+
+/* Checks that the guest runs and the counters of Require= can be taken, opens the counters, and returns the run
+ * (not started). Takes spec. ctx must outlive the run. -EINVAL etc. with *ret_failure filled for the caller's
+ * errors; other negative errnos are internal. */
+int experiment_run_new(const ExperimentContext *ctx, ExperimentSpec *spec, const ExperimentRunCallbacks *cb,
+                       void *userdata, ExperimentRun **ret, ExperimentStartFailure *ret_failure);
+/* Starts it (the provenance in a worker first). From here on finished() is called exactly once, possibly from
+ * within this call; the run frees itself after it. */
+void experiment_run_begin(ExperimentRun *run);
+/* No further iteration; the one in flight completes and is recorded. */
+void experiment_run_cancel(ExperimentRun *run);
+/* The daemon goes away: ends the run now without a callback; the store marks the experiment interrupted at the
+ * next load (its state stays "running" on disk). */
+ExperimentRun *experiment_run_abandon(ExperimentRun *run);
+
+const char *experiment_run_guest(const ExperimentRun *run);
+const char *experiment_run_id(const ExperimentRun *run);        /* NULL before the store has it */
+uint64_t experiment_run_done(const ExperimentRun *run);
+uint64_t experiment_run_planned(const ExperimentRun *run);
+const ExperimentSpec *experiment_run_spec(const ExperimentRun *run);

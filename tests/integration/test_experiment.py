@@ -1,0 +1,317 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""Experiments (issue 15) against the real daemon: bad input named by field; the Linux test guest under TCG with
+its real qemu-ga running memvisor-touch around a baseline and a balloon provocation, every iteration recorded with
+the guest's own counters, the KVM sets unavailable with the reason; GuestBusy while one runs; cancel; the guest
+killed mid-experiment; kill -9 of memvisord mid-experiment (interrupted, completed iterations intact); a full
+state directory. The two-node migration experiment runs in the NUMA harness (tests/harness/numa)."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from memvisor_it import VarlinkConnection, calls_as, wait_for
+
+M = "io.memvisor.Manager."
+TOUCH = "/usr/bin/memvisor-touch"
+
+
+def ok(d, method, params=None):
+    reply = d.call(M + method, params)
+    assert "error" not in reply, reply
+    return reply["parameters"]
+
+
+def err(d, method, params=None):
+    reply = d.call(M + method, params)
+    assert "error" in reply, reply
+    return reply["error"], reply.get("parameters", {})
+
+
+def results(d, id_):
+    """GetExperimentResults with more: every batch."""
+    out = []
+    with VarlinkConnection(str(d.socket), timeout=30) as c:
+        c.send(M + "GetExperimentResults", {"id": id_}, more=True)
+        while True:
+            r = c.receive()
+            assert "error" not in r, r
+            out += r["parameters"]["iterations"]
+            if not r.get("continues"):
+                return out
+
+
+def fake_guest(d, name="g"):
+    d.vm_dir.mkdir(exist_ok=True)
+    (d.vm_dir / (name + ".vm")).write_text("[VM]\nMemory=128M\nAccelerator=tcg\nDisk=/dev/null\nStopTimeoutSec=2s\n"
+                                           "GuestAgent=no\n")
+    ok(d, "Reload")
+
+
+def definition(guest, iterations=3, op="none", when="after", args=("--mib=16", "--write"), extra=None):
+    d = {"Experiment": {"Guest": guest, "Iterations": iterations, "Settle": "100ms"},
+         "Provoke": {"Operation": op},
+         "Workload": {"When": when}}
+    if when != "none":
+        d["Workload"].update({"Program": TOUCH, "Arguments": list(args)})
+    for section, keys in (extra or {}).items():
+        d.setdefault(section, {}).update(keys)
+    return d
+
+
+# ---- bad input: every refusal names what was wrong ------------------------------------------------------------
+
+
+def test_experiment_bad_input(daemons, ctl):
+    d = daemons(name="xb")
+    fake_guest(d)
+    e, p = err(d, "StartExperiment", {"definition": definition("g", extra={"Measure": {"Counters": ["nope"]}})})
+    assert e == M + "InvalidExperiment" and p["field"] == "Measure.Counters", p
+    assert "host-kvm-exits" in p["reason"] and "guest-vmstat" in p["reason"], p  # the available ones
+    for n in (0, 10 ** 9):
+        e, p = err(d, "StartExperiment", {"definition": definition("g", iterations=n)})
+        assert e == M + "InvalidExperiment" and p["field"] == "Experiment.Iterations", p
+    e, p = err(d, "StartExperiment", {"definition": definition("g"), "iterations": 0})
+    assert e == "org.varlink.service.InvalidParameter" and p["parameter"] == "iterations", p
+    e, p = err(d, "StartExperiment", {"definition": definition("g"), "text": "[Experiment]\nGuest=g\n"})
+    assert e == M + "InvalidExperiment" and "exactly one" in p["reason"], p
+    e, p = err(d, "StartExperiment", {"text": "[Experiment]\nGuest=g\nIterations=x\n"})
+    assert e == M + "InvalidExperiment" and p["field"] == "Experiment.Iterations" and "definition:3" in p["reason"], p
+    e, p = err(d, "StartExperiment", {"text": "[Experiment]\nGuest=nosuch\n"})
+    assert e == M + "NoSuchVM", (e, p)
+    e, p = err(d, "StartExperiment", {"text": "[Experiment]\nGuest=g\n[Workload]\nWhen=none\n"})
+    assert e == M + "InvalidState" and p["name"] == "g", (e, p)      # the guest does not run
+    for method in ("DescribeExperiment", "CancelExperiment", "DeleteExperiment"):
+        e, p = err(d, method, {"id": "20260101-000000-abcdef"})
+        assert e == M + "NoSuchExperiment", (method, e)
+    e, _ = err(d, "GetExperimentResults", {"id": "x"})
+    assert e == "org.varlink.service.ExpectedMore", e
+    # Only the privileged may start or cancel; everybody may list.
+    replies = calls_as(d.socket, [(M + "StartExperiment", {"text": "[Experiment]\nGuest=g\n"}),
+                                  (M + "ListExperiments", {})], uid=65534)
+    assert replies[0]["error"] == "org.varlink.service.PermissionDenied", replies[0]
+    assert replies[1]["parameters"]["experiments"] == [], replies[1]
+    assert d.running()
+
+
+# ---- the Linux test guest under TCG with its real agent -------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def test_guest(build):
+    return build.test_guest()
+
+
+def real_guest(d, test_guest, name="xg"):
+    d.vm_dir.mkdir(exist_ok=True)
+    (d.vm_dir / (name + ".vm")).write_text(
+        "[VM]\nMemory=512M\nVCPUs=2\nAccelerator=tcg\nKernel=%s/vmlinuz\nInitrd=%s/initrd.gz\n"
+        "Append=console=ttyS0 quiet\nStopTimeoutSec=3s\nBalloon=yes\n" % (test_guest, test_guest))
+    ok(d, "Reload")
+    ok(d, "StartVM", {"name": name})
+
+    def agent_ready():
+        a = ok(d, "DescribeVM", {"name": name})["vm"].get("agent") or {}
+        return a.get("state") == "ready"
+
+    wait_for(agent_ready, timeout=180, what="the guest agent")
+
+
+def run_more(d, params, on_iteration=None, timeout=300):
+    """StartExperiment with more: (the replies, the final reply)."""
+    replies = []
+    with VarlinkConnection(str(d.socket), timeout=timeout) as c:
+        c.send(M + "StartExperiment", params, more=True)
+        while True:
+            r = c.receive()
+            replies.append(r)
+            if "error" in r or not r.get("continues"):
+                return replies, r
+            if on_iteration and r["parameters"].get("iteration"):
+                on_iteration(r["parameters"])
+
+
+def tracefs_mounted():
+    return os.path.isdir("/sys/kernel/tracing/events") or os.path.isdir("/sys/kernel/debug/tracing/events")
+
+
+@pytest.fixture(scope="module")
+def tracefs():
+    """tracefs at /sys/kernel/tracing, as systemd mounts it on a host; mounted here when it is not (root)."""
+    if not tracefs_mounted() and os.geteuid() == 0:
+        subprocess.run(["mount", "-t", "tracefs", "nodev", "/sys/kernel/tracing"], check=False)
+    return tracefs_mounted()
+
+
+def test_experiment_real_guest(daemons, ctl, test_guest, tracefs):
+    d = daemons(name="xr")
+    real_guest(d, test_guest)
+
+    # The baseline: nothing provoked, memvisor-touch after it, 3 iterations, one of them warm-up.
+    params = {"definition": definition("xg", iterations=3, extra={"Experiment": {"WarmUp": 1}})}
+    replies, final = run_more(d, params)
+    assert "error" not in final, final
+    p = final["parameters"]
+    assert p["state"] == "completed" and p["iterationsDone"] == 3 and p["iterationsPlanned"] == 3, p
+    xid = p["id"]
+    streamed = [r["parameters"]["iteration"] for r in replies if r["parameters"].get("iteration")]
+    assert [it["iteration"] for it in streamed] == [1, 2, 3]
+    assert [it["warmUp"] for it in streamed] == [True, False, False]
+
+    rows = results(d, xid)
+    assert rows == streamed
+    pages = (16 << 20) // 4096
+    for it in rows:
+        c, u = it["counters"], it["unavailable"]
+        assert c["time.iteration_usec"] > 0 and c["time.workload_usec"] > 0 and c["time.provoke_usec"] >= 0, c
+        assert c["workload.pages_touched"] == pages, c
+        assert c["guest.vmstat.pgfault"] >= pages, c        # the guest's own view of the touch
+        assert "guest.tlb_shootdowns" in c or "guest.tlb_shootdowns" in u
+        assert it["workload"]["pages_touched"] == pages
+        # Under TCG there are no KVM exits or statistics: unavailable with the reason, never 0.
+        assert "host.kvm_exit.total" not in c and "TCG" in u["host.kvm_exit"], u
+        assert "TCG" in u["host.kvm_stats"], u
+        assert "host.vmstat.pgmigrate_success" in c, sorted(c)
+        if tracefs:
+            assert c["host.tlb_flush.host"] > 0, c
+        else:
+            assert "host.tlb_flush" in u, u
+
+    x = ok(d, "DescribeExperiment", {"id": xid})
+    assert x["experiment"]["state"] == "completed" and x["experiment"]["guest"] == "xg", x["experiment"]
+    assert x["experiment"]["operation"] == "none" and x["experiment"]["warmUp"] == 1
+    stats = {s["counter"]: s for s in x["statistics"]}
+    s = stats["workload.pages_touched"]
+    assert s["n"] == 2 and s["median"] == pages and s["unit"] == "pages", s
+    assert stats["time.workload_usec"]["unit"] == "us"
+    assert x["provenance"]["guest"]["name"] == "xg" and x["provenance"]["guest"]["accelerator"] == "tcg"
+    assert x["provenance"]["guest"]["kernelRelease"], x["provenance"]["guest"]
+    assert x["provenance"]["kernel"]["release"], x["provenance"]["kernel"]
+    assert x["definition"]["Experiment"]["Guest"] == "xg"
+    assert {u["counter"] for u in x["unavailable"]} >= {"host.kvm_exit", "host.kvm_stats"}, x["unavailable"]
+    # Files: definition, provenance, 3 lines, the summary.
+    xdir = d.state_dir / "experiments" / xid
+    assert len((xdir / "iterations.jsonl").read_text().splitlines()) == 3
+    assert json.loads((xdir / "summary.json").read_text())["statistics"]
+
+    # A balloon provocation: inflate to 384M and back, the workload during it.
+    params = {"definition": definition("xg", iterations=2, op="balloon", when="during",
+                                       extra={"Provoke": {"Target": "384M", "Return": "512M", "Timeout": "60s"}})}
+    _, final = run_more(d, params)
+    assert "error" not in final and final["parameters"]["state"] == "completed", final
+    rows = results(d, final["parameters"]["id"])
+    for it in rows:
+        assert it["counters"]["time.balloon_target_usec"] > 0, it["counters"]
+        assert it["counters"]["time.provoke_usec"] >= it["counters"]["time.balloon_target_usec"]
+
+    # While one runs: GuestBusy for the other state-changing calls on that guest; cancel keeps what was recorded.
+    slow = definition("xg", iterations=50, when="none")
+    slow["Experiment"]["Settle"] = "2s"
+    started = ok(d, "StartExperiment", {"definition": slow})
+    assert started["state"] == "running", started
+    busy = started["id"]
+    for method, params in (("StopVM", {"name": "xg"}), ("SetBalloon", {"name": "xg", "targetBytes": 256 << 20}),
+                           ("StartExperiment", {"definition": definition("xg")}),
+                           ("GuestExec", {"name": "xg", "argv": ["/bin/true"]})):
+        e, p = err(d, method, params)
+        assert e == M + "GuestBusy" and p == {"name": "xg", "experiment": busy}, (method, e, p)
+    r = ctl("stop", "xg", address=d.socket)
+    assert r.returncode != 0 and busy in r.stderr, r.stderr
+    assert ok(d, "GuestCounters", {"name": "xg"})        # readings stay allowed
+    e, _ = err(d, "DeleteExperiment", {"id": busy})
+    assert e == M + "ExperimentRunning"
+    wait_for(lambda: ok(d, "DescribeExperiment", {"id": busy})["experiment"]["iterationsDone"] >= 1, timeout=60,
+             what="an iteration of the slow experiment")
+    ok(d, "CancelExperiment", {"id": busy})
+    wait_for(lambda: ok(d, "DescribeExperiment", {"id": busy})["experiment"]["state"] == "cancelled", timeout=60,
+             what="cancelled")
+    info = ok(d, "DescribeExperiment", {"id": busy})["experiment"]
+    assert info["iterationsDone"] >= 1 and len(results(d, busy)) == info["iterationsDone"], info
+    e, p = err(d, "CancelExperiment", {"id": busy})
+    assert e == M + "ExperimentNotRunning" and p["state"] == "cancelled", p
+
+    # kill -9 of memvisord at iteration 3 of 5: after the restart the experiment reads interrupted, its completed
+    # iterations intact and exportable; the guest is re-adopted.
+    long = definition("xg", iterations=5, when="none")
+    long["Experiment"]["Settle"] = "1s"
+    seen = []
+
+    def on_iteration(p):
+        seen.append(p["iterationsDone"])
+        if p["iterationsDone"] == 2:
+            os.kill(d.pid, signal.SIGKILL)
+
+    try:
+        run_more(d, {"definition": long}, on_iteration=on_iteration)
+    except Exception:
+        pass                    # the connection dies with the daemon
+    d.wait_exit()
+    d.start()
+    xs = [x for x in ok(d, "ListExperiments", {"guest": "xg"})["experiments"] if x["iterationsPlanned"] == 5]
+    assert len(xs) == 1, xs
+    x = xs[0]
+    assert x["state"] == "interrupted" and x["iterationsDone"] in (2, 3), x
+    assert "daemon stopped" in x["reason"], x
+    rows = results(d, x["id"])
+    assert [it["iteration"] for it in rows] == list(range(1, x["iterationsDone"] + 1))
+    r = ctl("experiment", "export", x["id"], "--format=csv", address=d.socket, timeout=60)
+    assert r.returncode == 0 and r.stdout.startswith("experiment,"), r.stderr
+    wait_for(lambda: (ok(d, "DescribeVM", {"name": "xg"})["vm"].get("agent") or {}).get("state") == "ready",
+             timeout=60, what="the agent after re-adoption")
+
+    # The guest killed mid-experiment: the experiment fails with the reason and keeps its iterations.
+    long = definition("xg", iterations=20, when="none")
+    long["Experiment"]["Settle"] = "1s"
+    started = ok(d, "StartExperiment", {"definition": long})
+    wait_for(lambda: ok(d, "DescribeExperiment", {"id": started["id"]})["experiment"]["iterationsDone"] >= 1,
+             timeout=60, what="an iteration")
+    os.kill(ok(d, "DescribeVM", {"name": "xg"})["vm"]["pid"], signal.SIGKILL)
+    wait_for(lambda: ok(d, "DescribeExperiment", {"id": started["id"]})["experiment"]["state"] == "failed",
+             timeout=60, what="failed")
+    x = ok(d, "DescribeExperiment", {"id": started["id"]})["experiment"]
+    assert "xg" in x["reason"] and x["iterationsDone"] >= 1, x
+    assert d.running()
+
+
+def test_experiment_full_state_directory(daemons, workdir, test_guest):
+    """A state directory on a 1 MiB tmpfs: an experiment whose records do not fit fails cleanly with the reason;
+    what is on disk reads back (no torn line)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a tmpfs")
+    d = daemons(name="xf", start=False)
+    d.state_dir.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(d.state_dir)], check=True)
+    try:
+        d.start()
+        real_guest(d, test_guest, name="xf")
+        # Fill the tmpfs but for a little.
+        filler = d.state_dir / "filler"
+        with open(filler, "wb") as f:
+            try:
+                while True:
+                    f.write(b"x" * 4096)
+                    f.flush()
+            except OSError:
+                pass
+        os.truncate(filler, max(0, os.path.getsize(filler) - 160 * 1024))
+        reply = d.call(M + "StartExperiment", {"definition": definition("xf", iterations=200, when="none")})
+        if "error" in reply:
+            assert reply["error"] in (M + "ExperimentFailed", M + "ExperimentStoreFailed"), reply
+        else:
+            xid = reply["parameters"]["id"]
+            wait_for(lambda: ok(d, "DescribeExperiment", {"id": xid})["experiment"]["state"] != "running",
+                     timeout=240, what="the experiment to end")
+            x = ok(d, "DescribeExperiment", {"id": xid})["experiment"]
+            assert x["state"] == "failed" and "space" in x["reason"], x
+            assert len(results(d, xid)) == x["iterationsDone"]
+        assert d.running()
+        ok(d, "StopVM", {"name": "xf"})
+        wait_for(lambda: ok(d, "DescribeVM", {"name": "xf"})["vm"]["state"] == "stopped", timeout=30, what="stop")
+        d.stop()
+    finally:
+        if d.running():
+            d.stop()
+        subprocess.run(["umount", "-l", str(d.state_dir)], check=False)
