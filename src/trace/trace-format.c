@@ -392,6 +392,11 @@ int trace_kvm_exit_reasons_from_format(const char *text, size_t size, TraceKvmIs
                 return -EFBIG;
         }
 
+        if (size == 0) {
+                (void) set_reason(ret_reason, "the format of kvm:kvm_exit is empty");
+                return -EBADMSG;
+        }
+
         pthread_mutex_lock(&tep_lock);
         tep = tep_alloc();
         if (!tep) {
@@ -402,8 +407,10 @@ int trace_kvm_exit_reasons_from_format(const char *text, size_t size, TraceKvmIs
         if (e != 0 || !event) {
                 if (tep_strerror(tep, e, buf, sizeof(buf)) < 0)
                         snprintf(buf, sizeof(buf), "error %d", (int) e);
+                /* libtraceevent says "failed to allocate memory" for much that is only malformed (an empty
+                 * name, an empty file): a bad format either way. */
                 r = set_reason(ret_reason, "the format of kvm:kvm_exit does not parse: %s", buf);
-                r = r < 0 ? r : e == TEP_ERRNO__MEM_ALLOC_FAILED ? -ENOMEM : -EBADMSG;
+                r = r < 0 ? r : -EBADMSG;
                 goto finish;
         }
         if (!event->name || !streq(event->name, "kvm_exit")) {
