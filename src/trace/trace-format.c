@@ -380,6 +380,7 @@ int trace_kvm_exit_reasons_from_format(const char *text, size_t size, TraceKvmIs
         struct tep_event *event = NULL;
         struct tep_format_field *field;
         TableSearch search = { .isa = isa };
+        _cleanup_free_ char *copy = NULL;
         enum tep_errno e;
         char buf[256];
         int r;
@@ -396,6 +397,12 @@ int trace_kvm_exit_reasons_from_format(const char *text, size_t size, TraceKvmIs
                 (void) set_reason(ret_reason, "the format of kvm:kvm_exit is empty");
                 return -EBADMSG;
         }
+        /* libtraceevent gets a NUL-terminated copy whatever the caller passed */
+        copy = malloc(size + 1);
+        if (!copy)
+                return -ENOMEM;
+        memcpy(copy, text, size);
+        copy[size] = 0;
 
         pthread_mutex_lock(&tep_lock);
         tep = tep_alloc();
@@ -403,7 +410,7 @@ int trace_kvm_exit_reasons_from_format(const char *text, size_t size, TraceKvmIs
                 r = -ENOMEM;
                 goto finish;
         }
-        e = tep_parse_format(tep, &event, text, size, "kvm");
+        e = tep_parse_format(tep, &event, copy, size, "kvm");
         if (e != 0 || !event) {
                 if (tep_strerror(tep, e, buf, sizeof(buf)) < 0)
                         snprintf(buf, sizeof(buf), "error %d", (int) e);
