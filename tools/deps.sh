@@ -4,7 +4,7 @@
 # Build and runtime dependencies (one compiler: gcc, Debian's default cc).
 MEMVISOR_BUILD_DEPS=(
     meson ninja-build pkg-config gcc libc6-dev
-    libsystemd-dev libjson-c-dev libnuma-dev libcap-dev
+    libsystemd-dev libjson-c-dev libnuma-dev libcap-dev libtracefs-dev libtraceevent-dev
 )
 MEMVISOR_RUNTIME_DEPS=(
     qemu-system-x86 numactl

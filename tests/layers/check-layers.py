@@ -3,7 +3,7 @@
 """The layering of src/, checked: every project include names its folder ("basic/macro.h"), and a folder
 includes only from the folders below it.
 
-    basic  <-  varlink, qmp, qga, stats, metrics, exporter, dbus  <-  numa, balloon  <-  config, vm  <-  experiment  <-  daemon, ctl
+    basic  <-  varlink, qmp, qga, trace, stats, metrics, exporter, dbus  <-  numa, balloon  <-  config, vm  <-  experiment  <-  daemon, ctl
 
 Within a row a folder may use another only where ALLOWED says so (metrics reads QMP statistics). The
 allowed graph has no cycle, so no include circle is larger than one folder. Exit 1 and one line per
@@ -20,6 +20,7 @@ ALLOWED = {
     'varlink': {'basic'},
     'qmp': {'basic'},
     'qga': {'basic'},
+    'trace': {'basic'},
     'stats': {'basic'},
     'metrics': {'basic', 'qmp'},
     'exporter': {'basic'},
@@ -28,9 +29,9 @@ ALLOWED = {
     'balloon': {'basic', 'qmp', 'metrics'},
     'config': {'basic', 'varlink', 'qmp', 'metrics', 'exporter', 'balloon'},
     'vm': {'basic', 'qmp', 'qga', 'metrics', 'numa', 'balloon'},
-    'experiment': {'basic', 'qmp', 'qga', 'metrics', 'numa', 'balloon', 'config', 'vm'},
-    'daemon': {'basic', 'varlink', 'qmp', 'qga', 'metrics', 'exporter', 'dbus', 'numa', 'balloon', 'config', 'vm',
-               'experiment'},
+    'experiment': {'basic', 'qmp', 'qga', 'trace', 'metrics', 'numa', 'balloon', 'config', 'vm'},
+    'daemon': {'basic', 'varlink', 'qmp', 'qga', 'trace', 'metrics', 'exporter', 'dbus', 'numa', 'balloon', 'config',
+               'vm', 'experiment'},
     'ctl': {'basic', 'varlink', 'numa', 'balloon'},
     'touch': set(),     # memvisor-touch, the guest workload: a program of its own, libc only
 }
