@@ -28,7 +28,7 @@ ALLOWED = {
     'balloon': {'basic', 'qmp', 'metrics'},
     'config': {'basic', 'varlink', 'qmp', 'metrics', 'exporter', 'balloon'},
     'vm': {'basic', 'qmp', 'qga', 'metrics', 'numa', 'balloon'},
-    'experiment': {'basic', 'qmp', 'qga', 'metrics', 'numa', 'balloon', 'config', 'vm'},
+    'experiment': {'basic', 'qmp', 'qga', 'stats', 'metrics', 'numa', 'balloon', 'config', 'vm'},
     'daemon': {'basic', 'varlink', 'qmp', 'qga', 'metrics', 'exporter', 'dbus', 'numa', 'balloon', 'config', 'vm',
                'experiment'},
     'ctl': {'basic', 'varlink', 'numa', 'balloon'},
