@@ -29,9 +29,9 @@ ALLOWED = {
     'balloon': {'basic', 'qmp', 'metrics'},
     'config': {'basic', 'varlink', 'qmp', 'metrics', 'exporter', 'balloon'},
     'vm': {'basic', 'qmp', 'qga', 'metrics', 'numa', 'balloon'},
-    'experiment': {'basic', 'qmp', 'qga', 'trace', 'metrics', 'numa', 'balloon', 'config', 'vm'},
-    'daemon': {'basic', 'varlink', 'qmp', 'qga', 'trace', 'metrics', 'exporter', 'dbus', 'numa', 'balloon', 'config',
-               'vm', 'experiment'},
+    'experiment': {'basic', 'qmp', 'qga', 'trace', 'stats', 'metrics', 'numa', 'balloon', 'config', 'vm'},
+    'daemon': {'basic', 'varlink', 'qmp', 'qga', 'trace', 'stats', 'metrics', 'exporter', 'dbus', 'numa', 'balloon',
+               'config', 'vm', 'experiment'},
     'ctl': {'basic', 'varlink', 'numa', 'balloon'},
     'touch': set(),     # memvisor-touch, the guest workload: a program of its own, libc only
 }
