@@ -17,7 +17,7 @@ MEMVISOR_DEMO_DEPS=(
 # What the test suites and benchmarks use (clang: the second, sanitized build of tools/check).
 MEMVISOR_TEST_DEPS=(
     clang libcmocka-dev python3 python3-pytest varlink-go mandoc systemd busybox-static cpio xz-utils qemu-guest-agent dbus
-    python3-numpy python3-scipy
+    python3-numpy python3-scipy python3-pandas
     prometheus prometheus-node-exporter curl bash-completion zsh mmdebstrap
     openssh-server openssh-client debhelper dpkg-dev build-essential lintian
 )

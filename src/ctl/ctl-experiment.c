@@ -193,6 +193,7 @@ static int call_id(const char *method, const char *id, json_object **ret_reply) 
 typedef struct Scale {
         const char *unit;
         double factor;
+        int decimals;           /* for the numbers of a row: 1 from 100 up, 2 from 10, 3 below */
 } Scale;
 
 /* The scale for a value of the counter's unit: us → ms or s, ns → us, ms or s, bytes → KiB, MiB, GiB (and per
@@ -205,6 +206,7 @@ static Scale pick_scale(const char *unit, double v) {
                                       { "GiB/s", 1073741824.0 } };
         const Scale *t;
         size_t n, i;
+        Scale r;
 
         if (streq_ptr(unit, "us"))
                 t = us, n = ELEMENTSOF(us);
@@ -215,10 +217,12 @@ static Scale pick_scale(const char *unit, double v) {
         else if (streq_ptr(unit, "bytes/s"))
                 t = rate, n = ELEMENTSOF(rate);
         else
-                return (Scale) { unit ?: "count", 1 };
+                t = NULL, n = 0;
         for (i = 0; i + 1 < n && fabs(v) >= t[i + 1].factor; i++)
                 ;
-        return t[i];
+        r = t ? t[i] : (Scale) { unit ?: "count", 1, 0 };
+        r.decimals = fabs(v / r.factor) >= 100 ? 1 : fabs(v / r.factor) >= 10 ? 2 : 3;
+        return r;
 }
 
 static const char *format_scaled(char *buf, size_t l, double v, const Scale *s) {
@@ -228,10 +232,8 @@ static const char *format_scaled(char *buf, size_t l, double v, const Scale *s) 
                 snprintf(buf, l, "-");
         else if (s->factor == 1 && x == (double) (int64_t) x && fabs(x) < 1e15)
                 snprintf(buf, l, "%" PRIi64, (int64_t) x);
-        else if (fabs(x) >= 100)
-                snprintf(buf, l, "%.1f", x);
         else
-                snprintf(buf, l, "%.3g", x);
+                snprintf(buf, l, "%.*f", s->decimals, x);
         return buf;
 }
 
