@@ -525,16 +525,20 @@ static int experiment_run(int argc, char **argv) {
                 return EXIT_OK;
         }
 
-        sigemptyset(&cancel_signals);
-        sigaddset(&cancel_signals, SIGINT);
-        r = pthread_sigmask(SIG_BLOCK, &cancel_signals, NULL);
-        if (r == 0)
-                r = pthread_create(&thread, NULL, cancel_thread, NULL);
-        if (r != 0) {
-                fprintf(stderr, "Failed to set up Ctrl-C handling: %s\n", strerror(r));
-                return EXIT_CONNECTION;
+        /* With -H, Ctrl-C reaches ssh too (one process group) and a second connection would wait for the first
+         * one's ssh: there it only stops waiting, as by default. */
+        if (!arg_host) {
+                sigemptyset(&cancel_signals);
+                sigaddset(&cancel_signals, SIGINT);
+                r = pthread_sigmask(SIG_BLOCK, &cancel_signals, NULL);
+                if (r == 0)
+                        r = pthread_create(&thread, NULL, cancel_thread, NULL);
+                if (r != 0) {
+                        fprintf(stderr, "Failed to set up Ctrl-C handling: %s\n", strerror(r));
+                        return EXIT_CONNECTION;
+                }
+                (void) pthread_detach(thread);
         }
-        (void) pthread_detach(thread);
 
         r = varlink_client_send(c, M "StartExperiment", params, VARLINK_CALL_MORE);
         if (r < 0)
