@@ -3,12 +3,14 @@
  * ListExperiments, DescribeExperiment, GetExperimentResults, CancelExperiment and DeleteExperiment methods. */
 #include <fnmatch.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -428,19 +430,24 @@ static void format_headline(char *buf, size_t l, json_object *record) {
 static void print_progress(bool tty, json_object *p, uint64_t started_usec) {
         json_object *record = ctl_obj_get(p, "iteration");
         int64_t done = json_get_int(p, "iterationsDone", 0), planned = json_get_int(p, "iterationsPlanned", 0);
-        char head[256], eta[FORMAT_TIMESPAN_MAX] = "", dur[FORMAT_TIMESPAN_MAX];
+        char head[256], eta[FORMAT_TIMESPAN_MAX] = "", dur[FORMAT_TIMESPAN_MAX], line[512];
         uint64_t now = now_monotonic_usec(), elapsed = now - started_usec;
 
         format_headline(head, sizeof(head), record);
         if (done > 0 && planned > done)
                 format_timespan(eta, sizeof(eta), elapsed / (uint64_t) done * (uint64_t) (planned - done));
         format_timespan(dur, sizeof(dur), (uint64_t) MAX(json_get_int(record, "durationUSec", 0), (int64_t) 0));
-        if (tty)
-                printf("\r\033[K");
-        printf("iteration %" PRIi64 "/%" PRIi64 "%s: %s%s%s%s", json_get_int(record, "iteration", done), planned,
-               json_get_bool(record, "warmUp", false) ? " (warm-up)" : "", dur, head, *eta ? ", ETA " : "", eta);
-        if (!tty)
-                printf("\n");
+        snprintf(line, sizeof(line), "iteration %" PRIi64 "/%" PRIi64 "%s: %s%s%s%s",
+                 json_get_int(record, "iteration", done), planned,
+                 json_get_bool(record, "warmUp", false) ? " (warm-up)" : "", dur, head, *eta ? ", ETA " : "", eta);
+        if (tty) {
+                /* Redrawn in place: cut to the terminal's width, so that it never wraps. */
+                struct winsize ws = {};
+                int width = ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 1 ? ws.ws_col - 1 : INT_MAX;
+
+                printf("\r\033[K%.*s", width, line);
+        } else
+                printf("%s\n", line);
         fflush(stdout);
 }
 

@@ -6,13 +6,16 @@ experiment errors. Checks the command line's output (table, progress on a termin
 summary), the CSV export read back with pandas, the JSON lines export, Ctrl-C sending CancelExperiment on a
 second connection, and the exit codes of memvisorctl(1)."""
 
+import fcntl
 import json
 import os
 import pty
 import select
 import signal
 import socketserver
+import struct
 import subprocess
+import termios
 import threading
 import time
 
@@ -293,8 +296,11 @@ def test_run_failed_experiment_exits_1(xctl):
     assert r.stdout.splitlines()[-1] == "Experiment exp-new failed after 1/3 iterations: the guest crashed."
 
 
-def test_run_progress_on_a_terminal(build, fake):
+def run_on_terminal(build, fake, columns=0):
+    """memvisorctl experiment run --guest=web with its standard output on a pseudo-terminal of that width (0:
+    unknown); returns what it wrote there."""
     master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
     p = subprocess.Popen([str(build.memvisorctl), "-A", "unix:" + fake.path, "experiment", "run", "--guest=web"],
                          stdin=subprocess.DEVNULL, stdout=slave, stderr=subprocess.PIPE)
     os.close(slave)
@@ -311,12 +317,22 @@ def test_run_progress_on_a_terminal(build, fake):
         out += chunk
     assert p.wait(timeout=10) == 0, p.stderr.read()
     os.close(master)
-    text = out.decode()
+    return out.decode()
+
+
+def test_run_progress_on_a_terminal(build, fake):
+    text = run_on_terminal(build, fake)
     # The line is redrawn in place: three iterations, each after a carriage return and an erase, one newline
     # before the end.
     assert text.count("\r\033[K") == 3, repr(text)
-    assert "\r\033[Kiteration 3/3: " in text
+    assert "\r\033[Kiteration 3/3: 1.200s, provoke 81.24ms, moved 64.01MiB, TLB shootdowns 51\r\n" in text
     assert text.rstrip("\r\n").endswith("Experiment exp-new completed after 3/3 iterations."), repr(text)
+
+    # Cut to a narrow terminal's width, so that it never wraps.
+    text = run_on_terminal(build, fake, columns=40)
+    drawn = [part.split("\r")[0] for part in text.split("\r\033[K")[1:]]
+    assert len(drawn) == 3 and all(len(d) == 39 for d in drawn), drawn
+    assert drawn[0] == "iteration 1/3 (warm-up): 1.200s, provok"
 
 
 def test_run_ctrl_c_cancels_on_a_second_connection(build, fake):
