@@ -36,7 +36,8 @@ typedef struct CtlVerb {
         /* argv[0] is the verb, argv[1…argc-1] its positional arguments (options already parsed). */
         int (*run)(int argc, char **argv);
         /* Verb-specific long options ({} terminated) and their handler (returns 0 or EXIT_USAGE). Option
-         * values for 'val' must be >= 0x100 to stay clear of the global short options. */
+         * values for 'val' must be >= 0x100 to stay clear of the global short options, or a letter that is not
+         * one of them: that letter is then also the option's short form (-o FILE). */
         const struct option *options;
         int (*option)(int c, const char *arg);
         const char *options_help;       /* for --help, may be NULL */
@@ -48,6 +49,7 @@ extern const CtlVerb ctl_metrics_verbs[];       /* ctl-metrics.c: host, metrics,
 extern const CtlVerb ctl_balloon_verbs[];       /* ctl-balloon.c: balloon, balloon-steps */
 extern const CtlVerb ctl_numa_verbs[];          /* ctl-numa.c: numa, pin, migrate, migrations */
 extern const CtlVerb ctl_guest_verbs[];         /* ctl-guest.c: guest NAME info|counters|exec|copy */
+extern const CtlVerb ctl_experiment_verbs[];    /* ctl-experiment.c: experiment run|list|show|export|cancel|delete */
 
 const char *ctl_address(void);
 /* Connects to the daemon (with -H: through ssh); on failure prints why and returns -EXIT_CONNECTION (or

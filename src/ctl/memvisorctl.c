@@ -3,8 +3,10 @@
  *
  * Global options (-A/--address, -H/--host, -j/--json, ...) may stand before or after the verb; each verb has its
  * own options on top (see CtlVerb in ctl.h). */
+#include <ctype.h>
 #include <getopt.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "build-config.h"
 #include "ctl/ctl.h"
@@ -16,6 +18,7 @@ static const CtlVerb *const verb_tables[] = {
         ctl_balloon_verbs,
         ctl_numa_verbs,
         ctl_guest_verbs,
+        ctl_experiment_verbs,
 };
 
 #define ARG_VERSION 0x80
@@ -113,7 +116,18 @@ static int parse_options(int argc, char **argv, const CtlVerb *verb) {
                 options[n++] = *o;
         options[n] = (struct option) {};
 
-        while ((c = getopt_long(argc, argv, verb ? "hA:H:j" : "+hA:H:j", options, NULL)) >= 0)
+        /* The verb's options whose value is a letter have that short form too. */
+        char shortopts[64] = "hA:H:j";
+        size_t k = strlen(shortopts);
+        for (const struct option *o = verb ? verb->options : NULL; o && o->name && k + 3 < sizeof(shortopts); o++)
+                if (o->val < 0x80 && isalpha(o->val) && !strchr("hAHj", o->val)) {
+                        shortopts[k++] = (char) o->val;
+                        if (o->has_arg == required_argument)
+                                shortopts[k++] = ':';
+                        shortopts[k] = 0;
+                }
+
+        while ((c = getopt_long(argc, argv, verb ? shortopts : "+hA:H:j", options, NULL)) >= 0)
                 switch (c) {
                 case 'h':
                         help();

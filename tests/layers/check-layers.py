@@ -32,7 +32,7 @@ ALLOWED = {
     'experiment': {'basic', 'qmp', 'qga', 'trace', 'stats', 'metrics', 'numa', 'balloon', 'config', 'vm'},
     'daemon': {'basic', 'varlink', 'qmp', 'qga', 'trace', 'stats', 'metrics', 'exporter', 'dbus', 'numa', 'balloon',
                'config', 'vm', 'experiment'},
-    'ctl': {'basic', 'varlink', 'numa', 'balloon'},
+    'ctl': {'basic', 'varlink', 'numa', 'balloon', 'experiment'},
     'touch': set(),     # memvisor-touch, the guest workload: a program of its own, libc only
 }
 # Generated at build time: the configuration header at the build root, and varlink's embedded IDL.
