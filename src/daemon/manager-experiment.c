@@ -335,7 +335,8 @@ static int start_failure_reply(VarlinkConnection *c, Manager *m, const char *gue
                 if (json_add_string(p, "counter", f->counter) < 0 || json_add_string(p, "reason", f->reason) < 0)
                         break;
                 return varlink_error(c, VARLINK_ERROR(COUNTER_UNAVAILABLE), p);
-        default:
+        case EXPERIMENT_START_OK:
+        case EXPERIMENT_START_INVALID:
                 json_object_put(p);
                 return invalid_experiment(c, f->field, f->reason ?: "invalid");
         }

@@ -25,8 +25,12 @@ static bool ends_with(const char *s, const char *suffix) {
 }
 
 const char *experiment_counter_unit(const char *name) {
+        const char *last;
+
         if (!name)
                 return "count";
+        last = strrchr(name, '.');
+        last = last ? last + 1 : name;
         if (ends_with(name, "_usec"))
                 return "us";
         if (ends_with(name, "_ns"))
@@ -36,6 +40,10 @@ const char *experiment_counter_unit(const char *name) {
         if (ends_with(name, "_bytes") || ends_with(name, ".bytes") || strcmp(name, "bytes") == 0)
                 return "bytes";
         if (ends_with(name, "_pages") || ends_with(name, ".pages") || strcmp(name, "pages") == 0)
+                return "pages";
+        if (strncmp(last, "bytes_", 6) == 0)    /* "bytes_touched" */
+                return "bytes";
+        if (strncmp(last, "pages_", 6) == 0)    /* "pages_touched" */
                 return "pages";
         return "count";
 }

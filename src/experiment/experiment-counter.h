@@ -10,6 +10,8 @@
  *   ends in "bytes_per_sec"          bytes/s
  *   ends in "_bytes" or is "….bytes" bytes
  *   ends in "_pages" or is "….pages" pages
+ *   its last part starts "bytes_"    bytes   ("workload.bytes_touched")
+ *   its last part starts "pages_"    pages   ("workload.pages_touched")
  *   anything else                    count */
 
 #include <stdbool.h>

@@ -395,9 +395,11 @@ static void provoke(ExperimentRun *run) {
                 else
                         return run_fail(run, "the balloon's size is not known yet: give Return=");
                 return balloon_step(run, run->spec->target_bytes, false);
-        default:
-                return run_fail(run, "unknown operation");
+        case _EXPERIMENT_OPERATION_MAX:
+        case _EXPERIMENT_OPERATION_INVALID:
+                break;
         }
+        run_fail(run, "unknown operation");
 }
 
 /* The provocation ended or the workload did: go on once both are through. */
@@ -455,9 +457,12 @@ static int add_provocation(ExperimentRun *run) {
                 return 0;
         case EXPERIMENT_OPERATION_BALLOON:
                 return experiment_record_add_int(r, "time.balloon_target_usec", (int64_t) run->balloon_target_usec);
-        default:
-                return 0;
+        case EXPERIMENT_OPERATION_NONE:
+        case _EXPERIMENT_OPERATION_MAX:
+        case _EXPERIMENT_OPERATION_INVALID:
+                break;
         }
+        return 0;
 }
 
 static int build_record(ExperimentRun *run, json_object **ret) {

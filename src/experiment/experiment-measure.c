@@ -474,9 +474,12 @@ static int flatten(ExperimentRecord *r, json_object *o, char *path, size_t len, 
                 }
                 return 0;
         }
-        default:
-                return 0;       /* strings, booleans, null: kept in "workload", not counters */
+        case json_type_null:
+        case json_type_boolean:
+        case json_type_string:
+                break;          /* kept in "workload", not counters */
         }
+        return 0;
 }
 
 int experiment_measure_workload(ExperimentRecord *r, const char *out, size_t size, json_object **ret_json) {

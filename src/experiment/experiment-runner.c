@@ -214,9 +214,12 @@ static int check_operation(ExperimentRun *run, const ExperimentGuest *g, Experim
                         return start_failure(f, EXPERIMENT_START_INVALID, "Provoke.Operation", NULL,
                                              "page migration is not available for the guest %s", s->guest);
                 return 0;
-        default:
-                return 0;
+        case EXPERIMENT_OPERATION_NONE:
+        case _EXPERIMENT_OPERATION_MAX:
+        case _EXPERIMENT_OPERATION_INVALID:
+                break;
         }
+        return 0;
 }
 
 int experiment_run_new(const ExperimentContext *ctx, ExperimentSpec *spec, const ExperimentRunCallbacks *cb,

@@ -22,6 +22,9 @@ static void test_units(void **state) {
         assert_string_equal(experiment_counter_unit("host.kvm_exit.EPT_VIOLATION.vcpu0"), "count");
         assert_string_equal(experiment_counter_unit("guest.vmstat.pgfault"), "count");
         assert_string_equal(experiment_counter_unit("x_usecs"), "count");
+        assert_string_equal(experiment_counter_unit("workload.bytes_touched"), "bytes");
+        assert_string_equal(experiment_counter_unit("workload.pages_touched"), "pages");
+        assert_string_equal(experiment_counter_unit("workload.touched_pages_x"), "count");
 }
 
 static void test_names(void **state) {
