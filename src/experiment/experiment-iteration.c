@@ -362,6 +362,7 @@ static void balloon_cb(int r, const BalloonTargetResult *result, const BalloonEr
         }
         if (!run->balloon_returning) {
                 run->balloon_target_usec = now_usec(CLOCK_MONOTONIC) - run->provoke_start_usec;
+                run->balloon_reached_bytes = result ? result->actual_bytes : BALLOON_SIZE_UNKNOWN;
                 return balloon_step(run, run->balloon_back_bytes, true);
         }
         provocation_ended(run);
@@ -388,10 +389,14 @@ static void provoke(ExperimentRun *run) {
         case EXPERIMENT_OPERATION_BALLOON:
                 if (!g.balloon)
                         return run_fail(run, "the guest %s has no balloon device", run->spec->guest);
+                run->balloon_start_bytes = BALLOON_SIZE_UNKNOWN;
+                if (balloon_controller_get_sizes(g.balloon, &target, &actual) && actual > 0 &&
+                    actual != BALLOON_SIZE_UNKNOWN)
+                        run->balloon_start_bytes = actual;
                 if (run->spec->return_bytes > 0)
                         run->balloon_back_bytes = run->spec->return_bytes;
-                else if (balloon_controller_get_sizes(g.balloon, &target, &actual) && actual > 0)
-                        run->balloon_back_bytes = actual;
+                else if (run->balloon_start_bytes != BALLOON_SIZE_UNKNOWN)
+                        run->balloon_back_bytes = run->balloon_start_bytes;
                 else
                         return run_fail(run, "the balloon's size is not known yet: give Return=");
                 return balloon_step(run, run->spec->target_bytes, false);
@@ -456,7 +461,17 @@ static int add_provocation(ExperimentRun *run) {
                 }
                 return 0;
         case EXPERIMENT_OPERATION_BALLOON:
-                return experiment_record_add_int(r, "time.balloon_target_usec", (int64_t) run->balloon_target_usec);
+                k = experiment_record_add_int(r, "time.balloon_target_usec", (int64_t) run->balloon_target_usec);
+                if (k < 0)
+                        return k;
+                if (run->balloon_start_bytes == BALLOON_SIZE_UNKNOWN ||
+                    run->balloon_reached_bytes == BALLOON_SIZE_UNKNOWN)
+                        return experiment_record_unavailable(r, "host.balloon.moved_bytes",
+                                                             "the balloon's size was not known before or at Target=");
+                return experiment_record_add_int(r, "host.balloon.moved_bytes",
+                                                 run->balloon_start_bytes >= run->balloon_reached_bytes
+                                                         ? (int64_t) (run->balloon_start_bytes - run->balloon_reached_bytes)
+                                                         : (int64_t) (run->balloon_reached_bytes - run->balloon_start_bytes));
         case EXPERIMENT_OPERATION_NONE:
         case _EXPERIMENT_OPERATION_MAX:
         case _EXPERIMENT_OPERATION_INVALID:

@@ -51,6 +51,8 @@ struct ExperimentRun {
         bool balloon_returning;         /* the second step: back to balloon_back_bytes */
         uint64_t balloon_back_bytes;
         uint64_t balloon_target_usec;   /* from the provocation's start until Target= was reached */
+        uint64_t balloon_start_bytes;   /* the guest's memory as the balloon left it, before … */
+        uint64_t balloon_reached_bytes; /* … and at Target= (BALLOON_SIZE_UNKNOWN when not known) */
         MigrationHistory *migrations_busy;      /* a migration run of ours is in progress there */
         bool have_residency_before;
         NumaResidency residency_before, residency_after;

@@ -117,6 +117,13 @@ void run_finish(ExperimentRun *run, ExperimentState state, const char *reason) {
                         log_warning_errno(r, "Experiment %s: its statistics could not be computed, ignoring: %m",
                                           run->id);
                 r = experiment_store_finish(run->ctx->store, run->id, state, reason, summary);
+                if (r < 0 && summary) {
+                        /* A full disk: the end counts more than the statistics, which a reader can compute
+                         * again from the iterations. */
+                        log_warning_errno(r, "Experiment %s: could not write its statistics, recording its end "
+                                          "without them: %m", run->id);
+                        r = experiment_store_finish(run->ctx->store, run->id, state, reason, NULL);
+                }
                 if (r < 0) {
                         log_warning_errno(r, "Experiment %s: could not record its end (%s): %m", run->id,
                                           experiment_state_to_string(state));

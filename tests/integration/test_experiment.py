@@ -186,6 +186,7 @@ def test_experiment_real_guest(daemons, ctl, test_guest, tracefs):
     stats = {s["counter"]: s for s in x["statistics"]}
     s = stats["workload.pages_touched"]
     assert s["n"] == 2 and s["median"] == pages and s["unit"] == "pages", s
+    assert stats["workload.bytes_touched"]["unit"] == "bytes"
     assert stats["time.workload_usec"]["unit"] == "us"
     assert x["provenance"]["guest"]["name"] == "xg" and x["provenance"]["guest"]["accelerator"] == "tcg"
     assert x["provenance"]["guest"]["kernelRelease"], x["provenance"]["guest"]
@@ -205,6 +206,7 @@ def test_experiment_real_guest(daemons, ctl, test_guest, tracefs):
     rows = results(d, final["parameters"]["id"])
     for it in rows:
         assert it["counters"]["time.balloon_target_usec"] > 0, it["counters"]
+        assert it["counters"]["host.balloon.moved_bytes"] >= 100 << 20, it["counters"]
         assert it["counters"]["time.provoke_usec"] >= it["counters"]["time.balloon_target_usec"]
 
     # While one runs: GuestBusy for the other state-changing calls on that guest; cancel keeps what was recorded.
@@ -289,13 +291,14 @@ def test_experiment_full_state_directory(daemons, workdir, test_guest):
         real_guest(d, test_guest, name="xf")
         # Fill the tmpfs but for a little.
         filler = d.state_dir / "filler"
-        with open(filler, "wb") as f:
-            try:
-                while True:
-                    f.write(b"x" * 4096)
-                    f.flush()
-            except OSError:
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            while os.write(fd, b"x" * 4096) > 0:
                 pass
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
         os.truncate(filler, max(0, os.path.getsize(filler) - 160 * 1024))
         reply = d.call(M + "StartExperiment", {"definition": definition("xf", iterations=200, when="none")})
         if "error" in reply:
