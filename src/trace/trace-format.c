@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
-#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <event-parse.h>
 #include <tracefs.h>
@@ -13,9 +15,11 @@
 #include "basic/strv.h"
 #include "trace/trace-format.h"
 
-/* libtraceevent's parser keeps a little state in globals (arg_eval's buffer, is_symbolic_field): one parse at a
- * time in this process. */
-static pthread_mutex_t tep_lock = PTHREAD_MUTEX_INITIALIZER;
+/* The parse runs in a child process (parse_isolated()): libtraceevent 1.7 (Debian 12) dereferences NULL on some
+ * malformed print fmts, and keeps a little state in globals (arg_eval's buffer, is_symbolic_field). A kernel
+ * never writes such a format, but a crash of the library must not be the daemon's. What comes back through the
+ * pipe is at most this much. */
+#define PARSE_REPLY_MAX (TRACE_FORMAT_SIZE_MAX + TRACE_SYMBOLS_MAX * 16U + 4096U)
 
 /* Nesting of the print fmt's argument tree that we follow; the kernel's deepest is < 10. */
 #define ARG_DEPTH_MAX 64
@@ -374,43 +378,65 @@ static int symbols_from_table(const struct tep_print_arg *table, unsigned field_
         return 0;
 }
 
-int trace_kvm_exit_reasons_from_format(const char *text, size_t size, TraceKvmIsa isa, TraceSymbol **ret,
-                                       size_t *ret_n, char **ret_reason) {
+/* libtraceevent 1.7 (Debian 12) dereferences NULL on some malformed print fmts (a truncated one, with an
+ * unclosed bracket); later versions fix several such paths. A kernel never writes one, but a format that is
+ * not balanced is refused here, before the parser sees it: every "print fmt:" line must close its ( and { in
+ * order, outside string literals, and close its strings. */
+static bool print_fmt_is_balanced(const char *text, size_t size) {
+        const char *p = memmem(text, size, "\nprint fmt:", 11);
+        char stack[ARG_DEPTH_MAX];
+        size_t depth = 0;
+        bool in_string = false;
+
+        if (!p)
+                return true;    /* no print fmt: libtraceevent refuses it by itself */
+        for (p += 11; p < text + size && *p != '\n'; p++) {
+                if (in_string) {
+                        if (*p == '\\' && p + 1 < text + size && p[1] != '\n')
+                                p++;
+                        else if (*p == '"')
+                                in_string = false;
+                        continue;
+                }
+                switch (*p) {
+                case '"':
+                        in_string = true;
+                        break;
+                case '(':
+                case '{':
+                        if (depth >= ELEMENTSOF(stack))
+                                return false;
+                        stack[depth++] = *p == '(' ? ')' : '}';
+                        break;
+                case ')':
+                case '}':
+                        if (depth == 0 || stack[--depth] != *p)
+                                return false;
+                        break;
+                default:
+                        break;
+                }
+        }
+        return !in_string && depth == 0;
+}
+
+/* The parse proper, on a NUL-terminated text of size bytes. */
+static int parse_in_process(const char *text, size_t size, TraceKvmIsa isa, TraceSymbol **ret, size_t *ret_n,
+                            char **ret_reason) {
         struct tep_handle *tep;
         struct tep_event *event = NULL;
         struct tep_format_field *field;
         TableSearch search = { .isa = isa };
-        _cleanup_free_ char *copy = NULL;
         enum tep_errno e;
         char buf[256];
         int r;
 
-        if (!text || !ret || !ret_n || !trace_kvm_isa_to_string(isa))
-                return -EINVAL;
-        if (size > TRACE_FORMAT_SIZE_MAX) {
-                (void) set_reason(ret_reason, "the format of kvm:kvm_exit is larger than %u bytes",
-                                  TRACE_FORMAT_SIZE_MAX);
-                return -EFBIG;
-        }
-
-        if (size == 0) {
-                (void) set_reason(ret_reason, "the format of kvm:kvm_exit is empty");
-                return -EBADMSG;
-        }
-        /* libtraceevent gets a NUL-terminated copy whatever the caller passed */
-        copy = malloc(size + 1);
-        if (!copy)
-                return -ENOMEM;
-        memcpy(copy, text, size);
-        copy[size] = 0;
-
-        pthread_mutex_lock(&tep_lock);
         tep = tep_alloc();
         if (!tep) {
                 r = -ENOMEM;
                 goto finish;
         }
-        e = tep_parse_format(tep, &event, copy, size, "kvm");
+        e = tep_parse_format(tep, &event, text, size, "kvm");
         if (e != 0 || !event) {
                 if (tep_strerror(tep, e, buf, sizeof(buf)) < 0)
                         snprintf(buf, sizeof(buf), "error %d", (int) e);
@@ -444,8 +470,218 @@ int trace_kvm_exit_reasons_from_format(const char *text, size_t size, TraceKvmIs
 finish:
         if (tep)
                 tep_free(tep);
-        pthread_mutex_unlock(&tep_lock);
         return r;
+}
+
+static int write_all(int fd, const void *p, size_t n) {
+        const uint8_t *b = p;
+
+        while (n > 0) {
+                ssize_t k = write(fd, b, n);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k <= 0)
+                        return -errno;
+                b += k;
+                n -= (size_t) k;
+        }
+        return 0;
+}
+
+/* The child: parse, then write to fd: int32 r; r ≥ 0: uint64 n, then n × (uint64 value, uint32 length, name);
+ * r < 0: uint32 length, reason. */
+_noreturn_ static void parse_child(int fd, const char *text, size_t size, TraceKvmIsa isa) {
+        TraceSymbol *s = NULL;
+        char *reason = NULL;
+        size_t n = 0;
+        int32_t r;
+        uint32_t l;
+
+        /* A crash of the library is a crash of this child, reported by its signal: no handler (a fuzzer's, a
+         * sanitizer's) of the parent's is to treat it as the parent's. */
+        (void) signal(SIGSEGV, SIG_DFL);
+        (void) signal(SIGBUS, SIG_DFL);
+        (void) signal(SIGFPE, SIG_DFL);
+        (void) signal(SIGILL, SIG_DFL);
+        (void) signal(SIGABRT, SIG_DFL);
+        r = parse_in_process(text, size, isa, &s, &n, &reason);
+        if (write_all(fd, &r, sizeof(r)) < 0)
+                _exit(EXIT_FAILURE);
+        if (r >= 0) {
+                uint64_t n64 = n;
+                if (write_all(fd, &n64, sizeof(n64)) < 0)
+                        _exit(EXIT_FAILURE);
+                for (size_t i = 0; i < n; i++) {
+                        l = (uint32_t) strlen(s[i].name);
+                        if (write_all(fd, &s[i].value, sizeof(uint64_t)) < 0 || write_all(fd, &l, sizeof(l)) < 0 ||
+                            write_all(fd, s[i].name, l) < 0)
+                                _exit(EXIT_FAILURE);
+                }
+        } else {
+                l = reason ? (uint32_t) strlen(reason) : 0;
+                if (write_all(fd, &l, sizeof(l)) < 0 || write_all(fd, strempty(reason), l) < 0)
+                        _exit(EXIT_FAILURE);
+        }
+        _exit(EXIT_SUCCESS);
+}
+
+typedef struct Reply {
+        const uint8_t *p;
+        size_t left;
+} Reply;
+
+static bool reply_take(Reply *r, void *dst, size_t n) {
+        if (r->left < n)
+                return false;
+        memcpy(dst, r->p, n);
+        r->p += n;
+        r->left -= n;
+        return true;
+}
+
+static char *reply_string(Reply *r) {
+        uint32_t l;
+        char *s;
+
+        if (!reply_take(r, &l, sizeof(l)) || l > r->left)
+                return NULL;
+        s = strndup((const char *) r->p, l);
+        r->p += l;
+        r->left -= l;
+        return s;
+}
+
+static int decode_reply(const uint8_t *buf, size_t size, TraceSymbol **ret, size_t *ret_n, char **ret_reason) {
+        Reply reply = { buf, size };
+        TraceSymbol *s;
+        uint64_t n;
+        int32_t r;
+
+        if (!reply_take(&reply, &r, sizeof(r)))
+                return -EIO;
+        if (r < 0) {
+                char *reason = reply_string(&reply);
+                if (!reason)
+                        return -EIO;
+                if (ret_reason && *reason) {
+                        free(*ret_reason);
+                        *ret_reason = reason;
+                } else
+                        free(reason);
+                return r;
+        }
+        if (!reply_take(&reply, &n, sizeof(n)) || n == 0 || n > TRACE_SYMBOLS_MAX)
+                return -EIO;
+        s = calloc(n, sizeof(TraceSymbol));
+        if (!s)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++)
+                if (!reply_take(&reply, &s[i].value, sizeof(uint64_t)) || !(s[i].name = reply_string(&reply))) {
+                        trace_symbols_free(s, i);
+                        return -EIO;
+                }
+        *ret = s;
+        *ret_n = n;
+        return 0;
+}
+
+/* Runs parse_in_process() in a child and takes its result through a pipe. Blocks until the child is done. */
+static int parse_isolated(const char *text, size_t size, TraceKvmIsa isa, TraceSymbol **ret, size_t *ret_n,
+                          char **ret_reason) {
+        _cleanup_close_ int rfd = -EBADF, wfd = -EBADF;
+        _cleanup_free_ uint8_t *buf = NULL;
+        size_t used = 0, allocated = 0;
+        int fds[2], status, r = 0;
+        pid_t pid;
+
+        if (pipe2(fds, O_CLOEXEC) < 0)
+                return -errno;
+        rfd = fds[0];
+        wfd = fds[1];
+        pid = fork();
+        if (pid < 0)
+                return -errno;
+        if (pid == 0) {
+                rfd = safe_close(rfd);
+                parse_child(wfd, text, size, isa);
+        }
+        wfd = safe_close(wfd);
+
+        for (;;) {
+                ssize_t k;
+
+                if (used == allocated) {
+                        uint8_t *t;
+                        if (allocated >= PARSE_REPLY_MAX) {
+                                r = -EFBIG;
+                                break;
+                        }
+                        allocated = MIN(MAX(allocated * 2, (size_t) 4096), (size_t) PARSE_REPLY_MAX);
+                        t = realloc(buf, allocated);
+                        if (!t) {
+                                r = -ENOMEM;
+                                break;
+                        }
+                        buf = t;
+                }
+                k = read(rfd, buf + used, allocated - used);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0) {
+                        r = -errno;
+                        break;
+                }
+                if (k == 0)
+                        break;
+                used += (size_t) k;
+        }
+        rfd = safe_close(rfd);  /* a child still writing gets SIGPIPE */
+        while (waitpid(pid, &status, 0) < 0)
+                if (errno != EINTR)
+                        return -errno;
+        if (r < 0)
+                return r;
+        if (WIFSIGNALED(status)) {
+                (void) set_reason(ret_reason, "libtraceevent failed on the format of kvm:kvm_exit (killed by "
+                                  "signal %s)", strsignal(WTERMSIG(status)));
+                return -EBADMSG;
+        }
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != EXIT_SUCCESS) {
+                /* (a sanitizer reports a crash this way) */
+                (void) set_reason(ret_reason, "libtraceevent failed on the format of kvm:kvm_exit (exit status %i)",
+                                  WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+                return -EBADMSG;
+        }
+        return decode_reply(buf, used, ret, ret_n, ret_reason);
+}
+
+int trace_kvm_exit_reasons_from_format(const char *text, size_t size, TraceKvmIsa isa, TraceSymbol **ret,
+                                       size_t *ret_n, char **ret_reason) {
+        _cleanup_free_ char *copy = NULL;
+
+        if (!text || !ret || !ret_n || !trace_kvm_isa_to_string(isa))
+                return -EINVAL;
+        if (size > TRACE_FORMAT_SIZE_MAX) {
+                (void) set_reason(ret_reason, "the format of kvm:kvm_exit is larger than %u bytes",
+                                  TRACE_FORMAT_SIZE_MAX);
+                return -EFBIG;
+        }
+        if (size == 0) {
+                (void) set_reason(ret_reason, "the format of kvm:kvm_exit is empty");
+                return -EBADMSG;
+        }
+        if (!print_fmt_is_balanced(text, size)) {
+                (void) set_reason(ret_reason, "the print fmt of kvm:kvm_exit is cut short or has unbalanced "
+                                  "brackets or quotes");
+                return -EBADMSG;
+        }
+        /* libtraceevent gets a NUL-terminated copy whatever the caller passed */
+        copy = malloc(size + 1);
+        if (!copy)
+                return -ENOMEM;
+        memcpy(copy, text, size);
+        copy[size] = 0;
+        return parse_isolated(copy, size, isa, ret, ret_n, ret_reason);
 }
 
 int trace_kvm_exit_reasons(const char *tracing_dir, TraceKvmIsa isa, TraceSymbol **ret, size_t *ret_n,

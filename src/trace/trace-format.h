@@ -54,7 +54,10 @@ int trace_list_events(const char *tracing_dir, const char *system, char ***ret);
 int trace_kvm_exit_reasons(const char *tracing_dir, TraceKvmIsa isa, TraceSymbol **ret, size_t *ret_n,
                            char **ret_reason);
 
-/* The same from the text of the format file (the fuzz target's entry). Any bytes; never crashes. */
+/* The same from the text of the format file (the fuzz target's entry). Any bytes. libtraceevent runs in a
+ * short-lived child process (fork, a pipe, waitpid): version 1.7 (Debian 12) dereferences NULL on some
+ * malformed print fmts, and a crash of it is then -EBADMSG with a reason, not the caller's crash. A print fmt
+ * with unbalanced brackets or quotes is refused before the library sees it. */
 int trace_kvm_exit_reasons_from_format(const char *text, size_t size, TraceKvmIsa isa, TraceSymbol **ret,
                                        size_t *ret_n, char **ret_reason);
 
