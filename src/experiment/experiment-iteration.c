@@ -13,6 +13,7 @@
 #include "basic/log.h"
 #include "basic/strv.h"
 #include "experiment/experiment-runner-internal.h"
+#include "experiment/experiment-summary.h"
 
 #define STATS_TIMEOUT_USEC (5 * USEC_PER_SEC)
 #define WORKLOAD_OUTPUT_MAX (256U * 1024U)
@@ -531,6 +532,9 @@ static void record_iteration(ExperimentRun *run) {
         if (r < 0)
                 return run_fail(run, "iteration %" PRIu64 " could not be recorded: %s", run->done + 1,
                                 strerror(-r));
+        r = experiment_record_validate(record);
+        if (r < 0)
+                return run_fail(run, "iteration %" PRIu64 " gave a record that would not read back", run->done + 1);
         r = experiment_store_append(run->ctx->store, run->id, record, NULL);
         if (r < 0)
                 return run_fail(run, "iteration %" PRIu64 " could not be stored: %s", run->done + 1, strerror(-r));
