@@ -198,6 +198,20 @@ def test_experiment_real_guest(daemons, ctl, test_guest, tracefs):
     assert len((xdir / "iterations.jsonl").read_text().splitlines()) == 3
     assert json.loads((xdir / "summary.json").read_text())["statistics"]
 
+    # The same through memvisorctl: a file, plain progress lines off a terminal, then show and export.
+    xfile = d.workdir / "baseline.experiment"
+    xfile.write_text("[Experiment]\nGuest=xg\nIterations=2\nSettle=100ms\n[Workload]\nWhen=after\n"
+                     "Program=%s\nArguments=--mib=8 --write\n" % TOUCH)
+    r = ctl("experiment", "run", str(xfile), address=d.socket, timeout=300)
+    assert r.returncode == 0 and "completed" in r.stdout, r.stdout + r.stderr
+    cid = [x["id"] for x in ok(d, "ListExperiments", {"guest": "xg"})["experiments"]][-1]
+    r = ctl("experiment", "show", cid, address=d.socket, timeout=60)
+    assert r.returncode == 0 and "workload.pages_touched" in r.stdout and "TCG" in r.stdout, r.stdout + r.stderr
+    r = ctl("experiment", "export", cid, "--format=csv", address=d.socket, timeout=60)
+    lines = r.stdout.splitlines()
+    assert r.returncode == 0 and lines[0].startswith("experiment,guest,iteration"), r.stderr
+    assert any(",workload.pages_touched,2048," in l for l in lines), lines[:5]
+
     # A balloon provocation: inflate to 384M and back, the workload during it.
     params = {"definition": definition("xg", iterations=2, op="balloon", when="during",
                                        extra={"Provoke": {"Target": "384M", "Return": "512M", "Timeout": "60s"}})}
@@ -318,3 +332,30 @@ def test_experiment_full_state_directory(daemons, workdir, test_guest):
         if d.running():
             d.stop()
         subprocess.run(["umount", "-l", str(d.state_dir)], check=False)
+
+
+def test_experiment_daemon_stops_mid_run(daemons):
+    """SIGTERM while an experiment runs (a firmware-only guest: no agent, host counters only): memvisord exits 0
+    (under the sanitizer build, with no leak report) and the next start reads the experiment interrupted, its
+    iterations intact; a second daemon start keeps it so."""
+    d = daemons(name="xs")
+    fake_guest(d)
+    ok(d, "StartVM", {"name": "g"})
+    wait_for(lambda: ok(d, "DescribeVM", {"name": "g"})["vm"]["state"] == "running", timeout=30, what="running")
+    spec = definition("g", iterations=100, when="none", extra={"Measure": {"Counters": ["time", "host-vmstat"]}})
+    spec["Experiment"]["Settle"] = "300ms"
+    xid = ok(d, "StartExperiment", {"definition": spec})["id"]
+    wait_for(lambda: ok(d, "DescribeExperiment", {"id": xid})["experiment"]["iterationsDone"] >= 2, timeout=30,
+             what="two iterations")
+    assert d.stop() == 0
+    d.start()
+    x = ok(d, "DescribeExperiment", {"id": xid})
+    info = x["experiment"]
+    assert info["state"] == "interrupted" and info["iterationsDone"] >= 2, info
+    assert len(results(d, xid)) == info["iterationsDone"]
+    stats = {s["counter"]: s for s in x["statistics"]}
+    assert stats["time.iteration_usec"]["n"] == info["iterationsDone"], stats["time.iteration_usec"]
+    assert "host.vmstat.pgmigrate_success" in stats
+    assert d.stop() == 0
+    d.start()
+    assert ok(d, "DescribeExperiment", {"id": xid})["experiment"]["state"] == "interrupted"
