@@ -359,3 +359,32 @@ def test_experiment_daemon_stops_mid_run(daemons):
     assert d.stop() == 0
     d.start()
     assert ok(d, "DescribeExperiment", {"id": xid})["experiment"]["state"] == "interrupted"
+
+
+def test_experiment_results_stream_in_batches(daemons):
+    """300 iterations of a baseline on a firmware-only guest: GetExperimentResults streams them in batches of at
+    most 64, in order, the last in the final reply; the statistics count all 300."""
+    d = daemons(name="xm")
+    fake_guest(d)
+    ok(d, "StartVM", {"name": "g"})
+    wait_for(lambda: ok(d, "DescribeVM", {"name": "g"})["vm"]["state"] == "running", timeout=30, what="running")
+    spec = definition("g", iterations=300, when="none", extra={"Measure": {"Counters": ["time", "host-vmstat"]}})
+    spec["Experiment"]["Settle"] = "0"
+    _, final = run_more(d, {"definition": spec})
+    assert final["parameters"]["state"] == "completed", final
+    xid = final["parameters"]["id"]
+    sizes = []
+    with VarlinkConnection(str(d.socket), timeout=30) as c:
+        c.send(M + "GetExperimentResults", {"id": xid}, more=True)
+        seen = []
+        while True:
+            r = c.receive()
+            batch = r["parameters"]["iterations"]
+            sizes.append(len(batch))
+            seen += [it["iteration"] for it in batch]
+            if not r.get("continues"):
+                break
+    assert seen == list(range(1, 301)), seen[:5]
+    assert max(sizes) <= 64 and len(sizes) >= 5, sizes
+    stats = {s["counter"]: s for s in ok(d, "DescribeExperiment", {"id": xid})["statistics"]}
+    assert stats["time.iteration_usec"]["n"] == 300
