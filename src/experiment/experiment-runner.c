@@ -263,6 +263,15 @@ int experiment_run_new(const ExperimentContext *ctx, ExperimentSpec *spec, const
                                   g.agent_reason ?: "unknown");
         if (r >= 0)
                 r = check_required(run, &g, ret_failure);
+        if (r >= 0) {
+                _cleanup_free_ char *known = NULL;
+                const char *name = NULL;
+
+                r = experiment_measure_check_tracepoints(run->measure, run->spec, &name, &known);
+                if (r == -ENOENT)
+                        r = start_failure(ret_failure, EXPERIMENT_START_INVALID, "Measure.Tracepoints", NULL,
+                                          "the kernel has no tracepoint %s; there are: %s", name, strempty(known));
+        }
         if (r < 0) {
                 run_free(run);
                 return r;

@@ -342,6 +342,20 @@ def test_experiment_daemon_stops_mid_run(daemons):
     fake_guest(d)
     ok(d, "StartVM", {"name": "g"})
     wait_for(lambda: ok(d, "DescribeVM", {"name": "g"})["vm"]["state"] == "running", timeout=30, what="running")
+    # Require= a set this guest cannot give (TCG: no KVM exits); Tracepoints= the kernel does not have; a workload
+    # with no agent: refused before anything runs, naming what was wrong.
+    e, p = err(d, "StartExperiment", {"definition": definition("g", when="none", extra={
+        "Measure": {"Counters": ["time", "host-kvm-exits"], "Require": ["host-kvm-exits"]}})})
+    assert e == M + "CounterUnavailable" and p["counter"] == "host-kvm-exits" and "TCG" in p["reason"], (e, p)
+    if os.path.isdir("/sys/kernel/tracing/events/tlb"):
+        e, p = err(d, "StartExperiment", {"definition": definition("g", when="none", extra={
+            "Measure": {"Counters": ["time"], "Tracepoints": ["tlb:no_such_event"]}})})
+        assert e == M + "InvalidExperiment" and p["field"] == "Measure.Tracepoints", (e, p)
+        assert "tlb:tlb_flush" in p["reason"], p        # what the system has
+    e, p = err(d, "StartExperiment", {"definition": definition("g")})
+    assert e == M + "InvalidExperiment" and p["field"] == "Workload.When" and "agent" in p["reason"], (e, p)
+    assert ok(d, "ListExperiments", {})["experiments"] == []     # nothing was created
+
     spec = definition("g", iterations=100, when="none", extra={"Measure": {"Counters": ["time", "host-vmstat"]}})
     spec["Experiment"]["Settle"] = "300ms"
     xid = ok(d, "StartExperiment", {"definition": spec})["id"]
