@@ -171,6 +171,7 @@ def test_experiment_real_guest(daemons, ctl, test_guest, tracefs):
         assert c["guest.vmstat.pgfault"] >= pages, c        # the guest's own view of the touch
         assert "guest.tlb_shootdowns" in c or "guest.tlb_shootdowns" in u
         assert it["workload"]["pages_touched"] == pages
+        assert it["seed"] == it["iteration"] and it["workload"]["parameters"]["seed"] == it["seed"], it["workload"]
         # Under TCG there are no KVM exits or statistics: unavailable with the reason, never 0.
         assert "host.kvm_exit.total" not in c and "TCG" in u["host.kvm_exit"], u
         assert "TCG" in u["host.kvm_stats"], u
