@@ -406,6 +406,7 @@ static void provenance_done_cb(Worker *w, int code, bool done, int result, void 
         if (!done)
                 return;
         run->job = provenance_job_free(run->job);
+        run->worker = worker_free(run->worker);         /* joined already: the callback may free it */
         if (!run_op_end(run))
                 return;
         if (result < 0)
@@ -472,10 +473,22 @@ void experiment_run_cancel(ExperimentRun *run) {
 ExperimentRun *experiment_run_abandon(ExperimentRun *run) {
         if (!run || run->over)
                 return NULL;
+        /* Over first, so that what the cancellations below call back with goes no further, and held by a
+         * pending count of our own, so that none of them frees the run under us. */
+        run->over = true;
+        run->n_pending++;
         if (run->balloon_wait)
-                balloon_wait_cancel(run->balloon_wait);
+                balloon_wait_cancel(run->balloon_wait);         /* its callback comes now */
         if (run->migrations_busy)
-                migration_history_cancel(run->migrations_busy);
+                migration_history_cancel(run->migrations_busy); /* the move in flight ends, then it calls back */
+        if (run->worker) {
+                /* The provenance: wait for the thread here, as its notification would never come once the
+                 * loop stopped. */
+                run->worker = worker_free(run->worker);
+                run->job = provenance_job_free(run->job);
+                run->n_pending--;
+        }
+        run->n_pending--;
         run_release(run);
         return NULL;
 }
