@@ -4,6 +4,7 @@
 /* manager-experiment.c: experiments over the API, and GuestBusy for the other state-changing calls. */
 
 #include "daemon/manager.h"
+#include "metrics/metrics-render.h"
 
 typedef struct ManagerExperiments ManagerExperiments;
 
@@ -18,3 +19,7 @@ int manager_experiment_reply_busy(Manager *m, VarlinkConnection *c, const char *
 /* The id of the experiment running on name (or "(starting)"), NULL when none. */
 const char *manager_experiment_running_on(Manager *m, const char *name);
 size_t manager_experiments_running(Manager *m);
+
+/* The experiment series for src/metrics (memvisor_experiment*, their meaning in src/metrics/metric-families.c):
+ * ret->guests lists every defined guest and stays valid until the next call or manager_experiment_done(). */
+int manager_experiment_metrics(Manager *m, MetricsExperiments *ret);
