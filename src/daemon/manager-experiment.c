@@ -719,12 +719,22 @@ static int results_send(ResultsStream *r, bool last) {
         json_object *reply = json_object_new_object();
         json_object *batch = r->batch ?: json_object_new_array();
 
+        int k;
+
         r->batch = NULL;
         if (!reply || !batch || json_add(reply, "iterations", batch) < 0) {
                 json_object_put(reply);
                 return -ENOMEM;
         }
-        return last ? varlink_reply(r->conn, reply) : varlink_notify(r->conn, reply);
+        /* A send over the connection's output bound closes it, which would run the close callback and free r
+         * under us: the caller frees r on an error instead. */
+        varlink_connection_clear_close_callback(r->conn, results_on_closed, r);
+        k = last ? varlink_reply(r->conn, reply) : varlink_notify(r->conn, reply);
+        if (k >= 0 && !last && !varlink_connection_is_closed(r->conn))
+                varlink_connection_set_close_callback(r->conn, results_on_closed, r);
+        else if (k >= 0 && !last)
+                k = -ECONNRESET;
+        return k;
 }
 
 static int results_error(ResultsStream *r, int error) {
@@ -734,6 +744,7 @@ static int results_error(ResultsStream *r, int error) {
                 json_object_put(p);
                 return -ENOMEM;
         }
+        varlink_connection_clear_close_callback(r->conn, results_on_closed, r);        /* as in results_send() */
         return varlink_error(r->conn, VARLINK_ERROR(EXPERIMENT_STORE_FAILED), p);
 }
 

@@ -540,3 +540,22 @@ def test_experiment_kvm_exits(daemons, test_guest, tracefs):
     assert c["host.kvm_exit.total"] >= named, (c["host.kvm_exit.total"], named)
     assert c["host.kvm_stats.vcpu.pf_taken"] > 0, sorted(k for k in c if k.startswith("host.kvm_stats.vcpu."))
     assert d.running()
+
+
+def test_experiment_results_over_output_bound(daemons):
+    """A batch of records larger than [Varlink] MaxOutputSize= closes that client's connection (its output bound),
+    and nothing else: the daemon goes on (a regression: the stream was freed twice)."""
+    d = daemons(name="xo", config="[Varlink]\nMaxOutputSize=16K\n")
+    fake_guest(d)
+    ok(d, "StartVM", {"name": "g"})
+    wait_for(lambda: ok(d, "DescribeVM", {"name": "g"})["vm"]["state"] == "running", timeout=30, what="running")
+    spec = definition("g", iterations=100, when="none", extra={"Measure": {"Counters": ["time", "host-vmstat"]}})
+    spec["Experiment"]["Settle"] = "0"
+    xid = ok(d, "StartExperiment", {"definition": spec})["id"]
+    wait_for(lambda: ok(d, "DescribeExperiment", {"id": xid})["experiment"]["state"] == "completed", timeout=60,
+             what="completed")
+    with VarlinkConnection(str(d.socket), timeout=30) as c:
+        c.send(M + "GetExperimentResults", {"id": xid}, more=True)
+        c.assert_closed(timeout=10)
+    assert d.running()
+    assert ok(d, "DescribeExperiment", {"id": xid})["experiment"]["iterationsDone"] == 100
