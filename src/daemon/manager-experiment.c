@@ -404,26 +404,28 @@ static void waiter_closed(VarlinkConnection *c, void *userdata) {
         w->conn = varlink_connection_unref(w->conn);    /* the experiment goes on; nobody waits for it */
 }
 
-static void waiter_free(void *userdata) {
-        StartWaiter *w = userdata;
+static VarlinkConnection *waiter_take(StartWaiter *w) {
+        VarlinkConnection *c = TAKE_PTR(w->conn);
 
-        if (w->conn) {
-                varlink_connection_clear_close_callback(w->conn, waiter_closed, w);
-                varlink_connection_unref(w->conn);
-        }
+        if (c)
+                varlink_connection_clear_close_callback(c, waiter_closed, w);
         free(w);
+        return c;
+}
+
+static void waiter_free(void *userdata) {
+        varlink_connection_unref(waiter_take(userdata));
 }
 
 static void waiter_done(const char *error, json_object *parameters, void *userdata) {
-        StartWaiter *w = userdata;
+        _cleanup_(varlink_connection_unrefp) VarlinkConnection *c = waiter_take(userdata);
 
-        if (!w->conn)
+        if (!c)
                 json_object_put(parameters);
         else if (error)
-                (void) varlink_error(w->conn, error, parameters);
+                (void) varlink_error(c, error, parameters);
         else
-                (void) varlink_reply(w->conn, parameters);
-        waiter_free(w);
+                (void) varlink_reply(c, parameters);
 }
 
 static void waiter_notify(json_object *reply, void *userdata) {
