@@ -766,58 +766,128 @@ static int vl_describe_experiment(VarlinkConnection *c, json_object *parameters,
         return varlink_reply(c, TAKE_PTR(reply));
 }
 
-typedef struct ResultsBatch {
+/* GetExperimentResults: batches of RESULTS_BATCH records, one per turn of the event loop, and only while the
+ * replies queued for all clients stay under RESULTS_QUEUED_MAX, so that a large experiment streams at the pace its
+ * reader reads instead of being queued whole. */
+#define RESULTS_QUEUED_MAX (4U * 1024U * 1024U)
+#define RESULTS_RETRY_USEC (20 * USEC_PER_MSEC)
+
+typedef struct ResultsStream {
+        Manager *manager;
         VarlinkConnection *conn;
+        char *id;
+        ExperimentReadPosition pos;
         json_object *batch;
-} ResultsBatch;
+        sd_event_source *source;
+} ResultsStream;
+
+static ResultsStream *results_stream_free(ResultsStream *r);
+
+static void results_on_closed(VarlinkConnection *c, void *userdata) {
+        (void) c;
+        results_stream_free(userdata);
+}
+
+static ResultsStream *results_stream_free(ResultsStream *r) {
+        if (!r)
+                return NULL;
+        varlink_connection_clear_close_callback(r->conn, results_on_closed, r);
+        varlink_connection_unref(r->conn);
+        sd_event_source_disable_unref(r->source);
+        json_object_put(r->batch);
+        free(r->id);
+        return mfree(r);
+}
 
 static int results_add(uint64_t index, json_object *record, void *userdata) {
-        ResultsBatch *b = userdata;
-        json_object *reply;
+        ResultsStream *r = userdata;
 
         (void) index;
-        if (!b->batch && !(b->batch = json_object_new_array()))
+        if (!r->batch && !(r->batch = json_object_new_array()))
                 return -ENOMEM;
-        if (json_object_array_add(b->batch, json_object_get(record)) < 0)
+        if (json_object_array_add(r->batch, json_object_get(record)) < 0)
                 return -ENOMEM;
-        if (json_object_array_length(b->batch) < RESULTS_BATCH)
-                return 0;
-        reply = json_object_new_object();
-        if (!reply || json_add(reply, "iterations", b->batch) < 0) {
+        return json_object_array_length(r->batch) >= RESULTS_BATCH;   /* > 0: this batch is full */
+}
+
+static int results_send(ResultsStream *r, bool last) {
+        json_object *reply = json_object_new_object();
+        json_object *batch = r->batch ?: json_object_new_array();
+
+        r->batch = NULL;
+        if (!reply || !batch || json_add(reply, "iterations", batch) < 0) {
                 json_object_put(reply);
-                b->batch = NULL;
                 return -ENOMEM;
         }
-        b->batch = NULL;
-        return varlink_notify(b->conn, reply);
+        return last ? varlink_reply(r->conn, reply) : varlink_notify(r->conn, reply);
+}
+
+static int results_error(ResultsStream *r, int error) {
+        ManagerError e = {};
+
+        return manager_error_varlink_reply(r->conn, &e, store_failed(&e, error));
+}
+
+static int results_step(sd_event_source *s, uint64_t usec, void *userdata) {
+        ResultsStream *r = userdata;
+        uint64_t before = r->pos.index;
+        int k;
+
+        (void) s;
+        (void) usec;
+        if (varlink_server_output_queued(r->manager->varlink) > RESULTS_QUEUED_MAX)
+                goto again;     /* readers are behind: wait for them */
+        k = experiment_store_read_iterations_from(r->manager->experiments->store, r->id, &r->pos, results_add, r);
+        if (k < 0) {
+                (void) results_error(r, k);
+                results_stream_free(r);
+                return 0;
+        }
+        if (r->pos.index - before < RESULTS_BATCH) {    /* the end: the rest goes in the final reply */
+                (void) results_send(r, true);
+                results_stream_free(r);
+                return 0;
+        }
+        if (results_send(r, false) < 0) {
+                results_stream_free(r);
+                return 0;
+        }
+again:
+        k = sd_event_source_set_time_relative(r->source, r->pos.index == before ? RESULTS_RETRY_USEC : 0);
+        if (k >= 0)
+                k = sd_event_source_set_enabled(r->source, SD_EVENT_ONESHOT);
+        if (k < 0)
+                results_stream_free(r);
+        return 0;
 }
 
 static int vl_get_experiment_results(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags,
                                      void *userdata) {
         Manager *m = userdata;
-        ResultsBatch b = { .conn = c };
+        ResultsStream *rs;
         const ExperimentInfo *i;
         ManagerError e = {};
-        json_object *reply;
         int r;
 
         (void) flags;
         r = find_experiment(m->experiments, json_get_string(parameters, "id"), &i, &e);
         if (r < 0)
                 return manager_error_varlink_reply(c, &e, r);
-        r = experiment_store_read_iterations(m->experiments->store, i->id, results_add, &b);
-        if (r < 0) {
-                json_object_put(b.batch);
-                if (r == -ENOMEM)
-                        return r;
-                return manager_error_varlink_reply(c, &e, store_failed(&e, r));
-        }
-        reply = json_object_new_object();
-        if (!reply || json_add(reply, "iterations", b.batch ?: json_object_new_array()) < 0) {
-                json_object_put(reply);
+        rs = calloc(1, sizeof(ResultsStream));
+        if (!rs || !(rs->id = strdup(i->id))) {
+                free(rs);
                 return -ENOMEM;
         }
-        return varlink_reply(c, reply);
+        rs->manager = m;
+        r = sd_event_add_time_relative(m->event, &rs->source, CLOCK_MONOTONIC, 0, 0, results_step, rs);
+        if (r < 0) {
+                results_stream_free(rs);
+                return r;
+        }
+        (void) sd_event_source_set_description(rs->source, "experiment-results");
+        rs->conn = varlink_connection_ref(c);
+        varlink_connection_set_close_callback(c, results_on_closed, rs);
+        return 0;
 }
 
 static int vl_cancel_or_delete(VarlinkConnection *c, json_object *parameters, Manager *m, bool delete) {

@@ -13,6 +13,7 @@
 #include "basic/log.h"
 #include "basic/strv.h"
 #include "experiment/experiment-runner-internal.h"
+#include "experiment/experiment-summary.h"
 
 #define STATS_TIMEOUT_USEC (5 * USEC_PER_SEC)
 #define WORKLOAD_OUTPUT_MAX (256U * 1024U)
@@ -188,7 +189,7 @@ static void workload_cb(QgaClient *c, const QgaError *error, const QgaExecResult
 }
 
 static int workload_start(ExperimentRun *run) {
-        _cleanup_(strv_freep) char **argv = NULL;
+        _cleanup_(strv_freep) char **argv = NULL, **env = NULL;
         ExperimentGuest g;
         QgaExecRequest req;
         int r;
@@ -207,7 +208,16 @@ static int workload_start(ExperimentRun *run) {
                 run_fail(run, "out of memory");
                 return r;
         }
-        req = (QgaExecRequest) { .argv = argv, .timeout_usec = run->spec->workload_timeout_usec,
+        r = strv_extend(&env, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+        if (r >= 0)
+                r = strv_extendf(&env, "MEMVISOR_SEED=%" PRIu64, run->spec->seed + run->done);
+        if (r >= 0)
+                r = strv_extendf(&env, "MEMVISOR_EXPERIMENT_ITERATION=%" PRIu64, run->done + 1);
+        if (r < 0) {
+                run_fail(run, "out of memory");
+                return r;
+        }
+        req = (QgaExecRequest) { .argv = argv, .env = env, .timeout_usec = run->spec->workload_timeout_usec,
                                  .max_output = WORKLOAD_OUTPUT_MAX };
         r = qga_exec(g.agent, &req, workload_cb, run);
         if (r < 0) {
@@ -499,6 +509,8 @@ static int build_record(ExperimentRun *run, json_object **ret) {
                 k = json_add_bool(o, "warmUp", run->done < run->spec->warm_up);
         if (k >= 0)
                 k = json_add_uint(o, "startedRealtimeUSec", run->started_realtime_usec);
+        if (k >= 0 && run->spec->when != EXPERIMENT_WORKLOAD_NONE)
+                k = json_add_uint(o, "seed", run->spec->seed + run->done);
         if (k >= 0)
                 k = json_add_uint(o, "durationUSec", now - run->iteration_start_usec);
         if (k >= 0)
@@ -531,6 +543,9 @@ static void record_iteration(ExperimentRun *run) {
         if (r < 0)
                 return run_fail(run, "iteration %" PRIu64 " could not be recorded: %s", run->done + 1,
                                 strerror(-r));
+        r = experiment_record_validate(record);
+        if (r < 0)
+                return run_fail(run, "iteration %" PRIu64 " gave a record that would not read back", run->done + 1);
         r = experiment_store_append(run->ctx->store, run->id, record, NULL);
         if (r < 0)
                 return run_fail(run, "iteration %" PRIu64 " could not be stored: %s", run->done + 1, strerror(-r));

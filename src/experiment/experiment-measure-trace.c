@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "basic/log.h"
+#include "basic/strv.h"
 #include "experiment/experiment-counter.h"
 #include "experiment/experiment-measure-internal.h"
 
@@ -343,6 +344,53 @@ int measure_trace_delta(ExperimentMeasure *m, const ExperimentSnapshot *before, 
                 k = add_delta(r, t->name, sa, sb);
                 if (k < 0)
                         return k;
+        }
+        return 0;
+}
+
+int experiment_measure_check_tracepoints(ExperimentMeasure *m, const ExperimentSpec *spec, const char **ret_name,
+                                         char **ret_known) {
+        if (!m->tracing_dir)
+                return 0;
+        for (size_t i = 0; i < spec->n_tracepoints; i++) {
+                _cleanup_free_ char *system = NULL;
+                char **events = NULL;
+                const char *colon = strchr(spec->tracepoints[i], ':');
+                uint64_t id;
+                size_t len = 0;
+                char *known;
+                FILE *f;
+                int r;
+
+                if (!colon || !(system = strndup(spec->tracepoints[i], colon - spec->tracepoints[i])))
+                        return -ENOMEM;
+                r = trace_event_id(m->tracing_dir, system, colon + 1, &id);
+                if (r != -ENOENT)
+                        continue;
+                if (trace_list_events(m->tracing_dir, system, &events) < 0)
+                        events = NULL;
+                if (!events || !events[0]) {
+                        strv_free(events);
+                        if (trace_list_events(m->tracing_dir, NULL, &events) < 0)
+                                events = NULL;
+                }
+                f = open_memstream(&known, &len);
+                if (!f) {
+                        strv_free(events);
+                        return -ENOMEM;
+                }
+                for (size_t k = 0; events && events[k] && k < 64; k++)
+                        fprintf(f, "%s%s", k ? ", " : "", events[k]);
+                if (events && strv_length(events) > 64)
+                        fprintf(f, ", … (%zu in all)", strv_length(events));
+                strv_free(events);
+                if (fclose(f) != 0) {
+                        free(known);
+                        return -ENOMEM;
+                }
+                *ret_name = spec->tracepoints[i];
+                *ret_known = known;
+                return -ENOENT;
         }
         return 0;
 }

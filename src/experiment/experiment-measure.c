@@ -38,8 +38,8 @@ int experiment_record_add_int(ExperimentRecord *r, const char *name, int64_t val
 }
 
 int experiment_record_add_double(ExperimentRecord *r, const char *name, double value) {
-        if (!experiment_counter_name_is_valid(name) || !isfinite(value))
-                return 0;
+        if (!experiment_counter_name_is_valid(name) || !isfinite(value) || fabs(value) > 1e300)
+                return 0;       /* not a number a record holds (experiment_record_validate()) */
         return json_add_double(r->counters, name, value);
 }
 

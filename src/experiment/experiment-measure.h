@@ -60,6 +60,12 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(ExperimentMeasure *, experiment_measure_free);
  * reading; the agent's sets are decided by the caller). */
 const char *experiment_measure_unavailable(const ExperimentMeasure *m, ExperimentCounter c);
 
+/* The first Tracepoints= entry of spec that the kernel does not have: 0 when all exist (or tracefs is missing: each
+ * is then unavailable with that reason), -ENOENT with *ret_name (borrowed from spec) and *ret_known ("tlb:tlb_flush,
+ * …": what its system has, or every system's when the system is unknown, at most 64 names) otherwise. */
+int experiment_measure_check_tracepoints(ExperimentMeasure *m, const ExperimentSpec *spec, const char **ret_name,
+                                         char **ret_known);
+
 /* The synchronous readings into s (host vmstat, tracepoint counts). */
 int experiment_measure_read(ExperimentMeasure *m, ExperimentSnapshot *s);
 

@@ -263,6 +263,15 @@ int experiment_run_new(const ExperimentContext *ctx, ExperimentSpec *spec, const
                                   g.agent_reason ?: "unknown");
         if (r >= 0)
                 r = check_required(run, &g, ret_failure);
+        if (r >= 0) {
+                _cleanup_free_ char *known = NULL;
+                const char *name = NULL;
+
+                r = experiment_measure_check_tracepoints(run->measure, run->spec, &name, &known);
+                if (r == -ENOENT)
+                        r = start_failure(ret_failure, EXPERIMENT_START_INVALID, "Measure.Tracepoints", NULL,
+                                          "the kernel has no tracepoint %s; there are: %s", name, strempty(known));
+        }
         if (r < 0) {
                 run_free(run);
                 return r;
@@ -397,6 +406,7 @@ static void provenance_done_cb(Worker *w, int code, bool done, int result, void 
         if (!done)
                 return;
         run->job = provenance_job_free(run->job);
+        run->worker = worker_free(run->worker);         /* joined already: the callback may free it */
         if (!run_op_end(run))
                 return;
         if (result < 0)
@@ -463,10 +473,22 @@ void experiment_run_cancel(ExperimentRun *run) {
 ExperimentRun *experiment_run_abandon(ExperimentRun *run) {
         if (!run || run->over)
                 return NULL;
+        /* Over first, so that what the cancellations below call back with goes no further, and held by a
+         * pending count of our own, so that none of them frees the run under us. */
+        run->over = true;
+        run->n_pending++;
         if (run->balloon_wait)
-                balloon_wait_cancel(run->balloon_wait);
+                balloon_wait_cancel(run->balloon_wait);         /* its callback comes now */
         if (run->migrations_busy)
-                migration_history_cancel(run->migrations_busy);
+                migration_history_cancel(run->migrations_busy); /* the move in flight ends, then it calls back */
+        if (run->worker) {
+                /* The provenance: wait for the thread here, as its notification would never come once the
+                 * loop stopped. */
+                run->worker = worker_free(run->worker);
+                run->job = provenance_job_free(run->job);
+                run->n_pending--;
+        }
+        run->n_pending--;
         run_release(run);
         return NULL;
 }

@@ -742,14 +742,22 @@ static int open_experiment_dir(ExperimentStore *s, Entry *e) {
 
 int experiment_store_read_iterations(ExperimentStore *s, const char *id, ExperimentIterationHandler handler,
                                      void *userdata) {
+        ExperimentReadPosition p = {};
+
+        return experiment_store_read_iterations_from(s, id, &p, handler, userdata);
+}
+
+int experiment_store_read_iterations_from(ExperimentStore *s, const char *id, ExperimentReadPosition *pos,
+                                          ExperimentIterationHandler handler, void *userdata) {
         _cleanup_close_ int dfd = -EBADF, fd = -EBADF;
         _cleanup_free_ char *buf = NULL;
         size_t used = 0;
-        uint64_t left, index = 0;
+        uint64_t left, index;
         Entry *e;
 
-        if (!s || !handler)
+        if (!s || !handler || !pos)
                 return -EINVAL;
+        index = pos->index;
         e = store_find(s, id, NULL);
         if (!e)
                 return -ESRCH;
@@ -764,7 +772,11 @@ int experiment_store_read_iterations(ExperimentStore *s, const char *id, Experim
                 return -ENOMEM;
 
         /* Only up to the last complete line the store knows of: never a line being written. */
-        left = e->good_size;
+        if (pos->offset > e->good_size)
+                return -EINVAL;
+        if (pos->offset > 0 && lseek(fd, (off_t) pos->offset, SEEK_SET) < 0)
+                return -errno;
+        left = e->good_size - pos->offset;
         while (left > 0 || used > 0) {
                 char *nl;
 
@@ -797,8 +809,12 @@ int experiment_store_read_iterations(ExperimentStore *s, const char *id, Experim
                         return log_debug_errno(r, "Experiment %s: line %" PRIu64 " of %s is not a JSON object.", id,
                                                index + 1, ITERATIONS_FILE);
                 r = handler(index++, o, userdata);
-                if (r != 0)
-                        return r < 0 ? r : 0;
+                if (r < 0)
+                        return r;
+                pos->offset += len + 1;         /* this line is consumed */
+                pos->index = index;
+                if (r > 0)
+                        return 0;
                 used -= len + 1;
                 memmove(buf, nl + 1, used);
         }

@@ -150,6 +150,17 @@ typedef int (*ExperimentIterationHandler)(uint64_t index, json_object *record, v
 int experiment_store_read_iterations(ExperimentStore *s, const char *id, ExperimentIterationHandler handler,
                                      void *userdata);
 
+/* Where a reading of the iterations stopped: the byte offset of the next line and its index. */
+typedef struct ExperimentReadPosition {
+        uint64_t offset;
+        uint64_t index;
+} ExperimentReadPosition;
+
+/* The same from *pos (zeroed: the first line) on, which is advanced past each line the handler took (its
+ * return ≥ 0), so that a later call goes on where a handler returning > 0 stopped. */
+int experiment_store_read_iterations_from(ExperimentStore *s, const char *id, ExperimentReadPosition *pos,
+                                          ExperimentIterationHandler handler, void *userdata);
+
 /* Reads definition.json, provenance.json or summary.json (-ENOENT when the experiment has no summary). */
 int experiment_store_read_document(ExperimentStore *s, const char *id, ExperimentDocument which, json_object **ret);
 

@@ -221,7 +221,8 @@ static void help(void) {
                "  --pattern=P           sequential (default), random (a seeded permutation of the pages)\n"
                "                        or stride (every --stride bytes)\n"
                "  --stride=BYTES        step of the stride pattern, a multiple of 8 (default: the page size)\n"
-               "  --seed=S              seed of the random order and of the values written (default 1)\n"
+               "  --seed=S              seed of the random order and of the values written (default:\n"
+               "                        $MEMVISOR_SEED, else 1)\n"
                "  --write | --read      store to or load from each word (default --write)\n"
                "  --passes=P            passes over the memory (default 1, at most %d)\n"
                "  --duration=SECONDS    instead: passes until this much time has gone by\n"
@@ -260,6 +261,9 @@ static int parse_args(int argc, char **argv, Options *o) {
         ps = sysconf(_SC_PAGESIZE);
         *o = (Options) { .threads = 1, .seed = 1, .write = true, .passes = 1,
                          .page_size = ps > 0 ? (uint64_t) ps : 4096 };
+        /* An experiment hands its iteration's seed down in the environment; --seed= wins. */
+        if (getenv("MEMVISOR_SEED") && parse_u64(getenv("MEMVISOR_SEED"), 0, UINT64_MAX, &v) >= 0)
+                o->seed = v;
 
         opterr = 0;
         while ((c = getopt_long(argc, argv, "", long_options, NULL)) >= 0) {

@@ -171,6 +171,7 @@ def test_experiment_real_guest(daemons, ctl, test_guest, tracefs):
         assert c["guest.vmstat.pgfault"] >= pages, c        # the guest's own view of the touch
         assert "guest.tlb_shootdowns" in c or "guest.tlb_shootdowns" in u
         assert it["workload"]["pages_touched"] == pages
+        assert it["seed"] == it["iteration"] and it["workload"]["parameters"]["seed"] == it["seed"], it["workload"]
         # Under TCG there are no KVM exits or statistics: unavailable with the reason, never 0.
         assert "host.kvm_exit.total" not in c and "TCG" in u["host.kvm_exit"], u
         assert "TCG" in u["host.kvm_stats"], u
@@ -197,6 +198,20 @@ def test_experiment_real_guest(daemons, ctl, test_guest, tracefs):
     xdir = d.state_dir / "experiments" / xid
     assert len((xdir / "iterations.jsonl").read_text().splitlines()) == 3
     assert json.loads((xdir / "summary.json").read_text())["statistics"]
+
+    # The same through memvisorctl: a file, plain progress lines off a terminal, then show and export.
+    xfile = d.workdir / "baseline.experiment"
+    xfile.write_text("[Experiment]\nGuest=xg\nIterations=2\nSettle=100ms\n[Workload]\nWhen=after\n"
+                     "Program=%s\nArguments=--mib=8 --write\n" % TOUCH)
+    r = ctl("experiment", "run", str(xfile), address=d.socket, timeout=300)
+    assert r.returncode == 0 and "completed" in r.stdout, r.stdout + r.stderr
+    cid = [x["id"] for x in ok(d, "ListExperiments", {"guest": "xg"})["experiments"]][-1]
+    r = ctl("experiment", "show", cid, address=d.socket, timeout=60)
+    assert r.returncode == 0 and "workload.pages_touched" in r.stdout and "TCG" in r.stdout, r.stdout + r.stderr
+    r = ctl("experiment", "export", cid, "--format=csv", address=d.socket, timeout=60)
+    lines = r.stdout.splitlines()
+    assert r.returncode == 0 and lines[0].startswith("experiment,guest,iteration"), r.stderr
+    assert any(",workload.pages_touched,2048," in l for l in lines), lines[:5]
 
     # A balloon provocation: inflate to 384M and back, the workload during it.
     params = {"definition": definition("xg", iterations=2, op="balloon", when="during",
@@ -318,3 +333,73 @@ def test_experiment_full_state_directory(daemons, workdir, test_guest):
         if d.running():
             d.stop()
         subprocess.run(["umount", "-l", str(d.state_dir)], check=False)
+
+
+def test_experiment_daemon_stops_mid_run(daemons):
+    """SIGTERM while an experiment runs (a firmware-only guest: no agent, host counters only): memvisord exits 0
+    (under the sanitizer build, with no leak report) and the next start reads the experiment interrupted, its
+    iterations intact; a second daemon start keeps it so."""
+    d = daemons(name="xs")
+    fake_guest(d)
+    ok(d, "StartVM", {"name": "g"})
+    wait_for(lambda: ok(d, "DescribeVM", {"name": "g"})["vm"]["state"] == "running", timeout=30, what="running")
+    # Require= a set this guest cannot give (TCG: no KVM exits); Tracepoints= the kernel does not have; a workload
+    # with no agent: refused before anything runs, naming what was wrong.
+    e, p = err(d, "StartExperiment", {"definition": definition("g", when="none", extra={
+        "Measure": {"Counters": ["time", "host-kvm-exits"], "Require": ["host-kvm-exits"]}})})
+    assert e == M + "CounterUnavailable" and p["counter"] == "host-kvm-exits" and "TCG" in p["reason"], (e, p)
+    if os.path.isdir("/sys/kernel/tracing/events/tlb"):
+        e, p = err(d, "StartExperiment", {"definition": definition("g", when="none", extra={
+            "Measure": {"Counters": ["time"], "Tracepoints": ["tlb:no_such_event"]}})})
+        assert e == M + "InvalidExperiment" and p["field"] == "Measure.Tracepoints", (e, p)
+        assert "tlb:tlb_flush" in p["reason"], p        # what the system has
+    e, p = err(d, "StartExperiment", {"definition": definition("g")})
+    assert e == M + "InvalidExperiment" and p["field"] == "Workload.When" and "agent" in p["reason"], (e, p)
+    assert ok(d, "ListExperiments", {})["experiments"] == []     # nothing was created
+
+    spec = definition("g", iterations=100, when="none", extra={"Measure": {"Counters": ["time", "host-vmstat"]}})
+    spec["Experiment"]["Settle"] = "300ms"
+    xid = ok(d, "StartExperiment", {"definition": spec})["id"]
+    wait_for(lambda: ok(d, "DescribeExperiment", {"id": xid})["experiment"]["iterationsDone"] >= 2, timeout=30,
+             what="two iterations")
+    assert d.stop() == 0
+    d.start()
+    x = ok(d, "DescribeExperiment", {"id": xid})
+    info = x["experiment"]
+    assert info["state"] == "interrupted" and info["iterationsDone"] >= 2, info
+    assert len(results(d, xid)) == info["iterationsDone"]
+    stats = {s["counter"]: s for s in x["statistics"]}
+    assert stats["time.iteration_usec"]["n"] == info["iterationsDone"], stats["time.iteration_usec"]
+    assert "host.vmstat.pgmigrate_success" in stats
+    assert d.stop() == 0
+    d.start()
+    assert ok(d, "DescribeExperiment", {"id": xid})["experiment"]["state"] == "interrupted"
+
+
+def test_experiment_results_stream_in_batches(daemons):
+    """300 iterations of a baseline on a firmware-only guest: GetExperimentResults streams them in batches of at
+    most 64, in order, the last in the final reply; the statistics count all 300."""
+    d = daemons(name="xm")
+    fake_guest(d)
+    ok(d, "StartVM", {"name": "g"})
+    wait_for(lambda: ok(d, "DescribeVM", {"name": "g"})["vm"]["state"] == "running", timeout=30, what="running")
+    spec = definition("g", iterations=300, when="none", extra={"Measure": {"Counters": ["time", "host-vmstat"]}})
+    spec["Experiment"]["Settle"] = "0"
+    _, final = run_more(d, {"definition": spec})
+    assert final["parameters"]["state"] == "completed", final
+    xid = final["parameters"]["id"]
+    sizes = []
+    with VarlinkConnection(str(d.socket), timeout=30) as c:
+        c.send(M + "GetExperimentResults", {"id": xid}, more=True)
+        seen = []
+        while True:
+            r = c.receive()
+            batch = r["parameters"]["iterations"]
+            sizes.append(len(batch))
+            seen += [it["iteration"] for it in batch]
+            if not r.get("continues"):
+                break
+    assert seen == list(range(1, 301)), seen[:5]
+    assert max(sizes) <= 64 and len(sizes) >= 5, sizes
+    stats = {s["counter"]: s for s in ok(d, "DescribeExperiment", {"id": xid})["statistics"]}
+    assert stats["time.iteration_usec"]["n"] == 300

@@ -64,6 +64,11 @@ def unit(name):
         return 'bytes'
     if name.endswith('_pages') or name.endswith('.pages') or name == 'pages':
         return 'pages'
+    last = name.rsplit('.', 1)[-1]
+    if last.startswith('bytes_'):
+        return 'bytes'
+    if last.startswith('pages_'):
+        return 'pages'
     return 'count'
 
 

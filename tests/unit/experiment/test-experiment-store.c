@@ -229,6 +229,51 @@ static int fail_handler(uint64_t index, json_object *record, void *userdata) {
         return -ENOTRECOVERABLE;
 }
 
+/* A reading resumed where a handler stopped it: every line once, in order, with its index. */
+static int collect_from(uint64_t index, json_object *record, void *userdata) {
+        Collected *c = userdata;
+        json_object *v;
+
+        assert_true(json_object_object_get_ex(record, "i", &v));
+        assert_int_equal((uint64_t) json_object_get_int64(v), index);
+        if (c->n < ELEMENTSOF(c->values))
+                c->values[c->n] = json_object_get_int64(v);
+        c->n++;
+        return c->stop_after > 0 && c->n % (uint64_t) c->stop_after == 0 ? 1 : 0;
+}
+
+static void test_read_from(void **state) {
+        _cleanup_free_ char *dir = make_temp_dir(), *id = NULL;
+        _cleanup_(experiment_store_freep) ExperimentStore *s = open_store(dir, NULL);
+        ExperimentReadPosition pos = {}, bad;
+        Collected c = { .stop_after = 2 };
+        unsigned calls = 0;
+
+        (void) state;
+        id = strdup(create(s, "guest1", 7));
+        assert_non_null(id);
+        for (int i = 0; i < 7; i++)
+                append_i(s, id, i);
+        do {
+                uint64_t before = pos.index;
+
+                assert_int_equal(experiment_store_read_iterations_from(s, id, &pos, collect_from, &c), 0);
+                calls++;
+                if (pos.index == before)
+                        break;
+        } while (pos.index < 7);
+        assert_int_equal(c.n, 7);
+        for (int i = 0; i < 7; i++)
+                assert_int_equal(c.values[i], i);
+        assert_int_equal(calls, 4);     /* 2 + 2 + 2 + 1 */
+        assert_int_equal(pos.offset, file_size(dir, id, "iterations.jsonl"));
+        /* At the end: nothing more, no error. */
+        assert_int_equal(experiment_store_read_iterations_from(s, id, &pos, collect_from, &c), 0);
+        assert_int_equal(c.n, 7);
+        bad = (ExperimentReadPosition) { .offset = pos.offset + 1 };
+        assert_int_equal(experiment_store_read_iterations_from(s, id, &bad, collect_from, &c), -EINVAL);
+}
+
 static void test_bad_input(void **state) {
         _cleanup_free_ char *dir = make_temp_dir(), *big = malloc(EXPERIMENT_RECORD_MAX);
         _cleanup_(experiment_store_freep) ExperimentStore *s = open_store(dir, NULL);
@@ -717,6 +762,7 @@ static void test_kill9(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_round_trip),
+                cmocka_unit_test(test_read_from),
                 cmocka_unit_test(test_bad_input),
                 cmocka_unit_test(test_atomic_writes),
                 cmocka_unit_test(test_torn_line),
