@@ -2,10 +2,11 @@
 #pragma once
 
 /* manager-experiment.c: experiments over the API, and GuestBusy for the other state-changing calls. The
- * operations below are shared by the transports (manager.h): varlink's methods in manager-experiment.c, D-Bus's in
+ * operations below are shared by the transports (manager.h): varlink's methods in manager-experiment-varlink.c, D-Bus's in
  * manager-dbus.c. Replies and errors are the varlink interface's (io.memvisor.Manager.varlink, "Experiments"). */
 
 #include "daemon/manager.h"
+#include "experiment/experiment-store.h"
 
 typedef struct ManagerExperiments ManagerExperiments;
 
@@ -31,6 +32,11 @@ int manager_experiment_list(Manager *m, const char *guest, json_object **ret_rep
 int manager_experiment_describe(Manager *m, const char *id, json_object **ret_reply, ManagerError *ret_error);
 int manager_experiment_cancel(Manager *m, const char *id, const char *caller, ManagerError *ret_error);
 int manager_experiment_delete(Manager *m, const char *id, const char *caller, ManagerError *ret_error);
+/* For the adapters: a stored experiment by id (NoSuchExperiment), the store, and ExperimentStoreFailed for a
+ * store error (a negative errno, returned). */
+int manager_experiment_find(Manager *m, const char *id, const ExperimentInfo **ret, ManagerError *ret_error);
+ExperimentStore *manager_experiment_store(Manager *m);
+int manager_experiment_store_failed(ManagerError *ret_error, int error);
 
 /* GuestBusy (0 when no experiment runs on the guest called name): sets *e and returns -EBUSY. */
 int manager_experiment_check_busy(Manager *m, const char *name, ManagerError *e);
