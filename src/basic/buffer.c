@@ -1,4 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <sys/socket.h>
+
 #include "basic/buffer.h"
 
 /* Empty buffers larger than this are released, so idle peers cost no memory. */
@@ -67,4 +69,20 @@ void byte_buffer_consume(ByteBuffer *b, size_t n) {
 void byte_buffer_done(ByteBuffer *b) {
         free(b->data);
         *b = (ByteBuffer) {};
+}
+
+int byte_buffer_send(ByteBuffer *b, int fd) {
+        while (byte_buffer_size(b) > 0) {
+                ssize_t k = send(fd, byte_buffer_head(b), byte_buffer_size(b), MSG_DONTWAIT | MSG_NOSIGNAL);
+
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        if (errno == EAGAIN)
+                                return 0;
+                        return -errno;
+                }
+                byte_buffer_consume(b, (size_t) k);
+        }
+        return 0;
 }

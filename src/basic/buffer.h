@@ -30,3 +30,6 @@ int byte_buffer_append(ByteBuffer *b, const void *p, size_t n, size_t max_total)
 /* Drops n bytes from the front; releases large allocations once empty. */
 void byte_buffer_consume(ByteBuffer *b, size_t n);
 void byte_buffer_done(ByteBuffer *b);
+/* Sends what the buffer holds to the socket fd without blocking (MSG_DONTWAIT | MSG_NOSIGNAL), consuming what
+ * was sent: 0 when all of it went or the socket is full (EAGAIN: wait for EPOLLOUT), or a negative errno. */
+int byte_buffer_send(ByteBuffer *b, int fd);

@@ -49,6 +49,8 @@ struct ManagerExperiments {
         pid_t *tids;
         BalloonGuestConfig balloon_config;
         char *definition;
+        uint64_t ended[_EXPERIMENT_STATE_MAX];  /* since the daemon started, by state (the metrics) */
+        MetricsExperimentGuest *metrics_guests; /* manager_experiment_metrics()' answer */
 };
 
 /* ---- the guest, as an experiment sees it ---- */
@@ -187,10 +189,13 @@ static void on_started(ExperimentRun *run, const char *id, void *userdata) {
 static void on_iteration(ExperimentRun *run, uint64_t done, uint64_t planned, json_object *record, void *userdata) {
         Running *r = userdata;
         json_object *reply = NULL;
+        ManagerGuest *g;
 
         (void) run;
         (void) done;
         (void) planned;
+        if (manager_guest_get(r->owner->manager, r->guest, &g) >= 0)
+                g->experiment_iterations++;
         progress_signal(r, "running", NULL);
         if (!manager_completion_pending(&r->completion) || !r->notify)
                 return;
@@ -205,6 +210,8 @@ static void on_finished(ExperimentRun *run, const char *id, ExperimentState stat
         json_object *reply = NULL;
 
         (void) run;
+        if (state >= 0 && state < _EXPERIMENT_STATE_MAX)
+                r->owner->ended[state]++;
         if (manager_completion_pending(&r->completion) && !id) {
                 json_object *p = json_object_new_object();
 
@@ -264,6 +271,37 @@ const char *manager_experiment_running_on(Manager *m, const char *name) {
 
 size_t manager_experiments_running(Manager *m) {
         return m->experiments ? m->experiments->n_running : 0;
+}
+
+int manager_experiment_metrics(Manager *m, MetricsExperiments *ret) {
+        ManagerExperiments *x = m->experiments;
+        MetricsExperimentGuest *t;
+
+        *ret = (MetricsExperiments) {};
+        if (!x || !x->store)
+                return 0;
+        t = reallocarray(x->metrics_guests, MAX(m->guests.n_vms, (size_t) 1), sizeof(MetricsExperimentGuest));
+        if (!t)
+                return -ENOMEM;
+        x->metrics_guests = t;
+        for (size_t i = 0; i < m->guests.n_vms; i++) {
+                const char *name = m->guests.vms[i]->name;
+                const ManagerGuest *g = manager_guest_find(m, name);
+
+                t[i] = (MetricsExperimentGuest) { name, g ? g->experiment_iterations : 0 };
+        }
+        *ret = (MetricsExperiments) {
+                .enabled = true,
+                .running = x->n_running,
+                .completed = x->ended[EXPERIMENT_COMPLETED],
+                .failed = x->ended[EXPERIMENT_FAILED],
+                .cancelled = x->ended[EXPERIMENT_CANCELLED],
+                .stored = experiment_store_size(x->store),
+                .stored_bytes = experiment_store_bytes(x->store),
+                .guests = t,
+                .n_guests = m->guests.n_vms,
+        };
+        return 0;
 }
 
 /* ---- StartExperiment ---- */
@@ -730,6 +768,7 @@ void manager_experiment_done(Manager *m) {
         safe_close(x->dir_fd);
         free(x->tids);
         free(x->definition);
+        free(x->metrics_guests);
         definition_cache_clear(x);
         m->experiments = mfree(x);
 }

@@ -2,11 +2,12 @@
 #pragma once
 
 /* manager-experiment.c: experiments over the API, and GuestBusy for the other state-changing calls. The
- * operations below are shared by the transports (manager.h): varlink's methods in manager-experiment-varlink.c, D-Bus's in
- * manager-dbus.c. Replies and errors are the varlink interface's (io.memvisor.Manager.varlink, "Experiments"). */
+ * operations below are shared by the transports (manager.h): varlink's methods in
+ * manager-experiment-varlink.c, D-Bus's in manager-dbus.c. Replies and errors are the varlink interface's (io.memvisor.Manager.varlink, "Experiments"). */
 
 #include "daemon/manager.h"
 #include "experiment/experiment-store.h"
+#include "metrics/metrics-render.h"
 
 typedef struct ManagerExperiments ManagerExperiments;
 
@@ -45,3 +46,7 @@ int manager_experiment_reply_busy(Manager *m, VarlinkConnection *c, const char *
 /* The id of the experiment running on name (or "(starting)"), NULL when none. */
 const char *manager_experiment_running_on(Manager *m, const char *name);
 size_t manager_experiments_running(Manager *m);
+
+/* The experiment series for src/metrics (memvisor_experiment*, their meaning in src/metrics/metric-families.c):
+ * ret->guests lists every defined guest and stays valid until the next call or manager_experiment_done(). */
+int manager_experiment_metrics(Manager *m, MetricsExperiments *ret);

@@ -22,6 +22,7 @@ typedef struct ManagerGuest {
         bool balloon_dirty;             /* manager-persist.c: the balloon record is to be saved */
         uint64_t balloon_saved_usec;    /* … and when its last save started (CLOCK_MONOTONIC) */
         char *record_error;             /* the last save of a record failed: why (GetBalloon's recordError) */
+        uint64_t experiment_iterations; /* experiment iterations recorded on it since the daemon started */
 } ManagerGuest;
 
 /* NULL: the daemon holds nothing of a guest called name. */

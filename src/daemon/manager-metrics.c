@@ -1,14 +1,16 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Metrics, the daemon's side of src/metrics: what the sampler (MetricsSampler) is told about the guests (their
  * state from the guest table, their records' balloon and NUMA readings (manager-guest.h), their vCPUs'
- * placement), the varlink methods that read its snapshot (GetHostMemory, GetHostMemoryHistory, GetMetrics, WatchMetrics) and the
- * Prometheus exporter (src/exporter) that renders it. */
+ * placement), the daemon's own counters and the experiment runner's (manager_experiment_metrics()) read per
+ * request, the varlink methods that read its snapshot (GetHostMemory, GetHostMemoryHistory, GetMetrics,
+ * WatchMetrics) and the Prometheus exporter (src/exporter) that renders it. */
 #include <stdio.h>
 
 #include "numa/cpu-set.h"
 #include "exporter/http-server.h"
 #include "basic/json-util.h"
 #include "basic/log.h"
+#include "daemon/manager-experiment.h"
 #include "daemon/manager-guest.h"
 #include "daemon/manager.h"
 #include "metrics/metric-families.h"
@@ -131,10 +133,11 @@ static int sampler_guests(void *userdata, bool vcpus, MetricsGuestInput **ret, s
         return 0;
 }
 
-static void daemon_counters(ManagerMetrics *mm, MetricsDaemonInput *ret) {
+static int daemon_counters(ManagerMetrics *mm, MetricsDaemonInput *ret) {
         VarlinkServer *v = mm->manager->varlink;
         int codes[METRICS_MAX_LABELLED];
         uint64_t counts[METRICS_MAX_LABELLED];
+        int r;
 
         *ret = (MetricsDaemonInput) {
                 .varlink_connections = varlink_server_connection_count(v),
@@ -143,8 +146,11 @@ static void daemon_counters(ManagerMetrics *mm, MetricsDaemonInput *ret) {
                 .varlink_protocol_errors = varlink_server_protocol_errors(v),
                 .exporter = mm->http,
         };
+        r = manager_experiment_metrics(mm->manager, &ret->experiments);
+        if (r < 0)
+                return r;
         if (!mm->http)
-                return;
+                return 0;
         _Static_assert(_HTTP_EVICTION_MAX <= METRICS_MAX_LABELLED && _HTTP_REFUSAL_MAX <= METRICS_MAX_LABELLED, "");
         ret->scrapes = http_server_scrapes(mm->http);
         ret->http_connections = http_server_connections(mm->http);
@@ -157,13 +163,17 @@ static void daemon_counters(ManagerMetrics *mm, MetricsDaemonInput *ret) {
         ret->n_responses = http_server_responses(mm->http, codes, counts, ELEMENTSOF(codes));
         for (size_t i = 0; i < ret->n_responses; i++)
                 ret->responses[i] = (MetricsCodeCount) { codes[i], counts[i] };
+        return 0;
 }
 
 static int render_metrics(ByteBuffer *out, size_t max_size, void *userdata) {
         ManagerMetrics *mm = userdata;
         MetricsDaemonInput d;
+        int r;
 
-        daemon_counters(mm, &d);
+        r = daemon_counters(mm, &d);
+        if (r < 0)
+                return r;
         return metrics_sampler_render_text(mm->sampler, &d, out, max_size);
 }
 
@@ -269,7 +279,9 @@ static int vl_get_metrics(VarlinkConnection *c, json_object *parameters, Varlink
                 return reply_no_sample(c, mm);
         if (!p || !arr)
                 return -ENOMEM;
-        daemon_counters(mm, &d);
+        r = daemon_counters(mm, &d);
+        if (r < 0)
+                return r;
         r = metrics_sampler_render_json(mm->sampler, &d, arr);
         if (r < 0)
                 return r;

@@ -39,6 +39,34 @@ const MetricFamily metric_families[_METRIC_ID_MAX] = {
         [METRIC_DAEMON_LAST_SAMPLE] = { "memvisor_daemon_last_sample_timestamp_seconds", METRIC_GAUGE, "seconds",
                                         "When the host sample this scrape shows was taken (Unix time).", L(NULL) },
 
+        [METRIC_EXPERIMENTS_RUNNING] = { "memvisor_experiments_running", METRIC_GAUGE, "",
+                                         "Experiments running now: started (StartExperiment) and not yet ended, "
+                                         "those still collecting their provenance before the first iteration "
+                                         "included. At most one per guest.", L(NULL) },
+        [METRIC_EXPERIMENT_ITERATIONS] = { "memvisor_experiment_iterations_total", METRIC_COUNTER, "",
+                                           "Experiment iterations recorded on the guest (appended to its "
+                                           "experiment's iterations.jsonl and synced) by this daemon since it "
+                                           "started, warm-up iterations included; 0 until the first. For every "
+                                           "defined guest; undefining the guest drops its count (defined again, "
+                                           "it starts from 0).", L("vm") },
+        [METRIC_EXPERIMENTS_ENDED] = { "memvisor_experiments_ended_total", METRIC_COUNTER, "",
+                                       "Experiments that ended since the daemon started, by how (state): completed "
+                                       "(every iteration recorded), failed (the guest stopped or restarted, the "
+                                       "operation, the workload or the store failed; also before the first "
+                                       "iteration, the experiment then not in the store), cancelled "
+                                       "(CancelExperiment). The three series are always there, 0 until the first "
+                                       "such end. Refused starts (InvalidExperiment, GuestBusy, "
+                                       "CounterUnavailable, ...) are not counted, nor experiments that a daemon "
+                                       "restart marked interrupted.", L("state") },
+        [METRIC_EXPERIMENTS_STORED] = { "memvisor_experiments_stored", METRIC_GAUGE, "",
+                                        "Experiments in the store (STATE_DIR/experiments/): running, ended, "
+                                        "interrupted and damaged ones, until DeleteExperiment or the retention "
+                                        "bound ([Experiments] MaxExperiments=, MaxBytes=) removes them.", L(NULL) },
+        [METRIC_EXPERIMENTS_STORED_BYTES] = { "memvisor_experiments_stored_bytes", METRIC_GAUGE, "bytes",
+                                              "Sizes of the stored experiments' files summed (a running one's "
+                                              "64 KiB reserve included), as [Experiments] MaxBytes= counts them.",
+                                              L(NULL) },
+
         [METRIC_HOST_MEMORY_TOTAL] = { "memvisor_host_memory_total_bytes", METRIC_GAUGE, "bytes",
                                        "Usable RAM (MemTotal in /proc/meminfo).", L(NULL) },
         [METRIC_HOST_MEMORY_FREE] = { "memvisor_host_memory_free_bytes", METRIC_GAUGE, "bytes",

@@ -23,6 +23,12 @@ typedef enum MetricId {
         METRIC_DAEMON_SAMPLES,
         METRIC_DAEMON_SAMPLE_ERRORS,
         METRIC_DAEMON_LAST_SAMPLE,
+        /* experiments (rendered per scrape) */
+        METRIC_EXPERIMENTS_RUNNING,
+        METRIC_EXPERIMENT_ITERATIONS,
+        METRIC_EXPERIMENTS_ENDED,
+        METRIC_EXPERIMENTS_STORED,
+        METRIC_EXPERIMENTS_STORED_BYTES,
         /* host */
         METRIC_HOST_MEMORY_TOTAL,
         METRIC_HOST_MEMORY_FREE,

@@ -251,6 +251,26 @@ int metrics_render_guest(MetricSet *s, const MetricsGuestInput *g, const char *c
         return render_guest_sample(s, g, sample);
 }
 
+/* The experiment runner's families: every guest's iterations (0 until its first), the three ends always. */
+static int render_experiments(MetricSet *s, const MetricsExperiments *x) {
+        int r;
+
+        if (!x->enabled)
+                return 0;
+        if ((r = add(s, METRIC_EXPERIMENTS_RUNNING, NULL, (double) x->running)) < 0 ||
+            (r = add(s, METRIC_EXPERIMENTS_ENDED, STRV("completed"), (double) x->completed)) < 0 ||
+            (r = add(s, METRIC_EXPERIMENTS_ENDED, STRV("failed"), (double) x->failed)) < 0 ||
+            (r = add(s, METRIC_EXPERIMENTS_ENDED, STRV("cancelled"), (double) x->cancelled)) < 0 ||
+            (r = add(s, METRIC_EXPERIMENTS_STORED, NULL, (double) x->stored)) < 0 ||
+            (r = add(s, METRIC_EXPERIMENTS_STORED_BYTES, NULL, (double) x->stored_bytes)) < 0)
+                return r;
+        for (size_t i = 0; i < x->n_guests; i++)
+                if ((r = add(s, METRIC_EXPERIMENT_ITERATIONS, STRV(x->guests[i].vm),
+                             (double) x->guests[i].iterations)) < 0)
+                        return r;
+        return 0;
+}
+
 /* The families of the daemon itself: counters that change with every request, so built per request. */
 int metrics_render_daemon(MetricSet *s, const MetricsSamplerStats *st, const MetricsDaemonInput *d) {
         int r;
@@ -290,6 +310,9 @@ int metrics_render_daemon(MetricSet *s, const MetricsSamplerStats *st, const Met
                                 return r;
                 }
         }
+        r = render_experiments(s, &d->experiments);
+        if (r < 0)
+                return r;
         metric_set_seal(s);
         return 0;
 }

@@ -125,6 +125,22 @@ typedef struct MetricsCodeCount {
         uint64_t count;
 } MetricsCodeCount;
 
+/* One defined guest's experiment iterations (memvisor_experiment_iterations_total). */
+typedef struct MetricsExperimentGuest {
+        const char *vm;                 /* borrowed */
+        uint64_t iterations;            /* recorded by this daemon while the guest stayed defined */
+} MetricsExperimentGuest;
+
+/* The experiment runner and its store, read per request (memvisor_experiment*). */
+typedef struct MetricsExperiments {
+        bool enabled;                   /* the store is open: the families below are exported */
+        uint64_t running;               /* runs begun and not ended, those still before their first iteration too */
+        uint64_t completed, failed, cancelled;  /* ended since the daemon started */
+        uint64_t stored, stored_bytes;  /* experiments in the store (every state) and their files' bytes */
+        const MetricsExperimentGuest *guests;   /* borrowed, one per defined guest */
+        size_t n_guests;
+} MetricsExperiments;
+
 /* The daemon's own counters, read per request. */
 typedef struct MetricsDaemonInput {
         unsigned varlink_connections;
@@ -138,6 +154,7 @@ typedef struct MetricsDaemonInput {
         size_t n_refused;
         MetricsCodeCount responses[METRICS_MAX_LABELLED]; /* by HTTP status code */
         size_t n_responses;
+        MetricsExperiments experiments;
 } MetricsDaemonInput;
 
 int metrics_render_host(MetricSet *s, const HostSample *h);

@@ -802,21 +802,6 @@ static int qga_feed(QgaClient *c, const char *buf, size_t n) {
         return 0;
 }
 
-static int qga_write(QgaClient *c) {
-        while (byte_buffer_size(&c->output) > 0) {
-                ssize_t k = send(c->fd, byte_buffer_head(&c->output), byte_buffer_size(&c->output),
-                                 MSG_DONTWAIT | MSG_NOSIGNAL);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        if (errno == EAGAIN)
-                                return 0;
-                        return -errno;
-                }
-                byte_buffer_consume(&c->output, (size_t) k);
-        }
-        return 0;
-}
 
 static int qga_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         QgaClient *c = userdata;
@@ -826,7 +811,7 @@ static int qga_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) 
         qga_client_ref(c);
 
         if (revents & EPOLLOUT) {
-                r = qga_write(c);
+                r = byte_buffer_send(&c->output, c->fd);
                 if (r < 0) {
                         qga_disconnect_errno(c, r, "cannot write to the agent socket");
                         goto finish;
@@ -864,7 +849,7 @@ static int qga_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) 
         }
 
         if (c->fd >= 0) {
-                r = qga_write(c);
+                r = byte_buffer_send(&c->output, c->fd);
                 if (r < 0)
                         qga_disconnect_errno(c, r, "cannot write to the agent socket");
                 else

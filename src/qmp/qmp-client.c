@@ -529,21 +529,6 @@ static void qmp_update_events(QmpClient *q) {
         (void) sd_event_source_set_io_events(q->io_source, events);
 }
 
-static int qmp_write(QmpClient *q) {
-        while (byte_buffer_size(&q->output) > 0) {
-                ssize_t k = send(q->fd, byte_buffer_head(&q->output), byte_buffer_size(&q->output),
-                                 MSG_DONTWAIT | MSG_NOSIGNAL);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        if (errno == EAGAIN)
-                                return 0;
-                        return -errno;
-                }
-                byte_buffer_consume(&q->output, (size_t) k);
-        }
-        return 0;
-}
 
 static int qmp_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         QmpClient *q = userdata;
@@ -552,7 +537,7 @@ static int qmp_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) 
         qmp_client_ref(q);
 
         if (revents & EPOLLOUT) {
-                r = qmp_write(q);
+                r = byte_buffer_send(&q->output, q->fd);
                 if (r < 0)
                         goto disconnect;
         }
@@ -577,7 +562,7 @@ static int qmp_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) 
         }
 
         if (q->state != QMP_CLIENT_DISCONNECTED) {
-                r = qmp_write(q);
+                r = byte_buffer_send(&q->output, q->fd);
                 if (r < 0)
                         goto disconnect;
                 qmp_update_events(q);

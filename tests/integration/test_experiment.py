@@ -14,6 +14,8 @@ import time
 import pytest
 
 from memvisor_it import VarlinkConnection, calls_as, wait_for
+from test_metrics import free_port, promtool_clean, scrape, series, varlink_series
+from test_numa_kvm import kvm_usable
 
 M = "io.memvisor.Manager."
 TOUCH = "/usr/bin/memvisor-touch"
@@ -94,6 +96,88 @@ def test_experiment_bad_input(daemons, ctl):
                                   (M + "ListExperiments", {})], uid=65534)
     assert replies[0]["error"] == "org.varlink.service.PermissionDenied", replies[0]
     assert replies[1]["parameters"]["experiments"] == [], replies[1]
+    # Refused starts are not ends: the experiment series stay at 0.
+    v = varlink_series(d)
+    assert v["memvisor_experiments_running"] == 0 and v["memvisor_experiments_stored"] == 0, v
+    assert all(v['memvisor_experiments_ended_total{state="%s"}' % st] == 0
+               for st in ("completed", "failed", "cancelled")), v
+    assert v['memvisor_experiment_iterations_total{vm="g"}'] == 0, v
+    assert d.running()
+
+
+# ---- the exporter's experiment series -------------------------------------------------------------------------
+
+
+def test_experiment_series(daemons, workdir):
+    """memvisor_experiment*: a firmware-only guest (no agent, nothing to run in it) does an Operation=none
+    experiment of 2 iterations taking only the time and host-vmstat sets; GetMetrics and the exporter then show
+    2 iterations for it and one completed end; a cancelled one counts as cancelled, its iterations too; the store
+    gauges follow DeleteExperiment. The scrape passes promtool."""
+    port = free_port()
+    d = daemons(name="xm", config="[Exporter]\nListenAddress=127.0.0.1:%d\n" % port)
+    d.exporter_port = port
+    d.wait_for_log("Prometheus exporter listening on http://127.0.0.1:%d/metrics" % port)
+    disk = workdir / "xm-blank.img"
+    with open(disk, "wb") as f:
+        f.truncate(1 << 20)
+    d.vm_dir.mkdir(exist_ok=True)
+    (d.vm_dir / "m.vm").write_text("[VM]\nMemory=64M\nAccelerator=tcg\nDisk=%s\nStopTimeoutSec=1s\n"
+                                   "GuestAgent=no\n" % disk)
+    ok(d, "Reload")
+    s = series(scrape(d)[2])
+    assert s['memvisor_experiment_iterations_total{vm="m"}'] == 0, s      # 0 before the first: rate() sees it
+    assert s["memvisor_experiments_running"] == 0 and s["memvisor_experiments_stored"] == 0, s
+    assert s["memvisor_experiments_stored_bytes"] == 0, s
+    ok(d, "StartVM", {"name": "m"})
+    wait_for(lambda: ok(d, "DescribeVM", {"name": "m"})["vm"]["state"] == "running", timeout=60, what="running")
+
+    measure = {"Measure": {"Counters": ["time", "host-vmstat"]}}
+    _, final = run_more(d, {"definition": definition("m", iterations=2, when="none", extra=measure)})
+    assert "error" not in final, final
+    p = final["parameters"]
+    assert p["state"] == "completed" and p["iterationsDone"] == 2, p
+    xid = p["id"]
+    files = sum(f.stat().st_size for f in (d.state_dir / "experiments" / xid).iterdir() if f.is_file())
+    # Read per request: no sampler tick to wait for.
+    v = varlink_series(d)
+    body = scrape(d)[2]
+    for s in (v, series(body)):
+        assert s['memvisor_experiment_iterations_total{vm="m"}'] == 2, s
+        assert s['memvisor_experiments_ended_total{state="completed"}'] == 1, s
+        assert s['memvisor_experiments_ended_total{state="failed"}'] == 0, s
+        assert s['memvisor_experiments_ended_total{state="cancelled"}'] == 0, s
+        assert s["memvisor_experiments_running"] == 0, s
+        assert s["memvisor_experiments_stored"] == 1, s
+        assert s["memvisor_experiments_stored_bytes"] == files > 0, (s, files)
+    assert "# TYPE memvisor_experiment_iterations_total counter" in body
+    assert "# TYPE memvisor_experiments_running gauge" in body
+    promtool_clean(body)
+
+    # Running, then cancelled: the gauge while it runs, the end by its state, its iterations counted.
+    slow = definition("m", iterations=50, when="none", extra=measure)
+    slow["Experiment"]["Settle"] = "1s"
+    busy = ok(d, "StartExperiment", {"definition": slow})["id"]
+    assert varlink_series(d)["memvisor_experiments_running"] == 1
+    wait_for(lambda: ok(d, "DescribeExperiment", {"id": busy})["experiment"]["iterationsDone"] >= 1, timeout=60,
+             what="an iteration of the slow experiment")
+    ok(d, "CancelExperiment", {"id": busy})
+    wait_for(lambda: ok(d, "DescribeExperiment", {"id": busy})["experiment"]["state"] == "cancelled", timeout=60,
+             what="cancelled")
+    done = ok(d, "DescribeExperiment", {"id": busy})["experiment"]["iterationsDone"]
+    s = series(scrape(d)[2])
+    assert s['memvisor_experiment_iterations_total{vm="m"}'] == 2 + done, (s, done)
+    assert s['memvisor_experiments_ended_total{state="cancelled"}'] == 1, s
+    assert s['memvisor_experiments_ended_total{state="completed"}'] == 1, s
+    assert s["memvisor_experiments_running"] == 0 and s["memvisor_experiments_stored"] == 2, s
+
+    # The store gauges follow a deletion; the counters do not go back.
+    ok(d, "DeleteExperiment", {"id": xid})
+    ok(d, "DeleteExperiment", {"id": busy})
+    s = series(scrape(d)[2])
+    assert s["memvisor_experiments_stored"] == 0 and s["memvisor_experiments_stored_bytes"] == 0, s
+    assert s['memvisor_experiment_iterations_total{vm="m"}'] == 2 + done, s
+    assert s['memvisor_experiments_ended_total{state="completed"}'] == 1, s
+    promtool_clean(scrape(d)[2])
     assert d.running()
 
 
@@ -105,11 +189,11 @@ def test_guest(build):
     return build.test_guest()
 
 
-def real_guest(d, test_guest, name="xg"):
+def real_guest(d, test_guest, name="xg", accel="tcg"):
     d.vm_dir.mkdir(exist_ok=True)
     (d.vm_dir / (name + ".vm")).write_text(
-        "[VM]\nMemory=512M\nVCPUs=2\nAccelerator=tcg\nKernel=%s/vmlinuz\nInitrd=%s/initrd.gz\n"
-        "Append=console=ttyS0 quiet\nStopTimeoutSec=3s\nBalloon=yes\n" % (test_guest, test_guest))
+        "[VM]\nMemory=512M\nVCPUs=2\nAccelerator=%s\nKernel=%s/vmlinuz\nInitrd=%s/initrd.gz\n"
+        "Append=console=ttyS0 quiet\nStopTimeoutSec=3s\nBalloon=yes\n" % (accel, test_guest, test_guest))
     ok(d, "Reload")
     ok(d, "StartVM", {"name": name})
 
@@ -403,3 +487,56 @@ def test_experiment_results_stream_in_batches(daemons):
     assert max(sizes) <= 64 and len(sizes) >= 5, sizes
     stats = {s["counter"]: s for s in ok(d, "DescribeExperiment", {"id": xid})["statistics"]}
     assert stats["time.iteration_usec"]["n"] == 300
+
+
+# ---- under KVM: exits by reason and KVM statistics -------------------------------------------------------------
+
+
+def host_nodes():
+    return sorted(int(n[4:]) for n in os.listdir("/sys/devices/system/node") if n.startswith("node") and n[4:].isdigit())
+
+
+def test_experiment_kvm_exits(daemons, test_guest, tracefs):
+    """Where /dev/kvm exists: the Linux test guest under KVM, memvisor-touch faults its memory in first; then one
+    iteration that breaks the mappings again and touches the memory (two host nodes: a migration From=0 To=1, the
+    touch after it; one node: nothing provoked, a fresh touch during it, first touches of guest pages are EPT
+    violations too). EPT_VIOLATION (VMX) or npf (SVM) exits are counted on its vCPUs, the total is at least the
+    named reasons, and pf_taken rises. Require= makes a missing counter fail the start: it cannot pass without
+    KVM. Elsewhere it is skipped with the reason."""
+    why = kvm_usable()
+    if why:
+        pytest.skip("KVM exits and statistics need KVM: %s" % why)
+    if not tracefs:
+        pytest.skip("tracefs is not mounted at /sys/kernel/tracing: kvm:kvm_exit cannot be counted")
+    d = daemons(name="xk")
+    real_guest(d, test_guest, name="xk", accel="kvm")
+    assert ok(d, "DescribeVM", {"name": "xk"})["vm"].get("accelerator") == "kvm"
+    r = ok(d, "GuestExec", {"name": "xk", "argv": [TOUCH, "--mib=128", "--write"],
+                            "timeoutUSec": 120 * 1000000})["result"]
+    assert r["exited"] and r["exitCode"] == 0, r
+
+    nodes = host_nodes()
+    if len(nodes) >= 2:
+        x = definition("xk", iterations=1, op="migrate", when="after", args=("--mib=128", "--write"),
+                       extra={"Provoke": {"From": str(nodes[0]), "To": str(nodes[1])}})
+    else:
+        x = definition("xk", iterations=1, op="none", when="during", args=("--mib=256", "--write"))
+    x["Measure"] = {"Counters": ["host-kvm-exits", "host-kvm-stats", "workload", "time"],
+                    "Require": ["host-kvm-exits", "host-kvm-stats"]}
+    _, final = run_more(d, {"definition": x}, timeout=600)
+    assert "error" not in final, final
+    p = final["parameters"]
+    assert p["state"] == "completed" and p["iterationsDone"] == 1, p
+    [it] = results(d, p["id"])
+    c, u = it["counters"], it["unavailable"]
+    assert "host.kvm_exit" not in u and "host.kvm_stats" not in u, u
+    reason = "EPT_VIOLATION" if "host.kvm_exit.EPT_VIOLATION" in c else "npf"
+    assert c.get("host.kvm_exit." + reason, 0) > 0, sorted(k for k in c if k.startswith("host.kvm_exit"))
+    per_vcpu = [v for k, v in c.items() if k.startswith("host.kvm_exit.%s.vcpu" % reason)]
+    assert len(per_vcpu) == 2 and sum(per_vcpu) == c["host.kvm_exit." + reason], per_vcpu
+    named = sum(v for k, v in c.items()
+                if k.startswith("host.kvm_exit.") and k.count(".") == 2
+                and k not in ("host.kvm_exit.total", "host.kvm_exit.other"))
+    assert c["host.kvm_exit.total"] >= named, (c["host.kvm_exit.total"], named)
+    assert c["host.kvm_stats.vcpu.pf_taken"] > 0, sorted(k for k in c if k.startswith("host.kvm_stats.vcpu."))
+    assert d.running()

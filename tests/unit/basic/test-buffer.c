@@ -7,6 +7,11 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include "basic/buffer.h"
 
 static void assert_content(const ByteBuffer *b, const char *expected) {
@@ -197,9 +202,52 @@ static void test_release_when_empty(void **state) {
         assert_int_equal(byte_buffer_size(&b), 0);
 }
 
+/* byte_buffer_send(): all of it to a socket with room; up to a full socket (0, the rest kept, in order); EPIPE
+ * once the peer is gone (no SIGPIPE). */
+static void test_send(void **state) {
+        ByteBuffer b = {};
+        int sv[2], sndbuf = 4096;
+        char chunk[4096], got[4096];
+        size_t total = 0, received = 0;
+
+        (void) state;
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        assert_int_equal(byte_buffer_append(&b, "hello", 5, 1 << 20), 0);
+        assert_int_equal(byte_buffer_send(&b, sv[0]), 0);
+        assert_int_equal(byte_buffer_size(&b), 0);
+        assert_int_equal(read(sv[1], got, sizeof got), 5);
+        assert_memory_equal(got, "hello", 5);
+
+        (void) setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+        for (size_t i = 0; i < 256; i++) {
+                memset(chunk, (int) (i & 0xff), sizeof chunk);
+                assert_int_equal(byte_buffer_append(&b, chunk, sizeof chunk, 16 << 20), 0);
+                total += sizeof chunk;
+        }
+        assert_int_equal(byte_buffer_send(&b, sv[0]), 0);
+        assert_true(byte_buffer_size(&b) > 0);          /* the socket filled up */
+        while (received < total) {
+                ssize_t n = read(sv[1], got, sizeof got);
+
+                assert_true(n > 0);
+                for (ssize_t k = 0; k < n; k++)
+                        assert_int_equal((unsigned char) got[k], ((received + (size_t) k) / sizeof chunk) & 0xff);
+                received += (size_t) n;
+                assert_int_equal(byte_buffer_send(&b, sv[0]), 0);
+        }
+        assert_int_equal(byte_buffer_size(&b), 0);
+
+        assert_int_equal(byte_buffer_append(&b, "x", 1, 1 << 20), 0);
+        close(sv[1]);
+        assert_int_equal(byte_buffer_send(&b, sv[0]), -EPIPE);
+        close(sv[0]);
+        byte_buffer_done(&b);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_empty),
+                cmocka_unit_test(test_send),
                 cmocka_unit_test(test_append_consume),
                 cmocka_unit_test(test_append_nothing),
                 cmocka_unit_test(test_reserve_commit),

@@ -174,6 +174,61 @@ static void test_render_daemon(void **state) {
         assert_int_equal(metrics_render_daemon(t, &st, &d), 0);
         assert_true(get(t, "memvisor_daemon_scrapes_total", NULL) == 4);
         assert_true(get(t, "memvisor_daemon_http_responses_total", STRV("404")) == 1);
+        /* No experiment store: no experiment series. */
+        assert_false(has(t, "memvisor_experiments_running", NULL));
+        assert_false(has(t, "memvisor_experiments_ended_total", STRV("completed")));
+}
+
+static void test_render_experiments(void **state) {
+        _cleanup_(metric_set_freep) MetricSet *s = metric_set_new();
+        _cleanup_(byte_buffer_done) ByteBuffer b = {};
+        const MetricsExperimentGuest guests[] = { { "db", 7 }, { "web", 0 } };
+        MetricsSamplerStats st = {};
+        MetricsDaemonInput d = {
+                .experiments = {
+                        .enabled = true,
+                        .running = 1,
+                        .completed = 3,
+                        .failed = 0,
+                        .cancelled = 2,
+                        .stored = 6,
+                        .stored_bytes = UINT64_C(5000000000),
+                        .guests = guests,
+                        .n_guests = ELEMENTSOF(guests),
+                },
+        };
+        _cleanup_free_ char *t = NULL;
+
+        assert_int_equal(metrics_render_daemon(s, &st, &d), 0);
+        assert_true(get(s, "memvisor_experiments_running", NULL) == 1);
+        assert_true(get(s, "memvisor_experiment_iterations_total", STRV("db")) == 7);
+        /* A guest without iterations has its series at 0, so that rate() sees the first one. */
+        assert_true(get(s, "memvisor_experiment_iterations_total", STRV("web")) == 0);
+        assert_false(has(s, "memvisor_experiment_iterations_total", STRV("other")));
+        assert_true(get(s, "memvisor_experiments_ended_total", STRV("completed")) == 3);
+        assert_true(get(s, "memvisor_experiments_ended_total", STRV("cancelled")) == 2);
+        /* Every end state is there, the ones that never happened at 0; no others. */
+        assert_true(get(s, "memvisor_experiments_ended_total", STRV("failed")) == 0);
+        assert_false(has(s, "memvisor_experiments_ended_total", STRV("interrupted")));
+        assert_false(has(s, "memvisor_experiments_ended_total", STRV("running")));
+        assert_true(get(s, "memvisor_experiments_stored", NULL) == 6);
+        assert_true(get(s, "memvisor_experiments_stored_bytes", NULL) == 5e9);
+
+        /* The text form: types as the registry says, the families sorted. */
+        assert_int_equal(metric_set_render_text(s, &b, SIZE_MAX), 0);
+        t = strndup(byte_buffer_head(&b), byte_buffer_size(&b));
+        assert_non_null(t);
+        assert_non_null(strstr(t, "# TYPE memvisor_experiments_running gauge\nmemvisor_experiments_running 1\n"));
+        assert_non_null(strstr(t, "# TYPE memvisor_experiment_iterations_total counter\n"
+                                  "memvisor_experiment_iterations_total{vm=\"db\"} 7\n"
+                                  "memvisor_experiment_iterations_total{vm=\"web\"} 0\n"));
+        assert_non_null(strstr(t, "# TYPE memvisor_experiments_ended_total counter\n"
+                                  "memvisor_experiments_ended_total{state=\"cancelled\"} 2\n"
+                                  "memvisor_experiments_ended_total{state=\"completed\"} 3\n"
+                                  "memvisor_experiments_ended_total{state=\"failed\"} 0\n"));
+        assert_non_null(strstr(t, "memvisor_experiments_stored_bytes 5000000000\n"));
+        assert_true(strstr(t, "memvisor_daemon_samples_total") < strstr(t, "memvisor_experiment_iterations_total"));
+        assert_true(strstr(t, "memvisor_experiment_iterations_total") < strstr(t, "memvisor_experiments_ended_total"));
 }
 
 /* ---- the sampler on an event loop ----------------------------------------------------------------- */
@@ -331,6 +386,7 @@ int main(int argc, char *argv[]) {
                 cmocka_unit_test(test_render_guest_balloon),
                 cmocka_unit_test(test_render_guest_process),
                 cmocka_unit_test(test_render_daemon),
+                cmocka_unit_test(test_render_experiments),
                 cmocka_unit_test(test_sampler),
                 cmocka_unit_test(test_sampler_new_invalid),
         };
