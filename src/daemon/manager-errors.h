@@ -45,14 +45,14 @@
         X(AGENT_NOT_CONNECTED,          AgentNotConnected,        BOTH) \
         X(AGENT_TIMEOUT,                AgentTimeout,             BOTH) \
         X(AGENT_COMMAND_FAILED,         AgentCommandFailed,       BOTH) \
-        X(NO_SUCH_EXPERIMENT,           NoSuchExperiment,         VARLINK) \
-        X(EXPERIMENT_RUNNING,           ExperimentRunning,        VARLINK) \
-        X(EXPERIMENT_NOT_RUNNING,       ExperimentNotRunning,     VARLINK) \
-        X(INVALID_EXPERIMENT,           InvalidExperiment,        VARLINK) \
-        X(COUNTER_UNAVAILABLE,          CounterUnavailable,       VARLINK) \
+        X(NO_SUCH_EXPERIMENT,           NoSuchExperiment,         BOTH) \
+        X(EXPERIMENT_RUNNING,           ExperimentRunning,        BOTH) \
+        X(EXPERIMENT_NOT_RUNNING,       ExperimentNotRunning,     BOTH) \
+        X(INVALID_EXPERIMENT,           InvalidExperiment,        BOTH) \
+        X(COUNTER_UNAVAILABLE,          CounterUnavailable,       BOTH) \
         X(GUEST_BUSY,                   GuestBusy,                BOTH) \
-        X(EXPERIMENT_STORE_FAILED,      ExperimentStoreFailed,    VARLINK) \
-        X(EXPERIMENT_FAILED,            ExperimentFailed,         VARLINK) \
+        X(EXPERIMENT_STORE_FAILED,      ExperimentStoreFailed,    BOTH) \
+        X(EXPERIMENT_FAILED,            ExperimentFailed,         BOTH) \
         X(CONFIG_INVALID,               ConfigInvalid,            BOTH) \
         X(INTERNAL_ERROR,               InternalError,            VARLINK) \
         X(INVALID_SIGNAL,               InvalidSignal,            BUS)

@@ -3,7 +3,8 @@
  * GetExperimentResults, CancelExperiment and DeleteExperiment. The store lives in STATE_DIR/experiments; each
  * running experiment is an ExperimentRun handed the guest through the lookup below (its QEMU, agent, balloon and
  * migration history), so src/experiment knows nothing of the guest table. While one runs on a guest the other
- * state-changing calls on it fail with GuestBusy (manager_experiment_check_busy()). */
+ * state-changing calls on it fail with GuestBusy (manager_experiment_check_busy()). The operations here are
+ * shared by the transports: manager-experiment-varlink.c adapts them to varlink, manager-dbus.c to D-Bus. */
 
 #include <errno.h>
 #include <fcntl.h>
@@ -24,7 +25,6 @@
 #include "vm/vm-spec.h"
 
 #define EXPERIMENTS_DIR "experiments"
-#define RESULTS_BATCH 64U
 #define EXPERIMENTS_RUNNING_MAX 64U
 
 /* A running experiment and who waits for it. */
@@ -32,8 +32,8 @@ typedef struct Running {
         ManagerExperiments *owner;
         ExperimentRun *run;
         char *guest;
-        VarlinkConnection *conn;        /* a StartExperiment caller still waiting, or NULL */
-        bool more;
+        ManagerCompletion completion;   /* the StartExperiment caller still waiting, or none */
+        ManagerExperimentNotify notify; /* set: each step goes there, the completion gets the end */
 } Running;
 
 struct ManagerExperiments {
@@ -123,21 +123,6 @@ static Running *running_find_id(ManagerExperiments *x, const char *id) {
         return NULL;
 }
 
-static void on_connection_closed(VarlinkConnection *c, void *userdata) {
-        Running *r = userdata;
-
-        (void) c;
-        r->conn = varlink_connection_unref(r->conn);   /* the experiment goes on; nobody waits for it */
-}
-
-static VarlinkConnection *running_steal_conn(Running *r) {
-        VarlinkConnection *c = r->conn;
-
-        varlink_connection_clear_close_callback(c, on_connection_closed, r);
-        r->conn = NULL;
-        return c;
-}
-
 static void running_remove(Running *r) {
         ManagerExperiments *x = r->owner;
 
@@ -147,7 +132,7 @@ static void running_remove(Running *r) {
                         x->n_running--;
                         break;
                 }
-        varlink_connection_unref(running_steal_conn(r));
+        manager_completion_drop(&r->completion);
         free(r->guest);
         free(r);
 }
@@ -176,23 +161,29 @@ static int progress_reply(Running *r, const char *id, const char *state, const c
         return 0;
 }
 
+/* Every experiment's steps, whoever started it, as D-Bus signals. */
+static void progress_signal(Running *r, const char *state, const char *reason) {
+        const char *id = experiment_run_id(r->run);
+
+        if (id)
+                manager_dbus_experiment_progress(r->owner->manager, id, r->guest, experiment_run_done(r->run),
+                                                 experiment_run_planned(r->run), state, reason);
+}
+
 static void on_started(ExperimentRun *run, const char *id, void *userdata) {
         Running *r = userdata;
         json_object *reply = NULL;
 
         (void) run;
-        if (!r->conn)
+        progress_signal(r, "running", NULL);
+        if (!manager_completion_pending(&r->completion))
                 return;
         if (progress_reply(r, id, "running", NULL, NULL, &reply) < 0)
                 return;
-        if (r->more)
-                (void) varlink_notify(r->conn, reply);
-        else {
-                VarlinkConnection *conn = running_steal_conn(r);
-
-                (void) varlink_reply(conn, reply);
-                varlink_connection_unref(conn);
-        }
+        if (r->notify)
+                r->notify(reply, r->completion.userdata);
+        else
+                manager_completion_finish(&r->completion, NULL, reply);
 }
 
 static void on_iteration(ExperimentRun *run, uint64_t done, uint64_t planned, json_object *record, void *userdata) {
@@ -205,33 +196,35 @@ static void on_iteration(ExperimentRun *run, uint64_t done, uint64_t planned, js
         (void) planned;
         if (manager_guest_get(r->owner->manager, r->guest, &g) >= 0)
                 g->experiment_iterations++;
-        if (!r->conn || !r->more)
+        progress_signal(r, "running", NULL);
+        if (!manager_completion_pending(&r->completion) || !r->notify)
                 return;
         if (progress_reply(r, experiment_run_id(r->run), "running", NULL, record, &reply) < 0)
                 return;
-        (void) varlink_notify(r->conn, reply);
+        r->notify(reply, r->completion.userdata);
 }
 
 static void on_finished(ExperimentRun *run, const char *id, ExperimentState state, const char *reason,
                         void *userdata) {
         Running *r = userdata;
-        _cleanup_(varlink_connection_unrefp) VarlinkConnection *c = running_steal_conn(r);
         json_object *reply = NULL;
 
         (void) run;
         if (state >= 0 && state < _EXPERIMENT_STATE_MAX)
                 r->owner->ended[state]++;
-        if (c && !id) {
+        if (manager_completion_pending(&r->completion) && !id) {
                 json_object *p = json_object_new_object();
 
                 if (p && json_add_string(p, "reason", reason ?: "failed") >= 0)
-                        (void) varlink_error(c, VARLINK_ERROR(EXPERIMENT_FAILED), p);
+                        manager_completion_finish(&r->completion, VARLINK_ERROR(EXPERIMENT_FAILED), p);
                 else
                         json_object_put(p);
-        } else if (c && progress_reply(r, id, experiment_state_to_string(state), reason, NULL, &reply) >= 0)
-                (void) varlink_reply(c, reply);
+        } else if (manager_completion_pending(&r->completion) &&
+                   progress_reply(r, id, experiment_state_to_string(state), reason, NULL, &reply) >= 0)
+                manager_completion_finish(&r->completion, NULL, reply);
+        progress_signal(r, experiment_state_to_string(state), reason);
         manager_update_status(r->owner->manager);
-        running_remove(r);
+        running_remove(r);      /* drops a completion still pending (out of memory above) */
 }
 
 static const ExperimentRunCallbacks run_callbacks = {
@@ -313,140 +306,127 @@ int manager_experiment_metrics(Manager *m, MetricsExperiments *ret) {
 
 /* ---- StartExperiment ---- */
 
-static int invalid_experiment(VarlinkConnection *c, const char *field, const char *reason) {
+static int invalid_experiment(ManagerError *e, const char *field, const char *reason) {
         json_object *p = json_object_new_object();
 
         if (!p || (field && json_add_string(p, "field", field) < 0) || json_add_string(p, "reason", reason) < 0) {
                 json_object_put(p);
                 return -ENOMEM;
         }
-        return varlink_error(c, VARLINK_ERROR(INVALID_EXPERIMENT), p);
+        return manager_error_set(e, -EINVAL, VARLINK_ERROR(INVALID_EXPERIMENT), p);
 }
 
-static int parse_definition(VarlinkConnection *c, json_object *parameters, ExperimentSpec **ret) {
-        _cleanup_(experiment_spec_error_done) ExperimentSpecError e = {};
-        json_object *definition = NULL, *iterations = NULL;
-        const char *text = json_get_string(parameters, "text");
+static int parse_definition(const char *text, json_object *definition, const int64_t *iterations,
+                            ExperimentSpec **ret, ManagerError *e) {
+        _cleanup_(experiment_spec_error_done) ExperimentSpecError pe = {};
         ExperimentSpec *s = NULL;
         int r;
 
-        (void) json_object_object_get_ex(parameters, "definition", &definition);
         if (json_object_is_type(definition, json_type_null))
                 definition = NULL;
         if (!!definition == !!text)
-                return invalid_experiment(c, NULL, "give exactly one of definition and text");
+                return invalid_experiment(e, NULL, "give exactly one of definition and text");
         if (text && strlen(text) > EXPERIMENT_FILE_MAX)
-                return invalid_experiment(c, NULL, "the text is over 64 KiB");
-        r = text ? experiment_spec_parse_ini("definition", text, &s, &e) : experiment_spec_parse_json(definition, &s, &e);
+                return invalid_experiment(e, NULL, "the text is over 64 KiB");
+        r = text ? experiment_spec_parse_ini("definition", text, &s, &pe)
+                 : experiment_spec_parse_json(definition, &s, &pe);
         if (r == -ENOMEM)
                 return r;
         if (r < 0)
-                return invalid_experiment(c, e.field, e.message ?: "invalid definition");
-        if (json_object_object_get_ex(parameters, "iterations", &iterations) &&
-            !json_object_is_type(iterations, json_type_null)) {
-                int64_t n = json_object_get_int64(iterations);
-
-                if (n < 1 || n > EXPERIMENT_ITERATIONS_MAX || (uint64_t) n <= s->warm_up) {
+                return invalid_experiment(e, pe.field, pe.message ?: "invalid definition");
+        if (iterations) {
+                if (*iterations < 1 || *iterations > EXPERIMENT_ITERATIONS_MAX ||
+                    (uint64_t) *iterations <= s->warm_up) {
                         experiment_spec_free(s);
-                        return varlink_error_invalid_parameter(c, "iterations");
+                        return manager_error_invalid_parameter(e, "iterations");
                 }
-                s->iterations = (unsigned) n;
+                s->iterations = (unsigned) *iterations;
         }
         *ret = s;
-        return 1;
+        return 0;
 }
 
-static int start_failure_reply(VarlinkConnection *c, Manager *m, const char *guest, ExperimentStartFailure *f) {
-        json_object *p = json_object_new_object();
+static int start_failure(Manager *m, const char *guest, ExperimentStartFailure *f, ManagerError *e) {
+        json_object *p;
         Vm *vm;
 
-        if (!p)
-                return -ENOMEM;
         switch (f->error) {
         case EXPERIMENT_START_NOT_RUNNING:
                 vm = manager_find_vm(m, guest);
-                if (json_add_string(p, "name", guest) < 0 ||
-                    json_add_string(p, "state", vm ? vm_state_to_string(vm->state) : "undefined") < 0)
-                        break;
-                return varlink_error(c, VARLINK_ERROR(INVALID_STATE), p);
+                return manager_guest_fail(e, -ESRCH, VARLINK_ERROR(INVALID_STATE), guest,
+                                          vm ? vm_state_to_string(vm->state) : "undefined");
         case EXPERIMENT_START_COUNTER_UNAVAILABLE:
-                if (json_add_string(p, "counter", f->counter) < 0 || json_add_string(p, "reason", f->reason) < 0)
-                        break;
-                return varlink_error(c, VARLINK_ERROR(COUNTER_UNAVAILABLE), p);
+                p = json_object_new_object();
+                if (!p || json_add_string(p, "counter", f->counter) < 0 ||
+                    json_add_string(p, "reason", f->reason) < 0) {
+                        json_object_put(p);
+                        return -ENOMEM;
+                }
+                return manager_error_set(e, -EOPNOTSUPP, VARLINK_ERROR(COUNTER_UNAVAILABLE), p);
         case EXPERIMENT_START_OK:
         case EXPERIMENT_START_INVALID:
-                json_object_put(p);
-                return invalid_experiment(c, f->field, f->reason ?: "invalid");
+                break;
         }
-        json_object_put(p);
-        return -ENOMEM;
+        return invalid_experiment(e, f->field, f->reason ?: "invalid");
 }
 
-static int vl_start_experiment(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags,
-                               void *userdata) {
-        Manager *m = userdata;
+int manager_experiment_run(Manager *m, const char *text, json_object *definition, const int64_t *iterations,
+                           const char *caller, ManagerCompletion *completion, ManagerExperimentNotify notify,
+                           ManagerError *e) {
         ManagerExperiments *x = m->experiments;
         _cleanup_(experiment_start_failure_done) ExperimentStartFailure f = {};
-        _cleanup_free_ char *guest = NULL;
         ExperimentSpec *spec = NULL;
-        Running *run, **a;
+        Running *run = NULL, **a;
         int r;
 
-        r = parse_definition(c, parameters, &spec);
-        if (r <= 0)
-                return r;
-        guest = strdup(spec->guest);
-        if (!guest) {
-                experiment_spec_free(spec);
-                return -ENOMEM;
-        }
+        r = parse_definition(text, definition, iterations, &spec, e);
+        if (r < 0)
+                goto fail;
         if (!manager_find_vm(m, spec->guest)) {
-                r = manager_guest_reply_no_such_vm(c, spec->guest);
-                experiment_spec_free(spec);
-                return r;
+                r = manager_guest_fail(e, -ENOENT, VARLINK_ERROR(NO_SUCH_VM), spec->guest, NULL);
+                goto fail;
         }
-        r = manager_experiment_reply_busy(m, c, spec->guest);
-        if (r != 0) {
-                experiment_spec_free(spec);
-                return r < 0 ? r : 0;
-        }
+        r = manager_experiment_check_busy(m, spec->guest, e);
+        if (r < 0)
+                goto fail;
         if (x->n_running >= EXPERIMENTS_RUNNING_MAX) {
-                experiment_spec_free(spec);
-                return invalid_experiment(c, NULL, "too many experiments run already");
+                r = invalid_experiment(e, NULL, "too many experiments run already");
+                goto fail;
         }
         run = calloc(1, sizeof(Running));
         if (!run || !(run->guest = strdup(spec->guest))) {
-                free(run);
-                experiment_spec_free(spec);
-                return -ENOMEM;
+                r = -ENOMEM;
+                goto fail;
         }
         run->owner = x;
-        run->more = flags & VARLINK_CALL_MORE;
-        r = experiment_run_new(&x->ctx, spec, &run_callbacks, run, &run->run, &f);      /* takes spec */
+        r = experiment_run_new(&x->ctx, TAKE_PTR(spec), &run_callbacks, run, &run->run, &f);
         if (r < 0) {
-                free(run->guest);
-                free(run);
                 if (f.error != EXPERIMENT_START_OK)
-                        return start_failure_reply(c, m, guest, &f);
-                return r;
+                        r = start_failure(m, run->guest, &f, e);
+                goto fail;
         }
         a = reallocarray(x->running, x->n_running + 1, sizeof(Running *));
         if (!a) {
                 experiment_run_abandon(run->run);
-                free(run->guest);
-                free(run);
-                return -ENOMEM;
+                r = -ENOMEM;
+                goto fail;
         }
         x->running = a;
         x->running[x->n_running++] = run;
-        if (!(flags & VARLINK_CALL_ONEWAY)) {
-                run->conn = varlink_connection_ref(c);
-                varlink_connection_set_close_callback(c, on_connection_closed, run);
-        }
-        log_info("Experiment on %s requested over varlink by uid %u.", run->guest,
-                 (unsigned) varlink_connection_get_peer_uid(c));
-        experiment_run_begin(run->run);        /* replies now on early errors, later otherwise */
+        run->completion = *completion;
+        *completion = (ManagerCompletion) {};
+        run->notify = notify;
+        log_info("Experiment on %s requested over %s.", run->guest, caller);
+        experiment_run_begin(run->run);        /* answers now on early errors, later otherwise */
         return 0;
+
+fail:
+        experiment_spec_free(spec);
+        if (run)
+                free(run->guest);
+        free(run);
+        manager_completion_drop(completion);
+        return r;
 }
 
 /* ---- reading the store ---- */
@@ -538,15 +518,12 @@ static int info_to_json(ManagerExperiments *x, const ExperimentInfo *i, json_obj
         return 0;
 }
 
-static int vl_list_experiments(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags,
-                               void *userdata) {
-        Manager *m = userdata;
+int manager_experiment_list(Manager *m, const char *guest, json_object **ret_reply, ManagerError *e) {
         ManagerExperiments *x = m->experiments;
         _cleanup_json_ json_object *reply = json_object_new_object(), *a = json_object_new_array();
-        const char *guest = json_get_string(parameters, "guest");
         int r;
 
-        (void) flags;
+        (void) e;
         if (!reply || !a)
                 return -ENOMEM;
         for (size_t i = 0; i < experiment_store_size(x->store); i++) {
@@ -566,26 +543,42 @@ static int vl_list_experiments(VarlinkConnection *c, json_object *parameters, Va
         r = json_add(reply, "experiments", TAKE_PTR(a));
         if (r < 0)
                 return r;
-        return varlink_reply(c, TAKE_PTR(reply));
+        *ret_reply = TAKE_PTR(reply);
+        return 0;
 }
 
-static const ExperimentInfo *find_or_reply(ManagerExperiments *x, VarlinkConnection *c, json_object *parameters,
-                                           int *ret) {
-        const char *id = json_get_string(parameters, "id");
+static int find_experiment(ManagerExperiments *x, const char *id, const ExperimentInfo **ret, ManagerError *e) {
         const ExperimentInfo *info = id ? experiment_store_find(x->store, id) : NULL;
         json_object *p;
 
-        *ret = 0;
-        if (info)
-                return info;
+        if (info) {
+                *ret = info;
+                return 0;
+        }
         p = json_object_new_object();
         if (!p || json_add_string(p, "id", id ?: "") < 0) {
                 json_object_put(p);
-                *ret = -ENOMEM;
-                return NULL;
+                return -ENOMEM;
         }
-        *ret = varlink_error(c, VARLINK_ERROR(NO_SUCH_EXPERIMENT), p);
-        return NULL;
+        return manager_error_set(e, -ENOENT, VARLINK_ERROR(NO_SUCH_EXPERIMENT), p);
+}
+
+int manager_experiment_find(Manager *m, const char *id, const ExperimentInfo **ret, ManagerError *e) {
+        return find_experiment(m->experiments, id, ret, e);
+}
+
+ExperimentStore *manager_experiment_store(Manager *m) {
+        return m->experiments->store;
+}
+
+int manager_experiment_store_failed(ManagerError *e, int error) {
+        json_object *p = json_object_new_object();
+
+        if (!p || json_add_string(p, "reason", strerror(-error)) < 0) {
+                json_object_put(p);
+                return -ENOMEM;
+        }
+        return manager_error_set(e, error, VARLINK_ERROR(EXPERIMENT_STORE_FAILED), p);
 }
 
 static int summary_add(uint64_t index, json_object *record, void *userdata) {
@@ -611,9 +604,7 @@ static int statistics(ManagerExperiments *x, const char *id, json_object **ret) 
         return experiment_summary_to_json(s, ret);
 }
 
-static int vl_describe_experiment(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags,
-                                  void *userdata) {
-        Manager *m = userdata;
+int manager_experiment_describe(Manager *m, const char *id, json_object **ret_reply, ManagerError *e) {
         ManagerExperiments *x = m->experiments;
         _cleanup_json_ json_object *reply = json_object_new_object(), *definition = NULL, *provenance = NULL,
                                    *summary = NULL, *info = NULL;
@@ -621,11 +612,10 @@ static int vl_describe_experiment(VarlinkConnection *c, json_object *parameters,
         json_object *v;
         int r;
 
-        (void) flags;
         if (!reply)
                 return -ENOMEM;
-        i = find_or_reply(x, c, parameters, &r);
-        if (!i)
+        r = find_experiment(x, id, &i, e);
+        if (r < 0)
                 return r;
         r = info_to_json(x, i, &info);
         if (r < 0)
@@ -645,15 +635,8 @@ static int vl_describe_experiment(VarlinkConnection *c, json_object *parameters,
                         r = statistics(x, i->id, &summary);
                 if (r == -ENOMEM)
                         return r;
-                if (r < 0) {
-                        json_object *p = json_object_new_object();
-
-                        if (!p || json_add_string(p, "reason", strerror(-r)) < 0) {
-                                json_object_put(p);
-                                return -ENOMEM;
-                        }
-                        return varlink_error(c, VARLINK_ERROR(EXPERIMENT_STORE_FAILED), p);
-                }
+                if (r < 0)
+                        return manager_experiment_store_failed(e, r);
         }
         r = json_add(reply, "experiment", TAKE_PTR(info));
         if (r >= 0)
@@ -668,158 +651,18 @@ static int vl_describe_experiment(VarlinkConnection *c, json_object *parameters,
                                                            ? json_object_get(v) : json_object_new_array());
         if (r < 0)
                 return r;
-        return varlink_reply(c, TAKE_PTR(reply));
-}
-
-/* GetExperimentResults: batches of RESULTS_BATCH records, one per turn of the event loop, and only while the
- * replies queued for all clients stay under RESULTS_QUEUED_MAX, so that a large experiment streams at the pace its
- * reader reads instead of being queued whole. */
-#define RESULTS_QUEUED_MAX (4U * 1024U * 1024U)
-#define RESULTS_RETRY_USEC (20 * USEC_PER_MSEC)
-
-typedef struct ResultsStream {
-        Manager *manager;
-        VarlinkConnection *conn;
-        char *id;
-        ExperimentReadPosition pos;
-        json_object *batch;
-        sd_event_source *source;
-} ResultsStream;
-
-static ResultsStream *results_stream_free(ResultsStream *r);
-
-static void results_on_closed(VarlinkConnection *c, void *userdata) {
-        (void) c;
-        results_stream_free(userdata);
-}
-
-static ResultsStream *results_stream_free(ResultsStream *r) {
-        if (!r)
-                return NULL;
-        varlink_connection_clear_close_callback(r->conn, results_on_closed, r);
-        varlink_connection_unref(r->conn);
-        sd_event_source_disable_unref(r->source);
-        json_object_put(r->batch);
-        free(r->id);
-        return mfree(r);
-}
-
-static int results_add(uint64_t index, json_object *record, void *userdata) {
-        ResultsStream *r = userdata;
-
-        (void) index;
-        if (!r->batch && !(r->batch = json_object_new_array()))
-                return -ENOMEM;
-        if (json_object_array_add(r->batch, json_object_get(record)) < 0)
-                return -ENOMEM;
-        return json_object_array_length(r->batch) >= RESULTS_BATCH;   /* > 0: this batch is full */
-}
-
-static int results_send(ResultsStream *r, bool last) {
-        json_object *reply = json_object_new_object();
-        json_object *batch = r->batch ?: json_object_new_array();
-
-        int k;
-
-        r->batch = NULL;
-        if (!reply || !batch || json_add(reply, "iterations", batch) < 0) {
-                json_object_put(reply);
-                return -ENOMEM;
-        }
-        /* A send over the connection's output bound closes it, which would run the close callback and free r
-         * under us: the caller frees r on an error instead. */
-        varlink_connection_clear_close_callback(r->conn, results_on_closed, r);
-        k = last ? varlink_reply(r->conn, reply) : varlink_notify(r->conn, reply);
-        if (k >= 0 && !last && !varlink_connection_is_closed(r->conn))
-                varlink_connection_set_close_callback(r->conn, results_on_closed, r);
-        else if (k >= 0 && !last)
-                k = -ECONNRESET;
-        return k;
-}
-
-static int results_error(ResultsStream *r, int error) {
-        json_object *p = json_object_new_object();
-
-        if (!p || json_add_string(p, "reason", strerror(-error)) < 0) {
-                json_object_put(p);
-                return -ENOMEM;
-        }
-        varlink_connection_clear_close_callback(r->conn, results_on_closed, r);        /* as in results_send() */
-        return varlink_error(r->conn, VARLINK_ERROR(EXPERIMENT_STORE_FAILED), p);
-}
-
-static int results_step(sd_event_source *s, uint64_t usec, void *userdata) {
-        ResultsStream *r = userdata;
-        uint64_t before = r->pos.index;
-        int k;
-
-        (void) s;
-        (void) usec;
-        if (varlink_server_output_queued(r->manager->varlink) > RESULTS_QUEUED_MAX)
-                goto again;     /* readers are behind: wait for them */
-        k = experiment_store_read_iterations_from(r->manager->experiments->store, r->id, &r->pos, results_add, r);
-        if (k < 0) {
-                (void) results_error(r, k);
-                results_stream_free(r);
-                return 0;
-        }
-        if (r->pos.index - before < RESULTS_BATCH) {    /* the end: the rest goes in the final reply */
-                (void) results_send(r, true);
-                results_stream_free(r);
-                return 0;
-        }
-        if (results_send(r, false) < 0) {
-                results_stream_free(r);
-                return 0;
-        }
-again:
-        k = sd_event_source_set_time_relative(r->source, r->pos.index == before ? RESULTS_RETRY_USEC : 0);
-        if (k >= 0)
-                k = sd_event_source_set_enabled(r->source, SD_EVENT_ONESHOT);
-        if (k < 0)
-                results_stream_free(r);
+        *ret_reply = TAKE_PTR(reply);
         return 0;
 }
 
-static int vl_get_experiment_results(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags,
-                                     void *userdata) {
-        Manager *m = userdata;
-        ResultsStream *rs;
-        const ExperimentInfo *i;
-        int r;
-
-        (void) flags;
-        i = find_or_reply(m->experiments, c, parameters, &r);
-        if (!i)
-                return r;
-        rs = calloc(1, sizeof(ResultsStream));
-        if (!rs || !(rs->id = strdup(i->id))) {
-                free(rs);
-                return -ENOMEM;
-        }
-        rs->manager = m;
-        r = sd_event_add_time_relative(m->event, &rs->source, CLOCK_MONOTONIC, 0, 0, results_step, rs);
-        if (r < 0) {
-                results_stream_free(rs);
-                return r;
-        }
-        (void) sd_event_source_set_description(rs->source, "experiment-results");
-        rs->conn = varlink_connection_ref(c);
-        varlink_connection_set_close_callback(c, results_on_closed, rs);
-        return 0;
-}
-
-static int vl_cancel_experiment(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags,
-                                void *userdata) {
-        Manager *m = userdata;
+int manager_experiment_cancel(Manager *m, const char *id, const char *caller, ManagerError *e) {
         const ExperimentInfo *i;
         Running *run;
         json_object *p;
         int r;
 
-        (void) flags;
-        i = find_or_reply(m->experiments, c, parameters, &r);
-        if (!i)
+        r = find_experiment(m->experiments, id, &i, e);
+        if (r < 0)
                 return r;
         run = running_find_id(m->experiments, i->id);
         if (!run) {
@@ -829,68 +672,40 @@ static int vl_cancel_experiment(VarlinkConnection *c, json_object *parameters, V
                         json_object_put(p);
                         return -ENOMEM;
                 }
-                return varlink_error(c, VARLINK_ERROR(EXPERIMENT_NOT_RUNNING), p);
+                return manager_error_set(e, -ESRCH, VARLINK_ERROR(EXPERIMENT_NOT_RUNNING), p);
         }
-        log_info("Experiment %s on %s cancelled over varlink by uid %u.", i->id, run->guest,
-                 (unsigned) varlink_connection_get_peer_uid(c));
+        log_info("Experiment %s on %s cancelled over %s.", i->id, run->guest, caller);
         experiment_run_cancel(run->run);        /* may end it now */
-        return varlink_reply(c, NULL);
+        return 0;
 }
 
-static int vl_delete_experiment(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags,
-                                void *userdata) {
-        Manager *m = userdata;
-        _cleanup_free_ char *id = NULL;
+int manager_experiment_delete(Manager *m, const char *id, const char *caller, ManagerError *e) {
+        ManagerExperiments *x = m->experiments;
+        _cleanup_free_ char *copy = NULL;
         const ExperimentInfo *i;
         json_object *p;
         int r;
 
-        (void) flags;
-        i = find_or_reply(m->experiments, c, parameters, &r);
-        if (!i)
+        r = find_experiment(x, id, &i, e);
+        if (r < 0)
                 return r;
-        id = strdup(i->id);
-        if (!id)
+        copy = strdup(i->id);
+        if (!copy)
                 return -ENOMEM;
-        ManagerExperiments *x = m->experiments;
-
-        r = experiment_store_delete(x->store, id);
+        r = experiment_store_delete(x->store, copy);
         if (r == -EBUSY) {
                 p = json_object_new_object();
-                if (!p || json_add_string(p, "id", id) < 0) {
+                if (!p || json_add_string(p, "id", copy) < 0) {
                         json_object_put(p);
                         return -ENOMEM;
                 }
-                return varlink_error(c, VARLINK_ERROR(EXPERIMENT_RUNNING), p);
+                return manager_error_set(e, -EBUSY, VARLINK_ERROR(EXPERIMENT_RUNNING), p);
         }
         if (r < 0)
                 return r;
         definition_cache_clear(x);
-        log_info("Experiment %s deleted over varlink by uid %u.", id, (unsigned) varlink_connection_get_peer_uid(c));
-        return varlink_reply(c, NULL);
-}
-
-static const VarlinkField id_only[] = { { "id", VARLINK_STRING, 0 }, { NULL } };
-
-static const VarlinkMethod experiment_methods[] = {
-        { "StartExperiment", vl_start_experiment,
-          (const VarlinkField[]) {
-                  { "definition", VARLINK_OBJECT, VARLINK_NULLABLE },
-                  { "text", VARLINK_STRING, VARLINK_NULLABLE },
-                  { "iterations", VARLINK_INT, VARLINK_NULLABLE },
-                  { NULL } },
-          VARLINK_METHOD_PRIVILEGED },
-        { "ListExperiments", vl_list_experiments,
-          (const VarlinkField[]) { { "guest", VARLINK_STRING, VARLINK_NULLABLE }, { NULL } }, 0 },
-        { "DescribeExperiment", vl_describe_experiment, id_only, 0 },
-        { "GetExperimentResults", vl_get_experiment_results, id_only, VARLINK_METHOD_REQUIRES_MORE },
-        { "CancelExperiment", vl_cancel_experiment, id_only, VARLINK_METHOD_PRIVILEGED },
-        { "DeleteExperiment", vl_delete_experiment, id_only, VARLINK_METHOD_PRIVILEGED },
-        { NULL },
-};
-
-const VarlinkMethod *manager_experiment_methods(void) {
-        return experiment_methods;
+        log_info("Experiment %s deleted over %s.", copy, caller);
+        return 0;
 }
 
 /* ---- the module ---- */

@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
-/* manager-experiment.c: experiments over the API, and GuestBusy for the other state-changing calls. */
+/* manager-experiment.c: experiments over the API, and GuestBusy for the other state-changing calls. The
+ * operations below are shared by the transports (manager.h): varlink's methods in
+ * manager-experiment-varlink.c, D-Bus's in manager-dbus.c. Replies and errors are the varlink interface's (io.memvisor.Manager.varlink, "Experiments"). */
 
 #include "daemon/manager.h"
+#include "experiment/experiment-store.h"
 #include "metrics/metrics-render.h"
 
 typedef struct ManagerExperiments ManagerExperiments;
@@ -11,6 +14,30 @@ typedef struct ManagerExperiments ManagerExperiments;
 int manager_experiment_start(Manager *m);
 void manager_experiment_done(Manager *m);
 const VarlinkMethod *manager_experiment_methods(void);
+
+/* Each step of a started experiment ({"id", "state", "reason", "iterationsDone", "iterationsPlanned",
+ * "iteration"}, taken), called with the completion's userdata. */
+typedef void (*ManagerExperimentNotify)(json_object *reply, void *userdata);
+
+/* StartExperiment: one of text (the INI of memvisor.experiment(5)) and definition (its JSON); iterations NULL: as
+ * the definition says. caller ("varlink by uid 0") is logged. Returns 0 once the run began; completion (always
+ * consumed) then gets the first step ({"id", "state": "running", ...}), or ExperimentFailed when it failed before
+ * it had an id. With notify, notify gets every step and completion the end ({"state": "completed"|"failed"|
+ * "cancelled", "reason"}). Every experiment's steps are also manager_dbus_experiment_progress()'s. */
+int manager_experiment_run(Manager *m, const char *text, json_object *definition, const int64_t *iterations,
+                           const char *caller, ManagerCompletion *completion, ManagerExperimentNotify notify,
+                           ManagerError *ret_error);
+/* ListExperiments' reply ({"experiments": [...]}, guest NULL: all), DescribeExperiment's; CancelExperiment and
+ * DeleteExperiment (caller logged as above). */
+int manager_experiment_list(Manager *m, const char *guest, json_object **ret_reply, ManagerError *ret_error);
+int manager_experiment_describe(Manager *m, const char *id, json_object **ret_reply, ManagerError *ret_error);
+int manager_experiment_cancel(Manager *m, const char *id, const char *caller, ManagerError *ret_error);
+int manager_experiment_delete(Manager *m, const char *id, const char *caller, ManagerError *ret_error);
+/* For the adapters: a stored experiment by id (NoSuchExperiment), the store, and ExperimentStoreFailed for a
+ * store error (a negative errno, returned). */
+int manager_experiment_find(Manager *m, const char *id, const ExperimentInfo **ret, ManagerError *ret_error);
+ExperimentStore *manager_experiment_store(Manager *m);
+int manager_experiment_store_failed(ManagerError *ret_error, int error);
 
 /* GuestBusy (0 when no experiment runs on the guest called name): sets *e and returns -EBUSY. */
 int manager_experiment_check_busy(Manager *m, const char *name, ManagerError *e);

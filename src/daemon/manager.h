@@ -246,3 +246,7 @@ const HostSample *manager_metrics_host(Manager *m);
 int manager_dbus_start(Manager *m);
 void manager_dbus_done(Manager *m);
 bool manager_dbus_connected(Manager *m);
+/* The ExperimentProgress signal (nothing without a bus): a step of experiment id on guest, state running at the
+ * start and after each iteration, then completed, failed or cancelled with the reason. */
+void manager_dbus_experiment_progress(Manager *m, const char *id, const char *guest, uint64_t done, uint64_t planned,
+                                      const char *state, const char *reason);

@@ -189,7 +189,9 @@ def test_introspection(daemons, private_bus, workdir):
     p = bus.busctl("introspect", NAME, PATH)
     assert p.stderr == ""
     for member in (".ListVMs", ".GetVM", ".DescribeVM", ".StartVM", ".StopVM", ".RestartVM", ".KillVM",
-                   ".Reload", ".GetDaemonStatus", ".StateChanged", ".Version", ".Status",
+                   ".Reload", ".GetDaemonStatus", ".StateChanged", ".Version", ".Status", ".StartExperiment",
+                   ".ListExperiments", ".DescribeExperiment", ".CancelExperiment", ".DeleteExperiment",
+                   ".ExperimentProgress",
                    "org.freedesktop.DBus.ObjectManager"):
         assert member in p.stdout, member
     p = bus.busctl("introspect", NAME, vm_path("web-1"))
@@ -438,9 +440,15 @@ def test_shipped_policy(daemons, private_bus, workdir):
     p = bus.busctl("--json=short", "call", NAME, path, VM_IFACE, "GetBalloon", uid=NOBODY_UID)
     assert json.loads(p.stdout)["data"][0]["Name"]["data"] == "fw"
     for args in (("SetBalloon", "st", "fw", 32 << 20), ("PinVCPUs", "sss", "fw", "0:0", ""),
-                 ("MigratePages", "sss", "fw", "0", "1")):
+                 ("MigratePages", "sss", "fw", "0", "1"), ("StartExperiment", "st", "[Experiment]\nGuest=fw\n", 0),
+                 ("CancelExperiment", "s", "x"), ("DeleteExperiment", "s", "x")):
         p = bus.busctl("call", NAME, PATH, IFACE, *args, uid=NOBODY_UID, check=False)
         assert p.returncode != 0 and "denied" in p.stderr.lower(), p.stderr
+    assert "Denied" not in d.log_text()
+    p = bus.busctl("--json=short", "call", NAME, PATH, IFACE, "ListExperiments", "s", "", uid=NOBODY_UID)
+    assert json.loads(p.stdout)["data"] == [[]]
+    p = bus.send(PATH, IFACE, "DescribeExperiment", "string:nosuch", uid=NOBODY_UID)
+    assert "io.memvisor.Manager1.NoSuchExperiment" in p.stderr, p.stderr  # memvisord's answer, not the bus's
     bus.busctl("introspect", NAME, PATH, uid=NOBODY_UID)
     # root may.
     bus.call(PATH, IFACE, "StartVM", "s", "fw")
@@ -526,3 +534,135 @@ def test_guest_agent_over_dbus(daemons, private_bus, workdir):
     wait_prop(bus, path, "State", "stopped")
     p = bus.send(PATH, IFACE, "GuestInfo", "string:g")
     assert p.returncode != 0 and "io.memvisor.Manager1.InvalidState" in p.stderr, p.stderr
+
+
+def experiment_text(guest, iterations, settle):
+    """A baseline that needs no agent: nothing provoked, no workload, host-side counters only."""
+    return ("[Experiment]\nGuest=%s\nIterations=%d\nSettle=%s\n[Provoke]\nOperation=none\n[Workload]\nWhen=none\n"
+            "[Measure]\nCounters=time host-vmstat\n" % (guest, iterations, settle))
+
+
+def progress(id_, state=None, done=None):
+    def match(m):
+        if m.get("member") != "ExperimentProgress" or m.get("path") != PATH:
+            return False
+        data = m["payload"]["data"]
+        return data[0] == id_ and (state is None or data[4] == state) and (done is None or data[2] >= done)
+    return match
+
+
+def test_experiments_over_dbus(daemons, private_bus, workdir):
+    """StartExperiment, ListExperiments, DescribeExperiment, CancelExperiment and DeleteExperiment on a firmware
+    TCG guest (a baseline with host counters only: no agent needed), ExperimentProgress for each step, GuestBusy
+    for the guest's other state changes, the experiment errors under their D-Bus names, and the privilege check."""
+    try:
+        users = grp.getgrnam("users")
+    except KeyError:
+        pytest.skip("no group 'users' on this host")
+    bus = private_bus()
+    d = start_daemon(daemons, bus, workdir, extra_config="[Daemon]\nAdminGroup=users\n")
+    path = vm_path("fw")
+
+    # Refusals before anything runs, under their D-Bus names.
+    p = bus.send(PATH, IFACE, "StartExperiment", "string:" + experiment_text("fw", 3, "0"), "uint64:0")
+    assert p.returncode != 0 and "io.memvisor.Manager1.InvalidState" in p.stderr, p.stderr  # not running
+    p = bus.send(PATH, IFACE, "StartExperiment", "string:" + experiment_text("nosuch", 3, "0"), "uint64:0")
+    assert "io.memvisor.Manager1.NoSuchVM" in p.stderr, p.stderr
+    p = bus.send(PATH, IFACE, "StartExperiment", "string:[Experiment]\nGuest=fw\nIterations=x\n", "uint64:0")
+    assert "io.memvisor.Manager1.InvalidExperiment" in p.stderr and "Experiment.Iterations" in p.stderr, p.stderr
+    p = bus.send(PATH, IFACE, "StartExperiment", "string:" + experiment_text("fw", 3, "0") + "Counters=nope\n",
+                 "uint64:0")
+    assert "io.memvisor.Manager1.InvalidExperiment" in p.stderr and "host-vmstat" in p.stderr, p.stderr
+    p = bus.send(PATH, IFACE, "StartExperiment", "string:" + experiment_text("fw", 3, "0"), "uint64:%d" % 10 ** 9)
+    assert "org.freedesktop.DBus.Error.InvalidArgs" in p.stderr and "iterations" in p.stderr, p.stderr
+    for method in ("DescribeExperiment", "CancelExperiment", "DeleteExperiment"):
+        p = bus.send(PATH, IFACE, method, "string:20260101-000000-abcdef")
+        assert p.returncode != 0 and "io.memvisor.Manager1.NoSuchExperiment" in p.stderr, (method, p.stderr)
+
+    bus.call(PATH, IFACE, "StartVM", "s", "fw")
+    wait_prop(bus, path, "State", "running")
+    mon = Monitor(bus, workdir)
+    try:
+        # A long one: answered with the id once it started, a signal per iteration.
+        n = len(d.log_text())
+        id_ = bus.call(PATH, IFACE, "StartExperiment", "st", experiment_text("fw", 1000, "200ms"), 0)[0]
+        assert id_
+        d.wait_for_log("Experiment on fw requested over D-Bus", start=n)
+        mon.wait(progress(id_, "running", done=2), what="ExperimentProgress after the second iteration")
+        sig = [m["payload"]["data"] for m in mon.messages() if progress(id_)(m)]
+        assert sig[0][1:] == ["fw", 0, 1000, "running", ""], sig  # the start
+        assert [s[2] for s in sig] == sorted(s[2] for s in sig) and all(s[3] == 1000 for s in sig), sig
+
+        desc = json.loads(bus.call(PATH, IFACE, "DescribeExperiment", "s", id_)[0])
+        assert desc["experiment"]["id"] == id_ and desc["experiment"]["state"] == "running", desc["experiment"]
+        assert desc["experiment"]["guest"] == "fw" and desc["experiment"]["operation"] == "none"
+        assert desc["definition"]["Experiment"]["Guest"] == "fw" and desc["provenance"]
+        lst = bus.call(PATH, IFACE, "ListExperiments", "s", "fw")[0]
+        assert [e["Id"]["data"] for e in lst] == [id_], lst
+        assert lst[0]["State"]["data"] == "running" and lst[0]["IterationsPlanned"]["data"] == 1000, lst
+        assert bus.call(PATH, IFACE, "ListExperiments", "s", "other")[0] == []
+        assert [e["Id"]["data"] for e in bus.call(PATH, IFACE, "ListExperiments", "s", "")[0]] == [id_]
+
+        # Reading is open to everybody; starting, cancelling and deleting are not.
+        p = bus.busctl("--json=short", "call", NAME, PATH, IFACE, "ListExperiments", "s", "", uid=NOBODY_UID,
+                       gid=NOGROUP_GID)
+        assert json.loads(p.stdout)["data"][0][0]["Id"]["data"] == id_
+        p = bus.busctl("--json=short", "call", NAME, PATH, IFACE, "DescribeExperiment", "s", id_, uid=NOBODY_UID,
+                       gid=NOGROUP_GID)
+        assert json.loads(json.loads(p.stdout)["data"][0])["experiment"]["id"] == id_
+        for args in (("StartExperiment", "st", experiment_text("fw", 3, "0"), 0), ("CancelExperiment", "s", id_),
+                     ("DeleteExperiment", "s", id_)):
+            p = bus.busctl("call", NAME, PATH, IFACE, *args, uid=NOBODY_UID, gid=NOGROUP_GID, check=False)
+            assert p.returncode != 0 and "Access denied" in p.stderr, p.stderr
+        log = d.log_text()
+        for method in ("StartExperiment", "CancelExperiment", "DeleteExperiment"):
+            assert "Denied io.memvisor.Manager1.%s to uid 65534." % method in log, log
+
+        # The guest is busy: its state changes and a second experiment are refused, naming the experiment.
+        for obj, iface, args in ((PATH, IFACE, ("StopVM", "string:fw")), (path, VM_IFACE, ("Kill", "string:KILL")),
+                                 (PATH, IFACE, ("SetBalloon", "string:fw", "uint64:%d" % (32 << 20)))):
+            p = bus.send(obj, iface, *args)
+            assert p.returncode != 0 and "io.memvisor.Manager1.GuestBusy" in p.stderr and id_ in p.stderr, p.stderr
+        p = bus.send(PATH, IFACE, "StartExperiment", "string:" + experiment_text("fw", 3, "0"), "uint64:0")
+        assert "io.memvisor.Manager1.GuestBusy" in p.stderr and id_ in p.stderr, p.stderr
+        p = bus.send(PATH, IFACE, "DeleteExperiment", "string:" + id_)
+        assert "io.memvisor.Manager1.ExperimentRunning" in p.stderr, p.stderr
+        assert bus.get(path, VM_IFACE, "State") == "running"
+
+        # Cancel (by a member of AdminGroup=): the iteration in flight ends, the end is signalled.
+        bus.busctl("call", NAME, PATH, IFACE, "CancelExperiment", "s", id_, uid=NOBODY_UID, gid=NOGROUP_GID,
+                   groups=[users.gr_gid])
+        end = mon.wait(progress(id_, "cancelled"), what="ExperimentProgress cancelled")["payload"]["data"]
+        assert 2 <= end[2] < 1000 and end[3] == 1000 and end[5], end
+        desc = json.loads(bus.call(PATH, IFACE, "DescribeExperiment", "s", id_)[0])
+        assert desc["experiment"]["state"] == "cancelled" and desc["experiment"]["iterationsDone"] == end[2]
+        assert any(s["counter"].startswith("time") for s in desc["statistics"]), desc["statistics"]
+        p = bus.send(PATH, IFACE, "CancelExperiment", "string:" + id_)
+        assert "io.memvisor.Manager1.ExperimentNotRunning" in p.stderr and "cancelled" in p.stderr, p.stderr
+
+        # Iterations overridden, run to its end; a varlink caller sees the same experiment.
+        id2 = bus.call(PATH, IFACE, "StartExperiment", "st", experiment_text("fw", 1000, "0"), 2)[0]
+        end = mon.wait(progress(id2, "completed"), what="ExperimentProgress completed")["payload"]["data"]
+        assert end == [id2, "fw", 2, 2, "completed", ""], end
+        got = [m["payload"]["data"][2] for m in mon.messages() if progress(id2)(m)]
+        assert got == [0, 1, 2, 2], got
+        reply = d.call("io.memvisor.Manager.DescribeExperiment", {"id": id2})
+        assert reply["parameters"]["experiment"]["state"] == "completed", reply
+
+        # An experiment started over varlink is signalled too.
+        reply = d.call("io.memvisor.Manager.StartExperiment", {"text": experiment_text("fw", 1, "0")})
+        id3 = reply["parameters"]["id"]
+        mon.wait(progress(id3, "completed"), what="ExperimentProgress of a varlink experiment")
+
+        # Delete: gone from the list and the store.
+        bus.call(PATH, IFACE, "DeleteExperiment", "s", id_)
+        assert sorted(e["Id"]["data"] for e in bus.call(PATH, IFACE, "ListExperiments", "s", "")[0]) == \
+            sorted([id2, id3])
+        p = bus.send(PATH, IFACE, "DescribeExperiment", "string:" + id_)
+        assert "io.memvisor.Manager1.NoSuchExperiment" in p.stderr, p.stderr
+        assert "Experiment %s deleted over D-Bus" % id_ in d.log_text()
+        # The guest is free again.
+        bus.call(PATH, IFACE, "KillVM", "ss", "fw", "KILL")
+        wait_prop(bus, path, "State", "stopped")
+    finally:
+        mon.close()
