@@ -459,8 +459,15 @@ static int add_provocation(ExperimentRun *run) {
                 if (!run->have_residency_before || !run->have_residency_after)
                         return experiment_record_unavailable(r, "host.residency",
                                                              "the QEMU process's numa_maps could not be read");
-                for (unsigned n = 0; n < MAX(run->residency_before.max_node, run->residency_after.max_node);
-                     n++) {
+                /* Every node the operation moves from or to has its delta, 0 included: the nodes a ping-pong
+                 * passes through hold nothing before and after it (0 → 1 → 0), and a missing value is no data. */
+                unsigned end = MAX(run->residency_before.max_node, run->residency_after.max_node);
+                uint64_t op_nodes = run->spec->from_nodes | run->spec->to_nodes | run->spec->between_nodes;
+
+                for (unsigned n = 0; n < MIN(NUMA_NODES_MAX, 64u); n++)
+                        if (op_nodes & (UINT64_C(1) << n))
+                                end = MAX(end, n + 1);
+                for (unsigned n = 0; n < end; n++) {
                         char name[64];
 
                         snprintf(name, sizeof name, "host.residency.node%u.delta_bytes", n);

@@ -6,7 +6,9 @@ migration 0 → 1 and its report, a ping-pong of 3 moves, that varlink calls are
 migration, that a client may disconnect after a completed MigratePages, the ping-pong of a second inner
 guest's definition ([Memory] MigrateBetween=, 2 moves), a longer ping-pong whose reports are streamed while
 the final reply stays small (under a lowered [Varlink] MaxOutputSize=), a oneway MigratePages, and D-Bus
-MigratePages with its MigrationFinished signal (on a private dbus-daemon, when dbus-daemon and busctl exist). memvisord ends by SIGTERM and must exit
+MigratePages with its MigrationFinished signal (on a private dbus-daemon, when dbus-daemon and busctl exist), and
+the experiments of issue 15 (experiment_checks.py: a migrate-pingpong experiment of 5 iterations with the host
+counter sets checked against /proc/vmstat and numa_maps, show and export, a baseline). memvisord ends by SIGTERM and must exit
 0; with a sanitizer build (run.sh passes the options) no ASan/UBSan/LeakSanitizer report may exist. Writes
 OUT/results.json ({"checks": [...], "figures": {...}}); exit 0 only if all checks pass."""
 
@@ -19,6 +21,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from experiment_checks import run_experiment_checks  # noqa: E402
 from numa_harness import (OUT, WORK, Varlink, call_ok, ctl, fraction, log, make_dirs, numa_maps, params,  # noqa: E402
                           sanitizer_reports, start_daemon, start_inner, stop_daemon, write_inner_vm, write_result)
 
@@ -325,6 +328,7 @@ def run_checks():
 
     disconnect_after_migration(last_to)
     pingpong_from_definition()
+    run_experiment_checks(BUILD, pid, check, figures)
 
 
 def check_final_reply(what, final, streamed):

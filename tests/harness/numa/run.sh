@@ -1,13 +1,14 @@
 #!/bin/bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
 #
-# run.sh BUILDDIR [test|bench] [KEY=VALUE...]
+# run.sh BUILDDIR [test|bench|bench-experiment] [KEY=VALUE...]
 #
 # The multi-node NUMA harness: boots the test guest (tests/guest, memvisor.mode=9p: the host root over 9p,
 # read-only) with 2 virtual NUMA nodes of 1 GiB each, and runs a guest-side script there:
 #   test   tests/harness/numa/guest-test.py — memvisord supervises a tiny inner guest and the script checks
 #          affinity, residency, a migration 0 → 1 with its report, a ping-pong and varlink during a move;
-#   bench  bench/migrate-guest.py — memvisord against numactl's migratepages (bench/README.md).
+#   bench  bench/migrate-guest.py — memvisord against numactl's migratepages (bench/README.md);
+#   bench-experiment  bench/experiment-overhead-guest.py — what measuring costs an experiment (bench/README.md).
 # KEY=VALUE pairs go to the guest script (params.json; numbers stay numbers), e.g. rounds=5 memory_mib=384.
 # Results come back in a writable 9p export (BUILDDIR/numa-harness-MODE/out: results.json, daemon.log).
 # A build with -Dsanitize=true (ASan + UBSan) runs the same way: memvisord and memvisorctl write their sanitizer
@@ -16,7 +17,7 @@
 # Exit 0 / 1, or 77 (skip) with a reason when the guest cannot be built or booted here.
 set -uo pipefail
 
-build=$(readlink -f "${1:?usage: run.sh BUILDDIR [test|bench] [KEY=VALUE...]}")
+build=$(readlink -f "${1:?usage: run.sh BUILDDIR [test|bench|bench-experiment] [KEY=VALUE...]}")
 mode=${2:-test}
 shift $(( $# >= 2 ? 2 : 1 ))
 src=$(readlink -f "$(dirname "$0")/../../..")
@@ -25,9 +26,10 @@ PY=/usr/bin/python3
 skip() { echo "SKIP: $*"; exit 77; }
 
 case "$mode" in
-test)  script=$src/tests/harness/numa/guest-test.py; timeout=420 ;;
+test)  script=$src/tests/harness/numa/guest-test.py; timeout=720 ;;
 bench) script=$src/bench/migrate-guest.py; timeout=1500 ;;
-*) echo "unknown mode $mode (test or bench)"; exit 2 ;;
+bench-experiment) script=$src/bench/experiment-overhead-guest.py; timeout=2400 ;;
+*) echo "unknown mode $mode (test, bench or bench-experiment)"; exit 2 ;;
 esac
 
 [ "$(id -u)" = 0 ] || skip "needs root (QEMU's 9p export of / with security_model=none)"
