@@ -8,6 +8,7 @@
 #include "balloon/balloon-policy-run.h"
 #include "basic/json-util.h"
 #include "basic/log.h"
+#include "daemon/manager-experiment.h"
 #include "daemon/manager-guest.h"
 #include "daemon/manager-persist.h"
 #include "daemon/manager.h"
@@ -101,6 +102,8 @@ static int policy_on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
                 if (vm->state != VM_STATE_RUNNING || !vm->running_spec || !vm->running_spec->balloon ||
                     !manager_balloon_policy_enabled(m, vm))
                         continue;
+                if (manager_experiment_running_on(m, vm->name))
+                        continue;       /* an experiment measures it: the policy leaves it alone meanwhile */
                 c = manager_balloon_controller(m, vm->name);
                 if (balloon_controller_policy_eligible(c))
                         which[n++] = c;

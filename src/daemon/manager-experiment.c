@@ -586,12 +586,15 @@ static int summary_add(uint64_t index, json_object *record, void *userdata) {
         return experiment_summary_add(userdata, record);
 }
 
-/* The statistics: summary.json once it ended, computed from the iterations while it runs (or when the summary
- * is missing: an interrupted experiment). */
+/* The statistics: kept by the run while it runs, summary.json once it ended, read back from the iterations when
+ * there is no summary (an interrupted experiment, or one whose summary could not be written). */
 static int statistics(ManagerExperiments *x, const char *id, json_object **ret) {
         _cleanup_(experiment_summary_freep) ExperimentSummary *s = NULL;
+        Running *running = running_find_id(x, id);
         int r;
 
+        if (running && experiment_run_statistics(running->run, ret) >= 0)
+                return 0;
         r = experiment_store_read_document(x->store, id, EXPERIMENT_DOCUMENT_SUMMARY, ret);
         if (r != -ENOENT)
                 return r;
@@ -750,12 +753,10 @@ int manager_experiment_start(Manager *m) {
 }
 
 /* Before the guests go: a running experiment is abandoned (the store marks it interrupted at the next start). */
-void manager_experiment_done(Manager *m) {
+void manager_experiment_interrupt_all(Manager *m) {
         ManagerExperiments *x = m->experiments;
 
-        if (!x)
-                return;
-        while (x->n_running > 0) {
+        while (x && x->n_running > 0) {
                 Running *r = x->running[x->n_running - 1];
 
                 log_notice("Experiment %s on %s interrupted: the daemon stops after %" PRIu64 " iterations.",
@@ -763,6 +764,14 @@ void manager_experiment_done(Manager *m) {
                 experiment_run_abandon(r->run);
                 running_remove(r);
         }
+}
+
+void manager_experiment_done(Manager *m) {
+        ManagerExperiments *x = m->experiments;
+
+        if (!x)
+                return;
+        manager_experiment_interrupt_all(m);
         free(x->running);
         experiment_store_free(x->store);
         safe_close(x->dir_fd);

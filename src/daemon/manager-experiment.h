@@ -13,6 +13,10 @@ typedef struct ManagerExperiments ManagerExperiments;
 
 int manager_experiment_start(Manager *m);
 void manager_experiment_done(Manager *m);
+/* The daemon stops: every running experiment is left as it is on disk (the next start marks it interrupted), its
+ * readings in flight are dropped. Before StopGuestsOnExit= stops the guests, so that they end as interrupted, not
+ * as failed because their guest stopped. */
+void manager_experiment_interrupt_all(Manager *m);
 const VarlinkMethod *manager_experiment_methods(void);
 
 /* Each step of a started experiment ({"id", "state", "reason", "iterationsDone", "iterationsPlanned",

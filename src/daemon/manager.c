@@ -251,6 +251,7 @@ static int on_exit_signal(sd_event_source *s, const struct signalfd_siginfo *si,
                          strsignal((int) si->ssi_signo), n, n == 1 ? "" : "s");
                 (void) sd_notifyf(false, "STOPPING=1\nSTATUS=Stopping %u guest%s before exit…", n, n == 1 ? "" : "s");
                 m->stopping_guests = true;
+                manager_experiment_interrupt_all(m);
                 for (size_t i = 0; i < m->guests.n_vms; i++)
                         if (vm_is_active(m->guests.vms[i]) || m->guests.vms[i]->state == VM_STATE_RESTARTING)
                                 (void) vm_stop(m->guests.vms[i]);

@@ -349,6 +349,8 @@ static void balloon_step(ExperimentRun *run, uint64_t target, bool returning) {
         run->balloon_returning = returning;
         r = balloon_controller_set_target(g.balloon, g.balloon_config, &req, balloon_cb, run, &run->balloon_wait,
                                           &e);
+        if (r == 0 && !returning)
+                run->balloon_owed = true;
         if (r != 0) {
                 const char *why = e.reason ?: (r > 0 ? "refused" : strerror(-r));
 
@@ -370,6 +372,8 @@ static void balloon_cb(int r, const BalloonTargetResult *result, const BalloonEr
                         return run_fail(run, "out of memory");
                 return provocation_ended(run);
         }
+        if (run->balloon_returning)
+                run->balloon_owed = false;
         if (!run->balloon_returning) {
                 run->balloon_target_usec = now_usec(CLOCK_MONOTONIC) - run->provoke_start_usec;
                 run->balloon_reached_bytes = result ? result->actual_bytes : BALLOON_SIZE_UNKNOWN;
@@ -557,8 +561,16 @@ static void record_iteration(ExperimentRun *run) {
         if (r < 0)
                 return run_fail(run, "iteration %" PRIu64 " could not be stored: %s", run->done + 1, strerror(-r));
         run->done++;
-        if (run->callbacks.iteration)
+        if (run->summary && experiment_summary_add(run->summary, record) < 0) {
+                log_debug("Experiment %s: the running statistics gave up; they are read back at the end.", run->id);
+                run->summary = experiment_summary_free(run->summary);
+        }
+        if (run->callbacks.iteration) {
+                run->n_pending++;       /* the callback may abandon the run: it must not be freed under us */
                 run->callbacks.iteration(run, run->done, run->planned, record, run->userdata);
+                if (!run_op_end(run))
+                        return;
+        }
         if (run->over)
                 return;
         if (run->done >= run->planned)
@@ -595,4 +607,28 @@ void run_iteration_begin(ExperimentRun *run) {
         run->started_realtime_usec = now_usec(CLOCK_REALTIME);
         run->step = RUN_STEP_BEFORE;
         readings(run);
+}
+
+void run_balloon_restore(ExperimentRun *run) {
+        _cleanup_(balloon_error_info_done) BalloonErrorInfo e = {};
+        BalloonTargetRequest req = {
+                .target_bytes = run->balloon_back_bytes,
+                .requester = "experiment (ended before its return step)",
+        };
+        ExperimentGuest g;
+        int r;
+
+        if (!run->balloon_owed)
+                return;
+        run->balloon_owed = false;
+        if (run->ctx->lookup(run->spec->guest, run->ctx->userdata, &g) < 0 || g.pid != run->pid || !g.balloon)
+                return;         /* the guest is gone: nothing to give back */
+        r = balloon_controller_set_target(g.balloon, g.balloon_config, &req, NULL, NULL, NULL, &e);
+        if (r != 0)
+                log_warning("Experiment %s: could not return the balloon of %s to %" PRIu64 " bytes: %s",
+                            strna(run->id), run->spec->guest, run->balloon_back_bytes,
+                            e.reason ?: (r > 0 ? "refused" : strerror(-r)));
+        else
+                log_info("Experiment %s: the balloon of %s goes back to %" PRIu64 " bytes.", strna(run->id),
+                         run->spec->guest, run->balloon_back_bytes);
 }

@@ -8,6 +8,12 @@
 #include "trace/trace-counters.h"
 #include "trace/trace-format.h"
 
+/* vCPUs beyond which counts are not split per vCPU and reason (nor KVM statistics per vCPU): the counters of one
+ * record stay within what the statistics take (EXPERIMENT_SUMMARY_COUNTERS_MAX). */
+#define EXPERIMENT_PER_VCPU_MAX 16U
+/* Guest CPUs whose TLB:/CAL: rows are kept per CPU (all are summed). */
+#define EXPERIMENT_PER_GUEST_CPU_MAX 64U
+
 /* One group of tracepoint counters and how its counts become counters of the record. */
 typedef enum MeasureTraceKind {
         MEASURE_TRACE_KVM_EXITS,        /* per exit reason on the vCPU threads, and the total */
@@ -31,7 +37,9 @@ struct ExperimentMeasure {
         char *root;
         uint64_t counters;              /* the spec's [Measure] Counters= */
         char *unavailable[_EXPERIMENT_COUNTER_MAX];
+        const ExperimentSpec *spec;     /* borrowed: the run owns it and outlives this */
         char *tracing_dir;
+        char *tracing_reason;           /* why there is no tracing_dir */
         MeasureTrace *traces;
         size_t n_traces;
         size_t n_trace_values;

@@ -113,6 +113,10 @@ static int open_kvm(ExperimentMeasure *m, const ExperimentGuest *g) {
         t->n_values = (t->n_reasons + 1) * g->n_vcpu_threads;
         t->offset = m->n_trace_values;
         m->n_trace_values += t->n_values;
+        if (trace_counters_unavailable(t->counters, t->n_reasons))
+                /* Not even the total (the unfiltered spec) counts: the set is not there at all. */
+                return measure_set_unavailable(m, EXPERIMENT_COUNTER_HOST_KVM_EXITS,
+                                               trace_counters_unavailable(t->counters, t->n_reasons));
         r = open_event(m, MEASURE_TRACE_VCPU, EXPERIMENT_COUNTER_HOST_KVM_EXITS, "host.kvm_page_fault", "kvm",
                        "kvm_page_fault", g->vcpu_threads, g->n_vcpu_threads);
         if (r < 0)
@@ -137,6 +141,9 @@ int measure_trace_open(ExperimentMeasure *m, const ExperimentSpec *spec, const E
         if (r == -ENOMEM)
                 return r;
         if (r < 0) {
+                m->tracing_reason = strdup(reason ?: "tracefs is not mounted");
+                if (!m->tracing_reason)
+                        return -ENOMEM;
                 for (ExperimentCounter c = EXPERIMENT_COUNTER_HOST_KVM_EXITS; c <= EXPERIMENT_COUNTER_HOST_MIGRATE;
                      c++)
                         if (c != EXPERIMENT_COUNTER_HOST_KVM_STATS &&
@@ -235,7 +242,8 @@ int measure_trace_read(ExperimentMeasure *m, ExperimentSnapshot *s) {
         if (m->n_trace_values == 0)
                 return 0;
         s->trace = calloc(m->n_trace_values, sizeof(uint64_t));
-        if (!s->trace)
+        s->trace_bad = calloc(m->n_trace_values, sizeof(bool));
+        if (!s->trace || !s->trace_bad)
                 return -ENOMEM;
         s->n_trace = m->n_trace_values;
         for (size_t i = 0; i < m->n_traces; i++) {
@@ -248,7 +256,9 @@ int measure_trace_read(ExperimentMeasure *m, ExperimentSnapshot *s) {
 
                         if (trace_counters_unavailable(t->counters, k))
                                 continue;
-                        (void) trace_counters_read(t->counters, k, s->trace + t->offset + k * targets, &total);
+                        if (trace_counters_read(t->counters, k, s->trace + t->offset + k * targets, &total) < 0)
+                                for (size_t v = 0; v < targets; v++)
+                                        s->trace_bad[t->offset + k * targets + v] = true;
                 }
         }
         return 0;
@@ -261,50 +271,91 @@ static int add_delta(ExperimentRecord *r, const char *name, uint64_t before, uin
         return experiment_record_add_int(r, name, (int64_t) MIN(after - before, (uint64_t) INT64_MAX));
 }
 
-static int delta_kvm_exits(const MeasureTrace *t, const uint64_t *a, const uint64_t *b, ExperimentRecord *r) {
+static bool bad(const ExperimentSnapshot *a, const ExperimentSnapshot *b, size_t i) {
+        return a->trace_bad[i] || b->trace_bad[i];
+}
+
+/* Per reason summed over the vCPUs, per vCPU and reason (up to EXPERIMENT_PER_VCPU_MAX vCPUs), the total per
+ * vCPU and in all, and "other" = total − the named reasons, exact only when every reason counts. A reason whose
+ * filter the kernel refused, or a count that could not be read, is unavailable with the reason. */
+static int delta_kvm_exits(const MeasureTrace *t, const ExperimentSnapshot *sa, const ExperimentSnapshot *sb,
+                           ExperimentRecord *r) {
+        const uint64_t *a = sa->trace + t->offset, *b = sb->trace + t->offset;
         size_t specs = t->n_reasons + 1, vcpus = t->n_values / specs;
+        bool per_vcpu = vcpus <= EXPERIMENT_PER_VCPU_MAX, all_named = true, have_total = false;
         uint64_t total = 0, named = 0;
         int k;
 
         for (size_t s = 0; s < specs; s++) {
+                const char *reason = s < t->n_reasons ? t->reasons[s].name : "total";
+                const char *why = trace_counters_unavailable(t->counters, s);
+                char name[EXPERIMENT_COUNTER_NAME_MAX + 1];
                 uint64_t sum = 0;
+                bool ok = !why;
 
-                if (trace_counters_unavailable(t->counters, s))
+                for (size_t v = 0; ok && v < vcpus; v++)
+                        if (bad(sa, sb, t->offset + s * vcpus + v) || b[s * vcpus + v] < a[s * vcpus + v]) {
+                                why = "a count could not be read or went down";
+                                ok = false;
+                        }
+                snprintf(name, sizeof name, "host.kvm_exit.%s", reason);
+                if (!ok) {
+                        if (s < t->n_reasons)
+                                all_named = false;
+                        k = experiment_record_unavailable(r, name, "%s", why);
+                        if (k < 0)
+                                return k;
                         continue;
+                }
                 for (size_t v = 0; v < vcpus; v++) {
-                        char name[EXPERIMENT_COUNTER_NAME_MAX + 1];
                         uint64_t d = b[s * vcpus + v] - a[s * vcpus + v];
 
                         sum += d;
-                        snprintf(name, sizeof name, "host.kvm_exit.%s.vcpu%zu",
-                                 s < t->n_reasons ? t->reasons[s].name : "total", v);
-                        k = experiment_record_add_int(r, name, (int64_t) d);
+                        if (!per_vcpu && s < t->n_reasons)
+                                continue;       /* a large guest: per vCPU only the totals */
+                        snprintf(name, sizeof name, "host.kvm_exit.%s.vcpu%zu", reason, v);
+                        k = experiment_record_add_int(r, name, (int64_t) MIN(d, (uint64_t) INT64_MAX));
                         if (k < 0)
                                 return k;
                 }
-                if (s < t->n_reasons) {
-                        char name[EXPERIMENT_COUNTER_NAME_MAX + 1];
-
+                if (s < t->n_reasons)
                         named += sum;
-                        snprintf(name, sizeof name, "host.kvm_exit.%s", t->reasons[s].name);
-                        k = experiment_record_add_int(r, name, (int64_t) sum);
-                } else {
+                else {
                         total = sum;
-                        k = experiment_record_add_int(r, "host.kvm_exit.total", (int64_t) sum);
-                        if (k >= 0)
-                                k = experiment_record_add_int(r, "host.kvm_exit.other",
-                                                              total >= named ? (int64_t) (total - named) : 0);
+                        have_total = true;
                 }
+                snprintf(name, sizeof name, "host.kvm_exit.%s", reason);
+                k = experiment_record_add_int(r, name, (int64_t) MIN(sum, (uint64_t) INT64_MAX));
                 if (k < 0)
                         return k;
         }
-        return 0;
+        if (!have_total || !all_named || t->n_reasons == 0)
+                return experiment_record_unavailable(r, "host.kvm_exit.other", "%s",
+                                                     t->n_reasons == 0 ? (trace_counters_note(t->counters) ?:
+                                                                          "the exit reasons are not known")
+                                                                       : "not every count is there");
+        k = experiment_record_add_int(r, "host.kvm_exit.other",
+                                      total >= named ? (int64_t) MIN(total - named, (uint64_t) INT64_MAX) : 0);
+        if (k >= 0 && !per_vcpu)
+                k = experiment_record_unavailable(r, "host.kvm_exit.per_vcpu",
+                                                  "the guest has %zu vCPUs: counts by reason are split per vCPU for "
+                                                  "at most %u", vcpus, EXPERIMENT_PER_VCPU_MAX);
+        return k;
 }
 
 int measure_trace_delta(ExperimentMeasure *m, const ExperimentSnapshot *before, const ExperimentSnapshot *after,
                         ExperimentRecord *r) {
         int k;
 
+        /* Tracepoints= without tracefs: each is unavailable with why (the sets say it as a whole). */
+        for (size_t i = 0; !m->tracing_dir && m->spec && i < m->spec->n_tracepoints; i++) {
+                char name[EXPERIMENT_COUNTER_NAME_MAX + 1];
+
+                snprintf(name, sizeof name, "host.tracepoint.%s.qemu", m->spec->tracepoints[i]);
+                k = experiment_record_unavailable(r, name, "%s", m->tracing_reason ?: "tracefs is not mounted");
+                if (k < 0)
+                        return k;
+        }
         if (m->n_trace_values == 0)
                 return 0;
         if (!before->trace || !after->trace)
@@ -318,11 +369,14 @@ int measure_trace_delta(ExperimentMeasure *m, const ExperimentSnapshot *before, 
                 if (t->set < _EXPERIMENT_COUNTER_MAX && m->unavailable[t->set])
                         continue;       /* the whole set is said unavailable */
                 if (t->kind == MEASURE_TRACE_KVM_EXITS) {
-                        k = delta_kvm_exits(t, a, b, r);
+                        k = delta_kvm_exits(t, before, after, r);
                         if (k < 0)
                                 return k;
                         continue;
                 }
+                for (size_t v = 0; !why && v < t->n_values; v++)
+                        if (bad(before, after, t->offset + v))
+                                why = "a count could not be read";
                 if (why) {
                         k = experiment_record_unavailable(r, t->name, "%s", why);
                         if (k < 0)
@@ -332,7 +386,7 @@ int measure_trace_delta(ExperimentMeasure *m, const ExperimentSnapshot *before, 
                 for (size_t v = 0; v < t->n_values; v++) {
                         sa += a[v];
                         sb += b[v];
-                        if (t->kind == MEASURE_TRACE_VCPU) {
+                        if (t->kind == MEASURE_TRACE_VCPU && t->n_values <= EXPERIMENT_PER_VCPU_MAX) {
                                 char name[EXPERIMENT_COUNTER_NAME_MAX + 1];
 
                                 snprintf(name, sizeof name, "%s.vcpu%zu", t->name, v);

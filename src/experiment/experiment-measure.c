@@ -10,6 +10,7 @@
 #include "basic/json-util.h"
 #include "basic/log.h"
 #include "experiment/experiment-counter.h"
+#include "experiment/experiment-files.h"
 #include "experiment/experiment-measure-internal.h"
 
 #define HOST_VMSTAT_MAX (256U * 1024U)
@@ -62,6 +63,7 @@ void experiment_snapshot_done(ExperimentSnapshot *s) {
         qga_counters_free_array(s->host_vmstat, s->n_host_vmstat);
         free(s->host_vmstat_error);
         free(s->trace);
+        free(s->trace_bad);
         kvm_stats_free(s->kvm);
         free(s->kvm_error);
         qga_counters_free_array(s->guest, s->n_guest);
@@ -84,6 +86,7 @@ int experiment_measure_open(const char *root, const ExperimentSpec *spec, const 
         if (!m->root)
                 return -ENOMEM;
         m->counters = spec->counters;
+        m->spec = spec;
         if ((spec->counters & EXPERIMENT_COUNTER_MASK(EXPERIMENT_COUNTER_HOST_KVM_STATS))) {
                 if (guest->tcg)
                         r = measure_set_unavailable(m, EXPERIMENT_COUNTER_HOST_KVM_STATS,
@@ -110,6 +113,7 @@ ExperimentMeasure *experiment_measure_free(ExperimentMeasure *m) {
         for (size_t i = 0; i < _EXPERIMENT_COUNTER_MAX; i++)
                 free(m->unavailable[i]);
         free(m->root);
+        free(m->tracing_reason);
         return mfree(m);
 }
 
@@ -238,7 +242,8 @@ static int delta_kvm_stats(const ExperimentSnapshot *a, const ExperimentSnapshot
         k = add_kvm_set(r, "host.kvm_stats.vm", &a->kvm->vm, &b->kvm->vm);
         if (k < 0)
                 return k;
-        for (size_t v = 0; v < MIN(a->kvm->n_vcpus, b->kvm->n_vcpus); v++) {
+        for (size_t v = 0; v < MIN(a->kvm->n_vcpus, b->kvm->n_vcpus) && b->kvm->n_vcpus <= EXPERIMENT_PER_VCPU_MAX;
+             v++) {
                 char prefix[64];
 
                 snprintf(prefix, sizeof prefix, "host.kvm_stats.vcpu%zu", v);
@@ -288,10 +293,27 @@ int experiment_snapshot_set_guest(ExperimentSnapshot *s, const QgaGuestCounters 
 
         for (size_t i = 0; i < c->n_vmstat && k >= 0; i++)
                 k = guest_add(s, &allocated, "vmstat.%s", 0, c->vmstat[i].name, c->vmstat[i].value);
-        for (size_t i = 0; c->tlb.present && i < c->tlb.n_cpus && k >= 0; i++)
-                k = guest_add(s, &allocated, "tlb.cpu%u", c->tlb.cpu_ids[i], NULL, c->tlb.per_cpu[i]);
-        for (size_t i = 0; c->cal.present && i < c->cal.n_cpus && k >= 0; i++)
-                k = guest_add(s, &allocated, "cal.cpu%u", c->cal.cpu_ids[i], NULL, c->cal.per_cpu[i]);
+        /* Per CPU for the first EXPERIMENT_PER_GUEST_CPU_MAX CPUs, the others in one "rest": a guest with
+         * thousands of CPUs makes neither the record nor the work of the delta large. */
+        for (unsigned row = 0; row < 2 && k >= 0; row++) {
+                const QgaIrqRow *q = row == 0 ? &c->tlb : &c->cal;
+                const char *prefix = row == 0 ? "tlb" : "cal";
+                uint64_t rest = 0;
+                bool have_rest = false;
+                char format[16];
+
+                snprintf(format, sizeof format, "%s.cpu%%u", prefix);
+                for (size_t i = 0; q->present && i < q->n_cpus && k >= 0; i++) {
+                        if (q->cpu_ids[i] < EXPERIMENT_PER_GUEST_CPU_MAX)
+                                k = guest_add(s, &allocated, format, q->cpu_ids[i], NULL, q->per_cpu[i]);
+                        else {
+                                rest += q->per_cpu[i];
+                                have_rest = true;
+                        }
+                }
+                if (k >= 0 && have_rest)
+                        k = guest_add(s, &allocated, row == 0 ? "tlb.%s" : "cal.%s", 0, "rest", rest);
+        }
         for (size_t i = 0; i < c->n_unavailable && k >= 0; i++)
                 k = qga_unavailable_add(&s->guest_unavailable, &s->n_guest_unavailable, c->unavailable[i].name,
                                         "%s", c->unavailable[i].reason);
@@ -345,10 +367,12 @@ static int delta_guest(const ExperimentSpec *spec, const ExperimentSnapshot *a, 
                         }
                 if (!before)
                         k = experiment_record_unavailable(r, name, "not in the reading before (a CPU came online?)");
-                else if (b->guest[i].value < before->value)
+                else if ((is_tlb || is_cal) && b->guest[i].value < before->value)
+                        /* an interrupt count only grows: a CPU went offline and back */
                         k = experiment_record_unavailable(r, name, "went down from %" PRIu64 " to %" PRIu64,
                                                           before->value, b->guest[i].value);
                 else {
+                        /* vmstat holds gauges (nr_free_pages) as well as event counts: a signed delta */
                         int64_t d = delta(before->value, b->guest[i].value);
 
                         if (is_tlb) {
@@ -507,6 +531,8 @@ int experiment_measure_workload(ExperimentRecord *r, const char *out, size_t siz
         json_tokener_free(tok);
         if (!o || !json_object_is_type(o, json_type_object))
                 return experiment_record_unavailable(r, "workload", "its output is not one JSON object");
+        if (!experiment_json_is_finite(o))
+                return experiment_record_unavailable(r, "workload", "its output holds a number JSON cannot (1e400)");
         k = flatten(r, o, path, strlen(path), sizeof path, &budget, 0);
         if (k < 0)
                 return k;

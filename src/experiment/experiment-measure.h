@@ -31,6 +31,7 @@ typedef struct ExperimentSnapshot {
         size_t n_host_vmstat;
         char *host_vmstat_error;
         uint64_t *trace;                /* the tracepoint counts, in the order of ExperimentMeasure's counters */
+        bool *trace_bad;                /* … each one that could not be read */
         size_t n_trace;
         KvmStats *kvm;                  /* NULL: kvm_error says why */
         char *kvm_error;

@@ -49,6 +49,7 @@ struct ExperimentRun {
         char *provoke_error;
         BalloonWait *balloon_wait;
         bool balloon_returning;         /* the second step: back to balloon_back_bytes */
+        bool balloon_owed;              /* a Target= was sent and the return has not completed */
         uint64_t balloon_back_bytes;
         uint64_t balloon_target_usec;   /* from the provocation's start until Target= was reached */
         uint64_t balloon_start_bytes;   /* the guest's memory as the balloon left it, before … */
@@ -59,6 +60,7 @@ struct ExperimentRun {
         bool have_residency_after;
         uint64_t moved_pages, moved_bytes, migrate_usec, moves, moves_failed;
         sd_event_source *timer;         /* Settle= between iterations */
+        struct ExperimentSummary *summary; /* the statistics of the iterations recorded so far (NULL: read back) */
 };
 
 static inline json_object *json_unavailable_new(const char *reason) {
@@ -77,3 +79,5 @@ void run_fail(ExperimentRun *run, const char *format, ...) _printf_(2, 3);
 int run_guest(ExperimentRun *run, ExperimentGuest *ret);
 void run_create(ExperimentRun *run);
 void run_iteration_begin(ExperimentRun *run);
+/* An experiment that ends with its balloon at Target= gives the guest its memory back (no wait, no callback). */
+void run_balloon_restore(ExperimentRun *run);

@@ -60,6 +60,7 @@ static void run_free(ExperimentRun *run) {
         free(run->workload_error);
         free(run->provoke_error);
         experiment_measure_free(run->measure);
+        experiment_summary_free(run->summary);
         experiment_spec_free(run->spec);
         free(run->id);
         free(run);
@@ -96,6 +97,8 @@ static int run_summary(ExperimentRun *run, json_object **ret) {
         _cleanup_(experiment_summary_freep) ExperimentSummary *s = NULL;
         int r;
 
+        if (run->summary)
+                return experiment_summary_to_json(run->summary, ret);
         r = experiment_summary_new(&s);
         if (r >= 0)
                 r = experiment_store_read_iterations(run->ctx->store, run->id, summary_add, s);
@@ -111,6 +114,7 @@ void run_finish(ExperimentRun *run, ExperimentState state, const char *reason) {
 
         if (run->over)
                 return;
+        run_balloon_restore(run);
         if (run->id) {
                 r = run_summary(run, &summary);
                 if (r < 0)
@@ -220,6 +224,10 @@ static int check_operation(ExperimentRun *run, const ExperimentGuest *g, Experim
                 if (!g->migrations || !g->migration_context)
                         return start_failure(f, EXPERIMENT_START_INVALID, "Provoke.Operation", NULL,
                                              "page migration is not available for the guest %s", s->guest);
+                if (migration_history_busy(g->migrations, NULL))
+                        return start_failure(f, EXPERIMENT_START_INVALID, "Provoke.Operation", NULL,
+                                             "a migration of the guest %s is in progress: cancel it first "
+                                             "(CancelMigrations)", s->guest);
                 return 0;
         case EXPERIMENT_OPERATION_NONE:
         case _EXPERIMENT_OPERATION_MAX:
@@ -451,8 +459,14 @@ void run_create(ExperimentRun *run) {
                 return run_fail(run, "out of memory");
         log_info("Experiment %s on %s started: %s, %" PRIu64 " iterations.", run->id, run->spec->guest,
                  experiment_operation_to_string(run->spec->operation), run->planned);
-        if (run->callbacks.started)
+        if (experiment_summary_new(&run->summary) < 0)
+                run->summary = NULL;    /* read back at the end instead */
+        if (run->callbacks.started) {
+                run->n_pending++;       /* the callback may abandon the run: it must not be freed under us */
                 run->callbacks.started(run, run->id, run->userdata);
+                if (!run_op_end(run))
+                        return;
+        }
         if (run->over)
                 return;
         run_iteration_begin(run);
@@ -479,6 +493,7 @@ ExperimentRun *experiment_run_abandon(ExperimentRun *run) {
         run->n_pending++;
         if (run->balloon_wait)
                 balloon_wait_cancel(run->balloon_wait);         /* its callback comes now */
+        run_balloon_restore(run);
         if (run->migrations_busy)
                 migration_history_cancel(run->migrations_busy); /* the move in flight ends, then it calls back */
         if (run->worker) {
@@ -507,6 +522,12 @@ uint64_t experiment_run_done(const ExperimentRun *run) {
 
 uint64_t experiment_run_planned(const ExperimentRun *run) {
         return run->planned;
+}
+
+int experiment_run_statistics(ExperimentRun *run, json_object **ret) {
+        if (!run->id)
+                return -ESRCH;
+        return run_summary(run, ret);
 }
 
 const ExperimentSpec *experiment_run_spec(const ExperimentRun *run) {

@@ -108,3 +108,6 @@ const char *experiment_run_id(const ExperimentRun *run);        /* NULL before t
 uint64_t experiment_run_done(const ExperimentRun *run);
 uint64_t experiment_run_planned(const ExperimentRun *run);
 const ExperimentSpec *experiment_run_spec(const ExperimentRun *run);
+/* The statistics of the iterations recorded so far, as experiment_summary_to_json() gives them, kept as they are
+ * recorded (no reading back); -ESRCH before the store has the experiment. */
+int experiment_run_statistics(ExperimentRun *run, json_object **ret);
