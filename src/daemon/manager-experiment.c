@@ -907,3 +907,8 @@ void manager_experiment_done(Manager *m) {
         definition_cache_clear(x);
         m->experiments = mfree(x);
 }
+
+/* For manager-experiment-compare.c: the store, to read two experiments. */
+ExperimentStore *manager_experiment_store(Manager *m) {
+        return m->experiments ? m->experiments->store : NULL;
+}

@@ -18,3 +18,7 @@ int manager_experiment_reply_busy(Manager *m, VarlinkConnection *c, const char *
 /* The id of the experiment running on name (or "(starting)"), NULL when none. */
 const char *manager_experiment_running_on(Manager *m, const char *name);
 size_t manager_experiments_running(Manager *m);
+
+typedef struct ExperimentStore ExperimentStore;
+/* The store of experiments (NULL before manager_experiment_start()), for manager-experiment-compare.c. */
+ExperimentStore *manager_experiment_store(Manager *m);
