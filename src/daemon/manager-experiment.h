@@ -22,3 +22,6 @@ size_t manager_experiments_running(Manager *m);
 typedef struct ExperimentStore ExperimentStore;
 /* The store of experiments (NULL before manager_experiment_start()), for manager-experiment-compare.c. */
 ExperimentStore *manager_experiment_store(Manager *m);
+
+/* manager-experiment-compare.c: CompareExperiments. */
+const VarlinkMethod *manager_experiment_compare_methods(void);
