@@ -88,7 +88,8 @@ static void print_table(json_object *rows) {
         for (size_t i = 0; i < n; i++)
                 w = MAX(w, (int) strlen(strempty(json_get_string(json_object_array_get_idx(rows, i), "counter"))));
         if (arg_legend)
-                printf("%-*s %10s %10s %-26s %9s %9s %3s %s\n", w, "COUNTER", "A MEDIAN", "B MEDIAN", "RATIO [95% CI]",
+                /* "Δ" is two bytes for one column: its field is one wider than the rows'. */
+                printf("%-*s %10s %10s %-26s %9s %10s %3s %s\n", w, "COUNTER", "A MEDIAN", "B MEDIAN", "RATIO [95% CI]",
                        "P (HOLM)", "Δ (CLIFF)", "SIG", "UNIT");
         for (size_t i = 0; i < n; i++) {
                 json_object *c = json_object_array_get_idx(rows, i);
@@ -109,8 +110,7 @@ static void print_table(json_object *rows) {
                 snprintf(p, sizeof(p), "%.3g", number(c, "pHolm", &ok));
                 snprintf(delta, sizeof(delta), "%+.2f", number(c, "cliffsDelta", &ok));
                 significant += sig;
-                /* "Δ" is two bytes for one column: widen its field by one. */
-                printf("%-*s %10s %10s %-26s %9s %10s %3s %s\n", w, strempty(json_get_string(c, "counter")),
+                printf("%-*s %10s %10s %-26s %9s %9s %3s %s\n", w, strempty(json_get_string(c, "counter")),
                        format_scaled(ma, sizeof(ma), a, &sc), format_scaled(mb, sizeof(mb), b, &sc), ratio, p, delta,
                        sig ? "*" : "", sc.unit);
         }
