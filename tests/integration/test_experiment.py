@@ -463,8 +463,17 @@ def test_experiment_compare(daemons, ctl):
     r = ctl("experiment", "compare", a, address=d.socket)
     assert r.returncode == 2, r
 
-    # The same experiment labelled as a migration (on disk, the daemon stopped): refused with the reason.
-    assert d.stop() == 0
+    # A caller that hangs up while the worker computes: the comparison is dropped, the daemon goes on.
+    with VarlinkConnection(str(d.socket), timeout=30) as c:
+        c.send(M + "CompareExperiments", {"a": a, "b": b, "resamples": 100000})
+    assert ok(d, "CompareExperiments", {"a": a, "b": b, "counters": ["time.iteration_usec"]})["comparison"]
+
+    # The same experiment labelled as a migration (on disk, the daemon stopped): refused with the reason. The
+    # daemon stops while a comparison is computed: it waits for the counter in flight and exits cleanly.
+    with VarlinkConnection(str(d.socket), timeout=30) as c:
+        c.send(M + "CompareExperiments", {"a": a, "b": b, "resamples": 100000})
+        time.sleep(0.2)
+        assert d.stop() == 0
     src = d.state_dir / "experiments" / b
     other = "20260101-000000-c0ffee"
     dst = d.state_dir / "experiments" / other
