@@ -906,7 +906,7 @@ static int verb_experiment(int argc, char **argv) {
 }
 
 const CtlVerb ctl_experiment_verbs[] = {
-        { "experiment", "run|list|show|export|compare|cancel|delete [FILE|ID…]",
+        { "experiment", "run|list|show|export|compare|cancel|delete [ARG...]",
           "Run experiments on a guest (provoke, measure, repeat) and read their results", 1, 3, verb_experiment,
           experiment_options, experiment_option,
           "run FILE | run --guest=NAME [--operation=OP] [--set=Section.Key=V] [--iterations=N] [--no-wait]; "

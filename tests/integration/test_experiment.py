@@ -462,6 +462,8 @@ def test_experiment_compare(daemons, ctl):
     assert j["seed"] == 3 and j["resamples"] == 200 and all(c["counter"].startswith("time.") for c in j["comparisons"])
     r = ctl("experiment", "compare", a, address=d.socket)
     assert r.returncode == 2, r
+    r = ctl("experiment", "show", a, "--seed=3", address=d.socket)
+    assert r.returncode == 2 and "--seed=" in r.stderr, r
 
     # A caller that hangs up while the worker computes: the comparison is dropped, the daemon goes on.
     with VarlinkConnection(str(d.socket), timeout=30) as c:
