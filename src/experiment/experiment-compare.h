@@ -76,7 +76,8 @@ int experiment_compare_prepare(ExperimentCompare *c, const ExperimentCompareOpti
 
 /* The comparison (after experiment_compare_prepare()), in the IDL's shape (io.memvisor.Manager.varlink,
  * CompareExperiments):
- *   {"a": SIDE, "b": SIDE, "operation", "seed", "resamples", "level": 0.95, "alpha": 0.05, "counterGlobs": [..] or null,
+ *   {"a": SIDE, "b": SIDE, "operation", "seed", "resamples", "level": 0.95, "alpha": 0.05,
+ *    "counterGlobs": [..] or null,
  *    "provenanceDifferences": [{"key", "a"?, "b"?}], "comparisons": [COMPARISON], "notCompared": [{"counter",
  *    "side": "a"|"b" (the side that has it), "reason"}]}
  *   SIDE = {"id", "iterations", "warmUp"}

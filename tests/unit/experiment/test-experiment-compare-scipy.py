@@ -103,7 +103,8 @@ requests.append(('shifted-seed8', dict(requests[1][1], seed=8)))
 requests.append(('shifted-seed7', dict(requests[1][1])))
 
 # One-sided counters, globs, provenance.
-one_a = records({'time.provoke_usec': [1.0, 2.0, 3.0], 'host.kvm_exit.total': [5, 6, 7], 'host.tlb_flush.qemu': [1, 2, 3]})
+one_a = records({'time.provoke_usec': [1.0, 2.0, 3.0], 'host.kvm_exit.total': [5, 6, 7],
+                 'host.tlb_flush.qemu': [1, 2, 3]})
 one_b = records({'time.provoke_usec': [2.0, 3.0, 4.0], 'guest.vmstat.pgfault': [9, 9, 9]},
                 unavailable={'host.kvm_exit': 'no /dev/kvm: the guest runs under TCG'})
 prov_a = {'collectedAt': '2026-12-04T20:00:00Z', 'kernel': {'release': '6.1.0'}, 'qemu': {'version': '7.2'}}
@@ -199,13 +200,15 @@ check(replies['shifted-seed8']['seed'] == 8, 'the seed is stated')
 
 # One side only, with the reason; the provenance differences without the volatile items.
 one = replies['one-sided']
-check([c['counter'] for c in one['comparisons']] == ['time.provoke_usec'], 'one-sided: compared %r' % one['comparisons'])
+check([c['counter'] for c in one['comparisons']] == ['time.provoke_usec'],
+      'one-sided: compared %r' % one['comparisons'])
 nc = {c['counter']: c for c in one['notCompared']}
 check(sorted(nc) == ['guest.vmstat.pgfault', 'host.kvm_exit.total', 'host.tlb_flush.qemu'], 'one-sided: %r' % nc)
 check(nc.get('host.kvm_exit.total', {}).get('reason') == 'unavailable in B: no /dev/kvm: the guest runs under TCG'
       and nc['host.kvm_exit.total']['side'] == 'a', 'one-sided: the reason of an unavailable counter: %r' % nc)
 check(nc.get('host.tlb_flush.qemu', {}).get('reason') == 'not measured in B', 'one-sided: absent in B')
-check(nc.get('guest.vmstat.pgfault', {}).get('reason') == 'not measured in A' and nc['guest.vmstat.pgfault']['side'] == 'b',
+check(nc.get('guest.vmstat.pgfault', {}).get('reason') == 'not measured in A' and
+      nc['guest.vmstat.pgfault']['side'] == 'b',
       'one-sided: absent in A')
 check(one['provenanceDifferences'] == [{'key': 'kernel.release', 'a': '6.1.0', 'b': '6.12.0'}],
       'provenance differences: %r' % one['provenanceDifferences'])

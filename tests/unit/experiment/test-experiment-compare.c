@@ -63,7 +63,8 @@ static double num(json_object *o, const char *key) {
 }
 
 static void test_by_hand(void **state) {
-        _cleanup_(experiment_compare_freep) ExperimentCompare *c = make("{}", "{\"Provoke\": {\"Operation\": \"none\"}}");
+        _cleanup_(experiment_compare_freep) ExperimentCompare *c =
+                make("{}", "{\"Provoke\": {\"Operation\": \"none\"}}");
         _cleanup_json_ json_object *out = NULL;
         _cleanup_free_ char *reason = NULL;
         ExperimentCompareOptions o = EXPERIMENT_COMPARE_OPTIONS_DEFAULT;
@@ -96,7 +97,8 @@ static void test_by_hand(void **state) {
 }
 
 static void test_refused(void **state) {
-        _cleanup_(experiment_compare_freep) ExperimentCompare *c = make("{\"Provoke\": {\"Operation\": \"migrate\"}}", "{}");
+        _cleanup_(experiment_compare_freep) ExperimentCompare *c =
+                make("{\"Provoke\": {\"Operation\": \"migrate\"}}", "{}");
         _cleanup_(experiment_compare_freep) ExperimentCompare *d = make("{}", "{}");
         ExperimentCompareOptions o = EXPERIMENT_COMPARE_OPTIONS_DEFAULT;
         char *globs[] = { (char *) "" };
