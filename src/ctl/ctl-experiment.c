@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* memvisorctl experiment run|list|show|export|cancel|delete: experiments (issue 15) through the StartExperiment,
- * ListExperiments, DescribeExperiment, GetExperimentResults, CancelExperiment and DeleteExperiment methods. */
+/* memvisorctl experiment run|list|show|export|compare|cancel|delete: experiments (issue 15) through the
+ * StartExperiment, ListExperiments, DescribeExperiment, GetExperimentResults, CancelExperiment and DeleteExperiment
+ * methods (compare: ctl-experiment-compare.c, CompareExperiments). */
 #include <fnmatch.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -18,6 +19,7 @@
 #include "basic/json-util.h"
 #include "basic/log.h"
 #include "basic/parse.h"
+#include "ctl/ctl-experiment.h"
 #include "ctl/ctl.h"
 #include "experiment/experiment-export.h"
 
@@ -33,6 +35,10 @@ static bool arg_no_wait = false;
 static const char *arg_counter = NULL;
 static const char *arg_format = NULL;
 static const char *arg_output = NULL;
+static char **arg_counters = NULL;             /* compare: every --counter= */
+static size_t arg_n_counters = 0;
+static uint64_t arg_seed = UINT64_MAX;          /* compare: UINT64_MAX, the daemon's default */
+static unsigned arg_resamples = 0;              /* compare: 0, the daemon's default */
 
 static bool in_set(const char *s, const char *const list[]) {
         for (size_t i = 0; s && list[i]; i++)
@@ -55,7 +61,8 @@ static uint64_t now_monotonic_usec(void) {
         return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
 }
 
-enum { ARG_ITERATIONS = 0x100, ARG_GUEST, ARG_OPERATION, ARG_SET, ARG_NO_WAIT, ARG_COUNTER, ARG_FORMAT };
+enum { ARG_ITERATIONS = 0x100, ARG_GUEST, ARG_OPERATION, ARG_SET, ARG_NO_WAIT, ARG_COUNTER, ARG_FORMAT, ARG_SEED,
+       ARG_RESAMPLES };
 
 static const struct option experiment_options[] = {
         { "iterations", required_argument, NULL, ARG_ITERATIONS },
@@ -66,6 +73,8 @@ static const struct option experiment_options[] = {
         { "counter", required_argument, NULL, ARG_COUNTER },
         { "format", required_argument, NULL, ARG_FORMAT },
         { "output", required_argument, NULL, 'o' },
+        { "seed", required_argument, NULL, ARG_SEED },
+        { "resamples", required_argument, NULL, ARG_RESAMPLES },
         {}
 };
 
@@ -102,6 +111,23 @@ static int experiment_option(int c, const char *arg) {
                 break;
         case ARG_COUNTER:
                 arg_counter = arg;
+                l = reallocarray(arg_counters, arg_n_counters + 1, sizeof(char *));
+                if (!l)
+                        return EXIT_USAGE;
+                arg_counters = l;
+                arg_counters[arg_n_counters++] = (char *) arg;
+                break;
+        case ARG_SEED:
+                if (parse_uint64(arg, &arg_seed) < 0 || arg_seed > INT64_MAX) {
+                        fprintf(stderr, "Invalid --seed=%s: expected a number 0 … 2^63-1.\n", arg);
+                        return EXIT_USAGE;
+                }
+                break;
+        case ARG_RESAMPLES:
+                if (parse_unsigned(arg, &arg_resamples) < 0 || arg_resamples == 0 || arg_resamples > 100000) {
+                        fprintf(stderr, "Invalid --resamples=%s: expected 1 … 100000.\n", arg);
+                        return EXIT_USAGE;
+                }
                 break;
         case ARG_FORMAT:
                 if (!IN_SET_STR(arg, "csv", "json")) {
@@ -192,15 +218,9 @@ static int call_id(const char *method, const char *id, json_object **ret_reply) 
 
 /* ---- human numbers ---------------------------------------------------------------------------- */
 
-typedef struct Scale {
-        const char *unit;
-        double factor;
-        int decimals;           /* for the numbers of a row: 1 from 100 up, 2 from 10, 3 below */
-} Scale;
-
 /* The scale for a value of the counter's unit: us → ms or s, ns → us, ms or s, bytes → KiB, MiB, GiB (and per
  * second); pages and counts as they are. */
-static Scale pick_scale(const char *unit, double v) {
+Scale pick_scale(const char *unit, double v) {
         static const Scale us[] = { { "us", 1 }, { "ms", 1e3 }, { "s", 1e6 } };
         static const Scale ns[] = { { "ns", 1 }, { "us", 1e3 }, { "ms", 1e6 }, { "s", 1e9 } };
         static const Scale bytes[] = { { "B", 1 }, { "KiB", 1024.0 }, { "MiB", 1048576.0 }, { "GiB", 1073741824.0 } };
@@ -227,7 +247,7 @@ static Scale pick_scale(const char *unit, double v) {
         return r;
 }
 
-static const char *format_scaled(char *buf, size_t l, double v, const Scale *s) {
+const char *format_scaled(char *buf, size_t l, double v, const Scale *s) {
         double x = v / s->factor;
 
         if (!isfinite(x))
@@ -240,7 +260,7 @@ static const char *format_scaled(char *buf, size_t l, double v, const Scale *s) 
 }
 
 /* "81.2ms", "64.0MiB", "3": a value with its unit chosen for it. */
-static const char *format_value(char *buf, size_t l, const char *unit, double v) {
+const char *format_value(char *buf, size_t l, const char *unit, double v) {
         Scale s = pick_scale(unit, v);
         char n[40];
 
@@ -832,11 +852,12 @@ static int experiment_simple(const char *method, const char *id, const char *don
 static int verb_experiment(int argc, char **argv) {
         const char *what = argv[1];
         bool run = streq(what, "run"), list = streq(what, "list"), show = streq(what, "show"),
-             export = streq(what, "export"), with_id = show || export || IN_SET_STR(what, "cancel", "delete");
+             export = streq(what, "export"), with_id = show || export || IN_SET_STR(what, "cancel", "delete"),
+             compare = streq(what, "compare");
 
-        if (!run && !list && !with_id) {
-                fprintf(stderr, "Unknown experiment command '%s': expected run, list, show, export, cancel or "
-                        "delete.\n", what);
+        if (!run && !list && !with_id && !compare) {
+                fprintf(stderr, "Unknown experiment command '%s': expected run, list, show, export, compare, cancel "
+                        "or delete.\n", what);
                 return EXIT_USAGE;
         }
         if ((arg_iterations > 0 || arg_operation || arg_n_sets > 0 || arg_no_wait) && !run) {
@@ -847,8 +868,12 @@ static int verb_experiment(int argc, char **argv) {
                 fprintf(stderr, "--guest= goes with experiment run and list.\n");
                 return EXIT_USAGE;
         }
-        if (arg_counter && !show) {
-                fprintf(stderr, "--counter= goes with experiment show.\n");
+        if (arg_counter && !show && !compare) {
+                fprintf(stderr, "--counter= goes with experiment show and compare.\n");
+                return EXIT_USAGE;
+        }
+        if ((arg_seed != UINT64_MAX || arg_resamples > 0) && !compare) {
+                fprintf(stderr, "--seed= and --resamples= go with experiment compare.\n");
                 return EXIT_USAGE;
         }
         if ((arg_format || arg_output) && !export) {
@@ -859,6 +884,12 @@ static int verb_experiment(int argc, char **argv) {
                 fprintf(stderr, "experiment %s takes %s.\n", what, list ? "no further arguments" : "one ID");
                 return EXIT_USAGE;
         }
+        if (compare && argc != 4) {
+                fprintf(stderr, "experiment compare takes two IDs: A (the reference) and B.\n");
+                return EXIT_USAGE;
+        }
+        if (compare)
+                return ctl_experiment_compare(argv[2], argv[3], arg_counters, arg_n_counters, arg_seed, arg_resamples);
 
         if (run)
                 return experiment_run(argc, argv);
@@ -875,10 +906,11 @@ static int verb_experiment(int argc, char **argv) {
 }
 
 const CtlVerb ctl_experiment_verbs[] = {
-        { "experiment", "run|list|show|export|cancel|delete [FILE|ID]",
-          "Run experiments on a guest (provoke, measure, repeat) and read their results", 1, 2, verb_experiment,
+        { "experiment", "run|list|show|export|compare|cancel|delete [ARG...]",
+          "Run experiments on a guest (provoke, measure, repeat) and read their results", 1, 3, verb_experiment,
           experiment_options, experiment_option,
           "run FILE | run --guest=NAME [--operation=OP] [--set=Section.Key=V] [--iterations=N] [--no-wait]; "
-          "list [--guest=NAME]; show ID [--counter=GLOB]; export ID --format=csv|json [-o FILE]; cancel ID; delete ID" },
+          "list [--guest=NAME]; show ID [--counter=GLOB]; export ID --format=csv|json [-o FILE]; "
+          "compare A B [--counter=GLOB…] [--seed=N] [--resamples=N]; cancel ID; delete ID" },
         {}
 };

@@ -54,3 +54,6 @@ size_t manager_experiments_running(Manager *m);
 /* The experiment series for src/metrics (memvisor_experiment*, their meaning in src/metrics/metric-families.c):
  * ret->guests lists every defined guest and stays valid until the next call or manager_experiment_done(). */
 int manager_experiment_metrics(Manager *m, MetricsExperiments *ret);
+
+/* manager-experiment-compare.c: CompareExperiments. */
+const VarlinkMethod *manager_experiment_compare_methods(void);

@@ -111,6 +111,7 @@ static int manager_build_interface(Manager *m) {
                 manager_numa_methods(),
                 manager_agent_methods(),
                 manager_experiment_methods(),
+                manager_experiment_compare_methods(),
         };
         size_t n = 0, k = 0;
 

@@ -508,3 +508,29 @@ int experiment_summary_to_json(const ExperimentSummary *s, json_object **ret) {
         *ret = TAKE_PTR(o);
         return 0;
 }
+
+/* ---- access for comparisons ---- */
+
+size_t experiment_summary_n_counters(const ExperimentSummary *s) {
+        return s ? s->n_counters : 0;
+}
+
+const char *experiment_summary_counter(const ExperimentSummary *s, size_t i, const double **ret_values,
+                                       size_t *ret_n) {
+        if (!s || i >= s->n_counters)
+                return NULL;
+        *ret_values = s->counters[i]->values;
+        *ret_n = s->counters[i]->n;
+        return s->counters[i]->name;
+}
+
+size_t experiment_summary_n_unavailable(const ExperimentSummary *s) {
+        return s ? s->n_unavailable : 0;
+}
+
+const char *experiment_summary_unavailable(const ExperimentSummary *s, size_t i, const char **ret_reason) {
+        if (!s || i >= s->n_unavailable)
+                return NULL;
+        *ret_reason = s->unavailable[i]->reason;
+        return s->unavailable[i]->name;
+}

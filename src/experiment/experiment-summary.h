@@ -65,3 +65,12 @@ uint64_t experiment_summary_warm_up(const ExperimentSummary *s);
 int experiment_summary_to_json(const ExperimentSummary *s, json_object **ret);
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(ExperimentSummary *, experiment_summary_free);
+
+/* The measured values the summary holds, for comparisons (experiment-compare.c): the counters, sorted by name,
+ * i < experiment_summary_n_counters(); *ret_values (borrowed, valid until the next add or the free) holds
+ * *ret_n >= 1 values in the order of the records. And the unavailable names, sorted, with the last reason. */
+size_t experiment_summary_n_counters(const ExperimentSummary *s);
+const char *experiment_summary_counter(const ExperimentSummary *s, size_t i, const double **ret_values,
+                                       size_t *ret_n);
+size_t experiment_summary_n_unavailable(const ExperimentSummary *s);
+const char *experiment_summary_unavailable(const ExperimentSummary *s, size_t i, const char **ret_reason);

@@ -559,3 +559,92 @@ def test_experiment_results_over_output_bound(daemons):
         c.assert_closed(timeout=10)
     assert d.running()
     assert ok(d, "DescribeExperiment", {"id": xid})["experiment"]["iterationsDone"] == 100
+
+
+def test_experiment_compare(daemons, ctl):
+    """Two baselines on a firmware-only guest (host counters only), compared: CompareExperiments states its seed
+    and resamples, gives every counter measured in both a ratio, a p-value adjusted by Holm and Cliff's delta, is
+    reproducible for a seed, takes counter globs; memvisorctl experiment compare prints the table (and --json the
+    object); experiments of different operations (one re-labelled on disk while the daemon is stopped) are
+    refused, as are bad resamples and unknown ids."""
+    d = daemons(name="xc")
+    fake_guest(d)
+    ok(d, "StartVM", {"name": "g"})
+    wait_for(lambda: ok(d, "DescribeVM", {"name": "g"})["vm"]["state"] == "running", timeout=30, what="running")
+    ids = []
+    for _ in range(2):
+        spec = definition("g", iterations=7, when="none", extra={"Measure": {"Counters": ["time", "host-vmstat"]}})
+        spec["Experiment"]["Settle"] = "0"
+        spec["Experiment"]["WarmUp"] = 1
+        _, final = run_more(d, {"definition": spec})
+        assert final["parameters"]["state"] == "completed", final
+        ids.append(final["parameters"]["id"])
+    a, b = ids
+
+    cmp = ok(d, "CompareExperiments", {"a": a, "b": b})["comparison"]
+    assert cmp["a"] == {"id": a, "iterations": 7, "warmUp": 1} and cmp["b"]["id"] == b, cmp
+    assert cmp["operation"] == "none" and cmp["seed"] == 1 and cmp["resamples"] == 10000, cmp
+    assert cmp["level"] == 0.95 and cmp["alpha"] == 0.05 and cmp["counterGlobs"] is None, cmp
+    assert isinstance(cmp["provenanceDifferences"], list), cmp
+    assert not [x for x in cmp["provenanceDifferences"] if x["key"] in ("collectedAt", "collectedRealtimeUSec")]
+    rows = {c["counter"]: c for c in cmp["comparisons"]}
+    it = rows["time.iteration_usec"]
+    assert it["nA"] == 6 and it["nB"] == 6 and it["unit"] == "us", it
+    assert it["ratio"] == it["medianB"] / it["medianA"] and it["ratioCILow"] <= it["ratioCIHigh"], it
+    assert -1 <= it["cliffsDelta"] <= 1 and 0 <= it["p"] <= it["pHolm"] <= 1, it
+    assert all(c["significant"] == (c["pHolm"] < 0.05) for c in rows.values()), rows
+    assert any(k.startswith("host.vmstat.") for k in rows), sorted(rows)
+
+    again = ok(d, "CompareExperiments", {"a": a, "b": b, "seed": 9, "resamples": 500, "counters": ["time.*"]})
+    again2 = ok(d, "CompareExperiments", {"a": a, "b": b, "seed": 9, "resamples": 500, "counters": ["time.*"]})
+    assert again == again2, (again, again2)
+    g = again["comparison"]
+    assert g["seed"] == 9 and g["resamples"] == 500 and g["counterGlobs"] == ["time.*"], g
+    assert g["comparisons"] and all(c["counter"].startswith("time.") for c in g["comparisons"]), g
+
+    e, p = err(d, "CompareExperiments", {"a": a, "b": b, "resamples": 0})
+    assert e == M + "InvalidExperiment" and p["field"] == "resamples", (e, p)
+    e, p = err(d, "CompareExperiments", {"a": a, "b": "20260101-000000-abcdef"})
+    assert e == M + "NoSuchExperiment" and p["id"] == "20260101-000000-abcdef", (e, p)
+
+    r = ctl("experiment", "compare", a, b, address=d.socket, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "COUNTER" in r.stdout and "RATIO [95% CI]" in r.stdout and "P (HOLM)" in r.stdout, r.stdout
+    assert "time.iteration_usec" in r.stdout and "seed 1, 10000 resamples" in r.stdout, r.stdout
+    r = ctl("experiment", "compare", a, b, "--counter=time.*", "--seed=3", "--resamples=200", "--json",
+            address=d.socket, timeout=60)
+    assert r.returncode == 0, r.stderr
+    j = json.loads(r.stdout)["comparison"]
+    assert j["seed"] == 3 and j["resamples"] == 200 and all(c["counter"].startswith("time.") for c in j["comparisons"])
+    r = ctl("experiment", "compare", a, address=d.socket)
+    assert r.returncode == 2, r
+    r = ctl("experiment", "show", a, "--seed=3", address=d.socket)
+    assert r.returncode == 2 and "--seed=" in r.stderr, r
+
+    # A caller that hangs up while the worker computes: the comparison is dropped, the daemon goes on.
+    with VarlinkConnection(str(d.socket), timeout=30) as c:
+        c.send(M + "CompareExperiments", {"a": a, "b": b, "resamples": 100000})
+    assert ok(d, "CompareExperiments", {"a": a, "b": b, "counters": ["time.iteration_usec"]})["comparison"]
+
+    # The same experiment labelled as a migration (on disk, the daemon stopped): refused with the reason. The
+    # daemon stops while a comparison is computed: it waits for the counter in flight and exits cleanly.
+    with VarlinkConnection(str(d.socket), timeout=30) as c:
+        c.send(M + "CompareExperiments", {"a": a, "b": b, "resamples": 100000})
+        time.sleep(0.2)
+        assert d.stop() == 0
+    src = d.state_dir / "experiments" / b
+    other = "20260101-000000-c0ffee"
+    dst = d.state_dir / "experiments" / other
+    subprocess.run(["cp", "-a", str(src), str(dst)], check=True)
+    definition_json = json.loads((dst / "definition.json").read_text())
+    definition_json.setdefault("Provoke", {})["Operation"] = "migrate"
+    (dst / "definition.json").write_text(json.dumps(definition_json))
+    state = json.loads((dst / "state.json").read_text())
+    state["id"] = other
+    (dst / "state.json").write_text(json.dumps(state))
+    d.start()
+    e, p = err(d, "CompareExperiments", {"a": a, "b": other})
+    assert e == M + "InvalidExperiment" and p.get("field") is None, (e, p)
+    assert "migrate" in p["reason"] and "none" in p["reason"], p
+    r = ctl("experiment", "compare", a, other, address=d.socket, timeout=60)
+    assert r.returncode == 1 and "same operation" in r.stderr, (r.returncode, r.stderr)
