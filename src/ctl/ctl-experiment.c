@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* memvisorctl experiment run|list|show|export|cancel|delete: experiments (issue 15) through the StartExperiment,
- * ListExperiments, DescribeExperiment, GetExperimentResults, CancelExperiment and DeleteExperiment methods. */
+ * ListExperiments, DescribeExperiment, GetExperimentResults, CancelExperiment and DeleteExperiment methods; plot is
+ * in ctl-experiment-plot.c. */
 #include <fnmatch.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -18,6 +19,7 @@
 #include "basic/json-util.h"
 #include "basic/log.h"
 #include "basic/parse.h"
+#include "ctl/ctl-plot.h"
 #include "ctl/ctl.h"
 #include "experiment/experiment-export.h"
 
@@ -66,6 +68,7 @@ static const struct option experiment_options[] = {
         { "counter", required_argument, NULL, ARG_COUNTER },
         { "format", required_argument, NULL, ARG_FORMAT },
         { "output", required_argument, NULL, 'o' },
+        PLOT_OPTIONS,
         {}
 };
 
@@ -102,7 +105,7 @@ static int experiment_option(int c, const char *arg) {
                 break;
         case ARG_COUNTER:
                 arg_counter = arg;
-                break;
+                return experiment_plot_option(ARG_PLOT_COUNTER, arg);   /* plot takes several */
         case ARG_FORMAT:
                 if (!IN_SET_STR(arg, "csv", "json")) {
                         fprintf(stderr, "Invalid --format=%s: expected csv or json.\n", arg);
@@ -114,7 +117,7 @@ static int experiment_option(int c, const char *arg) {
                 arg_output = arg;
                 break;
         default:
-                return EXIT_USAGE;
+                return experiment_plot_option(c, arg);
         }
         return 0;
 }
@@ -832,11 +835,12 @@ static int experiment_simple(const char *method, const char *id, const char *don
 static int verb_experiment(int argc, char **argv) {
         const char *what = argv[1];
         bool run = streq(what, "run"), list = streq(what, "list"), show = streq(what, "show"),
-             export = streq(what, "export"), with_id = show || export || IN_SET_STR(what, "cancel", "delete");
+             export = streq(what, "export"), plot = streq(what, "plot"),
+             with_id = show || export || IN_SET_STR(what, "cancel", "delete");
 
-        if (!run && !list && !with_id) {
-                fprintf(stderr, "Unknown experiment command '%s': expected run, list, show, export, cancel or "
-                        "delete.\n", what);
+        if (!run && !list && !with_id && !plot) {
+                fprintf(stderr, "Unknown experiment command '%s': expected run, list, show, export, plot, cancel "
+                        "or delete.\n", what);
                 return EXIT_USAGE;
         }
         if ((arg_iterations > 0 || arg_operation || arg_n_sets > 0 || arg_no_wait) && !run) {
@@ -847,14 +851,20 @@ static int verb_experiment(int argc, char **argv) {
                 fprintf(stderr, "--guest= goes with experiment run and list.\n");
                 return EXIT_USAGE;
         }
-        if (arg_counter && !show) {
-                fprintf(stderr, "--counter= goes with experiment show.\n");
+        if (arg_counter && !show && !plot) {
+                fprintf(stderr, "--counter= goes with experiment show and plot.\n");
                 return EXIT_USAGE;
         }
-        if ((arg_format || arg_output) && !export) {
-                fprintf(stderr, "--format= and --output= go with experiment export.\n");
+        if ((arg_format && !export) || (arg_output && !export && !plot)) {
+                fprintf(stderr, "--format= goes with experiment export, --output= with export and plot.\n");
                 return EXIT_USAGE;
         }
+        if (experiment_plot_options_given() && !plot) {
+                fprintf(stderr, "--over-time, --width= and --height= go with experiment plot.\n");
+                return EXIT_USAGE;
+        }
+        if (plot)
+                return experiment_plot(argc - 2, argv + 2, arg_output);
         if ((list && argc != 2) || (with_id && argc != 3)) {
                 fprintf(stderr, "experiment %s takes %s.\n", what, list ? "no further arguments" : "one ID");
                 return EXIT_USAGE;
@@ -875,10 +885,12 @@ static int verb_experiment(int argc, char **argv) {
 }
 
 const CtlVerb ctl_experiment_verbs[] = {
-        { "experiment", "run|list|show|export|cancel|delete [FILE|ID]",
-          "Run experiments on a guest (provoke, measure, repeat) and read their results", 1, 2, verb_experiment,
+        { "experiment", "run|list|show|export|plot|cancel|delete [FILE|ID...]",
+          "Run experiments on a guest (provoke, measure, repeat) and read their results", 1,
+          1 + PLOT_EXPERIMENTS_MAX, verb_experiment,
           experiment_options, experiment_option,
           "run FILE | run --guest=NAME [--operation=OP] [--set=Section.Key=V] [--iterations=N] [--no-wait]; "
-          "list [--guest=NAME]; show ID [--counter=GLOB]; export ID --format=csv|json [-o FILE]; cancel ID; delete ID" },
+          "list [--guest=NAME]; show ID [--counter=GLOB]; export ID --format=csv|json [-o FILE]; "
+          "plot ID... [--counter=GLOB...] [--over-time] -o FILE.svg|.png [--width=PX --height=PX]; cancel ID; delete ID" },
         {}
 };
