@@ -244,10 +244,6 @@ int experiment_plot(int n_ids, char **ids, const char *output) {
         size_t n_counters = 0;
         int format, r;
 
-        if (!plot_supported()) {
-                fprintf(stderr, "memvisorctl was built without plotting (cairo): rebuild with -Dplot=enabled\n");
-                return EXIT_VARLINK_ERROR;
-        }
         if (n_ids < 1 || (unsigned) n_ids > PLOT_EXPERIMENTS_MAX) {
                 fprintf(stderr, "experiment plot takes 1 to %u experiment IDs.\n", PLOT_EXPERIMENTS_MAX);
                 return EXIT_USAGE;
@@ -257,6 +253,10 @@ int experiment_plot(int n_ids, char **ids, const char *output) {
                 fprintf(stderr, "experiment plot needs -o FILE.svg or -o FILE.png (the format follows the "
                         "extension).\n");
                 return EXIT_USAGE;
+        }
+        if (!plot_supported()) {
+                fprintf(stderr, "memvisorctl was built without plotting (cairo): rebuild with -Dplot=enabled\n");
+                return EXIT_VARLINK_ERROR;
         }
 
         r = ctl_connect(&c);

@@ -856,7 +856,7 @@ static int verb_experiment(int argc, char **argv) {
                 return EXIT_USAGE;
         }
         if ((arg_format && !export) || (arg_output && !export && !plot)) {
-                fprintf(stderr, "--format= goes with experiment export, --output= with export and plot.\n");
+                fprintf(stderr, "--format= and --output= go with experiment export (--output= with plot too).\n");
                 return EXIT_USAGE;
         }
         if (experiment_plot_options_given() && !plot) {

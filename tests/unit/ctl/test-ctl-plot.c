@@ -45,6 +45,41 @@ static PlotSpec known_spec(bool over_time, unsigned width, unsigned height) {
         return (PlotSpec) { labels, 2, panels, 2, over_time, width, height };
 }
 
+static void test_format(void **state) {
+        (void) state;
+        assert_int_equal(plot_format_from_path("a.svg"), PLOT_FORMAT_SVG);
+        assert_int_equal(plot_format_from_path("dir/B.PNG"), PLOT_FORMAT_PNG);
+        assert_int_equal(plot_format_from_path("a.pdf"), -EINVAL);
+        assert_int_equal(plot_format_from_path("svg"), -EINVAL);
+        assert_int_equal(plot_format_from_path("dir.svg/x"), -EINVAL);
+        assert_int_equal(plot_format_from_path(NULL), -EINVAL);
+}
+
+static void test_box(void **state) {
+        const double v[] = { 1000, 8, 7, 6, 5, 4, 3, 2, 1, 100, NAN };
+        const bool w[] = { true, false, false, false, false, false, false, false, false, false, false };
+        const double none[] = { NAN, 5 };
+        const bool all_warm[] = { false, true };
+        PlotBox b;
+
+        (void) state;
+        /* 1…8 and 100 (the warm-up 1000 and the NAN left out): numpy's quartiles 3, 5, 7; IQR 4, so the upper
+         * whisker stops at 8 (100 > 7 + 6) and the lower one at 1 (≥ 3 − 6). */
+        assert_int_equal(plot_box(v, w, ELEMENTSOF(v), &b), 0);
+        assert_int_equal(b.n, 9);
+        assert_true(b.q1 == 3 && b.median == 5 && b.q3 == 7);
+        assert_true(b.whisker_low == 1 && b.whisker_high == 8);
+        /* Without the warm-up flags 1000 counts: 10 values, quartiles between order statistics. */
+        assert_int_equal(plot_box(v, NULL, ELEMENTSOF(v), &b), 0);
+        assert_int_equal(b.n, 10);
+        assert_true(fabs(b.q1 - 3.25) < 1e-12 && fabs(b.median - 5.5) < 1e-12 && fabs(b.q3 - 7.75) < 1e-12);
+        assert_true(b.whisker_high == 8);
+        assert_int_equal(plot_box(none, all_warm, 2, &b), -ENODATA);
+        assert_int_equal(plot_box(none, NULL, 0, &b), -ENODATA);
+}
+
+#if HAVE_CAIRO
+
 static char *scratch_path(const char *name) {
         char *p;
 
@@ -86,41 +121,6 @@ static size_t normalize(char *s) {
 static uint32_t be32(const unsigned char *p) {
         return (uint32_t) p[0] << 24 | (uint32_t) p[1] << 16 | (uint32_t) p[2] << 8 | p[3];
 }
-
-static void test_format(void **state) {
-        (void) state;
-        assert_int_equal(plot_format_from_path("a.svg"), PLOT_FORMAT_SVG);
-        assert_int_equal(plot_format_from_path("dir/B.PNG"), PLOT_FORMAT_PNG);
-        assert_int_equal(plot_format_from_path("a.pdf"), -EINVAL);
-        assert_int_equal(plot_format_from_path("svg"), -EINVAL);
-        assert_int_equal(plot_format_from_path("dir.svg/x"), -EINVAL);
-        assert_int_equal(plot_format_from_path(NULL), -EINVAL);
-}
-
-static void test_box(void **state) {
-        const double v[] = { 1000, 8, 7, 6, 5, 4, 3, 2, 1, 100, NAN };
-        const bool w[] = { true, false, false, false, false, false, false, false, false, false, false };
-        const double none[] = { NAN, 5 };
-        const bool all_warm[] = { false, true };
-        PlotBox b;
-
-        (void) state;
-        /* 1…8 and 100 (the warm-up 1000 and the NAN left out): numpy's quartiles 3, 5, 7; IQR 4, so the upper
-         * whisker stops at 8 (100 > 7 + 6) and the lower one at 1 (≥ 3 − 6). */
-        assert_int_equal(plot_box(v, w, ELEMENTSOF(v), &b), 0);
-        assert_int_equal(b.n, 9);
-        assert_true(b.q1 == 3 && b.median == 5 && b.q3 == 7);
-        assert_true(b.whisker_low == 1 && b.whisker_high == 8);
-        /* Without the warm-up flags 1000 counts: 10 values, quartiles between order statistics. */
-        assert_int_equal(plot_box(v, NULL, ELEMENTSOF(v), &b), 0);
-        assert_int_equal(b.n, 10);
-        assert_true(fabs(b.q1 - 3.25) < 1e-12 && fabs(b.median - 5.5) < 1e-12 && fabs(b.q3 - 7.75) < 1e-12);
-        assert_true(b.whisker_high == 8);
-        assert_int_equal(plot_box(none, all_warm, 2, &b), -ENODATA);
-        assert_int_equal(plot_box(none, NULL, 0, &b), -ENODATA);
-}
-
-#if HAVE_CAIRO
 
 static void test_png(void **state) {
         _cleanup_free_ char *path = scratch_path("boxes.png"), *data = NULL;
