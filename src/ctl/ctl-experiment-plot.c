@@ -292,5 +292,6 @@ finish:
                 free(x[e].warm_up);
                 free(x[e].values);
         }
+        plot_finish();
         return r;
 }

@@ -20,6 +20,7 @@
 #if HAVE_CAIRO
 #include <cairo.h>
 #include <cairo-svg.h>
+#include <fontconfig/fontconfig.h>
 #endif
 
 bool plot_supported(void) {
@@ -535,7 +536,15 @@ int plot_render(const PlotSpec *spec, const char *path, PlotFormat format, size_
         return 0;
 }
 
+void plot_finish(void) {
+        cairo_debug_reset_static_data();
+        FcFini();
+}
+
 #else
+
+void plot_finish(void) {
+}
 
 int plot_render(const PlotSpec *spec, const char *path, PlotFormat format, size_t *ret_boxes) {
         return -EOPNOTSUPP;

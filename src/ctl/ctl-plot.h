@@ -64,6 +64,9 @@ void plot_default_size(size_t n_panels, unsigned *ret_width, unsigned *ret_heigh
  * spec out of bounds, -EIO when the file cannot be written (errno-less: cairo says no more), -ENOMEM,
  * -EOPNOTSUPP without cairo. */
 int plot_render(const PlotSpec *spec, const char *path, PlotFormat format, size_t *ret_boxes);
+/* Frees what cairo and fontconfig keep after drawing (their font caches), so that a leak checker sees nothing
+ * left: once, when no plot_render() follows. */
+void plot_finish(void);
 
 /* ---- the command (ctl-experiment-plot.c) ---- */
 

@@ -270,5 +270,8 @@ int main(void) {
 #endif
         };
 
-        return cmocka_run_group_tests(tests, NULL, NULL);
+        int r = cmocka_run_group_tests(tests, NULL, NULL);
+
+        plot_finish();
+        return r;
 }
