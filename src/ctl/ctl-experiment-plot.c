@@ -75,7 +75,7 @@ static bool counter_selected(const char *name) {
 /* The counters to plot: without --counter= those of the first experiment's statistics, with it those of every
  * experiment's statistics that match one, in the order they first appear. Returns an exit code. */
 static int select_counters(PlotExperiment *x, size_t n_x, const char **counters, size_t *ret_n) {
-        size_t n = 0, matched = 0;
+        size_t n = 0;
 
         for (size_t e = 0; e < (arg_plot_n_counters > 0 ? n_x : 1); e++) {
                 json_object *stats = ctl_obj_get(x[e].describe, "statistics");
@@ -86,14 +86,18 @@ static int select_counters(PlotExperiment *x, size_t n_x, const char **counters,
 
                         if (!name || !experiment_counter_name_is_valid(name) || !counter_selected(name))
                                 continue;
-                        for (size_t k = 0; k < MIN(n, PLOT_PANELS_MAX) && !seen; k++)
+                        for (size_t k = 0; k < n && !seen; k++)
                                 seen = streq(counters[k], name);
                         if (seen)
                                 continue;
-                        if (n < PLOT_PANELS_MAX)
-                                counters[n] = name;
-                        n++;
-                        matched++;
+                        if (n == PLOT_PANELS_MAX) {
+                                fprintf(stderr, "More than %u counters to plot, but a plot has at most %u panels: "
+                                        "choose them with --counter=GLOB (such as --counter='time.*' "
+                                        "--counter=host.vmstat.pgmigrate_success).\n", PLOT_PANELS_MAX,
+                                        PLOT_PANELS_MAX);
+                                return EXIT_USAGE;
+                        }
+                        counters[n++] = name;
                 }
         }
         if (n == 0) {
@@ -105,12 +109,6 @@ static int select_counters(PlotExperiment *x, size_t n_x, const char **counters,
                         fprintf(stderr, "Experiment %s has no statistics yet (no iteration after the warm-up): "
                                 "nothing to plot.\n",
                                 strna(json_get_string(ctl_obj_get(x[0].describe, "experiment"), "id")));
-                return EXIT_USAGE;
-        }
-        if (matched > PLOT_PANELS_MAX) {
-                fprintf(stderr, "%zu counters to plot, but a plot has at most %u panels: choose them with "
-                        "--counter=GLOB (such as --counter='time.*' --counter=host.vmstat.pgmigrate_success).\n",
-                        matched, PLOT_PANELS_MAX);
                 return EXIT_USAGE;
         }
         *ret_n = n;
