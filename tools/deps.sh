@@ -5,6 +5,7 @@
 MEMVISOR_BUILD_DEPS=(
     meson ninja-build pkg-config gcc libc6-dev
     libsystemd-dev libjson-c-dev libnuma-dev libcap-dev libtracefs-dev libtraceevent-dev
+    libcairo2-dev
 )
 MEMVISOR_RUNTIME_DEPS=(
     qemu-system-x86 numactl

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* memvisorctl experiment run|list|show|export|compare|cancel|delete: experiments (issue 15) through the
+/* memvisorctl experiment run|list|show|export|compare|plot|cancel|delete: experiments (issue 15) through the
  * StartExperiment, ListExperiments, DescribeExperiment, GetExperimentResults, CancelExperiment and DeleteExperiment
- * methods (compare: ctl-experiment-compare.c, CompareExperiments). */
+ * methods (compare: ctl-experiment-compare.c, CompareExperiments; plot: ctl-experiment-plot.c). */
 #include <fnmatch.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -20,6 +20,7 @@
 #include "basic/log.h"
 #include "basic/parse.h"
 #include "ctl/ctl-experiment.h"
+#include "ctl/ctl-plot.h"
 #include "ctl/ctl.h"
 #include "experiment/experiment-export.h"
 
@@ -75,6 +76,7 @@ static const struct option experiment_options[] = {
         { "output", required_argument, NULL, 'o' },
         { "seed", required_argument, NULL, ARG_SEED },
         { "resamples", required_argument, NULL, ARG_RESAMPLES },
+        PLOT_OPTIONS,
         {}
 };
 
@@ -116,7 +118,7 @@ static int experiment_option(int c, const char *arg) {
                         return EXIT_USAGE;
                 arg_counters = l;
                 arg_counters[arg_n_counters++] = (char *) arg;
-                break;
+                return experiment_plot_option(ARG_PLOT_COUNTER, arg);  /* plot takes several too */
         case ARG_SEED:
                 if (parse_uint64(arg, &arg_seed) < 0 || arg_seed > INT64_MAX) {
                         fprintf(stderr, "Invalid --seed=%s: expected a number 0 … 2^63-1.\n", arg);
@@ -140,7 +142,7 @@ static int experiment_option(int c, const char *arg) {
                 arg_output = arg;
                 break;
         default:
-                return EXIT_USAGE;
+                return experiment_plot_option(c, arg);
         }
         return 0;
 }
@@ -852,11 +854,12 @@ static int experiment_simple(const char *method, const char *id, const char *don
 static int verb_experiment(int argc, char **argv) {
         const char *what = argv[1];
         bool run = streq(what, "run"), list = streq(what, "list"), show = streq(what, "show"),
-             export = streq(what, "export"), with_id = show || export || IN_SET_STR(what, "cancel", "delete"),
-             compare = streq(what, "compare");
+             export = streq(what, "export"), plot = streq(what, "plot"),
+             with_id = show || export || IN_SET_STR(what, "cancel", "delete"), compare = streq(what, "compare");
 
-        if (!run && !list && !with_id && !compare) {
-                fprintf(stderr, "Unknown experiment command '%s': expected run, list, show, export, compare, cancel "
+        if (!run && !list && !with_id && !compare && !plot) {
+                fprintf(stderr, "Unknown experiment command '%s': expected run, list, show, export, compare, plot, "
+                        "cancel "
                         "or delete.\n", what);
                 return EXIT_USAGE;
         }
@@ -868,18 +871,24 @@ static int verb_experiment(int argc, char **argv) {
                 fprintf(stderr, "--guest= goes with experiment run and list.\n");
                 return EXIT_USAGE;
         }
-        if (arg_counter && !show && !compare) {
-                fprintf(stderr, "--counter= goes with experiment show and compare.\n");
+        if (arg_counter && !show && !compare && !plot) {
+                fprintf(stderr, "--counter= goes with experiment show, compare and plot.\n");
                 return EXIT_USAGE;
         }
         if ((arg_seed != UINT64_MAX || arg_resamples > 0) && !compare) {
                 fprintf(stderr, "--seed= and --resamples= go with experiment compare.\n");
                 return EXIT_USAGE;
         }
-        if ((arg_format || arg_output) && !export) {
-                fprintf(stderr, "--format= and --output= go with experiment export.\n");
+        if ((arg_format && !export) || (arg_output && !export && !plot)) {
+                fprintf(stderr, "--format= and --output= go with experiment export (--output= with plot too).\n");
                 return EXIT_USAGE;
         }
+        if (experiment_plot_options_given() && !plot) {
+                fprintf(stderr, "--over-time, --width= and --height= go with experiment plot.\n");
+                return EXIT_USAGE;
+        }
+        if (plot)
+                return experiment_plot(argc - 2, argv + 2, arg_output);
         if ((list && argc != 2) || (with_id && argc != 3)) {
                 fprintf(stderr, "experiment %s takes %s.\n", what, list ? "no further arguments" : "one ID");
                 return EXIT_USAGE;
@@ -906,11 +915,13 @@ static int verb_experiment(int argc, char **argv) {
 }
 
 const CtlVerb ctl_experiment_verbs[] = {
-        { "experiment", "run|list|show|export|compare|cancel|delete [ARG...]",
-          "Run experiments on a guest (provoke, measure, repeat) and read their results", 1, 3, verb_experiment,
+        { "experiment", "run|list|show|export|compare|plot|cancel|delete [ARG...]",
+          "Run experiments on a guest (provoke, measure, repeat) and read their results", 1,
+          1 + PLOT_EXPERIMENTS_MAX, verb_experiment,
           experiment_options, experiment_option,
           "run FILE | run --guest=NAME [--operation=OP] [--set=Section.Key=V] [--iterations=N] [--no-wait]; "
           "list [--guest=NAME]; show ID [--counter=GLOB]; export ID --format=csv|json [-o FILE]; "
-          "compare A B [--counter=GLOB…] [--seed=N] [--resamples=N]; cancel ID; delete ID" },
+          "compare A B [--counter=GLOB...] [--seed=N] [--resamples=N]; "
+          "plot ID... [--counter=GLOB...] [--over-time] -o FILE.svg|.png [--width=PX --height=PX]; cancel ID; delete ID" },
         {}
 };

@@ -523,6 +523,12 @@ def test_other_errors_as_every_verb(xctl):
     (["list", "extra"], "no further arguments"),
     (["explode"], "Unknown experiment command 'explode'"),
     (["export", "exp-1", "--format=xml"], "Invalid --format=xml"),
+    (["plot", "exp-1"], "-o FILE.svg or -o FILE.png"),
+    (["plot", "exp-1", "-o", "x.pdf"], "-o FILE.svg or -o FILE.png"),
+    (["plot", "-o", "x.svg"], "1 to 8 experiment IDs"),
+    (["plot", "exp-1", "-o", "x.svg", "--width=5"], "Invalid --width=5"),
+    (["plot", "exp-1", "--format=csv", "-o", "x.svg"], "go with experiment export"),
+    (["show", "exp-1", "--over-time"], "go with experiment plot"),
 ])
 def test_usage_errors(xctl, fake, args, why):
     r = xctl("experiment", *args)

@@ -648,3 +648,78 @@ def test_experiment_compare(daemons, ctl):
     assert "migrate" in p["reason"] and "none" in p["reason"], p
     r = ctl("experiment", "compare", a, other, address=d.socket, timeout=60)
     assert r.returncode == 1 and "same operation" in r.stderr, (r.returncode, r.stderr)
+
+
+# ---- memvisorctl experiment plot (issue 16) --------------------------------------------------------------------
+
+
+def test_experiment_plot(daemons, ctl, workdir):
+    """Two baselines on a firmware-only guest (one warm-up iteration each) plotted by memvisorctl: an SVG that
+    xml.etree parses, of the size asked and with one box per experiment and counter, a PNG of the size asked in its
+    IHDR, the lines over the iterations; the default selection of counters refused when it is too large. With
+    MEMVISOR_KEEP_PLOTS=DIR the plots are copied there to look at."""
+    import shutil
+    import struct
+    import xml.etree.ElementTree as ET
+
+    r = ctl("experiment", "plot", "x", "-o", workdir / "probe.svg", address="unix:/nonexistent")
+    if "built without plotting" in r.stderr:
+        assert r.returncode == 1, r
+        pytest.skip("memvisorctl was built without cairo (-Dplot=disabled)")
+
+    d = daemons(name="xp")
+    fake_guest(d)
+    ok(d, "StartVM", {"name": "g"})
+    wait_for(lambda: ok(d, "DescribeVM", {"name": "g"})["vm"]["state"] == "running", timeout=30, what="running")
+    ids = []
+    for name in ("baseline-a", "baseline-b"):
+        spec = definition("g", iterations=6, when="none", extra={"Measure": {"Counters": ["time", "host-vmstat"]}})
+        spec["Experiment"].update({"Settle": "0", "WarmUp": 1, "Name": name})
+        _, final = run_more(d, {"definition": spec})
+        assert final["parameters"]["state"] == "completed", final
+        ids.append(final["parameters"]["id"])
+    stats = ok(d, "DescribeExperiment", {"id": ids[0]})["statistics"]
+    time_counters = [s["counter"] for s in stats if s["counter"].startswith("time.") and s["n"] > 0]
+    assert "time.iteration_usec" in time_counters, stats
+
+    def plot(*args):
+        return ctl("experiment", "plot", *args, address="unix:%s" % d.socket, timeout=60)
+
+    svg, png, lines = workdir / "plot.svg", workdir / "plot.png", workdir / "lines.png"
+    r = plot(*ids, "--counter=time.*", "-o", svg, "--width=900", "--height=600")
+    assert r.returncode == 0, r
+    root = ET.parse(svg).getroot()
+    assert root.tag == "{http://www.w3.org/2000/svg}svg", root.tag
+    assert (root.get("width"), root.get("height")) == ("900px", "600px"), root.attrib
+    # The boxes are the only shapes filled at PLOT_BOX_OPACITY (src/ctl/ctl-plot.h).
+    assert svg.read_text().count("fill-opacity:0.35;") == 2 * len(time_counters), time_counters
+
+    r = plot(*ids, "--counter=time.*", "--counter=host.vmstat.pgfault", "-o", png, "--width=1000",
+             "--height=700")
+    assert r.returncode == 0, r
+    head = png.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR", head
+    assert struct.unpack(">II", head[16:24]) == (1000, 700), head
+
+    r = plot(*ids, "--counter=time.iteration_usec", "--counter=time.provoke_usec", "--over-time", "-o", lines)
+    assert r.returncode == 0, r
+    assert struct.unpack(">II", lines.read_bytes()[16:24]) == (840, 320)     # two panels side by side
+
+    # Without --counter= the first experiment's statistics: refused with the reason when more than 12.
+    r = plot(ids[0], "-o", workdir / "all.svg")
+    if len(stats) > 12:
+        assert r.returncode == 2 and "at most 12 panels" in r.stderr, r
+        assert not (workdir / "all.svg").exists()
+    else:
+        assert r.returncode == 0, r
+    r = plot(ids[0], "--counter=nosuch.*", "-o", workdir / "none.svg")
+    assert r.returncode == 2 and "No counter" in r.stderr, r
+    r = plot(ids[0], "-o", workdir / "plot.pdf")
+    assert r.returncode == 2 and ".svg" in r.stderr, r
+    r = plot("20260101-000000-abcdef", "-o", workdir / "x.svg")
+    assert r.returncode == 1 and "NoSuchExperiment" in r.stderr, r
+
+    keep = os.environ.get("MEMVISOR_KEEP_PLOTS")
+    if keep:
+        for f in (svg, png, lines):
+            shutil.copy(f, keep)

@@ -42,7 +42,7 @@ TMPBASE=${MEMVISOR_PACKAGE_TMPDIR:-/var/tmp}
 START_TIMEOUT=${MEMVISOR_PACKAGE_START_TIMEOUT:-30}
 # What debian/control's Build-Depends name (systemd: bookworm's systemd.pc), and the tools of the build.
 BUILD_PKGS=(meson ninja-build pkg-config python3 libsystemd-dev libjson-c-dev libnuma-dev libcap-dev
-    libtracefs-dev libtraceevent-dev systemd debhelper dpkg-dev build-essential lintian)
+    libtracefs-dev libtraceevent-dev libcairo2-dev systemd debhelper dpkg-dev build-essential lintian)
 
 keep=0
 systemd_build=
