@@ -16,6 +16,7 @@
 #include "basic/macro.h"
 #include "basic/utf8.h"
 #include "ctl/ctl-plot.h"
+#include "ctl/ctl-units.h"
 
 #if HAVE_CAIRO
 #include <cairo.h>
@@ -99,37 +100,6 @@ int plot_box(const double *values, const bool *warm_up, size_t n, PlotBox *ret) 
 }
 
 #if HAVE_CAIRO
-
-/* The unit of an axis, chosen for its largest value as memvisorctl experiment show chooses it for a median: us →
- * ms or s, ns → us, ms or s, bytes → KiB, MiB or GiB (and per second); pages and counts as they are. */
-typedef struct Scale {
-        const char *unit;
-        double factor;
-} Scale;
-
-static Scale pick_scale(const char *unit, double v) {
-        static const Scale us[] = { { "us", 1 }, { "ms", 1e3 }, { "s", 1e6 } };
-        static const Scale ns[] = { { "ns", 1 }, { "us", 1e3 }, { "ms", 1e6 }, { "s", 1e9 } };
-        static const Scale bytes[] = { { "B", 1 }, { "KiB", 1024.0 }, { "MiB", 1048576.0 }, { "GiB", 1073741824.0 } };
-        static const Scale rate[] = { { "B/s", 1 }, { "KiB/s", 1024.0 }, { "MiB/s", 1048576.0 },
-                                      { "GiB/s", 1073741824.0 } };
-        const Scale *t = NULL;
-        size_t n = 0, i;
-
-        if (streq_ptr(unit, "us"))
-                t = us, n = ELEMENTSOF(us);
-        else if (streq_ptr(unit, "ns"))
-                t = ns, n = ELEMENTSOF(ns);
-        else if (streq_ptr(unit, "bytes"))
-                t = bytes, n = ELEMENTSOF(bytes);
-        else if (streq_ptr(unit, "bytes/s"))
-                t = rate, n = ELEMENTSOF(rate);
-        if (!t)
-                return (Scale) { unit ?: "count", 1 };
-        for (i = 0; i + 1 < n && fabs(v) >= t[i + 1].factor; i++)
-                ;
-        return t[i];
-}
 
 /* Okabe–Ito, readable by the colour-blind; black for the 8th. */
 static const double palette[PLOT_EXPERIMENTS_MAX][3] = {
