@@ -101,6 +101,14 @@ json_object *ctl_reply_parameters(json_object *reply) {
         return p;
 }
 
+size_t ctl_array_length(json_object *a) {
+        return json_object_is_type(a, json_type_array) ? json_object_array_length(a) : 0;
+}
+
+json_object *ctl_array_get(json_object *a, size_t i) {
+        return i < ctl_array_length(a) ? json_object_array_get_idx(a, i) : NULL;
+}
+
 json_object *ctl_obj_get(json_object *o, const char *key) {
         json_object *v = NULL;
 

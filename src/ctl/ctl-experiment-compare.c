@@ -67,14 +67,14 @@ static void print_header(json_object *cmp) {
                json_get_int(cmp, "resamples", 0));
 
         diffs = ctl_obj_get(cmp, "provenanceDifferences");
-        if (!diffs || json_object_array_length(diffs) == 0) {
+        if (!diffs || ctl_array_length(diffs) == 0) {
                 printf("%12s no differences (collection time and free memory left out)\n", "Provenance:");
                 return;
         }
         printf("\nProvenance differences (%zu): the experiments differ in more than what they measure if these "
-               "are not what was varied:\n", json_object_array_length(diffs));
-        for (size_t i = 0; i < json_object_array_length(diffs); i++) {
-                json_object *d = json_object_array_get_idx(diffs, i);
+               "are not what was varied:\n", ctl_array_length(diffs));
+        for (size_t i = 0; i < ctl_array_length(diffs); i++) {
+                json_object *d = ctl_array_get(diffs, i);
                 _cleanup_free_ char *va = strdup(prov_value(d, "a"));
 
                 printf("  %s: A %s, B %s\n", strna(json_get_string(d, "key")), strna(va), prov_value(d, "b"));
@@ -83,16 +83,16 @@ static void print_header(json_object *cmp) {
 
 static void print_table(json_object *rows) {
         int w = 7;
-        size_t n = rows ? json_object_array_length(rows) : 0, significant = 0;
+        size_t n = rows ? ctl_array_length(rows) : 0, significant = 0;
 
         for (size_t i = 0; i < n; i++)
-                w = MAX(w, (int) strlen(strempty(json_get_string(json_object_array_get_idx(rows, i), "counter"))));
+                w = MAX(w, (int) strlen(strempty(json_get_string(ctl_array_get(rows, i), "counter"))));
         if (arg_legend)
                 /* "Δ" is two bytes for one column: its field is one wider than the rows'. */
                 printf("%-*s %10s %10s %-26s %9s %10s %3s %s\n", w, "COUNTER", "A MEDIAN", "B MEDIAN", "RATIO [95% CI]",
                        "P (HOLM)", "Δ (CLIFF)", "SIG", "UNIT");
         for (size_t i = 0; i < n; i++) {
-                json_object *c = json_object_array_get_idx(rows, i);
+                json_object *c = ctl_array_get(rows, i);
                 char ma[32], mb[32], ratio[64], p[32], delta[32];
                 bool ok_a, ok_b, ok_r, ok_lo, ok_hi, ok;
                 double a = number(c, "medianA", &ok_a), b = number(c, "medianB", &ok_b);
@@ -122,8 +122,8 @@ static void print_table(json_object *rows) {
 }
 
 static void print_not_compared(json_object *rows) {
-        for (size_t i = 0; rows && i < json_object_array_length(rows); i++) {
-                json_object *c = json_object_array_get_idx(rows, i);
+        for (size_t i = 0; rows && i < ctl_array_length(rows); i++) {
+                json_object *c = ctl_array_get(rows, i);
 
                 if (i == 0)
                         printf("\nNot compared:\n");

@@ -80,8 +80,8 @@ static int select_counters(PlotExperiment *x, size_t n_x, const char **counters,
         for (size_t e = 0; e < (arg_plot_n_counters > 0 ? n_x : 1); e++) {
                 json_object *stats = ctl_obj_get(x[e].describe, "statistics");
 
-                for (size_t i = 0; stats && i < json_object_array_length(stats); i++) {
-                        const char *name = json_get_string(json_object_array_get_idx(stats, i), "counter");
+                for (size_t i = 0; stats && i < ctl_array_length(stats); i++) {
+                        const char *name = json_get_string(ctl_array_get(stats, i), "counter");
                         bool seen = false;
 
                         if (!name || !experiment_counter_name_is_valid(name) || !counter_selected(name))
@@ -137,8 +137,8 @@ static int fetch_records(VarlinkClient *c, const char *id, PlotExperiment *x, co
                 if (json_get_string(reply, "error"))
                         return ctl_report_error(reply);
                 its = ctl_obj_get(ctl_reply_parameters(reply), "iterations");
-                for (size_t i = 0; its && i < json_object_array_length(its); i++) {
-                        json_object *rec = json_object_array_get_idx(its, i), *cs = ctl_obj_get(rec, "counters");
+                for (size_t i = 0; its && i < ctl_array_length(its); i++) {
+                        json_object *rec = ctl_array_get(its, i), *cs = ctl_obj_get(rec, "counters");
 
                         if (x->n >= EXPERIMENT_ITERATIONS_MAX) {
                                 fprintf(stderr, "The daemon sent more than %u iteration records for %s.\n",

@@ -544,8 +544,8 @@ static int experiment_list(void) {
                 ctl_print_json(list);
                 return EXIT_OK;
         }
-        for (size_t i = 0; list && i < json_object_array_length(list); i++) {
-                json_object *e = json_object_array_get_idx(list, i);
+        for (size_t i = 0; list && i < ctl_array_length(list); i++) {
+                json_object *e = ctl_array_get(list, i);
 
                 w_id = MAX(w_id, (int) strlen(strempty(json_get_string(e, "id"))));
                 w_guest = MAX(w_guest, (int) strlen(strempty(json_get_string(e, "guest"))));
@@ -555,8 +555,8 @@ static int experiment_list(void) {
         if (arg_legend)
                 printf("%-*s %-*s %-*s %-*s %-11s %9s %s\n", w_id, "ID", w_guest, "GUEST", w_name, "NAME", w_op,
                        "OPERATION", "STATE", "ITER", "CREATED");
-        for (size_t i = 0; list && i < json_object_array_length(list); i++) {
-                json_object *e = json_object_array_get_idx(list, i);
+        for (size_t i = 0; list && i < ctl_array_length(list); i++) {
+                json_object *e = ctl_array_get(list, i);
                 char iter[48], t[64];
 
                 snprintf(iter, sizeof(iter), "%" PRIi64 "/%" PRIi64, json_get_int(e, "iterationsDone", 0),
@@ -567,7 +567,7 @@ static int experiment_list(void) {
                        json_get_string(e, "error") ? "damaged" : strna(json_get_string(e, "state")), iter,
                        ctl_format_realtime(t, sizeof(t), (uint64_t) json_get_int(e, "createdRealtimeUSec", 0)));
         }
-        if (arg_legend && (!list || json_object_array_length(list) == 0))
+        if (arg_legend && (!list || ctl_array_length(list) == 0))
                 printf("(no experiments%s%s)\n", arg_guest ? " of guest " : "", strempty(arg_guest));
         return EXIT_OK;
 }
@@ -608,16 +608,16 @@ static void print_provenance(json_object *prov) {
 static void print_statistics(json_object *stats) {
         int w = 7;
 
-        for (size_t i = 0; stats && i < json_object_array_length(stats); i++) {
-                const char *n = strempty(json_get_string(json_object_array_get_idx(stats, i), "counter"));
+        for (size_t i = 0; stats && i < ctl_array_length(stats); i++) {
+                const char *n = strempty(json_get_string(ctl_array_get(stats, i), "counter"));
 
                 if (!arg_counter || fnmatch(arg_counter, n, 0) == 0)
                         w = MAX(w, (int) strlen(n));
         }
         if (arg_legend)
                 printf("%-*s %5s %10s %21s %21s %s\n", w, "COUNTER", "N", "MEDIAN", "P5–P95", "95% CI", "UNIT");
-        for (size_t i = 0; stats && i < json_object_array_length(stats); i++) {
-                json_object *s = json_object_array_get_idx(stats, i);
+        for (size_t i = 0; stats && i < ctl_array_length(stats); i++) {
+                json_object *s = ctl_array_get(stats, i);
                 const char *name = strempty(json_get_string(s, "counter"));
                 char med[32], p5[32], p95[32], lo[32], hi[32], range[72], ci[72];
                 bool ok, ok_lo, ok_hi;
@@ -673,8 +673,8 @@ static int experiment_show(const char *id) {
         print_statistics(ctl_obj_get(p, "statistics"));
 
         unavail = ctl_obj_get(p, "unavailable");
-        for (size_t i = 0, shown = 0; unavail && i < json_object_array_length(unavail); i++) {
-                json_object *u = json_object_array_get_idx(unavail, i);
+        for (size_t i = 0, shown = 0; unavail && i < ctl_array_length(unavail); i++) {
+                json_object *u = ctl_array_get(unavail, i);
                 const char *name = strempty(json_get_string(u, "counter"));
 
                 if (arg_counter && fnmatch(arg_counter, name, 0) != 0)
@@ -710,8 +710,8 @@ static int export_records(VarlinkClient *c, json_object *params, FILE *out, cons
                 if (json_get_string(reply, "error"))
                         return report_error(reply);
                 its = ctl_obj_get(ctl_reply_parameters(reply), "iterations");
-                for (size_t i = 0; its && i < json_object_array_length(its); i++) {
-                        json_object *rec = json_object_array_get_idx(its, i);
+                for (size_t i = 0; its && i < ctl_array_length(its); i++) {
+                        json_object *rec = ctl_array_get(its, i);
 
                         if (!csv) {
                                 fprintf(out, "%s\n", json_object_to_json_string_ext(rec, JSON_C_TO_STRING_PLAIN |

@@ -81,6 +81,10 @@ int ctl_call_with_name(const char *method, const char *name, json_object **ret_r
 json_object *ctl_reply_parameters(json_object *reply);
 /* A member of o, NULL when absent or null. */
 json_object *ctl_obj_get(json_object *o, const char *key);
+/* An array of a reply, tolerant of what the daemon sent: 0 elements and NULL for anything that is not an array
+ * (json-c asserts on the type otherwise: an odd reply must not abort memvisorctl). */
+size_t ctl_array_length(json_object *a);
+json_object *ctl_array_get(json_object *a, size_t i);
 const char *ctl_format_realtime(char *buf, size_t l, uint64_t usec);
 
 /* ctl-vm.c: the status of one guest (for "status NAME"). */

@@ -83,6 +83,8 @@ static void job_done(Worker *w, int code, bool done, int result, void *userdata)
         (void) code;
         if (!done)
                 return;
+        /* A send over the output bound closes the connection: its close callback must not free j under us. */
+        varlink_connection_clear_close_callback(j->conn, job_on_closed, j);
         if (result < 0) {
                 log_warning_errno(result, "CompareExperiments failed: %m");
                 (void) reply_internal(j->conn, result);
@@ -238,6 +240,11 @@ static int vl_compare_experiments(VarlinkConnection *c, json_object *parameters,
         if (bad)
                 return invalid(c, "counters", bad);
         o.counters = globs;
+        /* Before anything is read: a caller who reads no answer, or one over the bound, costs nothing. */
+        if (flags & VARLINK_CALL_ONEWAY)
+                return varlink_reply(c, NULL);  /* ends the call (sends nothing): nobody reads the figures */
+        if (comparisons_running >= COMPARISONS_RUNNING_MAX)
+                return -EBUSY;
 
         r = experiment_compare_new(&compare);
         if (r < 0)
@@ -253,11 +260,6 @@ static int vl_compare_experiments(VarlinkConnection *c, json_object *parameters,
                 return invalid(c, field, reason);
         if (r < 0)
                 return r;
-        if (flags & VARLINK_CALL_ONEWAY)
-                return varlink_reply(c, NULL);  /* nobody reads the figures: nothing to compute */
-        if (comparisons_running >= COMPARISONS_RUNNING_MAX)
-                return -EBUSY;
-
         job = calloc(1, sizeof(*job));
         if (!job)
                 return -ENOMEM;

@@ -120,9 +120,9 @@ static int vl_describe_experiment(VarlinkConnection *c, json_object *parameters,
 }
 
 /* GetExperimentResults: batches of RESULTS_BATCH records, one per turn of the event loop, and only while the
- * replies queued for all clients stay under RESULTS_QUEUED_MAX, so that a large experiment streams at the pace its
+ * replies queued for this client stay under RESULTS_QUEUED_MAX, so that a large experiment streams at the pace its
  * reader reads instead of being queued whole. */
-#define RESULTS_QUEUED_MAX (4U * 1024U * 1024U)
+#define RESULTS_QUEUED_MAX (1U * 1024U * 1024U)
 #define RESULTS_RETRY_USEC (20 * USEC_PER_MSEC)
 
 typedef struct ResultsStream {
@@ -199,8 +199,8 @@ static int results_step(sd_event_source *s, uint64_t usec, void *userdata) {
 
         (void) s;
         (void) usec;
-        if (varlink_server_output_queued(r->manager->varlink) > RESULTS_QUEUED_MAX)
-                goto again;     /* readers are behind: wait for them */
+        if (varlink_connection_output_queued(r->conn) > RESULTS_QUEUED_MAX)
+                goto again;     /* this reader is behind: wait for it (others go on) */
         k = experiment_store_read_iterations_from(manager_experiment_store(r->manager), r->id, &r->pos, results_add, r);
         if (k < 0) {
                 (void) results_error(r, k);

@@ -36,6 +36,8 @@ typedef struct Running {
         ManagerExperimentNotify notify; /* set: each step goes there, the completion gets the end */
 } Running;
 
+#define STATS_CACHE_SIZE 8U
+
 struct ManagerExperiments {
         Manager *manager;
         int dir_fd;
@@ -45,6 +47,14 @@ struct ManagerExperiments {
         size_t n_running;
         struct DefinitionInfo *cache;   /* definition_info() */
         size_t n_cache;
+        /* statistics(): the last ones computed without a summary.json (a running or an interrupted experiment),
+         * by id and the iterations they cover, so that repeated DescribeExperiment calls do not redo them */
+        struct {
+                char *id;
+                uint64_t iterations;
+                json_object *summary;
+        } stats_cache[STATS_CACHE_SIZE];
+        size_t stats_cache_next;
         /* the lookup's answer, valid until the next lookup */
         pid_t *tids;
         BalloonGuestConfig balloon_config;
@@ -588,23 +598,61 @@ static int summary_add(uint64_t index, json_object *record, void *userdata) {
 
 /* The statistics: kept by the run while it runs, summary.json once it ended, read back from the iterations when
  * there is no summary (an interrupted experiment, or one whose summary could not be written). */
-static int statistics(ManagerExperiments *x, const char *id, json_object **ret) {
+static void stats_cache_clear(ManagerExperiments *x) {
+        for (size_t i = 0; i < STATS_CACHE_SIZE; i++) {
+                free(x->stats_cache[i].id);
+                json_object_put(x->stats_cache[i].summary);
+                x->stats_cache[i].id = NULL;
+                x->stats_cache[i].summary = NULL;
+        }
+}
+
+static int statistics_computed(ManagerExperiments *x, const char *id, Running *running, json_object **ret) {
         _cleanup_(experiment_summary_freep) ExperimentSummary *s = NULL;
+        const ExperimentInfo *info = experiment_store_find(x->store, id);
+        uint64_t n = info ? info->iterations_done : 0;
+        size_t k;
+        char *copy;
+        int r;
+
+        for (size_t i = 0; i < STATS_CACHE_SIZE; i++)
+                if (x->stats_cache[i].id && streq(x->stats_cache[i].id, id) && x->stats_cache[i].iterations == n) {
+                        *ret = json_object_get(x->stats_cache[i].summary);
+                        return 0;
+                }
+        if (running)
+                r = experiment_run_statistics(running->run, ret);
+        else {
+                r = experiment_summary_new(&s);
+                if (r >= 0)
+                        r = experiment_store_read_iterations(x->store, id, summary_add, s);
+                if (r >= 0)
+                        r = experiment_summary_to_json(s, ret);
+        }
+        if (r < 0)
+                return r;
+        copy = strdup(id);
+        if (!copy)
+                return 0;       /* not kept: computed again next time */
+        k = x->stats_cache_next++ % STATS_CACHE_SIZE;
+        free(x->stats_cache[k].id);
+        json_object_put(x->stats_cache[k].summary);
+        x->stats_cache[k].id = copy;
+        x->stats_cache[k].iterations = n;
+        x->stats_cache[k].summary = json_object_get(*ret);
+        return 0;
+}
+
+static int statistics(ManagerExperiments *x, const char *id, json_object **ret) {
         Running *running = running_find_id(x, id);
         int r;
 
-        if (running && experiment_run_statistics(running->run, ret) >= 0)
-                return 0;
-        r = experiment_store_read_document(x->store, id, EXPERIMENT_DOCUMENT_SUMMARY, ret);
-        if (r != -ENOENT)
-                return r;
-        r = experiment_summary_new(&s);
-        if (r < 0)
-                return r;
-        r = experiment_store_read_iterations(x->store, id, summary_add, s);
-        if (r < 0)
-                return r;
-        return experiment_summary_to_json(s, ret);
+        if (!running) {
+                r = experiment_store_read_document(x->store, id, EXPERIMENT_DOCUMENT_SUMMARY, ret);
+                if (r != -ENOENT)
+                        return r;
+        }
+        return statistics_computed(x, id, running, ret);
 }
 
 int manager_experiment_describe(Manager *m, const char *id, json_object **ret_reply, ManagerError *e) {
@@ -707,6 +755,7 @@ int manager_experiment_delete(Manager *m, const char *id, const char *caller, Ma
         if (r < 0)
                 return r;
         definition_cache_clear(x);
+        stats_cache_clear(x);
         log_info("Experiment %s deleted over %s.", copy, caller);
         return 0;
 }
@@ -779,5 +828,6 @@ void manager_experiment_done(Manager *m) {
         free(x->definition);
         free(x->metrics_guests);
         definition_cache_clear(x);
+        stats_cache_clear(x);
         m->experiments = mfree(x);
 }

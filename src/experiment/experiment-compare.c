@@ -308,7 +308,7 @@ static int add_double_or_null(json_object *o, const char *key, bool has, double 
 }
 
 /* One counter on both sides; its p goes to *ret_p for Holm. */
-static int comparison_to_json(const ExperimentCompare *c, const char *name, const double *a, size_t na,
+static int comparison_to_json(ExperimentCompare *c, const char *name, const double *a, size_t na,
                               const double *b, size_t nb, json_object **ret, double *ret_p) {
         _cleanup_json_ json_object *o = json_object_new_object();
         StatsSummary sa, sb;
@@ -324,7 +324,8 @@ static int comparison_to_json(const ExperimentCompare *c, const char *name, cons
         if ((r = stats_summary(a, na, &sa)) < 0 || (r = stats_summary(b, nb, &sb)) < 0 ||
             (r = stats_mann_whitney(b, nb, a, na, &mw)) < 0 || (r = stats_cliffs_delta(b, nb, a, na, &delta)) < 0)
                 return r;
-        r = stats_bootstrap_median_ratio(a, na, b, nb, c->options.seed, c->options.resamples, &boot);
+        r = stats_bootstrap_median_ratio_cancellable(a, na, b, nb, c->options.seed, c->options.resamples, &c->cancelled,
+                                                     &boot);
         if (r == -EDOM) {
                 has_ratio = sa.median != 0.0 && isfinite(sb.median / sa.median);
                 has_ci = false;

@@ -270,6 +270,11 @@ uint64_t stats_rng_below(StatsRng *rng, uint64_t n) {
 
 int stats_bootstrap_median_ratio(const double *x, size_t nx, const double *y, size_t ny, uint64_t seed,
                                  size_t resamples, StatsBootstrapRatio *ret) {
+        return stats_bootstrap_median_ratio_cancellable(x, nx, y, ny, seed, resamples, NULL, ret);
+}
+
+int stats_bootstrap_median_ratio_cancellable(const double *x, size_t nx, const double *y, size_t ny, uint64_t seed,
+                                             size_t resamples, atomic_bool *cancelled, StatsBootstrapRatio *ret) {
         _cleanup_free_ double *xs = NULL, *ys = NULL, *ratios = NULL;
         StatsRng rng;
         double mx, my;
@@ -302,6 +307,8 @@ int stats_bootstrap_median_ratio(const double *x, size_t nx, const double *y, si
         for (size_t b = 0; b < resamples; b++) {
                 double bx, by;
 
+                if (cancelled && atomic_load_explicit(cancelled, memory_order_relaxed))
+                        return -ECANCELED;
                 for (size_t i = 0; i < nx; i++)
                         xs[i] = x[stats_rng_below(&rng, nx)];
                 for (size_t j = 0; j < ny; j++)

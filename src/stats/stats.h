@@ -19,6 +19,7 @@
  * Returns: 0 or a negative errno (-EINVAL, -E2BIG, -ENODATA for an empty sample, -ENOMEM, -EDOM where said). */
 
 #include <stdbool.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -138,3 +139,7 @@ typedef struct StatsBootstrapRatio {
  * -ENODATA when nx or ny is 0. */
 int stats_bootstrap_median_ratio(const double *x, size_t nx, const double *y, size_t ny, uint64_t seed,
                                  size_t resamples, StatsBootstrapRatio *ret);
+/* The same, returning -ECANCELED as soon as *cancelled (may be NULL) is set: checked before each resample, so that
+ * a caller on another thread stops it within one resample. */
+int stats_bootstrap_median_ratio_cancellable(const double *x, size_t nx, const double *y, size_t ny, uint64_t seed,
+                                             size_t resamples, atomic_bool *cancelled, StatsBootstrapRatio *ret);

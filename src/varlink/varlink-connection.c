@@ -81,6 +81,10 @@ VarlinkConnection *varlink_connection_unref(VarlinkConnection *c) {
         return NULL;
 }
 
+size_t varlink_connection_output_queued(VarlinkConnection *c) {
+        return c ? byte_buffer_size(&c->output) : 0;
+}
+
 bool varlink_connection_is_closed(VarlinkConnection *c) {
         return c->closed;
 }

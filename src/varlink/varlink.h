@@ -160,6 +160,8 @@ int varlink_error(VarlinkConnection *c, const char *error, json_object *paramete
 int varlink_error_invalid_parameter(VarlinkConnection *c, const char *parameter);
 
 bool varlink_connection_is_closed(VarlinkConnection *c);
+/* Reply bytes queued for this client, not yet sent (it reads them slower than they come). */
+size_t varlink_connection_output_queued(VarlinkConnection *c);
 uid_t varlink_connection_get_peer_uid(VarlinkConnection *c);
 pid_t varlink_connection_get_peer_pid(VarlinkConnection *c);
 VarlinkServer *varlink_connection_get_server(VarlinkConnection *c);

@@ -723,3 +723,27 @@ def test_experiment_plot(daemons, ctl, workdir):
     if keep:
         for f in (svg, png, lines):
             shutil.copy(f, keep)
+
+
+def test_experiment_compare_over_output_bound(daemons):
+    """A CompareExperiments reply larger than [Varlink] MaxOutputSize= closes that client's connection and nothing
+    else (a regression: the comparison was freed twice); a oneway call costs nothing and ends the call."""
+    d = daemons(name="xq", config="[Varlink]\nMaxOutputSize=4K\n")
+    fake_guest(d)
+    ok(d, "StartVM", {"name": "g"})
+    wait_for(lambda: ok(d, "DescribeVM", {"name": "g"})["vm"]["state"] == "running", timeout=30, what="running")
+    ids = []
+    for _ in range(2):
+        spec = definition("g", iterations=5, when="none", extra={"Measure": {"Counters": ["time", "host-vmstat"]}})
+        spec["Experiment"]["Settle"] = "0"
+        ids.append(ok(d, "StartExperiment", {"definition": spec})["id"])
+        wait_for(lambda: [x["state"] for x in ok(d, "ListExperiments", {})["experiments"]][-1] == "completed",
+                 timeout=60, what="completed")   # (DescribeExperiment's provenance alone is over 4K)
+    with VarlinkConnection(str(d.socket), timeout=30) as c:
+        c.send(M + "CompareExperiments", {"a": ids[0], "b": ids[1], "resamples": 100})
+        c.assert_closed(timeout=30)
+    with VarlinkConnection(str(d.socket), timeout=30) as c:
+        c.send(M + "CompareExperiments", {"a": ids[0], "b": ids[1]}, oneway=True)
+        c.send(M + "ListExperiments", {})
+        assert len(c.receive()["parameters"]["experiments"]) == 2
+    assert d.running()
