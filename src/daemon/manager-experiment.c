@@ -591,11 +591,6 @@ int manager_experiment_store_failed(ManagerError *e, int error) {
         return manager_error_set(e, error, VARLINK_ERROR(EXPERIMENT_STORE_FAILED), p);
 }
 
-static int summary_add(uint64_t index, json_object *record, void *userdata) {
-        (void) index;
-        return experiment_summary_add(userdata, record);
-}
-
 /* The statistics: kept by the run while it runs, summary.json once it ended, read back from the iterations when
  * there is no summary (an interrupted experiment, or one whose summary could not be written). */
 static void stats_cache_clear(ManagerExperiments *x) {
@@ -608,7 +603,6 @@ static void stats_cache_clear(ManagerExperiments *x) {
 }
 
 static int statistics_computed(ManagerExperiments *x, const char *id, Running *running, json_object **ret) {
-        _cleanup_(experiment_summary_freep) ExperimentSummary *s = NULL;
         const ExperimentInfo *info = experiment_store_find(x->store, id);
         uint64_t n = info ? info->iterations_done : 0;
         size_t k;
@@ -620,15 +614,7 @@ static int statistics_computed(ManagerExperiments *x, const char *id, Running *r
                         *ret = json_object_get(x->stats_cache[i].summary);
                         return 0;
                 }
-        if (running)
-                r = experiment_run_statistics(running->run, ret);
-        else {
-                r = experiment_summary_new(&s);
-                if (r >= 0)
-                        r = experiment_store_read_iterations(x->store, id, summary_add, s);
-                if (r >= 0)
-                        r = experiment_summary_to_json(s, ret);
-        }
+        r = running ? experiment_run_statistics(running->run, ret) : experiment_summary_from_store(x->store, id, ret);
         if (r < 0)
                 return r;
         copy = strdup(id);

@@ -86,27 +86,14 @@ static void run_release(ExperimentRun *run) {
                 run_free(run);
 }
 
-/* The end: recorded in the store (when it has the experiment), then the owner told once. */
-static int summary_add(uint64_t index, json_object *record, void *userdata) {
-        (void) index;
-        return experiment_summary_add(userdata, record);
-}
-
-/* The statistics of what was recorded, read back from the store (what a later reader sees). */
+/* The statistics of what was recorded: kept as it was recorded, else read back from the store. */
 static int run_summary(ExperimentRun *run, json_object **ret) {
-        _cleanup_(experiment_summary_freep) ExperimentSummary *s = NULL;
-        int r;
-
         if (run->summary)
                 return experiment_summary_to_json(run->summary, ret);
-        r = experiment_summary_new(&s);
-        if (r >= 0)
-                r = experiment_store_read_iterations(run->ctx->store, run->id, summary_add, s);
-        if (r >= 0)
-                r = experiment_summary_to_json(s, ret);
-        return r;
+        return experiment_summary_from_store(run->ctx->store, run->id, ret);
 }
 
+/* The end: recorded in the store (when it has the experiment), then the owner told once. */
 void run_finish(ExperimentRun *run, ExperimentState state, const char *reason) {
         _cleanup_json_ json_object *summary = NULL;
         _cleanup_free_ char *why = NULL;

@@ -12,6 +12,7 @@
 #include "basic/json-util.h"
 #include "experiment/experiment-counter.h"
 #include "experiment/experiment-spec.h"
+#include "experiment/experiment-store.h"
 #include "experiment/experiment-summary.h"
 #include "stats/stats.h"
 
@@ -533,4 +534,21 @@ const char *experiment_summary_unavailable(const ExperimentSummary *s, size_t i,
                 return NULL;
         *ret_reason = s->unavailable[i]->reason;
         return s->unavailable[i]->name;
+}
+
+static int summary_add_record(uint64_t index, json_object *record, void *userdata) {
+        (void) index;
+        return experiment_summary_add(userdata, record);
+}
+
+int experiment_summary_from_store(ExperimentStore *store, const char *id, json_object **ret) {
+        _cleanup_(experiment_summary_freep) ExperimentSummary *s = NULL;
+        int r;
+
+        r = experiment_summary_new(&s);
+        if (r >= 0)
+                r = experiment_store_read_iterations(store, id, summary_add_record, s);
+        if (r >= 0)
+                r = experiment_summary_to_json(s, ret);
+        return r;
 }

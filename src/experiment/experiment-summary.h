@@ -64,6 +64,11 @@ uint64_t experiment_summary_warm_up(const ExperimentSummary *s);
  * measured records said it)}. -ENOMEM. */
 int experiment_summary_to_json(const ExperimentSummary *s, json_object **ret);
 
+typedef struct ExperimentStore ExperimentStore;
+/* The statistics of a stored experiment's iterations, read back one line at a time (as experiment_summary_to_json()
+ * gives them): for an experiment that has no summary.json, or whose run kept none. */
+int experiment_summary_from_store(ExperimentStore *store, const char *id, json_object **ret);
+
 DEFINE_TRIVIAL_CLEANUP_FUNC(ExperimentSummary *, experiment_summary_free);
 
 /* The measured values the summary holds, for comparisons (experiment-compare.c): the counters, sorted by name,
