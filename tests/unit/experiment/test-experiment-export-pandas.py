@@ -39,37 +39,14 @@ except ImportError as e:
     print('SKIP: pandas not available (%s): install python3-pandas (tools/deps.sh)' % e)
     sys.exit(77)
 
+from experiment_testlib import check, failures, unit  # noqa: E402 (after the interpreter is settled)
+
 COLUMNS = ['experiment', 'guest', 'iteration', 'warm_up', 'started_realtime_usec', 'counter', 'value', 'unit',
            'unavailable']
 EXPERIMENT = '20261204-222222-a1b2c3'
 GUEST = 'web "one", two'
-failures = []
 
 
-def check(cond, what):
-    if not cond:
-        failures.append(what)
-        if len(failures) <= 40:
-            print('FAIL: ' + what)
-
-
-def unit(name):
-    if name.endswith('_usec'):
-        return 'us'
-    if name.endswith('_ns'):
-        return 'ns'
-    if name.endswith('bytes_per_sec'):
-        return 'bytes/s'
-    if name.endswith('_bytes') or name.endswith('.bytes') or name == 'bytes':
-        return 'bytes'
-    if name.endswith('_pages') or name.endswith('.pages') or name == 'pages':
-        return 'pages'
-    last = name.rsplit('.', 1)[-1]
-    if last.startswith('bytes_'):
-        return 'bytes'
-    if last.startswith('pages_'):
-        return 'pages'
-    return 'count'
 
 
 rng = np.random.default_rng(4180)

@@ -41,16 +41,11 @@ except ImportError as e:
     print('SKIP: numpy/scipy not available (%s): install python3-numpy python3-scipy (tools/deps.sh)' % e)
     sys.exit(77)
 
+from experiment_testlib import check, failures, unit  # noqa: E402 (after the interpreter is settled)
+
 REL = 1e-9
-failures = []
 deviation = {}
 
-
-def check(cond, what):
-    if not cond:
-        failures.append(what)
-        if len(failures) <= 40:
-            print('FAIL: ' + what)
 
 
 def close(key, got, want, what, scale=0.0):
@@ -65,25 +60,6 @@ def close(key, got, want, what, scale=0.0):
     deviation[key] = max(deviation.get(key, 0.0), d)
     check(d <= REL or diff <= 1e-15 * scale, '%s %s: got %r, want %r (relative %.3g)' % (what, key, got, want, d))
 
-
-def unit(name):
-    """experiment_counter_unit(), written again from the page."""
-    if name.endswith('_usec'):
-        return 'us'
-    if name.endswith('_ns'):
-        return 'ns'
-    if name.endswith('bytes_per_sec'):
-        return 'bytes/s'
-    if name.endswith('_bytes') or name.endswith('.bytes') or name == 'bytes':
-        return 'bytes'
-    if name.endswith('_pages') or name.endswith('.pages') or name == 'pages':
-        return 'pages'
-    last = name.rsplit('.', 1)[-1]
-    if last.startswith('bytes_'):
-        return 'bytes'
-    if last.startswith('pages_'):
-        return 'pages'
-    return 'count'
 
 
 rng = np.random.default_rng(20261204)
