@@ -147,14 +147,62 @@ static int add_record(uint64_t index, json_object *record, void *userdata) {
         return experiment_compare_add(s->compare, s->side, record);
 }
 
-/* One side from the store; > 0 when it replied (an error), 0 when loaded. */
+/* A variant's provenance: the run's, with the variant's own guest and settings in place of the matrix. */
+static int variant_provenance(json_object *provenance, const char *variant, json_object **ret, char **ret_reason) {
+        _cleanup_json_ json_object *p = NULL;
+        json_object *m, *variants, *found = NULL, *guest = NULL, *settings = NULL;
+        _cleanup_free_ char *labels = NULL;
+        size_t n;
+
+        if (!json_object_object_get_ex(provenance, "matrix", &m) ||
+            !json_object_object_get_ex(m, "variants", &variants) || !json_object_is_type(variants, json_type_array))
+                return asprintf(ret_reason, "it is not a matrix run: it has no variant %s", variant) < 0 ? -ENOMEM
+                                                                                                  : -EINVAL;
+        n = json_object_array_length(variants);
+        for (size_t i = 0; i < n; i++) {
+                json_object *e = json_object_array_get_idx(variants, i);
+                const char *l = json_get_string(e, "variant");
+                char *t;
+
+                if (l && streq(l, variant))
+                        found = e;
+                if (asprintf(&t, "%s%s%s", strempty(labels), labels ? ", " : "", strna(l)) < 0)
+                        return -ENOMEM;
+                free(labels);
+                labels = t;
+        }
+        if (!found)
+                return asprintf(ret_reason, "the matrix run has no variant %s (it has %s)", variant,
+                                strempty(labels)) < 0 ? -ENOMEM : -EINVAL;
+        if (json_object_deep_copy(provenance, &p, NULL) < 0)
+                return -ENOMEM;
+        json_object_object_del(p, "matrix");
+        (void) json_object_object_get_ex(found, "guest", &guest);
+        (void) json_object_object_get_ex(found, "settings", &settings);
+        if (guest && json_add(p, "guest", json_object_get(guest)) < 0)
+                return -ENOMEM;
+        if (json_add(p, "variant", json_object_get(settings)) < 0)
+                return -ENOMEM;
+        *ret = TAKE_PTR(p);
+        return 0;
+}
+
+/* One side from the store: ref is "ID" or, for one variant of a matrix run, "ID:VARIANT". > 0 when it replied
+ * (an error), 0 when loaded. */
 static int load_side(VarlinkConnection *c, ExperimentStore *store, ExperimentCompare *compare,
-                     ExperimentCompareSide side, const char *id) {
-        _cleanup_json_ json_object *definition = NULL, *provenance = NULL;
-        const ExperimentInfo *info = experiment_store_find(store, id);
+                     ExperimentCompareSide side, const char *field, const char *ref) {
+        _cleanup_json_ json_object *definition = NULL, *provenance = NULL, *vprov = NULL;
+        _cleanup_free_ char *id = NULL, *reason = NULL;
+        const char *colon = strchr(ref, ':'), *variant = colon ? colon + 1 : NULL;
+        const ExperimentInfo *info;
         AddSide add = { compare, side };
+        json_object *m;
         int r;
 
+        id = colon ? strndup(ref, (size_t) (colon - ref)) : strdup(ref);
+        if (!id)
+                return -ENOMEM;
+        info = experiment_store_find(store, id);
         if (!info)
                 return no_such(c, id) ?: 1;
         if (info->error)
@@ -162,8 +210,25 @@ static int load_side(VarlinkConnection *c, ExperimentStore *store, ExperimentCom
         r = experiment_store_read_document(store, id, EXPERIMENT_DOCUMENT_DEFINITION, &definition);
         if (r >= 0)
                 r = experiment_store_read_document(store, id, EXPERIMENT_DOCUMENT_PROVENANCE, &provenance);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                return store_failed(c, id, strerror(-r)) ?: 1;
+        if (variant) {
+                r = variant_provenance(provenance, variant, &vprov, &reason);
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0)
+                        return invalid(c, field, reason) ?: 1;
+                r = experiment_compare_set_variant(compare, side, variant);
+        } else if (json_object_object_get_ex(provenance, "matrix", &m)) {
+                if (asprintf(&reason, "%s is a matrix run, whose variants are never pooled: name one as %s:A, "
+                             "%s:B, …", id, id, id) < 0)
+                        return -ENOMEM;
+                return invalid(c, field, reason) ?: 1;
+        }
         if (r >= 0)
-                r = experiment_compare_set(compare, side, id, definition, provenance);
+                r = experiment_compare_set(compare, side, ref, definition, vprov ?: provenance);
         if (r >= 0)
                 r = experiment_store_read_iterations(store, id, add_record, &add);
         if (r == -ENOMEM)
@@ -249,10 +314,10 @@ static int vl_compare_experiments(VarlinkConnection *c, json_object *parameters,
         r = experiment_compare_new(&compare);
         if (r < 0)
                 return r;
-        r = load_side(c, store, compare, EXPERIMENT_COMPARE_A, a);
+        r = load_side(c, store, compare, EXPERIMENT_COMPARE_A, "a", a);
         if (r != 0)
                 return r < 0 ? r : 0;
-        r = load_side(c, store, compare, EXPERIMENT_COMPARE_B, b);
+        r = load_side(c, store, compare, EXPERIMENT_COMPARE_B, "b", b);
         if (r != 0)
                 return r < 0 ? r : 0;
         r = experiment_compare_prepare(compare, &o, &field, &reason);

@@ -61,6 +61,7 @@ struct ManagerExperiments {
         char *definition;
         uint64_t ended[_EXPERIMENT_STATE_MAX];  /* since the daemon started, by state (the metrics) */
         MetricsExperimentGuest *metrics_guests; /* manager_experiment_metrics()' answer */
+        ExperimentRestarts *restarts;           /* matrix runs' restarts */
 };
 
 /* ---- the guest, as an experiment sees it ---- */
@@ -112,6 +113,27 @@ static int lookup(const char *name, void *userdata, ExperimentGuest *ret) {
                 return -ENOMEM;
         ret->migration_context = manager_numa_context(m);
         return 0;
+}
+
+static int restart(const char *guest, const char *label, const char *const *names, const char *const *values,
+                   size_t n, bool agent, uint64_t timeout_usec, ExperimentRestartDone done, void *done_userdata,
+                   void *userdata, void **ret_handle) {
+        ManagerExperiments *x = userdata;
+
+        return experiment_restart_start(x->restarts, guest, label, names, values, n, agent, timeout_usec, done,
+                                        done_userdata, ret_handle);
+}
+
+static void restart_cancel(void *handle, void *userdata) {
+        ManagerExperiments *x = userdata;
+
+        experiment_restart_cancel(x->restarts, handle);
+}
+
+static void restore(const char *guest, void *userdata) {
+        ManagerExperiments *x = userdata;
+
+        experiment_restart_restore(x->restarts, guest);
 }
 
 /* ---- running experiments ---- */
@@ -614,7 +636,17 @@ static int statistics_computed(ManagerExperiments *x, const char *id, Running *r
                         *ret = json_object_get(x->stats_cache[i].summary);
                         return 0;
                 }
-        r = running ? experiment_run_statistics(running->run, ret) : experiment_summary_from_store(x->store, id, ret);
+        if (running)
+                r = experiment_run_statistics(running->run, ret);
+        else {
+                _cleanup_json_ json_object *provenance = NULL;
+
+                r = experiment_store_read_document(x->store, id, EXPERIMENT_DOCUMENT_PROVENANCE, &provenance);
+                if (r >= 0)
+                        r = experiment_matrix_summary_from_store(x->store, id, provenance, ret);
+                if (r == -ENOENT)
+                        r = experiment_summary_from_store(x->store, id, NULL, ret);
+        }
         if (r < 0)
                 return r;
         copy = strdup(id);
@@ -686,6 +718,8 @@ int manager_experiment_describe(Manager *m, const char *id, json_object **ret_re
         if (r >= 0)
                 r = json_add(reply, "unavailable", json_object_object_get_ex(summary, "unavailable", &v)
                                                            ? json_object_get(v) : json_object_new_array());
+        if (r >= 0 && json_object_object_get_ex(summary, "variants", &v))
+                r = json_add(reply, "variants", json_object_get(v));
         if (r < 0)
                 return r;
         *ret_reply = TAKE_PTR(reply);
@@ -781,8 +815,14 @@ int manager_experiment_start(Manager *m) {
                 .root = "/",
                 .store = x->store,
                 .lookup = lookup,
+                .restart = restart,
+                .restart_cancel = restart_cancel,
+                .restore = restore,
                 .userdata = x,
         };
+        r = experiment_restarts_new(m, &x->restarts);
+        if (r < 0)
+                return log_oom();
         log_debug("%zu experiments in %s.", experiment_store_size(x->store), dir);
         return 0;
 }
@@ -807,6 +847,7 @@ void manager_experiment_done(Manager *m) {
         if (!x)
                 return;
         manager_experiment_interrupt_all(m);
+        x->restarts = experiment_restarts_free(x->restarts);
         free(x->running);
         experiment_store_free(x->store);
         safe_close(x->dir_fd);

@@ -6,10 +6,23 @@
  * manager-experiment-varlink.c, D-Bus's in manager-dbus.c. Replies and errors are the varlink interface's (io.memvisor.Manager.varlink, "Experiments"). */
 
 #include "daemon/manager.h"
+#include "experiment/experiment-runner.h"
 #include "experiment/experiment-store.h"
 #include "metrics/metrics-render.h"
 
 typedef struct ManagerExperiments ManagerExperiments;
+
+/* manager-experiment-restart.c: the guest restarts of matrix runs (ExperimentContext.restart, restart_cancel,
+ * restore, with the same meaning). */
+typedef struct ExperimentRestarts ExperimentRestarts;
+int experiment_restarts_new(Manager *m, ExperimentRestarts **ret);
+/* Pending restarts end with -ECANCELED. */
+ExperimentRestarts *experiment_restarts_free(ExperimentRestarts *o);
+int experiment_restart_start(ExperimentRestarts *o, const char *guest, const char *label, const char *const *names,
+                             const char *const *values, size_t n, bool agent, uint64_t timeout_usec,
+                             ExperimentRestartDone done, void *done_userdata, void **ret_handle);
+void experiment_restart_cancel(ExperimentRestarts *o, void *handle);
+void experiment_restart_restore(ExperimentRestarts *o, const char *guest);
 
 int manager_experiment_start(Manager *m);
 void manager_experiment_done(Manager *m);

@@ -108,6 +108,12 @@ int experiment_compare_set(ExperimentCompare *c, ExperimentCompareSide side, con
         return 0;
 }
 
+int experiment_compare_set_variant(ExperimentCompare *c, ExperimentCompareSide side, const char *variant) {
+        if (!c || side < 0 || side >= _EXPERIMENT_COMPARE_SIDE_MAX)
+                return -EINVAL;
+        return experiment_summary_set_variant(c->side[side].summary, variant);
+}
+
 int experiment_compare_add(ExperimentCompare *c, ExperimentCompareSide side, json_object *record) {
         if (!c || side < 0 || side >= _EXPERIMENT_COMPARE_SIDE_MAX)
                 return -EINVAL;

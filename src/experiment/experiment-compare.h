@@ -63,6 +63,10 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(ExperimentCompare *, experiment_compare_free);
 int experiment_compare_set(ExperimentCompare *c, ExperimentCompareSide side, const char *id, json_object *definition,
                            json_object *provenance);
 
+/* A side that is one variant of a matrix run ("B"): only the records of that variant count. Before the first
+ * record. */
+int experiment_compare_set_variant(ExperimentCompare *c, ExperimentCompareSide side, const char *variant);
+
 /* Adds one iteration record of a side (experiment_summary_add(): -EBADMSG, -E2BIG, -ENOMEM). */
 int experiment_compare_add(ExperimentCompare *c, ExperimentCompareSide side, json_object *record);
 

@@ -11,7 +11,7 @@
 #include "experiment/experiment-export.h"
 #include "experiment/experiment-summary.h"
 
-#define CSV_HEADER "experiment,guest,iteration,warm_up,started_realtime_usec,counter,value,unit,unavailable\n"
+#define CSV_HEADER "experiment,guest,variant,iteration,warm_up,started_realtime_usec,counter,value,unit,unavailable\n"
 
 int experiment_export_csv_header(FILE *f) {
         if (!f)
@@ -67,12 +67,14 @@ static int sorted_keys(json_object *o, const char ***ret, size_t *ret_n) {
         return 0;
 }
 
-/* The first five columns of every row of the record. */
-static void csv_row_start(FILE *f, const char *experiment_id, const char *guest, json_object *iteration,
-                          bool warm_up, json_object *started) {
+/* The first six columns of every row of the record. */
+static void csv_row_start(FILE *f, const char *experiment_id, const char *guest, const char *variant,
+                          json_object *iteration, bool warm_up, json_object *started) {
         csv_field(f, experiment_id);
         fputc(',', f);
         csv_field(f, guest);
+        fputc(',', f);
+        csv_field(f, strempty(variant));
         fputc(',', f);
         csv_number(f, iteration);
         fputs(warm_up ? ",true," : ",false,", f);
@@ -84,6 +86,7 @@ int experiment_export_csv_record(FILE *f, const char *experiment_id, const char 
         _cleanup_free_ const char **counter_names = NULL, **unavailable_names = NULL;
         json_object *iteration, *started, *counters, *unavailable = NULL;
         size_t n_counters, n_unavailable;
+        const char *variant;
         bool warm_up;
         int r;
 
@@ -98,6 +101,9 @@ int experiment_export_csv_record(FILE *f, const char *experiment_id, const char 
         (void) json_object_object_get_ex(record, "counters", &counters);
         (void) json_object_object_get_ex(record, "unavailable", &unavailable);
         warm_up = json_get_bool(record, "warmUp", false);
+        variant = json_get_string(record, "variant");
+        if (variant && (!experiment_counter_name_is_valid(variant) || strlen(variant) > 64))
+                return -EBADMSG;        /* the store's own labels are "A" … "P": anything else is not ours */
 
         r = sorted_keys(counters, &counter_names, &n_counters);
         if (r < 0)
@@ -109,7 +115,7 @@ int experiment_export_csv_record(FILE *f, const char *experiment_id, const char 
         for (size_t i = 0; i < n_counters; i++) {
                 json_object *v = json_object_object_get(counters, counter_names[i]);
 
-                csv_row_start(f, experiment_id, guest, iteration, warm_up, started);
+                csv_row_start(f, experiment_id, guest, variant, iteration, warm_up, started);
                 csv_field(f, counter_names[i]);
                 fputc(',', f);
                 csv_number(f, v);
@@ -118,7 +124,7 @@ int experiment_export_csv_record(FILE *f, const char *experiment_id, const char 
         for (size_t i = 0; i < n_unavailable; i++) {
                 json_object *v = json_object_object_get(unavailable, unavailable_names[i]);
 
-                csv_row_start(f, experiment_id, guest, iteration, warm_up, started);
+                csv_row_start(f, experiment_id, guest, variant, iteration, warm_up, started);
                 csv_field(f, unavailable_names[i]);
                 fprintf(f, ",,%s,", experiment_counter_unit(unavailable_names[i]));
                 csv_field(f, json_object_get_string(v));

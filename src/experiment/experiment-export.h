@@ -5,11 +5,12 @@
  * documented in memvisor.experiment(5), "RESULTS"): one row per iteration × counter, RFC 4180 (CRLF-free: rows
  * end in "\n"; a field with a comma, a double quote, a CR or a LF is quoted, its double quotes doubled).
  *
- *   experiment,guest,iteration,warm_up,started_realtime_usec,counter,value,unit,unavailable
+ *   experiment,guest,variant,iteration,warm_up,started_realtime_usec,counter,value,unit,unavailable
  *
  * Numbers are printed exactly: integers as the record holds them, doubles with "%.17g" (which reads back to the
  * same double). warm_up is true or false. An unavailable counter has an empty value and the reason in the last
- * column, which is empty for every other row. */
+ * column, which is empty for every other row. variant is the record's "variant" in a matrix run ("A", "B", …),
+ * empty in a plain experiment. */
 
 #include <json-c/json.h>
 #include <stdio.h>

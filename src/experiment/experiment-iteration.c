@@ -517,7 +517,9 @@ static int build_record(ExperimentRun *run, json_object **ret) {
         if (k >= 0)
                 k = json_add_uint(o, "iteration", run->done + 1);
         if (k >= 0)
-                k = json_add_bool(o, "warmUp", run->done < run->spec->warm_up);
+                k = json_add_bool(o, "warmUp", run_is_warm_up(run));
+        if (k >= 0)
+                k = run_matrix_record_fields(run, o);
         if (k >= 0)
                 k = json_add_uint(o, "startedRealtimeUSec", run->started_realtime_usec);
         if (k >= 0 && run->spec->when != EXPERIMENT_WORKLOAD_NONE)
@@ -573,10 +575,18 @@ static void record_iteration(ExperimentRun *run) {
         }
         if (run->over)
                 return;
+        if (run_is_matrix(run))
+                return run_matrix_recorded(run, record);
         if (run->done >= run->planned)
                 return run_finish(run, EXPERIMENT_COMPLETED, NULL);
         if (run->cancelled)
                 return run_finish(run, EXPERIMENT_CANCELLED, "cancelled");
+        run_settle_then_iterate(run);
+}
+
+void run_settle_then_iterate(ExperimentRun *run) {
+        int r;
+
         r = sd_event_add_time_relative(run->ctx->event, &run->timer, CLOCK_MONOTONIC, run->spec->settle_usec, 0,
                                        settle_cb, run);
         if (r < 0)

@@ -61,6 +61,19 @@ struct ExperimentRun {
         uint64_t moved_pages, moved_bytes, migrate_usec, moves, moves_failed;
         sd_event_source *timer;         /* Settle= between iterations */
         struct ExperimentSummary *summary; /* the statistics of the iterations recorded so far (NULL: read back) */
+        json_object *provenance_doc;    /* what provenance.json holds (a matrix run adds to it) */
+
+        /* a matrix run (experiment-matrix-run.c); n_variants == 0 otherwise */
+        size_t n_variants;
+        size_t *schedule, n_blocks;     /* the variant of each block, in order */
+        size_t block;                   /* the block in flight (n_blocks: all done) */
+        uint64_t block_done;            /* iterations recorded in it */
+        uint64_t block_planned;         /* its warm-up and measured iterations */
+        uint64_t *variant_measured;     /* measured iterations recorded per variant */
+        bool *variant_booted;           /* its guest provenance is in provenance_doc */
+        struct ExperimentSummary **variant_summaries;  /* per variant, as summary (NULL: read back) */
+        void *restart;                  /* the restart in flight (ctx->restart_cancel()) */
+        bool restore_owed;              /* a variant may run: give the guest its definition back at the end */
 };
 
 static inline json_object *json_unavailable_new(const char *reason) {
@@ -79,5 +92,26 @@ void run_fail(ExperimentRun *run, const char *format, ...) _printf_(2, 3);
 int run_guest(ExperimentRun *run, ExperimentGuest *ret);
 void run_create(ExperimentRun *run);
 void run_iteration_begin(ExperimentRun *run);
+int run_guest_provenance(ExperimentRun *run, const ExperimentGuest *g, json_object **ret);
+void run_settle_then_iterate(ExperimentRun *run);
+
+/* Matrix runs (experiment-matrix-run.c). */
+static inline bool run_is_matrix(const ExperimentRun *run) {
+        return run->n_variants > 0;
+}
+int run_matrix_init(ExperimentRun *run, const ExperimentGuest *g, ExperimentStartFailure *f);
+int run_matrix_provenance(ExperimentRun *run, json_object *provenance);
+void run_matrix_free(ExperimentRun *run);
+/* The next block: the guest restarted with its variant, then its iterations. */
+void run_block_begin(ExperimentRun *run);
+/* An iteration of the block in flight was recorded: the next iteration, the next block or the end. */
+void run_matrix_recorded(ExperimentRun *run, json_object *record);
+/* The record's "variant" and "block", and whether it is a warm-up iteration. */
+int run_matrix_record_fields(ExperimentRun *run, json_object *o);
+bool run_is_warm_up(const ExperimentRun *run);
+/* The statistics: {"iterations","warmUp","statistics":[],"unavailable":[],"variants":[…]}. */
+int run_matrix_summary(ExperimentRun *run, json_object **ret);
+void run_matrix_end(ExperimentRun *run, bool restore);
+
 /* An experiment that ends with its balloon at Target= gives the guest its memory back (no wait, no callback). */
 void run_balloon_restore(ExperimentRun *run);

@@ -61,6 +61,8 @@ static void run_free(ExperimentRun *run) {
         free(run->provoke_error);
         experiment_measure_free(run->measure);
         experiment_summary_free(run->summary);
+        run_matrix_free(run);
+        json_object_put(run->provenance_doc);
         experiment_spec_free(run->spec);
         free(run->id);
         free(run);
@@ -88,9 +90,11 @@ static void run_release(ExperimentRun *run) {
 
 /* The statistics of what was recorded: kept as it was recorded, else read back from the store. */
 static int run_summary(ExperimentRun *run, json_object **ret) {
+        if (run_is_matrix(run))
+                return run_matrix_summary(run, ret);
         if (run->summary)
                 return experiment_summary_to_json(run->summary, ret);
-        return experiment_summary_from_store(run->ctx->store, run->id, ret);
+        return experiment_summary_from_store(run->ctx->store, run->id, NULL, ret);
 }
 
 /* The end: recorded in the store (when it has the experiment), then the owner told once. */
@@ -133,6 +137,9 @@ void run_finish(ExperimentRun *run, ExperimentState state, const char *reason) {
                 log_info("Experiment %s on %s %s after %" PRIu64 " of %" PRIu64 " iterations.", strna(run->id),
                          run->spec->guest, experiment_state_to_string(state), run->done, run->planned);
         run->over = true;       /* no callback of a pending operation goes on from here */
+        run->n_pending++;       /* a restart cancelled now calls back: it must not free the run under us */
+        run_matrix_end(run, /* restore= */ true);
+        run->n_pending--;
         if (run->callbacks.finished)
                 run->callbacks.finished(run, run->id, state, reason, run->userdata);
         run_release(run);
@@ -258,6 +265,8 @@ int experiment_run_new(const ExperimentContext *ctx, ExperimentSpec *spec, const
                                   g.agent_reason ?: "unknown");
         if (r >= 0)
                 r = check_required(run, &g, ret_failure);
+        if (r >= 0)
+                r = run_matrix_init(run, &g, ret_failure);
         if (r >= 0) {
                 _cleanup_free_ char *known = NULL;
                 const char *name = NULL;
@@ -303,7 +312,7 @@ static ProvenanceJob *provenance_job_free(ProvenanceJob *job) {
         return mfree(job);
 }
 
-static int guest_provenance(ExperimentRun *run, const ExperimentGuest *g, json_object **ret) {
+int run_guest_provenance(ExperimentRun *run, const ExperimentGuest *g, json_object **ret) {
         _cleanup_json_ json_object *o = json_object_new_object(), *argv = json_object_new_array();
         _cleanup_free_ char *path = NULL, *cmdline = NULL;
         size_t size = 0;
@@ -371,7 +380,7 @@ void experiment_run_begin(ExperimentRun *run) {
 
         if (run_guest(run, &g) < 0)
                 return;
-        r = guest_provenance(run, &g, &run->guest_provenance);
+        r = run_guest_provenance(run, &g, &run->guest_provenance);
         if (r < 0)
                 return run_fail(run, "the guest's provenance: %s", strerror(-r));
         job = calloc(1, sizeof(ProvenanceJob));
@@ -436,6 +445,8 @@ void run_create(ExperimentRun *run) {
                 r = provenance_to_json(&run->provenance, &provenance);
         if (r >= 0)
                 r = json_add(provenance, "guest", json_object_get(run->guest_provenance));
+        if (r >= 0 && run_is_matrix(run))
+                r = run_matrix_provenance(run, provenance);
         if (r < 0)
                 return run_fail(run, "the definition or provenance could not be written: %s", strerror(-r));
         r = experiment_store_create(run->ctx->store, run->spec->guest, run->planned, definition, provenance, &id);
@@ -444,9 +455,10 @@ void run_create(ExperimentRun *run) {
         run->id = strdup(id);
         if (!run->id)
                 return run_fail(run, "out of memory");
+        run->provenance_doc = json_object_get(provenance);
         log_info("Experiment %s on %s started: %s, %" PRIu64 " iterations.", run->id, run->spec->guest,
                  experiment_operation_to_string(run->spec->operation), run->planned);
-        if (experiment_summary_new(&run->summary) < 0)
+        if (!run_is_matrix(run) && experiment_summary_new(&run->summary) < 0)
                 run->summary = NULL;    /* read back at the end instead */
         if (run->callbacks.started) {
                 run->n_pending++;       /* the callback may abandon the run: it must not be freed under us */
@@ -456,6 +468,8 @@ void run_create(ExperimentRun *run) {
         }
         if (run->over)
                 return;
+        if (run_is_matrix(run))
+                return run_block_begin(run);
         run_iteration_begin(run);
 }
 
@@ -480,6 +494,7 @@ ExperimentRun *experiment_run_abandon(ExperimentRun *run) {
         run->n_pending++;
         if (run->balloon_wait)
                 balloon_wait_cancel(run->balloon_wait);         /* its callback comes now */
+        run_matrix_end(run, /* restore= */ false);               /* the same for a restart in flight */
         run_balloon_restore(run);
         if (run->migrations_busy)
                 migration_history_cancel(run->migrations_busy); /* the move in flight ends, then it calls back */

@@ -49,12 +49,26 @@ typedef struct ExperimentGuest {
         const char *qemu_binary;
 } ExperimentGuest;
 
+/* A matrix run's restart of its guest: 0, or a negative errno with the reason in words (a guest that did not
+ * boot: what its console showed last). */
+typedef void (*ExperimentRestartDone)(int error, const char *reason, void *userdata);
+
 typedef struct ExperimentContext {
         sd_event *event;
         const char *root;                       /* "/": /proc, /sys (tracefs below it) */
         ExperimentStore *store;
         /* 0 and *ret while the guest runs; -ESRCH when it does not. */
         int (*lookup)(const char *guest, void *userdata, ExperimentGuest *ret);
+        /* Matrix runs (NULL: refused). Restarts the guest with names[i]=values[i] applied to its definition
+         * (vm_spec_with_settings(); label says whose variant it is), and waits until it runs and, when agent,
+         * its agent is ready, at most timeout_usec; then done() exactly once, possibly from within the call.
+         * *ret_handle is for restart_cancel(), which makes done() come at once with -ECANCELED. */
+        int (*restart)(const char *guest, const char *label, const char *const *names, const char *const *values,
+                       size_t n, bool agent, uint64_t timeout_usec, ExperimentRestartDone done, void *done_userdata,
+                       void *userdata, void **ret_handle);
+        void (*restart_cancel)(void *handle, void *userdata);
+        /* After a matrix run: the guest gets its definition back (a restart when a variant runs), not waited for. */
+        void (*restore)(const char *guest, void *userdata);
         void *userdata;
 } ExperimentContext;
 
@@ -71,6 +85,12 @@ typedef struct ExperimentRunCallbacks {
         void (*finished)(ExperimentRun *run, const char *id, ExperimentState state, const char *reason,
                          void *userdata);
 } ExperimentRunCallbacks;
+
+/* The statistics of a stored matrix run (its provenance has "matrix"), as the run gives them: {"iterations",
+ * "warmUp", "statistics": [], "unavailable": [], "variants": [{"variant", "settings", "iterations", "warmUp",
+ * "statistics", "unavailable"}]}. -ENOENT when the provenance is not a matrix run's. */
+int experiment_matrix_summary_from_store(ExperimentStore *store, const char *id, json_object *provenance,
+                                         json_object **ret);
 
 /* Why a start was refused before anything ran: the field of the definition or the counter set at fault. */
 typedef enum ExperimentStartError {

@@ -51,6 +51,7 @@ struct ExperimentKey {
         bool quote;                             /* STRV: split like a shell, quoted in the output */
         unsigned operations;            /* [Provoke]: bit op: the key belongs to Operation=op; 0: to every one */
         bool workload;                  /* [Workload]: belongs only when When= is not none */
+        bool matrix;                    /* [Matrix]: belongs only when some key of the guest's .vm varies */
 };
 
 extern const ExperimentKey experiment_keys[];

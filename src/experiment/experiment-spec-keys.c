@@ -26,6 +26,12 @@ static const char *const experiment_operation_table[_EXPERIMENT_OPERATION_MAX] =
 };
 DEFINE_STRING_TABLE(experiment_operation, ExperimentOperation, _EXPERIMENT_OPERATION_MAX);
 
+static const char *const experiment_matrix_order_table[_EXPERIMENT_MATRIX_ORDER_MAX] = {
+        [EXPERIMENT_MATRIX_INTERLEAVED] = "interleaved",
+        [EXPERIMENT_MATRIX_RANDOM] = "random",
+};
+DEFINE_STRING_TABLE(experiment_matrix_order, ExperimentMatrixOrder, _EXPERIMENT_MATRIX_ORDER_MAX);
+
 static const char *const experiment_workload_when_table[_EXPERIMENT_WORKLOAD_MAX] = {
         [EXPERIMENT_WORKLOAD_DURING] = "during",
         [EXPERIMENT_WORKLOAD_AFTER] = "after",
@@ -90,6 +96,7 @@ const char *experiment_counter_names(void) {
 
 DEFINE_ENUM_ACCESSORS(experiment_operation, ExperimentOperation)
 DEFINE_ENUM_ACCESSORS(experiment_workload_when, ExperimentWorkloadWhen)
+DEFINE_ENUM_ACCESSORS(experiment_matrix_order, ExperimentMatrixOrder)
 
 int experiment_spec_reasonf(char **ret_reason, int error, const char *fmt, ...) {
         va_list ap;
@@ -270,6 +277,11 @@ const ExperimentKey experiment_keys[] = {
                 experiment_tracepoint_is_valid, "expected tracepoint names such as kvm:kvm_exit (subsystem:event, "
                 "each of A-Z, a-z, 0-9 and '_')", false) },
         { "Measure", "Require", COUNTERS(required, 0) },
+
+        { "Matrix", "Order", ENUM(order, EXPERIMENT_MATRIX_INTERLEAVED, experiment_matrix_order), .matrix = true },
+        { "Matrix", "Block", UNSIGNED(block, 1, 1, EXPERIMENT_BLOCK_MAX), .matrix = true },
+        { "Matrix", "BootTimeout", SEC(boot_timeout_usec, EXPERIMENT_BOOT_TIMEOUT_DEFAULT, USEC_PER_SEC,
+                                       EXPERIMENT_TIMEOUT_MAX), .matrix = true },
 };
 
 const size_t experiment_keys_n = ELEMENTSOF(experiment_keys);
@@ -277,7 +289,7 @@ const size_t experiment_keys_n = ELEMENTSOF(experiment_keys);
 /* ExperimentSpecParser.assigned has a bit per key. */
 _Static_assert(ELEMENTSOF(experiment_keys) <= 64, "too many keys for the assigned mask");
 
-const char *const experiment_sections[] = { "Experiment", "Provoke", "Workload", "Measure" };
+const char *const experiment_sections[] = { "Experiment", "Provoke", "Workload", "Measure", "Matrix" };
 const size_t experiment_sections_n = ELEMENTSOF(experiment_sections);
 
 const ExperimentKey *experiment_key_find(const char *section, const char *key) {
@@ -316,12 +328,17 @@ bool experiment_key_belongs(const ExperimentKey *k, const ExperimentSpec *s) {
                 return false;
         if (k->workload && s->when == EXPERIMENT_WORKLOAD_NONE)
                 return false;
+        if (k->matrix && s->n_matrix == 0)
+                return false;
         return true;
 }
 
 int experiment_key_foreign_reason(const ExperimentKey *k, const ExperimentSpec *s, char **ret_reason) {
         if (k->workload && s->when == EXPERIMENT_WORKLOAD_NONE)
                 return reasonf(ret_reason, -EINVAL, "%s= is not used with When=none (no workload runs)", k->key);
+        if (k->matrix && s->n_matrix == 0)
+                return reasonf(ret_reason, -EINVAL, "%s= is only used in a matrix run (no key of the guest's .vm "
+                               "varies in [Matrix])", k->key);
 
         for (int op = 0; op < _EXPERIMENT_OPERATION_MAX; op++)
                 if (k->operations & (1U << op))

@@ -4,6 +4,7 @@
 #include <stdio.h>
 
 #include "experiment/experiment-spec-internal.h"
+#include "experiment/experiment-spec-matrix.h"
 
 #define reasonf experiment_spec_reasonf
 
@@ -32,7 +33,8 @@ int experiment_spec_validate_internal(const ExperimentSpec *s, char ret_field[st
         /* [Experiment] */
         if (!s->guest)
                 FAIL("Experiment.Guest", "Guest= is not set: the experiment needs a guest");
-        if (s->warm_up >= s->iterations)
+        /* In a matrix run the warm-up iterations come on top, at the start of every block. */
+        if (s->n_matrix == 0 && s->warm_up >= s->iterations)
                 FAIL("Experiment.WarmUp", "WarmUp=%u leaves no iteration to measure: it must be below Iterations=%u",
                      s->warm_up, s->iterations);
 
@@ -71,6 +73,8 @@ int experiment_spec_validate_internal(const ExperimentSpec *s, char ret_field[st
                         if ((s->required & ~s->counters) & EXPERIMENT_COUNTER_MASK(c))
                                 FAIL("Measure.Require", "Require= names %s, which Counters= does not take",
                                      experiment_counter_to_string(c));
-        return 0;
+
+        /* [Matrix] */
+        return experiment_matrix_validate(s, ret_field, ret_reason);
 #undef FAIL
 }

@@ -11,6 +11,8 @@
 #include "basic/strv.h"
 #include "basic/utf8.h"
 #include "experiment/experiment-spec-internal.h"
+#include "experiment/experiment-spec-matrix.h"
+#include "vm/vm-spec.h"
 
 /* Fills *e (which may be NULL) with field and the formatted message; returns error. */
 static int spec_error(ExperimentSpecError *e, int error, const char *field, const char *fmt, ...) _printf_(4, 5);
@@ -58,6 +60,7 @@ ExperimentSpec *experiment_spec_free(ExperimentSpec *s) {
         free(s->program);
         strv_free(s->arguments);
         strv_free(s->tracepoints);
+        experiment_matrix_free(s);
         return mfree(s);
 }
 
@@ -105,6 +108,7 @@ static int check_assigned(const ExperimentSpecParser *p, const char *prefix, Exp
 typedef struct IniDispatch {
         ExperimentSpecParser *parser;
         const ExperimentKey *failed;
+        const char *failed_matrix;      /* a [Matrix] key naming a .vm key, as written */
 } IniDispatch;
 
 /* The IniItem callback: data is the IniDispatch, aux the ExperimentKey. */
@@ -116,6 +120,33 @@ static int key_dispatch_ini(const char *key, const char *value, void *data, cons
         if (r < 0 && r != -ENOMEM)
                 d->failed = aux;
         return r;
+}
+
+/* A [Matrix] key naming a key of the guest's .vm: aux is the name as written. */
+static int matrix_dispatch_ini(const char *key, const char *value, void *data, const void *aux, char **ret_reason) {
+        IniDispatch *d = data;
+        int r;
+
+        (void) key;
+        r = experiment_matrix_apply_text(d->parser->spec, aux, value, ret_reason);
+        if (r < 0 && r != -ENOMEM)
+                d->failed_matrix = aux;
+        return r;
+}
+
+/* Every way to name a .vm key in [Matrix]: "Section.Key" and "Key" (an ambiguous one is refused when used). */
+static int matrix_items(char ***ret_names) {
+        _cleanup_(strv_freep) char **names = NULL;
+        const char *section, *key;
+
+        for (size_t i = 0; vm_spec_key_get(i, &section, &key, NULL); i++) {
+                if (strv_extendf(&names, "%s.%s", section, key) < 0)
+                        return -ENOMEM;
+                if (!strv_contains(names, key) && strv_extend(&names, key) < 0)
+                        return -ENOMEM;
+        }
+        *ret_names = TAKE_PTR(names);
+        return 0;
 }
 
 /* ini_parse_buffer() names unknown sections and keys only in its message; take the field from it. */
@@ -153,9 +184,10 @@ int experiment_spec_parse_ini(const char *filename, const char *text, Experiment
         _cleanup_(experiment_spec_freep) ExperimentSpec *s = NULL;
         _cleanup_free_ char *error = NULL;
         _cleanup_free_ IniItem *items = NULL;
+        _cleanup_(strv_freep) char **matrix_names = NULL;
         ExperimentSpecParser p;
         IniDispatch d;
-        size_t n;
+        size_t n, n_matrix;
         int r;
 
         if (!filename)
@@ -173,9 +205,20 @@ int experiment_spec_parse_ini(const char *filename, const char *text, Experiment
         p = (ExperimentSpecParser) { .spec = s };
         d = (IniDispatch) { .parser = &p };
 
-        items = calloc(experiment_keys_n + 1, sizeof(IniItem));
+        r = matrix_items(&matrix_names);
+        if (r < 0)
+                return r;
+        n_matrix = strv_length(matrix_names);
+        items = calloc(experiment_keys_n + n_matrix + 1, sizeof(IniItem));
         if (!items)
                 return -ENOMEM;
+        for (size_t i = 0; i < n_matrix; i++)
+                items[experiment_keys_n + i] = (IniItem) {
+                        .section = "Matrix",
+                        .key = matrix_names[i],
+                        .parse = matrix_dispatch_ini,
+                        .aux = matrix_names[i],
+                };
         for (size_t i = 0; i < experiment_keys_n; i++)
                 items[i] = (IniItem) {
                         .section = experiment_keys[i].section,
@@ -192,6 +235,9 @@ int experiment_spec_parse_ini(const char *filename, const char *text, Experiment
 
                 if (d.failed) {
                         if (asprintf(&f, "%s.%s", d.failed->section, d.failed->key) < 0)
+                                return -ENOMEM;
+                } else if (d.failed_matrix) {
+                        if (asprintf(&f, "Matrix.%s", d.failed_matrix) < 0)
                                 return -ENOMEM;
                 } else if (error)
                         f = field_from_ini_error(error);
@@ -345,6 +391,35 @@ static int json_apply_key(ExperimentSpecParser *p, const ExperimentKey *k, const
         return 0;
 }
 
+/* A [Matrix] key naming a key of the guest's .vm: an array of values (strings, numbers or booleans, each one
+ * value), one such value, or null (none). */
+static int json_apply_matrix(ExperimentSpec *s, const char *field, const char *key, json_object *v,
+                             ExperimentSpecError *ret_error) {
+        _cleanup_free_ char *reason = NULL;
+        size_t n = json_object_is_type(v, json_type_array) ? json_object_array_length(v) : 1;
+        int r = 0;
+
+        if (!v)
+                r = experiment_matrix_reset(s, key, &reason);
+        for (size_t i = 0; v && r >= 0 && i < n; i++) {
+                json_object *e = json_object_is_type(v, json_type_array) ? json_object_array_get_idx(v, i) : v;
+                _cleanup_free_ char *text = NULL;
+
+                r = json_scalar_to_text(e, &text);
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0)
+                        return spec_error(ret_error, -EINVAL, field, "%s: expected an array of values (strings, "
+                                          "numbers or booleans)", field);
+                r = experiment_matrix_add(s, key, text, &reason);
+        }
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                return spec_error(ret_error, r, field, "%s: %s", field, strna(reason));
+        return 0;
+}
+
 int experiment_spec_parse_json(json_object *definition, ExperimentSpec **ret, ExperimentSpecError *ret_error) {
         _cleanup_(experiment_spec_freep) ExperimentSpec *s = NULL;
         ExperimentSpecParser p;
@@ -364,7 +439,7 @@ int experiment_spec_parse_json(json_object *definition, ExperimentSpec **ret, Ex
         json_object_object_foreach(definition, section, keys) {
                 if (!experiment_section_known(section))
                         return spec_error(ret_error, -EINVAL, section, "%s: Unknown section, expected Experiment, "
-                                          "Provoke, Workload or Measure", section);
+                                          "Provoke, Workload, Measure or Matrix", section);
                 if (!keys)
                         continue;       /* "Workload": null is the same as leaving the section out */
                 if (!json_object_is_type(keys, json_type_object))
@@ -377,6 +452,12 @@ int experiment_spec_parse_json(json_object *definition, ExperimentSpec **ret, Ex
 
                         if (asprintf(&f, "%s.%s", section, key) < 0)
                                 return -ENOMEM;
+                        if (!k && streq(section, "Matrix")) {
+                                r = json_apply_matrix(s, f, key, value, ret_error);
+                                if (r < 0)
+                                        return r;
+                                continue;
+                        }
                         if (!k)
                                 return spec_error(ret_error, -EINVAL, f, "%s: Unknown key in section [%s]", f, section);
 
@@ -440,6 +521,8 @@ int experiment_spec_to_ini(const ExperimentSpec *s, char **ret) {
                                 fprintf(f, "%s=%s\n", k->key, *v);
         }
 
+        if (r >= 0 && s->n_matrix > 0)
+                r = experiment_matrix_to_ini(s, f);
         if (fclose(f) != 0 || !buf)
                 return -ENOMEM;
         if (r < 0)
@@ -516,11 +599,18 @@ int experiment_spec_to_json(const ExperimentSpec *s, json_object **ret) {
 
                 if (!section)
                         return -ENOMEM;
+                if (streq(experiment_sections[i], "Matrix") && s->n_matrix == 0)
+                        continue;       /* no matrix: the form stays as it was before there were any */
                 for (size_t k = 0; k < experiment_keys_n; k++) {
                         if (!streq(experiment_keys[k].section, experiment_sections[i]) ||
                             !experiment_key_belongs(experiment_keys + k, s))
                                 continue;
                         r = key_to_json(section, experiment_keys + k, s);
+                        if (r < 0)
+                                return r;
+                }
+                if (streq(experiment_sections[i], "Matrix")) {
+                        r = experiment_matrix_to_json(s, section);
                         if (r < 0)
                                 return r;
                 }
@@ -541,7 +631,7 @@ bool experiment_spec_equal(const ExperimentSpec *a, const ExperimentSpec *b) {
         for (size_t i = 0; i < experiment_keys_n; i++)
                 if (!experiment_key_equal(experiment_keys + i, a, b))
                         return false;
-        return true;
+        return experiment_matrix_equal(a, b);
 }
 
 int experiment_spec_copy(const ExperimentSpec *s, ExperimentSpec **ret) {
@@ -556,6 +646,8 @@ int experiment_spec_copy(const ExperimentSpec *s, ExperimentSpec **ret) {
         *c = *s;
         c->name = c->description = c->guest = c->program = NULL;
         c->arguments = c->tracepoints = NULL;
+        if (experiment_matrix_copy(s, c) < 0)
+                return -ENOMEM;
         if (free_and_strdup(&c->name, s->name) < 0 ||
             free_and_strdup(&c->description, s->description) < 0 ||
             free_and_strdup(&c->guest, s->guest) < 0 ||

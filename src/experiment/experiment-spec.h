@@ -50,7 +50,16 @@ typedef enum ExperimentCounter {
         _EXPERIMENT_COUNTER_INVALID = -EINVAL,
 } ExperimentCounter;
 
+/* [Matrix] Order=: how the variants' blocks follow each other. */
+typedef enum ExperimentMatrixOrder {
+        EXPERIMENT_MATRIX_INTERLEAVED,  /* every round runs one block of each variant, A B C A B C … */
+        EXPERIMENT_MATRIX_RANDOM,       /* every round in its own order, shuffled from Seed= */
+        _EXPERIMENT_MATRIX_ORDER_MAX,
+        _EXPERIMENT_MATRIX_ORDER_INVALID = -EINVAL,
+} ExperimentMatrixOrder;
+
 DECLARE_STRING_TABLE(experiment_operation, ExperimentOperation);
+DECLARE_STRING_TABLE(experiment_matrix_order, ExperimentMatrixOrder);
 DECLARE_STRING_TABLE(experiment_workload_when, ExperimentWorkloadWhen);
 DECLARE_STRING_TABLE(experiment_counter, ExperimentCounter);
 /* One line on what the set holds, as memvisor.experiment(5) says it; NULL for an invalid counter. */
@@ -81,6 +90,19 @@ const char *experiment_counter_names(void) _pure_;
 #define EXPERIMENT_TIMEOUT_MAX (86400 * USEC_PER_SEC)   /* Timeout= of [Provoke] and [Workload]: 24h */
 #define EXPERIMENT_TRACEPOINTS_MAX 64U
 #define EXPERIMENT_TRACEPOINT_NAME_MAX 128U
+
+#define EXPERIMENT_MATRIX_KEYS_MAX 8U            /* keys that vary */
+#define EXPERIMENT_MATRIX_VALUES_MAX 16U         /* values of one key */
+#define EXPERIMENT_VARIANTS_MAX 16U              /* combinations: variants A … P */
+#define EXPERIMENT_BLOCK_MAX 10000U
+#define EXPERIMENT_BOOT_TIMEOUT_DEFAULT (300 * USEC_PER_SEC)
+
+/* One key of the guest's .vm that varies in a matrix run, with its values in the order given. */
+typedef struct ExperimentMatrixKey {
+        char *name;                     /* "VM.Append": the canonical Section.Key (vm_spec_key_resolve) */
+        char **values;                  /* NULL-terminated, at least one, distinct */
+        size_t n_values;
+} ExperimentMatrixKey;
 
 typedef struct ExperimentSpec {
         /* [Experiment] */
@@ -120,6 +142,15 @@ typedef struct ExperimentSpec {
         char **tracepoints;             /* Tracepoints=, "subsystem:event" ([A-Za-z0-9_]), distinct, at most 64;
                                          * NULL-terminated, may be NULL */
         size_t n_tracepoints;
+
+        /* [Matrix] (issue 16). Any other key of the section is a key of the guest's .vm (memvisor.vm(5)) with the
+         * values it takes, one variant per combination. No such key: a plain experiment, and the three below
+         * may not be set. */
+        ExperimentMatrixKey *matrix;    /* in the order of their first assignment */
+        size_t n_matrix;
+        ExperimentMatrixOrder order;    /* Order=, default interleaved */
+        unsigned block;                 /* Block=, measured iterations of a variant per block, default 1 */
+        uint64_t boot_timeout_usec;     /* BootTimeout=, default 5min: the guest running (and its agent ready) */
 } ExperimentSpec;
 
 /* A parse or validation problem: where and why. */
@@ -156,6 +187,23 @@ int experiment_spec_to_ini(const ExperimentSpec *s, char **ret);
 int experiment_spec_to_json(const ExperimentSpec *s, json_object **ret);
 bool experiment_spec_equal(const ExperimentSpec *a, const ExperimentSpec *b);
 int experiment_spec_copy(const ExperimentSpec *s, ExperimentSpec **ret);
+
+/* Matrix runs. The variants are the combinations of the [Matrix] keys' values, the last key varying fastest,
+ * labelled A, B, … in that order; 0 when the spec has no matrix. */
+size_t experiment_spec_n_variants(const ExperimentSpec *s) _pure_;
+/* The settings of variant v: names ("VM.Append") and values, both borrowed from s, n_matrix of each. */
+int experiment_spec_variant(const ExperimentSpec *s, size_t v, const char **names, const char **values);
+/* "A" … "P". */
+const char *experiment_variant_label(size_t v) _pure_;
+/* The index of a label, or -EINVAL. */
+int experiment_variant_from_label(const char *label);
+/* Blocks per variant (Iterations= over Block=, rounded up) and the iterations the run records in all: each
+ * block is WarmUp= warm-up iterations after the guest's boot, then up to Block= measured ones. A plain
+ * experiment: 1 and Iterations=. */
+unsigned experiment_spec_blocks(const ExperimentSpec *s) _pure_;
+uint64_t experiment_spec_planned(const ExperimentSpec *s) _pure_;
+/* The order of the blocks: n_variants × blocks variant indexes, round by round (Order=, Seed=). */
+int experiment_spec_schedule(const ExperimentSpec *s, size_t **ret, size_t *ret_n);
 
 /* The keys of the format (memvisor.experiment(5)) in table order, for i = 0, 1, … until it returns false.
  * multiple: the key takes a list (repeatable, an array in JSON). */

@@ -732,6 +732,20 @@ int experiment_store_finish(ExperimentStore *s, const char *id, ExperimentState 
         return 0;
 }
 
+int experiment_store_update_provenance(ExperimentStore *s, const char *id, json_object *provenance) {
+        Entry *e;
+
+        if (!s || !provenance || !json_object_is_type(provenance, json_type_object))
+                return -EINVAL;
+        e = store_find(s, id, NULL);
+        if (!e)
+                return -ESRCH;
+        if (e->info.state != EXPERIMENT_RUNNING)
+                return -EALREADY;
+        return experiment_write_json_at(e->dir_fd, experiment_document_to_string(EXPERIMENT_DOCUMENT_PROVENANCE),
+                                        provenance);
+}
+
 /* ---- readers --------------------------------------------------------------------------------------------- */
 
 static int open_experiment_dir(ExperimentStore *s, Entry *e) {

@@ -140,6 +140,10 @@ int experiment_store_append(ExperimentStore *s, const char *id, json_object *rec
 int experiment_store_finish(ExperimentStore *s, const char *id, ExperimentState state, const char *reason,
                             json_object *summary);
 
+/* Replaces the provenance of a running experiment, atomically (a matrix run adds each variant's guest as it
+ * first boots). -EALREADY when it is not running. */
+int experiment_store_update_provenance(ExperimentStore *s, const char *id, json_object *provenance);
+
 /* Called once per iteration, in order; record is borrowed for the call. Return 0 to go on, > 0 to stop (the reader
  * then returns 0), < 0 to stop with that error. */
 typedef int (*ExperimentIterationHandler)(uint64_t index, json_object *record, void *userdata);

@@ -28,6 +28,7 @@ typedef struct SummaryEntry {
 } SummaryEntry;
 
 struct ExperimentSummary {
+        char *variant;                          /* only the records of this variant of a matrix run; NULL: all */
         uint64_t iterations, warm_up;
         SummaryEntry **counters;                /* sorted by name */
         size_t n_counters, allocated_counters;
@@ -53,6 +54,7 @@ ExperimentSummary *experiment_summary_free(ExperimentSummary *s) {
         for (size_t i = 0; i < s->n_unavailable; i++)
                 summary_entry_free(s->unavailable[i]);
         free(s->unavailable);
+        free(s->variant);
         return mfree(s);
 }
 
@@ -382,6 +384,8 @@ int experiment_summary_add(ExperimentSummary *s, json_object *record) {
         r = experiment_record_validate(record);
         if (r < 0)
                 return r;
+        if (s->variant && !streq_ptr(json_get_string(record, "variant"), s->variant))
+                return 0;
         if (s->iterations >= EXPERIMENT_ITERATIONS_MAX)
                 return -E2BIG;
 
@@ -541,11 +545,19 @@ static int summary_add_record(uint64_t index, json_object *record, void *userdat
         return experiment_summary_add(userdata, record);
 }
 
-int experiment_summary_from_store(ExperimentStore *store, const char *id, json_object **ret) {
+int experiment_summary_set_variant(ExperimentSummary *s, const char *variant) {
+        if (!s || s->iterations > 0)
+                return -EINVAL;
+        return free_and_strdup(&s->variant, variant);
+}
+
+int experiment_summary_from_store(ExperimentStore *store, const char *id, const char *variant, json_object **ret) {
         _cleanup_(experiment_summary_freep) ExperimentSummary *s = NULL;
         int r;
 
         r = experiment_summary_new(&s);
+        if (r >= 0)
+                r = experiment_summary_set_variant(s, variant);
         if (r >= 0)
                 r = experiment_store_read_iterations(store, id, summary_add_record, s);
         if (r >= 0)

@@ -52,6 +52,10 @@ ExperimentSummary *experiment_summary_free(ExperimentSummary *s);
  * names), -ENOMEM. */
 int experiment_summary_add(ExperimentSummary *s, json_object *record);
 
+/* From now on only the records whose "variant" is variant (a matrix run's "A", "B", …) count; the others are
+ * skipped by experiment_summary_add() (which returns 0 for them). NULL: every record. Only before the first. */
+int experiment_summary_set_variant(ExperimentSummary *s, const char *variant);
+
 /* Records added, and how many of them were warm-up iterations. */
 uint64_t experiment_summary_iterations(const ExperimentSummary *s);
 uint64_t experiment_summary_warm_up(const ExperimentSummary *s);
@@ -66,8 +70,9 @@ int experiment_summary_to_json(const ExperimentSummary *s, json_object **ret);
 
 typedef struct ExperimentStore ExperimentStore;
 /* The statistics of a stored experiment's iterations, read back one line at a time (as experiment_summary_to_json()
- * gives them): for an experiment that has no summary.json, or whose run kept none. */
-int experiment_summary_from_store(ExperimentStore *store, const char *id, json_object **ret);
+ * gives them): for an experiment that has no summary.json, or whose run kept none. variant (optional): only
+ * that variant's records (experiment_summary_set_variant()). */
+int experiment_summary_from_store(ExperimentStore *store, const char *id, const char *variant, json_object **ret);
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(ExperimentSummary *, experiment_summary_free);
 

@@ -89,6 +89,9 @@ int vm_describe_json(Vm *vm, json_object **ret) {
             (r = json_add_string(o, "definitionProblem", vm->definition_problem)) < 0)
                 return r;
 
+        if (vm->running_variant && vm_is_active(vm) &&
+            (r = json_add_string(o, "runningVariant", vm->running_variant)) < 0)
+                return r;
         if (vm->running_spec && vm_is_active(vm) && !vm_spec_equal(vm->running_spec, vm->spec) &&
             (r = json_add_bool(o, "definitionChangedSinceStart", true)) < 0)
                 return r;

@@ -162,6 +162,16 @@ bool vm_spec_equal(const VmSpec *a, const VmSpec *b);
 /* A deep copy, key by key. */
 int vm_spec_copy(const VmSpec *s, VmSpec **ret);
 
+/* Variants of a guest (the [Matrix] of an experiment, memvisor.experiment(5)): name is "Section.Key", or a Key
+ * that only one section has ("Append"); the guest's Name= and the list keys (Disk=, ExtraArgs=) cannot vary.
+ * Resolves the name to its key (the strings are static), or says why not in *ret_reason. */
+int vm_spec_key_resolve(const char *name, const char **ret_section, const char **ret_key, char **ret_reason);
+/* A copy of base with names[i]=values[i] applied, in order, as lines of a .vm file would be (an empty value
+ * resets the key), then validated, and the files the copy names (Kernel=, Initrd=, Disk=) checked to be there
+ * and readable. On bad input -EINVAL (or the errno of a file) with *ret_field ("VM.Kernel") and *ret_reason. */
+int vm_spec_with_settings(const VmSpec *base, char *const *names, char *const *values, size_t n, VmSpec **ret,
+                          char **ret_field, char **ret_reason);
+
 /* The keys of the .vm format (memvisor.vm(5)) in the order of the canonical INI text, for i = 0, 1, … until it
  * returns false. multiple: the key may repeat (an array in JSON). */
 bool vm_spec_key_get(size_t i, const char **ret_section, const char **ret_key, bool *ret_multiple);

@@ -150,6 +150,9 @@ Vm *vm_free(Vm *vm) {
         vm_release_process(vm);
         vm_spec_free(vm->spec);
         vm_spec_free(vm->running_spec);
+        vm_spec_free(vm->variant);
+        free(vm->variant_label);
+        free(vm->running_variant);
         vm_exit_done(&vm->last_exit);
         strv_free(vm->argv);
         free(vm->vcpus);
@@ -179,6 +182,14 @@ void vm_set_spec(Vm *vm, VmSpec *spec, const char *source) {
         (void) free_and_strdup(&vm->source, source);
         vm->transient = false;
         vm->definition_problem = mfree(vm->definition_problem);
+}
+
+void vm_set_variant(Vm *vm, VmSpec *variant, const char *label) {
+        vm_spec_free(vm->variant);
+        vm->variant = variant;
+        vm->variant_label = mfree(vm->variant_label);
+        if (variant && label)
+                vm->variant_label = strdup(label);      /* only for display: NULL on ENOMEM is fine */
 }
 
 bool vm_is_active(const Vm *vm) {
@@ -512,8 +523,9 @@ static int vm_start_internal(Vm *vm, bool by_policy, char **ret_error) {
         vm->vcpus = mfree(vm->vcpus);
         vm->n_vcpus = 0;
 
-        /* Snapshot the definition: a redefinition while running applies at the next start. */
-        r = vm_spec_copy(vm->spec, &spec);
+        /* Snapshot the definition: a redefinition while running applies at the next start. An experiment's
+         * variant, while it is set, is started instead. */
+        r = vm_spec_copy(vm->variant ?: vm->spec, &spec);
         if (r < 0)
                 return fail_start(vm, r, ret_error, "cannot copy the definition: %s", strerror(-r));
 
@@ -621,6 +633,8 @@ static int vm_start_internal(Vm *vm, bool by_policy, char **ret_error) {
         vm->argv = TAKE_PTR(argv);
         vm_spec_free(vm->running_spec);
         vm->running_spec = TAKE_PTR(spec);
+        free(vm->running_variant);
+        vm->running_variant = vm->variant_label ? strdup(vm->variant_label) : NULL;     /* display only */
         if (by_policy)
                 vm->restarts++;
         else

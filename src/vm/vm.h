@@ -125,6 +125,9 @@ struct Vm {
         char *log_field;                /* "VM=name" for journal entries */
         VmSpec *spec;                   /* the definition; applies from the next start */
         VmSpec *running_spec;           /* what the current QEMU was started with */
+        VmSpec *variant;                /* an experiment's variant (issue 16): started instead of spec while set */
+        char *variant_label;            /* its description ("experiment ID variant B"), for DescribeVM */
+        char *running_variant;          /* variant_label when the current QEMU was started; NULL: spec */
         char *source;                   /* .vm file it came from; NULL when defined over the API */
         bool transient;                 /* adopted without a definition: forgotten once it ends */
         char *definition_problem;       /* its .vm file was refused at the last reload (StrictModes, a parse
@@ -173,6 +176,10 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Vm *, vm_free);
 
 /* Replaces the definition (takes ownership); a running guest keeps its old one until it restarts. */
 void vm_set_spec(Vm *vm, VmSpec *spec, const char *source);
+
+/* Sets (takes ownership) or clears (NULL) the variant the next starts use instead of the definition; label says
+ * whose it is. The definition itself is untouched: clearing the variant and restarting gives the guest back. */
+void vm_set_variant(Vm *vm, VmSpec *variant, const char *label);
 
 /* Starts the guest; on failure *ret_error (optional) says why in words, and the guest is failed. Starting a
  * guest that is starting or running is a no-op. A start requested by the user resets the start limit. */

@@ -423,7 +423,7 @@ def test_export_csv_read_back_with_pandas(xctl, fake, workdir):
     assert len(get) == 1 and get[0][3] and get[0][2] == {"id": "exp-1"}
 
     df = pandas.read_csv(out, keep_default_na=False, dtype={"value": str})
-    assert list(df.columns) == ["experiment", "guest", "iteration", "warm_up", "started_realtime_usec", "counter",
+    assert list(df.columns) == ["experiment", "guest", "variant", "iteration", "warm_up", "started_realtime_usec", "counter",
                                 "value", "unit", "unavailable"]
     per = len(RECORDS[0]["counters"]) + len(RECORDS[0]["unavailable"])
     assert len(df) == len(RECORDS) * per

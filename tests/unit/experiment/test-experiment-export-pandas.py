@@ -41,7 +41,7 @@ except ImportError as e:
 
 from experiment_testlib import check, failures, unit  # noqa: E402 (after the interpreter is settled)
 
-COLUMNS = ['experiment', 'guest', 'iteration', 'warm_up', 'started_realtime_usec', 'counter', 'value', 'unit',
+COLUMNS = ['experiment', 'guest', 'variant', 'iteration', 'warm_up', 'started_realtime_usec', 'counter', 'value', 'unit',
            'unavailable']
 EXPERIMENT = '20261204-222222-a1b2c3'
 GUEST = 'web "one", two'
@@ -71,7 +71,8 @@ for i in range(12):
         unavailable['guest.vmstat'] = REASONS[1 + i % 4]
     unavailable['guest.interrupts'] = REASONS[i % len(REASONS)]
     records.append({'iteration': i + 1, 'warmUp': i < 2, 'startedRealtimeUSec': 1796000000000000 + 1000003 * i,
-                    'durationUSec': 5, 'counters': counters, 'unavailable': unavailable})
+                    'durationUSec': 5, 'counters': counters, 'unavailable': unavailable,
+                    'variant': 'AB'[i % 2], 'block': i // 2 + 1})
 
 proc = subprocess.run([sys.argv[1], 'csv', EXPERIMENT, GUEST],
                       input=''.join(json.dumps(r) + '\n' for r in records), capture_output=True, text=True,
@@ -99,7 +100,7 @@ check(str(df['started_realtime_usec'].dtype) == 'int64', 'started_realtime_usec 
       % df['started_realtime_usec'].dtype)
 check(str(df['warm_up'].dtype) == 'bool', 'warm_up dtype %s' % df['warm_up'].dtype)
 check(str(df['value'].dtype) == 'float64', 'value dtype %s' % df['value'].dtype)
-for c in ('experiment', 'guest', 'counter', 'unit', 'unavailable'):
+for c in ('experiment', 'guest', 'variant', 'counter', 'unit', 'unavailable'):
     check(str(df[c].dtype) == 'object', '%s dtype %s' % (c, df[c].dtype))
 check(int(df['value'].isna().sum()) == sum(1 for w in want if w[3] is not None), 'NaN values: %d'
       % int(df['value'].isna().sum()))
@@ -111,6 +112,7 @@ for k, (r, name, value, reason) in enumerate(want):
     what = 'row %d (iteration %d, %s)' % (k, r['iteration'], name)
     check(row['experiment'] == EXPERIMENT and row['guest'] == GUEST, what + ': experiment, guest')
     check(int(row['iteration']) == r['iteration'], what + ': iteration')
+    check(row['variant'] == r['variant'], what + ': variant %r' % row['variant'])
     check(bool(row['warm_up']) == r['warmUp'], what + ': warm_up')
     check(int(row['started_realtime_usec']) == r['startedRealtimeUSec'], what + ': started_realtime_usec')
     check(row['counter'] == name, what + ': counter %r' % row['counter'])
@@ -132,15 +134,16 @@ check(len(rows) - 1 == len(want), 'csv rows %d' % (len(rows) - 1))
 for (r, name, value, reason), row in zip(want, rows[1:]):
     what = 'csv iteration %d %s' % (r['iteration'], name)
     check(len(row) == len(COLUMNS), what + ': %d fields' % len(row))
-    check(row[3] == ('true' if r['warmUp'] else 'false'), what + ': warm_up %r' % row[3])
+    check(row[2] == r['variant'], what + ': variant %r' % row[2])
+    check(row[4] == ('true' if r['warmUp'] else 'false'), what + ': warm_up %r' % row[4])
     if reason is None:
         if isinstance(value, int):
-            check(row[6] == str(value), what + ': %r, want %d exactly' % (row[6], value))
+            check(row[7] == str(value), what + ': %r, want %d exactly' % (row[7], value))
         else:
-            check(float(row[6]) == value, what + ': %r does not read back as %r' % (row[6], value))
-        check(row[8] == '', what + ': unavailable %r' % row[8])
+            check(float(row[7]) == value, what + ': %r does not read back as %r' % (row[7], value))
+        check(row[9] == '', what + ': unavailable %r' % row[9])
     else:
-        check(row[6] == '' and row[8] == reason, what + ': value %r, reason %r' % (row[6], row[8]))
+        check(row[7] == '' and row[9] == reason, what + ': value %r, reason %r' % (row[7], row[9]))
 
 print('pandas %s: %d rows (%d unavailable), %d records' % (pd.__version__, len(df),
                                                           sum(1 for w in want if w[3] is not None), len(records)))

@@ -44,9 +44,29 @@ static void test_header(void **state) {
         memory_open(&m);
         assert_int_equal(experiment_export_csv_header(m.f), 0);
         assert_string_equal(memory_close(&m),
-                            "experiment,guest,iteration,warm_up,started_realtime_usec,counter,value,unit,unavailable\n");
+                            "experiment,guest,variant,iteration,warm_up,started_realtime_usec,counter,value,unit,unavailable\n");
         buf = m.buf;
         assert_int_equal(experiment_export_csv_header(NULL), -EINVAL);
+}
+
+static void test_variant(void **state) {
+        _cleanup_json_ json_object *r = json_tokener_parse(
+                "{\"iteration\": 2, \"warmUp\": true, \"startedRealtimeUSec\": 7, \"variant\": \"B\", "
+                "\"block\": 1, \"counters\": {\"b\": 1}}");
+        _cleanup_json_ json_object *bad = json_tokener_parse(
+                "{\"iteration\": 2, \"warmUp\": true, \"startedRealtimeUSec\": 7, \"variant\": \"B,\\n\", "
+                "\"counters\": {\"b\": 1}}");
+        _cleanup_free_ char *buf = NULL;
+        Memory m;
+
+        (void) state;
+        assert_non_null(r);
+        assert_non_null(bad);
+        memory_open(&m);
+        assert_int_equal(experiment_export_csv_record(m.f, "X", "web", r), 0);
+        assert_int_equal(experiment_export_csv_record(m.f, "X", "web", bad), -EBADMSG);
+        assert_string_equal(memory_close(&m), "X,web,B,2,true,7,b,1,count,\n");
+        buf = m.buf;
 }
 
 static void test_record(void **state) {
@@ -66,17 +86,17 @@ static void test_record(void **state) {
         memory_open(&m);
         assert_int_equal(experiment_export_csv_record(m.f, "20261204-222222-abcdef", "web,1", r), 0);
         assert_string_equal(memory_close(&m),
-                "20261204-222222-abcdef,\"web,1\",4,false,1796000000123456,a.bytes,18446744073709551615,bytes,\n"
-                "20261204-222222-abcdef,\"web,1\",4,false,1796000000123456,b,-3,count,\n"
-                "20261204-222222-abcdef,\"web,1\",4,false,1796000000123456,c_ns,2,ns,\n"
-                "20261204-222222-abcdef,\"web,1\",4,false,1796000000123456,d,-0,count,\n"
-                "20261204-222222-abcdef,\"web,1\",4,false,1796000000123456,e,1.0000000000000001e+300,count,\n"
-                "20261204-222222-abcdef,\"web,1\",4,false,1796000000123456,time.provoke_usec,81234,us,\n"
-                "20261204-222222-abcdef,\"web,1\",4,false,1796000000123456,"
+                "20261204-222222-abcdef,\"web,1\",,4,false,1796000000123456,a.bytes,18446744073709551615,bytes,\n"
+                "20261204-222222-abcdef,\"web,1\",,4,false,1796000000123456,b,-3,count,\n"
+                "20261204-222222-abcdef,\"web,1\",,4,false,1796000000123456,c_ns,2,ns,\n"
+                "20261204-222222-abcdef,\"web,1\",,4,false,1796000000123456,d,-0,count,\n"
+                "20261204-222222-abcdef,\"web,1\",,4,false,1796000000123456,e,1.0000000000000001e+300,count,\n"
+                "20261204-222222-abcdef,\"web,1\",,4,false,1796000000123456,time.provoke_usec,81234,us,\n"
+                "20261204-222222-abcdef,\"web,1\",,4,false,1796000000123456,"
                 "workload.per_thread.0.bytes_per_sec,0.10000000000000001,bytes/s,\n"
-                "20261204-222222-abcdef,\"web,1\",4,false,1796000000123456,guest.tlb_shootdowns,,count,"
+                "20261204-222222-abcdef,\"web,1\",,4,false,1796000000123456,guest.tlb_shootdowns,,count,"
                 "\"agent said \"\"no\"\", twice\nand left\"\n"
-                "20261204-222222-abcdef,\"web,1\",4,false,1796000000123456,host.kvm_exit,,count,"
+                "20261204-222222-abcdef,\"web,1\",,4,false,1796000000123456,host.kvm_exit,,count,"
                 "no /dev/kvm: the guest runs under TCG\n");
         buf = m.buf;
 }
@@ -97,7 +117,7 @@ static void test_warm_up_and_empty(void **state) {
         buf = m.buf;
         memory_open(&m2);
         assert_int_equal(experiment_export_csv_record(m2.f, "id", "\"quoted\"", r2), 0);
-        assert_string_equal(memory_close(&m2), "id,\"\"\"quoted\"\"\",2,true,7,x,1,count,\n");
+        assert_string_equal(memory_close(&m2), "id,\"\"\"quoted\"\"\",,2,true,7,x,1,count,\n");
         buf2 = m2.buf;
 }
 
@@ -151,6 +171,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_header),
                 cmocka_unit_test(test_record),
+                cmocka_unit_test(test_variant),
                 cmocka_unit_test(test_warm_up_and_empty),
                 cmocka_unit_test(test_bad),
                 cmocka_unit_test(test_write_error),

@@ -630,7 +630,7 @@ static void test_tables(void **state) {
                 assert_non_null(key);
                 lists += multiple;
         }
-        assert_int_equal(n, 23);
+        assert_int_equal(n, 26);       /* with Matrix.Order, Block, BootTimeout */
         assert_int_equal(lists, 4);    /* Arguments, Counters, Tracepoints, Require */
 
         for (int c = 0; c < _EXPERIMENT_COUNTER_MAX; c++) {
@@ -645,8 +645,108 @@ static void test_tables(void **state) {
         assert_string_equal(experiment_workload_when_to_string(EXPERIMENT_WORKLOAD_AFTER), "after");
 }
 
+static void test_matrix(void **state) {
+        _cleanup_(experiment_spec_freep) ExperimentSpec *s = NULL, *j = NULL, *c = NULL;
+        _cleanup_(experiment_spec_error_done) ExperimentSpecError e = {};
+        _cleanup_json_ json_object *o = NULL;
+        _cleanup_free_ char *ini = NULL, *ini2 = NULL;
+        _cleanup_free_ size_t *order = NULL;
+        const char *names[EXPERIMENT_MATRIX_KEYS_MAX], *values[EXPERIMENT_MATRIX_KEYS_MAX];
+        size_t n = 0;
+
+        (void) state;
+        assert_int_equal(experiment_spec_parse_ini("m.experiment",
+                                                   "[Experiment]\nGuest=web\nIterations=3\nWarmUp=1\n"
+                                                   "[Matrix]\nAppend=\"console=ttyS0 a=1\" 'console=ttyS0 a=2'\n"
+                                                   "Memory.Prealloc=no\nMemory.Prealloc=yes\nBlock=2\n"
+                                                   "Order=random\nVM.Append=quiet\n",
+                                                   &s, &e), 0);
+        assert_int_equal(s->n_matrix, 2);
+        assert_string_equal(s->matrix[0].name, "VM.Append");
+        assert_int_equal(s->matrix[0].n_values, 3);
+        assert_string_equal(s->matrix[0].values[1], "console=ttyS0 a=2");
+        assert_string_equal(s->matrix[1].name, "Memory.Prealloc");
+        assert_int_equal(experiment_spec_n_variants(s), 6);
+        /* the last key varies fastest: A = (a=1, no), B = (a=1, yes), C = (a=2, no), … */
+        assert_int_equal(experiment_spec_variant(s, 3, names, values), 0);
+        assert_string_equal(values[0], "console=ttyS0 a=2");
+        assert_string_equal(values[1], "yes");
+        assert_int_equal(experiment_spec_variant(s, 6, names, values), -EINVAL);
+        assert_string_equal(experiment_variant_label(1), "B");
+        assert_int_equal(experiment_variant_from_label("P"), 15);
+        assert_int_equal(experiment_variant_from_label("Q"), -EINVAL);
+        /* 3 iterations in blocks of 2: 2 blocks per variant, each with 1 warm-up */
+        assert_int_equal(experiment_spec_blocks(s), 2);
+        assert_int_equal(experiment_spec_planned(s), 6 * (3 + 2));
+        assert_int_equal(experiment_spec_schedule(s, &order, &n), 0);
+        assert_int_equal(n, 12);
+        for (size_t round = 0; round < 2; round++) {     /* every round has each variant once */
+                unsigned seen = 0;
+
+                for (size_t i = 0; i < 6; i++)
+                        seen |= 1U << order[round * 6 + i];
+                assert_int_equal(seen, 0x3f);
+        }
+
+        /* round trips: INI and JSON, equal and copy */
+        assert_int_equal(experiment_spec_to_ini(s, &ini), 0);
+        assert_non_null(strstr(ini, "[Matrix]\nOrder=random\nBlock=2\n"));
+        assert_non_null(strstr(ini, "VM.Append='console=ttyS0 a=1' 'console=ttyS0 a=2' quiet\n"));
+        assert_int_equal(experiment_spec_parse_ini(NULL, ini, &j, &e), 0);
+        assert_true(experiment_spec_equal(s, j));
+        j = experiment_spec_free(j);
+        assert_int_equal(experiment_spec_to_json(s, &o), 0);
+        assert_int_equal(experiment_spec_parse_json(o, &j, &e), 0);
+        assert_true(experiment_spec_equal(s, j));
+        assert_int_equal(experiment_spec_copy(s, &c), 0);
+        assert_true(experiment_spec_equal(s, c));
+        assert_int_equal(experiment_spec_to_ini(c, &ini2), 0);
+        assert_string_equal(ini, ini2);
+        c->matrix[1].values[1][0] = 'Y';
+        assert_false(experiment_spec_equal(s, c));
+
+        /* a plain experiment has no [Matrix] in either form, and its keys belong to matrix runs only */
+        j = experiment_spec_free(j);
+        assert_int_equal(experiment_spec_parse_ini(NULL, "[Experiment]\nGuest=web\n", &j, &e), 0);
+        assert_int_equal(experiment_spec_n_variants(j), 0);
+        json_object_put(o);
+        assert_int_equal(experiment_spec_to_json(j, &o), 0);
+        assert_false(json_object_object_get_ex(o, "Matrix", NULL));
+        j = experiment_spec_free(j);
+}
+
+static void test_matrix_bad(void **state) {
+        static const struct {
+                const char *text, *field, *reason;
+        } bad[] = {
+                { "[Matrix]\nBlock=2\n", "Matrix.Block", "only used in a matrix run" },
+                { "[Matrix]\nPolicy=bind\n", "Matrix.Policy", "several sections" },
+                { "[Matrix]\nName=x y\n", "Matrix.Name", "identity" },
+                { "[Matrix]\nDisk=/a /b\n", "Matrix.Disk", "takes a list" },
+                { "[Matrix]\nVM.Nope=1\n", NULL, "Unknown key" },
+                { "[Matrix]\nAppend=a a\n", "Matrix.Append", "given twice" },
+                { "[Matrix]\nAppend='a\n", "Matrix.Append", "shell" },
+                { "[Matrix]\nAppend=1 2 3 4 5\nVCPUs=1 2 3 4\n", "Matrix.VCPUs", "20 variants" },
+                { "[Experiment]\nIterations=9000\n[Matrix]\nAppend=1 2\n", "Experiment.Iterations", "at most 10000" },
+        };
+
+        (void) state;
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                _cleanup_(experiment_spec_freep) ExperimentSpec *s = NULL;
+                _cleanup_(experiment_spec_error_done) ExperimentSpecError e = {};
+                _cleanup_free_ char *text = NULL;
+
+                assert_true(asprintf(&text, "[Experiment]\nGuest=web\n%s", bad[i].text) > 0);
+                assert_true(experiment_spec_parse_ini("b.experiment", text, &s, &e) < 0);
+                if (!strstr(e.message, bad[i].reason) || (bad[i].field && !streq_ptr(e.field, bad[i].field)))
+                        fail_msg("case %zu: field %s, message %s", i, strna(e.field), e.message);
+        }
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_matrix),
+                cmocka_unit_test(test_matrix_bad),
                 cmocka_unit_test(test_defaults),
                 cmocka_unit_test(test_migrate),
                 cmocka_unit_test(test_pingpong_and_balloon),
