@@ -136,8 +136,8 @@ int run_matrix_provenance(ExperimentRun *run, json_object *provenance) {
                         r = json_add_string(o, "variant", experiment_variant_label(v));
                 if (r >= 0)
                         r = json_add(o, "settings", TAKE_PTR(settings));
-                if (r >= 0)
-                        r = json_add(o, "guest", NULL);         /* filled when it first boots */
+                if (r >= 0)     /* null until it first boots */
+                        r = json_object_object_add(o, "guest", NULL) < 0 ? -ENOMEM : 0;
                 if (r >= 0)
                         r = json_object_array_add(variants, TAKE_PTR(o)) < 0 ? -ENOMEM : 0;
                 if (r < 0)
