@@ -58,6 +58,10 @@ bool experiment_plot_options_given(void) {
 
 typedef struct PlotExperiment {
         json_object *describe;          /* DescribeExperiment's parameters */
+        char *id;                       /* the experiment's id */
+        const char *variant;            /* one variant of a matrix run ("A"; borrowed from describe), or NULL */
+        json_object *statistics;        /* the statistics of the experiment or the variant (borrowed) */
+        char label[96];
         size_t n;                       /* iterations received */
         bool *warm_up;                  /* [n] */
         double *values;                 /* [n × counters]: iteration-major */
@@ -78,7 +82,7 @@ static int select_counters(PlotExperiment *x, size_t n_x, const char **counters,
         size_t n = 0;
 
         for (size_t e = 0; e < (arg_plot_n_counters > 0 ? n_x : 1); e++) {
-                json_object *stats = ctl_obj_get(x[e].describe, "statistics");
+                json_object *stats = x[e].statistics;
 
                 for (size_t i = 0; stats && i < ctl_array_length(stats); i++) {
                         const char *name = json_get_string(ctl_array_get(stats, i), "counter");
@@ -116,8 +120,8 @@ static int select_counters(PlotExperiment *x, size_t n_x, const char **counters,
 }
 
 /* GetExperimentResults with more: the selected counters of every record (NAN where one is missing). */
-static int fetch_records(VarlinkClient *c, const char *id, PlotExperiment *x, const char **counters,
-                         size_t n_counters) {
+static int fetch_records(VarlinkClient *c, PlotExperiment *x, const char **counters, size_t n_counters) {
+        const char *id = x->id;
         _cleanup_json_ json_object *params = json_object_new_object();
         size_t cap = 0;
         int r;
@@ -140,6 +144,8 @@ static int fetch_records(VarlinkClient *c, const char *id, PlotExperiment *x, co
                 for (size_t i = 0; its && i < ctl_array_length(its); i++) {
                         json_object *rec = ctl_array_get(its, i), *cs = ctl_obj_get(rec, "counters");
 
+                        if (x->variant && !streq_ptr(json_get_string(rec, "variant"), x->variant))
+                                continue;
                         if (x->n >= EXPERIMENT_ITERATIONS_MAX) {
                                 fprintf(stderr, "The daemon sent more than %u iteration records for %s.\n",
                                         EXPERIMENT_ITERATIONS_MAX, id);
@@ -175,22 +181,30 @@ static int fetch_records(VarlinkClient *c, const char *id, PlotExperiment *x, co
         }
 }
 
-/* The x labels: the experiments' names when each has one of its own, else their ids. */
-static void pick_labels(PlotExperiment *x, size_t n_x, char **ids, const char **labels) {
-        bool names = true;
+/* The x labels: the experiments' names when each has one of its own, else their ids; a variant as "ID:A", or
+ * as "A" when every box is a variant of one run. */
+static void pick_labels(PlotExperiment *x, size_t n_x, const char **labels) {
+        bool names = true, one_run = true;
 
         for (size_t e = 0; e < n_x; e++) {
+                one_run = one_run && x[e].variant && streq(x[e].id, x[0].id);
                 labels[e] = json_get_string(ctl_obj_get(x[e].describe, "experiment"), "name");
-                if (isempty(labels[e]))
+                if (isempty(labels[e]) || x[e].variant)
                         names = false;
                 for (size_t k = 0; names && k < e; k++)
                         names = !streq(labels[k], labels[e]);
         }
-        for (size_t e = 0; !names && e < n_x; e++)
-                labels[e] = ids[e];
+        for (size_t e = 0; !names && e < n_x; e++) {
+                if (x[e].variant)
+                        snprintf(x[e].label, sizeof(x[e].label), "%s%s%s", one_run ? "" : x[e].id,
+                                 one_run ? "" : ":", x[e].variant);
+                else
+                        snprintf(x[e].label, sizeof(x[e].label), "%s", x[e].id);
+                labels[e] = x[e].label;
+        }
 }
 
-static int render(PlotExperiment *x, size_t n_x, char **ids, const char **counters, size_t n_counters,
+static int render(PlotExperiment *x, size_t n_x, const char **counters, size_t n_counters,
                   const char *output, PlotFormat format) {
         _cleanup_free_ double *values = NULL;
         PlotSeries series[PLOT_PANELS_MAX][PLOT_EXPERIMENTS_MAX];
@@ -213,7 +227,7 @@ static int render(PlotExperiment *x, size_t n_x, char **ids, const char **counte
                                 values[off++] = x[e].values[i * n_counters + k];
                 }
         }
-        pick_labels(x, n_x, ids, labels);
+        pick_labels(x, n_x, labels);
         spec = (PlotSpec) {
                 .labels = labels,
                 .n_experiments = n_x,
@@ -239,7 +253,7 @@ int experiment_plot(int n_ids, char **ids, const char *output) {
         _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
         PlotExperiment x[PLOT_EXPERIMENTS_MAX] = {};
         const char *counters[PLOT_PANELS_MAX];
-        size_t n_counters = 0;
+        size_t n_counters = 0, n_x = 0;
         int format, r;
 
         if (n_ids < 1 || (unsigned) n_ids > PLOT_EXPERIMENTS_MAX) {
@@ -262,8 +276,13 @@ int experiment_plot(int n_ids, char **ids, const char *output) {
                 return -r;
         for (int e = 0; e < n_ids; e++) {
                 _cleanup_json_ json_object *params = json_object_new_object(), *reply = NULL;
+                _cleanup_free_ char *id = NULL;
+                const char *colon = strchr(ids[e], ':'), *variant = colon ? colon + 1 : NULL;
+                json_object *describe, *variants;
+                size_t first = n_x;
 
-                if (!params || json_add_string(params, "id", ids[e]) < 0) {
+                id = colon ? strndup(ids[e], (size_t) (colon - ids[e])) : strdup(ids[e]);
+                if (!id || !params || json_add_string(params, "id", id) < 0) {
                         log_oom();
                         r = EXIT_CONNECTION;
                         goto finish;
@@ -277,16 +296,55 @@ int experiment_plot(int n_ids, char **ids, const char *output) {
                         r = ctl_report_error(reply);
                         goto finish;
                 }
-                x[e].describe = json_object_get(ctl_reply_parameters(reply));
+                describe = ctl_reply_parameters(reply);
+                variants = ctl_obj_get(describe, "variants");
+                /* A matrix run: one box per variant (or the one named); otherwise the experiment. */
+                for (size_t v = 0; v < (variants ? ctl_array_length(variants) : 1); v++) {
+                        json_object *vo = variants ? ctl_array_get(variants, v) : NULL;
+                        const char *label = vo ? json_get_string(vo, "variant") : NULL;
+
+                        if (variants && (!label || (variant && !streq(label, variant))))
+                                continue;
+                        if (n_x == PLOT_EXPERIMENTS_MAX) {
+                                fprintf(stderr, "A plot has at most %u boxes per counter: name fewer experiments "
+                                        "or variants (ID:A).\n", PLOT_EXPERIMENTS_MAX);
+                                r = EXIT_USAGE;
+                                goto finish;
+                        }
+                        x[n_x] = (PlotExperiment) {
+                                .describe = json_object_get(describe),
+                                .id = strdup(id),
+                                .variant = label,
+                                .statistics = ctl_obj_get(vo ?: describe, "statistics"),
+                        };
+                        if (!x[n_x++].id) {
+                                log_oom();
+                                r = EXIT_CONNECTION;
+                                goto finish;
+                        }
+                }
+                if (n_x == first) {
+                        fprintf(stderr, variants ? "Experiment %s has no variant %s.\n"
+                                                 : "Experiment %s is not a matrix run: it has no variant %s.\n",
+                                id, strna(variant));
+                        r = EXIT_USAGE;
+                        goto finish;
+                }
+                if (variant && !variants) {
+                        fprintf(stderr, "Experiment %s is not a matrix run: it has no variant %s.\n", id, variant);
+                        r = EXIT_USAGE;
+                        goto finish;
+                }
         }
-        r = select_counters(x, (size_t) n_ids, counters, &n_counters);
-        for (int e = 0; r == EXIT_OK && e < n_ids; e++)
-                r = fetch_records(c, ids[e], &x[e], counters, n_counters);
+        r = select_counters(x, n_x, counters, &n_counters);
+        for (size_t e = 0; r == EXIT_OK && e < n_x; e++)
+                r = fetch_records(c, &x[e], counters, n_counters);
         if (r == EXIT_OK)
-                r = render(x, (size_t) n_ids, ids, counters, n_counters, output, format);
+                r = render(x, n_x, counters, n_counters, output, format);
 finish:
         for (size_t e = 0; e < PLOT_EXPERIMENTS_MAX; e++) {
                 json_object_put(x[e].describe);
+                free(x[e].id);
                 free(x[e].warm_up);
                 free(x[e].values);
         }

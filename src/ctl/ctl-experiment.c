@@ -640,9 +640,23 @@ static void print_statistics(json_object *stats) {
         }
 }
 
+static void print_unavailable(json_object *unavail) {
+        for (size_t i = 0, shown = 0; unavail && i < ctl_array_length(unavail); i++) {
+                json_object *u = ctl_array_get(unavail, i);
+                const char *name = strempty(json_get_string(u, "counter"));
+
+                if (arg_counter && fnmatch(arg_counter, name, 0) != 0)
+                        continue;
+                if (shown++ == 0)
+                        printf("\nUnavailable:\n");
+                printf("  %s: %s (%" PRIi64 " iterations)\n", name, strna(json_get_string(u, "reason")),
+                       json_get_int(u, "iterations", 0));
+        }
+}
+
 static int experiment_show(const char *id) {
         _cleanup_json_ json_object *reply = NULL;
-        json_object *p, *e, *unavail;
+        json_object *p, *e, *variants;
         char t[64];
         int r;
 
@@ -670,19 +684,26 @@ static int experiment_show(const char *id) {
                 printf("%12s %s\n", "Ended:", ctl_format_realtime(t, sizeof(t), (uint64_t) json_get_int(e, "endedRealtimeUSec", 0)));
         print_provenance(ctl_obj_get(p, "provenance"));
         printf("\n");
-        print_statistics(ctl_obj_get(p, "statistics"));
+        variants = ctl_obj_get(p, "variants");
+        if (!variants) {
+                print_statistics(ctl_obj_get(p, "statistics"));
+                print_unavailable(ctl_obj_get(p, "unavailable"));
+                return EXIT_OK;
+        }
+        /* A matrix run: each variant with its settings and its own statistics; never pooled. */
+        for (size_t v = 0; v < ctl_array_length(variants); v++) {
+                json_object *vo = ctl_array_get(variants, v), *settings = ctl_obj_get(vo, "settings");
 
-        unavail = ctl_obj_get(p, "unavailable");
-        for (size_t i = 0, shown = 0; unavail && i < ctl_array_length(unavail); i++) {
-                json_object *u = ctl_array_get(unavail, i);
-                const char *name = strempty(json_get_string(u, "counter"));
-
-                if (arg_counter && fnmatch(arg_counter, name, 0) != 0)
-                        continue;
-                if (shown++ == 0)
-                        printf("\nUnavailable:\n");
-                printf("  %s: %s (%" PRIi64 " iterations)\n", name, strna(json_get_string(u, "reason")),
-                       json_get_int(u, "iterations", 0));
+                printf("%sVariant %s:", v > 0 ? "\n" : "", strna(json_get_string(vo, "variant")));
+                if (settings && json_object_is_type(settings, json_type_object)) {
+                        json_object_object_foreach(settings, key, value)
+                                printf(" %s=%s", key, json_object_is_type(value, json_type_string)
+                                                              ? json_object_get_string(value) : "?");
+                }
+                printf(" (%" PRIi64 " iterations, %" PRIi64 " warm-up)\n", json_get_int(vo, "iterations", 0),
+                       json_get_int(vo, "warmUp", 0));
+                print_statistics(ctl_obj_get(vo, "statistics"));
+                print_unavailable(ctl_obj_get(vo, "unavailable"));
         }
         return EXIT_OK;
 }
