@@ -223,10 +223,13 @@ int experiment_compare_prepare(ExperimentCompare *c, const ExperimentCompareOpti
         b = &c->side[EXPERIMENT_COMPARE_B];
         if (!a->id || !b->id)
                 return fail(-EINVAL, NULL, ret_field, ret_reason, "both experiments must be given");
-        if (!streq(a->operation, b->operation))
+        /* A baseline (Operation=none) is the control of every operation; two different operations are not
+         * comparable. */
+        if (!streq(a->operation, b->operation) && !streq(a->operation, "none") && !streq(b->operation, "none"))
                 return fail(-EINVAL, NULL, ret_field, ret_reason,
-                            "%s provokes %s and %s provokes %s: only experiments of the same operation are compared",
-                            a->id, a->operation, b->id, b->operation);
+                            "%s provokes %s and %s provokes %s: only experiments of the same operation, or one "
+                            "against a baseline (Operation=none), are compared", a->id, a->operation, b->id,
+                            b->operation);
         if (options->resamples < 1 || options->resamples > EXPERIMENT_COMPARE_RESAMPLES_MAX)
                 return fail(-EINVAL, "resamples", ret_field, ret_reason, "resamples must be 1 … %u, not %zu",
                             EXPERIMENT_COMPARE_RESAMPLES_MAX, options->resamples);
@@ -494,7 +497,13 @@ int experiment_compare_run(ExperimentCompare *c, json_object **ret) {
                 return r;
         if ((r = json_add(o, "a", TAKE_PTR(sa))) < 0 ||
             (r = json_add(o, "b", TAKE_PTR(sb))) < 0 ||
-            (r = json_add_string(o, "operation", c->side[EXPERIMENT_COMPARE_A].operation)) < 0 ||
+            (r = json_add_string(o, "operation", streq(c->side[EXPERIMENT_COMPARE_A].operation, "none")
+                                                         ? c->side[EXPERIMENT_COMPARE_B].operation
+                                                         : c->side[EXPERIMENT_COMPARE_A].operation)) < 0 ||
+            (r = json_add_string(o, "baseline", !streq(c->side[EXPERIMENT_COMPARE_A].operation,
+                                                       c->side[EXPERIMENT_COMPARE_B].operation)
+                                                ? (streq(c->side[EXPERIMENT_COMPARE_A].operation, "none") ? "a" : "b")
+                                                : NULL)) < 0 ||
             (r = json_add_uint(o, "seed", c->options.seed)) < 0 ||
             (r = json_add_uint(o, "resamples", c->options.resamples)) < 0 ||
             (r = json_add_double(o, "level", 0.95)) < 0 ||

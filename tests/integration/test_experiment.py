@@ -642,12 +642,23 @@ def test_experiment_compare(daemons, ctl):
     state = json.loads((dst / "state.json").read_text())
     state["id"] = other
     (dst / "state.json").write_text(json.dumps(state))
+    # … and once as a balloon inflation: two different operations.
+    other2 = "20260101-000000-c0ffe2"
+    dst2 = d.state_dir / "experiments" / other2
+    subprocess.run(["cp", "-a", str(dst), str(dst2)], check=True)
+    definition_json["Provoke"]["Operation"] = "balloon"
+    (dst2 / "definition.json").write_text(json.dumps(definition_json))
+    state["id"] = other2
+    (dst2 / "state.json").write_text(json.dumps(state))
     d.start()
-    e, p = err(d, "CompareExperiments", {"a": a, "b": other})
+    e, p = err(d, "CompareExperiments", {"a": other2, "b": other})
     assert e == M + "InvalidExperiment" and p.get("field") is None, (e, p)
-    assert "migrate" in p["reason"] and "none" in p["reason"], p
-    r = ctl("experiment", "compare", a, other, address=d.socket, timeout=60)
+    assert "migrate" in p["reason"] and "balloon" in p["reason"], p
+    r = ctl("experiment", "compare", other2, other, address=d.socket, timeout=60)
     assert r.returncode == 1 and "same operation" in r.stderr, (r.returncode, r.stderr)
+    # A baseline (Operation=none) against an operation is its control: compared.
+    c = ok(d, "CompareExperiments", {"a": a, "b": other, "resamples": 100})["comparison"]
+    assert c["operation"] == "migrate" and c["baseline"] == "a", c
 
 
 # ---- memvisorctl experiment plot (issue 16) --------------------------------------------------------------------

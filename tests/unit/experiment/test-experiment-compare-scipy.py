@@ -112,7 +112,9 @@ prov_b = {'collectedAt': '2026-12-05T20:00:00Z', 'kernel': {'release': '6.12.0'}
 requests.append(('one-sided', {'a': one_a, 'b': one_b, 'provenanceA': prov_a, 'provenanceB': prov_b}))
 requests.append(('globs', {'a': one_a, 'b': one_b, 'counters': ['time.*', 'guest.*']}))
 requests.append(('operations', {'a': one_a, 'b': one_b, 'definitionA': {'Provoke': {'Operation': 'migrate'}},
-                                'definitionB': {'Provoke': {'Operation': 'none'}}}))
+                                'definitionB': {'Provoke': {'Operation': 'balloon'}}}))
+requests.append(('baseline', {'a': one_a, 'b': one_b, 'definitionA': {'Provoke': {'Operation': 'none'}},
+                              'definitionB': {'Provoke': {'Operation': 'migrate'}}}))
 requests.append(('same-operation', {'a': one_a, 'b': one_b, 'definitionA': {'Provoke': {'Operation': 'migrate'}},
                                     'definitionB': {'Provoke': {'Operation': 'migrate'}}}))
 requests.append(('resamples0', {'a': one_a, 'b': one_b, 'resamples': 0}))
@@ -222,7 +224,10 @@ check([c['counter'] for c in gl['comparisons']] == ['time.provoke_usec'] and
 
 op = replies['operations']
 check(op.get('error') == -22 and op.get('field') is None and 'migrate' in op.get('reason', '') and
-      'none' in op.get('reason', ''), 'different operations are refused: %r' % op)
+      'balloon' in op.get('reason', ''), 'different operations are refused: %r' % op)
+check(replies['baseline'].get('operation') == 'migrate' and replies['baseline'].get('baseline') == 'a',
+      'an operation against its baseline is compared: %r' % {k: replies['baseline'].get(k)
+                                                              for k in ('operation', 'baseline', 'error')})
 check(replies['same-operation'].get('operation') == 'migrate', 'the operation is stated')
 for k in ('resamples0', 'resamples-big'):
     check(replies[k].get('error') == -22 and replies[k].get('field') == 'resamples', '%s refused: %r' % (k, replies[k]))

@@ -98,7 +98,7 @@ static void test_by_hand(void **state) {
 
 static void test_refused(void **state) {
         _cleanup_(experiment_compare_freep) ExperimentCompare *c =
-                make("{\"Provoke\": {\"Operation\": \"migrate\"}}", "{}");
+                make("{\"Provoke\": {\"Operation\": \"migrate\"}}", "{\"Provoke\": {\"Operation\": \"balloon\"}}");
         _cleanup_(experiment_compare_freep) ExperimentCompare *d = make("{}", "{}");
         ExperimentCompareOptions o = EXPERIMENT_COMPARE_OPTIONS_DEFAULT;
         char *globs[] = { (char *) "" };
@@ -109,6 +109,7 @@ static void test_refused(void **state) {
         assert_int_equal(experiment_compare_prepare(c, &o, &field, &reason), -EINVAL);
         assert_null(field);
         assert_non_null(strstr(reason, "migrate"));
+        assert_non_null(strstr(reason, "balloon"));
         reason = mfree(reason);
         assert_int_equal(experiment_compare_run(c, &out), -EINVAL);     /* not prepared */
 
