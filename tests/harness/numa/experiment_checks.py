@@ -13,6 +13,7 @@ import statistics
 import subprocess
 import time
 
+from matrix_checks import run_matrix_checks
 from numa_harness import CTL_SAN_ENV, OUT, SOCKET, WORK, Varlink, ctl, numa_maps
 
 MIB = 1 << 20
@@ -247,3 +248,7 @@ def run_experiment_checks(build, pid, check, figures):
           "migrate experiment's", bfinal.get("state") == "completed" and len(brows) == ITERATIONS and
           statistics.median(bpg) < statistics.median(mpg) and
           all("host.migrate.moved_pages" not in r.get("counters", {}) for r in brows), figures["baseline"])
+
+    # ---- a matrix run over two variants, and the comparisons (issue 16)
+    if xid and bfinal.get("id"):
+        run_matrix_checks(build, check, figures, results, xid, bfinal["id"])

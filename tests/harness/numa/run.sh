@@ -26,7 +26,7 @@ PY=/usr/bin/python3
 skip() { echo "SKIP: $*"; exit 77; }
 
 case "$mode" in
-test)  script=$src/tests/harness/numa/guest-test.py; timeout=720 ;;
+test)  script=$src/tests/harness/numa/guest-test.py; timeout=1100 ;;
 bench) script=$src/bench/migrate-guest.py; timeout=1500 ;;
 bench-experiment) script=$src/bench/experiment-overhead-guest.py; timeout=2400 ;;
 *) echo "unknown mode $mode (test, bench or bench-experiment)"; exit 2 ;;
