@@ -4,6 +4,8 @@
 /* Monitor passthrough (manager-monitor.c) and the memory layout (manager-layout.c), for the varlink methods
  * there and the D-Bus ones in manager-dbus.c. */
 
+#include <systemd/sd-bus.h>
+
 #include "daemon/manager.h"
 
 typedef struct MonitorRequest {
@@ -32,3 +34,7 @@ int manager_monitor_fail_command(ManagerError *e, const char *name, const char *
                                  const char *error_class, const char *desc);
 ManagerCompletion manager_monitor_vl_completion(VarlinkConnection *c);
 int manager_layout_vl_describe(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags, void *userdata);
+
+/* manager-dbus-monitor.c: the D-Bus methods (sd_bus_message_handler_t, userdata the Manager). */
+int manager_dbus_execute_monitor_command(sd_bus_message *message, void *userdata, sd_bus_error *error);
+int manager_dbus_describe_memory_layout(sd_bus_message *message, void *userdata, sd_bus_error *error);

@@ -6,10 +6,12 @@ bound, the caller check, and the layout checked against the guest's Memory= and 
 
 import json
 import os
+import shutil
 
 import pytest
 
 from memvisor_it import NOBODY_UID, NOGROUP_GID, calls_as
+from test_dbus import IFACE, NAME, PATH, private_bus, start_daemon, vm_path, wait_prop  # noqa: F401 (fixture)
 from test_vms import M, call, describe, firmware_vm, ok, wait_state, write_vm
 
 MIB = 1 << 20
@@ -161,3 +163,35 @@ def test_memory_layout(guest, ctl):
     assert e == M + "InvalidState" and p["state"] == "stopped"
     e, p = err(call(d, "ExecuteMonitorCommand", {"name": "fw", "command": "query-status"}))
     assert e == M + "InvalidState"
+
+
+def test_over_dbus(daemons, private_bus, workdir):
+    """The same operations on io.memvisor.Manager1: replies as JSON text, errors under their D-Bus names, both
+    refused to ordinary users."""
+    if not (shutil.which("dbus-daemon") and shutil.which("busctl")):
+        pytest.skip("dbus-daemon or busctl not installed")
+    bus = private_bus()
+    d = start_daemon(daemons, bus, workdir)
+    bus.call(PATH, IFACE, "StartVM", "s", "fw")
+    wait_prop(bus, vm_path("fw"), "State", "running")
+    (text,) = bus.call(PATH, IFACE, "ExecuteMonitorCommand", "sssbb", "fw", "query-status", "", "false", "false")
+    assert json.loads(text)["reply"]["status"] == "running"
+    (text,) = bus.call(PATH, IFACE, "ExecuteMonitorCommand", "sssbb", "fw", "info version", "", "true", "false")
+    assert json.loads(text)["output"].startswith(os.popen("qemu-system-x86_64 --version").read().split()[3])
+    (text,) = bus.call(PATH, IFACE, "ExecuteMonitorCommand", "sssbb", "fw", "query-memdev", "{}", "false", "false")
+    assert json.loads(text)["reply"][0]["size"] == 64 * MIB
+    assert d.wait_for_log('monitor command HMP "info version" by D-Bus ')
+    for command, error in (("quit", "MonitorCommandRefused"), ("no-such-command", "MonitorCommandFailed")):
+        p = bus.send(PATH, IFACE, "ExecuteMonitorCommand", "string:fw", "string:" + command, "string:",
+                     "boolean:false", "boolean:false")
+        assert p.returncode != 0 and "io.memvisor.Manager1." + error in p.stderr, p.stderr
+    (text,) = bus.call(PATH, IFACE, "DescribeMemoryLayout", "s", "fw")
+    layout = json.loads(text)
+    assert layout["name"] == "fw" and 63 * MIB < layout["ramBytes"] <= 64 * MIB
+    for args in (("ExecuteMonitorCommand", "sssbb", "fw", "query-status", "", "false", "false"),
+                 ("DescribeMemoryLayout", "s", "fw")):
+        p = bus.busctl("call", NAME, PATH, IFACE, *args, uid=NOBODY_UID, gid=NOGROUP_GID, check=False)
+        assert p.returncode != 0 and "Access denied" in p.stderr, p.stderr
+    log = d.log_text()
+    for method in ("ExecuteMonitorCommand", "DescribeMemoryLayout"):
+        assert "Denied io.memvisor.Manager1.%s to uid 65534." % method in log, log
