@@ -118,8 +118,9 @@ static void print_region(json_object *r) {
                         break;
                 off += (size_t) n;
         }
-        printf("%016" PRIx64 "-%016" PRIx64 " %10s %-12s %-12s ", (uint64_t) json_get_int(r, "gpaStart", 0),
+        printf("%016" PRIx64 "-%016" PRIx64 " %10s %-4s %-12s %-12s ", (uint64_t) json_get_int(r, "gpaStart", 0),
                (uint64_t) json_get_int(r, "gpaEnd", 0), sz(s, sizeof(s), r, "sizeBytes"),
+               strna(json_get_string(r, "kind")),
                strna(json_get_string(r, "memoryRegion")), json_get_string(r, "backend") ?: "-");
         if (ctl_obj_get(r, "hostStart"))
                 printf("%012" PRIx64 "-%012" PRIx64, (uint64_t) json_get_int(r, "hostStart", 0),
@@ -155,7 +156,7 @@ static int verb_memory(int argc, char **argv) {
         printf("Guest %s (QEMU pid %" PRIi64 "): %s of RAM in address space %s\n", strna(json_get_string(l, "name")),
                json_get_int(l, "pid", 0), sz(s, sizeof(s), l, "ramBytes"), strna(json_get_string(l, "addressSpace")));
         if (arg_legend)
-                printf("%-33s %10s %-12s %-12s %-25s %s\n", "GPA", "SIZE", "REGION", "BACKEND", "HOST VIRTUAL",
+                printf("%-33s %10s %-4s %-12s %-12s %-25s %s\n", "GPA", "SIZE", "KIND", "REGION", "BACKEND", "HOST VIRTUAL",
                        "RESIDENT");
         for (size_t i = 0; i < ctl_array_length(regions); i++)
                 print_region(ctl_array_get(regions, i));

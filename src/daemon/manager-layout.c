@@ -2,7 +2,7 @@
 /* DescribeMemoryLayout: a running guest's RAM as QEMU lays it out, joined with where it lives on the host.
  * Three steps, none of which waits in the event loop:
  *   1. "info mtree -f" through human-monitor-command, parsed by src/qmp (qmp-mtree.h): the flat view of the
- *      system address space ("memory"), whose RAM ranges are the regions;
+ *      system address space ("memory"), whose ranges of memory (RAM, ROM, not I/O) are the regions;
  *   2. query-memdev (the backends: size, policy, host nodes) and one "gpa2hva" per region (its address in
  *      QEMU), all sent at once;
  *   3. /proc/PID/maps and numa_maps read in a worker thread (src/numa's numa-layout.h): the mappings that hold
@@ -144,6 +144,8 @@ static int region_json(LayoutRequest *q, size_t i, const NumaLayoutRegion *fille
 
         if (!o || json_add_uint(o, "gpaStart", x->start) < 0 || json_add_uint(o, "gpaEnd", x->last + 1) < 0 ||
             json_add_uint(o, "sizeBytes", qmp_mtree_range_size(x)) < 0 ||
+            json_add_string(o, "kind", qmp_mtree_kind_to_string(x->kind)) < 0 ||
+            json_add_bool(o, "nonVolatile", x->nonvolatile) < 0 ||
             json_add_string(o, "memoryRegion", x->name) < 0 ||
             json_add_uint(o, "offsetBytes", x->has_offset ? x->offset : 0) < 0 ||
             json_add_string(o, "backend", d ? x->name : NULL) < 0)
@@ -205,7 +207,8 @@ static int layout_json(LayoutRequest *q, const NumaLayoutRegion *filled, int rea
                         json_object_put(o);
                         return -ENOMEM;
                 }
-                ram += q->regions[i].size;
+                if (q->view->ranges[q->ranges[i]].kind == QMP_MTREE_RAM)
+                        ram += q->regions[i].size;
         }
         for (size_t i = 0; i < json_object_array_length(q->memdevs); i++) {
                 json_object *o = NULL;
@@ -358,21 +361,27 @@ static int step2_start(LayoutRequest *q, QmpClient *c) {
 
 /* ---- step 1: the flat view ------------------------------------------------------------------------------ */
 
+/* The ranges backed by memory: RAM, also where the firmware made it read-only ("rom": shadowed BIOS areas of
+ * the guest's RAM), ROM blocks, RAM and ROM devices; not I/O. */
+static bool range_is_memory(const QmpMtreeRange *r) {
+        return r->kind != QMP_MTREE_IO && qmp_mtree_range_size(r) > 0;
+}
+
 static int regions_from_view(LayoutRequest *q) {
         size_t n = 0;
 
         for (size_t i = 0; i < q->view->n_ranges; i++)
-                if (q->view->ranges[i].kind == QMP_MTREE_RAM && qmp_mtree_range_size(q->view->ranges + i) > 0)
+                if (range_is_memory(q->view->ranges + i))
                         n++;
         if (n > NUMA_LAYOUT_MAX_REGIONS)
-                return fail_unavailable(&q->e, q->name, "the guest has more than 256 RAM regions");
+                return fail_unavailable(&q->e, q->name, "the guest has more than 256 memory regions");
         q->ranges = calloc(MAX(n, 1U), sizeof(size_t));
         q->regions = calloc(MAX(n, 1U), sizeof(NumaLayoutRegion));
         q->have_hva = calloc(MAX(n, 1U), sizeof(bool));
         if (!q->ranges || !q->regions || !q->have_hva)
                 return -ENOMEM;
         for (size_t i = 0; i < q->view->n_ranges; i++)
-                if (q->view->ranges[i].kind == QMP_MTREE_RAM && qmp_mtree_range_size(q->view->ranges + i) > 0) {
+                if (range_is_memory(q->view->ranges + i)) {
                         q->ranges[q->n_regions] = i;
                         q->regions[q->n_regions++].size = qmp_mtree_range_size(q->view->ranges + i);
                 }

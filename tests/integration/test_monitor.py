@@ -128,13 +128,17 @@ def test_memory_layout(guest, ctl):
     assert layout["name"] == "fw" and layout["pid"] == vm["pid"] and layout["addressSpace"] == "memory"
     (backend,) = layout["backends"]
     assert backend["sizeBytes"] == 64 * MIB and backend["hostNodes"] == [0] and backend["policy"] == "bind"
-    ram = [r for r in layout["regions"] if r["backend"] == backend["id"]]
-    assert ram and layout["ramBytes"] == sum(r["sizeBytes"] for r in layout["regions"])
-    # the RAM regions cover the guest's 64 MiB but for the legacy VGA/ROM hole below 1 MiB
-    total = sum(r["sizeBytes"] for r in ram)
-    assert 64 * MIB - 384 * 1024 <= total <= 64 * MIB, total
+    ram = [r for r in layout["regions"] if r.get("backend") == backend["id"]]
+    assert ram and layout["ramBytes"] == sum(r["sizeBytes"] for r in layout["regions"] if r["kind"] == "ram")
+    # the backend's ranges are the guest's 64 MiB (no VGA device, so no hole below 1 MiB), in GPA order
+    assert sum(r["sizeBytes"] for r in ram) == 64 * MIB, ram
+    assert all(a["gpaEnd"] == b["gpaStart"] for a, b in zip(ram, ram[1:])), ram
+    assert {r["kind"] for r in ram} <= {"ram", "rom"} and ram[-1]["kind"] == "ram"
+    assert ram[-1]["gpaEnd"] == 64 * MIB and ram[-1]["offsetBytes"] == ram[-1]["gpaStart"]
+    # the firmware's ROM (pc.bios) is memory too, without a backend
+    assert any(r["memoryRegion"] == "pc.bios" and "backend" not in r for r in layout["regions"])
     for r in ram:
-        assert r["gpaEnd"] - r["gpaStart"] == r["sizeBytes"]
+        assert r["gpaEnd"] - r["gpaStart"] == r["sizeBytes"] and r["nonVolatile"] is False
         assert r["offsetBytes"] + r["sizeBytes"] <= 64 * MIB
         assert r["hostEnd"] - r["hostStart"] == r["sizeBytes"]
         # contiguous in QEMU's memory: host address - offset is the block's base, the same for every range
