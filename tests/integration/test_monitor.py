@@ -70,6 +70,12 @@ def test_monitor_passthrough(guest, ctl):
     e, p = err(call(d, "ExecuteMonitorCommand", {"name": "fw", "command": "echo " + "x" * 70000, "hmp": True}))
     assert e == M + "MonitorMessageTooLarge" and p["what"] == "request" and p["limitBytes"] == 65536
     assert p["bytes"] > 65536
+    # a reply over 4 MiB: 700000 bytes of guest memory dumped as text (59 bytes of text per 8)
+    e, p = err(call(d, "ExecuteMonitorCommand", {"name": "fw", "command": "xp /700000xb 0", "hmp": True}))
+    assert e == M + "MonitorMessageTooLarge" and p["what"] == "reply" and p["limitBytes"] == 4 * MIB, p
+    assert p["bytes"] > 4 * MIB
+    # the connection to QEMU is fine afterwards
+    assert ok(d, "ExecuteMonitorCommand", {"name": "fw", "command": "query-status"})["reply"]["running"]
 
     # bad requests
     assert err(call(d, "ExecuteMonitorCommand", {"name": "fw", "command": "   ", "hmp": True})) == \
