@@ -18,6 +18,7 @@ typedef struct Rule {
 #define R_OBJECT "removes an object the guest was started with (its memory backend, …)"
 #define R_BACKEND "removes or replaces a back end the daemon uses (the monitor, the agent, the console)"
 #define R_SNAPSHOT "replaces the guest's whole state"
+#define R_ACTION "changes what QEMU does on a shutdown, reboot, panic or watchdog expiry, which the daemon relies on"
 
 static const Rule qmp_rules[] = {
         { "quit", R_QUIT },
@@ -34,6 +35,8 @@ static const Rule qmp_rules[] = {
         { "chardev-remove", R_BACKEND },
         { "chardev-change", R_BACKEND },
         { "snapshot-load", R_SNAPSHOT },
+        { "set-action", R_ACTION },
+        { "watchdog-set-action", R_ACTION },
         {},
 };
 
@@ -56,6 +59,7 @@ static const Rule hmp_rules[] = {
         { "chardev-remove", R_BACKEND },
         { "chardev-change", R_BACKEND },
         { "loadvm", R_SNAPSHOT },
+        { "watchdog_action", R_ACTION },
         {},
 };
 

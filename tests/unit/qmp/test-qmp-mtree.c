@@ -179,7 +179,8 @@ static void test_refusal(void **state) {
         /* QMP */
         static const char *const refused[] = { "quit", "system_reset", "system_powerdown", "stop", "cont", "device_del",
                                                "migrate", "migrate-incoming", "migrate_cancel", "balloon", "object-del",
-                                               "netdev_del", "chardev-remove", "chardev-change", "x-exit-preconfig" };
+                                               "netdev_del", "chardev-remove", "chardev-change", "x-exit-preconfig",
+                                               "snapshot-load", "set-action", "watchdog-set-action" };
         for (size_t i = 0; i < ELEMENTSOF(refused); i++)
                 assert_non_null(qmp_monitor_qmp_refusal(refused[i], NULL));
         assert_null(qmp_monitor_qmp_refusal("query-status", NULL));
@@ -195,7 +196,7 @@ static void test_refusal(void **state) {
         static const char *const hmp_refused[] = { "q", "quit", "\tq", "system_reset", "system_powerdown", "s", "stop",
                                                    "c", "cont", "device_del balloon0", "migrate -d tcp:x:1",
                                                    "migrate_set_parameter x 1", "balloon 100", "object_del m0",
-                                                   "netdev_del n", "chardev-remove charmonitor", "loadvm x",
+                                                   "netdev_del n", "chardev-remove charmonitor", "loadvm x", "watchdog_action pause",
                                                    "\vquit" };
         for (size_t i = 0; i < ELEMENTSOF(hmp_refused); i++)
                 if (!qmp_monitor_hmp_refusal(hmp_refused[i]))
