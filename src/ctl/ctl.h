@@ -49,6 +49,7 @@ extern const CtlVerb ctl_metrics_verbs[];       /* ctl-metrics.c: host, metrics,
 extern const CtlVerb ctl_balloon_verbs[];       /* ctl-balloon.c: balloon, balloon-steps */
 extern const CtlVerb ctl_numa_verbs[];          /* ctl-numa.c: numa, pin, migrate, migrations */
 extern const CtlVerb ctl_guest_verbs[];         /* ctl-guest.c: guest NAME info|counters|exec|copy */
+extern const CtlVerb ctl_monitor_verbs[];         /* ctl-monitor.c: monitor, memory NAME layout */
 extern const CtlVerb ctl_experiment_verbs[];    /* ctl-experiment.c: experiment run|list|show|export|cancel|delete */
 
 const char *ctl_address(void);

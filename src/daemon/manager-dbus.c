@@ -24,6 +24,7 @@
 #include "basic/json-util.h"
 #include "basic/log.h"
 #include "daemon/manager-experiment.h"
+#include "daemon/manager-monitor.h"
 #include "daemon/manager-persist.h"
 #include "daemon/manager.h"
 #include "basic/strv.h"
@@ -790,6 +791,11 @@ static const sd_bus_vtable manager_vtable[] = {
                                  SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("DeleteExperiment", "s", SD_BUS_PARAM(id), "", , method_delete_experiment,
                                  SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("ExecuteMonitorCommand", "sssbb", SD_BUS_PARAM(name) SD_BUS_PARAM(command)
+                                 SD_BUS_PARAM(arguments) SD_BUS_PARAM(hmp) SD_BUS_PARAM(force), "s", SD_BUS_PARAM(json),
+                                 manager_dbus_execute_monitor_command, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("DescribeMemoryLayout", "s", SD_BUS_PARAM(name), "s", SD_BUS_PARAM(json),
+                                 manager_dbus_describe_memory_layout, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_SIGNAL_WITH_NAMES("StateChanged", "sosss",
                                  SD_BUS_PARAM(name) SD_BUS_PARAM(vm) SD_BUS_PARAM(state) SD_BUS_PARAM(previous_state)
                                  SD_BUS_PARAM(reason), 0),

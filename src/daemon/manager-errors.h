@@ -54,6 +54,10 @@
         X(EXPERIMENT_STORE_FAILED,      ExperimentStoreFailed,    BOTH) \
         X(EXPERIMENT_FAILED,            ExperimentFailed,         BOTH) \
         X(CONFIG_INVALID,               ConfigInvalid,            BOTH) \
+        X(MONITOR_COMMAND_REFUSED,      MonitorCommandRefused,    BOTH) \
+        X(MONITOR_COMMAND_FAILED,       MonitorCommandFailed,     BOTH) \
+        X(MONITOR_MESSAGE_TOO_LARGE,    MonitorMessageTooLarge,   BOTH) \
+        X(MEMORY_LAYOUT_UNAVAILABLE,    MemoryLayoutUnavailable,  BOTH) \
         X(INTERNAL_ERROR,               InternalError,            VARLINK) \
         X(INVALID_SIGNAL,               InvalidSignal,            BUS)
 

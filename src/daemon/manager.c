@@ -53,6 +53,7 @@ Manager *manager_free(Manager *m) {
 
         manager_experiment_done(m);
         manager_agent_done(m);
+        manager_layout_done(m);
         m->varlink = varlink_server_free(m->varlink);
         manager_dbus_done(m);
         manager_persist_done(m);

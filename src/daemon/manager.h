@@ -25,6 +25,7 @@ typedef struct BusConnection BusConnection;     /* src/dbus; manager-dbus.c: io.
 typedef struct ManagerGuest ManagerGuest;       /* manager-guest.h: a guest's balloon and NUMA state, by name */
 typedef struct ManagerPersist ManagerPersist;   /* manager-persist.c: saving and loading the guests' records */
 typedef struct ManagerExperiments ManagerExperiments; /* manager-experiment.c: experiments, STATE_DIR/experiments */
+typedef struct LayoutRequest LayoutRequest;     /* manager-layout.c: a DescribeMemoryLayout call in flight */
 
 typedef struct Manager {
         sd_event *event;
@@ -65,6 +66,8 @@ typedef struct Manager {
         BusConnection *dbus;            /* NULL: no bus (or [DBus] Address=none) */
         bool stopping_guests;           /* StopGuestsOnExit=: exit once every guest has stopped */
         int lock_fds[2];                /* flock(2) on the runtime and state directories: one daemon each */
+        LayoutRequest **layouts;        /* manager-layout.c: DescribeMemoryLayout calls in flight */
+        size_t n_layouts;
 } Manager;
 
 /* Takes ownership of config_path and overrides. */
@@ -115,6 +118,10 @@ int manager_numa_start(Manager *m);
 void manager_numa_done(Manager *m);
 const VarlinkMethod *manager_numa_methods(void);
 const VarlinkMethod *manager_agent_methods(void);
+/* manager-monitor.c, manager-layout.c: ExecuteMonitorCommand and DescribeMemoryLayout; done abandons the layout
+ * calls in flight. */
+const VarlinkMethod *manager_monitor_methods(void);
+void manager_layout_done(Manager *m);
 /* manager-agent.c: start watches the agents and arms the guest counters timer; apply_config (re)arms it from
  * the configuration; done stops it. */
 int manager_agent_start(Manager *m);
