@@ -1,0 +1,237 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""[Memory] backends and page sizes with the real QEMU under TCG, seen from the QEMU process's smaps: a shared
+or a private memfd (Share=), 2 MiB hugetlb pages (HugePages=yes, HugePageSize=2M) when the host can reserve
+them, the refusal with the figures when none are free, a page size the host does not offer refused at
+definition; and the commit charge of a start (Committed_AS before the spawn and once running) for Share=no
+and Share=yes, with and without Prealloc=, in DescribeVM and the metric series."""
+
+import os
+import re
+import statistics
+
+import pytest
+
+from memvisor_it import wait_for
+
+from test_vms import M, call, describe, firmware_vm, ok, wait_state, write_vm
+
+MB = 1 << 20
+HUGEPAGES = "/proc/sys/vm/nr_hugepages"
+HUGEPAGES_2M = "/sys/kernel/mm/hugepages/hugepages-2048kB"
+
+
+def memory_vm(workdir, size_mb, memory):
+    """A firmware guest of size_mb with a [Memory] section (firmware_vm's own Memory=64M is replaced)."""
+    return firmware_vm(workdir).replace("Memory=64M\n", "Memory=%dM\n" % size_mb) + "[Memory]\n" + memory
+
+
+def guest_mapping(pid, size_mb):
+    """The smaps entry of the guest RAM: the one mapping of exactly the guest's size, as a dict of its fields,
+    with 'header' (the maps line) and 'flags' (VmFlags as a set)."""
+    found = []
+    with open("/proc/%d/smaps" % pid) as f:
+        entry = None
+        for line in f:
+            if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+                entry = {"header": line.strip()}
+                found.append(entry)
+            elif line.startswith("VmFlags:"):
+                entry["flags"] = set(line.split(":", 1)[1].split())
+            else:
+                k, _, v = line.partition(":")
+                entry[k] = v.strip()
+    ram = [e for e in found if e.get("Size") == "%d kB" % (size_mb * 1024)]
+    assert len(ram) == 1, "expected one mapping of %d MiB in QEMU's smaps, found %s" % (size_mb, ram)
+    return ram[0]
+
+
+def kb(entry, field):
+    return int(entry[field].split()[0])
+
+
+def start_and_describe(d, name):
+    ok(d, "StartVM", {"name": name})
+    return wait_state(d, name, "running", timeout=60)
+
+
+def kill(d, name):
+    ok(d, "KillVM", {"name": name})
+    wait_state(d, name, "stopped", timeout=20)
+
+
+def test_share_seen_in_smaps(daemons, workdir):
+    d = daemons(name="share", start=False)
+    write_vm(d, "shared", memory_vm(workdir, 128, "Backend=memfd\nShare=yes\nPrealloc=yes\nPreallocThreads=2\n"))
+    write_vm(d, "private", memory_vm(workdir, 128, "Backend=memfd\nShare=no\nPrealloc=yes\nMerge=no\nDump=no\n"))
+    write_vm(d, "ramshared", memory_vm(workdir, 128, "Share=yes\n"))
+    d.start()
+
+    vm = start_and_describe(d, "shared")
+    assert "share=on" in vm["commandLine"] and "prealloc-threads=2" in vm["commandLine"]
+    m = guest_mapping(vm["pid"], 128)
+    assert "memfd:" in m["header"], m
+    assert "sh" in m["flags"] and "ht" not in m["flags"], m
+    assert kb(m, "Anonymous") == 0, m                   # a shared mapping has no anonymous (COW) pages
+    assert kb(m, "Rss") == 128 * 1024, m                # preallocated: every page is there
+    kill(d, "shared")
+
+    vm = start_and_describe(d, "private")
+    assert "share=off,merge=off,dump=off" in vm["commandLine"]
+    m = guest_mapping(vm["pid"], 128)
+    assert "memfd:" in m["header"], m
+    assert "sh" not in m["flags"], m
+    assert "dd" in m["flags"], m                        # Dump=no: MADV_DONTDUMP
+    assert "mg" not in m["flags"], m                    # Merge=no: never MADV_MERGEABLE
+    assert kb(m, "Anonymous") == 128 * 1024, m          # prealloc wrote every page: private copies
+    kill(d, "private")
+
+    # Backend=ram with Share=yes: a shared anonymous mapping (shmem), not a memfd.
+    vm = start_and_describe(d, "ramshared")
+    m = guest_mapping(vm["pid"], 128)
+    assert "sh" in m["flags"] and "memfd:" not in m["header"], m
+    kill(d, "ramshared")
+
+
+@pytest.fixture
+def hugepages_2m():
+    """Lets the test set the number of 2 MiB huge pages; restores the host's number afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("reserving huge pages needs root (/proc/sys/vm/nr_hugepages)")
+    if not os.path.isdir(HUGEPAGES_2M):
+        pytest.skip("the host has no 2 MiB huge pages (%s)" % HUGEPAGES_2M)
+    with open(HUGEPAGES_2M + "/nr_hugepages") as f:
+        saved = int(f.read())
+
+    def reserve(n):
+        with open(HUGEPAGES_2M + "/nr_hugepages", "w") as f:
+            f.write("%d\n" % n)
+        with open(HUGEPAGES_2M + "/nr_hugepages") as f:
+            return int(f.read())
+
+    yield reserve
+    reserve(saved)
+
+
+def free_2m():
+    with open(HUGEPAGES_2M + "/free_hugepages") as f:
+        free = int(f.read())
+    with open(HUGEPAGES_2M + "/resv_hugepages") as f:
+        return free - int(f.read())
+
+
+def test_hugetlb_2m(daemons, workdir, hugepages_2m):
+    d = daemons(name="huge", start=False)
+    write_vm(d, "huge", memory_vm(workdir, 64, "Backend=memfd\nHugePages=yes\nHugePageSize=2M\nPrealloc=yes\n"))
+    d.start()
+
+    # Room for this guest (32 pages) besides what others on the host hold.
+    have = hugepages_2m(32 + (int(open(HUGEPAGES_2M + "/nr_hugepages").read()) - free_2m()))
+    if free_2m() < 32:
+        pytest.skip("could not reserve 32 free 2 MiB pages (nr_hugepages is %d, %d free)" % (have, free_2m()))
+    vm = start_and_describe(d, "huge")
+    assert "hugetlb=on,hugetlbsize=2097152" in vm["commandLine"]
+    m = guest_mapping(vm["pid"], 64)
+    assert m["KernelPageSize"] == "2048 kB" and "ht" in m["flags"], m
+    assert kb(m, "Shared_Hugetlb") + kb(m, "Private_Hugetlb") == 64 * 1024, m
+    assert kb(m, "Anonymous") == 0, m
+    kill(d, "huge")
+
+    # None free: refused before QEMU is spawned, with the figures, in the reply, the state and the log.
+    hugepages_2m(int(open(HUGEPAGES_2M + "/nr_hugepages").read()) - free_2m())
+    free = free_2m()
+    assert free < 32
+    r = call(d, "StartVM", {"name": "huge"})
+    assert r.get("error") == M + "StartFailed", r
+    reason = r["parameters"]["reason"]
+    assert reason.startswith("HugePageSize=2M: the guest needs 32 huge pages of 2M (64M); the host has %d free, "
+                             "not reserved" % free), reason
+    vm = describe(d, "huge")
+    assert vm["state"] == "failed" and vm["stateReason"] == reason and vm.get("pid") is None, vm
+    d.wait_for_log("needs 32 huge pages of 2M")
+
+
+def test_unoffered_size_refused_at_definition(daemon):
+    offered = os.listdir("/sys/kernel/mm/hugepages") if os.path.isdir("/sys/kernel/mm/hugepages") else []
+    if "hugepages-1048576kB" in offered:
+        pytest.skip("this host offers 1 GiB pages")
+    sizes = sorted(int(s[len("hugepages-"):-2]) for s in offered)
+    text = ", ".join("%dM" % (s >> 10) if s < 1 << 20 else "%dG" % (s >> 20) for s in sizes) or "none"
+    r = call(daemon, "DefineVM", {"definition": {
+        "VM": {"Name": "big", "Memory": "2G", "Kernel": "/boot/vmlinuz"},
+        "Memory": {"Backend": "memfd", "HugePages": True, "HugePageSize": "1G"}}})
+    assert r.get("error") == M + "InvalidDefinition", r
+    assert r["parameters"] == {"field": "Memory.HugePageSize",
+                               "reason": "HugePageSize=1G: the host offers no huge pages of 1G (it offers: %s)" % text}
+    assert call(daemon, "DescribeVM", {"name": "big"})["error"] == M + "NoSuchVM"
+    # Bad values are refused with the key, in the JSON form as in .vm files.
+    for memory, field in (({"HugePageSize": "3M"}, "Memory.HugePageSize"), ({"Share": "private"}, "Memory.Share"),
+                          ({"Reserve": "swap"}, "Memory.Reserve"),
+                          ({"Prealloc": True, "Reserve": False}, "Memory.Reserve")):
+        r = call(daemon, "DefineVM", {"definition": {"VM": {"Name": "bad", "Kernel": "/boot/vmlinuz"},
+                                                      "Memory": memory}})
+        assert r.get("error") == M + "InvalidDefinition" and r["parameters"]["field"] == field, r
+
+
+def commit_series(d, name):
+    return [smp["value"] for m in ok(d, "GetMetrics", {})["metrics"]
+            if m["name"] == "memvisor_guest_commit_charge_bytes"
+            for smp in m["samples"] if (smp.get("labels") or {}).get("vm") == name]
+
+
+def commit_charge(d, name, check_metric=False):
+    vm = start_and_describe(d, name)
+    c = vm["commitCharge"]
+    assert c["differenceBytes"] == c["afterBytes"] - c["beforeBytes"]
+    if check_metric:
+        # The same figure as a metric series while the guest runs (from the sampler's next round).
+        wait_for(lambda: commit_series(d, name) == [c["differenceBytes"]], timeout=15,
+                 what="memvisor_guest_commit_charge_bytes{vm=%s} = %d" % (name, c["differenceBytes"]))
+    kill(d, name)
+    if check_metric:
+        wait_for(lambda: commit_series(d, name) == [], timeout=15, what="the series gone with the guest")
+    return c["differenceBytes"]
+
+
+SIZE_MB = 512
+REPEATS = 3
+
+
+def test_commit_charge_share(daemons, workdir, record_property):
+    """Committed_AS is host-wide: other work on the host adds noise, so each configuration is started REPEATS
+    times and the medians are compared, with margins of a quarter of the guest's size."""
+    d = daemons(name="commit", start=False)
+    configs = {}
+    for share in ("no", "yes"):
+        for prealloc in ("no", "yes"):
+            name = "s%s-p%s" % (share, prealloc)
+            configs[name] = (share, prealloc)
+            write_vm(d, name, memory_vm(workdir, SIZE_MB, "Backend=memfd\nShare=%s\nPrealloc=%s\n" % (share, prealloc)))
+    write_vm(d, "ram", memory_vm(workdir, SIZE_MB, "Prealloc=yes\n"))
+    configs["ram"] = ("(ram)", "yes")
+    d.start()
+
+    charge = {}
+    for name in configs:
+        samples = []
+        for _ in range(REPEATS):
+            samples.append(commit_charge(d, name, check_metric=name == "ram" and not samples))
+        charge[name] = statistics.median(samples)
+        record_property("commit_charge_" + name, [s // MB for s in samples])
+    table = "\n".join("Share=%-5s Prealloc=%-3s  %+6d MiB" % (s, p, charge[n] // MB) for n, (s, p) in configs.items())
+    print("\ncommit charge of a %d MiB memfd guest (TCG; median of %d):\n%s" % (SIZE_MB, REPEATS, table))
+    record_property("commit_charge_table", table)
+
+    size = SIZE_MB * MB
+    margin = size // 4
+    # Without prealloc: a MAP_PRIVATE memfd is charged in full when QEMU maps it (a private writable mapping),
+    # a MAP_SHARED one not at all (memfd files are created VM_NORESERVE: pages are charged as they are
+    # allocated).
+    assert abs((charge["sno-pno"] - charge["syes-pno"]) - size) < margin, charge
+    # With prealloc: the shared memfd's pages are now allocated, each charged once (shmem_acct_block) — about
+    # the size, as anonymous memory is.
+    assert abs((charge["syes-pyes"] - charge["syes-pno"]) - size) < margin, charge
+    assert abs(charge["syes-pyes"] - charge["ram"]) < margin, charge
+    # The private mapping of a memfd, preallocated, is charged twice over: the private writable mapping (at
+    # mmap) and the memfd's own page cache pages that each copy-on-write fault read in (shmem_fault allocates
+    # the hole's page before it is copied).
+    assert abs((charge["sno-pyes"] - charge["syes-pyes"]) - size) < margin, charge
