@@ -157,8 +157,9 @@ const MetricFamily metric_families[_METRIC_ID_MAX] = {
                                          "Prealloc= done) minus Committed_AS just before its QEMU was spawned: "
                                          "what the last start added to the host-wide commit charge. A host-wide "
                                          "difference, so whatever else ran on the host meanwhile (other starts, "
-                                         "other processes) adds to it or takes from it; may be negative. While "
-                                         "the guest runs.", L("vm") },
+                                         "other processes) adds to it or takes from it; may be negative. QEMU's "
+                                         "own commitments (its TCG translation cache, about 1 GiB) are part of "
+                                         "it. While the guest runs.", L("vm") },
         [METRIC_GUEST_RESIDENT] = { "memvisor_guest_resident_bytes", METRIC_GAUGE, "bytes",
                                     "Resident set of the QEMU process (VmRSS).", L("vm") },
         [METRIC_GUEST_NODE_RESIDENT] = { "memvisor_guest_node_resident_bytes", METRIC_GAUGE, "bytes",

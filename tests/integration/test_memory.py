@@ -59,7 +59,7 @@ def kill(d, name):
     wait_state(d, name, "stopped", timeout=20)
 
 
-def test_share_seen_in_smaps(daemons, workdir):
+def test_share_seen_in_smaps(daemons, workdir, ctl):
     d = daemons(name="share", start=False)
     write_vm(d, "shared", memory_vm(workdir, 128, "Backend=memfd\nShare=yes\nPrealloc=yes\nPreallocThreads=2\n"))
     write_vm(d, "private", memory_vm(workdir, 128, "Backend=memfd\nShare=no\nPrealloc=yes\nMerge=no\nDump=no\n"))
@@ -73,6 +73,9 @@ def test_share_seen_in_smaps(daemons, workdir):
     assert "sh" in m["flags"] and "ht" not in m["flags"], m
     assert kb(m, "Anonymous") == 0, m                   # a shared mapping has no anonymous (COW) pages
     assert kb(m, "Rss") == 128 * 1024, m                # preallocated: every page is there
+    r = ctl("status", "shared", address=d.socket)
+    assert r.returncode == 0 and re.search(r"Commit charge: [+-][0-9.]+[KMG]? at start \(host Committed_AS ", r.stdout), \
+        r.stdout
     kill(d, "shared")
 
     vm = start_and_describe(d, "private")
