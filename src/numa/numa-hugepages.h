@@ -5,7 +5,7 @@
  * ROOT/sys/kernel/mm/hugepages/hugepages-<KB>kB/{free_hugepages,resv_hugepages} for the whole host,
  * ROOT/sys/devices/system/node/nodeN/hugepages/hugepages-<KB>kB/free_hugepages per node and the default size
  * from ROOT/proc/meminfo (Hugepagesize). Used before a guest whose memory is in huge pages starts, so that it
- * is refused with the figures instead of QEMU failing (or, with Prealloc=no, the guest being killed by SIGBUS
+ * is refused with the figures instead of QEMU failing (or, with Reserve=no, the guest being killed by SIGBUS
  * when it first touches a page that is not there). */
 
 #include <stdbool.h>

@@ -541,7 +541,7 @@ static int vm_start_internal(Vm *vm, bool by_policy, char **ret_error) {
                 return fail_start(vm, -EINVAL, ret_error, "invalid accelerator");
         }
 
-        /* Huge pages that are not there would make QEMU fail, or (Prealloc=no) the guest die of SIGBUS later. */
+        /* Huge pages that are not there would make QEMU fail, or (Reserve=no) the guest die of SIGBUS later. */
         r = vm_memory_check_start(spec, vm->ctx->sysfs_root, &mem_why);
         if (r < 0)
                 return fail_start(vm, r, ret_error, "%s", mem_why ?: strerror(-r));

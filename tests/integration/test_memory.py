@@ -181,8 +181,32 @@ def commit_series(d, name):
             for smp in m["samples"] if (smp.get("labels") or {}).get("vm") == name]
 
 
+# Processes whose start or end moves Committed_AS by a GiB: other QEMUs (their TCG translation cache), which
+# the other work on a shared test host starts and stops. Smaller noise (compilers: some 100 MiB) is left to the
+# medians and margins.
+BIG = re.compile(r"^qemu-system-")
+
+
+def big_processes():
+    out = set()
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open("/proc/%s/comm" % pid) as f:
+                    comm = f.read().strip()
+            except OSError:
+                continue
+            if BIG.match(comm):
+                out.add(int(pid))
+    return out
+
+
 def commit_charge(d, name, check_metric=False):
+    """The commit charge of one start, or None when another QEMU started or ended meanwhile (the sample is
+    then worthless: see BIG)."""
+    before = big_processes()
     vm = start_and_describe(d, name)
+    after = big_processes() - {vm["pid"]}
     c = vm["commitCharge"]
     assert c["differenceBytes"] == c["afterBytes"] - c["beforeBytes"]
     if check_metric:
@@ -192,16 +216,18 @@ def commit_charge(d, name, check_metric=False):
     kill(d, name)
     if check_metric:
         wait_for(lambda: commit_series(d, name) == [], timeout=15, what="the series gone with the guest")
-    return c["differenceBytes"]
+    return c["differenceBytes"] if before == after else None
 
 
-SIZE_MB = 512
+SIZE_MB = 1024
 REPEATS = 3
+MAX_TRIES = 20
 
 
 def test_commit_charge_share(daemons, workdir, record_property):
-    """Committed_AS is host-wide: other work on the host adds noise, so each configuration is started REPEATS
-    times and the medians are compared, with margins of a quarter of the guest's size."""
+    """Committed_AS is host-wide: other work on the host adds noise, so a start during which another QEMU
+    started or ended is not counted, each configuration is measured REPEATS times, and the medians
+    are compared, with margins of a quarter of the guest's size."""
     d = daemons(name="commit", start=False)
     configs = {}
     for share in ("no", "yes"):
@@ -209,19 +235,31 @@ def test_commit_charge_share(daemons, workdir, record_property):
             name = "s%s-p%s" % (share, prealloc)
             configs[name] = (share, prealloc)
             write_vm(d, name, memory_vm(workdir, SIZE_MB, "Backend=memfd\nShare=%s\nPrealloc=%s\n" % (share, prealloc)))
+    # Backend=ram for comparison: private anonymous memory, touched or not, and without reservation.
     write_vm(d, "ram", memory_vm(workdir, SIZE_MB, "Prealloc=yes\n"))
     configs["ram"] = ("(ram)", "yes")
+    write_vm(d, "ram-pno", memory_vm(workdir, SIZE_MB, ""))
+    configs["ram-pno"] = ("(ram)", "no")
+    write_vm(d, "ram-noreserve", memory_vm(workdir, SIZE_MB, "Reserve=no\n"))
+    configs["ram-noreserve"] = ("(ram) Reserve=no", "no")
     d.start()
 
-    charge = {}
+    charge, tried = {}, {}
     for name in configs:
-        samples = []
-        for _ in range(REPEATS):
-            samples.append(commit_charge(d, name, check_metric=name == "ram" and not samples))
+        samples, tries = [], 0
+        while len(samples) < REPEATS:
+            tries += 1
+            if tries > MAX_TRIES:
+                pytest.skip("the host is too busy to measure: other QEMUs started or ended during "
+                            "%d of %d starts of %s" % (tries - 1 - len(samples), tries - 1, name))
+            diff = commit_charge(d, name, check_metric=name == "ram" and tries == 1)
+            if diff is not None:
+                samples.append(diff)
         charge[name] = statistics.median(samples)
-        record_property("commit_charge_" + name, [s // MB for s in samples])
-    table = "\n".join("Share=%-5s Prealloc=%-3s  %+6d MiB" % (s, p, charge[n] // MB) for n, (s, p) in configs.items())
-    print("\ncommit charge of a %d MiB memfd guest (TCG; median of %d):\n%s" % (SIZE_MB, REPEATS, table))
+        tried[name] = (tries, [x // MB for x in samples])
+    table = "\n".join("Share=%-18s Prealloc=%-3s  %+6d MiB   (MiB: %s; %d starts)" %
+                      (s, p, charge[n] // MB, tried[n][1], tried[n][0]) for n, (s, p) in configs.items())
+    print("\ncommit charge of a %d MiB guest (TCG; median of %d):\n%s" % (SIZE_MB, REPEATS, table))
     record_property("commit_charge_table", table)
 
     size = SIZE_MB * MB
@@ -234,6 +272,10 @@ def test_commit_charge_share(daemons, workdir, record_property):
     # the size, as anonymous memory is.
     assert abs((charge["syes-pyes"] - charge["syes-pno"]) - size) < margin, charge
     assert abs(charge["syes-pyes"] - charge["ram"]) < margin, charge
+    # Anonymous private memory is charged in full whether touched or not; with Reserve=no (MAP_NORESERVE) not
+    # at all.
+    assert abs(charge["ram-pno"] - charge["ram"]) < margin, charge
+    assert abs(charge["ram-noreserve"] - charge["syes-pno"]) < margin, charge
     # The private mapping of a memfd, preallocated, is charged twice over: the private writable mapping (at
     # mmap) and the memfd's own page cache pages that each copy-on-write fault read in (shmem_fault allocates
     # the hole's page before it is copied).
