@@ -56,13 +56,6 @@ static const char *const vm_memory_share_table[_VM_MEMORY_SHARE_MAX] = {
 };
 DEFINE_STRING_TABLE(vm_memory_share, VmMemoryShare, _VM_MEMORY_SHARE_MAX);
 
-/* QEMU 7.2: memory-backend-memfd is created with share=on, -ram and -file with share=off. */
-bool vm_spec_memory_shared(const VmSpec *s) {
-        if (s->share != VM_MEMORY_SHARE_DEFAULT)
-                return s->share == VM_MEMORY_SHARE_YES;
-        return s->backend == VM_MEMORY_BACKEND_MEMFD;
-}
-
 /* The enums as the table's ENUM columns see them: ints. */
 #define DEFINE_ENUM_ACCESSORS(name, type)                                       \
         static int name##_from_int_string(const char *s) {                      \

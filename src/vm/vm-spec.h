@@ -172,9 +172,6 @@ int vm_spec_parse_json(json_object *definition, const char *name_hint, VmSpec **
  * without Path, HugePages with ram backend, RestartMaxDelaySec < RestartSec, …). */
 int vm_spec_validate(const VmSpec *s, VmSpecError *ret_error);
 
-/* The effective sharing of a definition's backend: Share=, or QEMU's default for the backend. */
-bool vm_spec_memory_shared(const VmSpec *s);
-
 /* Canonical INI text (every key, defaults included) — parsing it gives an equal spec. */
 int vm_spec_to_ini(const VmSpec *s, char **ret);
 /* JSON form with the same sections/keys, typed values (numbers for counts and bytes, booleans, strings). */

@@ -205,15 +205,6 @@ static void test_defaults(void **state) {
         assert_int_equal(n->prealloc_threads, 0);
         assert_true(n->merge);
         assert_true(n->dump);
-        assert_false(vm_spec_memory_shared(n));
-        n->backend = VM_MEMORY_BACKEND_MEMFD;
-        assert_true(vm_spec_memory_shared(n));
-        n->share = VM_MEMORY_SHARE_NO;
-        assert_false(vm_spec_memory_shared(n));
-        n->backend = VM_MEMORY_BACKEND_RAM;
-        n->share = VM_MEMORY_SHARE_YES;
-        assert_true(vm_spec_memory_shared(n));
-        n->share = VM_MEMORY_SHARE_DEFAULT;
         assert_int_equal(n->restart, VM_RESTART_NO);
         assert_int_equal(n->restart_usec, USEC_PER_SEC);
         assert_int_equal(n->restart_max_usec, 60 * USEC_PER_SEC);
