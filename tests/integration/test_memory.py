@@ -8,6 +8,7 @@ and Share=yes, with and without Prealloc=, in DescribeVM and the metric series."
 import os
 import re
 import statistics
+import subprocess
 
 import pytest
 
@@ -151,6 +152,53 @@ def test_hugetlb_2m(daemons, workdir, hugepages_2m):
     vm = describe(d, "huge")
     assert vm["state"] == "failed" and vm["stateReason"] == reason and vm.get("pid") is None, vm
     d.wait_for_log("needs 32 huge pages of 2M")
+
+
+@pytest.fixture
+def hugetlbfs_2m(workdir):
+    """A hugetlbfs mount with 2 MiB pages in the test's directory, unmounted afterwards."""
+    mnt = workdir / "hugetlbfs-2m"
+    mnt.mkdir(exist_ok=True)
+    r = subprocess.run(["mount", "-t", "hugetlbfs", "-o", "pagesize=2M", "none", str(mnt)], capture_output=True,
+                       text=True)
+    if r.returncode != 0:
+        pytest.skip("cannot mount hugetlbfs: %s" % r.stderr.strip())
+    yield mnt
+    subprocess.run(["umount", "--lazy", str(mnt)], check=True)   # lazy: a QEMU left by a failed test may hold it
+
+
+def test_hugetlbfs_file(daemons, workdir, hugepages_2m, hugetlbfs_2m):
+    """Backend=file on a hugetlbfs mount of that size: the page size of the mount must match HugePageSize=, a Path=
+    not on hugetlbfs is refused with HugePages=yes, and the free pages are checked as for a memfd."""
+    plain = workdir / "plain"
+    plain.mkdir(exist_ok=True)
+    d = daemons(name="hfile", start=False)
+    base = "Backend=file\nHugePages=yes\nPrealloc=yes\nPath=%s\n"
+    write_vm(d, "hf", memory_vm(workdir, 64, base % hugetlbfs_2m + "HugePageSize=2M\n"))
+    write_vm(d, "hf1g", memory_vm(workdir, 1024, base % hugetlbfs_2m + "HugePageSize=1G\n"))
+    write_vm(d, "notfs", memory_vm(workdir, 64, base % plain))
+    d.start()
+
+    hugepages_2m(32 + (int(open(HUGEPAGES_2M + "/nr_hugepages").read()) - free_2m()))
+    if free_2m() < 32:
+        pytest.skip("could not reserve 32 free 2 MiB pages")
+    vm = start_and_describe(d, "hf")
+    m = guest_mapping(vm["pid"], 64)
+    assert str(hugetlbfs_2m) in m["header"] and m["KernelPageSize"] == "2048 kB" and "ht" in m["flags"], m
+    kill(d, "hf")
+
+    for name, reason in (
+            ("hf1g", "HugePageSize=1G: Path=%s is on a hugetlbfs mount of 2M pages (mount one with -o pagesize=1G)"
+             % hugetlbfs_2m),
+            ("notfs", "HugePages=yes: Path=%s is not on a hugetlbfs mount" % plain)):
+        r = call(d, "StartVM", {"name": name})
+        assert r.get("error") == M + "StartFailed" and r["parameters"]["reason"] == reason, r
+
+    hugepages_2m(int(open(HUGEPAGES_2M + "/nr_hugepages").read()) - free_2m())
+    r = call(d, "StartVM", {"name": "hf"})
+    assert r.get("error") == M + "StartFailed", r
+    assert r["parameters"]["reason"].startswith("Path=%s: the guest needs 32 huge pages of 2M (64M); the host has "
+                                                "%d free" % (hugetlbfs_2m, free_2m())), r
 
 
 def test_unoffered_size_refused_at_definition(daemon):
