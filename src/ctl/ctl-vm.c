@@ -112,6 +112,15 @@ int ctl_vm_status(const char *name) {
                 printf("          QMP: %s (%s); QEMU %s, status %s\n", strna(json_get_string(vm, "qmpState")),
                        strna(json_get_string(vm, "qmpSocket")), strna(json_get_string(vm, "qemuVersion")),
                        strna(json_get_string(vm, "qemuStatus")));
+                if ((v = ctl_obj_get(vm, "commitCharge"))) {
+                        int64_t diff = json_get_int(v, "differenceBytes", 0);
+                        char a[FORMAT_SIZE_MAX], b[FORMAT_SIZE_MAX], c[FORMAT_SIZE_MAX];
+
+                        printf("Commit charge: %s%s at start (host Committed_AS %s before, %s once running)\n",
+                               diff < 0 ? "-" : "+", format_size(c, sizeof(c), (uint64_t) (diff < 0 ? -diff : diff)),
+                               format_size(a, sizeof(a), (uint64_t) json_get_int(v, "beforeBytes", 0)),
+                               format_size(b, sizeof(b), (uint64_t) json_get_int(v, "afterBytes", 0)));
+                }
                 if ((v = ctl_obj_get(vm, "agent"))) {
                         json_object *cmds = ctl_obj_get(v, "commands");
                         printf("        Agent: %s", strna(json_get_string(v, "state")));

@@ -113,6 +113,8 @@ static int sampler_guests(void *userdata, bool vcpus, MetricsGuestInput **ret, s
                         .n_vcpus = vm->n_vcpus,
                         .have_memory = vm->running_spec,
                         .memory_bytes = vm->running_spec ? vm->running_spec->memory_bytes : 0,
+                        .have_commit_charge = vm->commit.have_after,
+                        .commit_charge_bytes = vm_commit_charge_bytes(vm),
                         .balloon_enabled = spec && spec->balloon,
                         .agent_state = active && vm->qga ? qga_state_to_string(qga_client_get_state(vm->qga)) : NULL,
                         .agent_states = agent_states,

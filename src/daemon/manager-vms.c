@@ -259,6 +259,20 @@ static int vl_define_vm(VarlinkConnection *c, json_object *parameters, VarlinkCa
                 return r;
         }
 
+        /* What the host cannot give is refused here too, with the key: huge pages of a size it lacks. */
+        {
+                _cleanup_free_ char *why = NULL;
+                const char *field = NULL;
+
+                r = vm_memory_check_definition(spec, m->vmctx.sysfs_root, &field, &why);
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0 && field) {
+                        log_info("DefineVM of %s refused: %s", spec->name, why);
+                        return reply_invalid_definition(c, &(VmSpecError) { .field = (char *) field, .message = why }, r);
+                }
+        }
+
         vm = manager_find_vm(m, spec->name);
         if (vm && vm->source && !vm->transient)
                 return error_read_only(c, vm);

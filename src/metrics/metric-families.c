@@ -152,6 +152,14 @@ const MetricFamily metric_families[_METRIC_ID_MAX] = {
                                          L("vm", "vcpu") },
         [METRIC_GUEST_MEMORY_SIZE] = { "memvisor_guest_memory_size_bytes", METRIC_GAUGE, "bytes",
                                        "Guest RAM size the running QEMU was started with.", L("vm") },
+        [METRIC_GUEST_COMMIT_CHARGE] = { "memvisor_guest_commit_charge_bytes", METRIC_GAUGE, "bytes",
+                                         "The host's Committed_AS (/proc/meminfo) once the guest ran (QMP up, any "
+                                         "Prealloc= done) minus Committed_AS just before its QEMU was spawned: "
+                                         "what the last start added to the host-wide commit charge. A host-wide "
+                                         "difference, so whatever else ran on the host meanwhile (other starts, "
+                                         "other processes) adds to it or takes from it; may be negative. QEMU's "
+                                         "own commitments (its TCG translation cache, about 1 GiB) are part of "
+                                         "it. While the guest runs.", L("vm") },
         [METRIC_GUEST_RESIDENT] = { "memvisor_guest_resident_bytes", METRIC_GAUGE, "bytes",
                                     "Resident set of the QEMU process (VmRSS).", L("vm") },
         [METRIC_GUEST_NODE_RESIDENT] = { "memvisor_guest_node_resident_bytes", METRIC_GAUGE, "bytes",

@@ -238,6 +238,8 @@ int metrics_render_guest(MetricSet *s, const MetricsGuestInput *g, const char *c
                 r = add(s, METRIC_GUEST_AGENT_STATE, STRV(g->name, *st), streq(*st, g->agent_state));
         if (r >= 0 && g->have_memory)
                 r = add(s, METRIC_GUEST_MEMORY_SIZE, STRV(g->name), (double) g->memory_bytes);
+        if (r >= 0 && g->have_commit_charge)
+                r = add(s, METRIC_GUEST_COMMIT_CHARGE, STRV(g->name), (double) g->commit_charge_bytes);
         if (r >= 0)
                 r = render_guest_counters(s, g);
         if (r >= 0)

@@ -82,6 +82,8 @@ typedef struct MetricsGuestInput {
         size_t n_vcpus;
         bool have_memory;               /* running with a definition: memory_bytes is its Memory= */
         uint64_t memory_bytes;
+        bool have_commit_charge;        /* the start's Committed_AS difference is known */
+        int64_t commit_charge_bytes;
         MetricsVcpu *vcpus;             /* owned; host ticks only, while active */
         size_t n_vcpu_samples;
         unsigned errors;                /* reads that failed while filling this in (sampler error counter) */

@@ -45,7 +45,9 @@ static const char *qemu_memory_backend_type(VmMemoryBackend b) {
         return NULL;
 }
 
-/* "-object memory-backend-…,id=m0,size=…[,hugetlb=on][,mem-path=…][,policy=…,host-nodes=…][,prealloc=on]".
+/* "-object memory-backend-…,id=m0,size=…[,hugetlb=on[,hugetlbsize=…]][,share=on|off][,reserve=off][,merge=off]
+ * [,dump=off][,mem-path=…][,policy=…,host-nodes=…][,prealloc=on[,prealloc-threads=N]]"; options at their QEMU
+ * default are left out.
  * QEMU takes a node list as repeated host-nodes= options, one per number or range: "0,2-3" becomes
  * "host-nodes=0,host-nodes=2-3" (checked against QEMU 7.2 with query-memdev). */
 static int qemu_memory_object(const VmSpec *s, char **ret) {
@@ -69,8 +71,19 @@ static int qemu_memory_object(const VmSpec *s, char **ret) {
                 return -ENOMEM;
 
         fprintf(f, "%s,id=%s,size=%" PRIu64, type, QEMU_MEMORY_BACKEND_ID, s->memory_bytes);
-        if (s->backend == VM_MEMORY_BACKEND_MEMFD && s->hugepages)
+        if (s->backend == VM_MEMORY_BACKEND_MEMFD && s->hugepages) {
                 fputs(",hugetlb=on", f);
+                if (s->hugepage_size != 0)
+                        fprintf(f, ",hugetlbsize=%" PRIu64, s->hugepage_size);
+        }
+        if (s->share != VM_MEMORY_SHARE_DEFAULT)
+                fprintf(f, ",share=%s", s->share == VM_MEMORY_SHARE_YES ? "on" : "off");
+        if (!s->reserve)
+                fputs(",reserve=off", f);
+        if (!s->merge)
+                fputs(",merge=off", f);
+        if (!s->dump)
+                fputs(",dump=off", f);
         if (s->backend == VM_MEMORY_BACKEND_FILE && path)
                 fprintf(f, ",mem-path=%s", path);
         if (s->policy != VM_MEMORY_POLICY_DEFAULT) {
@@ -90,6 +103,8 @@ static int qemu_memory_object(const VmSpec *s, char **ret) {
         }
         if (s->prealloc)
                 fputs(",prealloc=on", f);
+        if (s->prealloc_threads != 0)
+                fprintf(f, ",prealloc-threads=%u", s->prealloc_threads);
 
         if (fclose(f) != 0 || !buf)
                 return -ENOMEM;

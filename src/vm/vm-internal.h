@@ -42,6 +42,11 @@ void vm_release_agent(Vm *vm);
 void vm_agent_on_qmp_running(Vm *vm);
 void vm_agent_on_port_change(Vm *vm, const char *id, bool open);
 
+/* vm-memory.c */
+void vm_commit_charge_before(Vm *vm);
+void vm_commit_charge_after(Vm *vm);
+int vm_commit_charge_json(const Vm *vm, json_object *o);
+
 /* vm-runtime.c */
 int vm_run_dir_open(VmContext *ctx, const char *name, bool create, char **ret_why);
 int vm_run_file_open(int dir_fd, const char *file, int *ret_fd, const char **ret_why);

@@ -144,6 +144,9 @@ int vm_describe_json(Vm *vm, json_object **ret) {
                 }
         }
 
+        if ((r = vm_commit_charge_json(vm, o)) < 0)
+                return r;
+
         if (vm->last_exit.valid) {
                 _cleanup_json_ json_object *e = json_object_new_object();
                 if (!e || json_add_bool(e, "statusKnown", vm->last_exit.status_known) < 0 ||

@@ -29,6 +29,7 @@ static void vm_start_done(Vm *vm) {
                 return;
         vm->start_done = true;
         vm_disarm_timer(vm);
+        vm_commit_charge_after(vm);
         log_vm_id(vm, LOG_INFO, 0, MESSAGE_ID_VM_STARTED, "Guest %s started (pid %i, %s, %u vCPUs).", vm->name,
                   (int) vm->pid, vm_accel_to_string(vm->accel), (unsigned) vm->n_vcpus);
         vm_set_state(vm, VM_STATE_RUNNING, NULL);

@@ -26,6 +26,11 @@
  * names a higher node could never start. */
 #define VM_HOST_NODES_MAX 128
 
+/* [Memory] HugePageSize= and PreallocThreads=. */
+#define VM_HUGEPAGE_SIZE_MIN (UINT64_C(64) << 10)
+#define VM_HUGEPAGE_SIZE_MAX (16 * SIZE_GB)
+#define VM_PREALLOC_THREADS_MAX 256U
+
 #define VM_TIMEOUT_DEFAULT (30 * USEC_PER_SEC)
 #define VM_RESTART_DEFAULT (1 * USEC_PER_SEC)
 #define VM_RESTART_MAX_DEFAULT (60 * USEC_PER_SEC)
@@ -111,6 +116,7 @@ bool vm_spec_path_is_valid(const char *p);
 bool vm_spec_emulator_is_valid(const char *e);
 bool vm_spec_cpu_model_is_valid(const char *m);
 bool vm_spec_value_is_storable(const char *v);
+bool vm_spec_hugepage_size_is_valid(uint64_t bytes);
 int vm_spec_host_nodes_parse(const char *s, bool nodes[static VM_HOST_NODES_MAX]);
 char *vm_spec_host_nodes_format(const bool nodes[static VM_HOST_NODES_MAX]);
 unsigned vm_spec_host_nodes_count(const bool nodes[static VM_HOST_NODES_MAX]);

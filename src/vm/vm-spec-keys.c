@@ -49,6 +49,13 @@ static const char *const vm_balloon_policy_table[_VM_BALLOON_POLICY_MAX] = {
 };
 DEFINE_STRING_TABLE(vm_balloon_policy, VmBalloonPolicy, _VM_BALLOON_POLICY_MAX);
 
+static const char *const vm_memory_share_table[_VM_MEMORY_SHARE_MAX] = {
+        [VM_MEMORY_SHARE_DEFAULT] = "default",
+        [VM_MEMORY_SHARE_YES] = "yes",
+        [VM_MEMORY_SHARE_NO] = "no",
+};
+DEFINE_STRING_TABLE(vm_memory_share, VmMemoryShare, _VM_MEMORY_SHARE_MAX);
+
 /* The enums as the table's ENUM columns see them: ints. */
 #define DEFINE_ENUM_ACCESSORS(name, type)                                       \
         static int name##_from_int_string(const char *s) {                      \
@@ -63,6 +70,7 @@ DEFINE_ENUM_ACCESSORS(vm_memory_backend, VmMemoryBackend)
 DEFINE_ENUM_ACCESSORS(vm_memory_policy, VmMemoryPolicy)
 DEFINE_ENUM_ACCESSORS(vm_restart_policy, VmRestartPolicy)
 DEFINE_ENUM_ACCESSORS(vm_balloon_policy, VmBalloonPolicy)
+DEFINE_ENUM_ACCESSORS(vm_memory_share, VmMemoryShare)
 DEFINE_ENUM_ACCESSORS(balloon_schedule_mode, BalloonScheduleMode)
 
 int vm_spec_reasonf(char **ret_reason, int error, const char *fmt, ...) {
@@ -500,6 +508,38 @@ static int key_emulator_affinity(VmSpecParser *p, const VmKey *k, const char *v,
         return 0;
 }
 
+/* HugePageSize=: a power of two from 64K to 16G (2M and 1G on x86); "0" is the host's default size. Whether
+ * the host offers it is checked when the guest is defined over the API and when it starts. */
+static int key_hugepage_size(VmSpecParser *p, const VmKey *k, const char *v, void *field, char **ret_reason) {
+        uint64_t b;
+
+        if (parse_size(v, &b) < 0 || !vm_spec_hugepage_size_is_valid(b))
+                return reasonf(ret_reason, -EINVAL, "expected a huge page size such as 2M or 1G (a power of two "
+                               "from 64K to 16G)");
+        *(uint64_t *) field = b;
+        return 0;
+}
+
+bool vm_spec_hugepage_size_is_valid(uint64_t b) {
+        return b == 0 || (b >= VM_HUGEPAGE_SIZE_MIN && b <= VM_HUGEPAGE_SIZE_MAX && (b & (b - 1)) == 0);
+}
+
+/* Share=: default, yes or no, and any other boolean spelling. */
+static int key_memory_share(VmSpecParser *p, const VmKey *k, const char *v, void *field, char **ret_reason) {
+        VmMemoryShare m;
+        int r;
+
+        m = vm_memory_share_from_string(v);
+        if (m < 0) {
+                r = parse_boolean(v);
+                if (r < 0)
+                        return reasonf(ret_reason, -EINVAL, "expected yes, no or default");
+                m = r ? VM_MEMORY_SHARE_YES : VM_MEMORY_SHARE_NO;
+        }
+        *(VmMemoryShare *) field = m;
+        return 0;
+}
+
 /* Policy=: inherit, yes or no, and any other boolean spelling. */
 static int key_balloon_policy(VmSpecParser *p, const VmKey *k, const char *v, void *field, char **ret_reason) {
         VmBalloonPolicy b;
@@ -565,6 +605,13 @@ const VmKey vm_keys[] = {
                                    "expected default, bind, preferred or interleave") },
         { "Memory", "HostNodes", NORMALIZED(host_nodes, key_host_nodes) },
         { "Memory", "Prealloc", BOOL(prealloc, false) },
+        { "Memory", "HugePageSize", SIZE(hugepage_size), .parse = key_hugepage_size },
+        { "Memory", "Share", ENUM(share, VM_MEMORY_SHARE_DEFAULT, vm_memory_share, NULL), .parse = key_memory_share },
+        { "Memory", "Reserve", BOOL(reserve, true) },
+        { "Memory", "PreallocThreads", UNSIGNED(prealloc_threads, 0, 0, VM_PREALLOC_THREADS_MAX,
+                                                "expected a number of threads up to %u") },
+        { "Memory", "Merge", BOOL(merge, true) },
+        { "Memory", "Dump", BOOL(dump, true) },
         { "Memory", "MigrateBetween", NORMALIZED(migrate_between, key_migrate_between) },
         { "Memory", "MigrateEverySec", SEC(migrate_every_usec, 0, true, false) },
         { "Memory", "MigrateCount", UNSIGNED(migrate_count, 0, 0, VM_MIGRATE_COUNT_MAX,

@@ -113,6 +113,22 @@ int vm_spec_validate_internal(const VmSpec *s, const char **ret_field, char **re
                 break; /* rejected above */
         }
 
+        if (!vm_memory_share_to_string(s->share))
+                FAIL("Memory.Share", "Share= must be yes, no or default");
+        if (!vm_spec_hugepage_size_is_valid(s->hugepage_size))
+                FAIL("Memory.HugePageSize", "HugePageSize= must be a power of two from 64K to 16G, such as 2M or 1G");
+        if (s->hugepage_size != 0 && !s->hugepages)
+                FAIL("Memory.HugePageSize", "HugePageSize= needs HugePages=yes");
+        if (s->hugepage_size != 0 && s->memory_bytes % s->hugepage_size != 0)
+                FAIL("Memory.HugePageSize", "Memory= must be a whole number of huge pages of HugePageSize=");
+        if (s->prealloc_threads > VM_PREALLOC_THREADS_MAX)
+                FAIL("Memory.PreallocThreads", "PreallocThreads= must be at most %u", VM_PREALLOC_THREADS_MAX);
+        if (s->prealloc_threads != 0 && !s->prealloc)
+                FAIL("Memory.PreallocThreads", "PreallocThreads= needs Prealloc=yes");
+        /* QEMU 7.2: "'prealloc=on' and 'reserve=off' are incompatible". */
+        if (!s->reserve && s->prealloc)
+                FAIL("Memory.Reserve", "Reserve=no does not work with Prealloc=yes: preallocated memory is reserved");
+
         if (s->host_nodes) {
                 _cleanup_free_ char *normalized = NULL;
 

@@ -62,6 +62,17 @@ typedef enum VmBalloonPolicy {
 
 DECLARE_STRING_TABLE(vm_balloon_policy, VmBalloonPolicy);
 
+/* [Memory] Share=: QEMU's own default differs per backend (memfd shared, ram and file private). */
+typedef enum VmMemoryShare {
+        VM_MEMORY_SHARE_DEFAULT,        /* no share= option: the backend's default */
+        VM_MEMORY_SHARE_YES,
+        VM_MEMORY_SHARE_NO,
+        _VM_MEMORY_SHARE_MAX,
+        _VM_MEMORY_SHARE_INVALID = -EINVAL,
+} VmMemoryShare;
+
+DECLARE_STRING_TABLE(vm_memory_share, VmMemoryShare);
+
 #define VM_NAME_MAX 64
 #define VM_MAX_DISKS 16
 #define VM_MAX_VCPUS 512
@@ -101,6 +112,13 @@ typedef struct VmSpec {
         char *host_nodes;               /* HostNodes=, a node list like "0", "0-1", "0,2-3"; required for
                                          * bind/preferred/interleave, forbidden with default; normalized */
         bool prealloc;                  /* Prealloc=, default no */
+        uint64_t hugepage_size;         /* HugePageSize=, a power of two from 64K to 16G, needs HugePages=yes;
+                                         * 0: the host's default huge page size */
+        VmMemoryShare share;            /* Share=, default: the backend's own (share=on/off) */
+        bool reserve;                   /* Reserve=, default yes (no: reserve=off, MAP_NORESERVE) */
+        unsigned prealloc_threads;      /* PreallocThreads=, 0: QEMU's default (1); needs Prealloc=yes */
+        bool merge;                     /* Merge=, default yes (no: merge=off, no KSM) */
+        bool dump;                      /* Dump=, default yes (no: dump=off, left out of core dumps) */
         /* Ping-pong page migration, started by the NUMA module each time the guest reaches running (as
          * MigratePages with between/count/everyUSec/settleUSec); all of Between/Every/Count or none. */
         char *migrate_between;          /* MigrateBetween=, two different host nodes below 64, "A,B" ascending

@@ -47,6 +47,7 @@ int vm_context_init(VmContext *ctx, sd_event *event, const char *runtime_dir, bo
                 .vms_fd = -EBADF,
                 .log_to_journal = log_to_journal,
                 .proc_root = "/proc",
+                .sysfs_root = "/",
         };
         ctx->vms_dir = path_join(runtime_dir, "vms");
         if (!ctx->vms_dir)
@@ -504,7 +505,7 @@ static int vm_start_internal(Vm *vm, bool by_policy, char **ret_error) {
         _cleanup_close_ int listen_fd = -EBADF, out_fd = -EBADF, qmp_fd = -EBADF, dir_fd = -EBADF,
                 console_fd = -EBADF, qga_listen_fd = -EBADF;
         _cleanup_(strv_freep) char **argv = NULL;
-        _cleanup_free_ char *emulator = NULL, *why = NULL;
+        _cleanup_free_ char *emulator = NULL, *why = NULL, *mem_why = NULL;
         _cleanup_(vm_spec_freep) VmSpec *spec = NULL;
         const char *file_why;
         QemuArgvParams p;
@@ -551,6 +552,11 @@ static int vm_start_internal(Vm *vm, bool by_policy, char **ret_error) {
         case _VM_ACCEL_INVALID:
                 return fail_start(vm, -EINVAL, ret_error, "invalid accelerator");
         }
+
+        /* Huge pages that are not there would make QEMU fail, or (Reserve=no) the guest die of SIGBUS later. */
+        r = vm_memory_check_start(spec, vm->ctx->sysfs_root, &mem_why);
+        if (r < 0)
+                return fail_start(vm, r, ret_error, "%s", mem_why ?: strerror(-r));
 
         /* Everything of the guest goes in this directory, reached by this fd: never through a link. */
         dir_fd = vm_run_dir_open(vm->ctx, vm->name, /* create= */ true, &why);
@@ -618,6 +624,7 @@ static int vm_start_internal(Vm *vm, bool by_policy, char **ret_error) {
                         return fail_start(vm, -errno, ret_error, "cannot connect to QMP socket: %m");
         }
 
+        vm_commit_charge_before(vm);
         r = process_spawn(emulator, argv, out_fd, (const int[]) { listen_fd, console_fd, qga_listen_fd },
                           qga_listen_fd >= 0 ? 3 : 2, &pid, &pidfd);
         if (r < 0)

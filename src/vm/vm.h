@@ -69,6 +69,7 @@ struct VmContext {
                                          * directory and file is reached from it, never by a path */
         bool log_to_journal;            /* QEMU output to the journal instead of per-guest qemu.log */
         const char *proc_root;          /* "/proc" */
+        const char *sysfs_root;         /* "/": huge pages ([Memory] HugePages=) are read under it */
         struct {
                 VmStateWatch cb;
                 void *userdata;
@@ -110,6 +111,14 @@ typedef struct VmExit {
         char *description;      /* human-readable: "killed by signal KILL", "exited with status 1", … */
         uint64_t realtime_usec;
 } VmExit;
+
+/* The host's Committed_AS (/proc/meminfo) read just before QEMU is spawned and once the guest runs (QMP up,
+ * so any Prealloc= is over): the difference is what the start added to the host-wide commit charge, with
+ * whatever else the host did meanwhile. */
+typedef struct VmCommitCharge {
+        bool have_before, have_after;
+        uint64_t before_bytes, after_bytes;
+} VmCommitCharge;
 
 typedef enum VmTimer {
         VM_TIMER_NONE,
@@ -168,6 +177,7 @@ struct Vm {
         unsigned restarts;
         RestartTracker tracker;
         VmExit last_exit;
+        VmCommitCharge commit;          /* of the current or last start */
 };
 
 int vm_new(VmContext *ctx, VmSpec *spec, const char *source, Vm **ret);
@@ -206,6 +216,15 @@ void vm_cleanup_runtime(VmContext *ctx, const char *name);
  * the link goes, and 1 is returned; 0 when the directory went (or was not there); -ENOTEMPTY when other files
  * keep it. */
 int vm_remove_runtime_dir(VmContext *ctx, const char *name);
+
+/* [Memory] on this host (vm-memory.c). At definition: huge pages of HugePageSize= must be a size the host offers
+ * (else *ret_field and *ret_reason, -EOPNOTSUPP). Before a start: enough free huge pages on the host and on the
+ * bound nodes, a hugetlbfs Path= of the right size (else *ret_reason with the figures). sysfs_root: "/". */
+int vm_memory_check_definition(const VmSpec *spec, const char *sysfs_root, const char **ret_field,
+                               char **ret_reason);
+int vm_memory_check_start(const VmSpec *spec, const char *sysfs_root, char **ret_reason);
+/* after − before of the last start (valid when vm->commit.have_after). */
+int64_t vm_commit_charge_bytes(const Vm *vm);
 
 /* JSON views for the API. */
 int vm_summary_json(Vm *vm, json_object **ret);

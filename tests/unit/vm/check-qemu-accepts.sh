@@ -3,8 +3,8 @@
 #
 # Proves that the real QEMU accepts every golden command line in GOLDEN-DIR (written by test-qemu-argv):
 # each one is started with -S (vCPUs never run), the QMP socket it was given is used to check what QEMU made
-# of the arguments (run state, name, memory backend size/policy/host-nodes/prealloc, drives, balloon device,
-# console file), and then QEMU is told to quit and must exit with status 0.
+# of the arguments (run state, name, memory backend size/policy/host-nodes/prealloc/share/merge/dump/reserve,
+# drives, balloon device, console file), and then QEMU is told to quit and must exit with status 0.
 #
 # The golden files use paths under /var/lib/memvisor-test; they are replaced by a scratch directory holding
 # stand-ins: a file with a minimal bzImage header as the kernel (QEMU parses the kernel at startup, before
@@ -253,6 +253,11 @@ want = {
     'policy': backend.get('policy', 'default'),
     'host-nodes': nodes,
     'prealloc': backend.get('prealloc') == 'on',
+    # [Memory] Share=, Merge=, Dump=, Reserve=: memfd is shared unless told otherwise, the others private.
+    'share': backend.get('share', 'on' if obj[0][0] == 'memory-backend-memfd' else 'off') == 'on',
+    'merge': backend.get('merge', 'on') == 'on',
+    'dump': backend.get('dump', 'on') == 'on',
+    'reserve': backend.get('reserve', 'on') == 'on',
 }
 if nodes is None:
     del want['host-nodes']

@@ -199,6 +199,12 @@ static void test_defaults(void **state) {
         assert_int_equal(n->policy, VM_MEMORY_POLICY_DEFAULT);
         assert_null(n->host_nodes);
         assert_false(n->prealloc);
+        assert_int_equal(n->hugepage_size, 0);
+        assert_int_equal(n->share, VM_MEMORY_SHARE_DEFAULT);
+        assert_true(n->reserve);
+        assert_int_equal(n->prealloc_threads, 0);
+        assert_true(n->merge);
+        assert_true(n->dump);
         assert_int_equal(n->restart, VM_RESTART_NO);
         assert_int_equal(n->restart_usec, USEC_PER_SEC);
         assert_int_equal(n->restart_max_usec, 60 * USEC_PER_SEC);
@@ -375,6 +381,24 @@ static const GoodCase good_cases[] = {
         { "[Memory]\nPolicy=interleave\n", "Memory", "HostNodes", "0-127", "HostNodes=0-127\n" },
         { "[Memory]\nPolicy=bind\n", "Memory", "Policy", "", "Policy=default\n" },
         { "", "Memory", "Prealloc", "yes", "Prealloc=yes\n" },
+        { "[Memory]\nBackend=memfd\nHugePages=yes\n", "Memory", "HugePageSize", "2M", "HugePageSize=2M\n" },
+        { "[Memory]\nBackend=memfd\nHugePages=yes\n", "Memory", "HugePageSize", "2048K", "HugePageSize=2M\n" },
+        { "[VM]\nMemory=2G\n[Memory]\nBackend=memfd\nHugePages=yes\n", "Memory", "HugePageSize", "1G",
+          "HugePageSize=1G\n" },
+        { "[Memory]\nBackend=memfd\nHugePages=yes\n", "Memory", "HugePageSize", "64K", "HugePageSize=65536\n" },
+        { "", "Memory", "HugePageSize", "0", "HugePageSize=0\n" },
+        { "[Memory]\nBackend=memfd\nHugePages=yes\nHugePageSize=2M\n", "Memory", "HugePageSize", "",
+          "HugePageSize=0\n" },
+        { "", "Memory", "Share", "yes", "Share=yes\n" },
+        { "", "Memory", "Share", "off", "Share=no\n" },
+        { "", "Memory", "Share", "default", "Share=default\n" },
+        { "[Memory]\nShare=yes\n", "Memory", "Share", "", "Share=default\n" },
+        { "", "Memory", "Reserve", "no", "Reserve=no\n" },
+        { "", "Memory", "Reserve", "yes", "Reserve=yes\n" },
+        { "[Memory]\nPrealloc=yes\n", "Memory", "PreallocThreads", "4", "PreallocThreads=4\n" },
+        { "", "Memory", "PreallocThreads", "0", "PreallocThreads=0\n" },
+        { "", "Memory", "Merge", "no", "Merge=no\n" },
+        { "", "Memory", "Dump", "false", "Dump=no\n" },
         { "[Memory]\nMigrateEverySec=5s\nMigrateCount=20\n", "Memory", "MigrateBetween", "0,1", "MigrateBetween=0,1\n" },
         { "[Memory]\nMigrateEverySec=5s\nMigrateCount=20\n", "Memory", "MigrateBetween", "1,0", "MigrateBetween=0,1\n" },
         { "[Memory]\nMigrateEverySec=5s\nMigrateCount=20\n", "Memory", "MigrateBetween", "2-3", "MigrateBetween=2,3\n" },
@@ -461,6 +485,7 @@ typedef struct BadCase {
 #define R_DELAY "expected a time span such as 1s, 500ms or 2min"
 #define R_POSITIVE "expected a time span greater than 0"
 #define R_NODES "expected NUMA node numbers and ranges such as 0, 0-1 or 0,2-3, with nodes below 128"
+#define R_HUGEPAGE_SIZE "expected a huge page size such as 2M or 1G (a power of two from 64K to 16G)"
 #define R_MIGRATE_NODES "expected two different NUMA nodes such as 0,1 (nodes below 64)"
 
 static const BadCase bad_cases[] = {
@@ -511,6 +536,19 @@ static const BadCase bad_cases[] = {
         { "Memory", "HostNodes", "-1", R_NODES },
         { "Memory", "HostNodes", "1-", R_NODES },
         { "Memory", "Prealloc", "always", R_BOOL },
+        { "Memory", "HugePageSize", "3M", R_HUGEPAGE_SIZE },
+        { "Memory", "HugePageSize", "4K", R_HUGEPAGE_SIZE },
+        { "Memory", "HugePageSize", "32G", R_HUGEPAGE_SIZE },
+        { "Memory", "HugePageSize", "huge", R_HUGEPAGE_SIZE },
+        { "Memory", "HugePageSize", "-2M", R_HUGEPAGE_SIZE },
+        { "Memory", "Share", "private", "expected yes, no or default" },
+        { "Memory", "Share", "2", "expected yes, no or default" },
+        { "Memory", "Reserve", "swap", R_BOOL },
+        { "Memory", "Reserve", "default", R_BOOL },
+        { "Memory", "PreallocThreads", "257", "expected a number of threads up to 256" },
+        { "Memory", "PreallocThreads", "-1", "expected a number of threads up to 256" },
+        { "Memory", "Merge", "ksm", R_BOOL },
+        { "Memory", "Dump", "core", R_BOOL },
         { "Memory", "MigrateBetween", "0", R_MIGRATE_NODES },
         { "Memory", "MigrateBetween", "0,0", R_MIGRATE_NODES },
         { "Memory", "MigrateBetween", "0-2", R_MIGRATE_NODES },
@@ -912,6 +950,13 @@ static const CrossCase cross_cases[] = {
           "MigrateBetween= needs MigrateCount= of 1 or more" },
         { BASE "[Memory]\nMigrateBetween=0,1\nMigrateEverySec=2s\nMigrateCount=2\nMigrateSettleSec=11min\n",
           "Memory.MigrateSettleSec", "MigrateSettleSec= must be at most 10min" },
+        { BASE "[Memory]\nBackend=memfd\nHugePageSize=2M\n", "Memory.HugePageSize",
+          "HugePageSize= needs HugePages=yes" },
+        { BASE "[Memory]\nBackend=memfd\nHugePages=yes\nHugePageSize=1G\n", "Memory.HugePageSize",
+          "Memory= must be a whole number of huge pages of HugePageSize=" },
+        { BASE "[Memory]\nPreallocThreads=2\n", "Memory.PreallocThreads", "PreallocThreads= needs Prealloc=yes" },
+        { BASE "[Memory]\nPrealloc=yes\nReserve=no\n", "Memory.Reserve",
+          "Reserve=no does not work with Prealloc=yes: preallocated memory is reserved" },
         { BASE "[Memory]\nMigrateEverySec=2s\n", "Memory.MigrateEverySec", "MigrateEverySec= needs MigrateBetween=" },
         { BASE "[Memory]\nMigrateCount=2\n", "Memory.MigrateCount", "MigrateCount= needs MigrateBetween=" },
         { BASE "[Memory]\nMigrateSettleSec=0\n", "Memory.MigrateSettleSec", "MigrateSettleSec= needs MigrateBetween=" },
@@ -1021,6 +1066,12 @@ static void test_validate(void **state) {
         CASE(s->start_timeout_usec = 0, "VM.StartTimeoutSec", "VM.StartTimeoutSec: StartTimeoutSec= must be greater than 0");
         CASE(s->stop_timeout_usec = 0, "VM.StopTimeoutSec", "VM.StopTimeoutSec: StopTimeoutSec= must be greater than 0");
         CASE(s->backend = _VM_MEMORY_BACKEND_MAX, "Memory.Backend", "Memory.Backend: Backend= must be ram, memfd or file");
+        CASE(s->share = _VM_MEMORY_SHARE_MAX, "Memory.Share", "Memory.Share: Share= must be yes, no or default");
+        CASE((s->backend = VM_MEMORY_BACKEND_MEMFD, s->hugepages = true, s->hugepage_size = UINT64_C(3) << 20),
+             "Memory.HugePageSize",
+             "Memory.HugePageSize: HugePageSize= must be a power of two from 64K to 16G, such as 2M or 1G");
+        CASE((s->prealloc = true, s->prealloc_threads = 257), "Memory.PreallocThreads",
+             "Memory.PreallocThreads: PreallocThreads= must be at most 256");
         CASE(s->policy = (VmMemoryPolicy) -1, "Memory.Policy",
              "Memory.Policy: Policy= must be default, bind, preferred or interleave");
         CASE((s->backend = VM_MEMORY_BACKEND_FILE, (void) free_and_strdup(&s->mem_path, "x")), "Memory.Path",
@@ -1088,6 +1139,12 @@ static const char full_ini[] =
         "Policy=interleave\n"
         "HostNodes=0,2-3\n"
         "Prealloc=yes\n"
+        "HugePageSize=2M\n"
+        "Share=yes\n"
+        "Reserve=yes\n"
+        "PreallocThreads=2\n"
+        "Merge=no\n"
+        "Dump=no\n"
         "MigrateBetween=0,2\n"
         "MigrateEverySec=2.5s\n"
         "MigrateCount=20\n"
@@ -1142,6 +1199,12 @@ static const char minimal_ini[] =
         "Policy=default\n"
         "HostNodes=\n"
         "Prealloc=no\n"
+        "HugePageSize=0\n"
+        "Share=default\n"
+        "Reserve=yes\n"
+        "PreallocThreads=0\n"
+        "Merge=yes\n"
+        "Dump=yes\n"
         "MigrateBetween=\n"
         "MigrateEverySec=0\n"
         "MigrateCount=0\n"
@@ -1248,7 +1311,8 @@ static void test_to_json(void **state) {
                 "\"Balloon\":true,\"GuestAgent\":true,\"ExtraArgs\":[],\"Autostart\":false,\"StartTimeoutSec\":\"30s\","
                 "\"StopTimeoutSec\":\"30s\"},"
                 "\"Memory\":{\"Backend\":\"ram\",\"HugePages\":false,\"Path\":null,\"Policy\":\"default\","
-                "\"HostNodes\":null,\"Prealloc\":false,\"MigrateBetween\":null,\"MigrateEverySec\":\"0\","
+                "\"HostNodes\":null,\"Prealloc\":false,\"HugePageSize\":0,\"Share\":\"default\",\"Reserve\":true,"
+                "\"PreallocThreads\":0,\"Merge\":true,\"Dump\":true,\"MigrateBetween\":null,\"MigrateEverySec\":\"0\","
                 "\"MigrateCount\":0,\"MigrateSettleSec\":\"1s\"},"
                 "\"CPU\":{\"VCPUAffinity\":null,\"EmulatorAffinity\":null},"
                 "\"Restart\":{\"Policy\":\"no\",\"RestartSec\":\"1s\",\"RestartMaxDelaySec\":\"1min\","
@@ -1317,11 +1381,21 @@ static void test_equal(void **state) {
                 { "StartTimeoutSec=1.5s\n", "StartTimeoutSec=1.6s\n" },
                 { "StopTimeoutSec=infinity\n", "StopTimeoutSec=1h\n" },
                 { "Backend=file\nHugePages=yes\nPath=/dev/hugepages/web-1\n", "Backend=memfd\nHugePages=yes\n" },
-                { "HugePages=yes\n", "HugePages=no\n" },
+                { "HugePages=yes\nPath=/dev/hugepages/web-1\nPolicy=interleave\nHostNodes=0,2-3\nPrealloc=yes\n"
+                  "HugePageSize=2M\n",
+                  "HugePages=no\nPath=/dev/hugepages/web-1\nPolicy=interleave\nHostNodes=0,2-3\nPrealloc=yes\n"
+                  "HugePageSize=0\n" },
                 { "Path=/dev/hugepages/web-1\n", "Path=/dev/hugepages/web-2\n" },
                 { "Policy=interleave\n", "Policy=bind\n" },
                 { "HostNodes=0,2-3\n", "HostNodes=0,2\n" },
-                { "Prealloc=yes\n", "Prealloc=no\n" },
+                { "Prealloc=yes\nHugePageSize=2M\nShare=yes\nReserve=yes\nPreallocThreads=2\n",
+                  "Prealloc=no\nHugePageSize=2M\nShare=yes\nReserve=yes\nPreallocThreads=0\n" },
+                { "HugePageSize=2M\n", "HugePageSize=0\n" },
+                { "Share=yes\n", "Share=no\n" },
+                { "Share=yes\n", "Share=default\n" },
+                { "PreallocThreads=2\n", "PreallocThreads=3\n" },
+                { "Merge=no\n", "Merge=yes\n" },
+                { "Dump=no\n", "Dump=yes\n" },
                 { "MigrateBetween=0,2\n", "MigrateBetween=0,3\n" },
                 { "MigrateEverySec=2.5s\n", "MigrateEverySec=2s\n" },
                 { "MigrateCount=20\n", "MigrateCount=21\n" },
@@ -1382,7 +1456,7 @@ static void test_key_table(void **state) {
                         assert_false(streq(s2, section) && streq(k2, key));
                 }
         }
-        assert_int_equal(n, 43U);
+        assert_int_equal(n, 49U);
         assert_false(vm_spec_key_get(n, &section, &key, &multiple));
 }
 
