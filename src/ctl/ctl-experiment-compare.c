@@ -55,6 +55,34 @@ static const char *prov_value(json_object *d, const char *key) {
         return json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 }
 
+/* Whether text (lines) has the line [l, l + n). */
+static bool has_line(const char *text, const char *l, size_t n) {
+        for (const char *p = text; p; ) {
+                const char *e = strchrnul(p, '\n');
+
+                if ((size_t) (e - p) == n && strncmp(p, l, n) == 0)
+                        return true;
+                p = *e ? e + 1 : NULL;
+        }
+        return false;
+}
+
+/* Multi-line values (a guest's definition): only the lines one side has and the other lacks. */
+static void print_text_difference(const char *key, const char *a, const char *b) {
+        printf("  %s (the lines that differ):\n", key);
+        for (int side = 0; side < 2; side++) {
+                const char *t = side == 0 ? a : b, *other = side == 0 ? b : a;
+
+                for (const char *p = t; p; ) {
+                        const char *e = strchrnul(p, '\n');
+
+                        if (e > p && !has_line(other, p, (size_t) (e - p)))
+                                printf("    %s %.*s\n", side == 0 ? "A" : "B", (int) (e - p), p);
+                        p = *e ? e + 1 : NULL;
+                }
+        }
+}
+
 static void print_header(json_object *cmp) {
         json_object *a = ctl_obj_get(cmp, "a"), *b = ctl_obj_get(cmp, "b"), *diffs;
 
@@ -62,7 +90,10 @@ static void print_header(json_object *cmp) {
                json_get_int(a, "iterations", 0), json_get_int(a, "warmUp", 0));
         printf("%12s %s (%" PRIi64 " iterations, %" PRIi64 " warm-up)\n", "B:", strna(json_get_string(b, "id")),
                json_get_int(b, "iterations", 0), json_get_int(b, "warmUp", 0));
-        printf("%12s %s\n", "Operation:", strna(json_get_string(cmp, "operation")));
+        printf("%12s %s%s%s%s\n", "Operation:", strna(json_get_string(cmp, "operation")),
+               json_get_string(cmp, "baseline") ? " (" : "", json_get_string(cmp, "baseline") ?
+               (streq(json_get_string(cmp, "baseline"), "a") ? "A" : "B") : "",
+               json_get_string(cmp, "baseline") ? " is its baseline: Operation=none)" : "");
         printf("%12s seed %" PRIi64 ", %" PRIi64 " resamples\n", "Bootstrap:", json_get_int(cmp, "seed", 0),
                json_get_int(cmp, "resamples", 0));
 
@@ -76,8 +107,12 @@ static void print_header(json_object *cmp) {
         for (size_t i = 0; i < ctl_array_length(diffs); i++) {
                 json_object *d = ctl_array_get(diffs, i);
                 _cleanup_free_ char *va = strdup(prov_value(d, "a"));
+                const char *vb = prov_value(d, "b");
 
-                printf("  %s: A %s, B %s\n", strna(json_get_string(d, "key")), strna(va), prov_value(d, "b"));
+                if (va && (strchr(va, '\n') || strchr(vb, '\n')))
+                        print_text_difference(strna(json_get_string(d, "key")), va, vb);
+                else
+                        printf("  %s: A %s, B %s\n", strna(json_get_string(d, "key")), strna(va), vb);
         }
 }
 
