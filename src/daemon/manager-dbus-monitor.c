@@ -8,23 +8,8 @@
 #include "dbus/bus-util.h"
 #include "basic/json-util.h"
 #include "basic/log.h"
+#include "daemon/manager-dbus-internal.h"
 #include "daemon/manager-monitor.h"
-
-static int bus_error_from_manager(sd_bus_error *error, ManagerError *e, int r) {
-        if (!e->name)
-                return r;
-        r = bus_error_set_from_varlink(error, manager_error_bus_from_varlink(e->name), e->name, e->parameters);
-        manager_error_done(e);
-        return r;
-}
-
-static char *bus_caller(sd_bus_message *message) {
-        char *s = NULL;
-
-        if (asprintf(&s, "D-Bus %s", strna(sd_bus_message_get_sender(message))) < 0)
-                return NULL;
-        return s;
-}
 
 /* The varlink reply (ExecuteMonitorCommand's {"reply"} or {"output"}, DescribeMemoryLayout's {"layout"}) as JSON
  * text, or the error. */

@@ -23,6 +23,7 @@
 #include "dbus/bus-util.h"
 #include "basic/json-util.h"
 #include "basic/log.h"
+#include "daemon/manager-dbus-internal.h"
 #include "daemon/manager-experiment.h"
 #include "daemon/manager-monitor.h"
 #include "daemon/manager-persist.h"
@@ -61,14 +62,6 @@ static int parse_signal_name(const char *s) {
 
 /* A failed shared operation (manager.h) as the D-Bus reply: its error (the table's D-Bus name), or r when
  * internal. Consumes *e. */
-static int bus_error_from_manager(sd_bus_error *error, ManagerError *e, int r) {
-        if (!e->name)
-                return r;
-        r = bus_error_set_from_varlink(error, manager_error_bus_from_varlink(e->name), e->name, e->parameters);
-        manager_error_done(e);
-        return r;
-}
-
 /* Manager methods take the name as the first argument; guest methods take it from the path. */
 static Vm *vm_from_args(Manager *m, sd_bus_message *message, sd_bus_error *error, int *ret) {
         _cleanup_free_ char *from_path = NULL;
@@ -378,14 +371,6 @@ static int method_guest_info(sd_bus_message *message, void *userdata, sd_bus_err
 
 static int method_guest_counters(sd_bus_message *message, void *userdata, sd_bus_error *error) {
         return method_guest_reading(message, userdata, error, true);
-}
-
-static char *bus_caller(sd_bus_message *message) {
-        char *s = NULL;
-
-        if (asprintf(&s, "D-Bus %s", strna(sd_bus_message_get_sender(message))) < 0)
-                return NULL;
-        return s;
 }
 
 static int run_guest_exec(sd_bus_message *message, Manager *m, Vm *vm, sd_bus_error *error) {
@@ -791,6 +776,9 @@ static const sd_bus_vtable manager_vtable[] = {
                                  SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("DeleteExperiment", "s", SD_BUS_PARAM(id), "", , method_delete_experiment,
                                  SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("CompareExperiments", "ssastu", SD_BUS_PARAM(a) SD_BUS_PARAM(b) SD_BUS_PARAM(counters)
+                                 SD_BUS_PARAM(seed) SD_BUS_PARAM(resamples), "s", SD_BUS_PARAM(json),
+                                 manager_dbus_compare_experiments, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("ExecuteMonitorCommand", "sssbb", SD_BUS_PARAM(name) SD_BUS_PARAM(command)
                                  SD_BUS_PARAM(arguments) SD_BUS_PARAM(hmp) SD_BUS_PARAM(force), "s", SD_BUS_PARAM(json),
                                  manager_dbus_execute_monitor_command, SD_BUS_VTABLE_UNPRIVILEGED),

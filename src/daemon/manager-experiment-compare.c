@@ -24,17 +24,14 @@
 /* The daemon has one Manager: the comparisons in flight are counted here. */
 static unsigned comparisons_running = 0;
 
-typedef struct CompareJob {
-        Manager *manager;
-        VarlinkConnection *conn;
+struct ManagerCompareJob {
         ExperimentCompare *compare;
         Worker *worker;
         json_object *result;
-} CompareJob;
+        ManagerCompletion completion;
+};
 
-static void job_on_closed(VarlinkConnection *c, void *userdata);
-
-static CompareJob *job_free(CompareJob *j) {
+static ManagerCompareJob *job_free(ManagerCompareJob *j) {
         if (!j)
                 return NULL;
         experiment_compare_cancel(j->compare);
@@ -42,86 +39,92 @@ static CompareJob *job_free(CompareJob *j) {
                 worker_free(j->worker);         /* waits for the thread: at most the counter in flight */
                 comparisons_running--;
         }
-        varlink_connection_clear_close_callback(j->conn, job_on_closed, j);
-        varlink_connection_unref(j->conn);
+        manager_completion_drop(&j->completion);
         experiment_compare_free(j->compare);
         json_object_put(j->result);
         return mfree(j);
 }
-DEFINE_TRIVIAL_CLEANUP_FUNC(CompareJob *, job_free);
+DEFINE_TRIVIAL_CLEANUP_FUNC(ManagerCompareJob *, job_free);
 
-static void job_on_closed(VarlinkConnection *c, void *userdata) {
-        CompareJob *j = userdata;
-
-        (void) c;
-        log_debug("CompareExperiments: the caller hung up, comparison cancelled.");
+void manager_experiment_compare_cancel(ManagerCompareJob *j) {
+        if (!j)
+                return;
+        log_debug("CompareExperiments: the caller went away, comparison cancelled.");
         job_free(j);
 }
 
 static int job_run(Worker *w, void *arg) {
-        CompareJob *j = arg;
+        ManagerCompareJob *j = arg;
 
         (void) w;
         return experiment_compare_run(j->compare, &j->result);
 }
 
-static int reply_internal(VarlinkConnection *c, int error) {
+static json_object *internal_error(int error) {
         json_object *p = json_object_new_object();
 
         if (!p || json_add_int(p, "errno", -error) < 0 || json_add_string(p, "message", strerror(-error)) < 0) {
                 json_object_put(p);
-                p = NULL;
+                return NULL;
         }
-        return varlink_error(c, VARLINK_ERROR(INTERNAL_ERROR), p);
+        return p;
 }
 
 static void job_done(Worker *w, int code, bool done, int result, void *userdata) {
-        CompareJob *j = userdata;
+        ManagerCompareJob *j = userdata;
+        ManagerCompletion completion;
         json_object *reply;
 
         (void) w;
         (void) code;
         if (!done)
                 return;
-        /* A send over the output bound closes the connection: its close callback must not free j under us. */
-        varlink_connection_clear_close_callback(j->conn, job_on_closed, j);
+        /* The completion goes first: what it does with its caller (a reply that closes the connection) must not
+         * find the job still there. */
+        completion = j->completion;
+        j->completion = (ManagerCompletion) {};
         if (result < 0) {
                 log_warning_errno(result, "CompareExperiments failed: %m");
-                (void) reply_internal(j->conn, result);
+                reply = NULL;
         } else {
                 reply = json_object_new_object();
-                if (!reply || json_add(reply, "comparison", TAKE_PTR(j->result)) < 0) {
+                if (reply && json_add(reply, "comparison", TAKE_PTR(j->result)) < 0) {
                         json_object_put(reply);
-                        (void) reply_internal(j->conn, -ENOMEM);
-                } else
-                        (void) varlink_reply(j->conn, reply);
+                        reply = NULL;
+                }
+                if (!reply)
+                        result = -ENOMEM;
         }
         job_free(j);
+        if (result < 0)
+                manager_completion_finish(&completion, VARLINK_ERROR(INTERNAL_ERROR), internal_error(result));
+        else
+                manager_completion_finish(&completion, NULL, reply);
 }
 
 /* ---- the call ---- */
 
-static int invalid(VarlinkConnection *c, const char *field, const char *reason) {
+static int invalid(ManagerError *e, const char *field, const char *reason) {
         json_object *p = json_object_new_object();
 
         if (!p || json_add_string(p, "field", field) < 0 || json_add_string(p, "reason", reason) < 0) {
                 json_object_put(p);
                 return -ENOMEM;
         }
-        return varlink_error(c, VARLINK_ERROR(INVALID_EXPERIMENT), p);
+        return manager_error_set(e, -EINVAL, VARLINK_ERROR(INVALID_EXPERIMENT), p);
 }
 
-static int no_such(VarlinkConnection *c, const char *id) {
+static int no_such(ManagerError *e, const char *id) {
         json_object *p = json_object_new_object();
 
         if (!p || json_add_string(p, "id", id) < 0) {
                 json_object_put(p);
                 return -ENOMEM;
         }
-        return varlink_error(c, VARLINK_ERROR(NO_SUCH_EXPERIMENT), p);
+        return manager_error_set(e, -ESRCH, VARLINK_ERROR(NO_SUCH_EXPERIMENT), p);
 }
 
-static int store_failed(VarlinkConnection *c, const char *id, const char *what) {
+static int store_failed(ManagerError *e, const char *id, const char *what) {
         _cleanup_free_ char *reason = NULL;
         json_object *p;
 
@@ -132,7 +135,7 @@ static int store_failed(VarlinkConnection *c, const char *id, const char *what) 
                 json_object_put(p);
                 return -ENOMEM;
         }
-        return varlink_error(c, VARLINK_ERROR(EXPERIMENT_STORE_FAILED), p);
+        return manager_error_set(e, -EIO, VARLINK_ERROR(EXPERIMENT_STORE_FAILED), p);
 }
 
 typedef struct AddSide {
@@ -187,9 +190,9 @@ static int variant_provenance(json_object *provenance, const char *variant, json
         return 0;
 }
 
-/* One side from the store: ref is "ID" or, for one variant of a matrix run, "ID:VARIANT". > 0 when it replied
- * (an error), 0 when loaded. */
-static int load_side(VarlinkConnection *c, ExperimentStore *store, ExperimentCompare *compare,
+/* One side from the store: ref is "ID" or, for one variant of a matrix run, "ID:VARIANT". 0 when loaded, else
+ * the error (in *c for the caller's). */
+static int load_side(ManagerError *c, ExperimentStore *store, ExperimentCompare *compare,
                      ExperimentCompareSide side, const char *field, const char *ref) {
         _cleanup_json_ json_object *definition = NULL, *provenance = NULL, *vprov = NULL;
         _cleanup_free_ char *id = NULL, *reason = NULL;
@@ -204,28 +207,28 @@ static int load_side(VarlinkConnection *c, ExperimentStore *store, ExperimentCom
                 return -ENOMEM;
         info = experiment_store_find(store, id);
         if (!info)
-                return no_such(c, id) ?: 1;
+                return no_such(c, id);
         if (info->error)
-                return store_failed(c, id, info->error) ?: 1;
+                return store_failed(c, id, info->error);
         r = experiment_store_read_document(store, id, EXPERIMENT_DOCUMENT_DEFINITION, &definition);
         if (r >= 0)
                 r = experiment_store_read_document(store, id, EXPERIMENT_DOCUMENT_PROVENANCE, &provenance);
         if (r == -ENOMEM)
                 return r;
         if (r < 0)
-                return store_failed(c, id, strerror(-r)) ?: 1;
+                return store_failed(c, id, strerror(-r));
         if (variant) {
                 r = variant_provenance(provenance, variant, &vprov, &reason);
                 if (r == -ENOMEM)
                         return r;
                 if (r < 0)
-                        return invalid(c, field, reason) ?: 1;
+                        return invalid(c, field, reason);
                 r = experiment_compare_set_variant(compare, side, variant);
         } else if (json_object_object_get_ex(provenance, "matrix", &m)) {
                 if (asprintf(&reason, "%s is a matrix run, whose variants are never pooled: name one as %s:A, "
                              "%s:B, …", id, id, id) < 0)
                         return -ENOMEM;
-                return invalid(c, field, reason) ?: 1;
+                return invalid(c, field, reason);
         }
         if (r >= 0)
                 r = experiment_compare_set(compare, side, ref, definition, vprov ?: provenance);
@@ -234,7 +237,7 @@ static int load_side(VarlinkConnection *c, ExperimentStore *store, ExperimentCom
         if (r == -ENOMEM)
                 return r;
         if (r < 0)
-                return store_failed(c, id, strerror(-r)) ?: 1;
+                return store_failed(c, id, strerror(-r));
         return 0;
 }
 
@@ -271,74 +274,143 @@ static int parse_globs(json_object *parameters, char ***ret, size_t *ret_n, cons
         return 0;
 }
 
+int manager_experiment_compare(Manager *m, const char *a, const char *b, const ExperimentCompareOptions *o,
+                               const char *caller, ManagerCompletion *completion, ManagerCompareJob **ret_job,
+                               ManagerError *e) {
+        _cleanup_(experiment_compare_freep) ExperimentCompare *compare = NULL;
+        _cleanup_(job_freep) ManagerCompareJob *job = NULL;
+        ExperimentStore *store = manager_experiment_store(m);
+        _cleanup_free_ char *reason = NULL;
+        const char *field = NULL;
+        int r;
+
+        if (!store) {
+                manager_completion_drop(completion);
+                return -ENODEV;
+        }
+        job = calloc(1, sizeof(*job));
+        if (!job) {
+                manager_completion_drop(completion);
+                return -ENOMEM;
+        }
+        job->completion = *completion;  /* dropped with the job when it does not start */
+        *completion = (ManagerCompletion) {};
+        if (comparisons_running >= COMPARISONS_RUNNING_MAX)
+                return -EBUSY;
+        r = experiment_compare_new(&compare);
+        if (r >= 0)
+                r = load_side(e, store, compare, EXPERIMENT_COMPARE_A, "a", a);
+        if (r >= 0)
+                r = load_side(e, store, compare, EXPERIMENT_COMPARE_B, "b", b);
+        if (r >= 0) {
+                r = experiment_compare_prepare(compare, o, &field, &reason);
+                if (r == -EINVAL || r == -E2BIG)
+                        return invalid(e, field, reason);
+        }
+        if (r < 0)
+                return r;
+        job->compare = TAKE_PTR(compare);
+        r = worker_start(m->event, "experiment-compare", job_run, job, job_done, job, &job->worker);
+        if (r < 0)
+                return r;
+        comparisons_running++;
+        log_debug("CompareExperiments %s against %s (seed %" PRIu64 ", %zu resamples) by %s.", a, b, o->seed,
+                  o->resamples, strna(caller));
+        if (ret_job)
+                *ret_job = job;
+        TAKE_PTR(job);
+        return 0;
+}
+
+/* ---- varlink ---- */
+
+typedef struct VarlinkCompare {
+        VarlinkConnection *conn;
+        ManagerCompareJob *job;
+} VarlinkCompare;
+
+static void vl_compare_on_closed(VarlinkConnection *c, void *userdata);
+
+static void vl_compare_free(void *userdata) {
+        VarlinkCompare *v = userdata;
+
+        varlink_connection_clear_close_callback(v->conn, vl_compare_on_closed, v);
+        varlink_connection_unref(v->conn);
+        free(v);
+}
+
+static void vl_compare_on_closed(VarlinkConnection *c, void *userdata) {
+        VarlinkCompare *v = userdata;
+
+        (void) c;
+        manager_experiment_compare_cancel(v->job);      /* drops its completion: v goes with it */
+}
+
+static void vl_compare_done(const char *error, json_object *parameters, void *userdata) {
+        VarlinkCompare *v = userdata;
+
+        /* A send over the output bound closes the connection: its close callback must not come back here. */
+        varlink_connection_clear_close_callback(v->conn, vl_compare_on_closed, v);
+        if (error)
+                (void) varlink_error(v->conn, error, parameters);
+        else
+                (void) varlink_reply(v->conn, parameters);
+        vl_compare_free(v);
+}
+
+static int vl_invalid(VarlinkConnection *c, const char *field, const char *reason) {
+        ManagerError e = {};
+        int r = invalid(&e, field, reason);
+
+        return manager_error_varlink_reply(c, &e, r);
+}
+
 static int vl_compare_experiments(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags,
                                   void *userdata) {
         Manager *m = userdata;
-        ExperimentStore *store = manager_experiment_store(m);
-        _cleanup_(experiment_compare_freep) ExperimentCompare *compare = NULL;
-        _cleanup_(job_freep) CompareJob *job = NULL;
         _cleanup_free_ char **globs = NULL;
-        _cleanup_free_ char *reason = NULL;
+        _cleanup_free_ char *caller = NULL;
         ExperimentCompareOptions o = EXPERIMENT_COMPARE_OPTIONS_DEFAULT;
-        const char *a = json_get_string(parameters, "a"), *b = json_get_string(parameters, "b"), *field = NULL,
-                   *bad = NULL;
-        json_object *v;
+        const char *a = json_get_string(parameters, "a"), *b = json_get_string(parameters, "b"), *bad = NULL;
+        ManagerCompletion completion;
+        ManagerError e = {};
+        VarlinkCompare *v;
+        json_object *val;
         int r;
 
-        if (!store)
-                return -ENODEV;
-        if (json_object_object_get_ex(parameters, "seed", &v) && v) {
-                if (json_object_get_int64(v) < 0)
-                        return invalid(c, "seed", "the seed must be 0 or more");
-                o.seed = (uint64_t) json_object_get_int64(v);
+        if (json_object_object_get_ex(parameters, "seed", &val) && val) {
+                if (json_object_get_int64(val) < 0)
+                        return vl_invalid(c, "seed", "the seed must be 0 or more");
+                o.seed = (uint64_t) json_object_get_int64(val);
         }
-        if (json_object_object_get_ex(parameters, "resamples", &v) && v) {
-                int64_t n = json_object_get_int64(v);
+        if (json_object_object_get_ex(parameters, "resamples", &val) && val) {
+                int64_t n = json_object_get_int64(val);
 
                 if (n < 1 || n > (int64_t) EXPERIMENT_COMPARE_RESAMPLES_MAX)
-                        return invalid(c, "resamples", "resamples must be 1 … 100000");
+                        return vl_invalid(c, "resamples", "resamples must be 1 … 100000");
                 o.resamples = (size_t) n;
         }
         r = parse_globs(parameters, &globs, &o.n_counters, &bad);
         if (r < 0)
                 return r;
         if (bad)
-                return invalid(c, "counters", bad);
+                return vl_invalid(c, "counters", bad);
         o.counters = globs;
         /* Before anything is read: a caller who reads no answer, or one over the bound, costs nothing. */
         if (flags & VARLINK_CALL_ONEWAY)
                 return varlink_reply(c, NULL);  /* ends the call (sends nothing): nobody reads the figures */
-        if (comparisons_running >= COMPARISONS_RUNNING_MAX)
-                return -EBUSY;
 
-        r = experiment_compare_new(&compare);
-        if (r < 0)
-                return r;
-        r = load_side(c, store, compare, EXPERIMENT_COMPARE_A, "a", a);
-        if (r != 0)
-                return r < 0 ? r : 0;
-        r = load_side(c, store, compare, EXPERIMENT_COMPARE_B, "b", b);
-        if (r != 0)
-                return r < 0 ? r : 0;
-        r = experiment_compare_prepare(compare, &o, &field, &reason);
-        if (r == -EINVAL || r == -E2BIG)
-                return invalid(c, field, reason);
-        if (r < 0)
-                return r;
-        job = calloc(1, sizeof(*job));
-        if (!job)
+        v = calloc(1, sizeof(VarlinkCompare));
+        if (!v)
                 return -ENOMEM;
-        job->manager = m;
-        job->compare = TAKE_PTR(compare);
-        r = worker_start(m->event, "experiment-compare", job_run, job, job_done, job, &job->worker);
+        v->conn = varlink_connection_ref(c);
+        completion = (ManagerCompletion) { .done = vl_compare_done, .free = vl_compare_free, .userdata = v };
+        if (asprintf(&caller, "varlink uid %u", (unsigned) varlink_connection_get_peer_uid(c)) < 0)
+                caller = NULL;
+        r = manager_experiment_compare(m, a, b, &o, caller, &completion, &v->job, &e);
         if (r < 0)
-                return r;
-        comparisons_running++;
-        job->conn = varlink_connection_ref(c);
-        varlink_connection_set_close_callback(c, job_on_closed, job);
-        log_debug("CompareExperiments %s against %s (seed %" PRIu64 ", %zu resamples) by uid %u.", a, b, o.seed,
-                  o.resamples, (unsigned) varlink_connection_get_peer_uid(c));
-        TAKE_PTR(job);
+                return manager_error_varlink_reply(c, &e, r);   /* v went with the completion */
+        varlink_connection_set_close_callback(c, vl_compare_on_closed, v);
         return 0;
 }
 

@@ -68,5 +68,14 @@ size_t manager_experiments_running(Manager *m);
  * ret->guests lists every defined guest and stays valid until the next call or manager_experiment_done(). */
 int manager_experiment_metrics(Manager *m, MetricsExperiments *ret);
 
-/* manager-experiment-compare.c: CompareExperiments. */
+/* manager-experiment-compare.c: CompareExperiments. The two sides ("ID" or "ID:VARIANT") are read from the store
+ * now and the figures computed in a worker thread; completion (always consumed) gets {"comparison": …} or the
+ * error when they are ready. *ret_job (optional) is the comparison in flight, for
+ * manager_experiment_compare_cancel() (its caller went away: the completion is dropped). caller is logged. */
+typedef struct ManagerCompareJob ManagerCompareJob;
+typedef struct ExperimentCompareOptions ExperimentCompareOptions;
+int manager_experiment_compare(Manager *m, const char *a, const char *b, const ExperimentCompareOptions *o,
+                               const char *caller, ManagerCompletion *completion, ManagerCompareJob **ret_job,
+                               ManagerError *ret_error);
+void manager_experiment_compare_cancel(ManagerCompareJob *j);
 const VarlinkMethod *manager_experiment_compare_methods(void);

@@ -191,7 +191,7 @@ def test_introspection(daemons, private_bus, workdir):
     for member in (".ListVMs", ".GetVM", ".DescribeVM", ".StartVM", ".StopVM", ".RestartVM", ".KillVM",
                    ".Reload", ".GetDaemonStatus", ".StateChanged", ".Version", ".Status", ".StartExperiment",
                    ".ListExperiments", ".DescribeExperiment", ".CancelExperiment", ".DeleteExperiment",
-                   ".ExperimentProgress",
+                   ".CompareExperiments", ".ExperimentProgress",
                    "org.freedesktop.DBus.ObjectManager"):
         assert member in p.stdout, member
     p = bus.busctl("introspect", NAME, vm_path("web-1"))
@@ -648,6 +648,23 @@ def test_experiments_over_dbus(daemons, private_bus, workdir):
         assert got == [0, 1, 2, 2], got
         reply = d.call("io.memvisor.Manager.DescribeExperiment", {"id": id2})
         assert reply["parameters"]["experiment"]["state"] == "completed", reply
+
+        # CompareExperiments, open to everybody: the varlink method's comparison as JSON text; its errors under
+        # their D-Bus names.
+        p = bus.busctl("--json=short", "call", NAME, PATH, IFACE, "CompareExperiments", "ssastu", id_, id2, 1,
+                       "time.*", 7, 200, uid=NOBODY_UID, gid=NOGROUP_GID)
+        cmp = json.loads(json.loads(p.stdout)["data"][0])
+        assert cmp["a"]["id"] == id_ and cmp["b"]["id"] == id2 and cmp["seed"] == 7 and cmp["resamples"] == 200, cmp
+        assert cmp["comparisons"] and all(c["counter"].startswith("time.") for c in cmp["comparisons"]), cmp
+        vl = d.call("io.memvisor.Manager.CompareExperiments",
+                    {"a": id_, "b": id2, "counters": ["time.*"], "seed": 7, "resamples": 200})["parameters"]
+        assert vl["comparison"]["comparisons"] == cmp["comparisons"]
+        p = bus.send(PATH, IFACE, "CompareExperiments", "string:" + id_, "string:20260101-000000-abcdef",
+                     "array:string:", "uint64:0", "uint32:0")
+        assert "io.memvisor.Manager1.NoSuchExperiment" in p.stderr, p.stderr
+        p = bus.send(PATH, IFACE, "CompareExperiments", "string:" + id_, "string:" + id_ + ":B",
+                     "array:string:", "uint64:0", "uint32:0")
+        assert "io.memvisor.Manager1.InvalidExperiment" in p.stderr and "not a matrix run" in p.stderr, p.stderr
 
         # An experiment started over varlink is signalled too.
         reply = d.call("io.memvisor.Manager.StartExperiment", {"text": experiment_text("fw", 1, "0")})

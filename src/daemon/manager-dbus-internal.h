@@ -1,0 +1,33 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* Shared by the files of io.memvisor.Manager1 (manager-dbus.c and the manager-dbus-*.c it lists in its vtable). */
+
+#include <stdio.h>
+
+#include "basic/macro.h"
+#include "daemon/manager-errors.h"
+#include "daemon/manager.h"
+#include "dbus/bus-util.h"
+
+/* The D-Bus error of a failed operation r: its API error, or r itself when internal. Consumes *e. */
+static inline int bus_error_from_manager(sd_bus_error *error, ManagerError *e, int r) {
+        if (!e->name)
+                return r;
+        r = bus_error_set_from_varlink(error, manager_error_bus_from_varlink(e->name), e->name, e->parameters);
+        manager_error_done(e);
+        return r;
+}
+
+/* "D-Bus :1.42", for the log. */
+static inline char *bus_caller(sd_bus_message *message) {
+        char *s = NULL;
+
+        if (asprintf(&s, "D-Bus %s", strna(sd_bus_message_get_sender(message))) < 0)
+                return NULL;
+        return s;
+}
+
+/* manager-dbus-compare.c: CompareExperiments (s a, s b, as counters, t seed, u resamples) → s: the comparison as
+ * JSON text (seed 0 and resamples 0: the defaults). */
+int manager_dbus_compare_experiments(sd_bus_message *message, void *userdata, sd_bus_error *error);
