@@ -54,8 +54,8 @@
         X(EXPERIMENT_STORE_FAILED,      ExperimentStoreFailed,    BOTH) \
         X(EXPERIMENT_FAILED,            ExperimentFailed,         BOTH) \
         X(CONFIG_INVALID,               ConfigInvalid,            BOTH) \
-        X(DIRTY_RATE_OUT_OF_RANGE,      DirtyRateOutOfRange,      VARLINK) \
-        X(DIRTY_RATE_FAILED,            DirtyRateFailed,          VARLINK) \
+        X(DIRTY_RATE_OUT_OF_RANGE,      DirtyRateOutOfRange,      BOTH) \
+        X(DIRTY_RATE_FAILED,            DirtyRateFailed,          BOTH) \
         X(INTERNAL_ERROR,               InternalError,            VARLINK) \
         X(INVALID_SIGNAL,               InvalidSignal,            BUS)
 

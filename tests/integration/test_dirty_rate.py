@@ -63,8 +63,9 @@ def test_dirty_rate_real_guest(daemons, ctl, test_guest):  # noqa: F811
     done = {}
 
     def touch():
-        done["reply"] = d.call(M + "GuestExec", {"name": "dg", "timeoutUSec": 120000000,
-                                                 "argv": [TOUCH, "--mib=256", "--write", "--duration=25"]})
+        with VarlinkConnection(str(d.socket), timeout=150) as c:
+            done["reply"] = c.call(M + "GuestExec", {"name": "dg", "timeoutUSec": 120000000,
+                                                     "argv": [TOUCH, "--mib=256", "--write", "--duration=15"]})
 
     t = threading.Thread(target=touch)
     t.start()
