@@ -8,7 +8,7 @@ memvisorctl verb; the metric series of the last measurement."""
 import threading
 import time
 
-from memvisor_it import VarlinkConnection, wait_for
+from memvisor_it import NOBODY_UID, VarlinkConnection, calls_as, wait_for
 from test_experiment import M, TOUCH, err, ok, real_guest, test_guest  # noqa: F401 (fixture)
 from test_metrics import varlink_series
 
@@ -28,6 +28,10 @@ def measure(d, name, **params):
 def test_dirty_rate_real_guest(daemons, ctl, test_guest):  # noqa: F811
     d = daemons(name="dr")
     real_guest(d, test_guest, name="dg")
+
+    # Privileged: it starts a measurement in QEMU.
+    replies = calls_as(d.socket, [[M + "MeasureDirtyRate", {"name": "dg"}]], uid=NOBODY_UID)
+    assert replies[0].get("error") == "org.varlink.service.PermissionDenied", replies
 
     # Bad parameters, refused before QEMU sees them.
     for params, parameter, lo, hi in (({"periodSec": 0}, "periodSec", 1, 60),
