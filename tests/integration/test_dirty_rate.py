@@ -5,6 +5,7 @@ QEMU's limits refused naming the parameter and the limits; dirty-bitmap refused 
 TCG, so the daemon must not send it) with the guest still running; one measurement per guest at a time; the
 memvisorctl verb; the metric series of the last measurement."""
 
+import json
 import threading
 import time
 
@@ -109,6 +110,13 @@ def test_dirty_rate_real_guest(daemons, ctl, test_guest):  # noqa: F811
     assert r.returncode == 1 and "DirtyRateOutOfRange" in r.stderr and "periodSec" in r.stderr, r.stderr
     r = ctl("memory", "dg", "sideways", address=d.socket)
     assert r.returncode == 2 and "dirty-rate" in r.stderr, r.stderr
+    r = ctl("memory", "dg", "dirty-rate", "--period=soon", address=d.socket)
+    assert r.returncode == 2 and "--period=" in r.stderr, r.stderr
+    r = ctl("memory", "dg", "dirty-rate", address=d.workdir / "nothing-here")
+    assert r.returncode == 3, r.stderr
+    r = ctl("--json", "memory", "dg", "dirty-rate", "--sample-pages=1024", address=d.socket, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["dirtyRate"]["samplePages"] == 1024, r.stdout
 
     # A guest that stops during a measurement ends it with an error.
     result = {}
