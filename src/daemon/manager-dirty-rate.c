@@ -142,7 +142,8 @@ int manager_dirty_rate_measure(Manager *m, const char *name, const DirtyRatePara
         if (g->dirty_rate) {
                 manager_completion_drop(completion);
                 p = json_object_new_object();
-                if (!p || json_add_string(p, "name", vm->name) < 0 || json_add_string(p, "operation", "dirty-rate") < 0) {
+                if (!p || json_add_string(p, "name", vm->name) < 0 ||
+                    json_add_string(p, "operation", "dirty-rate") < 0) {
                         json_object_put(p);
                         return -ENOMEM;
                 }
@@ -253,6 +254,7 @@ static int vl_measure_dirty_rate(VarlinkConnection *c, json_object *parameters, 
         ManagerCompletion completion;
         DirtyRateParams p = {};
         ManagerError e = {};
+        bool bad_period, bad_pages;
         json_object *v;
         int r;
 
@@ -261,11 +263,11 @@ static int vl_measure_dirty_rate(VarlinkConnection *c, json_object *parameters, 
                 return varlink_error_invalid_parameter(c, "mode");
         /* Values an unsigned cannot hold are out of range all the same; a samplePages of 0 is below the minimum
          * (only an absent one means QEMU's default). */
-        if (period < 1 || period > DIRTY_RATE_CALC_TIME_MAX ||
-            (json_object_object_get_ex(parameters, "samplePages", &v) && v &&
-             (pages < DIRTY_RATE_SAMPLE_PAGES_MIN || pages > DIRTY_RATE_SAMPLE_PAGES_MAX))) {
-                r = params_error(&e, -ERANGE, period < 1 || period > DIRTY_RATE_CALC_TIME_MAX ? "calc-time" : "sample-pages",
-                                 period < 1 || period > DIRTY_RATE_CALC_TIME_MAX ? period : pages);
+        bad_period = period < DIRTY_RATE_CALC_TIME_MIN || period > DIRTY_RATE_CALC_TIME_MAX;
+        bad_pages = json_object_object_get_ex(parameters, "samplePages", &v) && v &&
+                    (pages < DIRTY_RATE_SAMPLE_PAGES_MIN || pages > DIRTY_RATE_SAMPLE_PAGES_MAX);
+        if (bad_period || bad_pages) {
+                r = params_error(&e, -ERANGE, bad_period ? "calc-time" : "sample-pages", bad_period ? period : pages);
                 return manager_error_varlink_reply(c, &e, r);
         }
         p.calc_time_sec = (unsigned) period;

@@ -18,21 +18,23 @@
 
 /* ---- parameters ------------------------------------------------------------------------------------------------ */
 
+#define P(mode, calc_time, sample_pages) (&(DirtyRateParams) { DIRTY_RATE_MODE_##mode, calc_time, sample_pages })
+
 static void test_params(void **state) {
         const char *f = NULL;
 
-        assert_int_equal(dirty_rate_params_check(&(DirtyRateParams) { DIRTY_RATE_MODE_PAGE_SAMPLING, 1, 0 }, &f), 0);
+        assert_int_equal(dirty_rate_params_check(P(PAGE_SAMPLING, 1, 0), &f), 0);
         assert_null(f);
-        assert_int_equal(dirty_rate_params_check(&(DirtyRateParams) { DIRTY_RATE_MODE_PAGE_SAMPLING, 60, 16384 }, &f), 0);
-        assert_int_equal(dirty_rate_params_check(&(DirtyRateParams) { DIRTY_RATE_MODE_PAGE_SAMPLING, 0, 0 }, &f), -ERANGE);
+        assert_int_equal(dirty_rate_params_check(P(PAGE_SAMPLING, 60, 16384), &f), 0);
+        assert_int_equal(dirty_rate_params_check(P(PAGE_SAMPLING, 0, 0), &f), -ERANGE);
         assert_string_equal(f, "calc-time");
-        assert_int_equal(dirty_rate_params_check(&(DirtyRateParams) { DIRTY_RATE_MODE_DIRTY_RING, 61, 0 }, &f), -ERANGE);
+        assert_int_equal(dirty_rate_params_check(P(DIRTY_RING, 61, 0), &f), -ERANGE);
         assert_string_equal(f, "calc-time");
-        assert_int_equal(dirty_rate_params_check(&(DirtyRateParams) { DIRTY_RATE_MODE_PAGE_SAMPLING, 1, 127 }, &f), -ERANGE);
+        assert_int_equal(dirty_rate_params_check(P(PAGE_SAMPLING, 1, 127), &f), -ERANGE);
         assert_string_equal(f, "sample-pages");
-        assert_int_equal(dirty_rate_params_check(&(DirtyRateParams) { DIRTY_RATE_MODE_PAGE_SAMPLING, 1, 16385 }, &f), -ERANGE);
+        assert_int_equal(dirty_rate_params_check(P(PAGE_SAMPLING, 1, 16385), &f), -ERANGE);
         assert_string_equal(f, "sample-pages");
-        assert_int_equal(dirty_rate_params_check(&(DirtyRateParams) { DIRTY_RATE_MODE_DIRTY_BITMAP, 1, 512 }, &f), -EINVAL);
+        assert_int_equal(dirty_rate_params_check(P(DIRTY_BITMAP, 1, 512), &f), -EINVAL);
         assert_string_equal(f, "sample-pages");
         assert_int_equal(dirty_rate_params_check(&(DirtyRateParams) { _DIRTY_RATE_MODE_MAX, 1, 0 }, &f), -EINVAL);
         assert_string_equal(f, "mode");
@@ -106,9 +108,12 @@ static void test_parse_bad(void **state) {
                 "{\"status\": \"measuring\", \"sample-pages\": 0, \"start-time\": 0, \"calc-time\": 1}",
                 "{\"status\": \"measuring\", \"sample-pages\": 0, \"mode\": \"page-sampling\", \"calc-time\": 1}",
                 /* odd values and types */
-                "{\"status\": \"done\", \"sample-pages\": 0, \"mode\": \"page-sampling\", \"start-time\": 0, \"calc-time\": 1}",
-                "{\"status\": \"measuring\", \"sample-pages\": 0, \"mode\": \"sampling\", \"start-time\": 0, \"calc-time\": 1}",
-                "{\"status\": 1, \"sample-pages\": 0, \"mode\": \"page-sampling\", \"start-time\": 0, \"calc-time\": 1}",
+                "{\"status\": \"done\", \"sample-pages\": 0, \"mode\": \"page-sampling\", \"start-time\": 0, "
+                "\"calc-time\": 1}",
+                "{\"status\": \"measuring\", \"sample-pages\": 0, \"mode\": \"sampling\", \"start-time\": 0, "
+                "\"calc-time\": 1}",
+                "{\"status\": 1, \"sample-pages\": 0, \"mode\": \"page-sampling\", \"start-time\": 0, "
+                "\"calc-time\": 1}",
                 "{\"status\": \"measured\", \"dirty-rate\": -1, \"sample-pages\": 0, \"mode\": \"page-sampling\", "
                 "\"start-time\": 0, \"calc-time\": 1}",
                 "{\"status\": \"measured\", \"dirty-rate\": 1.5, \"sample-pages\": 0, \"mode\": \"page-sampling\", "
@@ -244,8 +249,8 @@ static void fake_init(Fake *f) {
         assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
         f->peer = sv[1];
         assert_int_equal(qmp_client_new(&f->q, f->event, sv[0]), 0);
-        fake_write(f, "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 22, \"minor\": 2, \"major\": 7}, \"package\": \"\"}, "
-                      "\"capabilities\": []}}");
+        fake_write(f, "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 22, \"minor\": 2, \"major\": 7}, "
+                      "\"package\": \"\"}, \"capabilities\": []}}");
         fake_reply(f, fake_read(f, "qmp_capabilities"), "{}");
 }
 
@@ -261,14 +266,18 @@ static void run_until_done(Fake *f) {
                 assert_true(sd_event_run(f->event, 10000) >= 0);
 }
 
-#define MEASURING "{\"status\": \"measuring\", \"sample-pages\": 512, \"mode\": \"page-sampling\", \"start-time\": 9, \"calc-time\": 1}"
-#define MEASURED "{\"status\": \"measured\", \"sample-pages\": 512, \"dirty-rate\": 210, \"mode\": \"page-sampling\", \"start-time\": 9, \"calc-time\": 1}"
+#define MEASURING \
+        "{\"status\": \"measuring\", \"sample-pages\": 512, \"mode\": \"page-sampling\", \"start-time\": 9, " \
+        "\"calc-time\": 1}"
+#define MEASURED \
+        "{\"status\": \"measured\", \"sample-pages\": 512, \"dirty-rate\": 210, \"mode\": \"page-sampling\", " \
+        "\"start-time\": 9, \"calc-time\": 1}"
 
 static void test_measure_page_sampling(void **state) {
         Fake f;
 
         fake_init(&f);
-        assert_int_equal(dirty_rate_measure(f.q, f.event, &(DirtyRateParams) { DIRTY_RATE_MODE_PAGE_SAMPLING, 1, 0 },
+        assert_int_equal(dirty_rate_measure(f.q, f.event, P(PAGE_SAMPLING, 1, 0),
                                             on_progress, on_done, &f.out, NULL), 0);
         fake_reply(&f, fake_read(&f, "calc-dirty-rate"), "{}");
         fake_reply(&f, fake_read(&f, "query-dirty-rate"), MEASURING);
@@ -285,7 +294,7 @@ static void test_measure_qemu_refuses(void **state) {
         Fake f;
 
         fake_init(&f);
-        assert_int_equal(dirty_rate_measure(f.q, f.event, &(DirtyRateParams) { DIRTY_RATE_MODE_PAGE_SAMPLING, 1, 0 },
+        assert_int_equal(dirty_rate_measure(f.q, f.event, P(PAGE_SAMPLING, 1, 0),
                                             NULL, on_done, &f.out, NULL), 0);
         int64_t id = fake_read(&f, "calc-dirty-rate");
         char buf[256];
@@ -304,7 +313,7 @@ static void test_measure_bitmap_under_tcg(void **state) {
         Fake f;
 
         fake_init(&f);
-        assert_int_equal(dirty_rate_measure(f.q, f.event, &(DirtyRateParams) { DIRTY_RATE_MODE_DIRTY_BITMAP, 1, 0 },
+        assert_int_equal(dirty_rate_measure(f.q, f.event, P(DIRTY_BITMAP, 1, 0),
                                             NULL, on_done, &f.out, NULL), 0);
         fake_reply(&f, fake_read(&f, "query-kvm"), "{\"enabled\": false, \"present\": true}");
         run_until_done(&f);
@@ -320,7 +329,7 @@ static void test_measure_qemu_vanishes(void **state) {
         Fake f;
 
         fake_init(&f);
-        assert_int_equal(dirty_rate_measure(f.q, f.event, &(DirtyRateParams) { DIRTY_RATE_MODE_PAGE_SAMPLING, 1, 0 },
+        assert_int_equal(dirty_rate_measure(f.q, f.event, P(PAGE_SAMPLING, 1, 0),
                                             NULL, on_done, &f.out, NULL), 0);
         fake_reply(&f, fake_read(&f, "calc-dirty-rate"), "{}");
         (void) fake_read(&f, "query-dirty-rate");
@@ -338,7 +347,7 @@ static void test_measure_garbage_and_abort(void **state) {
 
         /* An unusable reply ends it. */
         fake_init(&f);
-        assert_int_equal(dirty_rate_measure(f.q, f.event, &(DirtyRateParams) { DIRTY_RATE_MODE_PAGE_SAMPLING, 1, 0 },
+        assert_int_equal(dirty_rate_measure(f.q, f.event, P(PAGE_SAMPLING, 1, 0),
                                             NULL, on_done, &f.out, NULL), 0);
         fake_reply(&f, fake_read(&f, "calc-dirty-rate"), "{}");
         fake_reply(&f, fake_read(&f, "query-dirty-rate"), "{\"status\": \"measured\"}");
@@ -349,7 +358,7 @@ static void test_measure_garbage_and_abort(void **state) {
 
         /* Aborted while a command is in flight: once, now; QEMU's late reply changes nothing. */
         fake_init(&f);
-        assert_int_equal(dirty_rate_measure(f.q, f.event, &(DirtyRateParams) { DIRTY_RATE_MODE_PAGE_SAMPLING, 2, 0 },
+        assert_int_equal(dirty_rate_measure(f.q, f.event, P(PAGE_SAMPLING, 2, 0),
                                             NULL, on_done, &f.out, &m), 0);
         int64_t id = fake_read(&f, "calc-dirty-rate");
         dirty_rate_measurement_abort(m, -ESRCH, "the guest stopped");
@@ -364,7 +373,7 @@ static void test_measure_garbage_and_abort(void **state) {
 
         /* Aborted while waiting on the timer. */
         fake_init(&f);
-        assert_int_equal(dirty_rate_measure(f.q, f.event, &(DirtyRateParams) { DIRTY_RATE_MODE_PAGE_SAMPLING, 1, 0 },
+        assert_int_equal(dirty_rate_measure(f.q, f.event, P(PAGE_SAMPLING, 1, 0),
                                             NULL, on_done, &f.out, &m), 0);
         fake_reply(&f, fake_read(&f, "calc-dirty-rate"), "{}");
         for (int i = 0; i < 5; i++)
