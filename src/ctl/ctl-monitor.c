@@ -132,17 +132,14 @@ static void print_region(json_object *r) {
                m && !json_get_bool(m, "complete", true) ? " (not all mapped)" : "");
 }
 
-static int verb_memory(int argc, char **argv) {
+/* memory NAME layout (a sub-verb of ctl-memory.c's memory). */
+int ctl_memory_layout(const char *name) {
         _cleanup_json_ json_object *reply = NULL;
         json_object *p, *l, *regions, *backends;
         char s[FORMAT_SIZE_MAX];
         int r;
 
-        if (!streq(argv[2], "layout")) {
-                fprintf(stderr, "Unknown memory command '%s': expected layout.\n", argv[2]);
-                return EXIT_USAGE;
-        }
-        r = ctl_call_with_name("io.memvisor.Manager.DescribeMemoryLayout", argv[1], &reply);
+        r = ctl_call_with_name("io.memvisor.Manager.DescribeMemoryLayout", name, &reply);
         if (r != EXIT_OK)
                 return r;
         p = ctl_reply_parameters(reply);
@@ -181,7 +178,5 @@ const CtlVerb ctl_monitor_verbs[] = {
           verb_monitor, monitor_options, monitor_option,
           "--hmp: COMMAND… is an HMP line (put -- before it when it has options); "
           "--force: also commands that change what memvisord supervises (quit, stop, device_del, …)" },
-        { "memory", "NAME layout", "Show a running guest's memory layout: GPA ranges, backends, host addresses and nodes",
-          2, 2, verb_memory },
         {}
 };

@@ -49,8 +49,10 @@ extern const CtlVerb ctl_metrics_verbs[];       /* ctl-metrics.c: host, metrics,
 extern const CtlVerb ctl_balloon_verbs[];       /* ctl-balloon.c: balloon, balloon-steps */
 extern const CtlVerb ctl_numa_verbs[];          /* ctl-numa.c: numa, pin, migrate, migrations */
 extern const CtlVerb ctl_guest_verbs[];         /* ctl-guest.c: guest NAME info|counters|exec|copy */
-extern const CtlVerb ctl_monitor_verbs[];         /* ctl-monitor.c: monitor, memory NAME layout */
+extern const CtlVerb ctl_monitor_verbs[];         /* ctl-monitor.c: monitor */
+int ctl_memory_layout(const char *name);          /* ctl-monitor.c: memory NAME layout */
 extern const CtlVerb ctl_experiment_verbs[];    /* ctl-experiment.c: experiment run|list|show|export|cancel|delete */
+extern const CtlVerb ctl_memory_verbs[];        /* ctl-memory.c: memory NAME layout|dirty-rate */
 
 const char *ctl_address(void);
 /* Connects to the daemon (with -H: through ssh); on failure prints why and returns -EXIT_CONNECTION (or

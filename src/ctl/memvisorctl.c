@@ -20,6 +20,7 @@ static const CtlVerb *const verb_tables[] = {
         ctl_guest_verbs,
         ctl_experiment_verbs,
         ctl_monitor_verbs,
+        ctl_memory_verbs,
 };
 
 #define ARG_VERSION 0x80

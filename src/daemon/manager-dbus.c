@@ -31,6 +31,7 @@
 #include "basic/strv.h"
 #include "numa/numa-migration.h"
 #include "qga/qga-ops.h"
+#include "qmp/qmp-dirty-rate.h"
 
 #define BUS_NAME "io.memvisor.Manager1"
 #define BUS_MANAGER_PATH "/io/memvisor/Manager1"
@@ -402,6 +403,38 @@ static int run_guest_exec(sd_bus_message *message, Manager *m, Vm *vm, sd_bus_er
         return r < 0 ? bus_error_from_manager(error, &e, r) : 1;
 }
 
+/* MeasureDirtyRate: answered with the measured rate (the varlink reply's dirtyRate) once QEMU measured it, after
+ * period_sec and a poll; callers wait longer than D-Bus's default 25 s for long periods. mode "" and
+ * sample_pages 0 are the defaults (page-sampling, QEMU's 512). */
+static int run_measure_dirty_rate(sd_bus_message *message, Manager *m, Vm *vm, sd_bus_error *error) {
+        _cleanup_free_ char *caller = NULL;
+        ManagerCompletion completion;
+        uint32_t period, pages;
+        ManagerError e = {};
+        DirtyRateParams p;
+        const char *mode;
+        int r;
+
+        r = sd_bus_message_read(message, "usu", &period, &mode, &pages);
+        if (r < 0)
+                return r;
+        p = (DirtyRateParams) {
+                .mode = isempty(mode) ? DIRTY_RATE_MODE_PAGE_SAMPLING : dirty_rate_mode_from_string(mode),
+                .calc_time_sec = period,
+                .sample_pages = pages,
+        };
+        if ((int) p.mode < 0)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Invalid argument: mode");
+        caller = bus_caller(message);
+        if (!caller)
+                return -ENOMEM;
+        r = agent_completion(message, vm, &completion);
+        if (r < 0)
+                return r;
+        r = manager_dirty_rate_measure(m, vm->name, &p, caller, NULL, &completion, &e);
+        return r < 0 ? bus_error_from_manager(error, &e, r) : 1;
+}
+
 static int run_guest_copy(sd_bus_message *message, Manager *m, Vm *vm, sd_bus_error *error) {
         _cleanup_free_ char *caller = NULL;
         ManagerCompletion completion;
@@ -437,6 +470,7 @@ static int run_guest_copy(sd_bus_message *message, Manager *m, Vm *vm, sd_bus_er
 
 DEFINE_PRIVILEGED(run_guest_exec)
 DEFINE_PRIVILEGED(run_guest_copy)
+DEFINE_PRIVILEGED(run_measure_dirty_rate)
 
 /* ---- experiments ------------------------------------------------------------------------------------------ */
 
@@ -766,6 +800,9 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_METHOD_WITH_NAMES("GuestCopy", "ssayu", SD_BUS_PARAM(name) SD_BUS_PARAM(path) SD_BUS_PARAM(data)
                                  SD_BUS_PARAM(mode), "a{sv}", SD_BUS_PARAM(result), method_run_guest_copy,
                                  SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("MeasureDirtyRate", "susu", SD_BUS_PARAM(name) SD_BUS_PARAM(period_sec) SD_BUS_PARAM(mode)
+                                 SD_BUS_PARAM(sample_pages), "a{sv}", SD_BUS_PARAM(dirty_rate),
+                                 method_run_measure_dirty_rate, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("StartExperiment", "st", SD_BUS_PARAM(definition_text) SD_BUS_PARAM(iterations), "s",
                                  SD_BUS_PARAM(id), method_start_experiment, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("ListExperiments", "s", SD_BUS_PARAM(guest), "aa{sv}", SD_BUS_PARAM(experiments),

@@ -58,6 +58,8 @@
         X(MONITOR_COMMAND_FAILED,       MonitorCommandFailed,     BOTH) \
         X(MONITOR_MESSAGE_TOO_LARGE,    MonitorMessageTooLarge,   BOTH) \
         X(MEMORY_LAYOUT_UNAVAILABLE,    MemoryLayoutUnavailable,  BOTH) \
+        X(DIRTY_RATE_OUT_OF_RANGE,      DirtyRateOutOfRange,      BOTH) \
+        X(DIRTY_RATE_FAILED,            DirtyRateFailed,          BOTH) \
         X(INTERNAL_ERROR,               InternalError,            VARLINK) \
         X(INVALID_SIGNAL,               InvalidSignal,            BUS)
 

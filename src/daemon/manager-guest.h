@@ -23,6 +23,10 @@ typedef struct ManagerGuest {
         uint64_t balloon_saved_usec;    /* … and when its last save started (CLOCK_MONOTONIC) */
         char *record_error;             /* the last save of a record failed: why (GetBalloon's recordError) */
         uint64_t experiment_iterations; /* experiment iterations recorded on it since the daemon started */
+        ManagerDirtyRateCall *dirty_rate; /* manager-dirty-rate.c: the measurement in flight, NULL: none */
+        bool dirty_rate_valid;          /* … the last one measured: its rate (MB/s) and when (CLOCK_REALTIME) */
+        int64_t dirty_rate_mb_per_sec;
+        uint64_t dirty_rate_realtime_usec;
 } ManagerGuest;
 
 /* NULL: the daemon holds nothing of a guest called name. */

@@ -125,6 +125,8 @@ static int sampler_guests(void *userdata, bool vcpus, MetricsGuestInput **ret, s
                 /* The balloon and NUMA readings: what the guest's record holds (in memory, no I/O). */
                 balloon_controller_get_metrics(g ? g->balloon : NULL, &in[i].balloon);
                 migration_history_get_metrics(g ? g->migrations : NULL, &in[i].numa);
+                in[i].have_dirty_rate = manager_dirty_rate_metrics(m, vm->name, &in[i].dirty_rate_bytes_per_sec,
+                                                                   &in[i].dirty_rate_realtime_usec);
                 if (vcpus && active && vm->pid > 0 && guest_vcpus(m, vm, have_own ? &own : NULL, &in[i]) < 0) {
                         metrics_guest_inputs_free(in, i + 1);
                         return -ENOMEM;

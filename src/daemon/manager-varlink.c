@@ -113,6 +113,7 @@ static int manager_build_interface(Manager *m) {
                 manager_experiment_methods(),
                 manager_experiment_compare_methods(),
                 manager_monitor_methods(),
+                manager_dirty_rate_methods(),
         };
         size_t n = 0, k = 0;
 

@@ -122,6 +122,11 @@ const VarlinkMethod *manager_agent_methods(void);
  * calls in flight. */
 const VarlinkMethod *manager_monitor_methods(void);
 void manager_layout_done(Manager *m);
+/* manager-dirty-rate.c: MeasureDirtyRate; start watches the guests' states (leaving running ends a measurement),
+ * done ends the measurements in flight without answering. */
+const VarlinkMethod *manager_dirty_rate_methods(void);
+int manager_dirty_rate_start(Manager *m);
+void manager_dirty_rate_done(Manager *m);
 /* manager-agent.c: start watches the agents and arms the guest counters timer; apply_config (re)arms it from
  * the configuration; done stops it. */
 int manager_agent_start(Manager *m);
@@ -257,3 +262,15 @@ bool manager_dbus_connected(Manager *m);
  * start and after each iteration, then completed, failed or cancelled with the reason. */
 void manager_dbus_experiment_progress(Manager *m, const char *id, const char *guest, uint64_t done, uint64_t planned,
                                       const char *state, const char *reason);
+
+/* manager-dirty-rate.c: MeasureDirtyRate (src/qmp's DirtyRateParams). Returns 0 once the measurement started;
+ * completion (always consumed) gets the varlink reply ({"dirtyRate": {...}}) or the error when it ends. progress
+ * (optional) is called with completion's userdata while QEMU measures. caller ("varlink uid 0") is logged. The
+ * guest's last measured rate for the metrics: false while there is none. */
+typedef struct DirtyRateParams DirtyRateParams;
+typedef struct ManagerDirtyRateCall ManagerDirtyRateCall;
+typedef void (*ManagerDirtyRateProgress)(uint64_t elapsed_usec, uint64_t period_usec, void *userdata);
+int manager_dirty_rate_measure(Manager *m, const char *name, const DirtyRateParams *params, const char *caller,
+                               ManagerDirtyRateProgress progress, ManagerCompletion *completion,
+                               ManagerError *ret_error);
+bool manager_dirty_rate_metrics(Manager *m, const char *name, double *ret_bytes_per_sec, uint64_t *ret_realtime_usec);

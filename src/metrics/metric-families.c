@@ -225,6 +225,12 @@ const MetricFamily metric_families[_METRIC_ID_MAX] = {
                                            "Memory that page migrations moved to their target node(s).", L("vm") },
         [METRIC_GUEST_MIGRATION_SECONDS] = { "memvisor_guest_migration_seconds_total", METRIC_COUNTER, "seconds",
                                              "Time page migrations spent in migrate_pages(2).", L("vm") },
+        [METRIC_GUEST_DIRTY_RATE] = { "memvisor_guest_dirty_rate_bytes_per_second", METRIC_GAUGE, "bytes_per_second",
+                                      "The guest's dirty-page rate as the last MeasureDirtyRate measured it (QEMU's "
+                                      "calc-dirty-rate, MB/s times 2^20). Absent until the first measurement since "
+                                      "the daemon started; kept while the guest is defined.", L("vm") },
+        [METRIC_GUEST_DIRTY_RATE_TIMESTAMP] = { "memvisor_guest_dirty_rate_timestamp_seconds", METRIC_GAUGE, "seconds",
+                                                "When that measurement ended (Unix time).", L("vm") },
         [METRIC_GUEST_KVM_VM_COUNTER] = { "memvisor_guest_kvm_<stat>_total", METRIC_COUNTER, "",
                                           "KVM statistic <stat> of the VM (QMP query-stats, cumulative).", L("vm") },
         [METRIC_GUEST_KVM_VM_GAUGE] = { "memvisor_guest_kvm_<stat>", METRIC_GAUGE, "",

@@ -84,6 +84,8 @@ typedef enum MetricId {
         METRIC_GUEST_MIGRATION_PAGES,
         METRIC_GUEST_MIGRATION_BYTES,
         METRIC_GUEST_MIGRATION_SECONDS,
+        METRIC_GUEST_DIRTY_RATE,
+        METRIC_GUEST_DIRTY_RATE_TIMESTAMP,
         METRIC_GUEST_KVM_VM_COUNTER,            /* pattern: the name is built per stat */
         METRIC_GUEST_KVM_VM_GAUGE,
         METRIC_GUEST_KVM_VCPU_COUNTER,

@@ -113,6 +113,10 @@ static int render_guest_totals(MetricSet *s, const MetricsGuestInput *g) {
             (r = add(s, METRIC_GUEST_MIGRATION_BYTES, l, (double) g->numa.bytes_moved)) < 0 ||
             (r = add(s, METRIC_GUEST_MIGRATION_SECONDS, l, (double) g->numa.migrate_usec / 1e6)) < 0)
                 return r;
+        if (g->have_dirty_rate &&
+            ((r = add(s, METRIC_GUEST_DIRTY_RATE, l, g->dirty_rate_bytes_per_sec)) < 0 ||
+             (r = add(s, METRIC_GUEST_DIRTY_RATE_TIMESTAMP, l, (double) g->dirty_rate_realtime_usec / 1e6)) < 0))
+                return r;
 
         if (!g->balloon_enabled)
                 return 0;

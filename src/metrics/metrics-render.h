@@ -93,6 +93,9 @@ typedef struct MetricsGuestInput {
         const char *agent_state;        /* the guest agent channel's state; NULL: no agent port (not exported) */
         const char *const *agent_states;/* every state agent_state can be, NULL-terminated */
         const MetricsGuestCounters *guest_counters; /* NULL or !valid: not read (none exported) */
+        bool have_dirty_rate;           /* a dirty rate was measured: its rate and when (CLOCK_REALTIME) */
+        double dirty_rate_bytes_per_sec;
+        uint64_t dirty_rate_realtime_usec;
 } MetricsGuestInput;
 
 void metrics_guest_inputs_free(MetricsGuestInput *inputs, size_t n);

@@ -196,7 +196,10 @@ int qemu_build_argv(const VmSpec *spec, const QemuArgvParams *p, char ***ret) {
         ADD("-machine");
         ADDF("%s,memory-backend=%s", spec->machine, QEMU_MEMORY_BACKEND_ID);
         ADD("-accel");
-        ADD(accel);
+        if (p->accel == VM_ACCEL_KVM && spec->dirty_ring > 0)
+                ADDF("kvm,dirty-ring-size=%u", spec->dirty_ring);
+        else
+                ADD(accel);
         ADD("-cpu");
         ADD(spec->cpu_model ?: cpu);
         ADD("-m");

@@ -617,6 +617,8 @@ const VmKey vm_keys[] = {
         { "Memory", "MigrateCount", UNSIGNED(migrate_count, 0, 0, VM_MIGRATE_COUNT_MAX,
                                              "expected a number of moves up to %u") },
         { "Memory", "MigrateSettleSec", SEC(migrate_settle_usec, VM_MIGRATE_SETTLE_DEFAULT, true, false) },
+        { "Memory", "DirtyRing", UNSIGNED(dirty_ring, 0, 0, VM_DIRTY_RING_MAX,
+                                          "expected 0 or a power of two from 1024 to %u") },
 
         { "CPU", "VCPUAffinity", NORMALIZED(vcpu_affinity, key_vcpu_affinity) },
         { "CPU", "EmulatorAffinity", NORMALIZED(emulator_affinity, key_emulator_affinity) },

@@ -192,6 +192,16 @@ int vm_spec_validate_internal(const VmSpec *s, const char **ret_field, char **re
         else if (s->migrate_settle_usec != VM_MIGRATE_SETTLE_DEFAULT)
                 FAIL("Memory.MigrateSettleSec", "MigrateSettleSec= needs MigrateBetween=");
 
+        if (s->dirty_ring != 0) {
+                if (s->dirty_ring < VM_DIRTY_RING_MIN || s->dirty_ring > VM_DIRTY_RING_MAX ||
+                    (s->dirty_ring & (s->dirty_ring - 1)) != 0)
+                        FAIL("Memory.DirtyRing", "DirtyRing=%u is not 0 or a power of two from %u to %u", s->dirty_ring,
+                             VM_DIRTY_RING_MIN, VM_DIRTY_RING_MAX);
+                if (s->accel == VM_ACCEL_TCG)
+                        FAIL("Memory.DirtyRing", "DirtyRing= needs KVM: it is the size of KVM's dirty ring, and "
+                             "Accelerator=tcg has none");
+        }
+
         /* [CPU] */
         if (s->vcpu_affinity) {
                 _cleanup_(vcpu_pin_map_done) VcpuPinMap map = {};

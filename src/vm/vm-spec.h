@@ -77,7 +77,9 @@ DECLARE_STRING_TABLE(vm_memory_share, VmMemoryShare);
 #define VM_MAX_DISKS 16
 #define VM_MAX_VCPUS 512
 #define VM_MAX_EXTRA_ARGS 256
-#define VM_ARG_MAX (128U * 1024U)      /* MAX_ARG_STRLEN: execve(2) refuses a longer argument */
+#define VM_ARG_MAX (128U * 1024U)
+#define VM_DIRTY_RING_MIN 1024U        /* QEMU and KVM: a power of two; KVM reserves some entries, so fewer are */
+#define VM_DIRTY_RING_MAX 65536U       /* useless; KVM_DIRTY_RING_MAX_ENTRIES */      /* MAX_ARG_STRLEN: execve(2) refuses a longer argument */
 
 typedef struct VmSpec {
         /* [VM] */
@@ -126,6 +128,9 @@ typedef struct VmSpec {
         uint64_t migrate_every_usec;    /* MigrateEverySec=, > 0 and at most 24h; 0: unset */
         unsigned migrate_count;         /* MigrateCount=, moves in all, 1 … 10000; 0: unset */
         uint64_t migrate_settle_usec;   /* MigrateSettleSec=, default 1s, at most 10min */
+        unsigned dirty_ring;            /* DirtyRing=, KVM's dirty ring entries per vCPU: 0 (default, none) or a
+                                         * power of two 1024 … 65536, as -accel kvm,dirty-ring-size=N; refused with
+                                         * Accelerator=tcg, left out (with a warning) when auto falls back to TCG */
 
         /* [CPU] (applied by the NUMA module before the vCPUs first run; see VmContext.prerun) */
         char *vcpu_affinity;            /* VCPUAffinity=, "0:2 1:3-4" (vCPU:CPU list), normalized; NULL: none */

@@ -607,6 +607,9 @@ static int vm_start_internal(Vm *vm, bool by_policy, char **ret_error) {
                 .accel = vm->accel,
                 .paused = vm->start_paused,
         };
+        if (spec->dirty_ring > 0 && vm->accel == VM_ACCEL_TCG)
+                log_vm(vm, LOG_WARNING, 0, "Guest %s: starting under TCG (Accelerator=auto fell back), where there is "
+                       "no KVM dirty ring: DirtyRing=%u is ignored.", vm->name, spec->dirty_ring);
         r = qemu_build_argv(spec, &p, &argv);
         if (r < 0)
                 return fail_start(vm, r, ret_error, "cannot build the QEMU command line: %s", strerror(-r));

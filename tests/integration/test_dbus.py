@@ -683,3 +683,29 @@ def test_experiments_over_dbus(daemons, private_bus, workdir):
         wait_prop(bus, path, "State", "stopped")
     finally:
         mon.close()
+
+
+def test_dirty_rate_over_dbus(daemons, private_bus, workdir):
+    """MeasureDirtyRate on the manager: a firmware TCG guest's page-sampling rate; QEMU's limits and the
+    dirty-bitmap mode under TCG refused with the typed errors."""
+    bus = private_bus()
+    start_daemon(daemons, bus, workdir)
+    p = bus.busctl("introspect", NAME, PATH)
+    assert ".MeasureDirtyRate" in p.stdout, p.stdout
+    p = bus.send(PATH, IFACE, "MeasureDirtyRate", "string:fw", "uint32:1", "string:", "uint32:0")
+    assert "io.memvisor.Manager1.InvalidState" in p.stderr, p.stderr
+    bus.call(PATH, IFACE, "StartVM", "s", "fw")
+    wait_prop(bus, vm_path("fw"), "State", "running")
+
+    res = bus.call(PATH, IFACE, "MeasureDirtyRate", "susu", "fw", 1, "", 0)[0]
+    assert res["Mode"]["data"] == "page-sampling" and res["PeriodSec"]["data"] == 1, res
+    assert res["RateMBPerSec"]["data"] >= 0 and res["SamplePages"]["data"] == 512, res
+    p = bus.send(PATH, IFACE, "MeasureDirtyRate", "string:fw", "uint32:61", "string:", "uint32:0")
+    assert "io.memvisor.Manager1.DirtyRateOutOfRange" in p.stderr and "periodSec" in p.stderr, p.stderr
+    p = bus.send(PATH, IFACE, "MeasureDirtyRate", "string:fw", "uint32:1", "string:", "uint32:100")
+    assert "io.memvisor.Manager1.DirtyRateOutOfRange" in p.stderr and "samplePages" in p.stderr, p.stderr
+    p = bus.send(PATH, IFACE, "MeasureDirtyRate", "string:fw", "uint32:1", "string:sideways", "uint32:0")
+    assert "org.freedesktop.DBus.Error.InvalidArgs" in p.stderr and "mode" in p.stderr, p.stderr
+    p = bus.send(PATH, IFACE, "MeasureDirtyRate", "string:fw", "uint32:1", "string:dirty-bitmap", "uint32:0")
+    assert "io.memvisor.Manager1.DirtyRateFailed" in p.stderr and "TCG" in p.stderr, p.stderr
+    assert bus.get(vm_path("fw"), VM_IFACE, "State") == "running"

@@ -325,12 +325,12 @@ for file in "${files[@]}"; do
         fi
 
         line=" ${args[*]} "
-        if [[ "$line" == *" -accel kvm "* && $kvm_usable == 0 ]]; then
+        if [[ ( "$line" == *" -accel kvm "* || "$line" == *" -accel kvm,"* ) && $kvm_usable == 0 ]]; then
                 echo "SKIP $name: /dev/kvm is not usable"
                 skipped=$((skipped + 1))
                 continue
         fi
-        if [[ "$line" == *" -accel kvm "* && $kvm_cpu_workaround == 1 ]]; then
+        if [[ ( "$line" == *" -accel kvm "* || "$line" == *" -accel kvm,"* ) && $kvm_cpu_workaround == 1 ]]; then
                 for i in "${!args[@]}"; do
                         if [[ "${args[$i]}" == "-cpu" && "${args[$((i + 1))]}" == "host" ]]; then
                                 args[$((i + 1))]="host,-arch-capabilities"

@@ -55,6 +55,9 @@ static const GoldenCase golden_cases[] = {
         { "file-preferred-prealloc",
           KERNEL "[Memory]\nBackend=file\nPath=" T "/mem,dir/guest.ram\nPolicy=preferred\nHostNodes=0\nPrealloc=yes\n",
           TCG_FD3 },
+        /* KVM's dirty ring; left out when Accelerator=auto fell back to TCG */
+        { "dirty-ring", KERNEL "[Memory]\nDirtyRing=4096\n", KVM_FD3 },
+        { "dirty-ring-tcg-fallback", KERNEL "[Memory]\nDirtyRing=4096\n", TCG_FD3 },
 
         /* boot sources, devices, start mode, extra arguments, QMP and console variants */
         { "disks",

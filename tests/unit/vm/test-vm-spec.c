@@ -416,6 +416,9 @@ static const GoodCase good_cases[] = {
           "MigrateSettleSec", "", "MigrateSettleSec=1s\n" },
         { "", "Memory", "MigrateBetween", "", "MigrateBetween=\n" },
         { "", "Memory", "MigrateCount", "0", "MigrateCount=0\n" },
+        { "", "Memory", "DirtyRing", "1024", "DirtyRing=1024\n" },
+        { "", "Memory", "DirtyRing", "65536", "DirtyRing=65536\n" },
+        { "[Memory]\nDirtyRing=4096\n", "Memory", "DirtyRing", "", "DirtyRing=0\n" },
         { "", "Restart", "Policy", "on-failure", "Policy=on-failure\n" },
         { "", "Restart", "Policy", "always", "Policy=always\n" },
         { "", "Restart", "Policy", "no", "Policy=no\n" },
@@ -561,6 +564,9 @@ static const BadCase bad_cases[] = {
         { "Memory", "MigrateCount", "-1", "expected a number of moves up to 10000" },
         { "Memory", "MigrateCount", "many", "expected a number of moves up to 10000" },
         { "Memory", "MigrateSettleSec", "infinity", R_DELAY },
+        { "Memory", "DirtyRing", "65537", "expected 0 or a power of two from 1024 to 65536" },
+        { "Memory", "DirtyRing", "-1", "expected 0 or a power of two from 1024 to 65536" },
+        { "Memory", "DirtyRing", "4k", "expected 0 or a power of two from 1024 to 65536" },
         { "Memory", "MigrateSettleSec", "-1s", R_DELAY },
         { "Restart", "Policy", "sometimes", "expected no, on-failure or always" },
         { "Restart", "Policy", "on_failure", "expected no, on-failure or always" },
@@ -960,6 +966,11 @@ static const CrossCase cross_cases[] = {
         { BASE "[Memory]\nMigrateEverySec=2s\n", "Memory.MigrateEverySec", "MigrateEverySec= needs MigrateBetween=" },
         { BASE "[Memory]\nMigrateCount=2\n", "Memory.MigrateCount", "MigrateCount= needs MigrateBetween=" },
         { BASE "[Memory]\nMigrateSettleSec=0\n", "Memory.MigrateSettleSec", "MigrateSettleSec= needs MigrateBetween=" },
+        { BASE "[Memory]\nDirtyRing=512\n", "Memory.DirtyRing", "DirtyRing=512 is not 0 or a power of two from 1024 to 65536" },
+        { BASE "[Memory]\nDirtyRing=3000\n", "Memory.DirtyRing",
+          "DirtyRing=3000 is not 0 or a power of two from 1024 to 65536" },
+        { BASE "Accelerator=tcg\n[Memory]\nDirtyRing=4096\n", "Memory.DirtyRing",
+          "DirtyRing= needs KVM: it is the size of KVM's dirty ring, and Accelerator=tcg has none" },
         { BASE "[Restart]\nRestartSec=10s\nRestartMaxDelaySec=5s\n", "Restart.RestartMaxDelaySec",
           "RestartMaxDelaySec= must not be shorter than RestartSec=" },
         { BASE "[Restart]\nRestartSec=2min\n", "Restart.RestartMaxDelaySec",
@@ -1149,6 +1160,7 @@ static const char full_ini[] =
         "MigrateEverySec=2.5s\n"
         "MigrateCount=20\n"
         "MigrateSettleSec=250ms\n"
+        "DirtyRing=4096\n"
         "\n"
         "[CPU]\n"
         "VCPUAffinity=0:2 1:3-4,6\n"
@@ -1209,6 +1221,7 @@ static const char minimal_ini[] =
         "MigrateEverySec=0\n"
         "MigrateCount=0\n"
         "MigrateSettleSec=1s\n"
+        "DirtyRing=0\n"
         "\n"
         "[CPU]\n"
         "VCPUAffinity=\n"
@@ -1313,7 +1326,7 @@ static void test_to_json(void **state) {
                 "\"Memory\":{\"Backend\":\"ram\",\"HugePages\":false,\"Path\":null,\"Policy\":\"default\","
                 "\"HostNodes\":null,\"Prealloc\":false,\"HugePageSize\":0,\"Share\":\"default\",\"Reserve\":true,"
                 "\"PreallocThreads\":0,\"Merge\":true,\"Dump\":true,\"MigrateBetween\":null,\"MigrateEverySec\":\"0\","
-                "\"MigrateCount\":0,\"MigrateSettleSec\":\"1s\"},"
+                "\"MigrateCount\":0,\"MigrateSettleSec\":\"1s\",\"DirtyRing\":0},"
                 "\"CPU\":{\"VCPUAffinity\":null,\"EmulatorAffinity\":null},"
                 "\"Restart\":{\"Policy\":\"no\",\"RestartSec\":\"1s\",\"RestartMaxDelaySec\":\"1min\","
                 "\"StartLimitBurst\":5,\"StartLimitIntervalSec\":\"1min\"},"
@@ -1366,7 +1379,7 @@ static void test_equal(void **state) {
                 { "Memory=1536M\n", "Memory=1G\n" },
                 { "VCPUs=4\n", "VCPUs=3\n" },
                 { "Machine=pc-q35-7.2\n", "Machine=q35\n" },
-                { "Accelerator=kvm\n", "Accelerator=tcg\n" },
+                { "Accelerator=kvm\n", "Accelerator=auto\n" },     /* tcg: refused with DirtyRing= */
                 { "Emulator=/usr/bin/qemu-system-x86_64\n", "Emulator=qemu-system-x86_64\n" },
                 { "Kernel=/srv/vm/vmlinuz\n", "Kernel=/srv/vm/vmlinuz2\n" },
                 { "Initrd=/srv/vm/initrd.img\n", "Initrd=\n" },
@@ -1400,6 +1413,7 @@ static void test_equal(void **state) {
                 { "MigrateEverySec=2.5s\n", "MigrateEverySec=2s\n" },
                 { "MigrateCount=20\n", "MigrateCount=21\n" },
                 { "MigrateSettleSec=250ms\n", "MigrateSettleSec=0\n" },
+                { "DirtyRing=4096\n", "DirtyRing=8192\n" },
                 { "VCPUAffinity=0:2 1:3-4,6\n", "VCPUAffinity=0:2 1:3-4\n" },
                 { "VCPUAffinity=0:2 1:3-4,6\n", "" },
                 { "EmulatorAffinity=0-1,7\n", "EmulatorAffinity=0-1\n" },
@@ -1456,7 +1470,7 @@ static void test_key_table(void **state) {
                         assert_false(streq(s2, section) && streq(k2, key));
                 }
         }
-        assert_int_equal(n, 49U);
+        assert_int_equal(n, 50U);
         assert_false(vm_spec_key_get(n, &section, &key, &multiple));
 }
 
