@@ -294,7 +294,7 @@ def test_experiment_real_guest(daemons, ctl, test_guest, tracefs):
     assert r.returncode == 0 and "workload.pages_touched" in r.stdout and "TCG" in r.stdout, r.stdout + r.stderr
     r = ctl("experiment", "export", cid, "--format=csv", address=d.socket, timeout=60)
     lines = r.stdout.splitlines()
-    assert r.returncode == 0 and lines[0].startswith("experiment,guest,iteration"), r.stderr
+    assert r.returncode == 0 and lines[0].startswith("experiment,guest,variant,iteration"), r.stderr
     assert any(",workload.pages_touched,2048," in l for l in lines), lines[:5]
 
     # A balloon provocation: inflate to 384M and back, the workload during it.
