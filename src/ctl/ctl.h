@@ -50,6 +50,7 @@ extern const CtlVerb ctl_balloon_verbs[];       /* ctl-balloon.c: balloon, ballo
 extern const CtlVerb ctl_numa_verbs[];          /* ctl-numa.c: numa, pin, migrate, migrations */
 extern const CtlVerb ctl_guest_verbs[];         /* ctl-guest.c: guest NAME info|counters|exec|copy */
 extern const CtlVerb ctl_experiment_verbs[];    /* ctl-experiment.c: experiment run|list|show|export|cancel|delete */
+extern const CtlVerb ctl_console_verbs[];       /* ctl-console.c: console NAME */
 
 const char *ctl_address(void);
 /* Connects to the daemon (with -H: through ssh); on failure prints why and returns -EXIT_CONNECTION (or

@@ -19,6 +19,7 @@ static const CtlVerb *const verb_tables[] = {
         ctl_numa_verbs,
         ctl_guest_verbs,
         ctl_experiment_verbs,
+        ctl_console_verbs,
 };
 
 #define ARG_VERSION 0x80

@@ -54,6 +54,7 @@
         X(EXPERIMENT_STORE_FAILED,      ExperimentStoreFailed,    BOTH) \
         X(EXPERIMENT_FAILED,            ExperimentFailed,         BOTH) \
         X(CONFIG_INVALID,               ConfigInvalid,            BOTH) \
+        X(NO_SUCH_BOOT,                 NoSuchBoot,               VARLINK) \
         X(INTERNAL_ERROR,               InternalError,            VARLINK) \
         X(INVALID_SIGNAL,               InvalidSignal,            BUS)
 

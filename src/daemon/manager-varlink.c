@@ -112,6 +112,7 @@ static int manager_build_interface(Manager *m) {
                 manager_agent_methods(),
                 manager_experiment_methods(),
                 manager_experiment_compare_methods(),
+                manager_console_methods(),
         };
         size_t n = 0, k = 0;
 

@@ -115,6 +115,8 @@ int manager_numa_start(Manager *m);
 void manager_numa_done(Manager *m);
 const VarlinkMethod *manager_numa_methods(void);
 const VarlinkMethod *manager_agent_methods(void);
+/* manager-console.c: GetConsole. */
+const VarlinkMethod *manager_console_methods(void);
 /* manager-agent.c: start watches the agents and arms the guest counters timer; apply_config (re)arms it from
  * the configuration; done stops it. */
 int manager_agent_start(Manager *m);

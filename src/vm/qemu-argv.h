@@ -20,7 +20,7 @@ typedef struct QemuArgvParams {
         int console_fd;                 /* > 2: the serial console log, a file the caller opened for writing, passed
                                          * to QEMU as this fd number, never a path QEMU would open itself:
                                          * -add-fd fd=N,set=1,opaque=CONSOLE_PATH
-                                         * -chardev file,id=console,path=/dev/fdset/1 -serial chardev:console
+                                         * -chardev file,id=console,path=/dev/fdset/1,append=on -serial chardev:console
                                          * (QEMU dups the fd from the set and truncates the file, as it would open
                                          * a path). 0 (as in a zeroed struct): no console; QEMU refuses 1 and 2. */
         int qga_fd;                     /* > 2, with GuestAgent=yes: the listening socket of the guest agent's

@@ -47,10 +47,20 @@ int vm_context_init(VmContext *ctx, sd_event *event, const char *runtime_dir, bo
                 .vms_fd = -EBADF,
                 .log_to_journal = log_to_journal,
                 .proc_root = "/proc",
+                .console_fd = -EBADF,
         };
         ctx->vms_dir = path_join(runtime_dir, "vms");
         if (!ctx->vms_dir)
                 return -ENOMEM;
+        {
+                _cleanup_free_ char *consoles = path_join(runtime_dir, "consoles");
+
+                if (!consoles)
+                        return -ENOMEM;
+                r = vm_context_set_console(ctx, consoles, CONSOLE_KEEP_BOOTS_DEFAULT, CONSOLE_BOOT_SIZE_DEFAULT);
+                if (r < 0)
+                        return r;
+        }
         r = mkdir_p(ctx->vms_dir, 0700);
         if (r < 0)
                 return r;
@@ -64,6 +74,8 @@ int vm_context_init(VmContext *ctx, sd_event *event, const char *runtime_dir, bo
 void vm_context_done(VmContext *ctx) {
         safe_close(ctx->vms_fd);
         free(ctx->vms_dir);
+        safe_close(ctx->console_fd);
+        free(ctx->console_dir);
         sd_event_unref(ctx->event);
         *ctx = (VmContext) {};
 }
@@ -97,6 +109,7 @@ int vm_context_add_agent_watch(VmContext *ctx, VmAgentWatch cb, void *userdata) 
 static void vm_exit_done(VmExit *e) {
         free(e->shutdown_reason);
         free(e->description);
+        strv_free(e->panic_lines);
         *e = (VmExit) {};
 }
 
@@ -108,6 +121,8 @@ int vm_new(VmContext *ctx, VmSpec *spec, const char *source, Vm **ret) {
                 return -ENOMEM;
         vm->ctx = ctx;
         vm->pidfd = -EBADF;
+        vm->console_pipe = -EBADF;
+        vm->console = (ConsoleWriter) CONSOLE_WRITER_INIT;
         vm->state = VM_STATE_DEFINED;
         vm->state_since_realtime = now_usec(CLOCK_REALTIME);
         vm->name = strdup(spec->name);
@@ -121,10 +136,9 @@ int vm_new(VmContext *ctx, VmSpec *spec, const char *source, Vm **ret) {
                 return -ENOMEM;
         vm->qmp_path = path_join(vm->run_dir, "qmp.sock");
         vm->qga_path = path_join(vm->run_dir, "qga.sock");
-        vm->console_path = path_join(vm->run_dir, "console.log");
         vm->log_path = path_join(vm->run_dir, "qemu.log");
         vm->state_path = path_join(vm->run_dir, "state");
-        if (!vm->qmp_path || !vm->qga_path || !vm->console_path || !vm->log_path || !vm->state_path)
+        if (!vm->qmp_path || !vm->qga_path || !vm->log_path || !vm->state_path)
                 return -ENOMEM;
 
         vm->spec = spec; /* only now: on failure above the caller still owns spec */
@@ -148,6 +162,7 @@ Vm *vm_free(Vm *vm) {
         vm_release_agent(vm);
         vm_release_qmp(vm);
         vm_release_process(vm);
+        vm_console_free(vm);
         vm_spec_free(vm->spec);
         vm_spec_free(vm->running_spec);
         vm_exit_done(&vm->last_exit);
@@ -294,6 +309,9 @@ static void vm_handle_exit(Vm *vm, bool status_known, int code, int sig) {
                 .description = desc ? strdup(desc) : NULL,
                 .realtime_usec = now_usec(CLOCK_REALTIME),
         };
+        if (streq_ptr(vm->shutdown_reason, "guest-panic"))
+                vm_console_on_guest_panicked(vm);
+        vm_console_end(vm);
 
         spec = vm->running_spec ?: vm->spec;
 
@@ -491,7 +509,7 @@ static int fail_start(Vm *vm, int error, char **ret_error, const char *fmt, ...)
 
 static int vm_start_internal(Vm *vm, bool by_policy, char **ret_error) {
         _cleanup_close_ int listen_fd = -EBADF, out_fd = -EBADF, qmp_fd = -EBADF, dir_fd = -EBADF,
-                console_fd = -EBADF, qga_listen_fd = -EBADF;
+                console_fd = -EBADF, console_read_fd = -EBADF, qga_listen_fd = -EBADF;
         _cleanup_(strv_freep) char **argv = NULL;
         _cleanup_free_ char *emulator = NULL, *why = NULL;
         _cleanup_(vm_spec_freep) VmSpec *spec = NULL;
@@ -572,20 +590,19 @@ static int vm_start_internal(Vm *vm, bool by_policy, char **ret_error) {
                 return fail_start(vm, r, ret_error, "cannot open QEMU log %s: %s", vm->log_path,
                                   file_why ?: strerror(-r));
 
-        /* QEMU gets the console log open, not its path (it truncates it, as it would a file it opens). */
-        r = vm_run_file_open(dir_fd, "console.log", &console_fd, &file_why);
+        /* QEMU writes its console into a pipe, the daemon into the boot's file (vm-console.c). */
+        r = vm_console_prepare(vm, &console_fd, &console_read_fd);
         if (r < 0)
-                return fail_start(vm, r, ret_error, "cannot open the console log %s: %s", vm->console_path,
-                                  file_why ?: strerror(-r));
+                return fail_start(vm, r, ret_error, "cannot make the console pipe: %s", strerror(-r));
 
         /* vCPU pinning must be in place before the vCPUs first run (VmContext.prerun). */
         vm->start_paused = spec->vcpu_affinity || spec->emulator_affinity;
         p = (QemuArgvParams) {
                 .qmp_path = vm->qmp_path,
                 .qmp_fd = 3,            /* listen_fd */
-                .console_fd = 4,        /* console_fd */
-                .qga_fd = qga_listen_fd >= 0 ? 5 : 0,
-                .console_path = vm->console_path,
+                .console_fd = 4,        /* console_fd; console_read_fd is VM_CONSOLE_QEMU_READ_FD */
+                .qga_fd = qga_listen_fd >= 0 ? 6 : 0,
+                .console_path = "console-pipe",
                 .accel = vm->accel,
                 .paused = vm->start_paused,
         };
@@ -606,8 +623,9 @@ static int vm_start_internal(Vm *vm, bool by_policy, char **ret_error) {
                         return fail_start(vm, -errno, ret_error, "cannot connect to QMP socket: %m");
         }
 
-        r = process_spawn(emulator, argv, out_fd, (const int[]) { listen_fd, console_fd, qga_listen_fd },
-                          qga_listen_fd >= 0 ? 3 : 2, &pid, &pidfd);
+        r = process_spawn(emulator, argv, out_fd,
+                          (const int[]) { listen_fd, console_fd, console_read_fd, qga_listen_fd },
+                          qga_listen_fd >= 0 ? 4 : 3, &pid, &pidfd);
         if (r < 0)
                 return fail_start(vm, r, ret_error, "cannot spawn %s: %s", emulator, strerror(-r));
 
@@ -626,6 +644,11 @@ static int vm_start_internal(Vm *vm, bool by_policy, char **ret_error) {
         else
                 restart_tracker_reset(&vm->tracker);
         restart_tracker_record_start(&vm->tracker, vm->running_spec, vm->started_monotonic);
+
+        r = vm_console_begin(vm);
+        if (r < 0)
+                log_vm(vm, LOG_WARNING, r, "Failed to begin the console history of guest %s in %s, its console is "
+                       "not kept: %m", vm->name, vm->ctx->console_dir);
 
         r = sd_event_add_child_pidfd(vm->ctx->event, &vm->process_source, pidfd, WEXITED, vm_on_child, vm);
         if (r < 0) {
@@ -850,6 +873,10 @@ int vm_adopt(Vm *vm, json_object *state) {
         r = vm_connect_qmp(vm, -EBADF);
         if (r < 0)
                 log_vm(vm, LOG_WARNING, r, "Failed to reconnect to QMP of adopted guest %s: %m", vm->name);
+        r = vm_console_resume(vm, state);
+        if (r < 0)
+                log_vm(vm, LOG_NOTICE, r, "The console of adopted guest %s cannot be reopened (%m); it is not kept "
+                       "until its next boot.", vm->name);
         r = vm_connect_agent(vm);
         if (r < 0)
                 log_vm(vm, LOG_WARNING, r, "Failed to set up the guest agent client of %s: %m", vm->name);
