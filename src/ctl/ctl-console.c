@@ -97,8 +97,9 @@ static int print_chunk(json_object *p) {
         return EXIT_OK;
 }
 
+/* Calls GetConsole. With ret_gone (following), a boot rotated away is no error: *ret_gone is the oldest kept. */
 static int get_console(VarlinkClient *c, const char *name, int64_t boot, int64_t lines, int64_t offset,
-                       json_object **ret_reply) {
+                       json_object **ret_reply, int64_t *ret_gone) {
         _cleanup_json_ json_object *params = json_object_new_object(), *reply = NULL;
         int r;
 
@@ -111,8 +112,14 @@ static int get_console(VarlinkClient *c, const char *name, int64_t boot, int64_t
         r = varlink_client_call(c, "io.memvisor.Manager.GetConsole", params, &reply);
         if (r < 0)
                 return ctl_connection_failed(r, "Failed to call io.memvisor.Manager.GetConsole");
-        if (streq_ptr(json_get_string(reply, "error"), "io.memvisor.Manager.NoSuchBoot"))
-                return report_no_such_boot(reply);
+        if (streq_ptr(json_get_string(reply, "error"), "io.memvisor.Manager.NoSuchBoot")) {
+                int64_t first = json_get_int(ctl_reply_parameters(reply), "first", 0);
+
+                if (!ret_gone || first <= boot)
+                        return report_no_such_boot(reply);
+                *ret_gone = first;
+                return EXIT_OK;
+        }
         if (json_get_string(reply, "error"))
                 return ctl_report_error(reply);
         *ret_reply = TAKE_PTR(reply);
@@ -130,7 +137,7 @@ static int verb_console(int argc, char **argv) {
         r = ctl_connect(&c);
         if (r < 0)
                 return -r;
-        r = get_console(c, name, arg_boot, arg_lines, -1, &reply);
+        r = get_console(c, name, arg_boot, arg_lines, -1, &reply, NULL);
         if (r != EXIT_OK)
                 return r;
         p = ctl_reply_parameters(reply);
@@ -147,12 +154,20 @@ static int verb_console(int argc, char **argv) {
         offset = json_get_int(p, "end", 0);
         for (;;) {
                 const struct timespec ts = { .tv_nsec = FOLLOW_INTERVAL_NSEC };
-                int64_t last;
+                int64_t last, gone = -1;
 
                 json_object_put(TAKE_PTR(reply));
-                r = get_console(c, name, boot, 0, offset, &reply);
+                r = get_console(c, name, boot, 0, offset, &reply, &gone);
                 if (r != EXIT_OK)
                         return r;
+                if (gone >= 0) {
+                        fprintf(stderr, "Boots %" PRIi64 " to %" PRIi64 " of guest %s were removed ([Console] "
+                                "KeepBoots=) before they were read; going on with boot %" PRIi64 ".\n", boot,
+                                gone - 1, name, gone);
+                        boot = gone;
+                        offset = 0;
+                        continue;
+                }
                 p = ctl_reply_parameters(reply);
                 r = print_chunk(p);
                 if (r != EXIT_OK)

@@ -385,7 +385,8 @@ int console_panic_lines(const char *text, size_t n, size_t max_lines, char ***re
         for (p = from; p < end && count < max_lines; count++) {
                 const char *nl = memchr(p, '\n', (size_t) (end - p));
                 size_t len = nl ? (size_t) (nl - p) : (size_t) (end - p);
-                _cleanup_free_ char *line = utf8_escape_untrusted(p, len);
+                /* A serial console ends its lines with "\r\n": the \r is no part of the line. */
+                _cleanup_free_ char *line = utf8_escape_untrusted(p, len > 0 && p[len - 1] == '\r' ? len - 1 : len);
 
                 if (!line)
                         return -ENOMEM;

@@ -268,7 +268,7 @@ static void test_panic_lines(void **state) {
         assert_string_equal(lines[0], "c");
         assert_string_equal(lines[1], "d");
         lines = strv_free(lines);
-        assert_int_equal(console_panic_lines("a\nb\n", 4, 5, &lines), 0);
+        assert_int_equal(console_panic_lines("a\r\nb\r\n", 6, 5, &lines), 0);
         assert_int_equal(strv_length(lines), 2);
         assert_string_equal(lines[0], "a");
         lines = strv_free(lines);
