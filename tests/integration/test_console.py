@@ -156,3 +156,36 @@ def test_follow_and_rotation(daemons, ctl, build, workdir):
     wait_for(lambda: describe(d, "fw")["state"] == "stopped", timeout=20, what="stopped")
     ok(d, "UndefineVM", {"name": "fw"})
     assert not (d.state_dir / "consoles" / "fw").exists()
+
+
+def test_console_survives_a_daemon_restart(daemons, build, test_guest):
+    """memvisord killed with -9 while a guest runs: the restarted daemon reopens the guest's console pipe (QEMU
+    keeps a copy of its read end) and appends to the same boot; what the guest wrote meanwhile is not lost."""
+    d = daemons(name="conad", start=False)
+    d.start()
+    ok(d, "DefineVM", {"name": "g", "ini": linux_vm(test_guest, "idle")})
+    ok(d, "StartVM", {"name": "g"})
+    boot1 = d.state_dir / "consoles" / "g" / "boot-1.log"
+    wait_for(lambda: b"MEMVISOR-GUEST-READY" in boot1.read_bytes(), timeout=180, what="the ready line")
+    wait_for(lambda: (describe(d, "g").get("agent") or {}).get("state") == "ready", timeout=60, what="the agent")
+    pid = describe(d, "g")["pid"]
+    # The guest writes after a delay, while the daemon is down.
+    reply = d.call(M + "GuestExec", {"name": "g", "argv": [
+        "/bin/sh", "-c", "(sleep 3; echo WHILE-DOWN > /dev/ttyS0) >/dev/null 2>&1 </dev/null &"]})
+    assert "error" not in reply, reply
+
+    d.proc.kill()
+    d.proc.wait()
+    time.sleep(4)
+    d.start()
+    wait_for(lambda: describe(d, "g").get("adopted") is True, timeout=20, what="re-adoption")
+    vm = describe(d, "g")
+    assert vm["pid"] == pid and vm["consoleBoot"] == 1 and vm["consoleLog"] == str(boot1)
+    wait_for(lambda: b"WHILE-DOWN" in boot1.read_bytes(), timeout=10, what="the output written while down")
+    wait_for(lambda: (describe(d, "g").get("agent") or {}).get("state") == "ready", timeout=60, what="the agent")
+    reply = d.call(M + "GuestExec", {"name": "g", "argv": ["/bin/sh", "-c", "echo AFTER-RESTART > /dev/ttyS0"]})
+    assert "error" not in reply, reply
+    wait_for(lambda: b"AFTER-RESTART" in boot1.read_bytes(), timeout=10, what="the output after the restart")
+    assert sorted(p.name for p in boot1.parent.iterdir()) == ["boot-1.log"]
+    ok(d, "KillVM", {"name": "g"})
+    wait_for(lambda: describe(d, "g")["state"] == "stopped", timeout=20, what="stopped")
