@@ -31,7 +31,7 @@
 #define MESSAGE_ID_VM_ADOPTED "MESSAGE_ID=3a6e2f1b9c0d4e8f8b7a6c5d4e3f2a14"
 #define MESSAGE_ID_VM_VANISHED "MESSAGE_ID=3a6e2f1b9c0d4e8f8b7a6c5d4e3f2a15"
 #define MESSAGE_ID_VM_RESTART_SCHEDULED "MESSAGE_ID=3a6e2f1b9c0d4e8f8b7a6c5d4e3f2a16"
-#define MESSAGE_ID_VM_PANICKED "MESSAGE_ID=3a6e2f1b9c0d4e8f8b7a6c5d4e3f2a17"
+#define MESSAGE_ID_VM_PANICKED "MESSAGE_ID=3a6e2f1b9c0d4e8f8b7a6c5d4e3f2a20"
 
 typedef enum VmState {
         VM_STATE_DEFINED,       /* never started since it was defined (or since the daemon started) */
