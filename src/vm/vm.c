@@ -500,6 +500,7 @@ static int fail_start(Vm *vm, int error, char **ret_error, const char *fmt, ...)
                 msg = NULL;
         va_end(ap);
 
+        vm_console_free(vm);    /* a console pipe made for this start */
         log_vm_id(vm, LOG_ERR, error, MESSAGE_ID_VM_FAILED, "Failed to start guest %s: %s", vm->name, strna(msg));
         vm_set_state(vm, VM_STATE_FAILED, msg);
         if (ret_error)

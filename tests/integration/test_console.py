@@ -61,6 +61,10 @@ def test_panic_boot_is_kept_and_read_back(daemons, ctl, build, test_guest):
     assert any("Kernel panic - not syncing" in l for l in last["panicLines"]), last
     assert all("\x1b" not in l for l in last["panicLines"])
 
+    r = ctl("status", "crash", address=d.socket)
+    assert "the guest panicked; its console: memvisorctl console crash --boot=1" in r.stdout, r.stdout
+    assert any(l.startswith("        Panic: ") and "Kernel panic - not syncing" in l for l in r.stdout.splitlines())
+
     # The journal (here the daemon's log) has the panic with the boot's last lines.
     d.wait_for_log("Guest crash panicked", timeout=10)
     assert "Kernel panic - not syncing" in d.log_text()
