@@ -336,7 +336,7 @@ int vm_console_resume(Vm *vm, json_object *state) {
 }
 
 void vm_console_end(Vm *vm) {
-        if (vm->console_pipe >= 0)
+        if (vm->console_pipe >= 0 && vm->console.fd >= 0)
                 (void) vm_console_pump(vm, CONSOLE_DRAIN_MAX / CONSOLE_READ_CHUNK);
         if (vm->console_panic_how)
                 vm_console_log_panic(vm);
