@@ -59,7 +59,7 @@ int vm_console_dir_open(VmContext *ctx, const char *name, bool create) {
         struct stat st;
 
         if (ctx->console_fd < 0)
-                return -EBADF;
+                return -ENOTCONN;       /* no directory named for console histories */
         if (create && mkdirat(ctx->console_fd, name, 0700) < 0 && errno != EEXIST)
                 return -errno;
         fd = openat(ctx->console_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);

@@ -47,20 +47,13 @@ int vm_context_init(VmContext *ctx, sd_event *event, const char *runtime_dir, bo
                 .vms_fd = -EBADF,
                 .log_to_journal = log_to_journal,
                 .proc_root = "/proc",
-                .console_fd = -EBADF,
+                .console_fd = -EBADF,   /* none until vm_context_set_console() */
+                .console_keep_boots = CONSOLE_KEEP_BOOTS_DEFAULT,
+                .console_max_boot_size = CONSOLE_BOOT_SIZE_DEFAULT,
         };
         ctx->vms_dir = path_join(runtime_dir, "vms");
         if (!ctx->vms_dir)
                 return -ENOMEM;
-        {
-                _cleanup_free_ char *consoles = path_join(runtime_dir, "consoles");
-
-                if (!consoles)
-                        return -ENOMEM;
-                r = vm_context_set_console(ctx, consoles, CONSOLE_KEEP_BOOTS_DEFAULT, CONSOLE_BOOT_SIZE_DEFAULT);
-                if (r < 0)
-                        return r;
-        }
         r = mkdir_p(ctx->vms_dir, 0700);
         if (r < 0)
                 return r;

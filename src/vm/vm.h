@@ -71,8 +71,8 @@ struct VmContext {
                                          * directory and file is reached from it, never by a path */
         bool log_to_journal;            /* QEMU output to the journal instead of per-guest qemu.log */
         const char *proc_root;          /* "/proc" */
-        /* The guests' console histories: DIR/NAME/boot-N.log (vm-console.c); RUNTIME_DIR/consoles until
-         * vm_context_set_console() names another. */
+        /* The guests' console histories: DIR/NAME/boot-N.log (vm-console.c), once vm_context_set_console()
+         * named DIR (memvisord: STATE_DIR/consoles); until then no console is kept. */
         char *console_dir;
         int console_fd;
         unsigned console_keep_boots;
