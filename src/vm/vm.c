@@ -505,7 +505,7 @@ static int vm_start_internal(Vm *vm, bool by_policy, char **ret_error) {
         _cleanup_close_ int listen_fd = -EBADF, out_fd = -EBADF, qmp_fd = -EBADF, dir_fd = -EBADF,
                 console_fd = -EBADF, console_read_fd = -EBADF, qga_listen_fd = -EBADF;
         _cleanup_(strv_freep) char **argv = NULL;
-        _cleanup_free_ char *emulator = NULL, *why = NULL;
+        _cleanup_free_ char *emulator = NULL, *why = NULL, *console_dir = NULL;
         _cleanup_(vm_spec_freep) VmSpec *spec = NULL;
         const char *file_why;
         QemuArgvParams p;
@@ -589,6 +589,10 @@ static int vm_start_internal(Vm *vm, bool by_policy, char **ret_error) {
         if (r < 0)
                 return fail_start(vm, r, ret_error, "cannot make the console pipe: %s", strerror(-r));
 
+        console_dir = path_join(vm->ctx->console_dir ?: "console", vm->name);
+        if (!console_dir)
+                return fail_start(vm, -ENOMEM, ret_error, "out of memory");
+
         /* vCPU pinning must be in place before the vCPUs first run (VmContext.prerun). */
         vm->start_paused = spec->vcpu_affinity || spec->emulator_affinity;
         p = (QemuArgvParams) {
@@ -596,7 +600,7 @@ static int vm_start_internal(Vm *vm, bool by_policy, char **ret_error) {
                 .qmp_fd = 3,            /* listen_fd */
                 .console_fd = 4,        /* console_fd; console_read_fd is VM_CONSOLE_QEMU_READ_FD */
                 .qga_fd = qga_listen_fd >= 0 ? 6 : 0,
-                .console_path = "console-pipe",
+                .console_path = console_dir,    /* where the console goes: ps and query-fdsets show it */
                 .accel = vm->accel,
                 .paused = vm->start_paused,
         };

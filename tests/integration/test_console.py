@@ -134,26 +134,30 @@ def test_follow_and_rotation(daemons, ctl, build, workdir):
         f.truncate(1 << 20)
     ok(d, "DefineVM", {"name": "fw", "ini": "[VM]\nMemory=64M\nAccelerator=tcg\nDisk=%s\nStopTimeoutSec=1s\n" % disk})
     ok(d, "StartVM", {"name": "fw"})
-    follow = subprocess.Popen([str(build.memvisorctl), "-A", str(d.socket), "console", "fw", "--follow"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out_path = workdir / "follow.out"
+    with open(out_path, "wb") as out:
+        follow = subprocess.Popen([str(build.memvisorctl), "-A", str(d.socket), "console", "fw", "--follow"],
+                                  stdout=out, stderr=subprocess.PIPE)
     try:
+        # The follower prints each boot from its header on, as it comes.
+        wait_for(lambda: b"-- memvisor: guest fw, boot 1," in out_path.read_bytes(), timeout=10, what="boot 1")
         for boot in (2, 3, 4):
             ok(d, "KillVM", {"name": "fw"})
             wait_for(lambda: describe(d, "fw")["state"] == "stopped", timeout=20, what="stopped")
             ok(d, "StartVM", {"name": "fw"})
             assert describe(d, "fw")["consoleBoot"] == boot
-            time.sleep(1)
+            wait_for(lambda: b"-- memvisor: guest fw, boot %d," % boot in out_path.read_bytes(), timeout=10,
+                     what="boot %d followed" % boot)
         consoles = d.state_dir / "consoles" / "fw"
         assert sorted(p.name for p in consoles.iterdir()) == ["boot-3.log", "boot-4.log"]
         r = ctl("console", "fw", "--boot=-2", address=d.socket)
         assert r.returncode == 1 and "kept are boots 3 to 4" in r.stderr, r.stderr
-        # The follower prints each boot from its header on, as it comes.
-        time.sleep(2)
     finally:
         follow.terminate()
-        out, err = follow.communicate(timeout=10)
+        _, err = follow.communicate(timeout=10)
+    out = out_path.read_bytes()
     for boot in (1, 2, 3, 4):
-        assert b"-- memvisor: guest fw, boot %d," % boot in out, (out, err)
+        assert out.count(b"-- memvisor: guest fw, boot %d," % boot) == 1, (out, err)
     assert b"previous boot ended: killed by signal KILL --" in out
 
     ok(d, "KillVM", {"name": "fw"})

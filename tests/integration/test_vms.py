@@ -578,7 +578,7 @@ def test_damaged_state_file_never_loses_a_running_guest(daemons, workdir, damage
     # Starting it again is a no-op: still one QEMU.
     ok(d, "StartVM", {"name": "fw"})
     assert describe(d, "fw")["pid"] == pid
-    qemus = [p for p in os.listdir("/proc") if p.isdigit() and _cmdline_has(int(p), str(d.runtime_dir))]
+    qemus = [p for p in os.listdir("/proc") if p.isdigit() and _cmdline_has(int(p), str(d.state_dir))]
     assert qemus == [str(pid)], qemus
     # The state file is written again, so the next restart needs no search.
     assert json.loads(state.read_text())["pid"] == pid
@@ -686,7 +686,7 @@ def test_console_is_a_pipe_and_earlier_boots_stay(daemons, workdir):
     with open("/proc/%d/cmdline" % vm["pid"], "rb") as f:
         argv = f.read().decode().split("\0")
     assert [a for a in argv if "console" in a and a != "chardev:console"] == [
-        "fd=4,set=1,opaque=console-pipe", "file,id=console,path=/dev/fdset/1,append=on"], argv
+        "fd=4,set=1,opaque=%s" % consoles, "file,id=console,path=/dev/fdset/1,append=on"], argv
     # fd 5 is QEMU's unused copy of the read end (the pipe outlives a daemon restart); the write end is in the fd
     # set and open in the chardev: QEMU holds the pipe three times.
     fd_dir = "/proc/%d/fd" % vm["pid"]
