@@ -36,6 +36,8 @@ void config_init(DaemonConfig *c) {
                 .host_history = 600,
                 .experiments_max = 1000,        /* as EXPERIMENT_STORE_MAX_EXPERIMENTS_DEFAULT */
                 .experiments_max_bytes = UINT64_C(1) << 30,
+                .console_keep_boots = 10,                       /* CONSOLE_KEEP_BOOTS_DEFAULT */
+                .console_max_boot_size = UINT64_C(4) << 20,     /* CONSOLE_BOOT_SIZE_DEFAULT */
                 .exporter_enabled = true,
                 .exporter_max_connections = 64,
                 .exporter_max_connections_per_address = 16,
@@ -138,6 +140,8 @@ static const IniRange range_host_interval = { 100 * USEC_PER_MSEC, 3600 * USEC_P
 static const IniRange range_guest_interval = { 500 * USEC_PER_MSEC, 3600 * USEC_PER_SEC };
 static const IniRange range_history = { 1, 86400 };
 static const IniRange range_experiments = { 1, 100000 };
+static const IniRange range_console_boots = { 1, 1000 };               /* CONSOLE_KEEP_BOOTS_MAX */
+static const IniRange range_console_size = { 4096, UINT64_C(1) << 30 }; /* CONSOLE_BOOT_SIZE_MIN..MAX */
 static const IniRange range_experiments_bytes = { UINT64_C(1) << 20, UINT64_C(1) << 40 };
 
 /* 0 (off) or an interval of 1s to 1h. */
@@ -244,6 +248,8 @@ static const IniItem config_items[] = {
           &range_experiments },
         { "Experiments", "MaxBytes", ini_parse_size, offsetof(DaemonConfig, experiments_max_bytes),
           &range_experiments_bytes },
+        { "Console", "KeepBoots", ini_parse_unsigned, offsetof(DaemonConfig, console_keep_boots), &range_console_boots },
+        { "Console", "MaxBootSize", ini_parse_size, offsetof(DaemonConfig, console_max_boot_size), &range_console_size },
         { "DBus", "Address", parse_dbus_address, offsetof(DaemonConfig, dbus_address), NULL },
         { NULL },
 };

@@ -72,6 +72,10 @@ typedef struct DaemonConfig {
         unsigned experiments_max;               /* MaxExperiments=, default 1000 */
         uint64_t experiments_max_bytes;         /* MaxBytes=, default 1G */
 
+        /* [Console] (src/vm/vm-console.c) */
+        unsigned console_keep_boots;            /* KeepBoots=, default 10 */
+        uint64_t console_max_boot_size;         /* MaxBootSize=, default 4M */
+
         /* [DBus] */
         char *dbus_address;             /* NULL: the system bus ($DBUS_SYSTEM_BUS_ADDRESS or the default) */
         bool dbus_disabled;             /* Address=none */

@@ -8,6 +8,7 @@
 #include "basic/fileio.h"
 #include "basic/json-util.h"
 #include "basic/parse.h"
+#include "basic/utf8.h"
 
 static void print_vm_line(json_object *vm, int name_width) {
         char up[FORMAT_TIMESPAN_MAX], mem[FORMAT_SIZE_MAX], pid[16];
@@ -155,6 +156,20 @@ int ctl_vm_status(const char *name) {
                        json_get_string(e, "shutdownReason") ? " (QMP SHUTDOWN: " : "",
                        strempty(json_get_string(e, "shutdownReason")), json_get_string(e, "shutdownReason") ? ")" : "",
                        ctl_format_realtime(buf, sizeof(buf), (uint64_t) json_get_int(e, "realtimeUSec", 0)));
+        if (e && ctl_obj_get(e, "consoleBoot")) {
+                json_object *lines = ctl_obj_get(e, "panicLines");
+
+                printf("               %s; its console: memvisorctl console %s --boot=%" PRIi64 "\n",
+                       json_get_bool(e, "panicked", false) ? "the guest panicked" : "how it ended", name,
+                       json_get_int(e, "consoleBoot", 0));
+                /* Escaped by the daemon; escaped again here all the same (a no-op on escaped text). */
+                for (size_t i = 0; i < ctl_array_length(lines); i++) {
+                        const char *l = json_object_get_string(ctl_array_get(lines, i));
+                        _cleanup_free_ char *safe = l ? utf8_escape_untrusted(l, strlen(l)) : NULL;
+
+                        printf("        Panic: %s\n", strna(safe));
+                }
+        }
         printf("      Console: %s\n", strna(json_get_string(vm, "consoleLog")));
         if (json_get_string(vm, "qemuLog"))
                 printf("     QEMU log: %s\n", json_get_string(vm, "qemuLog"));

@@ -53,6 +53,7 @@ extern const CtlVerb ctl_monitor_verbs[];         /* ctl-monitor.c: monitor */
 int ctl_memory_layout(const char *name);          /* ctl-monitor.c: memory NAME layout */
 extern const CtlVerb ctl_experiment_verbs[];    /* ctl-experiment.c: experiment run|list|show|export|cancel|delete */
 extern const CtlVerb ctl_memory_verbs[];        /* ctl-memory.c: memory NAME layout|dirty-rate */
+extern const CtlVerb ctl_console_verbs[];       /* ctl-console.c: console NAME */
 
 const char *ctl_address(void);
 /* Connects to the daemon (with -H: through ssh); on failure prints why and returns -EXIT_CONNECTION (or

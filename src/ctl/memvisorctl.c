@@ -21,6 +21,7 @@ static const CtlVerb *const verb_tables[] = {
         ctl_experiment_verbs,
         ctl_monitor_verbs,
         ctl_memory_verbs,
+        ctl_console_verbs,
 };
 
 #define ARG_VERSION 0x80

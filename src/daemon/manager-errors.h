@@ -60,6 +60,7 @@
         X(MEMORY_LAYOUT_UNAVAILABLE,    MemoryLayoutUnavailable,  BOTH) \
         X(DIRTY_RATE_OUT_OF_RANGE,      DirtyRateOutOfRange,      BOTH) \
         X(DIRTY_RATE_FAILED,            DirtyRateFailed,          BOTH) \
+        X(NO_SUCH_BOOT,                 NoSuchBoot,               VARLINK) \
         X(INTERNAL_ERROR,               InternalError,            VARLINK) \
         X(INVALID_SIGNAL,               InvalidSignal,            BUS)
 

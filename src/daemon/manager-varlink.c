@@ -114,6 +114,7 @@ static int manager_build_interface(Manager *m) {
                 manager_experiment_compare_methods(),
                 manager_monitor_methods(),
                 manager_dirty_rate_methods(),
+                manager_console_methods(),
         };
         size_t n = 0, k = 0;
 

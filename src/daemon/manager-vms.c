@@ -76,6 +76,16 @@ int manager_vms_start(Manager *m) {
         if (r < 0)
                 return log_error_errno(r, "Failed to set up %s/vms: %m", m->config.runtime_dir);
         m->vmctx_ready = true;
+        {
+                _cleanup_free_ char *consoles = path_join(m->config.state_dir, "consoles");
+
+                if (!consoles)
+                        return log_oom();
+                r = vm_context_set_console(&m->vmctx, consoles, m->config.console_keep_boots,
+                                           m->config.console_max_boot_size);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to set up %s: %m", consoles);
+        }
         vm_table_init(&m->guests, &m->vmctx, manager_on_table_change, m);
 
         r = vm_context_add_state_watch(&m->vmctx, manager_on_vm_state, m);
@@ -125,6 +135,7 @@ int manager_vms_reload(Manager *m) {
         if (!m->vmctx_ready)
                 return 0;
 
+        (void) vm_context_set_console(&m->vmctx, NULL, m->config.console_keep_boots, m->config.console_max_boot_size);
         (void) vm_store_load(m->config.vm_dir, m->admin_gid, &set);
         r = vm_reload_plan(&m->guests, &set, &plan);
         if (r < 0)
@@ -329,6 +340,11 @@ static void remove_run_dir(Manager *m, const char *name) {
                            "target alone.", m->vmctx.vms_dir, name);
         else if (r < 0)
                 log_warning_errno(r, "Failed to remove %s/%s, ignoring: %m", m->vmctx.vms_dir, name);
+        /* A guest defined again under this name starts without a former one's console history. */
+        r = vm_console_remove(&m->vmctx, name);
+        if (r < 0)
+                log_warning_errno(r, "Failed to remove the console history %s/%s, ignoring: %m", m->vmctx.console_dir,
+                                  name);
 }
 
 static int vl_undefine_vm(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags, void *userdata) {

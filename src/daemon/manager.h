@@ -127,6 +127,8 @@ void manager_layout_done(Manager *m);
 const VarlinkMethod *manager_dirty_rate_methods(void);
 int manager_dirty_rate_start(Manager *m);
 void manager_dirty_rate_done(Manager *m);
+/* manager-console.c: GetConsole. */
+const VarlinkMethod *manager_console_methods(void);
 /* manager-agent.c: start watches the agents and arms the guest counters timer; apply_config (re)arms it from
  * the configuration; done stops it. */
 int manager_agent_start(Manager *m);

@@ -231,7 +231,7 @@ int qemu_build_argv(const VmSpec *spec, const QemuArgvParams *p, char ***ret) {
                 ADD("-add-fd");
                 ADDF("fd=%d,set=%d,opaque=%s", p->console_fd, QEMU_CONSOLE_FDSET, e);
                 ADD("-chardev");
-                ADDF("file,id=console,path=/dev/fdset/%d", QEMU_CONSOLE_FDSET);
+                ADDF("file,id=console,path=/dev/fdset/%d,append=on", QEMU_CONSOLE_FDSET);
                 ADD("-serial");
                 ADD("chardev:console");
         }

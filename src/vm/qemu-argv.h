@@ -17,12 +17,13 @@ typedef struct QemuArgvParams {
         int qmp_fd;                     /* >= 0: a listening socket passed to QEMU as this fd number:
                                          * -chardev socket,id=qmp,fd=N,server=on,wait=off -mon chardev=qmp,mode=control;
                                          * < 0: -qmp unix:QMP_PATH,server=on,wait=off */
-        int console_fd;                 /* > 2: the serial console log, a file the caller opened for writing, passed
-                                         * to QEMU as this fd number, never a path QEMU would open itself:
+        int console_fd;                 /* > 2: the serial console, the write end of a pipe the caller reads (or a
+                                         * file open for appending), passed to QEMU as this fd number, never a
+                                         * path QEMU would open itself:
                                          * -add-fd fd=N,set=1,opaque=CONSOLE_PATH
-                                         * -chardev file,id=console,path=/dev/fdset/1 -serial chardev:console
-                                         * (QEMU dups the fd from the set and truncates the file, as it would open
-                                         * a path). 0 (as in a zeroed struct): no console; QEMU refuses 1 and 2. */
+                                         * -chardev file,id=console,path=/dev/fdset/1,append=on -serial chardev:console
+                                         * (QEMU dups the fd from the set; append=on: no O_TRUNC, which a pipe
+                                         * refuses). 0 (as in a zeroed struct): no console; QEMU refuses 1 and 2. */
         int qga_fd;                     /* > 2, with GuestAgent=yes: the listening socket of the guest agent's
                                          * port, passed as this fd number:
                                          * -chardev socket,id=qga,fd=N,server=on,wait=off

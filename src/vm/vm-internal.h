@@ -46,6 +46,20 @@ void vm_agent_on_port_change(Vm *vm, const char *id, bool open);
 void vm_commit_charge_before(Vm *vm);
 void vm_commit_charge_after(Vm *vm);
 int vm_commit_charge_json(const Vm *vm, json_object *o);
+/* vm-console.c */
+/* The fd number at which QEMU keeps (and never reads) its copy of the console pipe's read end. */
+#define VM_CONSOLE_QEMU_READ_FD 5
+/* A pipe for the console: *ret_write_fd and *ret_read_fd (a copy of the read end) for QEMU, closed by the caller
+ * once QEMU has them. */
+int vm_console_prepare(Vm *vm, int *ret_write_fd, int *ret_read_fd);
+/* QEMU runs (vm->pid, vm->started_realtime set): the new boot's file, with its header, and the pipe's watch. */
+int vm_console_begin(Vm *vm);
+/* A re-adopted QEMU: its pipe again (consoleFd and consoleInode of the state file), appending to the newest boot. */
+int vm_console_resume(Vm *vm, json_object *state);
+void vm_console_on_guest_panicked(Vm *vm);
+/* QEMU ended: what is left in the pipe, a pending panic report; the boot and its panic lines into last_exit. */
+void vm_console_end(Vm *vm);
+void vm_console_free(Vm *vm);
 
 /* vm-runtime.c */
 int vm_run_dir_open(VmContext *ctx, const char *name, bool create, char **ret_why);

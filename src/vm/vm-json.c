@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The JSON views of a guest for the API (ListVMs, DescribeVM). */
+#include "basic/fileio.h"
 #include "basic/json-util.h"
 #include "vm/qemu-argv.h"
 #include "vm/vm-internal.h"
@@ -68,10 +69,10 @@ int vm_summary_json(Vm *vm, json_object **ret) {
 
 int vm_describe_json(Vm *vm, json_object **ret) {
         _cleanup_json_ json_object *o = json_object_new_object(), *def = NULL, *vcpus = NULL, *argv = NULL;
-        _cleanup_free_ char *cmdline = NULL;
+        _cleanup_free_ char *cmdline = NULL, *console_dir = path_join(vm->ctx->console_dir, vm->name);
         int r;
 
-        if (!o)
+        if (!o || !console_dir)
                 return -ENOMEM;
         r = add_common(vm, o);
         if (r < 0)
@@ -85,6 +86,8 @@ int vm_describe_json(Vm *vm, json_object **ret) {
             (r = json_add_string(o, "runtimeDirectory", vm->run_dir)) < 0 ||
             (r = json_add_string(o, "qmpSocket", vm->qmp_path)) < 0 ||
             (r = json_add_string(o, "consoleLog", vm->console_path)) < 0 ||
+            (r = json_add_string(o, "consoleDirectory", console_dir)) < 0 ||
+            (vm->console_boot > 0 && (r = json_add_uint(o, "consoleBoot", vm->console_boot)) < 0) ||
             (r = json_add_string(o, "qemuLog", vm->ctx->log_to_journal ? NULL : vm->log_path)) < 0 ||
             (r = json_add_string(o, "definitionProblem", vm->definition_problem)) < 0)
                 return r;
@@ -159,6 +162,22 @@ int vm_describe_json(Vm *vm, json_object **ret) {
                 if (vm->last_exit.signal > 0 &&
                     json_add_string(e, "signal", sigabbrev_np(vm->last_exit.signal)) < 0)
                         return -ENOMEM;
+                /* The boot whose console tells how it ended; with a panic, its lines. */
+                if (vm->last_exit.console_boot > 0 &&
+                    (json_add_uint(e, "consoleBoot", vm->last_exit.console_boot) < 0 ||
+                     json_add_bool(e, "panicked", vm->last_exit.panicked) < 0))
+                        return -ENOMEM;
+                if (vm->last_exit.panic_lines) {
+                        _cleanup_json_ json_object *l = json_object_new_array();
+
+                        if (!l)
+                                return -ENOMEM;
+                        for (char **x = vm->last_exit.panic_lines; *x; x++)
+                                if (json_object_array_add(l, json_object_new_string(*x)) < 0)
+                                        return -ENOMEM;
+                        if ((r = json_add(e, "panicLines", TAKE_PTR(l))) < 0)
+                                return r;
+                }
                 if ((r = json_add(o, "lastExit", TAKE_PTR(e))) < 0)
                         return r;
         }

@@ -118,13 +118,15 @@ static void vm_on_qmp_event(QmpClient *q, const QmpEvent *event, void *userdata)
         case QMP_EVENT_VSERPORT_CHANGE:
                 vm_agent_on_port_change(vm, event->vserport_change.id, event->vserport_change.open);
                 break;
+        case QMP_EVENT_GUEST_PANICKED:
+                vm_console_on_guest_panicked(vm);
+                break;
         case QMP_EVENT_UNKNOWN:
         case QMP_EVENT_POWERDOWN:
         case QMP_EVENT_RESET:
         case QMP_EVENT_SUSPEND:
         case QMP_EVENT_WAKEUP:
         case QMP_EVENT_BALLOON_CHANGE:
-        case QMP_EVENT_GUEST_PANICKED:
         case _QMP_EVENT_TYPE_MAX:
         case _QMP_EVENT_TYPE_INVALID:
                 break;

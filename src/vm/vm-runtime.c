@@ -211,6 +211,8 @@ int vm_write_state_file(Vm *vm) {
             (r = json_add_uint(o, "restarts", vm->restarts)) < 0 ||
             (r = json_add_string(o, "accelerator", vm_accel_to_string(vm->accel))) < 0 ||
             (r = json_add_string(o, "source", vm->source)) < 0 ||
+            (vm->console_pipe_ino > 0 && ((r = json_add_int(o, "consoleFd", VM_CONSOLE_QEMU_READ_FD)) < 0 ||
+                                          (r = json_add_uint(o, "consoleInode", vm->console_pipe_ino)) < 0)) ||
             (r = json_add(o, "argv", TAKE_PTR(argv))) < 0 || (r = json_add(o, "definition", TAKE_PTR(def))) < 0)
                 return r;
 

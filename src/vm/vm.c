@@ -48,6 +48,9 @@ int vm_context_init(VmContext *ctx, sd_event *event, const char *runtime_dir, bo
                 .log_to_journal = log_to_journal,
                 .proc_root = "/proc",
                 .sysfs_root = "/",
+                .console_fd = -EBADF,   /* none until vm_context_set_console() */
+                .console_keep_boots = CONSOLE_KEEP_BOOTS_DEFAULT,
+                .console_max_boot_size = CONSOLE_BOOT_SIZE_DEFAULT,
         };
         ctx->vms_dir = path_join(runtime_dir, "vms");
         if (!ctx->vms_dir)
@@ -65,6 +68,8 @@ int vm_context_init(VmContext *ctx, sd_event *event, const char *runtime_dir, bo
 void vm_context_done(VmContext *ctx) {
         safe_close(ctx->vms_fd);
         free(ctx->vms_dir);
+        safe_close(ctx->console_fd);
+        free(ctx->console_dir);
         sd_event_unref(ctx->event);
         *ctx = (VmContext) {};
 }
@@ -98,6 +103,7 @@ int vm_context_add_agent_watch(VmContext *ctx, VmAgentWatch cb, void *userdata) 
 static void vm_exit_done(VmExit *e) {
         free(e->shutdown_reason);
         free(e->description);
+        strv_free(e->panic_lines);
         *e = (VmExit) {};
 }
 
@@ -109,6 +115,8 @@ int vm_new(VmContext *ctx, VmSpec *spec, const char *source, Vm **ret) {
                 return -ENOMEM;
         vm->ctx = ctx;
         vm->pidfd = -EBADF;
+        vm->console_pipe = -EBADF;
+        vm->console = (ConsoleWriter) CONSOLE_WRITER_INIT;
         vm->state = VM_STATE_DEFINED;
         vm->state_since_realtime = now_usec(CLOCK_REALTIME);
         vm->name = strdup(spec->name);
@@ -122,10 +130,9 @@ int vm_new(VmContext *ctx, VmSpec *spec, const char *source, Vm **ret) {
                 return -ENOMEM;
         vm->qmp_path = path_join(vm->run_dir, "qmp.sock");
         vm->qga_path = path_join(vm->run_dir, "qga.sock");
-        vm->console_path = path_join(vm->run_dir, "console.log");
         vm->log_path = path_join(vm->run_dir, "qemu.log");
         vm->state_path = path_join(vm->run_dir, "state");
-        if (!vm->qmp_path || !vm->qga_path || !vm->console_path || !vm->log_path || !vm->state_path)
+        if (!vm->qmp_path || !vm->qga_path || !vm->log_path || !vm->state_path)
                 return -ENOMEM;
 
         vm->spec = spec; /* only now: on failure above the caller still owns spec */
@@ -149,6 +156,7 @@ Vm *vm_free(Vm *vm) {
         vm_release_agent(vm);
         vm_release_qmp(vm);
         vm_release_process(vm);
+        vm_console_free(vm);
         vm_spec_free(vm->spec);
         vm_spec_free(vm->running_spec);
         vm_spec_free(vm->variant);
@@ -306,6 +314,9 @@ static void vm_handle_exit(Vm *vm, bool status_known, int code, int sig) {
                 .description = desc ? strdup(desc) : NULL,
                 .realtime_usec = now_usec(CLOCK_REALTIME),
         };
+        if (streq_ptr(vm->shutdown_reason, "guest-panic"))
+                vm_console_on_guest_panicked(vm);
+        vm_console_end(vm);
 
         spec = vm->running_spec ?: vm->spec;
 
@@ -494,6 +505,7 @@ static int fail_start(Vm *vm, int error, char **ret_error, const char *fmt, ...)
                 msg = NULL;
         va_end(ap);
 
+        vm_console_free(vm);    /* a console pipe made for this start */
         log_vm_id(vm, LOG_ERR, error, MESSAGE_ID_VM_FAILED, "Failed to start guest %s: %s", vm->name, strna(msg));
         vm_set_state(vm, VM_STATE_FAILED, msg);
         if (ret_error)
@@ -503,9 +515,9 @@ static int fail_start(Vm *vm, int error, char **ret_error, const char *fmt, ...)
 
 static int vm_start_internal(Vm *vm, bool by_policy, char **ret_error) {
         _cleanup_close_ int listen_fd = -EBADF, out_fd = -EBADF, qmp_fd = -EBADF, dir_fd = -EBADF,
-                console_fd = -EBADF, qga_listen_fd = -EBADF;
+                console_fd = -EBADF, console_read_fd = -EBADF, qga_listen_fd = -EBADF;
         _cleanup_(strv_freep) char **argv = NULL;
-        _cleanup_free_ char *emulator = NULL, *why = NULL, *mem_why = NULL;
+        _cleanup_free_ char *emulator = NULL, *why = NULL, *mem_why = NULL, *console_dir = NULL;
         _cleanup_(vm_spec_freep) VmSpec *spec = NULL;
         const char *file_why;
         QemuArgvParams p;
@@ -590,20 +602,23 @@ static int vm_start_internal(Vm *vm, bool by_policy, char **ret_error) {
                 return fail_start(vm, r, ret_error, "cannot open QEMU log %s: %s", vm->log_path,
                                   file_why ?: strerror(-r));
 
-        /* QEMU gets the console log open, not its path (it truncates it, as it would a file it opens). */
-        r = vm_run_file_open(dir_fd, "console.log", &console_fd, &file_why);
+        /* QEMU writes its console into a pipe, the daemon into the boot's file (vm-console.c). */
+        r = vm_console_prepare(vm, &console_fd, &console_read_fd);
         if (r < 0)
-                return fail_start(vm, r, ret_error, "cannot open the console log %s: %s", vm->console_path,
-                                  file_why ?: strerror(-r));
+                return fail_start(vm, r, ret_error, "cannot make the console pipe: %s", strerror(-r));
+
+        console_dir = path_join(vm->ctx->console_dir ?: "console", vm->name);
+        if (!console_dir)
+                return fail_start(vm, -ENOMEM, ret_error, "out of memory");
 
         /* vCPU pinning must be in place before the vCPUs first run (VmContext.prerun). */
         vm->start_paused = spec->vcpu_affinity || spec->emulator_affinity;
         p = (QemuArgvParams) {
                 .qmp_path = vm->qmp_path,
                 .qmp_fd = 3,            /* listen_fd */
-                .console_fd = 4,        /* console_fd */
-                .qga_fd = qga_listen_fd >= 0 ? 5 : 0,
-                .console_path = vm->console_path,
+                .console_fd = 4,        /* console_fd; console_read_fd is VM_CONSOLE_QEMU_READ_FD */
+                .qga_fd = qga_listen_fd >= 0 ? 6 : 0,
+                .console_path = console_dir,    /* where the console goes: ps and query-fdsets show it */
                 .accel = vm->accel,
                 .paused = vm->start_paused,
         };
@@ -628,8 +643,9 @@ static int vm_start_internal(Vm *vm, bool by_policy, char **ret_error) {
         }
 
         vm_commit_charge_before(vm);
-        r = process_spawn(emulator, argv, out_fd, (const int[]) { listen_fd, console_fd, qga_listen_fd },
-                          qga_listen_fd >= 0 ? 3 : 2, &pid, &pidfd);
+        r = process_spawn(emulator, argv, out_fd,
+                          (const int[]) { listen_fd, console_fd, console_read_fd, qga_listen_fd },
+                          qga_listen_fd >= 0 ? 4 : 3, &pid, &pidfd);
         if (r < 0)
                 return fail_start(vm, r, ret_error, "cannot spawn %s: %s", emulator, strerror(-r));
 
@@ -650,6 +666,11 @@ static int vm_start_internal(Vm *vm, bool by_policy, char **ret_error) {
         else
                 restart_tracker_reset(&vm->tracker);
         restart_tracker_record_start(&vm->tracker, vm->running_spec, vm->started_monotonic);
+
+        r = vm_console_begin(vm);
+        if (r < 0)
+                log_vm(vm, LOG_WARNING, r, "Failed to begin the console history of guest %s in %s, its console is "
+                       "not kept: %m", vm->name, vm->ctx->console_dir);
 
         r = sd_event_add_child_pidfd(vm->ctx->event, &vm->process_source, pidfd, WEXITED, vm_on_child, vm);
         if (r < 0) {
@@ -874,6 +895,10 @@ int vm_adopt(Vm *vm, json_object *state) {
         r = vm_connect_qmp(vm, -EBADF);
         if (r < 0)
                 log_vm(vm, LOG_WARNING, r, "Failed to reconnect to QMP of adopted guest %s: %m", vm->name);
+        r = vm_console_resume(vm, state);
+        if (r < 0)
+                log_vm(vm, LOG_NOTICE, r, "The console of adopted guest %s cannot be reopened (%m); it is not kept "
+                       "until its next boot.", vm->name);
         r = vm_connect_agent(vm);
         if (r < 0)
                 log_vm(vm, LOG_WARNING, r, "Failed to set up the guest agent client of %s: %m", vm->name);

@@ -20,6 +20,7 @@
 #include "basic/macro.h"
 #include "qga/qga-client.h"
 #include "qmp/qmp-client.h"
+#include "vm/console-history.h"
 #include "vm/restart.h"
 #include "vm/vm-spec.h"
 
@@ -30,6 +31,7 @@
 #define MESSAGE_ID_VM_ADOPTED "MESSAGE_ID=3a6e2f1b9c0d4e8f8b7a6c5d4e3f2a14"
 #define MESSAGE_ID_VM_VANISHED "MESSAGE_ID=3a6e2f1b9c0d4e8f8b7a6c5d4e3f2a15"
 #define MESSAGE_ID_VM_RESTART_SCHEDULED "MESSAGE_ID=3a6e2f1b9c0d4e8f8b7a6c5d4e3f2a16"
+#define MESSAGE_ID_VM_PANICKED "MESSAGE_ID=3a6e2f1b9c0d4e8f8b7a6c5d4e3f2a20"
 
 typedef enum VmState {
         VM_STATE_DEFINED,       /* never started since it was defined (or since the daemon started) */
@@ -70,6 +72,12 @@ struct VmContext {
         bool log_to_journal;            /* QEMU output to the journal instead of per-guest qemu.log */
         const char *proc_root;          /* "/proc" */
         const char *sysfs_root;         /* "/": huge pages ([Memory] HugePages=) are read under it */
+        /* The guests' console histories: DIR/NAME/boot-N.log (vm-console.c), once vm_context_set_console()
+         * named DIR (memvisord: STATE_DIR/consoles); until then no console is kept. */
+        char *console_dir;
+        int console_fd;
+        unsigned console_keep_boots;
+        uint64_t console_max_boot_size;
         struct {
                 VmStateWatch cb;
                 void *userdata;
@@ -93,6 +101,13 @@ struct VmContext {
 
 int vm_context_init(VmContext *ctx, sd_event *event, const char *runtime_dir, bool log_to_journal);
 void vm_context_done(VmContext *ctx);
+/* Where the console histories go (NULL: no change), how many boots each keeps and each boot's size bound
+ * (clamped to CONSOLE_KEEP_BOOTS_MAX and CONSOLE_BOOT_SIZE_MIN..MAX); applies from the next boot. */
+int vm_context_set_console(VmContext *ctx, const char *dir, unsigned keep_boots, uint64_t max_boot_size);
+/* Opens CONSOLE_DIR/NAME (made first if create), never through a link, only if it is ours. */
+int vm_console_dir_open(VmContext *ctx, const char *name, bool create);
+/* Removes CONSOLE_DIR/NAME and its boot files (an undefined guest). */
+int vm_console_remove(VmContext *ctx, const char *name);
 int vm_context_add_state_watch(VmContext *ctx, VmStateWatch cb, void *userdata);
 int vm_context_add_event_watch(VmContext *ctx, VmEventWatch cb, void *userdata);
 int vm_context_add_agent_watch(VmContext *ctx, VmAgentWatch cb, void *userdata);
@@ -110,6 +125,9 @@ typedef struct VmExit {
         char *shutdown_reason;  /* QMP SHUTDOWN reason seen before the exit, if any */
         char *description;      /* human-readable: "killed by signal KILL", "exited with status 1", … */
         uint64_t realtime_usec;
+        uint64_t console_boot;  /* the boot of the console history that ended so (0: none kept) */
+        bool panicked;          /* GUEST_PANICKED, a SHUTDOWN for guest-panic or a kernel panic line */
+        char **panic_lines;     /* that boot's panic lines (escaped), when it panicked */
 } VmExit;
 
 /* The host's Committed_AS (/proc/meminfo) read just before QEMU is spawned and once the guest runs (QMP up,
@@ -178,6 +196,18 @@ struct Vm {
         RestartTracker tracker;
         VmExit last_exit;
         VmCommitCharge commit;          /* of the current or last start */
+
+        /* The console (vm-console.c): the pipe QEMU writes into and the current boot's file. */
+        int console_pipe;
+        uint64_t console_pipe_ino;
+        sd_event_source *console_source;
+        ConsoleWriter console;
+        uint64_t console_boot;          /* the current or last boot's number; 0: none */
+        bool console_write_failed;
+        char *console_panic_how;        /* a panic was seen in this boot: how */
+        bool console_panic_logged;
+        char **console_panic_lines;
+        sd_event_source *console_panic_timer;
 };
 
 int vm_new(VmContext *ctx, VmSpec *spec, const char *source, Vm **ret);

@@ -347,3 +347,23 @@ def test_remote_commands_are_authorized_by_the_remote_daemon(daemon, rctl):
     r = rctl("-A", daemon.socket, "log-level", "notice")
     assert (r.returncode, r.stderr) == (0, "")
     assert daemon.status()["logLevel"] == "notice"
+
+
+def test_remote_console(daemon, rctl, workdir):
+    """memvisorctl -H HOST console: the console history over the bridge, a boot not kept named as locally."""
+    disk = workdir / "blank-console.img"
+    with open(disk, "wb") as f:
+        f.truncate(1 << 20)
+    d = daemon
+    for method, params in (("DefineVM", {"name": "fw", "ini": "[VM]\nMemory=64M\nAccelerator=tcg\nDisk=%s\n" % disk}),
+                           ("StartVM", {"name": "fw"}), ("KillVM", {"name": "fw"})):
+        assert "error" not in d.call(M + method, params)
+    wait_for(lambda: d.call(M + "DescribeVM", {"name": "fw"})["parameters"]["vm"]["state"] == "stopped",
+             timeout=20, what="stopped")
+    assert "error" not in d.call(M + "StartVM", {"name": "fw"})
+    r = rctl("-A", d.socket, "console", "fw", "--boot=-1")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("-- memvisor: guest fw, boot 1, "), r.stdout
+    r = rctl("-A", d.socket, "console", "fw", "--boot=-2")
+    assert r.returncode == 1 and "kept are boots 1 to 2" in r.stderr, r.stderr
+    assert "error" not in d.call(M + "KillVM", {"name": "fw"})

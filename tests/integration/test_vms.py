@@ -578,7 +578,7 @@ def test_damaged_state_file_never_loses_a_running_guest(daemons, workdir, damage
     # Starting it again is a no-op: still one QEMU.
     ok(d, "StartVM", {"name": "fw"})
     assert describe(d, "fw")["pid"] == pid
-    qemus = [p for p in os.listdir("/proc") if p.isdigit() and _cmdline_has(int(p), str(d.runtime_dir))]
+    qemus = [p for p in os.listdir("/proc") if p.isdigit() and _cmdline_has(int(p), str(d.state_dir))]
     assert qemus == [str(pid)], qemus
     # The state file is written again, so the next restart needs no search.
     assert json.loads(state.read_text())["pid"] == pid
@@ -646,50 +646,67 @@ def _start_refused(d, name, *words):
 
 
 @pytest.mark.parametrize("target", ["existing", "dangling"])
-@pytest.mark.parametrize("which", ["console.log", "qemu.log"])
-def test_log_file_symlink_in_runtime_dir_is_not_followed(daemons, workdir, which, target):
-    """run/vms/NAME/console.log as a symbolic link made QEMU truncate its target, qemu.log as one made the
-    daemon create and append to its target. Both are opened by the daemon with O_NOFOLLOW now: the start is
-    refused with the reason, and the target is neither changed nor created."""
+def test_log_file_symlink_in_runtime_dir_is_not_followed(daemons, workdir, target):
+    """run/vms/NAME/qemu.log as a symbolic link made the daemon create and append to its target. It is opened
+    with O_NOFOLLOW now: the start is refused with the reason, and the target is neither changed nor created."""
     d = daemons(name="lnk", start=False)
     run = _fw_runtime_dir(d, workdir)
     run.mkdir(mode=0o700)
     outside = workdir / "outside.txt"
     if target == "existing":
         outside.write_text("not the daemon's\n")
-    (run / which).symlink_to(outside)
+    (run / "qemu.log").symlink_to(outside)
 
-    _start_refused(d, "fw", str(run / which), "symbolic link")
+    _start_refused(d, "fw", str(run / "qemu.log"), "symbolic link")
     if target == "existing":
         assert outside.read_text() == "not the daemon's\n"
     else:
         assert not outside.exists()
-    assert (run / which).is_symlink()
+    assert (run / "qemu.log").is_symlink()
     # Without the link the same guest starts.
-    (run / which).unlink()
+    (run / "qemu.log").unlink()
     ok(d, "StartVM", {"name": "fw"})
     wait_state(d, "fw", "running")
-    assert not (run / which).is_symlink() and outside.exists() == (target == "existing")
+    assert not (run / "qemu.log").is_symlink() and outside.exists() == (target == "existing")
 
 
-def test_console_log_is_handed_to_qemu_as_an_fd(daemons, workdir):
-    """QEMU gets console.log as an fd the daemon opened (-add-fd + /dev/fdset/N), not as a path; a console.log
-    left from the last run is still truncated at each start."""
+def test_console_is_a_pipe_and_earlier_boots_stay(daemons, workdir):
+    """QEMU writes its console into a pipe the daemon reads (-add-fd + /dev/fdset/N, append=on), never into a
+    file it opens: an earlier boot's file is never truncated, the new boot gets the next number. The guest's
+    console directory planted as a symbolic link is not followed: the guest runs, its console is not kept, the
+    target is untouched."""
     d = daemons(name="cfd", start=False)
-    run = _fw_runtime_dir(d, workdir)
-    run.mkdir(mode=0o700)
-    (run / "console.log").write_text("last boot\n")
+    _fw_runtime_dir(d, workdir)
+    consoles = d.state_dir / "consoles" / "fw"
+    consoles.mkdir(parents=True, mode=0o700)
+    (consoles / "boot-1.log").write_text("last boot\n")
     ok(d, "StartVM", {"name": "fw"})
     vm = wait_state(d, "fw", "running")
+    assert vm["consoleBoot"] == 2 and vm["consoleLog"] == str(consoles / "boot-2.log")
     with open("/proc/%d/cmdline" % vm["pid"], "rb") as f:
         argv = f.read().decode().split("\0")
-    # The path is there only as the description of the fd (ps, query-fdsets).
     assert [a for a in argv if "console" in a and a != "chardev:console"] == [
-        "fd=4,set=1,opaque=%s" % (run / "console.log"), "file,id=console,path=/dev/fdset/1"], argv
-    fds = [os.readlink("/proc/%d/fd/%s" % (vm["pid"], fd)) for fd in os.listdir("/proc/%d/fd" % vm["pid"])]
-    assert str(run / "console.log") in fds, fds
-    assert b"last boot" not in (run / "console.log").read_bytes()
-    assert (run / "console.log").stat().st_mode & 0o777 == 0o600
+        "fd=4,set=1,opaque=%s" % consoles, "file,id=console,path=/dev/fdset/1,append=on"], argv
+    # fd 5 is QEMU's unused copy of the read end (the pipe outlives a daemon restart); the write end is in the fd
+    # set and open in the chardev: QEMU holds the pipe three times.
+    fd_dir = "/proc/%d/fd" % vm["pid"]
+    pipe = os.readlink(fd_dir + "/5")
+    assert pipe.startswith("pipe:["), pipe
+    assert sum(os.readlink(os.path.join(fd_dir, f)) == pipe for f in os.listdir(fd_dir)) == 3
+    assert (consoles / "boot-1.log").read_text() == "last boot\n"
+    assert (consoles / "boot-2.log").read_bytes().startswith(b"-- memvisor: guest fw, boot 2, ")
+    assert (consoles / "boot-2.log").stat().st_mode & 0o777 == 0o600
+    ok(d, "KillVM", {"name": "fw"})
+    wait_state(d, "fw", "stopped")
+
+    decoy = workdir / "decoy-consoles"
+    consoles.rename(decoy)
+    consoles.symlink_to(decoy)
+    ok(d, "StartVM", {"name": "fw"})
+    wait_state(d, "fw", "running")
+    d.wait_for_log("Failed to begin the console history of guest fw")
+    assert sorted(os.listdir(decoy)) == ["boot-1.log", "boot-2.log"]
+    assert consoles.is_symlink()
 
 
 def test_runtime_dir_symlink_or_foreign_is_refused(daemons, workdir):
@@ -748,9 +765,10 @@ def test_undefine_with_runtime_dir_a_symlink_spares_its_target(daemons, workdir)
     ok(d, "KillVM", {"name": "api"})
     ev.wait(state_event("api", "stopped"), timeout=20)
     ev.close()
-    assert link.is_dir() and (link / "console.log").exists()
+    assert link.is_dir() and (d.state_dir / "consoles" / "api" / "boot-1.log").exists()
     ok(d, "UndefineVM", {"name": "api"})
     assert not os.path.lexists(link)
+    assert not os.path.lexists(d.state_dir / "consoles" / "api")
 
 
 def test_planted_state_file_adopts_nothing(daemons, workdir):

@@ -9,8 +9,8 @@
 # The golden files use paths under /var/lib/memvisor-test; they are replaced by a scratch directory holding
 # stand-ins: a file with a minimal bzImage header as the kernel (QEMU parses the kernel at startup, before
 # any vCPU runs), small raw and qcow2 images. A golden file with "fd=3" gets a listening unix socket as fd 3,
-# exactly as memvisord passes it; one with "-add-fd fd=N,set=S" gets a file opened for appending as fd N, as
-# memvisord passes the console log, and QEMU must truncate it when the chardev opens /dev/fdset/S.
+# exactly as memvisord passes it; one with "-add-fd fd=N,set=S" gets the write end of a pipe as fd N, as
+# memvisord passes the console, and QEMU must open it (a copy from the set) when the chardev opens /dev/fdset/S.
 #
 # Usage: check-qemu-accepts.sh GOLDEN-DIR [QEMU-BINARY]
 # Exit status: 0 all accepted, 1 some refused, 77 QEMU or python3 missing. A golden file that needs what the
@@ -120,14 +120,14 @@ balloon = 'virtio-balloon-pci,id=balloon0' in after('-device')
 console = [dict(opts(c[5:]))['path'] for c in after('-chardev') if c.startswith('file,')]
 vm_name = after('-name')[0].split(',')[0]
 
-# -add-fd fd=N,set=S: a file of stale content, open for appending as memvisord opens the console log, as fd N.
-add_fds = {}                    # fd number in QEMU -> (set, path, our fd)
+# -add-fd fd=N,set=S: the write end of a pipe, as memvisord passes the console, as fd N.
+add_fds = {}                    # fd number in QEMU -> (set, "pipe:[INODE]", our fd)
+pipe_read_ends = []
 for a in after('-add-fd'):
     o = dict(opts(a))
-    path = os.path.join(tmp, f'{name}.fd{o["fd"]}')
-    with open(path, 'w') as f:
-        f.write('stale\n')
-    add_fds[int(o['fd'])] = (int(o['set']), path, os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC))
+    r_end, w_end = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+    pipe_read_ends.append(r_end)
+    add_fds[int(o['fd'])] = (int(o['set']), 'pipe:[%d]' % os.fstat(w_end).st_ino, w_end)
 
 qmp_sock = os.path.join(tmp, f'{name}.qmp')
 listener = None
@@ -285,13 +285,15 @@ if agent and (chardevs['qga'].get('frontend-open') is not False or
 fdsets = {s['fdset-id']: s['fds'] for s in cmd('query-fdsets')}
 for c in console:
     if c.startswith('/dev/fdset/'):
-        # Opened through the fd set: QEMU dup'ed our fd and truncated the file, as it truncates a path.
+        # Opened through the fd set: QEMU holds a copy of our pipe's write end besides the one in the set.
         set_id = int(c[len('/dev/fdset/'):])
         if set_id not in fdsets or not any(v[0] == set_id for v in add_fds.values()):
             fail(f'console {c}: no such fd set passed with -add-fd (QEMU has {fdsets})')
-        path = [v[1] for v in add_fds.values() if v[0] == set_id][0]
-        if os.path.getsize(path) != 0:
-            fail(f'console {c}: QEMU did not open {path} through the fd set (not truncated)')
+        pipe = [v[1] for v in add_fds.values() if v[0] == set_id][0]
+        fd_dir = f'/proc/{proc.pid}/fd'
+        copies = sum(1 for f in os.listdir(fd_dir) if os.readlink(os.path.join(fd_dir, f)) == pipe)
+        if copies < 2:
+            fail(f'console {c}: QEMU did not open {pipe} through the fd set ({copies} fd on it)')
     elif not os.path.exists(c):
         fail(f'console file {c} was not created')
 

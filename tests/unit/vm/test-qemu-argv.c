@@ -174,7 +174,7 @@ static void test_structure(void **state) {
                 "-chardev", "socket,id=qmp,fd=3,server=on,wait=off",
                 "-mon", "chardev=qmp,mode=control",
                 "-add-fd", "fd=4,set=1,opaque=" T "/console.log",
-                "-chardev", "file,id=console,path=/dev/fdset/1",
+                "-chardev", "file,id=console,path=/dev/fdset/1,append=on",
                 "-serial", "chardev:console",
                 "-display", "none",
                 "-nodefaults",
@@ -213,7 +213,7 @@ static void test_escaping(void **state) {
         assert_true(strv_contains(argv, "memory-backend-file,id=m0,size=536870912,mem-path=/m,,em"));
         assert_true(strv_contains(argv, "unix:/run/a,,b/qmp.sock,server=on,wait=off"));
         assert_true(strv_contains(argv, "fd=3,set=1,opaque=/run/a,,b/console,,,,log"));
-        assert_true(strv_contains(argv, "file,id=console,path=/dev/fdset/1"));
+        assert_true(strv_contains(argv, "file,id=console,path=/dev/fdset/1,append=on"));
         assert_true(strv_contains(argv, "file=/d,,1,,,,2.img,if=virtio,format=raw"));
         assert_true(strv_contains(argv, "file=/e.qcow2,if=virtio,format=qcow2"));
         assert_true(strv_contains(argv, "/boot/a,b"));
