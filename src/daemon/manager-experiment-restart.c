@@ -80,17 +80,14 @@ ExperimentRestarts *experiment_restarts_free(ExperimentRestarts *o) {
         return mfree(o);
 }
 
-/* The last lines of what the guest printed, made safe to log and send: control bytes and invalid UTF-8
- * escaped. Bounded: the last CONSOLE_TAIL_BYTES of the file. */
+/* The last lines of what the guest printed, made safe to log and send (utf8_escape_untrusted(): control
+ * characters and invalid UTF-8 escaped). Bounded: the last CONSOLE_TAIL_BYTES of the current boot's file. */
 static char *console_tail(Vm *vm) {
         char buf[CONSOLE_TAIL_BYTES + 1];
-        _cleanup_free_ char *out = NULL;
-        size_t size = 0, lines = 0;
-        bool utf8;
+        size_t lines = 0;
         const char *start;
         off_t end;
         ssize_t n;
-        FILE *f;
         int fd;
 
         if (!vm->console_path)
@@ -112,23 +109,7 @@ static char *console_tail(Vm *vm) {
                         lines++;
         if (*start == '\n')
                 start++;
-        f = open_memstream(&out, &size);
-        if (!f)
-                return NULL;
-        utf8 = utf8_is_valid_text(start, (size_t) (buf + n - start));
-        for (const char *p = start; p < buf + n; p++) {
-                unsigned char c = (unsigned char) *p;
-
-                if (c == '\r')
-                        continue;
-                if ((c < 0x20 && c != '\n') || c == 0x7f || (c >= 0x80 && !utf8))
-                        fprintf(f, "\\x%02x", c);
-                else
-                        fputc(c, f);
-        }
-        if (fclose(f) != 0)
-                return NULL;
-        return TAKE_PTR(out);
+        return utf8_escape_untrusted(start, (size_t) (buf + n - start));
 }
 
 static void restart_fail(Restart *x, Vm *vm, int error, const char *what) {
@@ -155,6 +136,12 @@ static int restart_check(Restart *x, uint64_t now) {
                                                                               : strna(vm->reason)) < 0)
                         what = NULL;
                 restart_fail(x, vm, -EIO, what ?: "the guest failed");
+                return 1;
+        }
+        if (vm->pid > 0 && vm->pid != x->old_pid && vm->console_panic_how) {
+                if (asprintf(&what, "the guest's kernel panicked while it booted (%s)", vm->console_panic_how) < 0)
+                        what = NULL;
+                restart_fail(x, vm, -EIO, what ?: "the guest's kernel panicked");
                 return 1;
         }
         if (vm->state == VM_STATE_RUNNING && vm->pid > 0 && vm->pid != x->old_pid && vm->start_done &&
@@ -275,9 +262,11 @@ void experiment_restart_restore(ExperimentRestarts *o, const char *guest) {
                 return;
         variant_runs = vm_is_active(vm) && vm->running_variant;
         vm_set_variant(vm, NULL, NULL);
-        if (!variant_runs)
+        if (vm_is_active(vm) && !variant_runs)
                 return;
-        r = vm_restart(vm, &error);
+        /* A variant runs, or its QEMU ended (a variant that failed): the guest ran when the run began, so it runs
+         * its own definition again. */
+        r = variant_runs ? vm_restart(vm, &error) : vm_start(vm, &error);
         if (r < 0)
                 log_warning("Guest %s could not be restarted with its own definition after a matrix run: %s", guest,
                             error ?: strerror(-r));

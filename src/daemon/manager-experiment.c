@@ -367,12 +367,19 @@ static int parse_definition(const char *text, json_object *definition, const int
         if (r < 0)
                 return invalid_experiment(e, pe.field, pe.message ?: "invalid definition");
         if (iterations) {
-                if (*iterations < 1 || *iterations > EXPERIMENT_ITERATIONS_MAX ||
-                    (uint64_t) *iterations <= s->warm_up) {
+                if (*iterations < 1 || *iterations > EXPERIMENT_ITERATIONS_MAX) {
                         experiment_spec_free(s);
                         return manager_error_invalid_parameter(e, "iterations");
                 }
                 s->iterations = (unsigned) *iterations;
+                /* Checked again with the new count: WarmUp= below it, a matrix run's whole size. */
+                r = experiment_spec_validate(s, &pe);
+                if (r < 0) {
+                        experiment_spec_free(s);
+                        if (r == -ENOMEM)
+                                return r;
+                        return invalid_experiment(e, "iterations", pe.message ?: "invalid iterations");
+                }
         }
         *ret = s;
         return 0;

@@ -184,6 +184,8 @@ static void variant_booted(ExperimentRun *run) {
         if (r < 0)
                 return run_fail(run, "the provenance of variant %s could not be stored: %s",
                                 experiment_variant_label(block_variant(run)), strerror(-r));
+        if (run->cancelled)
+                return run_finish(run, EXPERIMENT_CANCELLED, "cancelled");
         run_settle_then_iterate(run);
 }
 
@@ -220,6 +222,8 @@ static void restart_done(int error, const char *reason, void *userdata) {
         run->restart = NULL;
         if (!run_op_end(run))
                 return;
+        if (run->cancelled)     /* before the boot was over (the restart cancelled), or right after it */
+                return run_finish(run, EXPERIMENT_CANCELLED, "cancelled");
         if (error < 0) {
                 _cleanup_free_ char *text = variant_text(run->spec, v);
 
@@ -227,9 +231,6 @@ static void restart_done(int error, const char *reason, void *userdata) {
                                 experiment_variant_label(v), strna(text), run->block + 1,
                                 reason ?: strerror(-error));
         }
-        if (run->cancelled)
-                return run_finish(run, EXPERIMENT_CANCELLED, "cancelled");
-
         r = run->ctx->lookup(run->spec->guest, run->ctx->userdata, &g);
         if (r < 0)
                 return run_fail(run, "the guest %s stopped after its restart for variant %s",

@@ -479,6 +479,10 @@ void experiment_run_cancel(ExperimentRun *run) {
         if (!run || run->over)
                 return;
         run->cancelled = true;
+        if (run->restart) {     /* a matrix run's restart: its done() comes now, and ends the run */
+                run->ctx->restart_cancel(run->restart, run->ctx->userdata);
+                return;
+        }
         if (run->timer) {       /* between iterations: end now */
                 run->timer = sd_event_source_disable_unref(run->timer);
                 run_finish(run, EXPERIMENT_CANCELLED, "cancelled");

@@ -99,6 +99,9 @@ def test_experiment_matrix_bad_variants(daemons, test_guest):
     assert e == M + "InvalidExperiment" and params["field"] == "Matrix", params
     assert "variant B" in params["reason"] and "/nonexistent/vmlinuz" in params["reason"], params
     assert ok(d, "DescribeVM", {"name": "mh"})["vm"]["pid"] == pid
+    # The iterations override is checked against the whole run: 2 variants x 6000 is over 10000 records.
+    e, params = err(d, "StartExperiment", {"definition": matrix_definition("mh", ["a=1", "a=2"]), "iterations": 6000})
+    assert e == M + "InvalidExperiment" and params["field"] == "iterations" and "10000" in params["reason"], params
     assert ok(d, "ListExperiments")["experiments"] == []
 
     # A variant whose kernel panics at boot: the run fails with its console's last lines, A's records are kept.
