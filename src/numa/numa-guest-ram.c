@@ -37,9 +37,10 @@ typedef struct SmapsMapping {
 static int parse_header(const char *line, SmapsMapping *m) {
         unsigned long long start, end, offset, inode;
         char perms[5], dev[16];
+        const char *dash = strchr(line, '-'), *colon = strchr(line, ':');
         int n = 0;
 
-        if (!strchr(line, '-') || strchr(line, ':') < strchr(line, '-'))
+        if (!dash || (colon && colon < dash))
                 return 0;       /* "Rss:  4 kB" and the like (a field name has no '-' before its ':') */
         if (sscanf(line, "%llx-%llx %4s %llx %15s %llu %n", &start, &end, perms, &offset, dev, &inode, &n) < 6 ||
             end < start || strlen(perms) != 4)
