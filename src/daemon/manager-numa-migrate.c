@@ -139,8 +139,6 @@ int manager_numa_vl_migrate_pages(VarlinkConnection *c, json_object *parameters,
         req.to = json_get_string(parameters, "to");
         req.between = json_get_string(parameters, "between");
         req.scope = json_get_string(parameters, "scope");
-        if (!req.scope && json_object_object_get_ex(parameters, "scope", NULL))
-                req.scope = "";         /* not a string: refused as an invalid scope */
         req.count = json_get_int(parameters, "count", MIGRATION_UNSET);
         req.every_usec = json_get_int(parameters, "everyUSec", MIGRATION_UNSET);
         if (json_object_object_get_ex(parameters, "settleUSec", NULL))

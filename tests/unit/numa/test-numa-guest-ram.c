@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "numa/numa-guest-ram.h"
+#include "numa/numa-migration.h"
 
 #define MiB (UINT64_C(1) << 20)
 
@@ -170,6 +171,23 @@ static void test_move_self(void **state) {
         munmap(p, pages * ps);
 }
 
+static void test_request_scope(void **state) {
+        MigrationRequest req = MIGRATION_REQUEST_INIT;
+        NumaError e = {};
+
+        req.from = "0";
+        req.to = "0";
+        assert_int_equal(migration_request_validate(&req, NULL), 0);
+        req.scope = "guest-ram";
+        assert_int_equal(migration_request_validate(&req, NULL), 0);
+        req.scope = "process";
+        assert_int_equal(migration_request_validate(&req, NULL), 0);
+        req.scope = "bogus";
+        assert_int_equal(migration_request_validate(&req, &e), NUMA_ERROR_INVALID_PARAMETER);
+        assert_string_equal(e.parameter, "scope");
+        numa_error_done(&e);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_find),
@@ -177,6 +195,7 @@ int main(void) {
                 cmocka_unit_test(test_malformed),
                 cmocka_unit_test(test_counting),
                 cmocka_unit_test(test_move_self),
+                cmocka_unit_test(test_request_scope),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
