@@ -9,9 +9,10 @@ of /proc/PID/numa_maps before and after each move. Meanwhile a thread calls GetD
 
 With scopes=process,guest-ram (the default) a third tool, memvisord-guest-ram (`memvisorctl migrate
 --scope=guest-ram`: move_pages(2) of the guest RAM mapping alone, in batches of 4096 pages), takes its turn in
-every round too (its bytes moved are the report's pagesMoved, not the numa_maps difference), and the ratio guest-ram / process (memvisord's whole-process migrate_pages) is printed, over the
-report's durationUSec (finding the ranges, querying and moving) and over the time in the move_pages calls alone
-(guestRam.moveUSec); scopes=process leaves the bench as it was.
+every round too (its bytes moved are the report's pagesMoved, not the numa_maps difference), and the ratio
+guest-ram / process (memvisord's whole-process migrate_pages) is printed, over the report's durationUSec
+(finding the ranges, querying and moving) and over the time in the move_pages calls alone (guestRam.moveUSec);
+scopes=process leaves the bench as it was.
 
 Printed (and written to OUT/results.json): per tool the median throughput over its moves, the ratio
 memvisord / migratepages (target >= 0.95) both for the kernel call alone (the daemon's durationUSec against
