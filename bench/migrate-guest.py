@@ -7,6 +7,13 @@ and forth between the two nodes, alternately by memvisord (`memvisorctl migrate 
 round so that each tool moves in both directions equally often. Bytes moved are taken from our own reading
 of /proc/PID/numa_maps before and after each move. Meanwhile a thread calls GetDaemonStatus in a loop.
 
+With scopes=process,guest-ram (the default) a third tool, memvisord-guest-ram (`memvisorctl migrate
+--scope=guest-ram`: move_pages(2) of the guest RAM mapping alone, in batches of 4096 pages), takes its turn in
+every round too (its bytes moved are the report's pagesMoved, not the numa_maps difference), and the ratio
+guest-ram / process (memvisord's whole-process migrate_pages) is printed, over the report's durationUSec
+(finding the ranges, querying and moving) and over the time in the move_pages calls alone (guestRam.moveUSec);
+scopes=process leaves the bench as it was.
+
 Printed (and written to OUT/results.json): per tool the median throughput over its moves, the ratio
 memvisord / migratepages (target >= 0.95) both for the kernel call alone (the daemon's durationUSec against
 migratepages' wall time, which includes its exec) and end to end (memvisorctl's wall time), and the p50/p99/max
@@ -28,6 +35,8 @@ P = params()
 BUILD = P["build"]
 MEMORY_MIB = int(P.get("memory_mib", 384))
 ROUNDS = int(P.get("rounds", 5))
+GUEST_RAM = "guest-ram" in P.get("scopes", "process,guest-ram").split(",")
+TOOLS = ("memvisord", "migratepages") + (("memvisord-guest-ram",) if GUEST_RAM else ())
 summary = []
 figures = {"memoryMiB": MEMORY_MIB, "rounds": ROUNDS}
 
@@ -83,11 +92,17 @@ def where(pid):
 def move(tool, pid, src, dst):
     nodes0, _ = where(pid)
     t0 = time.monotonic()
-    if tool == "memvisord":
-        docs = ctl(BUILD, "migrate", "inner", "--from", str(src), "--to", str(dst), "--settle=0", timeout=600)
+    calls_s = guest_ram_bytes = None
+    if tool.startswith("memvisord"):
+        scope = ["--scope=guest-ram"] if tool == "memvisord-guest-ram" else []
+        docs = ctl(BUILD, "migrate", "inner", "--from", str(src), "--to", str(dst), "--settle=0", *scope, timeout=600)
         t1 = time.monotonic()
         rep = [d for d in docs if d.get("phase") == "done"][-1]["report"]
         kernel_s = rep["durationUSec"] / 1e6
+        if "guestRam" in rep:
+            g = rep["guestRam"]
+            calls_s = g["moveUSec"] / 1e6
+            guest_ram_bytes = g["pagesMoved"] * g["ranges"][0]["pageSize"]
     else:
         p = subprocess.run(["migratepages", str(pid), str(src), str(dst)], capture_output=True, text=True, timeout=600)
         t1 = time.monotonic()
@@ -96,7 +111,11 @@ def move(tool, pid, src, dst):
         kernel_s = t1 - t0
     nodes1, _ = where(pid)
     moved = max(0, nodes0.get(src, 0) - nodes1.get(src, 0))
-    return {"tool": tool, "from": src, "to": dst, "bytesMoved": moved, "kernelSeconds": kernel_s,
+    # guest-ram: the pages move_pages reported moved (the process's numa_maps also sees QEMU's own pages come
+    # and go meanwhile)
+    return {"tool": tool, "from": src, "to": dst, "bytesMoved": guest_ram_bytes if guest_ram_bytes is not None else moved,
+            "bytesMovedNumaMaps": moved, "kernelSeconds": kernel_s,
+            "movePagesSeconds": calls_s,
             "wallSeconds": t1 - t0, "t0": t0, "t1": t1,
             "fractionOnTarget": nodes1.get(dst, 0) / max(1, sum(nodes1.values()))}
 
@@ -128,7 +147,9 @@ def run():
     moves = []
     node = 0
     for rnd in range(ROUNDS):
-        order = ("memvisord", "migratepages") if rnd % 2 == 0 else ("migratepages", "memvisord")
+        order = TOOLS[rnd % len(TOOLS):] + TOOLS[:rnd % len(TOOLS)]
+        if rnd % 2 == 1:
+            order = tuple(reversed(order))
         for tool in order:
             m = move(tool, pid, node, 1 - node)
             node = 1 - node
@@ -142,17 +163,18 @@ def run():
     prober.join(30)
 
     def tput(tool, key):
-        xs = [m["bytesMoved"] / m[key] for m in moves if m["tool"] == tool and m[key] > 0]
+        xs = [m["bytesMoved"] / m[key] for m in moves if m["tool"] == tool and m.get(key)]
         return median(xs)
 
     res = {}
-    for tool in ("memvisord", "migratepages"):
-        res[tool] = {"kernelMiBps": (tput(tool, "kernelSeconds") or 0) / MIB, "wallMiBps": (tput(tool, "wallSeconds") or 0) / MIB}
+    for tool in TOOLS:
+        res[tool] = {"kernelMiBps": (tput(tool, "kernelSeconds") or 0) / MIB, "wallMiBps": (tput(tool, "wallSeconds") or 0) / MIB,
+                     "movePagesMiBps": (tput(tool, "movePagesSeconds") or 0) / MIB}
     r_kernel = res["memvisord"]["kernelMiBps"] / res["migratepages"]["kernelMiBps"] if res["migratepages"]["kernelMiBps"] else None
     r_wall = res["memvisord"]["wallMiBps"] / res["migratepages"]["wallMiBps"] if res["migratepages"]["wallMiBps"] else None
     during = []
     for m in moves:
-        if m["tool"] == "memvisord":
+        if m["tool"].startswith("memvisord"):
             during += prober.between(m["t0"], m["t1"])
     during_mp = []
     for m in moves:
@@ -169,6 +191,18 @@ def run():
         "(target >= 0.95)" % (ROUNDS, res["memvisord"]["kernelMiBps"], res["migratepages"]["kernelMiBps"], r_kernel or 0))
     say("throughput end to end (memvisorctl vs migratepages wall time): %.1f vs %.1f MiB/s → ratio %.3f" % (
         res["memvisord"]["wallMiBps"], res["migratepages"]["wallMiBps"], r_wall or 0))
+    if GUEST_RAM:
+        g, pr, mp = res["memvisord-guest-ram"], res["memvisord"], res["migratepages"]
+        r_scope = g["kernelMiBps"] / pr["kernelMiBps"] if pr["kernelMiBps"] else None
+        r_calls = g["movePagesMiBps"] / pr["kernelMiBps"] if pr["kernelMiBps"] else None
+        r_mp = g["kernelMiBps"] / mp["kernelMiBps"] if mp["kernelMiBps"] else None
+        figures.update({"ratioGuestRamProcess": r_scope, "ratioGuestRamCallsProcess": r_calls,
+                        "ratioGuestRamMigratepages": r_mp})
+        say("guest-ram scope (move_pages, batches of 4096): %.1f MiB/s over durationUSec (%.1f MiB/s in the calls "
+            "alone); process scope (migrate_pages) %.1f MiB/s; migratepages %.1f MiB/s → ratio guest-ram/process "
+            "%.3f (calls alone %.3f), guest-ram/migratepages %.3f" % (
+                g["kernelMiBps"], g["movePagesMiBps"], pr["kernelMiBps"], mp["kernelMiBps"], r_scope or 0,
+                r_calls or 0, r_mp or 0))
     lat = figures["latencyDuringMemvisordMoveMs"]
     say("GetDaemonStatus during memvisord's moves: %d calls, p50 %s ms, p99 %s ms (target < 10 ms), max %s ms; "
         "idle: p50 %s ms, p99 %s ms; during migratepages: p99 %s ms; errors %d" % (

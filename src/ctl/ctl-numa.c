@@ -11,7 +11,7 @@
 #include "basic/json-util.h"
 #include "basic/parse.h"
 
-static const char *arg_from, *arg_to, *arg_between, *arg_emulator;
+static const char *arg_from, *arg_to, *arg_between, *arg_emulator, *arg_scope;
 static uint64_t arg_every_usec, arg_settle_usec = UINT64_MAX;
 static unsigned arg_count;
 
@@ -23,6 +23,7 @@ enum {
         OPT_COUNT,
         OPT_SETTLE,
         OPT_EMULATOR,
+        OPT_SCOPE,
 };
 
 static int numa_option(int c, const char *arg) {
@@ -38,6 +39,9 @@ static int numa_option(int c, const char *arg) {
                 return 0;
         case OPT_EMULATOR:
                 arg_emulator = arg;
+                return 0;
+        case OPT_SCOPE:
+                arg_scope = arg;        /* checked by the daemon (InvalidParameter scope) */
                 return 0;
         case OPT_EVERY:
                 if (parse_sec(arg, &arg_every_usec) < 0 || arg_every_usec == USEC_INFINITY) {
@@ -219,6 +223,31 @@ static void print_stats_block(const char *label, json_object *o) {
         }
 }
 
+/* A guest-ram report's part: what move_pages(2) was asked and did, and the guest RAM's pages per node. */
+static void print_guest_ram(json_object *g) {
+        char a[FORMAT_SIZE_MAX], ts[FORMAT_TIMESPAN_MAX];
+        json_object *ranges = ctl_obj_get(g, "ranges"), *failed = ctl_obj_get(g, "failed");
+
+        if (!g)
+                return;
+        for (size_t i = 0; ranges && i < json_object_array_length(ranges); i++) {
+                json_object *x = json_object_array_get_idx(ranges, i);
+                printf("  guest RAM: 0x%" PRIx64 " %s %s\n", (uint64_t) json_get_int(x, "start", 0),
+                       sz(a, sizeof(a), x, "size"), json_get_string(x, "path") ?: "(anonymous)");
+        }
+        printf("  move_pages: %" PRIi64 " pages asked, %" PRIi64 " moved, %" PRIi64 " failed in %" PRIi64
+               " call(s), %s, %s/s\n", json_get_int(g, "pagesAsked", 0), json_get_int(g, "pagesMoved", 0),
+               json_get_int(g, "pagesFailed", 0), json_get_int(g, "calls", 0),
+               format_timespan(ts, sizeof(ts), (uint64_t) json_get_int(g, "moveUSec", 0)),
+               format_size(a, sizeof(a), (uint64_t) json_object_get_double(ctl_obj_get(g, "bytesPerSecond"))));
+        for (size_t i = 0; failed && i < json_object_array_length(failed); i++) {
+                json_object *x = json_object_array_get_idx(failed, i);
+                printf("    failed %s: %" PRIi64 " pages\n", strna(json_get_string(x, "errno")), json_get_int(x, "pages", 0));
+        }
+        print_residency("guest RAM before", ctl_obj_get(g, "residencyBefore"));
+        print_residency("guest RAM after", ctl_obj_get(g, "residencyAfter"));
+}
+
 static void print_report(json_object *rep) {
         char a[FORMAT_SIZE_MAX], b[FORMAT_SIZE_MAX], ts[FORMAT_TIMESPAN_MAX], t[64];
         json_object *kvm = ctl_obj_get(rep, "kvmStats"), *tp = ctl_obj_get(rep, "tracepoints");
@@ -241,6 +270,7 @@ static void print_report(json_object *rep) {
         }
         print_residency("before", ctl_obj_get(rep, "residencyBefore"));
         print_residency("after", ctl_obj_get(rep, "residencyAfter"));
+        print_guest_ram(ctl_obj_get(rep, "guestRam"));
         printf("  KVM counters (settle %s): ",
                format_timespan(ts, sizeof(ts), (uint64_t) json_get_int(rep, "settleUSec", 0)));
         if (json_get_bool(kvm, "available", false)) {
@@ -293,6 +323,7 @@ static int verb_migrate(int argc, char **argv) {
         if (!params || json_add_string(params, "name", argv[1]) < 0 ||
             json_add_string(params, "from", arg_from) < 0 || json_add_string(params, "to", arg_to) < 0 ||
             json_add_string(params, "between", arg_between) < 0 ||
+            json_add_string(params, "scope", arg_scope) < 0 ||
             (arg_between && arg_count > 0 && json_add_int(params, "count", arg_count) < 0) ||
             (arg_between && arg_every_usec > 0 && json_add_uint(params, "everyUSec", arg_every_usec) < 0) ||
             (arg_settle_usec != UINT64_MAX && json_add_uint(params, "settleUSec", arg_settle_usec) < 0))
@@ -376,6 +407,7 @@ static const struct option migrate_options[] = {
         { "every", required_argument, NULL, OPT_EVERY },
         { "count", required_argument, NULL, OPT_COUNT },
         { "settle", required_argument, NULL, OPT_SETTLE },
+        { "scope", required_argument, NULL, OPT_SCOPE },
         {}
 };
 
@@ -391,7 +423,8 @@ const CtlVerb ctl_numa_verbs[] = {
         { "migrate", "NAME", "Move a guest's memory between host nodes and report what it cost", 1, 1, verb_migrate,
           migrate_options, numa_option,
           "--from=NODES --to=NODES: one move; --between=A,B --every=SPAN --count=N: ping-pong; "
-          "--settle=SPAN: wait before reading the KVM counters again (default 1s)" },
+          "--settle=SPAN: wait before reading the KVM counters again (default 1s); "
+          "--scope=process|guest-ram: the whole QEMU process (default) or the guest RAM alone (move_pages)" },
         { "migrations", "NAME", "List the recorded page migrations of a guest", 1, 1, verb_migrations },
         {}
 };

@@ -279,6 +279,27 @@ static int run_migrate_pages(sd_bus_message *message, Manager *m, Vm *vm, sd_bus
         return sd_bus_reply_method_return(message, NULL);
 }
 
+/* MigratePagesScoped: MigratePages with a scope ("process" or "guest-ram"). */
+static int run_migrate_pages_scoped(sd_bus_message *message, Manager *m, Vm *vm, sd_bus_error *error) {
+        MigrationRequest req = MIGRATION_REQUEST_INIT;
+        ManagerError e = {};
+        BusPending *pending;
+        int r;
+
+        r = sd_bus_message_read(message, "sss", &req.from, &req.to, &req.scope);
+        if (r < 0)
+                return r;
+        r = bus_pending_new(NULL, vm->name, m, &pending);
+        if (r < 0)
+                return r;
+        r = manager_numa_migrate(m, vm->name, &req,
+                                 &(ManagerCompletion) { .done = migrate_done, .free = bus_pending_free,
+                                                        .userdata = pending }, &e);
+        if (r < 0)
+                return bus_error_from_manager(error, &e, r);
+        return sd_bus_reply_method_return(message, NULL);
+}
+
 static int method_run_reload(sd_bus_message *message, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
         return bus_verify_privileged_async(message, m->admin_gid, run_reload, m, error);
@@ -312,6 +333,7 @@ DEFINE_PRIVILEGED(run_kill)
 DEFINE_PRIVILEGED(run_pin_vcpus)
 DEFINE_PRIVILEGED(run_set_balloon)
 DEFINE_PRIVILEGED(run_migrate_pages)
+DEFINE_PRIVILEGED(run_migrate_pages_scoped)
 
 /* ---- the guest agent ---------------------------------------------------------------------------------- */
 
@@ -789,6 +811,8 @@ static const sd_bus_vtable manager_vtable[] = {
                                  method_get_balloon, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("MigratePages", "sss", SD_BUS_PARAM(name) SD_BUS_PARAM(from) SD_BUS_PARAM(to), "", ,
                                  method_run_migrate_pages, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("MigratePagesScoped", "ssss", SD_BUS_PARAM(name) SD_BUS_PARAM(from) SD_BUS_PARAM(to)
+                                 SD_BUS_PARAM(scope), "", , method_run_migrate_pages_scoped, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("GetHostMemory", "", , "a{sv}", SD_BUS_PARAM(memory), method_get_host_memory,
                                  SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("GuestInfo", "s", SD_BUS_PARAM(name), "a{sv}", SD_BUS_PARAM(info), method_guest_info,
@@ -864,6 +888,8 @@ static const sd_bus_vtable vm_vtable[] = {
                                  SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("MigratePages", "ss", SD_BUS_PARAM(from) SD_BUS_PARAM(to), "", ,
                                  method_run_migrate_pages, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("MigratePagesScoped", "sss", SD_BUS_PARAM(from) SD_BUS_PARAM(to) SD_BUS_PARAM(scope),
+                                 "", , method_run_migrate_pages_scoped, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("GuestInfo", "", , "a{sv}", SD_BUS_PARAM(info), method_guest_info,
                                  SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("GuestCounters", "", , "a{sv}", SD_BUS_PARAM(counters), method_guest_counters,

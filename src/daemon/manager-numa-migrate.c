@@ -138,6 +138,7 @@ int manager_numa_vl_migrate_pages(VarlinkConnection *c, json_object *parameters,
         req.from = json_get_string(parameters, "from");
         req.to = json_get_string(parameters, "to");
         req.between = json_get_string(parameters, "between");
+        req.scope = json_get_string(parameters, "scope");
         req.count = json_get_int(parameters, "count", MIGRATION_UNSET);
         req.every_usec = json_get_int(parameters, "everyUSec", MIGRATION_UNSET);
         if (json_object_object_get_ex(parameters, "settleUSec", NULL))

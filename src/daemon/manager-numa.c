@@ -327,6 +327,7 @@ static const VarlinkMethod numa_methods[] = {
                   { "count", VARLINK_INT, VARLINK_NULLABLE },
                   { "everyUSec", VARLINK_INT, VARLINK_NULLABLE },
                   { "settleUSec", VARLINK_INT, VARLINK_NULLABLE },
+                  { "scope", VARLINK_STRING, VARLINK_NULLABLE },
                   { NULL } },
           VARLINK_METHOD_PRIVILEGED },
         { "CancelMigrations", manager_numa_vl_cancel_migrations, name_only, VARLINK_METHOD_PRIVILEGED },

@@ -3,8 +3,10 @@
 #include <numaif.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
+#include "basic/fileio.h"
 #include "numa/numa-migrate.h"
 
 static const char *const numa_migrate_phase_table[_NUMA_MIGRATE_PHASE_MAX] = {
@@ -25,6 +27,9 @@ NumaMigrateJob *numa_migrate_job_free(NumaMigrateJob *j) {
         if (!j)
                 return NULL;
         free(j->numa_maps_path);
+        free(j->smaps_path);
+        free(j->scope_reason);
+        guest_ram_ranges_free(j->ranges, j->n_ranges);
         return mfree(j);
 }
 
@@ -47,13 +52,54 @@ int numa_migrate_job_new(const char *proc_root, pid_t pid, uint64_t from_mask, u
         return 0;
 }
 
+int numa_migrate_job_set_guest_ram(NumaMigrateJob *j, const char *proc_root, const uint64_t *backend_sizes, size_t n) {
+        if (n == 0 || n > NUMA_GUEST_RAM_MAX_BACKENDS)
+                return -EINVAL;
+        if (asprintf(&j->smaps_path, "%s/%i/smaps", proc_root, (int) j->pid) < 0) {
+                j->smaps_path = NULL;
+                return -ENOMEM;
+        }
+        memcpy(j->backend_sizes, backend_sizes, n * sizeof(uint64_t));
+        j->n_backends = n;
+        j->scope = MIGRATION_SCOPE_GUEST_RAM;
+        return 0;
+}
+
+static int job_find_guest_ram(NumaMigrateJob *j) {
+        _cleanup_free_ char *text = NULL;
+        size_t size;
+        int r;
+
+        r = read_full_file(j->smaps_path, NUMA_GUEST_RAM_MAX_SMAPS_SIZE, &text, &size);
+        if (r < 0) {
+                if (asprintf(&j->scope_reason, "scope guest-ram: cannot read %s: %s", j->smaps_path, strerror(-r)) < 0)
+                        j->scope_reason = NULL;
+                return r;
+        }
+        r = guest_ram_find(text, size, j->backend_sizes, j->n_backends, &j->ranges, &j->n_ranges, &j->scope_reason);
+        if (r < 0) {
+                _cleanup_free_ char *why = TAKE_PTR(j->scope_reason);
+
+                if (asprintf(&j->scope_reason, "scope guest-ram: the guest's RAM mappings cannot be found: %s",
+                             why ?: strerror(-r)) < 0)
+                        j->scope_reason = NULL;
+                return r == -ENOTUNIQ ? -ENOENT : r;
+        }
+        return 0;
+}
+
 int numa_migrate_job_run(Worker *w, void *arg) {
         NumaMigrateJob *j = arg;
         /* The kernel reads maxnode - 1 bits. */
         unsigned long from[2] = { (unsigned long) j->from_mask, 0 }, to[2] = { (unsigned long) j->to_mask, 0 };
-        long n;
+        long n = 0;
         int r;
 
+        if (j->scope == MIGRATION_SCOPE_GUEST_RAM) {
+                r = job_find_guest_ram(j);
+                if (r < 0)
+                        return r;
+        }
         r = numa_residency_read(j->numa_maps_path, &j->before);
         if (r < 0)
                 return r;
@@ -61,12 +107,23 @@ int numa_migrate_job_run(Worker *w, void *arg) {
         worker_post(w, NUMA_MIGRATE_PHASE_MEASURED);
 
         j->start_usec = monotonic_usec();
-        n = migrate_pages(j->pid, sizeof(unsigned long) * 8 + 1, from, to);
-        j->end_usec = monotonic_usec();
-        if (n < 0)
-                j->syscall_error = -errno;
-        else
-                j->not_moved = n;
+        if (j->scope == MIGRATION_SCOPE_GUEST_RAM) {
+                r = guest_ram_move(j->pid, j->ranges, j->n_ranges, j->from_mask, j->to_mask, &j->guest_ram);
+                j->end_usec = monotonic_usec();
+                if (r < 0)
+                        j->syscall_error = r;
+                else {
+                        j->have_guest_ram = true;
+                        j->not_moved = (long) j->guest_ram.pages_failed;
+                }
+        } else {
+                n = migrate_pages(j->pid, sizeof(unsigned long) * 8 + 1, from, to);
+                j->end_usec = monotonic_usec();
+                if (n < 0)
+                        j->syscall_error = -errno;
+                else
+                        j->not_moved = n;
+        }
         worker_post(w, NUMA_MIGRATE_PHASE_MOVED);
 
         r = numa_residency_read(j->numa_maps_path, &j->after);

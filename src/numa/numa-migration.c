@@ -88,6 +88,9 @@ struct MigrationRun {
         unsigned done;
         bool pingpong;
         bool cancelled;
+        MigrationScope scope;
+        uint64_t backend_sizes[NUMA_GUEST_RAM_MAX_BACKENDS];
+        size_t n_backends;
         uint64_t every_usec;
         uint64_t settle_usec;
         uint64_t started_monotonic;
@@ -114,6 +117,7 @@ typedef struct MigrationPlan {
         unsigned count;
         uint64_t every_usec, settle_usec;
         bool pingpong;
+        MigrationScope scope;
 } MigrationPlan;
 
 static uint64_t now_usec(clockid_t clock) {
@@ -173,6 +177,9 @@ static int request_parse(const MigrationRequest *req, MigrationPlan *ret, NumaEr
                         return numa_error_invalid_parameter(e, "settleUSec");
                 p.settle_usec = (uint64_t) req->settle_usec;
         }
+        p.scope = req->scope ? migration_scope_from_string(req->scope) : MIGRATION_SCOPE_PROCESS;
+        if (p.scope < 0 || req->n_backends > NUMA_GUEST_RAM_MAX_BACKENDS)
+                return numa_error_invalid_parameter(e, "scope");
         *ret = p;
         return 0;
 }
@@ -249,7 +256,8 @@ static int check_host(const MigrationContext *ctx, const MigrationRequest *req, 
         r = numa_topology_read(ctx->sysfs_root, &t);
         if (r < 0)
                 return log_warning_errno(r, "Failed to read the NUMA topology: %m");
-        if (t->n_nodes < 2) {
+        /* move_pages(2) to the node a page is on is a valid (measurable) call: guest-ram allows one node. */
+        if (t->n_nodes < 2 && p->scope != MIGRATION_SCOPE_GUEST_RAM) {
                 r = numa_error_set_reason(e, NUMA_ERROR_SINGLE_NODE, "the host has a single NUMA node: there is "
                                           "no other node to move memory to");
                 if (e)
@@ -274,7 +282,7 @@ static int check_host(const MigrationContext *ctx, const MigrationRequest *req, 
                         }
                         return NUMA_ERROR_NO_SUCH_NODE;
                 }
-        if (p->nodes[0] == p->nodes[1]) {
+        if (p->nodes[0] == p->nodes[1] && p->scope != MIGRATION_SCOPE_GUEST_RAM) {
                 numa_error_set(e, NUMA_ERROR_IDENTICAL_NODES);
                 if (e) {
                         e->from = strdup(req->between ?: req->from);
@@ -607,6 +615,14 @@ static int run_build_report(MigrationRun *run, const KvmStats *after, const char
         rep->before = j->before;
         rep->after = j->after;
         rep->syscall_pages_not_moved = j->not_moved;
+        rep->scope = j->scope;
+        if (j->have_guest_ram) {
+                rep->have_guest_ram = true;
+                rep->guest_ram = j->guest_ram;
+                rep->guest_ram_ranges = TAKE_PTR(j->ranges);
+                rep->n_guest_ram_ranges = j->n_ranges;
+                j->n_ranges = 0;
+        }
         migration_report_summarize(rep, j->end_usec > j->start_usec ? j->end_usec - j->start_usec : 0);
 
         /* KVM counters over the move plus the settle time. */
@@ -722,6 +738,8 @@ static void run_start_worker(MigrationRun *run) {
         int r;
 
         r = numa_migrate_job_new(ctx->proc_root, run->pid, run->from, run->to, &run->job);
+        if (r >= 0 && run->scope == MIGRATION_SCOPE_GUEST_RAM)
+                r = numa_migrate_job_set_guest_ram(run->job, ctx->proc_root, run->backend_sizes, run->n_backends);
         if (r >= 0)
                 r = worker_start(ctx->event, "numa-migrate", ctx->job_fn ?: numa_migrate_job_run, run->job,
                                       run_on_migrated, run, &run->worker);
@@ -796,6 +814,12 @@ static void run_on_migrated(Worker *w, int code, bool done, int result, void *us
         }
 
         run->worker = worker_free(run->worker);
+        if (run->job->scope_reason || (run->job->scope == MIGRATION_SCOPE_GUEST_RAM && !run->job->ranges)) {
+                log_warning("Guest %s: %s", run->history->name, strna(run->job->scope_reason));
+                r = numa_error_set_reason(&e, NUMA_ERROR_MEMORY_CANNOT_MOVE,
+                                          run->job->scope_reason ?: "scope guest-ram: the guest's RAM mappings cannot be found");
+                return run_finish(run, r, &e);
+        }
         if (!run->job->have_before) {
                 /* numa_maps could not be read: the guest is gone (or was never ours to read). */
                 log_warning_errno(result, "Guest %s: cannot read its numa_maps: %m", run->history->name);
@@ -909,6 +933,14 @@ int migration_run_new(MigrationHistory *h, const MigrationContext *ctx, const Mi
         run->count = p.count;
         run->every_usec = p.every_usec;
         run->settle_usec = p.settle_usec;
+        run->scope = p.scope;
+        if (req->n_backends > 0) {
+                memcpy(run->backend_sizes, req->backend_sizes, req->n_backends * sizeof(uint64_t));
+                run->n_backends = req->n_backends;
+        } else {
+                run->backend_sizes[0] = req->memory_bytes;
+                run->n_backends = 1;
+        }
         h->run = run;
         *ret = run;
         return 0;

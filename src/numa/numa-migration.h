@@ -65,6 +65,10 @@ typedef struct MigrationRequest {
         pid_t pid;                      /* QEMU; 0: the guest is not running */
         bool hugepages;                 /* the guest's memory is in huge pages … */
         uint64_t memory_bytes;          /* … of this size */
+        const char *scope;              /* "process" (NULL: the default) or "guest-ram" */
+        /* guest-ram: the sizes of the guest's memory backends (none: one backend of memory_bytes) */
+        const uint64_t *backend_sizes;
+        size_t n_backends;
 } MigrationRequest;
 
 #define MIGRATION_REQUEST_INIT \

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -211,6 +212,7 @@ MigrationReport *migration_report_unref(MigrationReport *r) {
         free(r->name);
         migration_kvm_counters_done(&r->kvm);
         free(r->tracepoints.reason);
+        guest_ram_ranges_free(r->guest_ram_ranges, r->n_guest_ram_ranges);
         return mfree(r);
 }
 
@@ -238,6 +240,84 @@ static int add_residency(json_object *o, const char *key, const NumaResidency *r
         return json_add(o, key, TAKE_PTR(a));
 }
 
+static int guest_ram_pages_json(const uint64_t per_node[static NUMA_NODES_MAX], uint64_t page_size, json_object **ret) {
+        _cleanup_json_ json_object *a = json_object_new_array();
+
+        if (!a)
+                return -ENOMEM;
+        for (unsigned n = 0; n < NUMA_NODES_MAX; n++) {
+                _cleanup_json_ json_object *x = NULL;
+
+                if (per_node[n] == 0)
+                        continue;
+                x = json_object_new_object();
+                if (!x || json_add_int(x, "node", n) < 0 || json_add_uint(x, "pages", per_node[n]) < 0 ||
+                    json_add_uint(x, "bytes", per_node[n] * page_size) < 0 ||
+                    json_object_array_add(a, x) < 0)
+                        return -ENOMEM;
+                TAKE_PTR(x);
+        }
+        *ret = TAKE_PTR(a);
+        return 0;
+}
+
+/* "guestRam": {"ranges": [{"start", "size", "pageSize", "rssBytes", "path"?}], "pagesTotal", "pagesAsked",
+ * "pagesMoved", "pagesFailed", "failed": [{"errno", "pages"}], "residencyBefore", "residencyAfter" (pages per
+ * node of the ranges alone, from move_pages' queries), "notPresentBefore", "notPresentAfter", "calls",
+ * "moveUSec", "bytesPerSecond"} */
+static int guest_ram_to_json(const MigrationReport *rep, json_object **ret) {
+        _cleanup_json_ json_object *o = json_object_new_object(), *ranges = json_object_new_array(),
+                *failed = json_object_new_array(), *before = NULL, *after = NULL;
+        const GuestRamResult *g = &rep->guest_ram;
+        uint64_t page_size = rep->n_guest_ram_ranges > 0 ? rep->guest_ram_ranges[0].page_size : 4096;
+
+        if (!o || !ranges || !failed)
+                return -ENOMEM;
+        for (size_t i = 0; i < rep->n_guest_ram_ranges; i++) {
+                const GuestRamRange *x = &rep->guest_ram_ranges[i];
+                _cleanup_json_ json_object *j = json_object_new_object();
+
+                if (!j || json_add_uint(j, "start", x->start) < 0 || json_add_uint(j, "size", x->size) < 0 ||
+                    json_add_uint(j, "pageSize", x->page_size) < 0 || json_add_uint(j, "rssBytes", x->rss_bytes) < 0 ||
+                    (x->path && json_add_string(j, "path", x->path) < 0) || json_object_array_add(ranges, j) < 0)
+                        return -ENOMEM;
+                TAKE_PTR(j);
+        }
+        for (size_t i = 0; i < g->n_failed; i++) {
+                _cleanup_json_ json_object *j = json_object_new_object();
+                const char *name = strerrorname_np(g->failed[i].error);
+                char buf[32];
+
+                if (!name) {
+                        (void) snprintf(buf, sizeof(buf), "%i", g->failed[i].error);
+                        name = buf;
+                }
+                if (!j || json_add_string(j, "errno", name) < 0 || json_add_uint(j, "pages", g->failed[i].pages) < 0 ||
+                    json_object_array_add(failed, j) < 0)
+                        return -ENOMEM;
+                TAKE_PTR(j);
+        }
+        if (guest_ram_pages_json(g->before, page_size, &before) < 0 ||
+            guest_ram_pages_json(g->after, page_size, &after) < 0 ||
+            json_add(o, "ranges", TAKE_PTR(ranges)) < 0 ||
+            json_add_uint(o, "pagesTotal", g->pages_total) < 0 ||
+            json_add_uint(o, "pagesAsked", g->pages_asked) < 0 ||
+            json_add_uint(o, "pagesMoved", g->pages_moved) < 0 ||
+            json_add_uint(o, "pagesFailed", g->pages_failed) < 0 ||
+            json_add(o, "failed", TAKE_PTR(failed)) < 0 ||
+            json_add(o, "residencyBefore", TAKE_PTR(before)) < 0 ||
+            json_add(o, "residencyAfter", TAKE_PTR(after)) < 0 ||
+            json_add_uint(o, "notPresentBefore", g->not_present_before) < 0 ||
+            json_add_uint(o, "notPresentAfter", g->not_present_after) < 0 ||
+            json_add_uint(o, "calls", g->calls) < 0 ||
+            json_add_uint(o, "moveUSec", g->move_usec) < 0 ||
+            json_add_double(o, "bytesPerSecond", g->move_usec > 0 ?
+                            (double) g->pages_moved * (double) page_size * USEC_PER_SEC / (double) g->move_usec : 0) < 0)
+                return -ENOMEM;
+        *ret = TAKE_PTR(o);
+        return 0;
+}
+
 int migration_report_to_json(const MigrationReport *rep, json_object **ret) {
         _cleanup_json_ json_object *o = json_object_new_object(), *kvm = NULL, *tp = NULL;
         _cleanup_free_ char *from = node_mask_format(rep->from), *to = node_mask_format(rep->to);
@@ -257,6 +337,15 @@ int migration_report_to_json(const MigrationReport *rep, json_object **ret) {
                 return r;
         if (rep->pingpong_move > 0 && (r = json_add_int(o, "pingPongMove", rep->pingpong_move)) < 0)
                 return r;
+        if (rep->scope != MIGRATION_SCOPE_PROCESS &&
+            (r = json_add_string(o, "scope", migration_scope_to_string(rep->scope))) < 0)
+                return r;
+        if (rep->have_guest_ram) {
+                _cleanup_json_ json_object *g = NULL;
+
+                if ((r = guest_ram_to_json(rep, &g)) < 0 || (r = json_add(o, "guestRam", TAKE_PTR(g))) < 0)
+                        return r;
+        }
 
         if (migration_report_failed(rep)) {
                 if ((r = json_add_string(o, "result", "failed")) < 0 ||

@@ -58,6 +58,11 @@ typedef struct MigrationReport {
         long syscall_pages_not_moved;   /* migrate_pages' return, valid when error == 0 */
         MigrationKvmCounters kvm;       /* over the move and the settle time */
         MigrationTracepoints tracepoints;
+        MigrationScope scope;
+        bool have_guest_ram;            /* scope guest-ram and move_pages ran: */
+        GuestRamResult guest_ram;
+        GuestRamRange *guest_ram_ranges;
+        size_t n_guest_ram_ranges;
 } MigrationReport;
 
 int migration_report_new(MigrationReport **ret);
@@ -77,7 +82,7 @@ void migration_report_summarize(MigrationReport *r, uint64_t syscall_usec);
 
 /* {"id", "name", "from", "to", "pid", "startedRealtimeUSec", "settleUSec", "totalUSec", "pingPongMove"?,
  *  "result", "error"?, "residencyBefore"?, "residencyAfter"?, "durationUSec"?, "pagesMoved"?, …,
- *  "syscallPagesNotMoved"?, "kvmStats", "tracepoints"} */
+ *  "syscallPagesNotMoved"?, "kvmStats", "tracepoints", "scope"?, "guestRam"?} ("scope" only when not "process") */
 int migration_report_to_json(const MigrationReport *r, json_object **ret);
 
 /* The moves of one MigratePages call (or ping-pong) so far. */

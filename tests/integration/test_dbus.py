@@ -294,7 +294,7 @@ def test_pin_balloon_migrate_host_memory(daemons, private_bus, workdir):
     p = bus.busctl("introspect", NAME, path)
     assert p.stderr == ""
     for member in (".BalloonTarget", ".BalloonActual", ".PinVCPUs", ".SetBalloon", ".GetBalloon",
-                   ".MigratePages"):
+                   ".MigratePages", ".MigratePagesScoped"):
         assert member in p.stdout, member
     # Not running: no balloon sizes, pinning is refused.
     assert bus.get(path, VM_IFACE, "BalloonTarget") == 2**64 - 1
@@ -352,6 +352,13 @@ def test_pin_balloon_migrate_host_memory(daemons, private_bus, workdir):
         assert "The host has a single NUMA node: there is no other node to move memory to (nodes 1)." in p.stderr, p.stderr
         p = bus.send(path, VM_IFACE, "MigratePages", "string:0", "string:nonsense")
         assert "org.freedesktop.DBus.Error.InvalidArgs" in p.stderr and "to" in p.stderr, p.stderr
+        # MigratePagesScoped: guest-ram runs on a one-node host too (each page is asked to stay on node 0) and
+        # ends with MigrationFinished; a scope that does not exist is refused before anything moves.
+        p = bus.send(path, VM_IFACE, "MigratePagesScoped", "string:0", "string:0", "string:whole")
+        assert "org.freedesktop.DBus.Error.InvalidArgs" in p.stderr and "scope" in p.stderr, p.stderr
+        bus.call(PATH, IFACE, "MigratePagesScoped", "ssss", "fw", "0", "0", "guest-ram")
+        fin = mon.wait(lambda m: m.get("member") == "MigrationFinished", what="MigrationFinished")["payload"]["data"]
+        assert fin[0] == "fw" and fin[2] == "" and fin[3]["Moves"]["data"] == 1, fin
 
         # GetHostMemory: the sampler's last snapshot, in bytes.
         deadline = time.monotonic() + 10

@@ -621,6 +621,77 @@ static void test_run_real_worker(void **state) {
         munmap(mem, size);
 }
 
+/* Scope guest-ram with the real worker on our own process: a named memfd of a size nothing else has is "the
+ * guest RAM"; on the one-node fixture from 0 to 0 is allowed (each page asked to stay on node 0). A backend
+ * size that no mapping has is refused with the reason, nothing moved. */
+static void test_run_guest_ram_real_worker(void **state) {
+        _cleanup_free_ char *flat = data_path("flat");
+        MigrationRequest req = MIGRATION_REQUEST_INIT;
+        size_t size = (5 << 20) + (12 << 10), touched = 700, ps = (size_t) sysconf(_SC_PAGESIZE);
+        uint64_t sizes[1] = { size }, missing[1] = { (7 << 20) + (4 << 10) };
+        _cleanup_json_ json_object *o = NULL;
+        json_object *g;
+        char *mem;
+        Fake f;
+        int fd;
+
+        if (access("/proc/self/smaps", R_OK) < 0 || access("/proc/self/numa_maps", R_OK) < 0)
+                skip();
+        fd = memfd_create("gram-test", 0);
+        assert_true(fd >= 0);
+        assert_int_equal(ftruncate(fd, (off_t) size), 0);
+        mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        assert_true(mem != MAP_FAILED);
+        for (size_t i = 0; i < touched; i++)
+                mem[i * ps] = 1;
+
+        fake_init(&f, flat);
+        f.ctx.job_fn = NULL;            /* numa_migrate_job_run */
+        req.from = "0";
+        req.to = "0";
+        req.settle_usec = 0;
+        req.scope = "guest-ram";
+        req.backend_sizes = sizes;
+        req.n_backends = 1;
+        assert_int_equal(start(&f, &req, NULL), 0);
+        run_until_finished(&f);
+        assert_int_equal(f.error, 0);
+        assert_non_null(f.summary.last_report);
+        assert_true(f.summary.last_report->have_guest_ram);
+        assert_int_equal(f.summary.last_report->n_guest_ram_ranges, 1);
+        assert_int_equal(f.summary.last_report->guest_ram_ranges[0].start, (uintptr_t) mem);
+        assert_int_equal(f.summary.last_report->guest_ram.pages_asked, touched);
+        assert_int_equal(f.summary.last_report->guest_ram.pages_moved, touched);
+        assert_int_equal(migration_report_to_json(f.summary.last_report, &o), 0);
+        assert_string_equal(json_get_string(o, "scope"), "guest-ram");
+        g = json_object_object_get(o, "guestRam");
+        assert_int_equal(json_get_int(g, "pagesAsked", 0), touched);
+        assert_int_equal(json_get_int(g, "pagesTotal", 0), size / ps);
+        assert_string_equal(json_get_string(json_object_array_get_idx(json_object_object_get(g, "ranges"), 0), "path"),
+                            "/memfd:gram-test (deleted)");
+        fake_done(&f);
+
+        fake_init(&f, flat);
+        f.ctx.job_fn = NULL;
+        req.backend_sizes = missing;
+        assert_int_equal(start(&f, &req, NULL), 0);
+        run_until_finished(&f);
+        assert_int_equal(f.error, NUMA_ERROR_MEMORY_CANNOT_MOVE);
+        assert_non_null(strstr(f.reason, "scope guest-ram: the guest's RAM mappings cannot be found"));
+        assert_non_null(strstr(f.reason, "no read-write mapping of 7344128 bytes"));
+        assert_int_equal(migration_history_totals(f.history)->migrations_total, 0);
+        fake_done(&f);
+
+        /* process scope keeps refusing a one-node host */
+        fake_init(&f, flat);
+        req.scope = "process";
+        check_host_error(&f, req, NUMA_ERROR_SINGLE_NODE, "{\"nodes\":1,\"reason\":\"the host has a single NUMA node: "
+                         "there is no other node to move memory to\"}");
+        fake_done(&f);
+        munmap(mem, size);
+        close(fd);
+}
+
 /* ---- reports and errors ----------------------------------------------------------------------- */
 
 static void test_report_json(void **state) {
@@ -735,6 +806,7 @@ int main(int argc, char *argv[]) {
                 cmocka_unit_test(test_run_pingpong),
                 cmocka_unit_test(test_run_cancel),
                 cmocka_unit_test(test_run_real_worker),
+                cmocka_unit_test(test_run_guest_ram_real_worker),
                 cmocka_unit_test(test_report_json),
                 cmocka_unit_test(test_pin),
         };
