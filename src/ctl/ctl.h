@@ -54,6 +54,7 @@ int ctl_memory_layout(const char *name);          /* ctl-monitor.c: memory NAME 
 extern const CtlVerb ctl_experiment_verbs[];    /* ctl-experiment.c: experiment run|list|show|export|cancel|delete */
 extern const CtlVerb ctl_memory_verbs[];        /* ctl-memory.c: memory NAME layout|dirty-rate */
 extern const CtlVerb ctl_console_verbs[];       /* ctl-console.c: console NAME */
+extern const CtlVerb ctl_hotplug_verbs[];       /* ctl-hotplug.c: hotplug NAME SIZE */
 
 const char *ctl_address(void);
 /* Connects to the daemon (with -H: through ssh); on failure prints why and returns -EXIT_CONNECTION (or

@@ -22,6 +22,7 @@ static const CtlVerb *const verb_tables[] = {
         ctl_monitor_verbs,
         ctl_memory_verbs,
         ctl_console_verbs,
+        ctl_hotplug_verbs,
 };
 
 #define ARG_VERSION 0x80

@@ -490,9 +490,32 @@ static int run_guest_copy(sd_bus_message *message, Manager *m, Vm *vm, sd_bus_er
         return r < 0 ? bus_error_from_manager(error, &e, r) : 1;
 }
 
+/* SetHotplugMemory: answered with the varlink reply's hotplug once QEMU reports the size (with wait: once it is
+ * size_bytes); timeout_usec 0 is the default (60 s). */
+static int run_set_hotplug_memory(sd_bus_message *message, Manager *m, Vm *vm, sd_bus_error *error) {
+        _cleanup_free_ char *caller = NULL;
+        ManagerCompletion completion;
+        uint64_t size, timeout;
+        ManagerError e = {};
+        int wait, r;
+
+        r = sd_bus_message_read(message, "tbt", &size, &wait, &timeout);
+        if (r < 0)
+                return r;
+        caller = bus_caller(message);
+        if (!caller)
+                return -ENOMEM;
+        r = agent_completion(message, vm, &completion);
+        if (r < 0)
+                return r;
+        r = manager_hotplug_set(m, vm->name, size, wait, timeout, caller, NULL, &completion, &e);
+        return r < 0 ? bus_error_from_manager(error, &e, r) : 1;
+}
+
 DEFINE_PRIVILEGED(run_guest_exec)
 DEFINE_PRIVILEGED(run_guest_copy)
 DEFINE_PRIVILEGED(run_measure_dirty_rate)
+DEFINE_PRIVILEGED(run_set_hotplug_memory)
 
 /* ---- experiments ------------------------------------------------------------------------------------------ */
 
@@ -827,6 +850,9 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_METHOD_WITH_NAMES("MeasureDirtyRate", "susu", SD_BUS_PARAM(name) SD_BUS_PARAM(period_sec) SD_BUS_PARAM(mode)
                                  SD_BUS_PARAM(sample_pages), "a{sv}", SD_BUS_PARAM(dirty_rate),
                                  method_run_measure_dirty_rate, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("SetHotplugMemory", "stbt", SD_BUS_PARAM(name) SD_BUS_PARAM(size_bytes)
+                                 SD_BUS_PARAM(wait) SD_BUS_PARAM(timeout_usec), "a{sv}", SD_BUS_PARAM(hotplug),
+                                 method_run_set_hotplug_memory, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("StartExperiment", "st", SD_BUS_PARAM(definition_text) SD_BUS_PARAM(iterations), "s",
                                  SD_BUS_PARAM(id), method_start_experiment, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("ListExperiments", "s", SD_BUS_PARAM(guest), "aa{sv}", SD_BUS_PARAM(experiments),

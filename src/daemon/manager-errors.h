@@ -61,6 +61,10 @@
         X(DIRTY_RATE_OUT_OF_RANGE,      DirtyRateOutOfRange,      BOTH) \
         X(DIRTY_RATE_FAILED,            DirtyRateFailed,          BOTH) \
         X(NO_SUCH_BOOT,                 NoSuchBoot,               VARLINK) \
+        X(NO_HOTPLUG_DEVICE,            NoHotplugDevice,          BOTH) \
+        X(HOTPLUG_SIZE_OUT_OF_RANGE,    HotplugSizeOutOfRange,    BOTH) \
+        X(HOTPLUG_TIMEOUT,              HotplugTimeout,           BOTH) \
+        X(HOTPLUG_FAILED,               HotplugFailed,            BOTH) \
         X(INTERNAL_ERROR,               InternalError,            VARLINK) \
         X(INVALID_SIGNAL,               InvalidSignal,            BUS)
 

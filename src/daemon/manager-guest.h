@@ -27,6 +27,7 @@ typedef struct ManagerGuest {
         bool dirty_rate_valid;          /* … the last one measured: its rate (MB/s) and when (CLOCK_REALTIME) */
         int64_t dirty_rate_mb_per_sec;
         uint64_t dirty_rate_realtime_usec;
+        ManagerHotplugCall *hotplug;    /* manager-hotplug.c: the SetHotplugMemory in flight, NULL: none */
 } ManagerGuest;
 
 /* NULL: the daemon holds nothing of a guest called name. */

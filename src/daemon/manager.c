@@ -55,6 +55,7 @@ Manager *manager_free(Manager *m) {
         manager_agent_done(m);
         manager_layout_done(m);
         manager_dirty_rate_done(m);
+        manager_hotplug_done(m);
         m->varlink = varlink_server_free(m->varlink);
         manager_dbus_done(m);
         manager_persist_done(m);
@@ -436,6 +437,9 @@ int manager_start(Manager *m) {
         if (r < 0)
                 return r;
         r = manager_dirty_rate_start(m);
+        if (r < 0)
+                return r;
+        r = manager_hotplug_start(m);
         if (r < 0)
                 return r;
         r = vm_context_add_state_watch(&m->vmctx, manager_on_vm_state_exit, m);

@@ -127,6 +127,11 @@ void manager_layout_done(Manager *m);
 const VarlinkMethod *manager_dirty_rate_methods(void);
 int manager_dirty_rate_start(Manager *m);
 void manager_dirty_rate_done(Manager *m);
+/* manager-hotplug.c: SetHotplugMemory; start watches the guests (leaving running ends a call, a
+ * MEMORY_DEVICE_SIZE_CHANGE reads the size at once), done ends the calls in flight without answering. */
+const VarlinkMethod *manager_hotplug_methods(void);
+int manager_hotplug_start(Manager *m);
+void manager_hotplug_done(Manager *m);
 /* manager-console.c: GetConsole. */
 const VarlinkMethod *manager_console_methods(void);
 /* manager-agent.c: start watches the agents and arms the guest counters timer; apply_config (re)arms it from
@@ -276,3 +281,12 @@ int manager_dirty_rate_measure(Manager *m, const char *name, const DirtyRatePara
                                ManagerDirtyRateProgress progress, ManagerCompletion *completion,
                                ManagerError *ret_error);
 bool manager_dirty_rate_metrics(Manager *m, const char *name, double *ret_bytes_per_sec, uint64_t *ret_realtime_usec);
+/* manager-hotplug.c: SetHotplugMemory: sets the virtio-mem device's requested-size to size; completion (always
+ * consumed) gets {"hotplug": {name, requestedBytes, sizeBytes, maximumBytes, elapsedUSec}} once QEMU reports the
+ * size (with wait: once it equals size, within timeout_usec, 0: 60 s) or the error. progress (optional, with
+ * wait) is called with completion's userdata for each new size. */
+typedef struct ManagerHotplugCall ManagerHotplugCall;
+typedef void (*ManagerHotplugProgress)(uint64_t requested, uint64_t size, uint64_t elapsed_usec, void *userdata);
+int manager_hotplug_set(Manager *m, const char *name, uint64_t size, bool wait, uint64_t timeout_usec,
+                        const char *caller, ManagerHotplugProgress progress, ManagerCompletion *completion,
+                        ManagerError *ret_error);

@@ -7,6 +7,7 @@
 
 #define QEMU_DEFAULT_BINARY "qemu-system-x86_64"
 #define QEMU_MEMORY_BACKEND_ID "m0"
+#define QEMU_VMEM_BACKEND_ID "vmem0"
 /* The fd set that holds the console log's fd (-add-fd set=…, opened as /dev/fdset/…). */
 #define QEMU_CONSOLE_FDSET 1
 
@@ -49,8 +50,10 @@ static const char *qemu_memory_backend_type(VmMemoryBackend b) {
  * [,dump=off][,mem-path=…][,policy=…,host-nodes=…][,prealloc=on[,prealloc-threads=N]]"; options at their QEMU
  * default are left out.
  * QEMU takes a node list as repeated host-nodes= options, one per number or range: "0,2-3" becomes
- * "host-nodes=0,host-nodes=2-3" (checked against QEMU 7.2 with query-memdev). */
-static int qemu_memory_object(const VmSpec *s, char **ret) {
+ * "host-nodes=0,host-nodes=2-3" (checked against QEMU 7.2 with query-memdev).
+ * The virtio-mem device's backend (id vmem0, HotplugSize=) has the same type and options but no prealloc=: that
+ * would allocate all of it at start; the device preallocates the blocks it plugs instead (prealloc=on). */
+static int qemu_memory_object(const VmSpec *s, const char *id, uint64_t bytes, bool prealloc, char **ret) {
         _cleanup_free_ char *buf = NULL, *path = NULL;
         const char *type;
         size_t size = 0;
@@ -70,7 +73,7 @@ static int qemu_memory_object(const VmSpec *s, char **ret) {
         if (!f)
                 return -ENOMEM;
 
-        fprintf(f, "%s,id=%s,size=%" PRIu64, type, QEMU_MEMORY_BACKEND_ID, s->memory_bytes);
+        fprintf(f, "%s,id=%s,size=%" PRIu64, type, id, bytes);
         if (s->backend == VM_MEMORY_BACKEND_MEMFD && s->hugepages) {
                 fputs(",hugetlb=on", f);
                 if (s->hugepage_size != 0)
@@ -101,9 +104,9 @@ static int qemu_memory_object(const VmSpec *s, char **ret) {
                         }
                 }
         }
-        if (s->prealloc)
+        if (prealloc && s->prealloc)
                 fputs(",prealloc=on", f);
-        if (s->prealloc_threads != 0)
+        if (prealloc && s->prealloc_threads != 0)
                 fprintf(f, ",prealloc-threads=%u", s->prealloc_threads);
 
         if (fclose(f) != 0 || !buf)
@@ -137,7 +140,7 @@ bool qemu_argv_agent_port(const VmSpec *spec) {
 
 int qemu_build_argv(const VmSpec *spec, const QemuArgvParams *p, char ***ret) {
         _cleanup_(strv_freep) char **argv = NULL;
-        _cleanup_free_ char *object = NULL;
+        _cleanup_free_ char *object = NULL, *vmem_object = NULL;
         const char *accel = NULL, *cpu = NULL;
         int r;
 
@@ -173,9 +176,14 @@ int qemu_build_argv(const VmSpec *spec, const QemuArgvParams *p, char ***ret) {
         if (p->qga_fd > STDERR_FILENO && (p->qga_fd == p->qmp_fd || p->qga_fd == p->console_fd))
                 return -EINVAL;
 
-        r = qemu_memory_object(spec, &object);
+        r = qemu_memory_object(spec, QEMU_MEMORY_BACKEND_ID, spec->memory_bytes, true, &object);
         if (r < 0)
                 return r;
+        if (spec->hotplug_bytes != 0) {
+                r = qemu_memory_object(spec, QEMU_VMEM_BACKEND_ID, spec->hotplug_bytes, false, &vmem_object);
+                if (r < 0)
+                        return r;
+        }
 
 #define ADD(s)                                          \
         do {                                            \
@@ -203,7 +211,11 @@ int qemu_build_argv(const VmSpec *spec, const QemuArgvParams *p, char ***ret) {
         ADD("-cpu");
         ADD(spec->cpu_model ?: cpu);
         ADD("-m");
-        ADDF("%" PRIu64 "M", spec->memory_bytes >> 20);
+        if (spec->hotplug_bytes != 0)
+                ADDF("%" PRIu64 "M,maxmem=%" PRIu64 "M,slots=1", spec->memory_bytes >> 20,
+                     vm_spec_max_memory(spec) >> 20);
+        else
+                ADDF("%" PRIu64 "M", spec->memory_bytes >> 20);
         ADD("-smp");
         ADDF("%u", spec->vcpus);
         ADD("-object");
@@ -267,6 +279,14 @@ int qemu_build_argv(const VmSpec *spec, const QemuArgvParams *p, char ***ret) {
         if (spec->balloon) {
                 ADD("-device");
                 ADD("virtio-balloon-pci,id=balloon0");
+        }
+
+        if (spec->hotplug_bytes != 0) {
+                ADD("-object");
+                ADD(vmem_object);
+                ADD("-device");
+                ADDF("virtio-mem-pci,id=%s,memdev=%s,node=%u,requested-size=0%s", QEMU_VMEM_DEVICE_ID,
+                     QEMU_VMEM_BACKEND_ID, spec->hotplug_node, spec->prealloc ? ",prealloc=on" : "");
         }
 
         if (qemu_argv_agent_port(spec) && p->qga_fd > STDERR_FILENO) {

@@ -11,6 +11,8 @@
 #define QEMU_AGENT_CHARDEV "qga"
 #define QEMU_AGENT_PORT_ID "qga0"
 #define QEMU_AGENT_PORT_NAME "org.qemu.guest_agent.0"
+/* The virtio-mem device (HotplugSize=): its QOM path is /machine/peripheral/vmem0dev. */
+#define QEMU_VMEM_DEVICE_ID "vmem0dev"
 
 typedef struct QemuArgvParams {
         const char *qmp_path;           /* the QMP socket path, for documentation in status output only */

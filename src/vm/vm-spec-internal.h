@@ -31,6 +31,10 @@
 #define VM_HUGEPAGE_SIZE_MAX (16 * SIZE_GB)
 #define VM_PREALLOC_THREADS_MAX 256U
 
+/* [Memory] HotplugSize=: QEMU's virtio-mem default block size; HotplugNode=: QEMU's MAX_NODES - 1. */
+#define VM_HOTPLUG_BLOCK_SIZE (2 * SIZE_MB)
+#define VM_HOTPLUG_NODE_MAX 127U
+
 #define VM_TIMEOUT_DEFAULT (30 * USEC_PER_SEC)
 #define VM_RESTART_DEFAULT (1 * USEC_PER_SEC)
 #define VM_RESTART_MAX_DEFAULT (60 * USEC_PER_SEC)

@@ -619,6 +619,10 @@ const VmKey vm_keys[] = {
         { "Memory", "MigrateSettleSec", SEC(migrate_settle_usec, VM_MIGRATE_SETTLE_DEFAULT, true, false) },
         { "Memory", "DirtyRing", UNSIGNED(dirty_ring, 0, 0, VM_DIRTY_RING_MAX,
                                           "expected 0 or a power of two from 1024 to %u") },
+        { "Memory", "MaxMemory", SIZE(max_memory_bytes) },
+        { "Memory", "HotplugSize", SIZE(hotplug_bytes) },
+        { "Memory", "HotplugNode", UNSIGNED(hotplug_node, 0, 0, VM_HOTPLUG_NODE_MAX,
+                                                "expected a guest NUMA node number from 0 to %u") },
 
         { "CPU", "VCPUAffinity", NORMALIZED(vcpu_affinity, key_vcpu_affinity) },
         { "CPU", "EmulatorAffinity", NORMALIZED(emulator_affinity, key_emulator_affinity) },

@@ -202,6 +202,42 @@ int vm_spec_validate_internal(const VmSpec *s, const char **ret_field, char **re
                              "Accelerator=tcg has none");
         }
 
+        if (s->max_memory_bytes != 0) {
+                char mem[32], max[32];
+
+                vm_spec_format_size(mem, s->memory_bytes);
+                vm_spec_format_size(max, s->max_memory_bytes);
+                if (s->max_memory_bytes > VM_MEMORY_MAX || s->max_memory_bytes % SIZE_MB != 0)
+                        FAIL("Memory.MaxMemory", "MaxMemory=%s must be a whole number of MiB, at most 16T", max);
+                if (s->max_memory_bytes < s->memory_bytes)
+                        FAIL("Memory.MaxMemory", "MaxMemory=%s is below Memory=%s", max, mem);
+                if (s->hotplug_bytes == 0)
+                        FAIL("Memory.MaxMemory", "MaxMemory= needs HotplugSize=: only a virtio-mem device uses the "
+                             "room above Memory=");
+        }
+        if (s->hotplug_bytes != 0) {
+                uint64_t block = vm_spec_hotplug_block_size(s);
+                char hs[32], bs[32], mem[32], max[32];
+
+                vm_spec_format_size(hs, s->hotplug_bytes);
+                vm_spec_format_size(bs, block);
+                vm_spec_format_size(mem, s->memory_bytes);
+                vm_spec_format_size(max, s->max_memory_bytes);
+                if (s->hotplug_bytes > VM_MEMORY_MAX || s->hotplug_bytes % block != 0)
+                        FAIL("Memory.HotplugSize", "HotplugSize=%s must be a multiple of the virtio-mem block size %s, "
+                             "at most 16T", hs, bs);
+                if (s->max_memory_bytes != 0 && s->max_memory_bytes - s->memory_bytes < s->hotplug_bytes)
+                        FAIL("Memory.MaxMemory", "MaxMemory=%s is below Memory=%s + HotplugSize=%s", max, mem, hs);
+                if (s->backend == VM_MEMORY_BACKEND_FILE)
+                        FAIL("Memory.HotplugSize", "HotplugSize= does not work with Backend=file: the device's memory "
+                             "would need a second file; use Backend=memfd or ram");
+                /* No guest NUMA topology ([VM] gives one node): the device's memory is in node 0. */
+                if (s->hotplug_node != 0)
+                        FAIL("Memory.HotplugNode", "HotplugNode=%u is not a guest NUMA node: the guest has one node, 0",
+                             s->hotplug_node);
+        } else if (s->hotplug_node != 0)
+                FAIL("Memory.HotplugNode", "HotplugNode= needs HotplugSize=");
+
         /* [CPU] */
         if (s->vcpu_affinity) {
                 _cleanup_(vcpu_pin_map_done) VcpuPinMap map = {};
@@ -299,4 +335,17 @@ int vm_spec_validate_internal(const VmSpec *s, const char **ret_field, char **re
 
 #undef FAIL
         return 0;
+}
+
+uint64_t vm_spec_hotplug_block_size(const VmSpec *s) {
+        /* QEMU 7.2 virtio-mem: the larger of 2 MiB (its default on x86-64) and the backend's page size. */
+        if (s->hugepages && s->hugepage_size > VM_HOTPLUG_BLOCK_SIZE)
+                return s->hugepage_size;
+        return VM_HOTPLUG_BLOCK_SIZE;
+}
+
+uint64_t vm_spec_max_memory(const VmSpec *s) {
+        if (s->hotplug_bytes == 0)
+                return 0;
+        return s->max_memory_bytes != 0 ? s->max_memory_bytes : s->memory_bytes + s->hotplug_bytes;
 }

@@ -131,6 +131,13 @@ typedef struct VmSpec {
         unsigned dirty_ring;            /* DirtyRing=, KVM's dirty ring entries per vCPU: 0 (default, none) or a
                                          * power of two 1024 … 65536, as -accel kvm,dirty-ring-size=N; refused with
                                          * Accelerator=tcg, left out (with a warning) when auto falls back to TCG */
+        /* virtio-mem (memory added and removed in device blocks, the balloon's complement): a memory-backend
+         * "vmem0" of HotplugSize= and a virtio-mem-pci "vmem0dev" on it, with -m …,maxmem=MaxMemory,slots=1. */
+        uint64_t max_memory_bytes;      /* MaxMemory=, default 0: Memory= + HotplugSize=; at least that, at most
+                                         * 16T, a whole number of MiB */
+        uint64_t hotplug_bytes;         /* HotplugSize=, default 0 (no virtio-mem device); a multiple of the
+                                         * device's block size (vm_spec_hotplug_block_size) */
+        unsigned hotplug_node;          /* HotplugNode=, default 0: the guest NUMA node the device's memory is in */
 
         /* [CPU] (applied by the NUMA module before the vCPUs first run; see VmContext.prerun) */
         char *vcpu_affinity;            /* VCPUAffinity=, "0:2 1:3-4" (vCPU:CPU list), normalized; NULL: none */
@@ -176,6 +183,11 @@ int vm_spec_parse_json(json_object *definition, const char *name_hint, VmSpec **
 /* Cross-field checks (Initrd without Kernel, neither kernel nor disk, Policy without HostNodes, file backend
  * without Path, HugePages with ram backend, RestartMaxDelaySec < RestartSec, …). */
 int vm_spec_validate(const VmSpec *s, VmSpecError *ret_error);
+
+/* virtio-mem: the device's block size (QEMU's default: 2 MiB, or the huge page size when larger) and the
+ * maxmem= the guest gets (0: none, no HotplugSize=). */
+uint64_t vm_spec_hotplug_block_size(const VmSpec *s);
+uint64_t vm_spec_max_memory(const VmSpec *s);
 
 /* Canonical INI text (every key, defaults included) — parsing it gives an equal spec. */
 int vm_spec_to_ini(const VmSpec *s, char **ret);

@@ -55,7 +55,7 @@ fi
 
 # Modules, in insmod order.  Each list must be closed under "depends=" of earlier entries (checked
 # at build time).
-BASE_MODULES="virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_balloon"
+BASE_MODULES="virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_balloon virtio_mem"
 AGENT_MODULES="virtio_console"
 P9_MODULES="9pnet 9pnet_virtio netfs fscache 9p"
 EXTRA_MODULES="overlay evdev button pvpanic pvpanic-mmio pvpanic-pci"
@@ -359,7 +359,11 @@ idle() { # never returns; `poweroff`/`reboot`/`halt` in the guest signal PID 1
 
 mode=$(arg memvisor.mode || echo idle)
 
-load virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_balloon
+# virtio-mem (memvisor.vm(5) HotplugSize=): the Debian kernel leaves hotplugged memory offline
+# (CONFIG_MEMORY_HOTPLUG_DEFAULT_ONLINE is not set); online_movable lets the device unplug it again.
+echo online_movable > /sys/devices/system/memory/auto_online_blocks 2>/dev/null ||
+    say "cannot set auto_online_blocks"
+load virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_balloon virtio_mem
 
 if [ "$mode" = idle ]; then
     # ACPI power button → busybox acpid → /etc/acpi/PWRF/00000080 → SIGUSR2 to PID 1.

@@ -716,3 +716,28 @@ def test_dirty_rate_over_dbus(daemons, private_bus, workdir):
     p = bus.send(PATH, IFACE, "MeasureDirtyRate", "string:fw", "uint32:1", "string:dirty-bitmap", "uint32:0")
     assert "io.memvisor.Manager1.DirtyRateFailed" in p.stderr and "TCG" in p.stderr, p.stderr
     assert bus.get(vm_path("fw"), VM_IFACE, "State") == "running"
+
+
+def test_hotplug_over_dbus(daemons, private_bus, workdir):
+    """SetHotplugMemory on the manager: a firmware TCG guest with a virtio-mem device but no guest driver, so
+    QEMU takes the requested size and the plugged size stays 0: without wait the reply says so, with wait the
+    call ends with HotplugTimeout; sizes out of range are refused."""
+    bus = private_bus()
+    start_daemon(daemons, bus, workdir, vm_extra="[Memory]\nHotplugSize=64M\n")
+    p = bus.busctl("introspect", NAME, PATH)
+    assert ".SetHotplugMemory" in p.stdout, p.stdout
+    bus.call(PATH, IFACE, "StartVM", "s", "fw")
+    wait_prop(bus, vm_path("fw"), "State", "running")
+
+    res = bus.call(PATH, IFACE, "SetHotplugMemory", "stbt", "fw", 32 << 20, "false", 0)[0]
+    assert res["RequestedBytes"]["data"] == 32 << 20 and res["SizeBytes"]["data"] == 0, res
+    assert res["MaximumBytes"]["data"] == 64 << 20, res
+    p = bus.send(PATH, IFACE, "SetHotplugMemory", "string:fw", "uint64:%d" % (32 << 20), "boolean:true",
+                 "uint64:1000000")
+    assert "io.memvisor.Manager1.HotplugTimeout" in p.stderr and "virtio_mem driver" in p.stderr, p.stderr
+    p = bus.send(PATH, IFACE, "SetHotplugMemory", "string:fw", "uint64:%d" % (128 << 20), "boolean:false",
+                 "uint64:0")
+    assert "io.memvisor.Manager1.HotplugSizeOutOfRange" in p.stderr and "HotplugSize=" in p.stderr, p.stderr
+    p = bus.send(PATH, IFACE, "SetHotplugMemory", "string:fw", "uint64:%d" % (1 << 20), "boolean:false", "uint64:0")
+    assert "io.memvisor.Manager1.HotplugSizeOutOfRange" in p.stderr, p.stderr
+    assert bus.get(vm_path("fw"), VM_IFACE, "State") == "running"

@@ -244,9 +244,10 @@ if cmd('query-name').get('name') != vm_name:
     fail('name differs')
 
 memdev = cmd('query-memdev')
-if len(memdev) != 1:
-    fail(f'expected one memory backend, got {memdev}')
-m = memdev[0]
+backends = [o for o in after('-object') if o.startswith('memory-backend-')]
+if len(memdev) != len(backends):
+    fail(f'expected {len(backends)} memory backend(s), got {memdev}')
+m = [x for x in memdev if x.get('id') == backend['id']][0] if len(memdev) > 1 else memdev[0]
 want = {
     'id': backend['id'],
     'size': int(backend['size']),
@@ -264,6 +265,19 @@ if nodes is None:
 got = {k: m.get(k) for k in want}
 if got != want:
     fail(f'memory backend: wanted {want}, QEMU has {got}')
+
+# [Memory] HotplugSize=: the virtio-mem device on its own backend (vmem0), nothing plugged yet, -m maxmem=.
+vmem = [dict(opts(d)) for d in after('-device') if d.startswith('virtio-mem-pci,')]
+if vmem:
+    vb = dict(o for o in opts([o for o in backends if ',id=vmem0,' in o][0])[1:])
+    devs = [d['data'] for d in cmd('query-memory-devices') if d['type'] == 'virtio-mem']
+    vwant = {'id': vmem[0]['id'], 'memdev': '/objects/' + vmem[0]['memdev'], 'max-size': int(vb['size']),
+            'requested-size': 0, 'size': 0, 'node': int(vmem[0]['node'])}
+    if len(devs) != 1 or {k: devs[0].get(k) for k in vwant} != vwant:
+        fail(f'virtio-mem device: wanted {vwant}, QEMU has {devs}')
+    maxmem = dict(opts(after('-m')[0]))['maxmem']
+    if cmd('query-memory-size-summary')['base-memory'] != int(backend['size']) or not maxmem:
+        fail('virtio-mem: base memory or maxmem differs')
 
 blocks = [b['inserted']['file'] for b in cmd('query-block') if 'inserted' in b]
 if blocks != drives:

@@ -58,6 +58,10 @@ static const GoldenCase golden_cases[] = {
         /* KVM's dirty ring; left out when Accelerator=auto fell back to TCG */
         { "dirty-ring", KERNEL "[Memory]\nDirtyRing=4096\n", KVM_FD3 },
         { "dirty-ring-tcg-fallback", KERNEL "[Memory]\nDirtyRing=4096\n", TCG_FD3 },
+        /* virtio-mem: its backend like the main one, without prealloc= (the device preallocates what it plugs) */
+        { "virtio-mem", KERNEL "[Memory]\nHotplugSize=256M\nMaxMemory=1G\n", TCG_FD3 },
+        { "virtio-mem-memfd-bind-prealloc",
+          KERNEL "[Memory]\nBackend=memfd\nPolicy=bind\nHostNodes=0\nPrealloc=yes\nHotplugSize=128M\n", TCG_FD3 },
 
         /* boot sources, devices, start mode, extra arguments, QMP and console variants */
         { "disks",

@@ -419,6 +419,9 @@ static const GoodCase good_cases[] = {
         { "", "Memory", "DirtyRing", "1024", "DirtyRing=1024\n" },
         { "", "Memory", "DirtyRing", "65536", "DirtyRing=65536\n" },
         { "[Memory]\nDirtyRing=4096\n", "Memory", "DirtyRing", "", "DirtyRing=0\n" },
+        { "[Memory]\nHotplugSize=128M\n", "Memory", "MaxMemory", "1G", "MaxMemory=1G\n" },
+        { "", "Memory", "HotplugSize", "256M", "HotplugSize=256M\n" },
+        { "[Memory]\nHotplugSize=128M\n", "Memory", "HotplugNode", "0", "HotplugNode=0\n" },
         { "", "Restart", "Policy", "on-failure", "Policy=on-failure\n" },
         { "", "Restart", "Policy", "always", "Policy=always\n" },
         { "", "Restart", "Policy", "no", "Policy=no\n" },
@@ -567,6 +570,8 @@ static const BadCase bad_cases[] = {
         { "Memory", "DirtyRing", "65537", "expected 0 or a power of two from 1024 to 65536" },
         { "Memory", "DirtyRing", "-1", "expected 0 or a power of two from 1024 to 65536" },
         { "Memory", "DirtyRing", "4k", "expected 0 or a power of two from 1024 to 65536" },
+        { "Memory", "HotplugNode", "128", "expected a guest NUMA node number from 0 to 127" },
+        { "Memory", "HotplugSize", "lots", "expected a size such as 256M or 1G" },
         { "Memory", "MigrateSettleSec", "-1s", R_DELAY },
         { "Restart", "Policy", "sometimes", "expected no, on-failure or always" },
         { "Restart", "Policy", "on_failure", "expected no, on-failure or always" },
@@ -971,6 +976,23 @@ static const CrossCase cross_cases[] = {
           "DirtyRing=3000 is not 0 or a power of two from 1024 to 65536" },
         { BASE "Accelerator=tcg\n[Memory]\nDirtyRing=4096\n", "Memory.DirtyRing",
           "DirtyRing= needs KVM: it is the size of KVM's dirty ring, and Accelerator=tcg has none" },
+        { BASE "[Memory]\nHotplugSize=256M\nMaxMemory=256M\n", "Memory.MaxMemory", "MaxMemory=256M is below Memory=512M" },
+        { BASE "[Memory]\nHotplugSize=256M\nMaxMemory=640M\n", "Memory.MaxMemory",
+          "MaxMemory=640M is below Memory=512M + HotplugSize=256M" },
+        { BASE "[Memory]\nHotplugSize=3M\n", "Memory.HotplugSize",
+          "HotplugSize=3M must be a multiple of the virtio-mem block size 2M, at most 16T" },
+        { BASE "Memory=2G\n[Memory]\nBackend=memfd\nHugePages=yes\nHugePageSize=1G\nHotplugSize=2M\n", "Memory.HotplugSize",
+          "HotplugSize=2M must be a multiple of the virtio-mem block size 1G, at most 16T" },
+        { BASE "[Memory]\nMaxMemory=1G\n", "Memory.MaxMemory",
+          "MaxMemory= needs HotplugSize=: only a virtio-mem device uses the room above Memory=" },
+        { BASE "[Memory]\nHotplugSize=128M\nMaxMemory=1000K\n", "Memory.MaxMemory",
+          "MaxMemory=1024000 must be a whole number of MiB, at most 16T" },
+        { BASE "[Memory]\nBackend=file\nPath=/dev/hugepages/g\nHotplugSize=128M\n", "Memory.HotplugSize",
+          "HotplugSize= does not work with Backend=file: the device's memory would need a second file; use "
+          "Backend=memfd or ram" },
+        { BASE "[Memory]\nHotplugSize=128M\nHotplugNode=1\n", "Memory.HotplugNode",
+          "HotplugNode=1 is not a guest NUMA node: the guest has one node, 0" },
+        { BASE "[Memory]\nHotplugNode=1\n", "Memory.HotplugNode", "HotplugNode= needs HotplugSize=" },
         { BASE "[Restart]\nRestartSec=10s\nRestartMaxDelaySec=5s\n", "Restart.RestartMaxDelaySec",
           "RestartMaxDelaySec= must not be shorter than RestartSec=" },
         { BASE "[Restart]\nRestartSec=2min\n", "Restart.RestartMaxDelaySec",
@@ -1161,6 +1183,9 @@ static const char full_ini[] =
         "MigrateCount=20\n"
         "MigrateSettleSec=250ms\n"
         "DirtyRing=4096\n"
+        "MaxMemory=0\n"
+        "HotplugSize=0\n"
+        "HotplugNode=0\n"
         "\n"
         "[CPU]\n"
         "VCPUAffinity=0:2 1:3-4,6\n"
@@ -1222,6 +1247,9 @@ static const char minimal_ini[] =
         "MigrateCount=0\n"
         "MigrateSettleSec=1s\n"
         "DirtyRing=0\n"
+        "MaxMemory=0\n"
+        "HotplugSize=0\n"
+        "HotplugNode=0\n"
         "\n"
         "[CPU]\n"
         "VCPUAffinity=\n"
@@ -1326,7 +1354,8 @@ static void test_to_json(void **state) {
                 "\"Memory\":{\"Backend\":\"ram\",\"HugePages\":false,\"Path\":null,\"Policy\":\"default\","
                 "\"HostNodes\":null,\"Prealloc\":false,\"HugePageSize\":0,\"Share\":\"default\",\"Reserve\":true,"
                 "\"PreallocThreads\":0,\"Merge\":true,\"Dump\":true,\"MigrateBetween\":null,\"MigrateEverySec\":\"0\","
-                "\"MigrateCount\":0,\"MigrateSettleSec\":\"1s\",\"DirtyRing\":0},"
+                "\"MigrateCount\":0,\"MigrateSettleSec\":\"1s\",\"DirtyRing\":0,"
+                "\"MaxMemory\":0,\"HotplugSize\":0,\"HotplugNode\":0},"
                 "\"CPU\":{\"VCPUAffinity\":null,\"EmulatorAffinity\":null},"
                 "\"Restart\":{\"Policy\":\"no\",\"RestartSec\":\"1s\",\"RestartMaxDelaySec\":\"1min\","
                 "\"StartLimitBurst\":5,\"StartLimitIntervalSec\":\"1min\"},"
@@ -1470,7 +1499,7 @@ static void test_key_table(void **state) {
                         assert_false(streq(s2, section) && streq(k2, key));
                 }
         }
-        assert_int_equal(n, 50U);
+        assert_int_equal(n, 53U);
         assert_false(vm_spec_key_get(n, &section, &key, &multiple));
 }
 
