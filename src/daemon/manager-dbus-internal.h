@@ -10,6 +10,12 @@
 #include "daemon/manager.h"
 #include "dbus/bus-util.h"
 
+#define BUS_NAME "io.memvisor.Manager1"
+#define BUS_MANAGER_PATH "/io/memvisor/Manager1"
+#define BUS_MANAGER_INTERFACE "io.memvisor.Manager1"
+#define BUS_VM_PREFIX "/io/memvisor/Manager1/vm"
+#define BUS_VM_INTERFACE "io.memvisor.VM1"
+
 /* The D-Bus error of a failed operation r: its API error, or r itself when internal. Consumes *e. */
 static inline int bus_error_from_manager(sd_bus_error *error, ManagerError *e, int r) {
         if (!e->name)
@@ -31,3 +37,9 @@ static inline char *bus_caller(sd_bus_message *message) {
 /* manager-dbus-compare.c: CompareExperiments (s a, s b, as counters, t seed, u resamples) → s: the comparison as
  * JSON text (seed 0 and resamples 0: the defaults). */
 int manager_dbus_compare_experiments(sd_bus_message *message, void *userdata, sd_bus_error *error);
+/* manager-dbus-experiment.c */
+int method_start_experiment(sd_bus_message *message, void *userdata, sd_bus_error *error);
+int method_cancel_experiment(sd_bus_message *message, void *userdata, sd_bus_error *error);
+int method_delete_experiment(sd_bus_message *message, void *userdata, sd_bus_error *error);
+int method_list_experiments(sd_bus_message *message, void *userdata, sd_bus_error *error);
+int method_describe_experiment(sd_bus_message *message, void *userdata, sd_bus_error *error);
