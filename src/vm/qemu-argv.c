@@ -6,7 +6,8 @@
 #include "vm/qemu-argv.h"
 
 #define QEMU_DEFAULT_BINARY "qemu-system-x86_64"
-#define QEMU_MEMORY_BACKEND_ID "m0"
+/* The memory backends: m0 for the whole guest, or m0, m1, … one per GuestNode=. */
+#define QEMU_MEMORY_BACKEND_PREFIX "m"
 /* The fd set that holds the console log's fd (-add-fd set=…, opened as /dev/fdset/…). */
 #define QEMU_CONSOLE_FDSET 1
 
@@ -45,12 +46,13 @@ static const char *qemu_memory_backend_type(VmMemoryBackend b) {
         return NULL;
 }
 
-/* "-object memory-backend-…,id=m0,size=…[,hugetlb=on[,hugetlbsize=…]][,share=on|off][,reserve=off][,merge=off]
+/* "-object memory-backend-…,id=mN,size=…[,hugetlb=on[,hugetlbsize=…]][,share=on|off][,reserve=off][,merge=off]
  * [,dump=off][,mem-path=…][,policy=…,host-nodes=…][,prealloc=on[,prealloc-threads=N]]"; options at their QEMU
- * default are left out.
+ * default are left out. policy and host_nodes are the guest's (HostNodes=) or its guest node's.
  * QEMU takes a node list as repeated host-nodes= options, one per number or range: "0,2-3" becomes
  * "host-nodes=0,host-nodes=2-3" (checked against QEMU 7.2 with query-memdev). */
-static int qemu_memory_object(const VmSpec *s, char **ret) {
+static int qemu_memory_object(const VmSpec *s, unsigned index, uint64_t size_bytes, VmMemoryPolicy policy,
+                              const char *host_nodes, char **ret) {
         _cleanup_free_ char *buf = NULL, *path = NULL;
         const char *type;
         size_t size = 0;
@@ -70,7 +72,7 @@ static int qemu_memory_object(const VmSpec *s, char **ret) {
         if (!f)
                 return -ENOMEM;
 
-        fprintf(f, "%s,id=%s,size=%" PRIu64, type, QEMU_MEMORY_BACKEND_ID, s->memory_bytes);
+        fprintf(f, "%s,id=%s%u,size=%" PRIu64, type, QEMU_MEMORY_BACKEND_PREFIX, index, size_bytes);
         if (s->backend == VM_MEMORY_BACKEND_MEMFD && s->hugepages) {
                 fputs(",hugetlb=on", f);
                 if (s->hugepage_size != 0)
@@ -86,10 +88,10 @@ static int qemu_memory_object(const VmSpec *s, char **ret) {
                 fputs(",dump=off", f);
         if (s->backend == VM_MEMORY_BACKEND_FILE && path)
                 fprintf(f, ",mem-path=%s", path);
-        if (s->policy != VM_MEMORY_POLICY_DEFAULT) {
-                fprintf(f, ",policy=%s", vm_memory_policy_to_string(s->policy));
-                if (s->host_nodes) {
-                        const char *p = s->host_nodes;
+        if (policy != VM_MEMORY_POLICY_DEFAULT) {
+                fprintf(f, ",policy=%s", vm_memory_policy_to_string(policy));
+                if (host_nodes) {
+                        const char *p = host_nodes;
 
                         while (*p) {
                                 size_t n = strcspn(p, ",");
@@ -110,6 +112,70 @@ static int qemu_memory_object(const VmSpec *s, char **ret) {
                 return -ENOMEM;
 
         *ret = TAKE_PTR(buf);
+        return 0;
+}
+
+/* One backend and one "-numa node,nodeid=N[,cpus=A-B…],memdev=mN" per GuestNode=, then "-numa
+ * dist,src=,dst=,val=" per GuestDistance=. A vCPU list "0-1,3" becomes repeated cpus= options, as QEMU takes
+ * lists. */
+static int qemu_argv_guest_nodes(const VmSpec *spec, char ***argv) {
+        int r;
+
+        for (size_t i = 0; i < spec->n_guest_nodes; i++) {
+                _cleanup_(vm_guest_node_done) VmGuestNode n = {};
+                _cleanup_free_ char *object = NULL, *buf = NULL;
+                size_t size = 0;
+                FILE *f;
+
+                r = vm_spec_guest_node(spec, i, &n);
+                if (r < 0)
+                        return r;
+                r = qemu_memory_object(spec, (unsigned) i, n.size_bytes, n.policy, n.host_nodes, &object);
+                if (r < 0)
+                        return r;
+                r = strv_extend(argv, "-object");
+                if (r < 0)
+                        return r;
+                r = strv_consume(argv, TAKE_PTR(object));
+                if (r < 0)
+                        return r;
+
+                f = open_memstream(&buf, &size);
+                if (!f)
+                        return -ENOMEM;
+                fprintf(f, "node,nodeid=%zu", i);
+                for (const char *p = n.cpus; p && *p;) {
+                        size_t l = strcspn(p, ",");
+
+                        fprintf(f, ",cpus=%.*s", (int) l, p);
+                        p += l;
+                        if (*p == ',')
+                                p++;
+                }
+                fprintf(f, ",memdev=%s%zu", QEMU_MEMORY_BACKEND_PREFIX, i);
+                if (fclose(f) != 0 || !buf)
+                        return -ENOMEM;
+                r = strv_extend(argv, "-numa");
+                if (r < 0)
+                        return r;
+                r = strv_consume(argv, TAKE_PTR(buf));
+                if (r < 0)
+                        return r;
+        }
+
+        for (size_t i = 0; i < spec->n_guest_distances; i++) {
+                unsigned d[3];
+
+                r = vm_guest_distance_parse(spec->guest_distances[i], d, NULL);
+                if (r < 0)
+                        return r;
+                r = strv_extend(argv, "-numa");
+                if (r < 0)
+                        return r;
+                r = strv_extendf(argv, "dist,src=%u,dst=%u,val=%u", d[0], d[1], d[2]);
+                if (r < 0)
+                        return r;
+        }
         return 0;
 }
 
@@ -173,9 +239,11 @@ int qemu_build_argv(const VmSpec *spec, const QemuArgvParams *p, char ***ret) {
         if (p->qga_fd > STDERR_FILENO && (p->qga_fd == p->qmp_fd || p->qga_fd == p->console_fd))
                 return -EINVAL;
 
-        r = qemu_memory_object(spec, &object);
-        if (r < 0)
-                return r;
+        if (spec->n_guest_nodes == 0) {
+                r = qemu_memory_object(spec, 0, spec->memory_bytes, spec->policy, spec->host_nodes, &object);
+                if (r < 0)
+                        return r;
+        }
 
 #define ADD(s)                                          \
         do {                                            \
@@ -194,7 +262,12 @@ int qemu_build_argv(const VmSpec *spec, const QemuArgvParams *p, char ***ret) {
         ADD("-name");
         ADDF("%s,debug-threads=on", spec->name);
         ADD("-machine");
-        ADDF("%s,memory-backend=%s", spec->machine, QEMU_MEMORY_BACKEND_ID);
+        /* With guest nodes the backends are the nodes' memdev=; QEMU refuses -machine memory-backend= with
+         * those ("'-machine memory-backend' and '-numa memdev' properties are mutually exclusive"). */
+        if (spec->n_guest_nodes == 0)
+                ADDF("%s,memory-backend=%s0", spec->machine, QEMU_MEMORY_BACKEND_PREFIX);
+        else
+                ADD(spec->machine);
         ADD("-accel");
         if (p->accel == VM_ACCEL_KVM && spec->dirty_ring > 0)
                 ADDF("kvm,dirty-ring-size=%u", spec->dirty_ring);
@@ -206,8 +279,13 @@ int qemu_build_argv(const VmSpec *spec, const QemuArgvParams *p, char ***ret) {
         ADDF("%" PRIu64 "M", spec->memory_bytes >> 20);
         ADD("-smp");
         ADDF("%u", spec->vcpus);
-        ADD("-object");
-        ADD(object);
+        if (object) {
+                ADD("-object");
+                ADD(object);
+        }
+        r = qemu_argv_guest_nodes(spec, &argv);
+        if (r < 0)
+                return r;
 
         if (p->qmp_fd >= 0) {
                 ADD("-chardev");

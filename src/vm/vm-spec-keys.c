@@ -619,6 +619,8 @@ const VmKey vm_keys[] = {
         { "Memory", "MigrateSettleSec", SEC(migrate_settle_usec, VM_MIGRATE_SETTLE_DEFAULT, true, false) },
         { "Memory", "DirtyRing", UNSIGNED(dirty_ring, 0, 0, VM_DIRTY_RING_MAX,
                                           "expected 0 or a power of two from 1024 to %u") },
+        { "Memory", "GuestNode", STRV(guest_nodes, n_guest_nodes, vm_spec_key_guest_node, false) },
+        { "Memory", "GuestDistance", STRV(guest_distances, n_guest_distances, vm_spec_key_guest_distance, false) },
 
         { "CPU", "VCPUAffinity", NORMALIZED(vcpu_affinity, key_vcpu_affinity) },
         { "CPU", "EmulatorAffinity", NORMALIZED(emulator_affinity, key_emulator_affinity) },

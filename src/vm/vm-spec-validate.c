@@ -234,6 +234,11 @@ int vm_spec_validate_internal(const VmSpec *s, const char **ret_field, char **re
                              s->emulator_affinity, normalized);
         }
 
+        /* GuestNode= and GuestDistance= against Memory=, VCPUs= and the [Memory] backend keys. */
+        r = vm_spec_validate_numa(s, ret_field, ret_reason);
+        if (r < 0)
+                return r;
+
         /* [Restart] */
         if (!vm_restart_policy_to_string(s->restart))
                 FAIL("Restart.Policy", "Policy= must be no, on-failure or always");
