@@ -1161,6 +1161,8 @@ static const char full_ini[] =
         "MigrateCount=20\n"
         "MigrateSettleSec=250ms\n"
         "DirtyRing=4096\n"
+        "GuestNode=\n"
+        "GuestDistance=\n"
         "\n"
         "[CPU]\n"
         "VCPUAffinity=0:2 1:3-4,6\n"
@@ -1222,6 +1224,8 @@ static const char minimal_ini[] =
         "MigrateCount=0\n"
         "MigrateSettleSec=1s\n"
         "DirtyRing=0\n"
+        "GuestNode=\n"
+        "GuestDistance=\n"
         "\n"
         "[CPU]\n"
         "VCPUAffinity=\n"
@@ -1326,7 +1330,7 @@ static void test_to_json(void **state) {
                 "\"Memory\":{\"Backend\":\"ram\",\"HugePages\":false,\"Path\":null,\"Policy\":\"default\","
                 "\"HostNodes\":null,\"Prealloc\":false,\"HugePageSize\":0,\"Share\":\"default\",\"Reserve\":true,"
                 "\"PreallocThreads\":0,\"Merge\":true,\"Dump\":true,\"MigrateBetween\":null,\"MigrateEverySec\":\"0\","
-                "\"MigrateCount\":0,\"MigrateSettleSec\":\"1s\",\"DirtyRing\":0},"
+                "\"MigrateCount\":0,\"MigrateSettleSec\":\"1s\",\"DirtyRing\":0,\"GuestNode\":[],\"GuestDistance\":[]},"
                 "\"CPU\":{\"VCPUAffinity\":null,\"EmulatorAffinity\":null},"
                 "\"Restart\":{\"Policy\":\"no\",\"RestartSec\":\"1s\",\"RestartMaxDelaySec\":\"1min\","
                 "\"StartLimitBurst\":5,\"StartLimitIntervalSec\":\"1min\"},"
@@ -1462,7 +1466,8 @@ static void test_key_table(void **state) {
                         si++;
                         prev_section = section;
                 }
-                assert_int_equal(multiple, streq(key, "Disk") || streq(key, "ExtraArgs"));
+                assert_int_equal(multiple, streq(key, "Disk") || streq(key, "ExtraArgs") || streq(key, "GuestNode") ||
+                                           streq(key, "GuestDistance"));
                 for (size_t k = 0; k < i; k++) {
                         const char *s2, *k2;
 
@@ -1470,7 +1475,7 @@ static void test_key_table(void **state) {
                         assert_false(streq(s2, section) && streq(k2, key));
                 }
         }
-        assert_int_equal(n, 50U);
+        assert_int_equal(n, 52U);
         assert_false(vm_spec_key_get(n, &section, &key, &multiple));
 }
 
