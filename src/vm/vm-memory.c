@@ -137,6 +137,50 @@ static int mem_path_hugepage_size(const char *path, uint64_t *ret) {
         return 0;
 }
 
+static HugepagesSpread policy_spread(VmMemoryPolicy p) {
+        return p == VM_MEMORY_POLICY_BIND ? HUGEPAGES_ANY_OF : p == VM_MEMORY_POLICY_INTERLEAVE ? HUGEPAGES_EACH
+                                                                                             : HUGEPAGES_ANYWHERE;
+}
+
+/* With GuestNode=: the whole host's free pages for Memory=, then each guest node's size on its own host nodes.
+ * Two guest nodes bound to the same host node are each checked against that node's free pages, not against
+ * their sum. */
+static int check_guest_nodes_hugepages(const VmSpec *spec, const char *sysfs_root, uint64_t size, const char *key,
+                                       char **ret_reason) {
+        _cleanup_free_ char *why = NULL;
+        char s[FORMAT_SIZE_MAX];
+        int r;
+
+        format_size(s, sizeof(s), size);
+        r = hugepages_check(sysfs_root, size, spec->memory_bytes, 0, HUGEPAGES_ANYWHERE, &why);
+        if (r < 0 && why)
+                return asprintf(ret_reason, "%s%s: %s", key, streq(key, "HugePageSize=") ? s : "", why) < 0
+                               ? -ENOMEM : r;
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < spec->n_guest_nodes; i++) {
+                _cleanup_(vm_guest_node_done) VmGuestNode n = {};
+                uint64_t mask = 0;
+
+                r = vm_spec_guest_node(spec, i, &n);
+                if (r < 0)
+                        return r;
+                if (!n.host_nodes || n.policy == VM_MEMORY_POLICY_DEFAULT)
+                        continue;
+                r = numa_node_list_parse(n.host_nodes, &mask);
+                if (r < 0)
+                        return asprintf(ret_reason, "GuestNode=%s: huge pages are counted for nodes below %u only",
+                                        spec->guest_nodes[i], NUMA_NODES_MAX) < 0 ? -ENOMEM : r;
+                r = hugepages_check(sysfs_root, size, n.size_bytes, mask, policy_spread(n.policy), &why);
+                if (r < 0 && why)
+                        return asprintf(ret_reason, "GuestNode=%s (guest node %zu): %s", spec->guest_nodes[i], i,
+                                        why) < 0 ? -ENOMEM : r;
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
 int vm_memory_check_start(const VmSpec *spec, const char *sysfs_root, char **ret_reason) {
         _cleanup_free_ char *why = NULL;
         HugepagesSpread spread = HUGEPAGES_ANYWHERE;
@@ -182,6 +226,8 @@ int vm_memory_check_start(const VmSpec *spec, const char *sysfs_root, char **ret
                 key = "HugePages=yes";
         }
 
+        if (spec->n_guest_nodes > 0)
+                return check_guest_nodes_hugepages(spec, sysfs_root, size, key, ret_reason);
         if (spec->host_nodes && spec->policy != VM_MEMORY_POLICY_DEFAULT) {
                 r = numa_node_list_parse(spec->host_nodes, &mask);
                 if (r < 0)

@@ -164,6 +164,17 @@ static void test_guest(void **state) {
                   "has node 0 only" },
                 { "Memory=128M\nVCPUs=2\n[Memory]\nGuestNode=64M cpus=0 hostnodes=0 policy=bind\n"
                   "GuestNode=64M cpus=1 hostnodes=0 policy=preferred\n", NULL, NULL, 0, NULL },
+                /* Huge pages per guest node, on that node's host nodes (node 0: 30 free). */
+                { "Memory=128M\n[Memory]\nBackend=memfd\nHugePages=yes\nHugePageSize=2M\n"
+                  "GuestNode=64M cpus=0 hostnodes=0 policy=bind\nGuestNode=64M\n", NULL, NULL, -ENOSPC,
+                  "GuestNode=64M cpus=0 hostnodes=0 policy=bind (guest node 0): the guest needs 32 huge pages of 2M "
+                  "(64M) on host node 0 (bind); free: node 0: 30; whole host: 80 free, not reserved " HOW },
+                { "Memory=128M\n[Memory]\nBackend=memfd\nHugePages=yes\nHugePageSize=2M\n"
+                  "GuestNode=32M cpus=0 hostnodes=0 policy=bind\nGuestNode=96M\n", NULL, NULL, 0, NULL },
+                { "Memory=256M\n[Memory]\nBackend=memfd\nHugePages=yes\n"
+                  "GuestNode=32M cpus=0 hostnodes=0 policy=bind\nGuestNode=224M\n", NULL, NULL, -ENOSPC,
+                  "HugePages=yes: the guest needs 128 huge pages of 2M (256M); the host has 80 free, not "
+                  "reserved " HOW },
                 /* A node without policy= takes HostNodes= of [Memory]. */
                 { "Memory=128M\n[Memory]\nPolicy=interleave\nHostNodes=0-1\nGuestNode=128M cpus=0\n",
                   "Memory.GuestNode", "GuestNode=128M cpus=0: guest node 0 is bound to host nodes 0-1, but the host "
