@@ -475,6 +475,10 @@ static int key_vcpu_affinity(VmSpecParser *p, const VmKey *k, const char *v, voi
         char *n;
         int r;
 
+        /* "node": each vCPU on the host CPUs of its guest node's host nodes (GuestNode=), resolved at start. */
+        if (streq(v, VM_VCPU_AFFINITY_NODE))
+                return free_and_strdup(field, v);
+
         r = vcpu_pin_map_parse(v, &map, &bad);
         if (r == -ENOMEM)
                 return r;
@@ -485,7 +489,7 @@ static int key_vcpu_affinity(VmSpecParser *p, const VmKey *k, const char *v, voi
                                "CPUs below %u)", bad, VCPU_PIN_MAX, CPU_SET_MAX);
         if (r < 0)
                 return reasonf(ret_reason, -EINVAL, "expected VCPU:CPULIST entries separated by blanks, such as "
-                               "\"0:2 1:3\"");
+                               "\"0:2 1:3\", or node");
         r = vcpu_pin_map_format(&map, &n);
         if (r < 0)
                 return r;

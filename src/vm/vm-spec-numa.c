@@ -10,6 +10,7 @@
 #include "basic/parse.h"
 #include "basic/strv.h"
 #include "numa/cpu-set.h"
+#include "numa/numa-topology.h"
 #include "vm/vm-spec-internal.h"
 
 #define reasonf vm_spec_reasonf
@@ -232,6 +233,8 @@ int vm_spec_validate_numa(const VmSpec *s, const char **ret_field, char **ret_re
         if (s->n_guest_nodes == 0) {
                 if (s->n_guest_distances > 0)
                         FAIL("Memory.GuestDistance", "GuestDistance= needs GuestNode= lines");
+                if (s->vcpu_affinity && streq(s->vcpu_affinity, VM_VCPU_AFFINITY_NODE))
+                        FAIL("CPU.VCPUAffinity", "VCPUAffinity=node needs GuestNode= lines (with host nodes)");
                 return 0;
         }
 
@@ -259,6 +262,11 @@ int vm_spec_validate_numa(const VmSpec *s, const char **ret_field, char **ret_re
                 if (!streq(canonical, s->guest_nodes[i]))
                         FAIL("Memory.GuestNode", "GuestNode=%s is not normalized, expected %s", s->guest_nodes[i],
                              canonical);
+                if (s->vcpu_affinity && streq(s->vcpu_affinity, VM_VCPU_AFFINITY_NODE) &&
+                    (n.policy < 0 ? s->policy : n.policy) == VM_MEMORY_POLICY_DEFAULT)
+                        FAIL("CPU.VCPUAffinity", "VCPUAffinity=node needs host nodes for every guest node, and guest "
+                             "node %zu has none (give it hostnodes= and policy=, or set [Memory] Policy= and "
+                             "HostNodes=)", i);
                 if (s->hugepage_size != 0 && n.size_bytes % s->hugepage_size != 0) {
                         vm_spec_format_size(a, n.size_bytes);
                         vm_spec_format_size(b, s->hugepage_size);
@@ -339,5 +347,78 @@ int vm_spec_validate_numa(const VmSpec *s, const char **ret_field, char **ret_re
                                              "needs both directions, and %u to %u is missing", i, j);
 
 #undef FAIL
+        return 0;
+}
+
+int vm_spec_vcpu_affinity_map(const VmSpec *s, const NumaTopology *t, char **ret_map, char **ret_reason) {
+        _cleanup_free_ char *buf = NULL;
+        bool first = true;
+        size_t size = 0;
+        FILE *f;
+        int r;
+
+        *ret_map = NULL;
+        if (!s->vcpu_affinity)
+                return 0;
+        if (!streq(s->vcpu_affinity, VM_VCPU_AFFINITY_NODE)) {
+                *ret_map = strdup(s->vcpu_affinity);
+                return *ret_map ? 0 : -ENOMEM;
+        }
+
+        f = open_memstream(&buf, &size);
+        if (!f)
+                return -ENOMEM;
+        r = 0;
+        for (size_t i = 0; i < s->n_guest_nodes && r >= 0; i++) {
+                _cleanup_(vm_guest_node_done) VmGuestNode n = {};
+                _cleanup_free_ char *cpus = NULL;
+                CpuSet host = {}, vcpus;
+                uint64_t mask = 0;
+
+                r = vm_spec_guest_node(s, i, &n);
+                if (r < 0)
+                        break;
+                if (!n.cpus)
+                        continue;
+                if (!n.host_nodes || numa_node_list_parse(n.host_nodes, &mask) < 0) {
+                        r = reasonf(ret_reason, -EINVAL, "VCPUAffinity=node: guest node %zu has no host nodes below "
+                                    "%u", i, NUMA_NODES_MAX);
+                        break;
+                }
+                for (unsigned h = 0; h < NUMA_NODES_MAX && r >= 0; h++) {
+                        const NumaNode *hn;
+
+                        if (!(mask & (UINT64_C(1) << h)))
+                                continue;
+                        hn = numa_topology_find_node(t, h);
+                        if (!hn || cpu_set_is_empty(&hn->cpus)) {
+                                r = reasonf(ret_reason, -ENOENT, "VCPUAffinity=node: host node %u of guest node %zu "
+                                            "%s", h, i, hn ? "has no CPUs" : "is not online");
+                                break;
+                        }
+                        for (unsigned c = 0; c < CPU_SET_MAX; c++)
+                                if (cpu_set_contains(&hn->cpus, c))
+                                        cpu_set_add(&host, c);
+                }
+                if (r < 0)
+                        break;
+                r = cpu_list_format(&host, &cpus);
+                if (r < 0)
+                        break;
+                if (cpu_list_parse(n.cpus, &vcpus) < 0) {
+                        r = -EINVAL;
+                        break;
+                }
+                for (unsigned v = 0; v < VM_MAX_VCPUS; v++)
+                        if (cpu_set_contains(&vcpus, v))
+                                fprintf(f, "%s%u:%s", first ? "" : " ", v, cpus), first = false;
+        }
+        if (fclose(f) != 0 && r >= 0)
+                r = -ENOMEM;
+        if (r < 0)
+                return r;
+        if (isempty(buf))
+                return 0;       /* only memory-only nodes: nothing to pin */
+        *ret_map = TAKE_PTR(buf);
         return 0;
 }

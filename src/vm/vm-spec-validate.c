@@ -203,7 +203,7 @@ int vm_spec_validate_internal(const VmSpec *s, const char **ret_field, char **re
         }
 
         /* [CPU] */
-        if (s->vcpu_affinity) {
+        if (s->vcpu_affinity && !streq(s->vcpu_affinity, VM_VCPU_AFFINITY_NODE)) {
                 _cleanup_(vcpu_pin_map_done) VcpuPinMap map = {};
                 _cleanup_free_ char *normalized = NULL;
 

@@ -13,6 +13,7 @@
 
 #include "balloon/balloon-util.h"
 #include "basic/macro.h"
+#include "numa/numa-topology.h"
 
 typedef enum VmAccel {
         VM_ACCEL_AUTO,          /* KVM when /dev/kvm is usable, else TCG */
@@ -78,6 +79,7 @@ DECLARE_STRING_TABLE(vm_memory_share, VmMemoryShare);
 #define VM_MAX_VCPUS 512
 #define VM_MAX_EXTRA_ARGS 256
 #define VM_MAX_GUEST_NODES 8
+#define VM_VCPU_AFFINITY_NODE "node"
 #define VM_MAX_GUEST_DISTANCES (VM_MAX_GUEST_NODES * (VM_MAX_GUEST_NODES - 1))
 #define VM_ARG_MAX (128U * 1024U)
 #define VM_DIRTY_RING_MIN 1024U        /* QEMU and KVM: a power of two; KVM reserves some entries, so fewer are */
@@ -142,7 +144,9 @@ typedef struct VmSpec {
         size_t n_guest_distances;
 
         /* [CPU] (applied by the NUMA module before the vCPUs first run; see VmContext.prerun) */
-        char *vcpu_affinity;            /* VCPUAffinity=, "0:2 1:3-4" (vCPU:CPU list), normalized; NULL: none */
+        char *vcpu_affinity;            /* VCPUAffinity=, "0:2 1:3-4" (vCPU:CPU list), normalized, or "node"
+                                         * (VM_VCPU_AFFINITY_NODE: each vCPU within the host CPUs of its guest
+                                         * node's host nodes, vm_spec_vcpu_affinity_map()); NULL: none */
         char *emulator_affinity;        /* EmulatorAffinity=, CPU list for QEMU's other threads; NULL: none */
 
         /* [Restart] */
@@ -224,3 +228,8 @@ int vm_guest_node_format(const VmGuestNode *n, char **ret);
 int vm_spec_guest_node(const VmSpec *s, size_t i, VmGuestNode *ret);
 /* One GuestDistance= value: ret = { from, to, distance }. */
 int vm_guest_distance_parse(const char *text, unsigned ret[static 3], char **ret_reason);
+
+/* VCPUAffinity=: the vCPU pin map to apply on this host ("0:2 1:3-4"), in *ret_map; NULL when there is none.
+ * For "node" each vCPU gets the CPUs of its guest node's host nodes in t; a host node that is not in t, or has
+ * no CPUs, is -ENOENT with *ret_reason. */
+int vm_spec_vcpu_affinity_map(const VmSpec *s, const NumaTopology *t, char **ret_map, char **ret_reason);

@@ -77,7 +77,8 @@ def test_guest_numa_two_nodes(daemons, test_guest):
         "[Memory]\nBackend=memfd\n"
         "GuestNode=320M cpus=0 hostnodes=0 policy=bind\n"
         "GuestNode=192M cpus=1 hostnodes=0 policy=preferred\n"
-        "GuestDistance=0 1 21\n" % (test_guest, test_guest))
+        "GuestDistance=0 1 21\n"
+        "[CPU]\nVCPUAffinity=node\n" % (test_guest, test_guest))
     ok(d, "Reload")
     ok(d, "StartVM", {"name": "gn"})
     wait_for(lambda: (ok(d, "DescribeVM", {"name": "gn"})["vm"].get("agent") or {}).get("state") == "ready",
@@ -121,6 +122,13 @@ def test_guest_numa_two_nodes(daemons, test_guest):
     assert guest_cat(d, "gn", "/sys/devices/system/node/node1/distance").split() == ["21", "10"]
     print("guest NUMA: present node0 %d KiB, node1 %d KiB; MemTotal node0 %d MiB of 320, node1 %d MiB of 192" %
           (present[0] >> 10, present[1] >> 10, sizes[0], sizes[1]))
+
+    # VCPUAffinity=node: each vCPU thread allowed exactly the CPUs of host node 0 (its guest node's host node).
+    with open("/sys/devices/system/node/node0/cpulist") as f:
+        node0_cpus = f.read().strip()
+    vcpus = ok(d, "GetPlacement", {"name": "gn"})["placement"]["vcpus"]
+    assert [(v["index"], v.get("allowedCPUs")) for v in vcpus] == [(0, node0_cpus), (1, node0_cpus)], vcpus
+    assert "VCPUAffinity=node is 0:%s 1:%s on this host" % (node0_cpus, node0_cpus) in d.log_text(), "no log"
 
     # The host's side: each backend's pages (those touched so far) on host node 0, its bound node.
     layout = ok(d, "DescribeMemoryLayout", {"name": "gn"})["layout"]

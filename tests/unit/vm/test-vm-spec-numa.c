@@ -263,6 +263,52 @@ static void test_validate(void **state) {
         vm_spec_error_done(&e);
 }
 
+/* VCPUAffinity=node: accepted with host nodes for every guest node, resolved to a map on a given host. */
+static void test_vcpu_affinity_node(void **state) {
+        NumaNode nodes[2] = { { .id = 0 }, { .id = 1 } };
+        NumaTopology t = { .nodes = nodes, .n_nodes = 2 };
+        _cleanup_(vm_spec_freep) VmSpec *s = NULL, *plain = NULL;
+        _cleanup_free_ char *map = NULL, *why = NULL;
+
+        for (unsigned c = 0; c < 4; c++)
+                cpu_set_add(&nodes[c / 2].cpus, c);     /* node 0: CPUs 0-1, node 1: CPUs 2-3 */
+
+        s = ini_ok(HEAD "Memory=256M\nVCPUs=3\n[Memory]\nPolicy=bind\nHostNodes=1\n"
+                   "GuestNode=128M cpus=0,2 hostnodes=0 policy=bind\nGuestNode=64M cpus=1\n"
+                   "GuestNode=64M hostnodes=0-1 policy=interleave\n[CPU]\nVCPUAffinity=node\n");
+        assert_string_equal(s->vcpu_affinity, "node");
+        assert_int_equal(vm_spec_vcpu_affinity_map(s, &t, &map, &why), 0);
+        assert_string_equal(map, "0:0-1 2:0-1 1:2-3");
+        map = mfree(map);
+
+        /* A host node this host lacks, or one without CPUs. */
+        t.n_nodes = 1;
+        assert_int_equal(vm_spec_vcpu_affinity_map(s, &t, &map, &why), -ENOENT);
+        assert_string_equal(why, "VCPUAffinity=node: host node 1 of guest node 1 is not online");
+        assert_null(map);
+        t.n_nodes = 2;
+        nodes[1].cpus = (CpuSet) {};
+        why = mfree(why);
+        assert_int_equal(vm_spec_vcpu_affinity_map(s, &t, &map, &why), -ENOENT);
+        assert_string_equal(why, "VCPUAffinity=node: host node 1 of guest node 1 has no CPUs");
+
+        /* A plain map passes through; none is NULL. */
+        plain = ini_ok(HEAD "VCPUs=2\n[CPU]\nVCPUAffinity=1:3 0:2\n");
+        assert_int_equal(vm_spec_vcpu_affinity_map(plain, &t, &map, NULL), 0);
+        assert_string_equal(map, "0:2 1:3");
+        map = mfree(map);
+
+        ini_fails(HEAD "[CPU]\nVCPUAffinity=node\n", "CPU.VCPUAffinity",
+                  "web.vm: VCPUAffinity=node needs GuestNode= lines (with host nodes)");
+        ini_fails(HEAD "Memory=128M\n[Memory]\nGuestNode=64M cpus=0 hostnodes=0 policy=bind\nGuestNode=64M\n"
+                  "[CPU]\nVCPUAffinity=node\n", "CPU.VCPUAffinity",
+                  "web.vm: VCPUAffinity=node needs host nodes for every guest node, and guest node 1 has none (give "
+                  "it hostnodes= and policy=, or set [Memory] Policy= and HostNodes=)");
+        ini_fails(HEAD "[CPU]\nVCPUAffinity=nodes\n", "CPU.VCPUAffinity",
+                  "web.vm:4: Invalid value 'nodes' for VCPUAffinity=: 'nodes' is not VCPU:CPULIST such as 0:2 or "
+                  "1:3-4,6 (vCPUs below 512, CPUs below 1024)");
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_parse),
@@ -270,6 +316,7 @@ int main(void) {
                 cmocka_unit_test(test_bad_lines),
                 cmocka_unit_test(test_cross),
                 cmocka_unit_test(test_validate),
+                cmocka_unit_test(test_vcpu_affinity_node),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
