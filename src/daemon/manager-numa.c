@@ -89,6 +89,7 @@ static int numa_prerun(Vm *vm, void *userdata) {
         _cleanup_(numa_pin_result_done) NumaPinResult res = {};
         _cleanup_(numa_error_done) NumaError e = {};
         _cleanup_free_ NumaVcpuThread *vcpus = manager_guest_vcpu_threads(vm);
+        _cleanup_free_ char *map = NULL, *why = NULL;
         int r;
 
         r = numa_topology_read(m->numa->sysfs_root, &t);
@@ -96,12 +97,20 @@ static int numa_prerun(Vm *vm, void *userdata) {
                 return log_error_errno(r, "Failed to read the NUMA topology for pinning guest %s: %m", vm->name);
         if (!vcpus)
                 return log_oom();
+        /* VCPUAffinity=node becomes a map from the guest nodes' host nodes on this host. */
+        r = vm_spec_vcpu_affinity_map(spec, t, &map, &why);
+        if (r == -ENOMEM)
+                return log_oom();
+        if (r < 0)
+                return log_error_errno(r, "Guest %s: cannot pin its vCPUs: %s", vm->name, why ?: strerror(-r));
+        if (map && !streq(map, strempty(spec->vcpu_affinity)))
+                log_info("Guest %s: VCPUAffinity=%s is %s on this host.", vm->name, spec->vcpu_affinity, map);
         r = numa_pin(&(NumaPinRequest) { .proc_root = vm->ctx->proc_root, .pid = vm->pid, .vcpus = vcpus,
-                                         .n_vcpus = vm->n_vcpus, .map = spec->vcpu_affinity,
+                                         .n_vcpus = vm->n_vcpus, .map = map,
                                          .emulator = spec->emulator_affinity },
                      t, &res, &e);
         if (r > 0)
-                return numa_pin_log_error(vm->name, spec->vcpu_affinity, spec->emulator_affinity, &e);
+                return numa_pin_log_error(vm->name, map, spec->emulator_affinity, &e);
         if (r < 0)
                 return log_error_errno(r, "Guest %s: failed to pin its threads: %m", vm->name);
         numa_pin_log(vm->name, &res, spec->emulator_affinity);

@@ -6,7 +6,8 @@
 #include "vm/qemu-argv.h"
 
 #define QEMU_DEFAULT_BINARY "qemu-system-x86_64"
-#define QEMU_MEMORY_BACKEND_ID "m0"
+/* The memory backends: m0 for the whole guest, or m0, m1, … one per GuestNode=. */
+#define QEMU_MEMORY_BACKEND_PREFIX "m"
 #define QEMU_VMEM_BACKEND_ID "vmem0"
 /* The fd set that holds the console log's fd (-add-fd set=…, opened as /dev/fdset/…). */
 #define QEMU_CONSOLE_FDSET 1
@@ -46,14 +47,15 @@ static const char *qemu_memory_backend_type(VmMemoryBackend b) {
         return NULL;
 }
 
-/* "-object memory-backend-…,id=m0,size=…[,hugetlb=on[,hugetlbsize=…]][,share=on|off][,reserve=off][,merge=off]
+/* "-object memory-backend-…,id=mN,size=…[,hugetlb=on[,hugetlbsize=…]][,share=on|off][,reserve=off][,merge=off]
  * [,dump=off][,mem-path=…][,policy=…,host-nodes=…][,prealloc=on[,prealloc-threads=N]]"; options at their QEMU
- * default are left out.
+ * default are left out. policy and host_nodes are the guest's (HostNodes=) or its guest node's.
  * QEMU takes a node list as repeated host-nodes= options, one per number or range: "0,2-3" becomes
  * "host-nodes=0,host-nodes=2-3" (checked against QEMU 7.2 with query-memdev).
  * The virtio-mem device's backend (id vmem0, HotplugSize=) has the same type and options but no prealloc=: that
  * would allocate all of it at start; the device preallocates the blocks it plugs instead (prealloc=on). */
-static int qemu_memory_object(const VmSpec *s, const char *id, uint64_t bytes, bool prealloc, char **ret) {
+static int qemu_memory_object(const VmSpec *s, const char *id, uint64_t size_bytes, VmMemoryPolicy policy,
+                              const char *host_nodes, bool prealloc, char **ret) {
         _cleanup_free_ char *buf = NULL, *path = NULL;
         const char *type;
         size_t size = 0;
@@ -73,7 +75,7 @@ static int qemu_memory_object(const VmSpec *s, const char *id, uint64_t bytes, b
         if (!f)
                 return -ENOMEM;
 
-        fprintf(f, "%s,id=%s,size=%" PRIu64, type, id, bytes);
+        fprintf(f, "%s,id=%s,size=%" PRIu64, type, id, size_bytes);
         if (s->backend == VM_MEMORY_BACKEND_MEMFD && s->hugepages) {
                 fputs(",hugetlb=on", f);
                 if (s->hugepage_size != 0)
@@ -89,10 +91,10 @@ static int qemu_memory_object(const VmSpec *s, const char *id, uint64_t bytes, b
                 fputs(",dump=off", f);
         if (s->backend == VM_MEMORY_BACKEND_FILE && path)
                 fprintf(f, ",mem-path=%s", path);
-        if (s->policy != VM_MEMORY_POLICY_DEFAULT) {
-                fprintf(f, ",policy=%s", vm_memory_policy_to_string(s->policy));
-                if (s->host_nodes) {
-                        const char *p = s->host_nodes;
+        if (policy != VM_MEMORY_POLICY_DEFAULT) {
+                fprintf(f, ",policy=%s", vm_memory_policy_to_string(policy));
+                if (host_nodes) {
+                        const char *p = host_nodes;
 
                         while (*p) {
                                 size_t n = strcspn(p, ",");
@@ -113,6 +115,72 @@ static int qemu_memory_object(const VmSpec *s, const char *id, uint64_t bytes, b
                 return -ENOMEM;
 
         *ret = TAKE_PTR(buf);
+        return 0;
+}
+
+/* One backend and one "-numa node,nodeid=N[,cpus=A-B…],memdev=mN" per GuestNode=, then "-numa
+ * dist,src=,dst=,val=" per GuestDistance=. A vCPU list "0-1,3" becomes repeated cpus= options, as QEMU takes
+ * lists. */
+static int qemu_argv_guest_nodes(const VmSpec *spec, char ***argv) {
+        int r;
+
+        for (size_t i = 0; i < spec->n_guest_nodes; i++) {
+                _cleanup_(vm_guest_node_done) VmGuestNode n = {};
+                _cleanup_free_ char *object = NULL, *buf = NULL;
+                char id[32];
+                size_t size = 0;
+                FILE *f;
+
+                r = vm_spec_guest_node(spec, i, &n);
+                if (r < 0)
+                        return r;
+                snprintf(id, sizeof(id), "%s%zu", QEMU_MEMORY_BACKEND_PREFIX, i);
+                r = qemu_memory_object(spec, id, n.size_bytes, n.policy, n.host_nodes, true, &object);
+                if (r < 0)
+                        return r;
+                r = strv_extend(argv, "-object");
+                if (r < 0)
+                        return r;
+                r = strv_consume(argv, TAKE_PTR(object));
+                if (r < 0)
+                        return r;
+
+                f = open_memstream(&buf, &size);
+                if (!f)
+                        return -ENOMEM;
+                fprintf(f, "node,nodeid=%zu", i);
+                for (const char *p = n.cpus; p && *p;) {
+                        size_t l = strcspn(p, ",");
+
+                        fprintf(f, ",cpus=%.*s", (int) l, p);
+                        p += l;
+                        if (*p == ',')
+                                p++;
+                }
+                fprintf(f, ",memdev=%s%zu", QEMU_MEMORY_BACKEND_PREFIX, i);
+                if (fclose(f) != 0 || !buf)
+                        return -ENOMEM;
+                r = strv_extend(argv, "-numa");
+                if (r < 0)
+                        return r;
+                r = strv_consume(argv, TAKE_PTR(buf));
+                if (r < 0)
+                        return r;
+        }
+
+        for (size_t i = 0; i < spec->n_guest_distances; i++) {
+                unsigned d[3];
+
+                r = vm_guest_distance_parse(spec->guest_distances[i], d, NULL);
+                if (r < 0)
+                        return r;
+                r = strv_extend(argv, "-numa");
+                if (r < 0)
+                        return r;
+                r = strv_extendf(argv, "dist,src=%u,dst=%u,val=%u", d[0], d[1], d[2]);
+                if (r < 0)
+                        return r;
+        }
         return 0;
 }
 
@@ -176,11 +244,15 @@ int qemu_build_argv(const VmSpec *spec, const QemuArgvParams *p, char ***ret) {
         if (p->qga_fd > STDERR_FILENO && (p->qga_fd == p->qmp_fd || p->qga_fd == p->console_fd))
                 return -EINVAL;
 
-        r = qemu_memory_object(spec, QEMU_MEMORY_BACKEND_ID, spec->memory_bytes, true, &object);
-        if (r < 0)
-                return r;
+        if (spec->n_guest_nodes == 0) {
+                r = qemu_memory_object(spec, QEMU_MEMORY_BACKEND_PREFIX "0", spec->memory_bytes, spec->policy,
+                                       spec->host_nodes, true, &object);
+                if (r < 0)
+                        return r;
+        }
         if (spec->hotplug_bytes != 0) {
-                r = qemu_memory_object(spec, QEMU_VMEM_BACKEND_ID, spec->hotplug_bytes, false, &vmem_object);
+                r = qemu_memory_object(spec, QEMU_VMEM_BACKEND_ID, spec->hotplug_bytes, spec->policy,
+                                       spec->host_nodes, false, &vmem_object);
                 if (r < 0)
                         return r;
         }
@@ -202,7 +274,12 @@ int qemu_build_argv(const VmSpec *spec, const QemuArgvParams *p, char ***ret) {
         ADD("-name");
         ADDF("%s,debug-threads=on", spec->name);
         ADD("-machine");
-        ADDF("%s,memory-backend=%s", spec->machine, QEMU_MEMORY_BACKEND_ID);
+        /* With guest nodes the backends are the nodes' memdev=; QEMU refuses -machine memory-backend= with
+         * those ("'-machine memory-backend' and '-numa memdev' properties are mutually exclusive"). */
+        if (spec->n_guest_nodes == 0)
+                ADDF("%s,memory-backend=%s0", spec->machine, QEMU_MEMORY_BACKEND_PREFIX);
+        else
+                ADD(spec->machine);
         ADD("-accel");
         if (p->accel == VM_ACCEL_KVM && spec->dirty_ring > 0)
                 ADDF("kvm,dirty-ring-size=%u", spec->dirty_ring);
@@ -218,8 +295,13 @@ int qemu_build_argv(const VmSpec *spec, const QemuArgvParams *p, char ***ret) {
                 ADDF("%" PRIu64 "M", spec->memory_bytes >> 20);
         ADD("-smp");
         ADDF("%u", spec->vcpus);
-        ADD("-object");
-        ADD(object);
+        if (object) {
+                ADD("-object");
+                ADD(object);
+        }
+        r = qemu_argv_guest_nodes(spec, &argv);
+        if (r < 0)
+                return r;
 
         if (p->qmp_fd >= 0) {
                 ADD("-chardev");

@@ -14,6 +14,67 @@
 #include "numa/numa-topology.h"
 #include "vm/vm-internal.h"
 
+/* The host's online NUMA nodes (sysfs "online"; a kernel without NUMA has node 0 only). */
+static int host_nodes_online(const char *sysfs_root, uint64_t *ret) {
+        _cleanup_free_ char *path = path_join(sysfs_root, "sys/devices/system/node/online"), *text = NULL;
+        size_t n;
+        int r;
+
+        if (!path)
+                return -ENOMEM;
+        r = read_full_file(path, 4096, &text, &n);
+        if (r == -ENOENT) {
+                *ret = 1;
+                return 0;
+        }
+        if (r < 0)
+                return r;
+        text[strcspn(text, "\n")] = 0;
+        return numa_node_list_parse(text, ret);
+}
+
+/* GuestNode= hostnodes= (or the HostNodes= a node takes over): every node must be online on this host. */
+static int check_guest_host_nodes(const VmSpec *spec, const char *sysfs_root, char **ret_reason) {
+        uint64_t online = 0;
+        int r;
+
+        if (spec->n_guest_nodes == 0)
+                return 0;
+        r = host_nodes_online(sysfs_root, &online);
+        if (r < 0)
+                return asprintf(ret_reason, "GuestNode=: cannot read the host's NUMA nodes: %s", strerror(-r)) < 0
+                               ? -ENOMEM : r;
+        for (size_t i = 0; i < spec->n_guest_nodes; i++) {
+                _cleanup_(vm_guest_node_done) VmGuestNode n = {};
+                _cleanup_free_ char *have = NULL;
+                uint64_t mask = 0;
+
+                r = vm_spec_guest_node(spec, i, &n);
+                if (r < 0)
+                        return r;
+                if (!n.host_nodes)
+                        continue;
+                r = numa_node_list_parse(n.host_nodes, &mask);
+                if (r >= 0 && (mask & ~online) == 0)
+                        continue;
+                {
+                        CpuSet set = {};
+
+                        for (unsigned k = 0; k < NUMA_NODES_MAX; k++)
+                                if (online & (UINT64_C(1) << k))
+                                        cpu_set_add(&set, k);
+                        r = cpu_list_format(&set, &have);
+                        if (r < 0)
+                                return r;
+                }
+                return asprintf(ret_reason, "GuestNode=%s: guest node %zu is bound to host node%s %s, but the host "
+                                "has node%s %s only", spec->guest_nodes[i], i, strchr(n.host_nodes, ',') ||
+                                strchr(n.host_nodes, '-') ? "s" : "", n.host_nodes,
+                                __builtin_popcountll(online) == 1 ? "" : "s", have) < 0 ? -ENOMEM : -EOPNOTSUPP;
+        }
+        return 0;
+}
+
 int vm_memory_check_definition(const VmSpec *spec, const char *sysfs_root, const char **ret_field,
                                char **ret_reason) {
         _cleanup_free_ char *sizes = NULL;
@@ -23,6 +84,12 @@ int vm_memory_check_definition(const VmSpec *spec, const char *sysfs_root, const
 
         *ret_field = NULL;
         *ret_reason = NULL;
+        r = check_guest_host_nodes(spec, sysfs_root, ret_reason);
+        if (r < 0) {
+                if (*ret_reason)
+                        *ret_field = "Memory.GuestNode";
+                return r;
+        }
         if (!spec->hugepages || spec->backend != VM_MEMORY_BACKEND_MEMFD)
                 return 0;       /* Backend=file: the page size is the mount's, checked at start */
         if (spec->hugepage_size == 0) {
@@ -70,6 +137,50 @@ static int mem_path_hugepage_size(const char *path, uint64_t *ret) {
         return 0;
 }
 
+static HugepagesSpread policy_spread(VmMemoryPolicy p) {
+        return p == VM_MEMORY_POLICY_BIND ? HUGEPAGES_ANY_OF : p == VM_MEMORY_POLICY_INTERLEAVE ? HUGEPAGES_EACH
+                                                                                             : HUGEPAGES_ANYWHERE;
+}
+
+/* With GuestNode=: the whole host's free pages for Memory=, then each guest node's size on its own host nodes.
+ * Two guest nodes bound to the same host node are each checked against that node's free pages, not against
+ * their sum. */
+static int check_guest_nodes_hugepages(const VmSpec *spec, const char *sysfs_root, uint64_t size, const char *key,
+                                       char **ret_reason) {
+        _cleanup_free_ char *why = NULL;
+        char s[FORMAT_SIZE_MAX];
+        int r;
+
+        format_size(s, sizeof(s), size);
+        r = hugepages_check(sysfs_root, size, spec->memory_bytes, 0, HUGEPAGES_ANYWHERE, &why);
+        if (r < 0 && why)
+                return asprintf(ret_reason, "%s%s: %s", key, streq(key, "HugePageSize=") ? s : "", why) < 0
+                               ? -ENOMEM : r;
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < spec->n_guest_nodes; i++) {
+                _cleanup_(vm_guest_node_done) VmGuestNode n = {};
+                uint64_t mask = 0;
+
+                r = vm_spec_guest_node(spec, i, &n);
+                if (r < 0)
+                        return r;
+                if (!n.host_nodes || n.policy == VM_MEMORY_POLICY_DEFAULT)
+                        continue;
+                r = numa_node_list_parse(n.host_nodes, &mask);
+                if (r < 0)
+                        return asprintf(ret_reason, "GuestNode=%s: huge pages are counted for nodes below %u only",
+                                        spec->guest_nodes[i], NUMA_NODES_MAX) < 0 ? -ENOMEM : r;
+                r = hugepages_check(sysfs_root, size, n.size_bytes, mask, policy_spread(n.policy), &why);
+                if (r < 0 && why)
+                        return asprintf(ret_reason, "GuestNode=%s (guest node %zu): %s", spec->guest_nodes[i], i,
+                                        why) < 0 ? -ENOMEM : r;
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
 int vm_memory_check_start(const VmSpec *spec, const char *sysfs_root, char **ret_reason) {
         _cleanup_free_ char *why = NULL;
         HugepagesSpread spread = HUGEPAGES_ANYWHERE;
@@ -79,6 +190,9 @@ int vm_memory_check_start(const VmSpec *spec, const char *sysfs_root, char **ret
         int r;
 
         *ret_reason = NULL;
+        r = check_guest_host_nodes(spec, sysfs_root, ret_reason);
+        if (r < 0)
+                return r;
         if (spec->backend == VM_MEMORY_BACKEND_FILE) {
                 uint64_t mount = 0;
 
@@ -112,6 +226,8 @@ int vm_memory_check_start(const VmSpec *spec, const char *sysfs_root, char **ret
                 key = "HugePages=yes";
         }
 
+        if (spec->n_guest_nodes > 0)
+                return check_guest_nodes_hugepages(spec, sysfs_root, size, key, ret_reason);
         if (spec->host_nodes && spec->policy != VM_MEMORY_POLICY_DEFAULT) {
                 r = numa_node_list_parse(spec->host_nodes, &mask);
                 if (r < 0)

@@ -131,5 +131,10 @@ void vm_spec_format_sec(char buf[static 64], uint64_t usec);
 /* Exact, parse_size()-compatible text for a size: "512M", "2G", or bytes. */
 void vm_spec_format_size(char buf[static 32], uint64_t bytes);
 
+/* GuestNode= and GuestDistance= (vm-spec-numa.c): the key parsers and the checks across keys. */
+int vm_spec_key_guest_node(VmSpecParser *p, const VmKey *k, const char *v, void *field, char **ret_reason);
+int vm_spec_key_guest_distance(VmSpecParser *p, const VmKey *k, const char *v, void *field, char **ret_reason);
+int vm_spec_validate_numa(const VmSpec *s, const char **ret_field, char **ret_reason);
+
 /* Fills field ("VM.Memory") and reason; returns -EINVAL on the first problem, 0 if the spec is fine. */
 int vm_spec_validate_internal(const VmSpec *s, const char **ret_field, char **ret_reason);

@@ -475,6 +475,10 @@ static int key_vcpu_affinity(VmSpecParser *p, const VmKey *k, const char *v, voi
         char *n;
         int r;
 
+        /* "node": each vCPU on the host CPUs of its guest node's host nodes (GuestNode=), resolved at start. */
+        if (streq(v, VM_VCPU_AFFINITY_NODE))
+                return free_and_strdup(field, v);
+
         r = vcpu_pin_map_parse(v, &map, &bad);
         if (r == -ENOMEM)
                 return r;
@@ -485,7 +489,7 @@ static int key_vcpu_affinity(VmSpecParser *p, const VmKey *k, const char *v, voi
                                "CPUs below %u)", bad, VCPU_PIN_MAX, CPU_SET_MAX);
         if (r < 0)
                 return reasonf(ret_reason, -EINVAL, "expected VCPU:CPULIST entries separated by blanks, such as "
-                               "\"0:2 1:3\"");
+                               "\"0:2 1:3\", or node");
         r = vcpu_pin_map_format(&map, &n);
         if (r < 0)
                 return r;
@@ -623,6 +627,8 @@ const VmKey vm_keys[] = {
         { "Memory", "HotplugSize", SIZE(hotplug_bytes) },
         { "Memory", "HotplugNode", UNSIGNED(hotplug_node, 0, 0, VM_HOTPLUG_NODE_MAX,
                                                 "expected a guest NUMA node number from 0 to %u") },
+        { "Memory", "GuestNode", STRV(guest_nodes, n_guest_nodes, vm_spec_key_guest_node, false) },
+        { "Memory", "GuestDistance", STRV(guest_distances, n_guest_distances, vm_spec_key_guest_distance, false) },
 
         { "CPU", "VCPUAffinity", NORMALIZED(vcpu_affinity, key_vcpu_affinity) },
         { "CPU", "EmulatorAffinity", NORMALIZED(emulator_affinity, key_emulator_affinity) },

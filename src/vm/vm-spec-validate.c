@@ -231,15 +231,16 @@ int vm_spec_validate_internal(const VmSpec *s, const char **ret_field, char **re
                 if (s->backend == VM_MEMORY_BACKEND_FILE)
                         FAIL("Memory.HotplugSize", "HotplugSize= does not work with Backend=file: the device's memory "
                              "would need a second file; use Backend=memfd or ram");
-                /* No guest NUMA topology ([VM] gives one node): the device's memory is in node 0. */
-                if (s->hotplug_node != 0)
-                        FAIL("Memory.HotplugNode", "HotplugNode=%u is not a guest NUMA node: the guest has one node, 0",
-                             s->hotplug_node);
+                /* Without GuestNode= the guest has one node, 0. */
+                if (s->hotplug_node >= MAX(s->n_guest_nodes, (size_t) 1))
+                        FAIL("Memory.HotplugNode", "HotplugNode=%u is not a guest NUMA node: the guest has %zu (0 to "
+                             "%zu)", s->hotplug_node, MAX(s->n_guest_nodes, (size_t) 1),
+                             MAX(s->n_guest_nodes, (size_t) 1) - 1);
         } else if (s->hotplug_node != 0)
                 FAIL("Memory.HotplugNode", "HotplugNode= needs HotplugSize=");
 
         /* [CPU] */
-        if (s->vcpu_affinity) {
+        if (s->vcpu_affinity && !streq(s->vcpu_affinity, VM_VCPU_AFFINITY_NODE)) {
                 _cleanup_(vcpu_pin_map_done) VcpuPinMap map = {};
                 _cleanup_free_ char *normalized = NULL;
 
@@ -269,6 +270,11 @@ int vm_spec_validate_internal(const VmSpec *s, const char **ret_field, char **re
                         FAIL("CPU.EmulatorAffinity", "EmulatorAffinity=%s is not normalized, expected %s",
                              s->emulator_affinity, normalized);
         }
+
+        /* GuestNode= and GuestDistance= against Memory=, VCPUs= and the [Memory] backend keys. */
+        r = vm_spec_validate_numa(s, ret_field, ret_reason);
+        if (r < 0)
+                return r;
 
         /* [Restart] */
         if (!vm_restart_policy_to_string(s->restart))

@@ -13,6 +13,7 @@
 
 #include "balloon/balloon-util.h"
 #include "basic/macro.h"
+#include "numa/numa-topology.h"
 
 typedef enum VmAccel {
         VM_ACCEL_AUTO,          /* KVM when /dev/kvm is usable, else TCG */
@@ -77,6 +78,9 @@ DECLARE_STRING_TABLE(vm_memory_share, VmMemoryShare);
 #define VM_MAX_DISKS 16
 #define VM_MAX_VCPUS 512
 #define VM_MAX_EXTRA_ARGS 256
+#define VM_MAX_GUEST_NODES 8
+#define VM_VCPU_AFFINITY_NODE "node"
+#define VM_MAX_GUEST_DISTANCES (VM_MAX_GUEST_NODES * (VM_MAX_GUEST_NODES - 1))
 #define VM_ARG_MAX (128U * 1024U)
 #define VM_DIRTY_RING_MIN 1024U        /* QEMU and KVM: a power of two; KVM reserves some entries, so fewer are */
 #define VM_DIRTY_RING_MAX 65536U       /* useless; KVM_DIRTY_RING_MAX_ENTRIES */      /* MAX_ARG_STRLEN: execve(2) refuses a longer argument */
@@ -138,9 +142,18 @@ typedef struct VmSpec {
         uint64_t hotplug_bytes;         /* HotplugSize=, default 0 (no virtio-mem device); a multiple of the
                                          * device's block size (vm_spec_hotplug_block_size) */
         unsigned hotplug_node;          /* HotplugNode=, default 0: the guest NUMA node the device's memory is in */
+        /* Guest NUMA nodes (memvisor.vm(5) GuestNode=): node N is the Nth GuestNode= line, each
+         * "SIZE [cpus=LIST] [policy=P [hostnodes=LIST]]" in the canonical form (vm-spec-numa.c reads them);
+         * with none the guest has one node and the backend of the keys above. */
+        char **guest_nodes;             /* GuestNode=, repeatable, at most VM_MAX_GUEST_NODES */
+        size_t n_guest_nodes;
+        char **guest_distances;         /* GuestDistance=, repeatable "A B DISTANCE", canonical */
+        size_t n_guest_distances;
 
         /* [CPU] (applied by the NUMA module before the vCPUs first run; see VmContext.prerun) */
-        char *vcpu_affinity;            /* VCPUAffinity=, "0:2 1:3-4" (vCPU:CPU list), normalized; NULL: none */
+        char *vcpu_affinity;            /* VCPUAffinity=, "0:2 1:3-4" (vCPU:CPU list), normalized, or "node"
+                                         * (VM_VCPU_AFFINITY_NODE: each vCPU within the host CPUs of its guest
+                                         * node's host nodes, vm_spec_vcpu_affinity_map()); NULL: none */
         char *emulator_affinity;        /* EmulatorAffinity=, CPU list for QEMU's other threads; NULL: none */
 
         /* [Restart] */
@@ -210,3 +223,25 @@ int vm_spec_with_settings(const VmSpec *base, char *const *names, char *const *v
 /* The keys of the .vm format (memvisor.vm(5)) in the order of the canonical INI text, for i = 0, 1, … until it
  * returns false. multiple: the key may repeat (an array in JSON). */
 bool vm_spec_key_get(size_t i, const char **ret_section, const char **ret_key, bool *ret_multiple);
+
+/* A guest NUMA node (GuestNode=, vm-spec-numa.c). */
+typedef struct VmGuestNode {
+        uint64_t size_bytes;
+        char *cpus;                     /* vCPU list "0-1,3", canonical; NULL: no vCPUs (a memory-only node) */
+        VmMemoryPolicy policy;          /* its backend's policy= */
+        char *host_nodes;               /* its backend's host-nodes, canonical; NULL with policy default */
+} VmGuestNode;
+
+void vm_guest_node_done(VmGuestNode *n);
+/* One GuestNode= value as written; policy is _VM_MEMORY_POLICY_INVALID when the line has none. */
+int vm_guest_node_parse(const char *text, VmGuestNode *ret, char **ret_reason);
+int vm_guest_node_format(const VmGuestNode *n, char **ret);
+/* Guest node i of a validated spec, with [Memory] Policy= and HostNodes= when its line has no policy=. */
+int vm_spec_guest_node(const VmSpec *s, size_t i, VmGuestNode *ret);
+/* One GuestDistance= value: ret = { from, to, distance }. */
+int vm_guest_distance_parse(const char *text, unsigned ret[static 3], char **ret_reason);
+
+/* VCPUAffinity=: the vCPU pin map to apply on this host ("0:2 1:3-4"), in *ret_map; NULL when there is none.
+ * For "node" each vCPU gets the CPUs of its guest node's host nodes in t; a host node that is not in t, or has
+ * no CPUs, is -ENOENT with *ret_reason. */
+int vm_spec_vcpu_affinity_map(const VmSpec *s, const NumaTopology *t, char **ret_map, char **ret_reason);

@@ -249,7 +249,8 @@ int vm_remove_runtime_dir(VmContext *ctx, const char *name);
 
 /* [Memory] on this host (vm-memory.c). At definition: huge pages of HugePageSize= must be a size the host offers
  * (else *ret_field and *ret_reason, -EOPNOTSUPP). Before a start: enough free huge pages on the host and on the
- * bound nodes, a hugetlbfs Path= of the right size (else *ret_reason with the figures). sysfs_root: "/". */
+ * bound nodes, a hugetlbfs Path= of the right size (else *ret_reason with the figures). Both: every host node a
+ * GuestNode= is bound to is online (sysfs_root/sys/devices/system/node/online). sysfs_root: "/". */
 int vm_memory_check_definition(const VmSpec *spec, const char *sysfs_root, const char **ret_field,
                                char **ret_reason);
 int vm_memory_check_start(const VmSpec *spec, const char *sysfs_root, char **ret_reason);

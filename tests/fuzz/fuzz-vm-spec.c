@@ -3,13 +3,16 @@
  * DefineVM takes with vm_spec_parse_json() (json-c, depth bounded as the varlink server bounds it). Besides
  * the sanitizers, it checks the spec's contract: a refusal carries a message; every accepted spec survives
  * vm_spec_to_ini() → vm_spec_parse_ini(), vm_spec_to_json() → vm_spec_parse_json() and vm_spec_copy() as an
- * equal spec (vm_spec_equal), and passes vm_spec_validate(). */
+ * equal spec (vm_spec_equal), and passes vm_spec_validate(); and QEMU's command line can be built from it
+ * (qemu_build_argv: each GuestNode= line read again, its backend and -numa options). */
 
 #include <stdio.h>
 
 #include "fuzz.h"
 #include "basic/ini.h"
 #include "basic/log.h"
+#include "basic/strv.h"
+#include "vm/qemu-argv.h"
 #include "vm/vm-spec.h"
 
 #define JSON_DEPTH 64
@@ -57,6 +60,17 @@ static void check_round_trips(const VmSpec *s) {
 
         if (vm_spec_copy(s, &c) < 0 || !vm_spec_equal(s, c))
                 abort();
+
+        {
+                _cleanup_(strv_freep) char **argv = NULL;
+
+                r = qemu_build_argv(s, &(QemuArgvParams) { .qmp_fd = 3, .console_fd = 4, .accel = VM_ACCEL_TCG },
+                                    &argv);
+                if (r < 0 && r != -ENOMEM) {
+                        fprintf(stderr, "qemu_build_argv() refuses an accepted spec: %d\n", r);
+                        abort();
+                }
+        }
 }
 
 static void fuzz_ini(const char *text) {

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "basic/fileio.h"
@@ -154,6 +155,30 @@ static void test_guest(void **state) {
                 { "Memory=64M\n[Memory]\nBackend=file\nPath=/\n", NULL, NULL, 0, NULL },
                 { "Memory=64M\n[Memory]\nBackend=file\nPath=/\nHugePages=yes\n", NULL, NULL, -EINVAL,
                   "HugePages=yes: Path=/ is not on a hugetlbfs mount" },
+                /* GuestNode= bound to a host node this host lacks (no node/online here: node 0 only). */
+                { "Memory=128M\nVCPUs=2\n[Memory]\nGuestNode=64M cpus=0 hostnodes=0 policy=bind\n"
+                  "GuestNode=64M cpus=1 hostnodes=1 policy=bind\n", "Memory.GuestNode",
+                  "GuestNode=64M cpus=1 hostnodes=1 policy=bind: guest node 1 is bound to host node 1, but the host "
+                  "has node 0 only", -EOPNOTSUPP,
+                  "GuestNode=64M cpus=1 hostnodes=1 policy=bind: guest node 1 is bound to host node 1, but the host "
+                  "has node 0 only" },
+                { "Memory=128M\nVCPUs=2\n[Memory]\nGuestNode=64M cpus=0 hostnodes=0 policy=bind\n"
+                  "GuestNode=64M cpus=1 hostnodes=0 policy=preferred\n", NULL, NULL, 0, NULL },
+                /* Huge pages per guest node, on that node's host nodes (node 0: 30 free). */
+                { "Memory=128M\n[Memory]\nBackend=memfd\nHugePages=yes\nHugePageSize=2M\n"
+                  "GuestNode=64M cpus=0 hostnodes=0 policy=bind\nGuestNode=64M\n", NULL, NULL, -ENOSPC,
+                  "GuestNode=64M cpus=0 hostnodes=0 policy=bind (guest node 0): the guest needs 32 huge pages of 2M "
+                  "(64M) on host node 0 (bind); free: node 0: 30; whole host: 80 free, not reserved " HOW },
+                { "Memory=128M\n[Memory]\nBackend=memfd\nHugePages=yes\nHugePageSize=2M\n"
+                  "GuestNode=32M cpus=0 hostnodes=0 policy=bind\nGuestNode=96M\n", NULL, NULL, 0, NULL },
+                { "Memory=256M\n[Memory]\nBackend=memfd\nHugePages=yes\n"
+                  "GuestNode=32M cpus=0 hostnodes=0 policy=bind\nGuestNode=224M\n", NULL, NULL, -ENOSPC,
+                  "HugePages=yes: the guest needs 128 huge pages of 2M (256M); the host has 80 free, not "
+                  "reserved " HOW },
+                /* A node without policy= takes HostNodes= of [Memory]. */
+                { "Memory=128M\n[Memory]\nPolicy=interleave\nHostNodes=0-1\nGuestNode=128M cpus=0\n",
+                  "Memory.GuestNode", "GuestNode=128M cpus=0: guest node 0 is bound to host nodes 0-1, but the host "
+                  "has node 0 only", -EOPNOTSUPP, NULL },
         };
 
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
@@ -176,11 +201,33 @@ static void test_guest(void **state) {
         }
 }
 
+/* A host with nodes 0-1 online: node 1 is fine, node 2 is not. */
+static void test_guest_nodes_online(void **state) {
+        _cleanup_(vm_spec_freep) VmSpec *good = NULL, *bad = NULL;
+        _cleanup_free_ char *why = NULL, *path = NULL;
+        const char *field = NULL;
+
+        put("sys/devices/system/node/online", "0-1\n");
+        good = spec("Memory=128M\n[Memory]\nGuestNode=64M cpus=0 hostnodes=1 policy=bind\n"
+                    "GuestNode=64M hostnodes=0-1 policy=interleave\n");
+        assert_int_equal(vm_memory_check_definition(good, root, &field, &why), 0);
+        assert_null(why);
+        bad = spec("Memory=128M\n[Memory]\nGuestNode=64M cpus=0 hostnodes=1 policy=bind\n"
+                   "GuestNode=64M hostnodes=1-2 policy=interleave\n");
+        assert_int_equal(vm_memory_check_definition(bad, root, &field, &why), -EOPNOTSUPP);
+        assert_string_equal(field, "Memory.GuestNode");
+        assert_string_equal(why, "GuestNode=64M hostnodes=1-2 policy=interleave: guest node 1 is bound to host nodes "
+                            "1-2, but the host has nodes 0-1 only");
+        assert_true(asprintf(&path, "%s/sys/devices/system/node/online", root) > 0);
+        assert_int_equal(unlink(path), 0);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_sizes),
                 cmocka_unit_test(test_check),
                 cmocka_unit_test(test_guest),
+                cmocka_unit_test(test_guest_nodes_online),
         };
 
         return cmocka_run_group_tests(tests, setup, teardown);

@@ -103,18 +103,54 @@ def opts(s):
 def after(flag):
     return [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == flag]
 
-# What QEMU should report, from the command line itself.
-obj = opts(after('-object')[0])
+# What QEMU should report, from the command line itself: each memory backend (one, or one per guest NUMA
+# node) as query-memdev shows it.
+def host_nodes(obj):
+    nodes = []
+    for k, v in obj[1:]:
+        if k == 'host-nodes':
+            a, _, b = v.partition('-')
+            try:
+                nodes += list(range(int(a), int(b or a) + 1))
+            except ValueError:
+                return None     # not ours to judge: QEMU will say what it thinks of it
+    return nodes
+
+def backend_want(obj):
+    b = dict(o for o in obj[1:])
+    want = {
+        'id': b['id'],
+        'size': int(b['size']),
+        'policy': b.get('policy', 'default'),
+        'host-nodes': host_nodes(obj),
+        'prealloc': b.get('prealloc') == 'on',
+        # [Memory] Share=, Merge=, Dump=, Reserve=: memfd is shared unless told otherwise, the others private.
+        'share': b.get('share', 'on' if obj[0][0] == 'memory-backend-memfd' else 'off') == 'on',
+        'merge': b.get('merge', 'on') == 'on',
+        'dump': b.get('dump', 'on') == 'on',
+        'reserve': b.get('reserve', 'on') == 'on',
+    }
+    if want['host-nodes'] is None:
+        del want['host-nodes']
+    return want
+
+objects = [opts(o) for o in after('-object') if o.startswith('memory-backend-')]
+obj = objects[0]
 backend = dict(o for o in obj[1:])
-nodes = []
-for k, v in obj[1:]:
-    if k == 'host-nodes':
-        a, _, b = v.partition('-')
-        try:
-            nodes += list(range(int(a), int(b or a) + 1))
-        except ValueError:
-            nodes = None        # not ours to judge: QEMU will say what it thinks of it
-            break
+nodes = host_nodes(obj)
+# -numa node,nodeid=N,cpus=…,memdev=mN: what "info numa" must say (vCPUs and MiB per node).
+numa_nodes = {}
+for n in after('-numa'):
+    if n.startswith('node,'):
+        o = opts(n[5:])
+        d = dict(o)
+        cpus = []
+        for k, v in o:
+            if k == 'cpus':
+                a, _, b = v.partition('-')
+                cpus += list(range(int(a), int(b or a) + 1))
+        size = [int(dict(x[1:])['size']) for x in objects if dict(x[1:])['id'] == d['memdev']][0]
+        numa_nodes[int(d['nodeid'])] = (cpus, size >> 20)
 drives = [dict(opts(d))['file'] for d in after('-drive')]
 balloon = 'virtio-balloon-pci,id=balloon0' in after('-device')
 console = [dict(opts(c[5:]))['path'] for c in after('-chardev') if c.startswith('file,')]
@@ -243,33 +279,34 @@ if status['status'] != 'prelaunch' or status['running']:
 if cmd('query-name').get('name') != vm_name:
     fail('name differs')
 
-memdev = cmd('query-memdev')
-backends = [o for o in after('-object') if o.startswith('memory-backend-')]
-if len(memdev) != len(backends):
-    fail(f'expected {len(backends)} memory backend(s), got {memdev}')
-m = [x for x in memdev if x.get('id') == backend['id']][0] if len(memdev) > 1 else memdev[0]
-want = {
-    'id': backend['id'],
-    'size': int(backend['size']),
-    'policy': backend.get('policy', 'default'),
-    'host-nodes': nodes,
-    'prealloc': backend.get('prealloc') == 'on',
-    # [Memory] Share=, Merge=, Dump=, Reserve=: memfd is shared unless told otherwise, the others private.
-    'share': backend.get('share', 'on' if obj[0][0] == 'memory-backend-memfd' else 'off') == 'on',
-    'merge': backend.get('merge', 'on') == 'on',
-    'dump': backend.get('dump', 'on') == 'on',
-    'reserve': backend.get('reserve', 'on') == 'on',
-}
-if nodes is None:
-    del want['host-nodes']
-got = {k: m.get(k) for k in want}
-if got != want:
-    fail(f'memory backend: wanted {want}, QEMU has {got}')
+memdev = sorted(cmd('query-memdev'), key=lambda m: m['id'])
+wants = sorted((backend_want(o) for o in objects), key=lambda w: w['id'])
+if len(memdev) != len(wants):
+    fail(f'expected {len(wants)} memory backend(s), got {memdev}')
+for m, want in zip(memdev, wants):
+    got = {k: m.get(k) for k in want}
+    if got != want:
+        fail(f'memory backend: wanted {want}, QEMU has {got}')
+m, want = memdev[0], wants[0]
+
+# Guest NUMA nodes: QEMU's own view ("node 0 cpus: 0 1" / "node 0 size: 128 MB"); none without -numa.
+if numa_nodes:
+    info = cmd('human-monitor-command', **{'command-line': 'info numa'})
+    have = {}
+    for line in info.splitlines():
+        w = line.split()
+        if len(w) >= 4 and w[0] == 'node' and w[2] == 'cpus:':
+            have.setdefault(int(w[1]), [[], 0])[0] = [int(c) for c in w[3:]]
+        elif len(w) >= 4 and w[0] == 'node' and w[2] == 'size:':
+            have.setdefault(int(w[1]), [[], 0])[1] = int(w[3])
+    have = {k: (v[0], v[1]) for k, v in have.items()}
+    if have != numa_nodes:
+        fail(f'guest NUMA nodes: wanted {numa_nodes}, QEMU has {have} ({info!r})')
 
 # [Memory] HotplugSize=: the virtio-mem device on its own backend (vmem0), nothing plugged yet, -m maxmem=.
 vmem = [dict(opts(d)) for d in after('-device') if d.startswith('virtio-mem-pci,')]
 if vmem:
-    vb = dict(o for o in opts([o for o in backends if ',id=vmem0,' in o][0])[1:])
+    vb = [dict(o[1:]) for o in objects if dict(o[1:]).get('id') == 'vmem0'][0]
     devs = [d['data'] for d in cmd('query-memory-devices') if d['type'] == 'virtio-mem']
     vwant = {'id': vmem[0]['id'], 'memdev': '/objects/' + vmem[0]['memdev'], 'max-size': int(vb['size']),
             'requested-size': 0, 'size': 0, 'node': int(vmem[0]['node'])}
@@ -320,6 +357,7 @@ except subprocess.TimeoutExpired:
 if proc.returncode != 0:
     fail(f'QEMU exited with {proc.returncode} after quit: {proc.stderr.read().decode(errors="replace")}')
 print(f'ok   {name}: {m["size"] >> 20} MiB {want["policy"]} nodes={nodes} prealloc={want["prealloc"]} '
+      f'backends={len(memdev)} guest-nodes={len(numa_nodes)} '
       f'drives={len(drives)} balloon={balloon} agent={bool(agent)}')
 EOF
 

@@ -55,6 +55,14 @@ static const GoldenCase golden_cases[] = {
         { "file-preferred-prealloc",
           KERNEL "[Memory]\nBackend=file\nPath=" T "/mem,dir/guest.ram\nPolicy=preferred\nHostNodes=0\nPrealloc=yes\n",
           TCG_FD3 },
+        /* guest NUMA nodes: one backend and -numa node per GuestNode=, no -machine memory-backend= */
+        { "guest-nodes", "Memory=256M\nVCPUs=3\nKernel=" T "/vmlinuz\n[Memory]\nBackend=memfd\n"
+          "GuestNode=128M cpus=0-1 hostnodes=0 policy=bind\nGuestNode=128M cpus=2 policy=preferred hostnodes=0\n",
+          TCG_FD3 },
+        { "guest-nodes-inherit-distance",
+          "Memory=384M\nVCPUs=4\nKernel=" T "/vmlinuz\n[Memory]\nPolicy=bind\nHostNodes=0\nPrealloc=yes\n"
+          "GuestNode=256M cpus=0,2\nGuestNode=64M cpus=1,3\nGuestNode=64M policy=default\n"
+          "GuestDistance=0 1 20\nGuestDistance=0 2 30\nGuestDistance=1 2 25\n", TCG_FD3 },
         /* KVM's dirty ring; left out when Accelerator=auto fell back to TCG */
         { "dirty-ring", KERNEL "[Memory]\nDirtyRing=4096\n", KVM_FD3 },
         { "dirty-ring-tcg-fallback", KERNEL "[Memory]\nDirtyRing=4096\n", TCG_FD3 },

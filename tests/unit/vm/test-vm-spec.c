@@ -991,7 +991,7 @@ static const CrossCase cross_cases[] = {
           "HotplugSize= does not work with Backend=file: the device's memory would need a second file; use "
           "Backend=memfd or ram" },
         { BASE "[Memory]\nHotplugSize=128M\nHotplugNode=1\n", "Memory.HotplugNode",
-          "HotplugNode=1 is not a guest NUMA node: the guest has one node, 0" },
+          "HotplugNode=1 is not a guest NUMA node: the guest has 1 (0 to 0)" },
         { BASE "[Memory]\nHotplugNode=1\n", "Memory.HotplugNode", "HotplugNode= needs HotplugSize=" },
         { BASE "[Restart]\nRestartSec=10s\nRestartMaxDelaySec=5s\n", "Restart.RestartMaxDelaySec",
           "RestartMaxDelaySec= must not be shorter than RestartSec=" },
@@ -1186,6 +1186,8 @@ static const char full_ini[] =
         "MaxMemory=0\n"
         "HotplugSize=0\n"
         "HotplugNode=0\n"
+        "GuestNode=\n"
+        "GuestDistance=\n"
         "\n"
         "[CPU]\n"
         "VCPUAffinity=0:2 1:3-4,6\n"
@@ -1250,6 +1252,8 @@ static const char minimal_ini[] =
         "MaxMemory=0\n"
         "HotplugSize=0\n"
         "HotplugNode=0\n"
+        "GuestNode=\n"
+        "GuestDistance=\n"
         "\n"
         "[CPU]\n"
         "VCPUAffinity=\n"
@@ -1355,7 +1359,7 @@ static void test_to_json(void **state) {
                 "\"HostNodes\":null,\"Prealloc\":false,\"HugePageSize\":0,\"Share\":\"default\",\"Reserve\":true,"
                 "\"PreallocThreads\":0,\"Merge\":true,\"Dump\":true,\"MigrateBetween\":null,\"MigrateEverySec\":\"0\","
                 "\"MigrateCount\":0,\"MigrateSettleSec\":\"1s\",\"DirtyRing\":0,"
-                "\"MaxMemory\":0,\"HotplugSize\":0,\"HotplugNode\":0},"
+                "\"MaxMemory\":0,\"HotplugSize\":0,\"HotplugNode\":0,\"GuestNode\":[],\"GuestDistance\":[]},"
                 "\"CPU\":{\"VCPUAffinity\":null,\"EmulatorAffinity\":null},"
                 "\"Restart\":{\"Policy\":\"no\",\"RestartSec\":\"1s\",\"RestartMaxDelaySec\":\"1min\","
                 "\"StartLimitBurst\":5,\"StartLimitIntervalSec\":\"1min\"},"
@@ -1491,7 +1495,8 @@ static void test_key_table(void **state) {
                         si++;
                         prev_section = section;
                 }
-                assert_int_equal(multiple, streq(key, "Disk") || streq(key, "ExtraArgs"));
+                assert_int_equal(multiple, streq(key, "Disk") || streq(key, "ExtraArgs") || streq(key, "GuestNode") ||
+                                           streq(key, "GuestDistance"));
                 for (size_t k = 0; k < i; k++) {
                         const char *s2, *k2;
 
@@ -1499,7 +1504,7 @@ static void test_key_table(void **state) {
                         assert_false(streq(s2, section) && streq(k2, key));
                 }
         }
-        assert_int_equal(n, 53U);
+        assert_int_equal(n, 55U);
         assert_false(vm_spec_key_get(n, &section, &key, &multiple));
 }
 
