@@ -5,6 +5,7 @@
 #include "basic/log.h"
 #include "daemon/manager-experiment.h"
 #include "daemon/manager-numa.h"
+#include "numa/numa-guest-ram.h"
 #include "daemon/manager-persist.h"
 #include "basic/parse.h"
 
@@ -89,10 +90,34 @@ static const MigrationCallbacks migrate_callbacks = {
         .finished = migrate_on_finished,
 };
 
+/* The sizes of the guest's memory backends, for Scope=guest-ram: one per guest node (or Memory=), and the
+ * virtio-mem device's (HotplugSize=). */
+static int guest_backend_sizes(const VmSpec *spec, uint64_t sizes[static NUMA_GUEST_RAM_MAX_BACKENDS],
+                               size_t *ret_n) {
+        size_t n = 0;
+        int r;
+
+        for (size_t i = 0; i < spec->n_guest_nodes && n < NUMA_GUEST_RAM_MAX_BACKENDS; i++) {
+                _cleanup_(vm_guest_node_done) VmGuestNode g = {};
+
+                r = vm_spec_guest_node(spec, i, &g);
+                if (r < 0)
+                        return r;
+                sizes[n++] = g.size_bytes;
+        }
+        if (n == 0)
+                sizes[n++] = spec->memory_bytes;
+        if (spec->hotplug_bytes != 0 && n < NUMA_GUEST_RAM_MAX_BACKENDS)
+                sizes[n++] = spec->hotplug_bytes;
+        *ret_n = n;
+        return 0;
+}
+
 /* Checks a MigratePages request of the guest called name and sets up its run for call (taken on success). */
 static int migrate_prepare(Manager *m, const char *name, MigrationRequest *req, MigrateCall **call,
                            MigrationRun **ret_run, ManagerError *ret_error) {
         _cleanup_(numa_error_done) NumaError e = {};
+        uint64_t backend_sizes[NUMA_GUEST_RAM_MAX_BACKENDS];
         MigrationHistory *h;
         Vm *vm;
         int r;
@@ -110,6 +135,10 @@ static int migrate_prepare(Manager *m, const char *name, MigrationRequest *req, 
         req->pid = manager_numa_vm_running(vm) ? vm->pid : 0;
         req->hugepages = (vm->running_spec ?: vm->spec)->hugepages;
         req->memory_bytes = (vm->running_spec ?: vm->spec)->memory_bytes;
+        r = guest_backend_sizes(vm->running_spec ?: vm->spec, backend_sizes, &req->n_backends);
+        if (r < 0)
+                return r;
+        req->backend_sizes = backend_sizes;     /* copied by migration_run_new() below */
         h = manager_guest_get_migrations(m, vm->name);
         if (!h)
                 return -ENOMEM;

@@ -158,6 +158,17 @@ int guest_ram_find(const char *smaps, size_t smaps_size, const uint64_t *backend
                                 n_anon++;
                         }
                 }
+                if (named == SIZE_MAX && n_anon > 1) {
+                        /* Several anonymous mappings of this size: the guest's when as many backends (this and
+                         * the ones after it) have the size; taken in address order (which backend is which
+                         * cannot be told, all of them are moved). */
+                        size_t same = 0;
+
+                        for (size_t c = b; c < n_backends; c++)
+                                same += backend_sizes[c] == backend_sizes[b];
+                        if (same == n_anon)
+                                n_anon = 1;
+                }
                 pick = named != SIZE_MAX ? named : n_anon == 1 ? anon : SIZE_MAX;
                 if (pick == SIZE_MAX) {
                         r = n_anon > 1 ? -ENOTUNIQ : -ENOENT;
@@ -258,10 +269,11 @@ int guest_ram_move(pid_t pid, const GuestRamRange *ranges, size_t n, uint64_t fr
         _cleanup_free_ void **asked = calloc(NUMA_GUEST_RAM_BATCH, sizeof(void *));
         _cleanup_free_ int *status = calloc(NUMA_GUEST_RAM_BATCH, sizeof(int));
         _cleanup_free_ int *nodes = calloc(NUMA_GUEST_RAM_BATCH, sizeof(int));
+        _cleanup_free_ int *errs = calloc(NUMA_GUEST_RAM_BATCH, sizeof(int));
         GuestRamResult r = {};
         int k;
 
-        if (!pages || !asked || !status || !nodes)
+        if (!pages || !asked || !status || !nodes || !errs)
                 return -ENOMEM;
         for (int pass = 0; pass < 2; pass++)
                 for (size_t i = 0; i < n; i++) {
@@ -285,20 +297,39 @@ int guest_ram_move(pid_t pid, const GuestRamRange *ranges, size_t n, uint64_t fr
                                 for (size_t j = 0; j < b; j++)
                                         if (status[j] >= 0 && status[j] < (int) NUMA_NODES_MAX &&
                                             (from_mask & (UINT64_C(1) << status[j]))) {
-                                                nodes[m] = guest_ram_target_node(to_mask, r.pages_asked + m);
+                                                /* One target per 2 MiB of guest RAM, not per page: the 4 KiB
+                                                 * pages of a transparent huge page go together (alternating
+                                                 * would move the whole huge page once per subpage). */
+                                                nodes[m] = guest_ram_target_node(
+                                                        to_mask, ((uint64_t) (uintptr_t) pages[j]) >> 21);
                                                 asked[m++] = pages[j];
                                         }
                                 if (m == 0)
                                         continue;
                                 r.pages_asked += m;
                                 t0 = monotonic_usec();
-                                if (move_pages(pid, m, asked, nodes, status, MPOL_MF_MOVE) < 0) {
+                                k = (int) move_pages(pid, m, asked, nodes, status, MPOL_MF_MOVE);
+                                if (k < 0) {
                                         int e = errno;
                                         if (e == ESRCH)
                                                 return -e;
                                         /* the batch as a whole: every page failed with that errno */
                                         for (size_t j = 0; j < m; j++)
                                                 status[j] = -e;
+                                } else {
+                                        /* Where every page of the batch is now, asked again: when some were not
+                                         * moved (k > 0) the kernel stops writing status at them, and the 4 KiB
+                                         * pages of a huge page moved with its head report -EBUSY. The errno
+                                         * stays for a page that is not where it was sent. */
+                                        int q;
+
+                                        memcpy(errs, status, m * sizeof(int));
+                                        q = query(pid, asked, m, status);
+                                        if (q < 0)
+                                                return q;
+                                        for (size_t j = 0; j < m; j++)
+                                                if (status[j] != nodes[j])
+                                                        status[j] = errs[j] < 0 ? errs[j] : -EAGAIN;
                                 }
                                 r.move_usec += monotonic_usec() - t0;
                                 r.calls++;

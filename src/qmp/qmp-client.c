@@ -403,8 +403,17 @@ static int qmp_execute_internal(QmpClient *q, const char *command, json_object *
         } else {
                 command_append(&q->queued, c);
                 r = qmp_flush_queue(q);
-                if (r < 0)
+                if (r < 0) {
+                        /* Not sent (the output bound): the command goes, so that the caller's "an error means
+                         * no callback" holds; those queued before it stay for a later flush. */
+                        for (QmpCommand **p = &q->queued; *p; p = &(*p)->next)
+                                if (*p == c) {
+                                        *p = c->next;
+                                        command_free(c);
+                                        break;
+                                }
                         return r;
+                }
         }
 
         qmp_arm_timer(q);

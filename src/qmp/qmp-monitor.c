@@ -19,6 +19,14 @@ typedef struct Rule {
 #define R_BACKEND "removes or replaces a back end the daemon uses (the monitor, the agent, the console)"
 #define R_SNAPSHOT "replaces the guest's whole state"
 #define R_ACTION "changes what QEMU does on a shutdown, reboot, panic or watchdog expiry, which the daemon relies on"
+#define R_DIRTY "starts a dirty-page measurement or limit behind the daemon's (use memvisorctl memory NAME dirty-rate); " \
+        "QEMU 7.2 crashes on the bitmap and ring modes under TCG"
+#define R_QOM "sets device properties the daemon drives (the balloon's statistics, virtio-mem's requested-size)"
+#define R_IO "writes to the guest's I/O ports, which can power off or reset it"
+#define R_DEBUG "opens an unauthenticated debugger port that can stop and change the guest"
+#define R_PAUSE "pauses the guest while it runs (a memory dump or a snapshot)"
+#define R_DISK "removes a disk the guest was started with"
+#define R_NMI "injects an NMI, which can panic or reset the guest"
 
 static const Rule qmp_rules[] = {
         { "quit", R_QUIT },
@@ -37,6 +45,16 @@ static const Rule qmp_rules[] = {
         { "snapshot-load", R_SNAPSHOT },
         { "set-action", R_ACTION },
         { "watchdog-set-action", R_ACTION },
+        { "calc-dirty-rate", R_DIRTY },
+        { "set-vcpu-dirty-limit", R_DIRTY },
+        { "cancel-vcpu-dirty-limit", R_DIRTY },
+        { "qom-set", R_QOM },
+        { "system_wakeup", R_RUNSTATE },
+        { "dump-guest-memory", R_PAUSE },
+        { "snapshot-save", R_PAUSE },
+        { "snapshot-delete", R_SNAPSHOT },
+        { "blockdev-del", R_DISK },
+        { "inject-nmi", R_NMI },
         {},
 };
 
@@ -60,6 +78,18 @@ static const Rule hmp_rules[] = {
         { "chardev-change", R_BACKEND },
         { "loadvm", R_SNAPSHOT },
         { "watchdog_action", R_ACTION },
+        { "calc_dirty_rate", R_DIRTY },
+        { "set_vcpu_dirty_limit", R_DIRTY },
+        { "cancel_vcpu_dirty_limit", R_DIRTY },
+        { "qom-set", R_QOM },
+        { "o", R_IO },
+        { "gdbserver", R_DEBUG },
+        { "system_wakeup", R_RUNSTATE },
+        { "dump-guest-memory", R_PAUSE },
+        { "savevm", R_PAUSE },
+        { "delvm", R_SNAPSHOT },
+        { "drive_del", R_DISK },
+        { "nmi", R_NMI },
         {},
 };
 
@@ -76,9 +106,10 @@ static const char *match(const Rule *rules, const char *name) {
 int qmp_monitor_hmp_verb(const char *line, char **ret) {
         size_t a, n;
 
-        /* QEMU's monitor skips blanks, then takes the command name up to the next blank. */
+        /* QEMU's monitor skips blanks, then takes the command name up to the next blank or '/' (where a
+         * "/fmt" suffix starts: "device_del/machine/…" is device_del). */
         a = strspn(line, " \t\r\n\v\f");
-        n = strcspn(line + a, " \t\r\n\v\f");
+        n = strcspn(line + a, " \t\r\n\v\f/");
         if (n == 0)
                 return -EINVAL;
         *ret = strndup(line + a, n);
@@ -86,7 +117,7 @@ int qmp_monitor_hmp_verb(const char *line, char **ret) {
 }
 
 const char *qmp_monitor_hmp_refusal(const char *line) {
-        size_t a = strspn(line, " \t\r\n\v\f"), n = strcspn(line + a, " \t\r\n\v\f");
+        size_t a = strspn(line, " \t\r\n\v\f"), n = strcspn(line + a, " \t\r\n\v\f/");
         char verb[64];
 
         if (n == 0 || n >= sizeof(verb))

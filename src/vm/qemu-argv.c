@@ -251,8 +251,17 @@ int qemu_build_argv(const VmSpec *spec, const QemuArgvParams *p, char ***ret) {
                         return r;
         }
         if (spec->hotplug_bytes != 0) {
-                r = qemu_memory_object(spec, QEMU_VMEM_BACKEND_ID, spec->hotplug_bytes, spec->policy,
-                                       spec->host_nodes, false, &vmem_object);
+                /* The device's memory is in guest node HotplugNode=: bound as that node's backend is. */
+                _cleanup_(vm_guest_node_done) VmGuestNode g = {};
+
+                if (spec->n_guest_nodes > 0) {
+                        r = vm_spec_guest_node(spec, spec->hotplug_node, &g);
+                        if (r < 0)
+                                return r;
+                }
+                r = qemu_memory_object(spec, QEMU_VMEM_BACKEND_ID, spec->hotplug_bytes,
+                                       spec->n_guest_nodes > 0 ? g.policy : spec->policy,
+                                       spec->n_guest_nodes > 0 ? g.host_nodes : spec->host_nodes, false, &vmem_object);
                 if (r < 0)
                         return r;
         }

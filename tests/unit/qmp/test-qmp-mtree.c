@@ -180,7 +180,8 @@ static void test_refusal(void **state) {
         static const char *const refused[] = { "quit", "system_reset", "system_powerdown", "stop", "cont", "device_del",
                                                "migrate", "migrate-incoming", "migrate_cancel", "balloon", "object-del",
                                                "netdev_del", "chardev-remove", "chardev-change", "x-exit-preconfig",
-                                               "snapshot-load", "set-action", "watchdog-set-action" };
+                                               "snapshot-load", "set-action", "watchdog-set-action", "calc-dirty-rate",
+                                               "qom-set", "dump-guest-memory", "inject-nmi", "system_wakeup" };
         for (size_t i = 0; i < ELEMENTSOF(refused); i++)
                 assert_non_null(qmp_monitor_qmp_refusal(refused[i], NULL));
         assert_null(qmp_monitor_qmp_refusal("query-status", NULL));
@@ -197,11 +198,15 @@ static void test_refusal(void **state) {
                                                    "c", "cont", "device_del balloon0", "migrate -d tcp:x:1",
                                                    "migrate_set_parameter x 1", "balloon 100", "object_del m0",
                                                    "netdev_del n", "chardev-remove charmonitor", "loadvm x", "watchdog_action pause",
-                                                   "\vquit" };
+                                                   "\vquit", "device_del/machine/peripheral/balloon0", "q/",
+                                                   "calc_dirty_rate -b 1", "o /w 0x604 0x2000", "gdbserver",
+                                                   "qom-set /machine/peripheral/vmem0dev requested-size 0", "savevm x",
+                                                   "nmi" };
         for (size_t i = 0; i < ELEMENTSOF(hmp_refused); i++)
                 if (!qmp_monitor_hmp_refusal(hmp_refused[i]))
                         fail_msg("not refused: %s", hmp_refused[i]);
         assert_null(qmp_monitor_hmp_refusal("info status"));
+        assert_null(qmp_monitor_hmp_refusal("x/4xb 0"));                /* reads, with a /fmt: "x" */
         assert_null(qmp_monitor_hmp_refusal("info migrate"));
         assert_null(qmp_monitor_hmp_refusal("quitx"));
         assert_null(qmp_monitor_hmp_refusal("cq"));
