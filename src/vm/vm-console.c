@@ -277,7 +277,7 @@ int vm_console_begin(Vm *vm) {
                 .realtime_usec = vm->started_realtime,
                 .pid = vm->pid,
         };
-        int r;
+        int r, k;
 
         if (vm->last_exit.valid) {
                 if (vm->last_exit.shutdown_reason &&
@@ -286,17 +286,17 @@ int vm_console_begin(Vm *vm) {
                 h.previous_end = previous ?: vm->last_exit.description;
         }
         dir_fd = vm_console_dir_open(vm->ctx, vm->name, true);
-        if (dir_fd < 0)
-                return dir_fd;
-        r = console_writer_begin(&vm->console, dir_fd, vm->ctx->console_keep_boots, vm->ctx->console_max_boot_size,
-                                 &h);
-        if (r < 0)
-                return r;
-        vm->console_boot = h.boot;
-        r = vm_console_set_path(vm);
-        if (r < 0)
-                return r;
-        return vm_console_watch(vm);
+        r = dir_fd < 0 ? dir_fd :
+                console_writer_begin(&vm->console, dir_fd, vm->ctx->console_keep_boots,
+                                     vm->ctx->console_max_boot_size, &h);
+        if (r >= 0) {
+                vm->console_boot = h.boot;
+                r = vm_console_set_path(vm);
+        }
+        /* The pipe is read whatever happened to the file: QEMU holds its read end too and never sees EPIPE, so
+         * a pipe nobody reads would stall the guest's serial port once full. Unkept, what comes is dropped. */
+        k = vm_console_watch(vm);
+        return r < 0 ? r : k;
 }
 
 int vm_console_resume(Vm *vm, json_object *state) {
@@ -305,7 +305,7 @@ int vm_console_resume(Vm *vm, json_object *state) {
         uint64_t ino = (uint64_t) json_get_int(state, "consoleInode", 0);
         char path[64];
         struct stat st;
-        int r;
+        int r, k;
 
         vm_console_reset(vm);
         if (qemu_fd < 3 || qemu_fd > INT32_MAX || ino == 0)
@@ -320,19 +320,17 @@ int vm_console_resume(Vm *vm, json_object *state) {
         if (!S_ISFIFO(st.st_mode) || (uint64_t) st.st_ino != ino)
                 return -ESTALE;
 
-        dir_fd = vm_console_dir_open(vm->ctx, vm->name, false);
-        if (dir_fd < 0)
-                return dir_fd;
-        r = console_writer_resume(&vm->console, dir_fd, vm->ctx->console_max_boot_size);
-        if (r < 0)
-                return r;
-        vm->console_boot = vm->console.boot;
-        r = vm_console_set_path(vm);
-        if (r < 0)
-                return r;
+        /* The pipe is ours again whatever happens to the file (see vm_console_begin()). */
         vm->console_pipe = TAKE_FD(fd);
         vm->console_pipe_ino = ino;
-        return vm_console_watch(vm);
+        dir_fd = vm_console_dir_open(vm->ctx, vm->name, false);
+        r = dir_fd < 0 ? dir_fd : console_writer_resume(&vm->console, dir_fd, vm->ctx->console_max_boot_size);
+        if (r >= 0) {
+                vm->console_boot = vm->console.boot;
+                r = vm_console_set_path(vm);
+        }
+        k = vm_console_watch(vm);
+        return r < 0 ? r : k;
 }
 
 void vm_console_end(Vm *vm) {
