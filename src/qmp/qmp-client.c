@@ -43,6 +43,7 @@ struct QmpClient {
         QmpClientState state;
 
         JsonStream *input;
+        bool skipping;                  /* dropping a message over QMP_MAX_MESSAGE_SIZE up to its end */
         ByteBuffer output;
 
         json_object *greeting;
@@ -521,11 +522,42 @@ static int qmp_on_message(json_object *m, void *userdata) {
         return q->state == QMP_CLIENT_DISCONNECTED;
 }
 
-/* Feeds bytes into the streaming JSON framing and dispatches every complete message. */
+/* Feeds bytes into the streaming JSON framing and dispatches every complete message. QEMU ends every message
+ * with a newline (and JSON holds none raw inside a string), so the input goes in line by line: a message over
+ * QMP_MAX_MESSAGE_SIZE (a huge reply, such as HMP xp of a large range) is dropped up to its end and fails the
+ * oldest command sent, whose reply it is, with -E2BIG, rather than the whole connection. */
 static int qmp_feed(QmpClient *q, const char *buf, size_t n) {
-        if (q->state == QMP_CLIENT_DISCONNECTED)
-                return 0;
-        return json_stream_feed(q->input, buf, n, qmp_on_message, q);
+        while (n > 0 && q->state != QMP_CLIENT_DISCONNECTED) {
+                const char *nl = memchr(buf, '\n', n);
+                size_t seg = nl ? (size_t) (nl - buf) + 1 : n;
+                int r;
+
+                if (q->skipping) {
+                        if (nl) {
+                                q->skipping = false;
+                                json_stream_reset(q->input);
+                        }
+                } else {
+                        r = json_stream_feed(q->input, buf, seg, qmp_on_message, q);
+                        if (r == -EMSGSIZE && q->state == QMP_CLIENT_RUNNING) {
+                                QmpCommand *c = q->pending;
+
+                                log_debug("QMP %s: dropping a message over %u bytes.", strna(q->description),
+                                          (unsigned) QMP_MAX_MESSAGE_SIZE);
+                                json_stream_reset(q->input);
+                                q->skipping = !nl;
+                                if (c) {
+                                        q->pending = c->next;
+                                        command_complete(q, c, -E2BIG, NULL, NULL, NULL);
+                                        qmp_arm_timer(q);
+                                }
+                        } else if (r < 0)
+                                return r;
+                }
+                buf += seg;
+                n -= seg;
+        }
+        return 0;
 }
 
 static void qmp_update_events(QmpClient *q) {
