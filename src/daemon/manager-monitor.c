@@ -96,6 +96,12 @@ static void on_reply(QmpClient *q, int error, json_object *result, const char *e
         size_t len = 0;
         int r;
 
+        if (error == -E2BIG) {          /* over the QMP client's message bound: dropped unread */
+                r = manager_monitor_fail_too_large(&e, call->name, "reply", QMP_MAX_MESSAGE_SIZE + 1ULL,
+                                                   QMP_MONITOR_MAX_REPLY);
+                finish_error(call, r, &e);
+                return;
+        }
         if (error < 0) {
                 log_info("Guest %s: monitor command %s failed: %s%s%s", call->name, call->command,
                          error == -EIO ? strempty(error_class) : strerror(-error), error == -EIO ? ": " : "",

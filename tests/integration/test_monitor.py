@@ -76,6 +76,11 @@ def test_monitor_passthrough(guest, ctl):
     assert p["bytes"] > 4 * MIB
     # the connection to QEMU is fine afterwards
     assert ok(d, "ExecuteMonitorCommand", {"name": "fw", "command": "query-status"})["reply"]["running"]
+    # a reply over the QMP client's own 16 MiB bound (3000000 bytes dumped: about 22 MB of text): dropped unread,
+    # the same error, and the daemon keeps its QMP connection (it used to lose it for good)
+    e, p = err(call(d, "ExecuteMonitorCommand", {"name": "fw", "command": "xp /3000000xb 0", "hmp": True}))
+    assert e == M + "MonitorMessageTooLarge" and p["what"] == "reply" and p["bytes"] > 16 * MIB, p
+    assert ok(d, "ExecuteMonitorCommand", {"name": "fw", "command": "query-status"})["reply"]["running"]
 
     # bad requests
     assert err(call(d, "ExecuteMonitorCommand", {"name": "fw", "command": "   ", "hmp": True})) == \
