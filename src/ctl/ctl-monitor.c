@@ -5,9 +5,12 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "basic/json-util.h"
+#include "basic/log.h"
 #include "basic/parse.h"
+#include "basic/utf8.h"
 #include "ctl/ctl.h"
 
 static bool arg_hmp, arg_force;
@@ -83,10 +86,20 @@ static int verb_monitor(int argc, char **argv) {
                 ctl_print_json(p);
                 return EXIT_OK;
         }
-        /* QEMU's answer as it came: HMP text as is, the QMP return value as JSON. */
+        /* QEMU's answer as it came: HMP text as is (on a terminal with control characters escaped: QEMU may echo
+         * what the guest wrote), the QMP return value as JSON. */
         v = ctl_obj_get(p, "output");
         if (json_object_is_type(v, json_type_string)) {
-                fwrite(json_object_get_string(v), 1, json_object_get_string_len(v), stdout);
+                _cleanup_free_ char *safe = NULL;
+
+                if (isatty(STDOUT_FILENO)) {
+                        safe = utf8_escape_untrusted(json_object_get_string(v),
+                                                     (size_t) json_object_get_string_len(v));
+                        if (!safe)
+                                return log_oom(), EXIT_CONNECTION;
+                        fputs(safe, stdout);
+                } else
+                        fwrite(json_object_get_string(v), 1, json_object_get_string_len(v), stdout);
                 return EXIT_OK;
         }
         v = ctl_obj_get(p, "reply");
