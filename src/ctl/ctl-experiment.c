@@ -510,13 +510,19 @@ static int experiment_run(int argc, char **argv) {
                         fprintf(stderr, "Failed to set up Ctrl-C handling: %s\n", strerror(r));
                         return EXIT_CONNECTION;
                 }
-                (void) pthread_detach(thread);
         }
 
         r = varlink_client_send(c, M "StartExperiment", params, VARLINK_CALL_MORE);
         if (r < 0)
-                return ctl_connection_failed(r, "Failed to call StartExperiment");
-        return run_wait(c);
+                r = ctl_connection_failed(r, "Failed to call StartExperiment");
+        else
+                r = run_wait(c);
+        if (!arg_host) {
+                /* The Ctrl-C thread waits in sigwait(): ended and joined, not left running at exit. */
+                (void) pthread_cancel(thread);
+                (void) pthread_join(thread, NULL);
+        }
+        return r;
 }
 
 /* ---- list ------------------------------------------------------------------------------------- */
