@@ -234,6 +234,7 @@ static pthread_mutex_t cancel_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cancel_cond = PTHREAD_COND_INITIALIZER;
 static char *cancel_id = NULL;          /* the running experiment, once a reply named it */
 static bool cancel_requested = false;
+static bool cancel_over = false;        /* the run ended: the thread returns (woken by SIGUSR1) */
 static sigset_t cancel_signals;
 
 static void *cancel_thread(void *userdata) {
@@ -241,16 +242,16 @@ static void *cancel_thread(void *userdata) {
         _cleanup_free_ char *id = NULL;
         int sig, r;
 
-        if (sigwait(&cancel_signals, &sig) != 0)
+        if (sigwait(&cancel_signals, &sig) != 0 || sig != SIGINT)
                 return NULL;
         pthread_mutex_lock(&cancel_lock);
         cancel_requested = true;
-        if (!cancel_id)
+        if (!cancel_id && !cancel_over)
                 fprintf(stderr, "\nCancel requested: waiting for the experiment's id (its first iteration to "
                         "end)…\n");
-        while (!cancel_id)
+        while (!cancel_id && !cancel_over)
                 pthread_cond_wait(&cancel_cond, &cancel_lock);
-        id = strdup(cancel_id);
+        id = cancel_id ? strdup(cancel_id) : NULL;
         pthread_mutex_unlock(&cancel_lock);
         if (!id)
                 return NULL;
@@ -260,7 +261,7 @@ static void *cancel_thread(void *userdata) {
         r = call_id(M "CancelExperiment", id, &reply);
         if (r != EXIT_OK)
                 fprintf(stderr, "Cancelling experiment %s failed; still waiting for it to end.\n", id);
-        if (sigwait(&cancel_signals, &sig) == 0) {
+        if (sigwait(&cancel_signals, &sig) == 0 && sig == SIGINT) {
                 fprintf(stderr, "\nStopped waiting; experiment %s goes on to its end as the daemon has it.\n", id);
                 _exit(128 + SIGINT);
         }
@@ -503,6 +504,7 @@ static int experiment_run(int argc, char **argv) {
         if (!arg_host) {
                 sigemptyset(&cancel_signals);
                 sigaddset(&cancel_signals, SIGINT);
+                sigaddset(&cancel_signals, SIGUSR1);    /* the end of the run, for the thread */
                 r = pthread_sigmask(SIG_BLOCK, &cancel_signals, NULL);
                 if (r == 0)
                         r = pthread_create(&thread, NULL, cancel_thread, NULL);
@@ -518,8 +520,14 @@ static int experiment_run(int argc, char **argv) {
         else
                 r = run_wait(c);
         if (!arg_host) {
-                /* The Ctrl-C thread waits in sigwait(): ended and joined, not left running at exit. */
-                (void) pthread_cancel(thread);
+                /* The Ctrl-C thread ends on its own (its cleanups run) and is joined, not left running at exit:
+                 * told by cancel_over when it waits for the id, by SIGUSR1 when it waits in sigwait() (pending
+                 * until then if it is in its CancelExperiment call). */
+                pthread_mutex_lock(&cancel_lock);
+                cancel_over = true;
+                pthread_cond_broadcast(&cancel_cond);
+                pthread_mutex_unlock(&cancel_lock);
+                (void) pthread_kill(thread, SIGUSR1);
                 (void) pthread_join(thread, NULL);
         }
         return r;
