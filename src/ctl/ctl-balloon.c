@@ -139,42 +139,30 @@ static int show_balloon(const char *name) {
         return EXIT_OK;
 }
 
-static int parse_size_arg(const char *what, const char *s, uint64_t *ret) {
-        int r = parse_size(s, ret);
+static int balloon_wait_reply(json_object *p, bool more, void *userdata) {
+        char b[FORMAT_SIZE_MAX], t[FORMAT_TIMESPAN_MAX];
 
-        if (r < 0) {
-                fprintf(stderr, "Invalid size '%s' for %s: %s\n", s, what,
-                        r == -ERANGE ? "too large" : "expected a size such as 256M or 1G (no sign)");
-                return EXIT_USAGE;
-        }
+        if (!p)
+                return 0;
+        if (arg_json)
+                ctl_print_json(p);
+        else
+                printf("%s: actual %s after %s%s\n", (const char *) userdata,
+                       size_or_dash(b, sizeof(b), p, "actualBytes"),
+                       format_timespan(t, sizeof(t), (uint64_t) json_get_int(p, "elapsedUSec", 0)),
+                       json_get_bool(p, "reached", false) ? " (target reached)" : "");
         return 0;
 }
 
 static int set_balloon(const char *name, const char *size) {
-        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
         _cleanup_json_ json_object *params = json_object_new_object();
-        uint64_t target, timeout = 0;
-        char a[FORMAT_SIZE_MAX], b[FORMAT_SIZE_MAX], t[FORMAT_TIMESPAN_MAX];
+        uint64_t target, timeout;
+        char a[FORMAT_SIZE_MAX], b[FORMAT_SIZE_MAX];
         int r;
 
-        r = parse_size_arg("SIZE", size, &target);
+        r = ctl_parse_size_and_timeout(size, arg_timeout, arg_wait, &target, &timeout);
         if (r != 0)
                 return r;
-        if (target > INT64_MAX) {
-                fprintf(stderr, "Invalid size '%s' for SIZE: too large\n", size);
-                return EXIT_USAGE;
-        }
-        if (arg_timeout) {
-                if (!arg_wait) {
-                        fprintf(stderr, "--timeout= needs --wait\n");
-                        return EXIT_USAGE;
-                }
-                if (parse_sec(arg_timeout, &timeout) < 0 || timeout == 0 || timeout == USEC_INFINITY) {
-                        fprintf(stderr, "Invalid value '%s' for --timeout=: expected a time span such as 30s\n",
-                                arg_timeout);
-                        return EXIT_USAGE;
-                }
-        }
         if (!params || json_add_string(params, "name", name) < 0 || json_add_uint(params, "targetBytes", target) < 0 ||
             (timeout > 0 && json_add_uint(params, "timeoutUSec", timeout) < 0))
                 return EXIT_CONNECTION;
@@ -193,35 +181,9 @@ static int set_balloon(const char *name, const char *size) {
                                size_or_dash(b, sizeof(b), ctl_reply_parameters(reply), "actualBytes"));
                 return EXIT_OK;
         }
-
-        r = ctl_connect(&c);
-        if (r < 0)
-                return -r;
-        r = varlink_client_send(c, "io.memvisor.Manager.SetBalloon", params, VARLINK_CALL_MORE);
-        if (r < 0)
-                return ctl_connection_failed(r, "Failed to call SetBalloon");
         if (!arg_json)
                 printf("%s: balloon target %s, waiting…\n", name, format_size(a, sizeof(a), target));
-        for (;;) {
-                _cleanup_json_ json_object *reply = NULL;
-                json_object *p, *cont = NULL;
-
-                r = varlink_client_receive(c, &reply);
-                if (r < 0)
-                        return ctl_connection_failed(r, "SetBalloon");
-                if (json_get_string(reply, "error"))
-                        return ctl_report_error(reply);
-                p = ctl_reply_parameters(reply);
-                if (arg_json)
-                        ctl_print_json(p);
-                else
-                        printf("%s: actual %s after %s%s\n", name, size_or_dash(b, sizeof(b), p, "actualBytes"),
-                               format_timespan(t, sizeof(t), (uint64_t) json_get_int(p, "elapsedUSec", 0)),
-                               json_get_bool(p, "reached", false) ? " (target reached)" : "");
-                fflush(stdout);
-                if (!json_object_object_get_ex(reply, "continues", &cont) || !json_object_get_boolean(cont))
-                        return EXIT_OK;
-        }
+        return ctl_call_more("io.memvisor.Manager.SetBalloon", params, balloon_wait_reply, (void *) name);
 }
 
 static int set_schedule(const char *name) {

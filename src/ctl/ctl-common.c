@@ -94,6 +94,60 @@ int ctl_call(const char *method, json_object *params, json_object **ret_reply) {
         return EXIT_OK;
 }
 
+int ctl_call_more(const char *method, json_object *params, CtlReplyFunc f, void *userdata) {
+        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
+        const char *short_name = strrchr(method, '.') ? strrchr(method, '.') + 1 : method;
+        int r;
+
+        r = ctl_connect(&c);
+        if (r < 0)
+                return -r;
+        r = varlink_client_send(c, method, params, VARLINK_CALL_MORE);
+        if (r < 0)
+                return ctl_connection_failed(r, "Failed to call %s", short_name);
+        for (;;) {
+                _cleanup_json_ json_object *reply = NULL;
+                bool more;
+
+                r = varlink_client_receive(c, &reply);
+                if (r < 0 || json_get_string(reply, "error")) {
+                        (void) f(NULL, false, userdata);
+                        return r < 0 ? ctl_connection_failed(r, "%s", short_name) : ctl_report_error(reply);
+                }
+                more = json_get_bool(reply, "continues", false);
+                r = f(ctl_reply_parameters(reply), more, userdata);
+                fflush(stdout);
+                if (r != 0)
+                        return r;
+                if (!more)
+                        return EXIT_OK;
+        }
+}
+
+int ctl_parse_size_and_timeout(const char *size, const char *timeout, bool wait, uint64_t *ret_size,
+                               uint64_t *ret_timeout) {
+        int r;
+
+        r = parse_size(size, ret_size);
+        if (r < 0 || *ret_size > INT64_MAX) {
+                fprintf(stderr, "Invalid size '%s' for SIZE: %s\n", size,
+                        r == -ERANGE || r >= 0 ? "too large" : "expected a size such as 256M or 1G (no sign)");
+                return EXIT_USAGE;
+        }
+        *ret_timeout = 0;
+        if (!timeout)
+                return 0;
+        if (!wait) {
+                fprintf(stderr, "--timeout= needs --wait\n");
+                return EXIT_USAGE;
+        }
+        if (parse_sec(timeout, ret_timeout) < 0 || *ret_timeout == 0 || *ret_timeout == USEC_INFINITY) {
+                fprintf(stderr, "Invalid value '%s' for --timeout=: expected a time span such as 30s\n", timeout);
+                return EXIT_USAGE;
+        }
+        return 0;
+}
+
 json_object *ctl_reply_parameters(json_object *reply) {
         json_object *p = NULL;
 

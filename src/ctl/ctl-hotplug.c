@@ -51,30 +51,25 @@ static void print_hotplug(const char *name, json_object *h, bool final) {
                final && json_get_int(h, "sizeBytes", -1) == json_get_int(h, "requestedBytes", -2) ? " (reached)" : "");
 }
 
+static int hotplug_reply(json_object *p, bool more, void *userdata) {
+        if (!p)
+                return 0;
+        if (arg_json)
+                ctl_print_json(p);
+        else
+                print_hotplug(userdata, ctl_obj_get(p, "hotplug"), !more);
+        return 0;
+}
+
 static int verb_hotplug(int argc, char **argv) {
-        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
         _cleanup_json_ json_object *params = json_object_new_object();
         const char *name = argv[1];
-        uint64_t size, timeout = 0;
+        uint64_t size, timeout;
         int r;
 
-        r = parse_size(argv[2], &size);
-        if (r < 0 || size > INT64_MAX) {
-                fprintf(stderr, "Invalid size '%s' for SIZE: %s\n", argv[2],
-                        r == -ERANGE || size > INT64_MAX ? "too large" : "expected a size such as 128M or 1G (no sign)");
-                return EXIT_USAGE;
-        }
-        if (arg_timeout) {
-                if (!arg_wait) {
-                        fprintf(stderr, "--timeout= needs --wait\n");
-                        return EXIT_USAGE;
-                }
-                if (parse_sec(arg_timeout, &timeout) < 0 || timeout == 0 || timeout == USEC_INFINITY) {
-                        fprintf(stderr, "Invalid value '%s' for --timeout=: expected a time span such as 30s\n",
-                                arg_timeout);
-                        return EXIT_USAGE;
-                }
-        }
+        r = ctl_parse_size_and_timeout(argv[2], arg_timeout, arg_wait, &size, &timeout);
+        if (r != 0)
+                return r;
         if (!params || json_add_string(params, "name", name) < 0 || json_add_uint(params, "sizeBytes", size) < 0 ||
             (timeout > 0 && json_add_uint(params, "timeoutUSec", timeout) < 0))
                 return EXIT_CONNECTION;
@@ -85,44 +80,14 @@ static int verb_hotplug(int argc, char **argv) {
                 r = ctl_call("io.memvisor.Manager.SetHotplugMemory", params, &reply);
                 if (r != EXIT_OK)
                         return r;
-                if (arg_json)
-                        ctl_print_json(ctl_reply_parameters(reply));
-                else
-                        print_hotplug(name, ctl_obj_get(ctl_reply_parameters(reply), "hotplug"), false);
-                return EXIT_OK;
+                return hotplug_reply(ctl_reply_parameters(reply), true, (void *) name);
         }
-
-        r = ctl_connect(&c);
-        if (r < 0)
-                return -r;
-        r = varlink_client_send(c, "io.memvisor.Manager.SetHotplugMemory", params, VARLINK_CALL_MORE);
-        if (r < 0)
-                return ctl_connection_failed(r, "Failed to call SetHotplugMemory");
         if (!arg_json) {
                 char a[FORMAT_SIZE_MAX];
 
                 printf("%s: virtio-mem requested size %s, waiting…\n", name, format_size(a, sizeof(a), size));
         }
-        for (;;) {
-                _cleanup_json_ json_object *reply = NULL;
-                json_object *p, *cont = NULL;
-                bool more;
-
-                r = varlink_client_receive(c, &reply);
-                if (r < 0)
-                        return ctl_connection_failed(r, "SetHotplugMemory");
-                if (json_get_string(reply, "error"))
-                        return ctl_report_error(reply);
-                p = ctl_reply_parameters(reply);
-                more = json_object_object_get_ex(reply, "continues", &cont) && json_object_get_boolean(cont);
-                if (arg_json)
-                        ctl_print_json(p);
-                else
-                        print_hotplug(name, ctl_obj_get(p, "hotplug"), !more);
-                fflush(stdout);
-                if (!more)
-                        return EXIT_OK;
-        }
+        return ctl_call_more("io.memvisor.Manager.SetHotplugMemory", params, hotplug_reply, (void *) name);
 }
 
 const CtlVerb ctl_hotplug_verbs[] = {

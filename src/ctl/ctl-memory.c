@@ -60,13 +60,40 @@ static void print_dirty_rate(const char *name, json_object *d) {
         }
 }
 
+typedef struct DirtyRateShow {
+        const char *name;
+        bool progress;  /* a progress line on a terminal */
+        bool shown;     /* one is on the screen */
+} DirtyRateShow;
+
+static int dirty_rate_reply(json_object *p, bool more, void *userdata) {
+        DirtyRateShow *d = userdata;
+
+        if (d->shown && (!p || !more)) {
+                printf("\r\033[K");     /* the progress line goes before the result */
+                d->shown = false;
+        }
+        if (!p)
+                return 0;
+        if (!more) {
+                if (arg_json)
+                        ctl_print_json(p);
+                else
+                        print_dirty_rate(d->name, ctl_obj_get(p, "dirtyRate"));
+        } else if (d->progress) {
+                int64_t e = json_get_int(p, "elapsedUSec", 0), t = json_get_int(p, "periodUSec", 0);
+
+                printf("\r\033[K%s: measuring the dirty rate… %.1f of %.0f s", d->name, (double) e / 1e6,
+                       (double) t / 1e6);
+                d->shown = true;
+        }
+        return 0;
+}
+
 static int memory_dirty_rate(const char *name) {
-        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
         _cleanup_json_ json_object *params = json_object_new_object();
-        bool progress = !arg_json && isatty(STDOUT_FILENO), shown = false;
         uint64_t period = 0;
         int64_t pages = 0;
-        int r;
 
         if (arg_period) {
                 /* Whole seconds ("10" or "10s"); the daemon checks QEMU's limits. */
@@ -93,43 +120,8 @@ static int memory_dirty_rate(const char *name) {
             (arg_sample_pages && json_add_int(params, "samplePages", pages) < 0))
                 return EXIT_CONNECTION;
 
-        r = ctl_connect(&c);
-        if (r < 0)
-                return -r;
-        r = varlink_client_send(c, "io.memvisor.Manager.MeasureDirtyRate", params, VARLINK_CALL_MORE);
-        if (r < 0)
-                return ctl_connection_failed(r, "Failed to call MeasureDirtyRate");
-        for (;;) {
-                _cleanup_json_ json_object *reply = NULL;
-                json_object *p, *cont = NULL;
-
-                r = varlink_client_receive(c, &reply);
-                if (shown && (r < 0 || !json_object_object_get_ex(reply, "continues", &cont) ||
-                              !json_object_get_boolean(cont))) {
-                        printf("\r\033[K");     /* the progress line goes before the result */
-                        shown = false;
-                }
-                if (r < 0)
-                        return ctl_connection_failed(r, "MeasureDirtyRate");
-                if (json_get_string(reply, "error"))
-                        return ctl_report_error(reply);
-                p = ctl_reply_parameters(reply);
-                if (!json_object_object_get_ex(reply, "continues", &cont) || !json_object_get_boolean(cont)) {
-                        if (arg_json)
-                                ctl_print_json(p);
-                        else
-                                print_dirty_rate(name, ctl_obj_get(p, "dirtyRate"));
-                        return EXIT_OK;
-                }
-                if (progress) {
-                        int64_t e = json_get_int(p, "elapsedUSec", 0), t = json_get_int(p, "periodUSec", 0);
-
-                        printf("\r\033[K%s: measuring the dirty rate… %.1f of %.0f s", name, (double) e / 1e6,
-                               (double) t / 1e6);
-                        fflush(stdout);
-                        shown = true;
-                }
-        }
+        return ctl_call_more("io.memvisor.Manager.MeasureDirtyRate", params, dirty_rate_reply,
+                             &(DirtyRateShow) { .name = name, .progress = !arg_json && isatty(STDOUT_FILENO) });
 }
 
 typedef struct MemorySubverb {

@@ -302,10 +302,28 @@ static void print_summary(const char *name, json_object *p) {
         printf("\n");
 }
 
+static int migrate_reply(json_object *p, bool more, void *userdata) {
+        const char *phase;
+
+        if (!p)
+                return 0;
+        phase = strna(json_get_string(p, "phase"));
+        if (arg_json) {
+                if (streq(phase, "moved") || streq(phase, "done"))
+                        ctl_print_json(p);
+        } else if (streq(phase, "moved"))
+                print_report(ctl_obj_get(p, "report"));
+        else if (streq(phase, "done")) {
+                if (arg_between)
+                        print_summary(userdata, p);
+        } else
+                fprintf(stderr, "[move %" PRIi64 "/%" PRIi64 "] %s\n", json_get_int(p, "move", 0),
+                        json_get_int(p, "moves", 0), phase);
+        return 0;
+}
+
 static int verb_migrate(int argc, char **argv) {
-        _cleanup_(varlink_client_freep) VarlinkClient *c = NULL;
         _cleanup_json_ json_object *params = NULL;
-        int r;
 
         if (!arg_between && (!arg_from || !arg_to)) {
                 fprintf(stderr, "migrate needs --from=NODES and --to=NODES, or --between=A,B.\n");
@@ -329,39 +347,7 @@ static int verb_migrate(int argc, char **argv) {
             (arg_settle_usec != UINT64_MAX && json_add_uint(params, "settleUSec", arg_settle_usec) < 0))
                 return EXIT_CONNECTION;
 
-        r = ctl_connect(&c);
-        if (r < 0)
-                return -r;
-        r = varlink_client_send(c, "io.memvisor.Manager.MigratePages", params, VARLINK_CALL_MORE);
-        if (r < 0)
-                return ctl_connection_failed(r, "Failed to call MigratePages");
-        for (;;) {
-                _cleanup_json_ json_object *reply = NULL;
-                json_object *p;
-                const char *phase;
-
-                r = varlink_client_receive(c, &reply);
-                if (r < 0)
-                        return ctl_connection_failed(r, "Connection lost");
-                if (json_get_string(reply, "error"))
-                        return ctl_report_error(reply);
-                p = ctl_reply_parameters(reply);
-                phase = strna(json_get_string(p, "phase"));
-                if (arg_json) {
-                        if (streq(phase, "moved") || streq(phase, "done"))
-                                ctl_print_json(p);
-                } else if (streq(phase, "moved"))
-                        print_report(ctl_obj_get(p, "report"));
-                else if (streq(phase, "done")) {
-                        if (arg_between)
-                                print_summary(argv[1], p);
-                } else
-                        fprintf(stderr, "[move %" PRIi64 "/%" PRIi64 "] %s\n", json_get_int(p, "move", 0),
-                                json_get_int(p, "moves", 0), phase);
-                fflush(stdout);
-                if (!json_get_bool(reply, "continues", false))
-                        return EXIT_OK;
-        }
+        return ctl_call_more("io.memvisor.Manager.MigratePages", params, migrate_reply, argv[1]);
 }
 
 static int verb_migrations(int argc, char **argv) {

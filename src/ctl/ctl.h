@@ -92,6 +92,17 @@ size_t ctl_array_length(json_object *a);
 json_object *ctl_array_get(json_object *a, size_t i);
 const char *ctl_format_realtime(char *buf, size_t l, uint64_t usec);
 
+/* SIZE and --timeout= of a command that sets a size and may --wait for it (balloon, hotplug): SIZE a size such as
+ * 256M (at most INT64_MAX bytes), --timeout= only with --wait, a finite time span above 0 (*ret_timeout 0 when
+ * not given). Prints what was wrong and returns EXIT_USAGE, or 0. */
+int ctl_parse_size_and_timeout(const char *size, const char *timeout, bool wait, uint64_t *ret_size,
+                               uint64_t *ret_timeout);
+/* Calls method with "more" and hands every reply's parameters to f with whether more replies follow; returns
+ * when the last one came (EXIT_OK), f returned non-zero (that), or on an error reply or a broken connection
+ * (reported; f is called once with NULL parameters first, to tidy a progress line). */
+typedef int (*CtlReplyFunc)(json_object *parameters, bool continues, void *userdata);
+int ctl_call_more(const char *method, json_object *params, CtlReplyFunc f, void *userdata);
+
 /* ctl-vm.c: the status of one guest (for "status NAME"). */
 int ctl_vm_status(const char *name);
 /* ctl-numa.c: vCPU threads, allowed and last CPUs, and memory per host node (for "status NAME"). */

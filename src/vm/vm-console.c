@@ -214,7 +214,7 @@ static int vm_console_on_panic_timer(sd_event_source *s, uint64_t usec, void *us
 static void vm_console_note_panic(Vm *vm, const char *how) {
         if (vm->console_panic_how || vm->console_boot == 0)
                 return;
-        vm->console_panic_how = strdup(how);
+        vm->console_panic_how = how; /* a static string: nothing to allocate, so the panic is noted exactly once */
         if (sd_event_add_time_relative(vm->ctx->event, &vm->console_panic_timer, CLOCK_MONOTONIC,
                                        CONSOLE_PANIC_DELAY_USEC, 0, vm_console_on_panic_timer, vm) < 0) {
                 vm_console_log_panic(vm);
@@ -237,7 +237,7 @@ static void vm_console_reset(Vm *vm) {
         vm->console_pipe_ino = 0;
         vm->console_write_failed = false;
         vm->console_panic_logged = false;
-        vm->console_panic_how = mfree(vm->console_panic_how);
+        vm->console_panic_how = NULL;
         vm->console_panic_lines = strv_free(vm->console_panic_lines);
 }
 

@@ -204,7 +204,7 @@ struct Vm {
         ConsoleWriter console;
         uint64_t console_boot;          /* the current or last boot's number; 0: none */
         bool console_write_failed;
-        char *console_panic_how;        /* a panic was seen in this boot: how */
+        const char *console_panic_how;  /* a panic was seen in this boot: how (a static string) */
         bool console_panic_logged;
         char **console_panic_lines;
         sd_event_source *console_panic_timer;
