@@ -6,6 +6,10 @@
  * KILL_WAIT_USEC), and then the program's own status is polled a little longer (REAP_WAIT_USEC) so that its
  * output and its death by SIGKILL are reported and the agent forgets it.
  *
+ * While the program runs, each of these commands may take as long as the program has left (at least the client's
+ * default): an agent in a guest that is busy (a guest under memory pressure, its pages being migrated) may take
+ * more than QGA_DEFAULT_TIMEOUT_USEC to answer, and the caller's timeout is what bounds the whole.
+ *
  * The agent holds up to 16 MiB per stream (GUEST_EXEC_MAX_OUTPUT in qemu's qga/commands.c) and returns it, base64,
  * in one guest-exec-status reply: that command gets a reply bound of its own. Only max_output bytes of each
  * stream are decoded and kept. */
@@ -315,13 +319,22 @@ static int exec_arm(Exec *s, uint64_t delay) {
         return sd_event_add_time_relative(e, &s->timer, CLOCK_MONOTONIC, delay, 0, exec_on_timer, s);
 }
 
+/* The timeout of a guest-exec or guest-exec-status of the program: what it has left, at least the default. */
+static uint64_t exec_command_timeout(const Exec *s) {
+        uint64_t now = qga_now(CLOCK_MONOTONIC);
+
+        if (s->phase != PHASE_RUN || s->deadline <= now)
+                return 0;
+        return MAX(s->deadline - now, (uint64_t) QGA_DEFAULT_TIMEOUT_USEC);
+}
+
 static int exec_status_send(Exec *s) {
         _cleanup_json_ json_object *args = json_object_new_object();
         int64_t pid = s->phase == PHASE_KILL ? s->kill_pid : s->result.pid;
 
         if (!args || json_add_int(args, "pid", pid) < 0)
                 return -ENOMEM;
-        return qga_client_execute(s->client, "guest-exec-status", TAKE_PTR(args), 0,
+        return qga_client_execute(s->client, "guest-exec-status", TAKE_PTR(args), exec_command_timeout(s),
                                   s->phase == PHASE_KILL ? 0 : STATUS_REPLY_MAX, exec_on_status, s);
 }
 
@@ -433,7 +446,7 @@ int qga_exec(QgaClient *c, const QgaExecRequest *req, QgaExecCallback cb, void *
         s->start = qga_now(CLOCK_MONOTONIC);
         s->deadline = s->start + s->timeout_usec;
 
-        k = qga_client_execute(c, "guest-exec", TAKE_PTR(args), 0, 0, exec_on_started, s);
+        k = qga_client_execute(c, "guest-exec", TAKE_PTR(args), exec_command_timeout(s), 0, exec_on_started, s);
         if (k < 0) {
                 qga_client_unref(s->client);
                 free(s);

@@ -1,12 +1,14 @@
 #!/bin/bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
 #
-# run.sh BUILDDIR [test|bench|bench-experiment] [KEY=VALUE...]
+# run.sh BUILDDIR [test|linux|bench|bench-experiment] [KEY=VALUE...]
 #
 # The multi-node NUMA harness: boots the test guest (tests/guest, memvisor.mode=9p: the host root over 9p,
 # read-only) with 2 virtual NUMA nodes of 1 GiB each, and runs a guest-side script there:
 #   test   tests/harness/numa/guest-test.py — memvisord supervises a tiny inner guest and the script checks
 #          affinity, residency, a migration 0 → 1 with its report, a ping-pong and varlink during a move;
+#   linux  tests/harness/numa/linux-inner-test.py — the inner guest is the Linux test guest itself (TCG inside TCG,
+#          its agent and memvisor-touch): a migrate-pingpong experiment with the workload and guest counters;
 #   bench  bench/migrate-guest.py — memvisord against numactl's migratepages (bench/README.md);
 #   bench-experiment  bench/experiment-overhead-guest.py — what measuring costs an experiment (bench/README.md).
 # KEY=VALUE pairs go to the guest script (params.json; numbers stay numbers), e.g. rounds=5 memory_mib=384.
@@ -17,7 +19,7 @@
 # Exit 0 / 1, or 77 (skip) with a reason when the guest cannot be built or booted here.
 set -uo pipefail
 
-build=$(readlink -f "${1:?usage: run.sh BUILDDIR [test|bench|bench-experiment] [KEY=VALUE...]}")
+build=$(readlink -f "${1:?usage: run.sh BUILDDIR [test|linux|bench|bench-experiment] [KEY=VALUE...]}")
 mode=${2:-test}
 shift $(( $# >= 2 ? 2 : 1 ))
 src=$(readlink -f "$(dirname "$0")/../../..")
@@ -29,7 +31,8 @@ case "$mode" in
 test)  script=$src/tests/harness/numa/guest-test.py; timeout=1100 ;;
 bench) script=$src/bench/migrate-guest.py; timeout=1500 ;;
 bench-experiment) script=$src/bench/experiment-overhead-guest.py; timeout=2400 ;;
-*) echo "unknown mode $mode (test, bench or bench-experiment)"; exit 2 ;;
+linux) script=$src/tests/harness/numa/linux-inner-test.py; timeout=3000 ;;
+*) echo "unknown mode $mode (test, linux, bench or bench-experiment)"; exit 2 ;;
 esac
 
 [ "$(id -u)" = 0 ] || skip "needs root (QEMU's 9p export of / with security_model=none)"
@@ -122,7 +125,7 @@ elif m[-1] != "0":
 if res is None:
     problems.append("no results.json (%s)" % err)
 
-if mode == "test" and res is not None:
+if mode in ("test", "linux") and res is not None:
     checks = res.get("checks", [])
     for c in checks:
         print("%s - %s" % ("ok" if c["ok"] else "not ok", c["name"]))
@@ -152,5 +155,5 @@ if problems:
     dump("memvisord log", os.path.join(out, "daemon.log"), 200)
     print("FAIL: " + "; ".join(problems))
     sys.exit(1)
-print("PASS" if mode == "test" else "done")
+print("PASS" if mode in ("test", "linux") else "done")
 PYEOF

@@ -4,6 +4,7 @@
  * one where the guest has no kill), a malformed status, a lost connection. */
 
 #include "qga-fake-agent.h"
+#include "qga/qga-op.h"
 
 static void on_exec(QgaClient *c, const QgaError *error, const QgaExecResult *res, void *userdata) {
         Result *r = userdata;
@@ -136,6 +137,23 @@ static void test_exec_missing(void **state) {
         result_done(&r);
 }
 
+/* An agent slower than the client's default command timeout (10 s) to answer guest-exec: the command may take what
+ * the program's own timeout allows (a busy guest, its pages being migrated, answered after 10 s), so the error
+ * comes no earlier than that timeout. */
+static void test_exec_slow_agent(void **state) {
+        char *echo[] = { (char *) "echo", (char *) "hello", NULL };
+        Result r = {};
+        uint64_t start;
+
+        fake.silent_command = "guest-exec";
+        start = qga_now(CLOCK_MONOTONIC);
+        run(&r, echo, &(QgaExecRequest) { .timeout_usec = QGA_DEFAULT_TIMEOUT_USEC + 2 * USEC_PER_SEC }, 0);
+        assert_int_equal(r.error, -ETIMEDOUT);
+        assert_string_equal(r.command, "guest-exec");
+        assert_true(qga_now(CLOCK_MONOTONIC) - start >= QGA_DEFAULT_TIMEOUT_USEC + 2 * USEC_PER_SEC);
+        result_done(&r);
+}
+
 static void test_exec_timeout_kill(void **state) {
         char *sleep_[] = { (char *) "sleep", (char *) "1000", NULL };
         const FakeProc *k = NULL;
@@ -244,6 +262,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_exec_input_env, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_exec_output_bounded, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_exec_missing, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_exec_slow_agent, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_exec_timeout_kill, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_exec_timeout_no_kill, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_exec_garbage, setup, teardown),
