@@ -251,15 +251,11 @@ int measure_trace_read(ExperimentMeasure *m, ExperimentSnapshot *s) {
                 size_t specs = t->kind == MEASURE_TRACE_KVM_EXITS ? t->n_reasons + 1 : 1;
                 size_t targets = t->n_values / specs;
 
-                for (size_t k = 0; k < specs; k++) {
-                        uint64_t total;
-
-                        if (trace_counters_unavailable(t->counters, k))
-                                continue;
-                        if (trace_counters_read(t->counters, k, s->trace + t->offset + k * targets, &total) < 0)
-                                for (size_t v = 0; v < targets; v++)
-                                        s->trace_bad[t->offset + k * targets + v] = true;
-                }
+                /* every count of the set at once: the kvm_exit group of each vCPU thread is read in one go, so
+                 * that its total minus the reasons ("other") is exact */
+                if (trace_counters_read_all(t->counters, s->trace + t->offset) < 0)
+                        for (size_t v = 0; v < specs * targets; v++)
+                                s->trace_bad[t->offset + v] = true;
         }
         return 0;
 }

@@ -4,6 +4,7 @@
 #include <linux/perf_event.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
 
@@ -19,7 +20,10 @@ struct TraceCounters {
         size_t n_specs, n_targets;
         int *target_ids;        /* tids, or CPU numbers */
         int *fds;               /* [spec * n_targets + target]; -EBADF where the spec is unavailable */
+        uint64_t *ids;          /* [spec * n_targets + target]: the kernel's id of each event (grouped sets) */
         char **reasons;         /* [spec]: NULL when available */
+        bool grouped;           /* the specs of each target are one perf group, read in one go */
+        size_t leader;          /* grouped: the spec whose event leads each target's group */
         char *note;
 };
 
@@ -130,7 +134,13 @@ static int refused(TraceCounters *c, size_t spec, const TraceCounterSpec *s, siz
         }
 }
 
+/* A member of a target's group: the leader counts there (opened before the members). */
+static bool has_leader(const TraceCounters *c, size_t spec) {
+        return c->grouped && spec != c->leader && !c->reasons[c->leader];
+}
+
 static int open_spec(TraceCounters *c, const char *tracing_dir, size_t spec, const TraceCounterSpec *s) {
+        bool member = has_leader(c, spec);
         uint64_t id;
         int r;
 
@@ -150,21 +160,27 @@ static int open_spec(TraceCounters *c, const char *tracing_dir, size_t spec, con
                                            strerror(-r));
 
         for (size_t t = 0; t < c->n_targets; t++) {
+                /* A member counts whenever its leader does: enabling the leader starts the whole group. */
                 struct perf_event_attr attr = {
                         .type = PERF_TYPE_TRACEPOINT,
                         .size = sizeof(struct perf_event_attr),
                         .config = id,
-                        .disabled = 1,
-                        .read_format = PERF_FORMAT_TOTAL_TIME_ENABLED | PERF_FORMAT_TOTAL_TIME_RUNNING,
+                        .disabled = !member,
+                        .read_format = PERF_FORMAT_TOTAL_TIME_ENABLED | PERF_FORMAT_TOTAL_TIME_RUNNING |
+                                       (c->grouped ? PERF_FORMAT_GROUP | PERF_FORMAT_ID : 0),
                 };
                 pid_t pid = c->target == TRACE_TARGET_HOST ? -1 : c->target_ids[t];
                 int cpu = c->target == TRACE_TARGET_HOST ? c->target_ids[t] : -1;
+                int group_fd = member ? c->fds[c->leader * c->n_targets + t] : -1;
                 long fd;
 
-                fd = syscall(SYS_perf_event_open, &attr, pid, cpu, -1, PERF_FLAG_FD_CLOEXEC);
+                fd = syscall(SYS_perf_event_open, &attr, pid, cpu, group_fd, PERF_FLAG_FD_CLOEXEC);
                 if (fd < 0)
                         return refused(c, spec, s, t, errno);
                 c->fds[spec * c->n_targets + t] = (int) fd;
+                if (c->grouped && ioctl((int) fd, PERF_EVENT_IOC_ID, &c->ids[spec * c->n_targets + t]) < 0)
+                        return counters_set_reason(c, spec, "cannot read the id of a perf event of %s:%s: %s",
+                                                   s->system, s->event, strerror(errno));
                 if (s->filter && ioctl((int) fd, PERF_EVENT_IOC_SET_FILTER, s->filter) < 0)
                         return counters_set_reason(c, spec, "the kernel refused the filter \"%s\" of %s:%s: %s",
                                                    s->filter, s->system, s->event, strerror(errno));
@@ -218,7 +234,8 @@ static int counters_new(size_t n_specs, TraceTarget target, const pid_t *tids, s
                 return -ENOMEM;
         if (!why) {
                 c->fds = calloc(MAX(n_specs * c->n_targets, 1U), sizeof(int));
-                if (!c->fds)
+                c->ids = calloc(MAX(n_specs * c->n_targets, 1U), sizeof(uint64_t));
+                if (!c->fds || !c->ids)
                         return -ENOMEM;
                 for (size_t i = 0; i < n_specs * c->n_targets; i++)
                         c->fds[i] = -EBADF;
@@ -228,14 +245,16 @@ static int counters_new(size_t n_specs, TraceTarget target, const pid_t *tids, s
         return 0;
 }
 
-int trace_counters_open(const char *tracing_dir, const TraceCounterSpec *specs, size_t n_specs, TraceTarget target,
-                        const pid_t *tids, size_t n_tids, TraceCounters **ret) {
+/* leader: the spec leading each target's group, or SIZE_MAX for separate events. */
+static int counters_open(const char *tracing_dir, const TraceCounterSpec *specs, size_t n_specs, TraceTarget target,
+                         const pid_t *tids, size_t n_tids, size_t leader, TraceCounters **ret) {
         _cleanup_(trace_counters_freep) TraceCounters *c = NULL;
         _cleanup_free_ char *why = NULL;
         int r;
 
         if ((n_specs > 0 && !specs) || (target == TRACE_TARGET_THREADS && n_tids > 0 && !tids) || !ret ||
-            (target != TRACE_TARGET_THREADS && target != TRACE_TARGET_HOST))
+            (target != TRACE_TARGET_THREADS && target != TRACE_TARGET_HOST) ||
+            (leader != SIZE_MAX && leader >= n_specs))
                 return -EINVAL;
         for (size_t i = 0; i < n_specs; i++)
                 if (!specs[i].system || !specs[i].event)
@@ -244,17 +263,22 @@ int trace_counters_open(const char *tracing_dir, const TraceCounterSpec *specs, 
         r = counters_new(n_specs, target, tids, n_tids, &c, &why);
         if (r < 0)
                 return r;
+        c->grouped = leader != SIZE_MAX;
+        c->leader = c->grouped ? leader : 0;
 
-        for (size_t i = 0; i < n_specs; i++) {
+        /* The leader first: the members join its group. */
+        for (size_t k = 0; k < n_specs; k++) {
+                size_t i = !c->grouped ? k : k == 0 ? leader : k <= leader ? k - 1 : k;
+
                 r = why ? counters_set_reason(c, i, "%s", why) : open_spec(c, tracing_dir, i, &specs[i]);
                 if (r < 0)
                         return r;
         }
 
         /* Start them all together, once every filter is in place (an event enabled before its filter would
-         * count what the filter rejects). */
+         * count what the filter rejects). A group member starts with its leader. */
         for (size_t i = 0; i < n_specs; i++) {
-                if (c->reasons[i])
+                if (c->reasons[i] || has_leader(c, i))
                         continue;
                 for (size_t t = 0; t < c->n_targets; t++)
                         if (ioctl(c->fds[i * c->n_targets + t], PERF_EVENT_IOC_ENABLE, 0) < 0) {
@@ -262,11 +286,29 @@ int trace_counters_open(const char *tracing_dir, const TraceCounterSpec *specs, 
                                                         specs[i].event, strerror(errno));
                                 if (r < 0)
                                         return r;
+                                if (c->grouped && i == c->leader)
+                                        /* its members never start */
+                                        for (size_t m = 0; m < n_specs; m++)
+                                                if (m != i && !c->reasons[m] &&
+                                                    counters_set_reason(c, m, "cannot enable the group of %s:%s",
+                                                                        specs[i].system, specs[i].event) < 0)
+                                                        return -ENOMEM;
                                 break;
                         }
         }
         *ret = TAKE_PTR(c);
         return 0;
+}
+
+int trace_counters_open(const char *tracing_dir, const TraceCounterSpec *specs, size_t n_specs, TraceTarget target,
+                        const pid_t *tids, size_t n_tids, TraceCounters **ret) {
+        return counters_open(tracing_dir, specs, n_specs, target, tids, n_tids, SIZE_MAX, ret);
+}
+
+int trace_counters_open_group(const char *tracing_dir, const TraceCounterSpec *specs, size_t n_specs,
+                              TraceTarget target, const pid_t *tids, size_t n_tids, size_t leader,
+                              TraceCounters **ret) {
+        return counters_open(tracing_dir, specs, n_specs, target, tids, n_tids, leader, ret);
 }
 
 TraceCounters *trace_counters_free(TraceCounters *c) {
@@ -276,6 +318,7 @@ TraceCounters *trace_counters_free(TraceCounters *c) {
                 for (size_t i = 0; i < c->n_specs * c->n_targets; i++)
                         safe_close(c->fds[i]);
         free(c->fds);
+        free(c->ids);
         if (c->reasons)
                 for (size_t i = 0; i < c->n_specs; i++)
                         free(c->reasons[i]);
@@ -309,9 +352,54 @@ const char *trace_counters_note(const TraceCounters *c) {
         return c->note;
 }
 
+/* Reads the event of spec on target t into values[spec]; for a grouped set the whole group, every member's count
+ * into values[its spec] (the kernel reads a group in one go: its counts are of the same instant). Returns 0, 1
+ * when multiplexed, or a negative errno. */
+static int read_event(TraceCounters *c, size_t spec, size_t t, uint64_t *values) {
+        int fd = c->fds[spec * c->n_targets + t];
+
+        if (!c->grouped) {
+                uint64_t v[3];  /* value, time enabled, time running */
+                ssize_t n = read(fd, v, sizeof(v));
+
+                if (n < 0)
+                        return -errno;
+                if (n != sizeof(v))
+                        return -EIO;
+                values[spec] = v[0];
+                return v[2] < v[1];
+        }
+
+        /* nr, time enabled, time running, then nr × (value, id) */
+        _cleanup_free_ uint64_t *buf = calloc(3 + 2 * c->n_specs, sizeof(uint64_t));
+        bool found = false;
+        ssize_t n;
+
+        if (!buf)
+                return -ENOMEM;
+        n = read(fd, buf, (3 + 2 * c->n_specs) * sizeof(uint64_t));
+        if (n < 0)
+                return -errno;
+        if (n < (ssize_t) (3 * sizeof(uint64_t)) || buf[0] > c->n_specs ||
+            (size_t) n != (3 + 2 * buf[0]) * sizeof(uint64_t))
+                return -EIO;
+        for (size_t i = 0; i < buf[0]; i++)
+                for (size_t j = 0; j < c->n_specs; j++)
+                        if (!c->reasons[j] && c->ids[j * c->n_targets + t] == buf[4 + 2 * i]) {
+                                values[j] = buf[3 + 2 * i];
+                                found = found || j == spec;
+                                break;
+                        }
+        if (!found)
+                return -EIO;
+        return buf[2] < buf[1];
+}
+
 int trace_counters_read(TraceCounters *c, size_t spec, uint64_t *ret_per_target, uint64_t *ret_total) {
+        _cleanup_free_ uint64_t *values = NULL;
         uint64_t total = 0;
         bool multiplexed = false;
+        int r;
 
         if (!c || !ret_total)
                 return -EINVAL;
@@ -319,23 +407,46 @@ int trace_counters_read(TraceCounters *c, size_t spec, uint64_t *ret_per_target,
                 return -ERANGE;
         if (c->reasons[spec])
                 return -EOPNOTSUPP;
+        values = calloc(c->n_specs, sizeof(uint64_t));
+        if (!values)
+                return -ENOMEM;
 
         for (size_t t = 0; t < c->n_targets; t++) {
-                uint64_t v[3];  /* value, time enabled, time running */
-                ssize_t n;
-
-                n = read(c->fds[spec * c->n_targets + t], v, sizeof(v));
-                if (n < 0)
-                        return -errno;
-                if (n != sizeof(v))
-                        return -EIO;
-                if (v[2] < v[1])
-                        multiplexed = true;
+                r = read_event(c, spec, t, values);
+                if (r < 0)
+                        return r;
+                multiplexed = multiplexed || r > 0;
                 if (ret_per_target)
-                        ret_per_target[t] = v[0];
-                total += v[0];
+                        ret_per_target[t] = values[spec];
+                total += values[spec];
         }
         *ret_total = total;
+        return multiplexed;
+}
+
+int trace_counters_read_all(TraceCounters *c, uint64_t *ret) {
+        _cleanup_free_ uint64_t *values = NULL;
+        bool multiplexed = false;
+        int r;
+
+        if (!c || !ret)
+                return -EINVAL;
+        values = calloc(MAX(c->n_specs, 1U), sizeof(uint64_t));
+        if (!values)
+                return -ENOMEM;
+        for (size_t t = 0; t < c->n_targets; t++) {
+                memset(values, 0, c->n_specs * sizeof(uint64_t));
+                for (size_t spec = 0; spec < c->n_specs; spec++) {
+                        if (c->reasons[spec] || has_leader(c, spec))
+                                continue;       /* unavailable, or read with its leader's group */
+                        r = read_event(c, spec, t, values);
+                        if (r < 0)
+                                return r;
+                        multiplexed = multiplexed || r > 0;
+                }
+                for (size_t spec = 0; spec < c->n_specs; spec++)
+                        ret[spec * c->n_targets + t] = values[spec];
+        }
         return multiplexed;
 }
 
@@ -382,7 +493,7 @@ int trace_kvm_exits_open(const char *tracing_dir, TraceKvmIsa isa, const pid_t *
         }
         specs[n] = (TraceCounterSpec) { "kvm", "kvm_exit", NULL };
 
-        r = trace_counters_open(tracing_dir, specs, n + 1, TRACE_TARGET_THREADS, vcpu_tids, n_vcpu_tids, &c);
+        r = trace_counters_open_group(tracing_dir, specs, n + 1, TRACE_TARGET_THREADS, vcpu_tids, n_vcpu_tids, n, &c);
         if (r < 0)
                 goto finish;
         c->note = TAKE_PTR(why);

@@ -12,7 +12,10 @@
  * (bad arguments) fail. Counters are opened disabled, filtered, then all enabled at the end of
  * trace_counters_open(). Reading does not stop them: take deltas. The values of different specs are read one
  * after another, so a sum over specs matches the total exactly only while the targets are not producing
- * events during the read (for vCPU threads: a handful of exits at most). */
+ * events during the read (for vCPU threads: a handful of exits at most) — unless the set is grouped
+ * (trace_counters_open_group()): then the specs of each target are one perf group, started together and read in
+ * one go by trace_counters_read_all(), so their counts are of the same instant and a total minus the sum of
+ * its filtered parts is exact. */
 
 #include <sys/types.h>
 
@@ -40,6 +43,12 @@ typedef struct TraceCounters TraceCounters;
  * spec when n_tids is 0 for TRACE_TARGET_THREADS (tids are ignored for TRACE_TARGET_HOST). */
 int trace_counters_open(const char *tracing_dir, const TraceCounterSpec *specs, size_t n_specs, TraceTarget target,
                         const pid_t *tids, size_t n_tids, TraceCounters **ret);
+/* The same, with the specs of each target in one perf group led by the spec leader (its event must count at
+ * least what the others count for the readings to add up, e.g. kvm:kvm_exit without a filter). Without the
+ * leader (unavailable), the others count as separate events, as trace_counters_open() opens them. */
+int trace_counters_open_group(const char *tracing_dir, const TraceCounterSpec *specs, size_t n_specs,
+                              TraceTarget target, const pid_t *tids, size_t n_tids, size_t leader,
+                              TraceCounters **ret);
 TraceCounters *trace_counters_free(TraceCounters *c);
 DEFINE_TRIVIAL_CLEANUP_FUNC(TraceCounters *, trace_counters_free);
 
@@ -57,13 +66,18 @@ const char *trace_counters_unavailable(const TraceCounters *c, size_t spec);
  * it was enabled (multiplexed by the kernel: the count is what was counted, not scaled up). -EOPNOTSUPP for an
  * unavailable spec, -ERANGE for a spec index out of range, another negative errno when read() fails. */
 int trace_counters_read(TraceCounters *c, size_t spec, uint64_t *ret_per_target, uint64_t *ret_total);
+/* Every count at once: ret[spec × n_targets + target] (0 for an unavailable spec); a grouped set with one read
+ * per target, its group's counts of one instant. Returns 0, 1 when some counter was multiplexed, or a negative
+ * errno when a read failed. */
+int trace_counters_read_all(TraceCounters *c, uint64_t *ret);
 
 /* Why a set is smaller than asked (trace_kvm_exits_open() without the exit reasons), or NULL. */
 const char *trace_counters_note(const TraceCounters *c);
 
 /* kvm:kvm_exit by exit reason: one spec per reason of isa (the kernel's own table, trace_kvm_exit_reasons())
- * with the filter "exit_reason == VALUE", then a last spec without a filter, the total, so that other = total −
- * sum of the reasons is exact (exits outside the table, and VMX exits with flag bits above the basic reason,
+ * with the filter "exit_reason == VALUE", then a last spec without a filter, the total, leading a group per vCPU
+ * thread (trace_counters_open_group()), so that other = total − sum of the reasons, read with
+ * trace_counters_read_all(), is exact (exits outside the table, and VMX exits with flag bits above the basic reason,
  * such as FAILED_VMENTRY, land there). ret_reasons[i] is spec i; *ret_n_reasons + 1 specs in all. When the
  * reasons cannot be had (no tracefs, no kvm_exit, a format without a table) the set has only the total spec,
  * *ret_n_reasons is 0, trace_counters_note() says why, and the total is counted if it can be. Over TRACE_COUNTERS_FDS_MAX events (reasons + 1)
