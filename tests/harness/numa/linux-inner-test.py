@@ -222,7 +222,9 @@ def guest_numa_checks():
             "GuestNode=%dM cpus=0 hostnodes=0 policy=bind\nGuestNode=%dM cpus=1 hostnodes=1 policy=bind\n"
             "GuestDistance=0 1 21\n[CPU]\nVCPUAffinity=node\n"
             % (MEMORY_MIB, GUEST, GUEST, node_mib, node_mib))
-    r = call_ok("DefineVM", {"name": "inner", "ini": text, "replace": True})
+    with open(WORK + "/vms/inner.vm", "w") as f:     # a file in the VM directory: read again by Reload
+        f.write(text)
+    call_ok("Reload")
     t0 = time.monotonic()
     ctl(BUILD, "start", "inner")
     vm, _ = wait_agent(BOOT_TIMEOUT)
