@@ -216,6 +216,13 @@ char *vm_spec_host_nodes_format(const bool nodes[static VM_HOST_NODES_MAX]) {
         return buf;
 }
 
+int vm_spec_host_nodes_unsupported(const bool nodes[static VM_HOST_NODES_MAX]) {
+        for (unsigned n = NUMA_NODES_MAX; n < VM_HOST_NODES_MAX; n++)
+                if (nodes[n])
+                        return (int) n;
+        return -1;
+}
+
 unsigned vm_spec_host_nodes_count(const bool nodes[static VM_HOST_NODES_MAX]) {
         unsigned n = 0;
 

@@ -141,6 +141,10 @@ int vm_spec_validate_internal(const VmSpec *s, const char **ret_field, char **re
                 if (!streq(normalized, s->host_nodes))
                         FAIL("Memory.HostNodes", "HostNodes=%s is not normalized, expected %s", s->host_nodes,
                              normalized);
+                if (vm_spec_host_nodes_unsupported(nodes) >= 0)
+                        FAIL("Memory.HostNodes", "HostNodes=%s: host node %d is not supported: memvisor handles host "
+                             "nodes 0-%u only", s->host_nodes, vm_spec_host_nodes_unsupported(nodes),
+                             NUMA_NODES_MAX - 1);
         }
 
         switch (s->policy) {
