@@ -44,9 +44,11 @@ int vm_emulator_affinity(const VmSpec *spec, const char *sysfs_root, cpu_set_t *
 
                         if (cpu_list_format(&off, &o) < 0 || cpu_list_format(&t->online_cpus, &online) < 0)
                                 return -ENOMEM;
-                        return asprintf(ret_reason, "EmulatorAffinity=%s: CPU %s %s not online (online: %s)",
-                                        spec->emulator_affinity, o, cpu_set_count(&off) == 1 ? "is" : "are",
-                                        online) < 0 ? -ENOMEM : -EINVAL;
+                        bool one = cpu_set_count(&off) == 1;
+
+                        return asprintf(ret_reason, "EmulatorAffinity=%s: CPU%s %s %s not online (online: %s)",
+                                        spec->emulator_affinity, one ? "" : "s", o, one ? "is" : "are", online) < 0
+                                       ? -ENOMEM : -EINVAL;
                 }
         }
         r = cpu_set_to_sched(&set, ret);
