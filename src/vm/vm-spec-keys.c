@@ -455,7 +455,7 @@ static int key_host_nodes(VmSpecParser *p, const VmKey *k, const char *v, void *
 
         if (vm_spec_host_nodes_parse(v, nodes) < 0)
                 return reasonf(ret_reason, -EINVAL, "expected NUMA node numbers and ranges such as 0, 0-1 or 0,2-3, "
-                               "with nodes below %d", VM_HOST_NODES_MAX);
+                               "with nodes below %u", NUMA_NODES_MAX);
         n = vm_spec_host_nodes_format(nodes);
         if (!n)
                 return -ENOMEM;

@@ -74,7 +74,7 @@ int vm_guest_node_parse(const char *text, VmGuestNode *ret, char **ret_reason) {
                                 return reasonf(ret_reason, -EINVAL, "hostnodes= is given twice");
                         if (vm_spec_host_nodes_parse(value, nodes) < 0)
                                 return reasonf(ret_reason, -EINVAL, "hostnodes=%s is not a list of NUMA nodes "
-                                               "below %d such as 0, 0-1 or 0,2-3", value, VM_HOST_NODES_MAX);
+                                               "below %u such as 0, 0-1 or 0,2-3", value, NUMA_NODES_MAX);
                         if (vm_spec_host_nodes_unsupported(nodes) >= 0)
                                 return reasonf(ret_reason, -EINVAL, "hostnodes=%s: host node %d is not supported: "
                                                "memvisor handles host nodes 0-%u only", value,

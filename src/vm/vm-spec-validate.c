@@ -133,8 +133,8 @@ int vm_spec_validate_internal(const VmSpec *s, const char **ret_field, char **re
                 _cleanup_free_ char *normalized = NULL;
 
                 if (vm_spec_host_nodes_parse(s->host_nodes, nodes) < 0)
-                        FAIL("Memory.HostNodes", "HostNodes=%s is not a list of NUMA nodes and ranges below %d "
-                             "such as 0, 0-1 or 0,2-3", s->host_nodes, VM_HOST_NODES_MAX);
+                        FAIL("Memory.HostNodes", "HostNodes=%s is not a list of NUMA nodes and ranges below %u "
+                             "such as 0, 0-1 or 0,2-3", s->host_nodes, NUMA_NODES_MAX);
                 normalized = vm_spec_host_nodes_format(nodes);
                 if (!normalized)
                         return -ENOMEM;

@@ -144,7 +144,7 @@ static void test_bad_lines(void **state) {
                 { "64M cpus=1-0", "cpus=1-0 is not a list of vCPUs below 512 such as 0, 0-1 or 0,2-3" },
                 { "64M cpus=512", "cpus=512 is not a list of vCPUs below 512 such as 0, 0-1 or 0,2-3" },
                 { "64M hostnodes=128 policy=bind",
-                  "hostnodes=128 is not a list of NUMA nodes below 128 such as 0, 0-1 or 0,2-3" },
+                  "hostnodes=128 is not a list of NUMA nodes below 64 such as 0, 0-1 or 0,2-3" },
                 /* nodes 64-127 parse, but the NUMA code's masks have 64 bits: refused here, not at start */
                 { "64M hostnodes=64 policy=bind",
                   "hostnodes=64: host node 64 is not supported: memvisor handles host nodes 0-63 only" },
