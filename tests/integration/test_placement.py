@@ -24,7 +24,7 @@ def threads(pid):
     return out
 
 
-def test_emulator_affinity_from_exec(daemons, workdir, two_cpus):  # noqa: F811
+def test_emulator_affinity_from_exec(daemons, workdir, ctl, two_cpus):  # noqa: F811
     d = daemons(name="place", start=False)
     write_vm(d, "pl", firmware_vm(workdir, "VCPUs=2\n[Memory]\nPolicy=bind\nHostNodes=0\nPrealloc=yes\n"
                                   "PreallocThreads=2\n[CPU]\nVCPUAffinity=0:0\nEmulatorAffinity=1\n"))
@@ -40,6 +40,11 @@ def test_emulator_affinity_from_exec(daemons, workdir, two_cpus):  # noqa: F811
     assert "firstOutside" not in pl, pl
     assert pl["threadsAtGreeting"] >= 3, pl         # main loop, RCU, two vCPUs at least
     assert pl["preallocContextThreads"] == 1, pl
+
+    r = ctl("status", "pl", address=d.socket)
+    assert r.returncode == 0, r.stderr
+    assert "Placement: all %d QEMU threads inside EmulatorAffinity=1 at the first greeting" % \
+        pl["threadsAtGreeting"] in r.stdout, r.stdout
 
     # the thread-context on the backend's node, named by the backend (QEMU's own argv)
     with open("/proc/%d/cmdline" % pid, "rb") as f:
