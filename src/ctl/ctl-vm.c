@@ -122,6 +122,21 @@ int ctl_vm_status(const char *name) {
                                format_size(a, sizeof(a), (uint64_t) json_get_int(v, "beforeBytes", 0)),
                                format_size(b, sizeof(b), (uint64_t) json_get_int(v, "afterBytes", 0)));
                 }
+                if ((v = ctl_obj_get(vm, "placement"))) {
+                        if (json_get_string(v, "checkError"))
+                                printf("    Placement: threads not checked at the greeting (%s)\n",
+                                       json_get_string(v, "checkError"));
+                        else if (json_get_bool(v, "allInside", false))
+                                printf("    Placement: all %" PRIi64 " QEMU threads inside EmulatorAffinity=%s at the "
+                                       "first greeting\n", json_get_int(v, "threadsAtGreeting", 0),
+                                       strna(json_get_string(v, "emulatorAffinity")));
+                        else
+                                printf("    Placement: %" PRIi64 " of %" PRIi64 " QEMU threads outside "
+                                       "EmulatorAffinity=%s at the first greeting (%s)\n",
+                                       json_get_int(v, "threadsOutside", 0), json_get_int(v, "threadsAtGreeting", 0),
+                                       strna(json_get_string(v, "emulatorAffinity")),
+                                       strna(json_get_string(v, "firstOutside")));
+                }
                 if ((v = ctl_obj_get(vm, "agent"))) {
                         json_object *cmds = ctl_obj_get(v, "commands");
                         printf("        Agent: %s", strna(json_get_string(v, "state")));

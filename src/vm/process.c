@@ -73,8 +73,22 @@ int find_executable(const char *name, char **ret_path) {
         return found_non_exec ? -EACCES : -ENOENT;
 }
 
+/* In the forked child: "MESSAGE (errno N)\n" without stdio (async-signal-safe). */
+static void child_write_errno(int fd, int error) {
+        char buf[16], *p = buf + sizeof(buf);
+        unsigned v = (unsigned) (error < 0 ? -error : error);
+
+        *--p = '\n';
+        *--p = ')';
+        do
+                *--p = (char) ('0' + v % 10);
+        while ((v /= 10) > 0 && p > buf);
+        (void) !write(fd, PROCESS_SPAWN_AFFINITY_FAILED " (errno ", strlen(PROCESS_SPAWN_AFFINITY_FAILED " (errno "));
+        (void) !write(fd, p, (size_t) (buf + sizeof(buf) - p));
+}
+
 int process_spawn(const char *path, char *const *argv, int out_fd, const int *pass_fds, size_t n_pass_fds,
-                  pid_t *ret_pid, int *ret_pidfd) {
+                  const cpu_set_t *affinity, pid_t *ret_pid, int *ret_pidfd) {
         _cleanup_close_ int null_fd = -EBADF;
         int pidfd;
         pid_t pid;
@@ -129,6 +143,12 @@ int process_spawn(const char *path, char *const *argv, int out_fd, const int *pa
                                 (void) close(fd);
                 /* the soft limit of open files the service manager gave, not the daemon's raised one */
                 rlimit_nofile_restore();
+
+                /* Before execv: every thread QEMU will make inherits it, none runs anywhere else first. */
+                if (affinity && sched_setaffinity(0, sizeof(cpu_set_t), affinity) < 0) {
+                        child_write_errno(STDERR_FILENO, errno);
+                        _exit(PROCESS_SPAWN_EXIT_AFFINITY);
+                }
 
                 execv(path, argv);
                 _exit(127);

@@ -47,15 +47,57 @@ static const char *qemu_memory_backend_type(VmMemoryBackend b) {
         return NULL;
 }
 
+/* Appends ",KEY=A,KEY=B-C" for the node list "A,B-C": QEMU takes a list as the option repeated. */
+static void qemu_put_node_list(FILE *f, const char *key, const char *nodes) {
+        for (const char *p = nodes; p && *p;) {
+                size_t n = strcspn(p, ",");
+
+                fprintf(f, ",%s=%.*s", key, (int) n, p);
+                p += n;
+                if (*p == ',')
+                        p++;
+        }
+}
+
+/* Whether the backend with this policy and these host nodes gets a thread-context: it preallocates
+ * (Prealloc=yes, not the virtio-mem backend) and is bound to host nodes. */
+static bool qemu_backend_has_context(const VmSpec *s, VmMemoryPolicy policy, const char *host_nodes, bool prealloc) {
+        return prealloc && s->prealloc && policy != VM_MEMORY_POLICY_DEFAULT && !isempty(host_nodes);
+}
+
+/* "-object thread-context,id=tcN,node-affinity=…" (QEMU 7.2, qapi/qom.json ThreadContextProperties): the
+ * threads made in it (the backend's prealloc threads, prealloc-context=tcN) may run on the CPUs of those host
+ * nodes only, so the memory is touched from the node that will own it. Before its backend: QEMU creates the
+ * objects in the order given. */
+static int qemu_argv_thread_context(char ***argv, size_t index, const char *host_nodes) {
+        _cleanup_free_ char *buf = NULL;
+        size_t size = 0;
+        FILE *f;
+        int r;
+
+        f = open_memstream(&buf, &size);
+        if (!f)
+                return -ENOMEM;
+        fprintf(f, "thread-context,id=%s%zu", QEMU_THREAD_CONTEXT_PREFIX, index);
+        qemu_put_node_list(f, "node-affinity", host_nodes);
+        if (fclose(f) != 0 || !buf)
+                return -ENOMEM;
+        r = strv_extend(argv, "-object");
+        if (r < 0)
+                return r;
+        return strv_consume(argv, TAKE_PTR(buf));
+}
+
 /* "-object memory-backend-…,id=mN,size=…[,hugetlb=on[,hugetlbsize=…]][,share=on|off][,reserve=off][,merge=off]
- * [,dump=off][,mem-path=…][,policy=…,host-nodes=…][,prealloc=on[,prealloc-threads=N]]"; options at their QEMU
+ * [,dump=off][,mem-path=…][,policy=…,host-nodes=…][,prealloc=on[,prealloc-threads=N][,prealloc-context=tcN]]";
+ * prealloc-context= names the thread-context of index (when qemu_backend_has_context()); options at their QEMU
  * default are left out. policy and host_nodes are the guest's (HostNodes=) or its guest node's.
  * QEMU takes a node list as repeated host-nodes= options, one per number or range: "0,2-3" becomes
  * "host-nodes=0,host-nodes=2-3" (checked against QEMU 7.2 with query-memdev).
  * The virtio-mem device's backend (id vmem0, HotplugSize=) has the same type and options but no prealloc=: that
  * would allocate all of it at start; the device preallocates the blocks it plugs instead (prealloc=on). */
 static int qemu_memory_object(const VmSpec *s, const char *id, uint64_t size_bytes, VmMemoryPolicy policy,
-                              const char *host_nodes, bool prealloc, char **ret) {
+                              const char *host_nodes, bool prealloc, size_t index, char **ret) {
         _cleanup_free_ char *buf = NULL, *path = NULL;
         const char *type;
         size_t size = 0;
@@ -93,23 +135,14 @@ static int qemu_memory_object(const VmSpec *s, const char *id, uint64_t size_byt
                 fprintf(f, ",mem-path=%s", path);
         if (policy != VM_MEMORY_POLICY_DEFAULT) {
                 fprintf(f, ",policy=%s", vm_memory_policy_to_string(policy));
-                if (host_nodes) {
-                        const char *p = host_nodes;
-
-                        while (*p) {
-                                size_t n = strcspn(p, ",");
-
-                                fprintf(f, ",host-nodes=%.*s", (int) n, p);
-                                p += n;
-                                if (*p == ',')
-                                        p++;
-                        }
-                }
+                qemu_put_node_list(f, "host-nodes", host_nodes);
         }
         if (prealloc && s->prealloc)
                 fputs(",prealloc=on", f);
         if (prealloc && s->prealloc_threads != 0)
                 fprintf(f, ",prealloc-threads=%u", s->prealloc_threads);
+        if (qemu_backend_has_context(s, policy, host_nodes, prealloc))
+                fprintf(f, ",prealloc-context=%s%zu", QEMU_THREAD_CONTEXT_PREFIX, index);
 
         if (fclose(f) != 0 || !buf)
                 return -ENOMEM;
@@ -135,9 +168,14 @@ static int qemu_argv_guest_nodes(const VmSpec *spec, char ***argv) {
                 if (r < 0)
                         return r;
                 snprintf(id, sizeof(id), "%s%zu", QEMU_MEMORY_BACKEND_PREFIX, i);
-                r = qemu_memory_object(spec, id, n.size_bytes, n.policy, n.host_nodes, true, &object);
+                r = qemu_memory_object(spec, id, n.size_bytes, n.policy, n.host_nodes, true, i, &object);
                 if (r < 0)
                         return r;
+                if (qemu_backend_has_context(spec, n.policy, n.host_nodes, true)) {
+                        r = qemu_argv_thread_context(argv, i, n.host_nodes);
+                        if (r < 0)
+                                return r;
+                }
                 r = strv_extend(argv, "-object");
                 if (r < 0)
                         return r;
@@ -246,7 +284,7 @@ int qemu_build_argv(const VmSpec *spec, const QemuArgvParams *p, char ***ret) {
 
         if (spec->n_guest_nodes == 0) {
                 r = qemu_memory_object(spec, QEMU_MEMORY_BACKEND_PREFIX "0", spec->memory_bytes, spec->policy,
-                                       spec->host_nodes, true, &object);
+                                       spec->host_nodes, true, 0, &object);
                 if (r < 0)
                         return r;
         }
@@ -261,7 +299,7 @@ int qemu_build_argv(const VmSpec *spec, const QemuArgvParams *p, char ***ret) {
                 }
                 r = qemu_memory_object(spec, QEMU_VMEM_BACKEND_ID, spec->hotplug_bytes,
                                        spec->n_guest_nodes > 0 ? g.policy : spec->policy,
-                                       spec->n_guest_nodes > 0 ? g.host_nodes : spec->host_nodes, false, &vmem_object);
+                                       spec->n_guest_nodes > 0 ? g.host_nodes : spec->host_nodes, false, 0, &vmem_object);
                 if (r < 0)
                         return r;
         }
@@ -305,6 +343,11 @@ int qemu_build_argv(const VmSpec *spec, const QemuArgvParams *p, char ***ret) {
         ADD("-smp");
         ADDF("%u", spec->vcpus);
         if (object) {
+                if (qemu_backend_has_context(spec, spec->policy, spec->host_nodes, true)) {
+                        r = qemu_argv_thread_context(&argv, 0, spec->host_nodes);
+                        if (r < 0)
+                                return r;
+                }
                 ADD("-object");
                 ADD(object);
         }

@@ -11,6 +11,9 @@
 #define QEMU_AGENT_CHARDEV "qga"
 #define QEMU_AGENT_PORT_ID "qga0"
 #define QEMU_AGENT_PORT_NAME "org.qemu.guest_agent.0"
+/* The thread-context objects of backends that preallocate on bound host nodes: tc0, tc1, … (QEMU names each
+ * one's thread "TC tcN" with -name debug-threads=on). */
+#define QEMU_THREAD_CONTEXT_PREFIX "tc"
 /* The virtio-mem device (HotplugSize=): its QOM path is /machine/peripheral/vmem0dev. */
 #define QEMU_VMEM_DEVICE_ID "vmem0dev"
 

@@ -9,6 +9,8 @@
 
 #include "basic/log.h"
 #include "basic/strv.h"
+#include "numa/cpu-set.h"
+#include "vm/qemu-argv.h"
 #include "vm/vm.h"
 
 #define QMP_COMMAND_TIMEOUT_USEC (10 * USEC_PER_SEC)
@@ -46,6 +48,22 @@ void vm_agent_on_port_change(Vm *vm, const char *id, bool open);
 void vm_commit_charge_before(Vm *vm);
 void vm_commit_charge_after(Vm *vm);
 int vm_commit_charge_json(const Vm *vm, json_object *o);
+/* vm-placement.c */
+/* The CPU set QEMU is executed with: 0 without EmulatorAffinity= (*ret untouched), 1 with it in *ret; an
+ * offline CPU → -EINVAL and *ret_reason naming the key, the CPUs and the online ones. */
+int vm_emulator_affinity(const VmSpec *spec, const char *sysfs_root, cpu_set_t *ret, char **ret_reason);
+/* The Cpus_allowed_list of a /proc/PID/task/TID/status text; -ENOENT without one, -EINVAL when malformed. */
+int vm_status_allowed_cpus(const char *text, CpuSet *ret);
+/* Whether a thread named comm is one of our thread-context objects' ("TC tcN"). */
+bool vm_thread_is_prealloc_context(const char *comm);
+/* Reads every thread of pid under proc_root against affinity (a CPU list); threads bounded. */
+int vm_emulator_check_read(const char *proc_root, pid_t pid, const char *affinity, VmEmulatorCheck *ret);
+void vm_emulator_check_done(VmEmulatorCheck *c);
+/* At the first QMP greeting of a guest started with EmulatorAffinity=: the check, a warning when not inside. */
+void vm_emulator_check_at_greeting(Vm *vm);
+/* DescribeVM's "placement" (nothing without a check). */
+int vm_emulator_check_json(const Vm *vm, json_object *o);
+
 /* vm-console.c */
 /* The fd number at which QEMU keeps (and never reads) its copy of the console pipe's read end. */
 #define VM_CONSOLE_QEMU_READ_FD 5

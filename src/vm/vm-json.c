@@ -149,6 +149,8 @@ int vm_describe_json(Vm *vm, json_object **ret) {
 
         if ((r = vm_commit_charge_json(vm, o)) < 0)
                 return r;
+        if ((r = vm_emulator_check_json(vm, o)) < 0)
+                return r;
 
         if (vm->last_exit.valid) {
                 _cleanup_json_ json_object *e = json_object_new_object();

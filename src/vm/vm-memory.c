@@ -137,6 +137,16 @@ static int mem_path_hugepage_size(const char *path, uint64_t *ret) {
         return 0;
 }
 
+/* What the backends map in huge pages: Memory= and the virtio-mem backend's HotplugSize= (same type and page
+ * size, reserved with it unless Reserve=no, and needed once plugged either way). */
+static uint64_t memory_with_hotplug(const VmSpec *spec) {
+        return spec->memory_bytes + spec->hotplug_bytes;
+}
+
+static const char *hotplug_note(const VmSpec *spec) {
+        return spec->hotplug_bytes != 0 ? " (counting HotplugSize=, the virtio-mem backend, with Memory=)" : "";
+}
+
 static HugepagesSpread policy_spread(VmMemoryPolicy p) {
         return p == VM_MEMORY_POLICY_BIND ? HUGEPAGES_ANY_OF : p == VM_MEMORY_POLICY_INTERLEAVE ? HUGEPAGES_EACH
                                                                                              : HUGEPAGES_ANYWHERE;
@@ -152,9 +162,10 @@ static int check_guest_nodes_hugepages(const VmSpec *spec, const char *sysfs_roo
         int r;
 
         format_size(s, sizeof(s), size);
-        r = hugepages_check(sysfs_root, size, spec->memory_bytes, 0, HUGEPAGES_ANYWHERE, &why);
+        r = hugepages_check(sysfs_root, size, memory_with_hotplug(spec), 0, HUGEPAGES_ANYWHERE, &why);
         if (r < 0 && why)
-                return asprintf(ret_reason, "%s%s: %s", key, streq(key, "HugePageSize=") ? s : "", why) < 0
+                return asprintf(ret_reason, "%s%s: %s%s", key, streq(key, "HugePageSize=") ? s : "", why,
+                                hotplug_note(spec)) < 0
                                ? -ENOMEM : r;
         if (r < 0)
                 return r;
@@ -171,10 +182,13 @@ static int check_guest_nodes_hugepages(const VmSpec *spec, const char *sysfs_roo
                 if (r < 0)
                         return asprintf(ret_reason, "GuestNode=%s: huge pages are counted for nodes below %u only",
                                         spec->guest_nodes[i], NUMA_NODES_MAX) < 0 ? -ENOMEM : r;
-                r = hugepages_check(sysfs_root, size, n.size_bytes, mask, policy_spread(n.policy), &why);
+                /* The virtio-mem backend is bound as its guest node's (HotplugNode=) and needs its pages too. */
+                r = hugepages_check(sysfs_root, size,
+                                    n.size_bytes + (i == spec->hotplug_node ? spec->hotplug_bytes : 0), mask,
+                                    policy_spread(n.policy), &why);
                 if (r < 0 && why)
-                        return asprintf(ret_reason, "GuestNode=%s (guest node %zu): %s", spec->guest_nodes[i], i,
-                                        why) < 0 ? -ENOMEM : r;
+                        return asprintf(ret_reason, "GuestNode=%s (guest node %zu): %s%s", spec->guest_nodes[i], i,
+                                        why, i == spec->hotplug_node ? hotplug_note(spec) : "") < 0 ? -ENOMEM : r;
                 if (r < 0)
                         return r;
         }
@@ -237,11 +251,11 @@ int vm_memory_check_start(const VmSpec *spec, const char *sysfs_root, char **ret
                          : spec->policy == VM_MEMORY_POLICY_INTERLEAVE ? HUGEPAGES_EACH
                                                                        : HUGEPAGES_ANYWHERE;
         }
-        r = hugepages_check(sysfs_root, size, spec->memory_bytes, mask, spread, &why);
+        r = hugepages_check(sysfs_root, size, memory_with_hotplug(spec), mask, spread, &why);
         if (r < 0 && why) {
                 format_size(s, sizeof(s), size);
-                return asprintf(ret_reason, "%s%s%s: %s", key, streq(key, "HugePageSize=") ? s : "",
-                                streq(key, "Path=") ? spec->mem_path : "", why) < 0 ? -ENOMEM : r;
+                return asprintf(ret_reason, "%s%s%s: %s%s", key, streq(key, "HugePageSize=") ? s : "",
+                                streq(key, "Path=") ? spec->mem_path : "", why, hotplug_note(spec)) < 0 ? -ENOMEM : r;
         }
         return r;
 }

@@ -151,6 +151,9 @@ static void vm_on_qmp_state(QmpClient *q, QmpClientState state, int error, void 
                                  json_get_int(qemu, "minor", 0), json_get_int(qemu, "micro", 0));
                         (void) free_and_strdup(&vm->qemu_version, v);
                 }
+                /* The first greeting of a start: before the vCPUs are pinned and continued. */
+                if (vm->state == VM_STATE_STARTING && !vm->start_done && !vm->emulator_check.done)
+                        vm_emulator_check_at_greeting(vm);
                 r = qmp_client_execute(q, "query-status", NULL, QMP_COMMAND_TIMEOUT_USEC, on_query_status, vm);
                 if (r >= 0)
                         r = qmp_client_execute(q, "query-cpus-fast", NULL, QMP_COMMAND_TIMEOUT_USEC, on_query_cpus, vm);

@@ -124,6 +124,9 @@ bool vm_spec_hugepage_size_is_valid(uint64_t bytes);
 int vm_spec_host_nodes_parse(const char *s, bool nodes[static VM_HOST_NODES_MAX]);
 char *vm_spec_host_nodes_format(const bool nodes[static VM_HOST_NODES_MAX]);
 unsigned vm_spec_host_nodes_count(const bool nodes[static VM_HOST_NODES_MAX]);
+/* The first node the NUMA code cannot handle (≥ NUMA_NODES_MAX: its node masks have 64 bits), or -1: refused
+ * at definition with that reason rather than at start. */
+int vm_spec_host_nodes_unsupported(const bool nodes[static VM_HOST_NODES_MAX]);
 int vm_spec_migrate_between_parse(const char *s, unsigned ret_nodes[static 2]);
 
 /* Exact, parse_sec()-compatible text for a time span: "30s", "2min", "1.5s", "250ms", "infinity". */

@@ -216,6 +216,13 @@ char *vm_spec_host_nodes_format(const bool nodes[static VM_HOST_NODES_MAX]) {
         return buf;
 }
 
+int vm_spec_host_nodes_unsupported(const bool nodes[static VM_HOST_NODES_MAX]) {
+        for (unsigned n = NUMA_NODES_MAX; n < VM_HOST_NODES_MAX; n++)
+                if (nodes[n])
+                        return (int) n;
+        return -1;
+}
+
 unsigned vm_spec_host_nodes_count(const bool nodes[static VM_HOST_NODES_MAX]) {
         unsigned n = 0;
 
@@ -448,7 +455,7 @@ static int key_host_nodes(VmSpecParser *p, const VmKey *k, const char *v, void *
 
         if (vm_spec_host_nodes_parse(v, nodes) < 0)
                 return reasonf(ret_reason, -EINVAL, "expected NUMA node numbers and ranges such as 0, 0-1 or 0,2-3, "
-                               "with nodes below %d", VM_HOST_NODES_MAX);
+                               "with nodes below %u", NUMA_NODES_MAX);
         n = vm_spec_host_nodes_format(nodes);
         if (!n)
                 return -ENOMEM;

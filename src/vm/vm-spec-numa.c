@@ -74,7 +74,11 @@ int vm_guest_node_parse(const char *text, VmGuestNode *ret, char **ret_reason) {
                                 return reasonf(ret_reason, -EINVAL, "hostnodes= is given twice");
                         if (vm_spec_host_nodes_parse(value, nodes) < 0)
                                 return reasonf(ret_reason, -EINVAL, "hostnodes=%s is not a list of NUMA nodes "
-                                               "below %d such as 0, 0-1 or 0,2-3", value, VM_HOST_NODES_MAX);
+                                               "below %u such as 0, 0-1 or 0,2-3", value, NUMA_NODES_MAX);
+                        if (vm_spec_host_nodes_unsupported(nodes) >= 0)
+                                return reasonf(ret_reason, -EINVAL, "hostnodes=%s: host node %d is not supported: "
+                                               "memvisor handles host nodes 0-%u only", value,
+                                               vm_spec_host_nodes_unsupported(nodes), NUMA_NODES_MAX - 1);
                         n.host_nodes = vm_spec_host_nodes_format(nodes);
                         if (!n.host_nodes)
                                 return -ENOMEM;
@@ -262,11 +266,12 @@ int vm_spec_validate_numa(const VmSpec *s, const char **ret_field, char **ret_re
                 if (!streq(canonical, s->guest_nodes[i]))
                         FAIL("Memory.GuestNode", "GuestNode=%s is not normalized, expected %s", s->guest_nodes[i],
                              canonical);
-                if (s->vcpu_affinity && streq(s->vcpu_affinity, VM_VCPU_AFFINITY_NODE) &&
+                /* A memory-only guest node (no cpus=) has no vCPU to pin: it needs no host nodes for this. */
+                if (s->vcpu_affinity && streq(s->vcpu_affinity, VM_VCPU_AFFINITY_NODE) && n.cpus &&
                     (n.policy < 0 ? s->policy : n.policy) == VM_MEMORY_POLICY_DEFAULT)
-                        FAIL("CPU.VCPUAffinity", "VCPUAffinity=node needs host nodes for every guest node, and guest "
-                             "node %zu has none (give it hostnodes= and policy=, or set [Memory] Policy= and "
-                             "HostNodes=)", i);
+                        FAIL("CPU.VCPUAffinity", "VCPUAffinity=node needs host nodes for every guest node with vCPUs, "
+                             "and guest node %zu (vCPUs %s) has none (give it hostnodes= and policy=, or set "
+                             "[Memory] Policy= and HostNodes=)", i, n.cpus);
                 if (s->hugepage_size != 0 && n.size_bytes % s->hugepage_size != 0) {
                         vm_spec_format_size(a, n.size_bytes);
                         vm_spec_format_size(b, s->hugepage_size);

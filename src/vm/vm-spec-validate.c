@@ -133,14 +133,18 @@ int vm_spec_validate_internal(const VmSpec *s, const char **ret_field, char **re
                 _cleanup_free_ char *normalized = NULL;
 
                 if (vm_spec_host_nodes_parse(s->host_nodes, nodes) < 0)
-                        FAIL("Memory.HostNodes", "HostNodes=%s is not a list of NUMA nodes and ranges below %d "
-                             "such as 0, 0-1 or 0,2-3", s->host_nodes, VM_HOST_NODES_MAX);
+                        FAIL("Memory.HostNodes", "HostNodes=%s is not a list of NUMA nodes and ranges below %u "
+                             "such as 0, 0-1 or 0,2-3", s->host_nodes, NUMA_NODES_MAX);
                 normalized = vm_spec_host_nodes_format(nodes);
                 if (!normalized)
                         return -ENOMEM;
                 if (!streq(normalized, s->host_nodes))
                         FAIL("Memory.HostNodes", "HostNodes=%s is not normalized, expected %s", s->host_nodes,
                              normalized);
+                if (vm_spec_host_nodes_unsupported(nodes) >= 0)
+                        FAIL("Memory.HostNodes", "HostNodes=%s: host node %d is not supported: memvisor handles host "
+                             "nodes 0-%u only", s->host_nodes, vm_spec_host_nodes_unsupported(nodes),
+                             NUMA_NODES_MAX - 1);
         }
 
         switch (s->policy) {

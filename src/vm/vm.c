@@ -162,6 +162,7 @@ Vm *vm_free(Vm *vm) {
         vm_spec_free(vm->variant);
         free(vm->variant_label);
         free(vm->running_variant);
+        vm_emulator_check_done(&vm->emulator_check);
         vm_exit_done(&vm->last_exit);
         strv_free(vm->argv);
         free(vm->vcpus);
@@ -299,6 +300,11 @@ static void vm_handle_exit(Vm *vm, bool status_known, int code, int sig) {
                                                   : "vanished (adopted guest, exit status unknown)");
         else if (sig > 0)
                 (void) asprintf(&desc, "killed by signal %s", sigabbrev_np(sig) ?: "?");
+        else if (code == PROCESS_SPAWN_EXIT_AFFINITY && vm->state == VM_STATE_STARTING &&
+                 vm->running_spec && vm->running_spec->emulator_affinity)
+                (void) asprintf(&desc, "exited with status %i before executing QEMU: EmulatorAffinity=%s could "
+                                "not be set (the kernel refused it; see %s)", code, vm->running_spec->emulator_affinity,
+                                vm->log_path ?: "QEMU's log");
         else
                 (void) asprintf(&desc, "exited with status %i", code);
         if (!desc)
@@ -323,7 +329,8 @@ static void vm_handle_exit(Vm *vm, bool status_known, int code, int sig) {
         /* Accelerator=auto means KVM when it works: a QEMU that dies while starting under KVM is tried once
          * more under TCG (some nested KVM hosts cannot run every CPU model), and TCG is used from then on. */
         if (!vm->stop_requested && !vm->start_timed_out && vm->state == VM_STATE_STARTING &&
-            spec->accel == VM_ACCEL_AUTO && vm->accel == VM_ACCEL_KVM && !vm->kvm_failure) {
+            spec->accel == VM_ACCEL_AUTO && vm->accel == VM_ACCEL_KVM && !vm->kvm_failure &&
+            !(status_known && sig == 0 && code == PROCESS_SPAWN_EXIT_AFFINITY && spec->emulator_affinity)) {
                 _cleanup_free_ char *error = NULL;
 
                 vm->kvm_failure = strdup(desc);
@@ -517,8 +524,10 @@ static int vm_start_internal(Vm *vm, bool by_policy, char **ret_error) {
         _cleanup_close_ int listen_fd = -EBADF, out_fd = -EBADF, qmp_fd = -EBADF, dir_fd = -EBADF,
                 console_fd = -EBADF, console_read_fd = -EBADF, qga_listen_fd = -EBADF;
         _cleanup_(strv_freep) char **argv = NULL;
-        _cleanup_free_ char *emulator = NULL, *why = NULL, *mem_why = NULL, *console_dir = NULL;
+        _cleanup_free_ char *emulator = NULL, *why = NULL, *mem_why = NULL, *console_dir = NULL, *cpu_why = NULL;
         _cleanup_(vm_spec_freep) VmSpec *spec = NULL;
+        cpu_set_t emulator_cpus;
+        bool have_emulator_cpus;
         const char *file_why;
         QemuArgvParams p;
         pid_t pid, other;
@@ -569,6 +578,13 @@ static int vm_start_internal(Vm *vm, bool by_policy, char **ret_error) {
         r = vm_memory_check_start(spec, vm->ctx->sysfs_root, &mem_why);
         if (r < 0)
                 return fail_start(vm, r, ret_error, "%s", mem_why ?: strerror(-r));
+
+        /* EmulatorAffinity=: set in the child before QEMU is executed (process_spawn), so no thread of QEMU,
+         * preallocation and vCPUs included, runs elsewhere first. */
+        r = vm_emulator_affinity(spec, vm->ctx->sysfs_root, &emulator_cpus, &cpu_why);
+        if (r < 0)
+                return fail_start(vm, r, ret_error, "%s", cpu_why ?: strerror(-r));
+        have_emulator_cpus = r > 0;
 
         /* Everything of the guest goes in this directory, reached by this fd: never through a link. */
         dir_fd = vm_run_dir_open(vm->ctx, vm->name, /* create= */ true, &why);
@@ -643,9 +659,10 @@ static int vm_start_internal(Vm *vm, bool by_policy, char **ret_error) {
         }
 
         vm_commit_charge_before(vm);
+        vm_emulator_check_done(&vm->emulator_check);
         r = process_spawn(emulator, argv, out_fd,
                           (const int[]) { listen_fd, console_fd, console_read_fd, qga_listen_fd },
-                          qga_listen_fd >= 0 ? 4 : 3, &pid, &pidfd);
+                          qga_listen_fd >= 0 ? 4 : 3, have_emulator_cpus ? &emulator_cpus : NULL, &pid, &pidfd);
         if (r < 0)
                 return fail_start(vm, r, ret_error, "cannot spawn %s: %s", emulator, strerror(-r));
 

@@ -138,6 +138,20 @@ typedef struct VmCommitCharge {
         uint64_t before_bytes, after_bytes;
 } VmCommitCharge;
 
+/* [CPU] EmulatorAffinity= checked at the first QMP greeting (vm-placement.c): every QEMU thread's allowed CPUs
+ * (/proc/PID/task/TID/status Cpus_allowed_list) against it, before the vCPUs are pinned and continued. The
+ * threads of QEMU's thread-context objects (prealloc-context=, bound to their backend's host nodes by design)
+ * are counted apart. */
+typedef struct VmEmulatorCheck {
+        bool done;
+        int error;                      /* < 0: the threads could not be read */
+        char *affinity;                 /* the EmulatorAffinity= checked against */
+        unsigned threads;               /* QEMU's threads read, the thread-context ones excepted */
+        unsigned outside;               /* of them, allowed on a CPU outside affinity */
+        unsigned context_threads;
+        char *first_outside;            /* "thread TID (NAME) may run on CPUs LIST" of the first outside */
+} VmEmulatorCheck;
+
 typedef enum VmTimer {
         VM_TIMER_NONE,
         VM_TIMER_START,         /* start timeout */
@@ -196,6 +210,7 @@ struct Vm {
         RestartTracker tracker;
         VmExit last_exit;
         VmCommitCharge commit;          /* of the current or last start */
+        VmEmulatorCheck emulator_check; /* of the current or last start */
 
         /* The console (vm-console.c): the pipe QEMU writes into and the current boot's file. */
         int console_pipe;
@@ -248,7 +263,8 @@ void vm_cleanup_runtime(VmContext *ctx, const char *name);
 int vm_remove_runtime_dir(VmContext *ctx, const char *name);
 
 /* [Memory] on this host (vm-memory.c). At definition: huge pages of HugePageSize= must be a size the host offers
- * (else *ret_field and *ret_reason, -EOPNOTSUPP). Before a start: enough free huge pages on the host and on the
+ * (else *ret_field and *ret_reason, -EOPNOTSUPP). Before a start: enough free huge pages (Memory= and HotplugSize=,
+ * whose virtio-mem backend has the same page size) on the host and on the
  * bound nodes, a hugetlbfs Path= of the right size (else *ret_reason with the figures). Both: every host node a
  * GuestNode= is bound to is online (sysfs_root/sys/devices/system/node/online). sysfs_root: "/". */
 int vm_memory_check_definition(const VmSpec *spec, const char *sysfs_root, const char **ret_field,

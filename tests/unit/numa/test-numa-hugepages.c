@@ -175,6 +175,21 @@ static void test_guest(void **state) {
                   "GuestNode=32M cpus=0 hostnodes=0 policy=bind\nGuestNode=224M\n", NULL, NULL, -ENOSPC,
                   "HugePages=yes: the guest needs 128 huge pages of 2M (256M); the host has 80 free, not "
                   "reserved " HOW },
+                /* HotplugSize=: the virtio-mem backend has the same page size and needs its pages too (64M + 128M
+                 * = 96 pages > 80 free; 64M + 64M fits), on the host nodes of its guest node HotplugNode=. */
+                { "Memory=64M\n[Memory]\nBackend=memfd\nHugePages=yes\nHugePageSize=2M\nHotplugSize=128M\n", NULL,
+                  NULL, -ENOSPC, "HugePageSize=2M: the guest needs 96 huge pages of 2M (192M); the host has 80 free, "
+                  "not reserved " HOW " (counting HotplugSize=, the virtio-mem backend, with Memory=)" },
+                { "Memory=64M\n[Memory]\nBackend=memfd\nHugePages=yes\nHugePageSize=2M\nHotplugSize=64M\n", NULL,
+                  NULL, 0, NULL },
+                { "Memory=64M\n[Memory]\nBackend=memfd\nHugePages=yes\nHugePageSize=2M\nHotplugSize=32M\n"
+                  "GuestNode=32M cpus=0 hostnodes=0 policy=bind\nGuestNode=32M\n", NULL, NULL, -ENOSPC,
+                  "GuestNode=32M cpus=0 hostnodes=0 policy=bind (guest node 0): the guest needs 32 huge pages of 2M "
+                  "(64M) on host node 0 (bind); free: node 0: 30; whole host: 80 free, not reserved " HOW
+                  " (counting HotplugSize=, the virtio-mem backend, with Memory=)" },
+                { "Memory=64M\n[Memory]\nBackend=memfd\nHugePages=yes\nHugePageSize=2M\nHotplugSize=32M\n"
+                  "HotplugNode=1\nGuestNode=32M cpus=0 hostnodes=0 policy=bind\nGuestNode=32M\n", NULL, NULL, 0,
+                  NULL },
                 /* A node without policy= takes HostNodes= of [Memory]. */
                 { "Memory=128M\n[Memory]\nPolicy=interleave\nHostNodes=0-1\nGuestNode=128M cpus=0\n",
                   "Memory.GuestNode", "GuestNode=128M cpus=0: guest node 0 is bound to host nodes 0-1, but the host "

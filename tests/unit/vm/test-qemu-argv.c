@@ -236,6 +236,67 @@ static void test_escaping(void **state) {
         assert_false(strv_contains(argv, "-S"));
 }
 
+static char **argv_of(const char *ini) {
+        _cleanup_(vm_spec_freep) VmSpec *s = NULL;
+        QemuArgvParams p = TCG_FD3;
+        VmSpecError e = {};
+        char **argv = NULL;
+
+        if (vm_spec_parse_ini(NULL, ini, NULL, &s, &e) < 0)
+                fail_msg("%s", strna(e.message));
+        assert_int_equal(qemu_build_argv(s, &p, &argv), 0);
+        return argv;
+}
+
+/* The index of the argument equal to a, or -1. */
+static ssize_t argv_find(char **argv, const char *a) {
+        for (size_t i = 0; argv[i]; i++)
+                if (streq(argv[i], a))
+                        return (ssize_t) i;
+        return -1;
+}
+
+/* Prealloc=yes on a backend bound to host nodes: a thread-context on those nodes before it, named by its
+ * prealloc-context=; none without Prealloc=, without host nodes, or for the virtio-mem backend. */
+static void test_thread_context(void **state) {
+        _cleanup_(strv_freep) char **a = NULL, **b = NULL, **c = NULL, **d = NULL;
+        ssize_t tc0, tc1, m0, m1;
+
+        a = argv_of("[VM]\nName=tc\nMemory=384M\nVCPUs=2\nKernel=" T "/vmlinuz\n[Memory]\nBackend=memfd\n"
+                    "Prealloc=yes\nPreallocThreads=2\nGuestNode=128M cpus=0 hostnodes=0,2-3 policy=interleave\n"
+                    "GuestNode=128M cpus=1 hostnodes=1 policy=bind\nGuestNode=128M\n");
+        tc0 = argv_find(a, "thread-context,id=tc0,node-affinity=0,node-affinity=2-3");
+        tc1 = argv_find(a, "thread-context,id=tc1,node-affinity=1");
+        m0 = argv_find(a, "memory-backend-memfd,id=m0,size=134217728,policy=interleave,host-nodes=0,host-nodes=2-3,"
+                          "prealloc=on,prealloc-threads=2,prealloc-context=tc0");
+        m1 = argv_find(a, "memory-backend-memfd,id=m1,size=134217728,policy=bind,host-nodes=1,prealloc=on,"
+                          "prealloc-threads=2,prealloc-context=tc1");
+        assert_true(tc0 > 0 && tc1 > 0 && m0 > 0 && m1 > 0);
+        assert_string_equal(a[tc0 - 1], "-object");
+        assert_true(tc0 < m0 && m0 < tc1 && tc1 < m1);     /* each context before its backend */
+        /* guest node 2 has no host nodes: no context */
+        assert_true(argv_find(a, "memory-backend-memfd,id=m2,size=134217728,prealloc=on,prealloc-threads=2") > 0);
+        assert_int_equal(argv_find(a, "thread-context,id=tc2"), -1);
+
+        /* bound, without Prealloc=: nothing */
+        b = argv_of("[VM]\nName=tc\nMemory=256M\nKernel=" T "/vmlinuz\n[Memory]\nPolicy=bind\nHostNodes=1\n");
+        for (char **x = b; *x; x++)
+                assert_null(strstr(*x, "thread-context"));
+        assert_true(argv_find(b, "memory-backend-ram,id=m0,size=268435456,policy=bind,host-nodes=1") > 0);
+
+        /* Prealloc=yes, not bound: nothing */
+        c = argv_of("[VM]\nName=tc\nMemory=256M\nKernel=" T "/vmlinuz\n[Memory]\nPrealloc=yes\n");
+        for (char **x = c; *x; x++)
+                assert_null(strstr(*x, "context"));
+
+        /* virtio-mem: the main backend gets tc0, vmem0 (no prealloc=) none */
+        d = argv_of("[VM]\nName=tc\nMemory=256M\nKernel=" T "/vmlinuz\n[Memory]\nBackend=memfd\nPolicy=bind\n"
+                    "HostNodes=1\nPrealloc=yes\nHotplugSize=128M\n");
+        assert_true(argv_find(d, "thread-context,id=tc0,node-affinity=1") > 0);
+        assert_true(argv_find(d, "memory-backend-memfd,id=vmem0,size=134217728,policy=bind,host-nodes=1") > 0);
+        assert_int_equal(argv_find(d, "thread-context,id=tc1,node-affinity=1"), -1);
+}
+
 static void test_errors(void **state) {
         _cleanup_(vm_spec_freep) VmSpec *s = spec_for(golden_cases);
         QemuArgvParams p = KVM_FD3;
@@ -305,6 +366,7 @@ int main(int argc, char *argv[]) {
                 cmocka_unit_test(test_golden),
                 cmocka_unit_test(test_structure),
                 cmocka_unit_test(test_escaping),
+                cmocka_unit_test(test_thread_context),
                 cmocka_unit_test(test_errors),
                 cmocka_unit_test(test_to_string),
         };

@@ -144,7 +144,12 @@ static void test_bad_lines(void **state) {
                 { "64M cpus=1-0", "cpus=1-0 is not a list of vCPUs below 512 such as 0, 0-1 or 0,2-3" },
                 { "64M cpus=512", "cpus=512 is not a list of vCPUs below 512 such as 0, 0-1 or 0,2-3" },
                 { "64M hostnodes=128 policy=bind",
-                  "hostnodes=128 is not a list of NUMA nodes below 128 such as 0, 0-1 or 0,2-3" },
+                  "hostnodes=128 is not a list of NUMA nodes below 64 such as 0, 0-1 or 0,2-3" },
+                /* nodes 64-127 parse, but the NUMA code's masks have 64 bits: refused here, not at start */
+                { "64M hostnodes=64 policy=bind",
+                  "hostnodes=64: host node 64 is not supported: memvisor handles host nodes 0-63 only" },
+                { "64M hostnodes=0,100-127 policy=interleave",
+                  "hostnodes=0,100-127: host node 100 is not supported: memvisor handles host nodes 0-63 only" },
                 { "64M hostnodes=0", "hostnodes= needs policy= (bind, preferred or interleave)" },
                 { "64M policy=bind", "policy=bind needs hostnodes=" },
                 { "64M policy=default hostnodes=0", "hostnodes= does not work with policy=default" },
@@ -267,7 +272,7 @@ static void test_validate(void **state) {
 static void test_vcpu_affinity_node(void **state) {
         NumaNode nodes[2] = { { .id = 0 }, { .id = 1 } };
         NumaTopology t = { .nodes = nodes, .n_nodes = 2 };
-        _cleanup_(vm_spec_freep) VmSpec *s = NULL, *plain = NULL;
+        _cleanup_(vm_spec_freep) VmSpec *s = NULL, *plain = NULL, *memonly = NULL;
         _cleanup_free_ char *map = NULL, *why = NULL;
 
         for (unsigned c = 0; c < 4; c++)
@@ -300,10 +305,20 @@ static void test_vcpu_affinity_node(void **state) {
 
         ini_fails(HEAD "[CPU]\nVCPUAffinity=node\n", "CPU.VCPUAffinity",
                   "web.vm: VCPUAffinity=node needs GuestNode= lines (with host nodes)");
-        ini_fails(HEAD "Memory=128M\n[Memory]\nGuestNode=64M cpus=0 hostnodes=0 policy=bind\nGuestNode=64M\n"
-                  "[CPU]\nVCPUAffinity=node\n", "CPU.VCPUAffinity",
-                  "web.vm: VCPUAffinity=node needs host nodes for every guest node, and guest node 1 has none (give "
-                  "it hostnodes= and policy=, or set [Memory] Policy= and HostNodes=)");
+        /* A memory-only guest node (no vCPUs) needs no host nodes: nothing of it is pinned. */
+        memonly = ini_ok(HEAD "Memory=128M\n[Memory]\nGuestNode=64M cpus=0 hostnodes=0 policy=bind\nGuestNode=64M\n"
+                         "[CPU]\nVCPUAffinity=node\n");
+        assert_int_equal(vm_spec_vcpu_affinity_map(memonly, &t, &map, &why), 0);
+        assert_string_equal(map, "0:0-1");
+        map = mfree(map);
+        ini_fails(HEAD "Memory=128M\nVCPUs=2\n[Memory]\nGuestNode=64M cpus=0 hostnodes=0 policy=bind\n"
+                  "GuestNode=64M cpus=1\n[CPU]\nVCPUAffinity=node\n", "CPU.VCPUAffinity",
+                  "web.vm: VCPUAffinity=node needs host nodes for every guest node with vCPUs, and guest node 1 "
+                  "(vCPUs 1) has none (give it hostnodes= and policy=, or set [Memory] Policy= and HostNodes=)");
+        ini_fails(HEAD "Memory=128M\n[Memory]\nPolicy=bind\nHostNodes=63-64\n", "Memory.HostNodes",
+                  "web.vm: HostNodes=63-64: host node 64 is not supported: memvisor handles host nodes 0-63 only");
+        plain = vm_spec_free(plain);
+        plain = ini_ok(HEAD "Memory=128M\n[Memory]\nPolicy=bind\nHostNodes=63\n");
         ini_fails(HEAD "[CPU]\nVCPUAffinity=nodes\n", "CPU.VCPUAffinity",
                   "web.vm:4: Invalid value 'nodes' for VCPUAffinity=: 'nodes' is not VCPU:CPULIST such as 0:2 or "
                   "1:3-4,6 (vCPUs below 512, CPUs below 1024)");

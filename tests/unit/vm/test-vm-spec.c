@@ -378,7 +378,7 @@ static const GoodCase good_cases[] = {
         { "[Memory]\nPolicy=bind\n", "Memory", "HostNodes", "3,1,2", "HostNodes=1-3\n" },
         { "[Memory]\nPolicy=bind\n", "Memory", "HostNodes", "0-1,1-2,7", "HostNodes=0-2,7\n" },
         { "[Memory]\nPolicy=bind\n", "Memory", "HostNodes", "5-5", "HostNodes=5\n" },
-        { "[Memory]\nPolicy=interleave\n", "Memory", "HostNodes", "0-127", "HostNodes=0-127\n" },
+        { "[Memory]\nPolicy=interleave\n", "Memory", "HostNodes", "0-63", "HostNodes=0-63\n" },
         { "[Memory]\nPolicy=bind\n", "Memory", "Policy", "", "Policy=default\n" },
         { "", "Memory", "Prealloc", "yes", "Prealloc=yes\n" },
         { "[Memory]\nBackend=memfd\nHugePages=yes\n", "Memory", "HugePageSize", "2M", "HugePageSize=2M\n" },
@@ -490,7 +490,7 @@ typedef struct BadCase {
 #define R_TIMEOUT "expected a time span such as 30s, 500ms or 2min, or infinity"
 #define R_DELAY "expected a time span such as 1s, 500ms or 2min"
 #define R_POSITIVE "expected a time span greater than 0"
-#define R_NODES "expected NUMA node numbers and ranges such as 0, 0-1 or 0,2-3, with nodes below 128"
+#define R_NODES "expected NUMA node numbers and ranges such as 0, 0-1 or 0,2-3, with nodes below 64"
 #define R_HUGEPAGE_SIZE "expected a huge page size such as 2M or 1G (a power of two from 64K to 16G)"
 #define R_MIGRATE_NODES "expected two different NUMA nodes such as 0,1 (nodes below 64)"
 
@@ -1112,7 +1112,7 @@ static void test_validate(void **state) {
         CASE((s->policy = VM_MEMORY_POLICY_BIND, (void) free_and_strdup(&s->host_nodes, "1,0")), "Memory.HostNodes",
              "Memory.HostNodes: HostNodes=1,0 is not normalized, expected 0-1");
         CASE((s->policy = VM_MEMORY_POLICY_BIND, (void) free_and_strdup(&s->host_nodes, "0-200")), "Memory.HostNodes",
-             "Memory.HostNodes: HostNodes=0-200 is not a list of NUMA nodes and ranges below 128 such as 0, 0-1 or 0,2-3");
+             "Memory.HostNodes: HostNodes=0-200 is not a list of NUMA nodes and ranges below 64 such as 0, 0-1 or 0,2-3");
         CASE(((void) free_and_strdup(&s->migrate_between, "1,0"), s->migrate_every_usec = 1, s->migrate_count = 1),
              "Memory.MigrateBetween", "Memory.MigrateBetween: MigrateBetween=1,0 is not normalized, expected 0,1");
         CASE(((void) free_and_strdup(&s->migrate_between, "0,0"), s->migrate_every_usec = 1, s->migrate_count = 1),
