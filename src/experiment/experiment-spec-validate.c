@@ -60,6 +60,13 @@ int experiment_spec_validate_internal(const ExperimentSpec *s, char ret_field[st
                 if (s->return_bytes == s->target_bytes)
                         FAIL("Provoke.Return", "Return= is the same as Target=: the balloon would not move back");
                 break;
+        case EXPERIMENT_OPERATION_HOTPLUG:
+                if (s->target_bytes == 0)
+                        FAIL("Provoke.Target", "Operation=hotplug needs Target=, the size the virtio-mem device grows "
+                             "to");
+                if (s->return_bytes == s->target_bytes)
+                        FAIL("Provoke.Return", "Return= is the same as Target=: the device would not move back");
+                break;
         case _EXPERIMENT_OPERATION_MAX:
         case _EXPERIMENT_OPERATION_INVALID:
                 FAIL("Provoke.Operation", "unknown operation");
@@ -73,6 +80,14 @@ int experiment_spec_validate_internal(const ExperimentSpec *s, char ret_field[st
                         if ((s->required & ~s->counters) & EXPERIMENT_COUNTER_MASK(c))
                                 FAIL("Measure.Require", "Require= names %s, which Counters= does not take",
                                      experiment_counter_to_string(c));
+
+        if (s->dirty_rate_mode != DIRTY_RATE_MODE_PAGE_SAMPLING &&
+            !(s->counters & EXPERIMENT_COUNTER_MASK(EXPERIMENT_COUNTER_DIRTY_RATE)))
+                FAIL("Measure.DirtyRateMode", "DirtyRateMode= is only used when Counters= takes dirty-rate");
+        /* The measurement runs in the settle phase, for Settle= in whole seconds: QEMU measures for 1 s at least. */
+        if ((s->counters & EXPERIMENT_COUNTER_MASK(EXPERIMENT_COUNTER_DIRTY_RATE)) && s->settle_usec < USEC_PER_SEC)
+                FAIL("Experiment.Settle", "Counters=dirty-rate is measured in the settle phase, which must be at least "
+                     "1s (QEMU's shortest calc-time)");
 
         /* [Matrix] */
         return experiment_matrix_validate(s, ret_field, ret_reason);
