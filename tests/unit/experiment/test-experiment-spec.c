@@ -647,6 +647,11 @@ static void test_memory_operations(void **state) {
         /* Scope= of both migrations; not of the others. */
         m = parse_ok(GUEST "[Provoke]\nOperation=migrate\nFrom=0\nTo=1\nScope=guest-ram\n");
         assert_int_equal(m->scope, MIGRATION_SCOPE_GUEST_RAM);
+        experiment_spec_free(m);
+        m = parse_ok(GUEST "[Provoke]\nOperation=migrate\nFrom=0\nTo=0\nScope=guest-ram\n");  /* move_pages in place */
+        assert_int_equal(m->from_nodes, m->to_nodes);
+        parse_bad(GUEST "[Provoke]\nOperation=migrate\nFrom=0\nTo=0\nScope=process\n", "Provoke.To",
+                  "To= is the same as From=");
         p = parse_ok(GUEST "[Provoke]\nOperation=migrate-pingpong\nBetween=0,1\nScope=process\n");
         assert_int_equal(p->scope, MIGRATION_SCOPE_PROCESS);
         parse_bad(GUEST "[Provoke]\nOperation=migrate\nFrom=0\nTo=1\nScope=heap\n", "Provoke.Scope", "expected one of process, guest-ram");
