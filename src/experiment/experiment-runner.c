@@ -192,6 +192,12 @@ static int check_required(ExperimentRun *run, const ExperimentGuest *g, Experime
                 if (c == EXPERIMENT_COUNTER_GUEST_VMSTAT || c == EXPERIMENT_COUNTER_GUEST_INTERRUPTS ||
                     c == EXPERIMENT_COUNTER_WORKLOAD)
                         why = g->agent ? NULL : (g->agent_reason ?: "the guest agent is not connected");
+                else if (c == EXPERIMENT_COUNTER_DIRTY_RATE)
+                        /* What can be known before QEMU is asked (qmp-dirty-rate.h refuses the same). */
+                        why = !g->qmp ? "QMP is not connected"
+                              : g->tcg && s->dirty_rate_mode != DIRTY_RATE_MODE_PAGE_SAMPLING
+                                      ? "DirtyRateMode=dirty-bitmap and dirty-ring need KVM; the guest runs under TCG"
+                                      : NULL;
                 else
                         why = experiment_measure_unavailable(run->measure, c);
                 if (c == EXPERIMENT_COUNTER_WORKLOAD && s->when == EXPERIMENT_WORKLOAD_NONE)

@@ -128,7 +128,10 @@ def test_experiment_guest_ram_and_dirty_rate(daemons, workdir, ctl):
     lines = [x for x in r.stdout.splitlines() if ",host.dirty_rate_mb_per_sec," in x]
     assert len(lines) == 2 and all(x.split(",")[-2] == "MB/s" for x in lines), r.stdout
 
-    # dirty-ring needs KVM: unavailable with the reason, never 0
+    # dirty-ring needs KVM: with Require=, refused before it starts; without, unavailable with the reason, never 0
+    e, p = err(d, "StartExperiment", {"definition": plain("fw", "none", settle="1s", measure={
+        "Counters": ["time", "dirty-rate"], "DirtyRateMode": "dirty-ring", "Require": ["dirty-rate"]})})
+    assert e == M + "CounterUnavailable" and p["counter"] == "dirty-rate" and "TCG" in p["reason"], (e, p)
     _, rows = run_ok(d, plain("fw", "none", iterations=1, settle="1s",
                               measure={"Counters": ["time", "dirty-rate"], "DirtyRateMode": "dirty-ring"}), 1)
     c, u = rows[0]["counters"], rows[0]["unavailable"]
