@@ -68,6 +68,9 @@ int experiment_spec_validate_internal(const ExperimentSpec *s, char ret_field[st
                              "to");
                 if (s->return_bytes == s->target_bytes)
                         FAIL("Provoke.Return", "Return= is the same as Target=: the device would not move back");
+                if (s->timeout_usec > EXPERIMENT_HOTPLUG_TIMEOUT_MAX)
+                        FAIL("Provoke.Timeout", "Operation=hotplug waits at most 1h for each step "
+                             "(SetHotplugMemory's longest wait)");
                 break;
         case _EXPERIMENT_OPERATION_MAX:
         case _EXPERIMENT_OPERATION_INVALID:

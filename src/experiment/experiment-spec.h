@@ -90,6 +90,7 @@ const char *experiment_counter_names(void) _pure_;
 #define EXPERIMENT_MOVES_DEFAULT 2U
 #define EXPERIMENT_BALLOON_MAX (UINT64_C(16) << 40)     /* 16T, the largest guest */
 #define EXPERIMENT_BALLOON_TIMEOUT_DEFAULT (60 * USEC_PER_SEC)
+#define EXPERIMENT_HOTPLUG_TIMEOUT_MAX (3600 * USEC_PER_SEC)    /* SetHotplugMemory's longest wait */
 #define EXPERIMENT_PROGRAM_DEFAULT "/usr/bin/memvisor-touch"
 #define EXPERIMENT_PROGRAM_MAX 4095U
 #define EXPERIMENT_ARGUMENTS_MAX 256U

@@ -643,6 +643,7 @@ static void test_memory_operations(void **state) {
         parse_bad(GUEST "[Provoke]\nOperation=none\nTarget=1G\n", "Provoke.Target",
                   "Target= belongs to Operation=balloon or hotplug, not to Operation=none");
         parse_bad(GUEST "[Provoke]\nOperation=hotplug\nTarget=1536K\n", "Provoke.Target", "whole number of MiB");
+        parse_bad(GUEST "[Provoke]\nOperation=hotplug\nTarget=1G\nTimeout=61min\n", "Provoke.Timeout", "at most 1h");
 
         /* Scope= of both migrations; not of the others. */
         m = parse_ok(GUEST "[Provoke]\nOperation=migrate\nFrom=0\nTo=1\nScope=guest-ram\n");
