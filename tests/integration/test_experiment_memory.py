@@ -6,6 +6,8 @@ every page is asked to move to node 0, where it is: a valid, measured call, as f
 counter set gives a rate in MB/s per iteration (page-sampling works under TCG) and says why not when the mode
 cannot (dirty-ring needs KVM). And the refusals at StartExperiment, each naming the field."""
 
+import time
+
 import pytest
 
 from memvisor_it import wait_for
@@ -136,3 +138,13 @@ def test_experiment_guest_ram_and_dirty_rate(daemons, workdir, ctl):
                               measure={"Counters": ["time", "dirty-rate"], "DirtyRateMode": "dirty-ring"}), 1)
     c, u = rows[0]["counters"], rows[0]["unavailable"]
     assert "host.dirty_rate_mb_per_sec" not in c and "KVM" in u["host.dirty_rate"], (c, u)
+
+    # the daemon stopping during a measurement in the settle phase: it is ended, the experiment left as
+    # interrupted, and memvisord exits cleanly (a sanitizer build would report a leak as a failed exit)
+    first = ok(d, "StartExperiment", {"definition": plain("fw", "none", iterations=3, settle="5s",
+                                                          measure={"Counters": ["time", "dirty-rate"]})})
+    assert first["state"] == "running", first
+    time.sleep(2)       # iteration 1's readings are quick: its measurement of 5s is in flight now
+    assert d.stop() == 0, d.log_text()[-3000:]
+    # 0 iterations: iteration 1's record waits for its measurement, which was in flight
+    assert "interrupted: the daemon stops after 0 iterations" in d.log_text(), d.log_text()[-3000:]
