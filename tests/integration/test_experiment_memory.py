@@ -148,3 +148,32 @@ def test_experiment_guest_ram_and_dirty_rate(daemons, workdir, ctl):
     assert d.stop() == 0, d.log_text()[-3000:]
     # 0 iterations: iteration 1's record waits for its measurement, which was in flight
     assert "interrupted: the daemon stops after 0 iterations" in d.log_text(), d.log_text()[-3000:]
+
+
+def test_experiment_hotplug_guest_never_follows(daemons, workdir):
+    """A firmware-only guest has the virtio-mem device but no driver: its size never follows. The step times out,
+    the experiment fails saying so and the device is asked back to Return=; a step in flight when the daemon stops
+    ends with it, cleanly."""
+    d = daemons(name="xhn", start=False)
+    write_vm(d, "fw", memory_vm(workdir, 64, "HotplugSize=64M\nMaxMemory=256M\n"))
+    d.start()
+    ok(d, "StartVM", {"name": "fw"})
+    wait_state(d, "fw", "running", timeout=60)
+
+    _, final = run_more(d, {"definition": plain("fw", "hotplug", provoke={"Target": "32M", "Timeout": "2s"})})
+    assert "error" not in final, final
+    p = final["parameters"]
+    assert p["state"] == "failed" and p["iterationsDone"] == 0, p
+    assert "did not reach 33554432 bytes" in p["reason"] and "virtio_mem driver" in p["reason"], p
+
+    def requested():
+        reply = ok(d, "ExecuteMonitorCommand", {"name": "fw", "command": "query-memory-devices"})
+        return [x["data"]["requested-size"] for x in reply["reply"] if x["type"] == "virtio-mem"]
+    wait_for(lambda: requested() == [0], timeout=10, what="requested-size back to 0")
+
+    first = ok(d, "StartExperiment", {"definition": plain("fw", "hotplug", provoke={"Target": "32M",
+                                                                                   "Timeout": "60s"})})
+    assert first["state"] == "running", first
+    wait_for(lambda: requested() == [32 * MiB], timeout=10, what="the step in flight")
+    assert d.stop() == 0, d.log_text()[-3000:]
+    assert "interrupted: the daemon stops after 0 iterations" in d.log_text(), d.log_text()[-3000:]
