@@ -23,6 +23,7 @@
 #include "ctl/ctl-plot.h"
 #include "ctl/ctl.h"
 #include "experiment/experiment-export.h"
+#include "experiment/experiment-spec.h"
 
 #define M "io.memvisor.Manager."
 #define EXPERIMENT_FILE_MAX (64U * 1024U)     /* as the daemon bounds a definition's text */
@@ -94,9 +95,9 @@ static int experiment_option(int c, const char *arg) {
                 arg_guest = arg;
                 break;
         case ARG_OPERATION:
-                if (!IN_SET_STR(arg, "none", "migrate", "migrate-pingpong", "balloon")) {
-                        fprintf(stderr, "Invalid --operation=%s: expected none, migrate, migrate-pingpong or "
-                                "balloon.\n", arg);
+                if (experiment_operation_from_string(arg) < 0) {
+                        fprintf(stderr, "Invalid --operation=%s: expected none, migrate, migrate-pingpong, balloon "
+                                "or hotplug.\n", arg);
                         return EXIT_USAGE;
                 }
                 arg_operation = arg;

@@ -62,6 +62,7 @@ struct ManagerExperiments {
         uint64_t ended[_EXPERIMENT_STATE_MAX];  /* since the daemon started, by state (the metrics) */
         MetricsExperimentGuest *metrics_guests; /* manager_experiment_metrics()' answer */
         ExperimentRestarts *restarts;           /* matrix runs' restarts */
+        const char *own_call;                   /* the guest of an experiment's own call in progress: not busy */
 };
 
 /* ---- the guest, as an experiment sees it ---- */
@@ -112,7 +113,29 @@ static int lookup(const char *name, void *userdata, ExperimentGuest *ret) {
         if (!ret->migrations)
                 return -ENOMEM;
         ret->migration_context = manager_numa_context(m);
+        if (spec && spec->hotplug_bytes > 0) {
+                ret->hotplug_bytes = spec->hotplug_bytes;
+                ret->hotplug_block_bytes = vm_spec_hotplug_block_size(spec);
+        }
+        if (spec)
+                return manager_numa_guest_backend_sizes(spec, ret->backend_sizes, &ret->n_backends);
         return 0;
+}
+
+static int hotplug(const char *guest, uint64_t size_bytes, bool wait, uint64_t timeout_usec, ExperimentHotplugDone done,
+                   void *done_userdata, void *userdata, void **ret_handle, char **ret_reason) {
+        ManagerExperiments *x = userdata;
+        int r;
+
+        x->own_call = guest;    /* the experiment's own step: its guest is not busy for it */
+        r = manager_experiment_hotplug(x->manager, guest, size_bytes, wait, timeout_usec, done, done_userdata,
+                                       ret_handle, ret_reason);
+        x->own_call = NULL;
+        return r;
+}
+
+static void hotplug_cancel(void *handle, void *userdata) {
+        manager_experiment_hotplug_cancel(handle);
 }
 
 static int restart(const char *guest, const char *label, const char *const *names, const char *const *values,
@@ -271,7 +294,7 @@ int manager_experiment_check_busy(Manager *m, const char *name, ManagerError *e)
         Running *r;
         json_object *p;
 
-        if (!m->experiments || !name)
+        if (!m->experiments || !name || streq_ptr(m->experiments->own_call, name))
                 return 0;
         r = running_find_guest(m->experiments, name);
         if (!r)
@@ -825,6 +848,8 @@ int manager_experiment_start(Manager *m) {
                 .restart = restart,
                 .restart_cancel = restart_cancel,
                 .restore = restore,
+                .hotplug = hotplug,
+                .hotplug_cancel = hotplug_cancel,
                 .userdata = x,
         };
         r = experiment_restarts_new(m, &x->restarts);

@@ -24,6 +24,13 @@ int experiment_restart_start(ExperimentRestarts *o, const char *guest, const cha
 void experiment_restart_cancel(ExperimentRestarts *o, void *handle);
 void experiment_restart_restore(ExperimentRestarts *o, const char *guest);
 
+/* manager-experiment-hotplug.c: Operation=hotplug's steps (ExperimentContext.hotplug, hotplug_cancel, with the
+ * same meaning) through manager_hotplug_set(); the GuestBusy check of the experiment's guest is the caller's to
+ * lift (manager-experiment.c). */
+int manager_experiment_hotplug(Manager *m, const char *guest, uint64_t size_bytes, bool wait, uint64_t timeout_usec,
+                               ExperimentHotplugDone done, void *done_userdata, void **ret_handle, char **ret_reason);
+void manager_experiment_hotplug_cancel(void *handle);
+
 int manager_experiment_start(Manager *m);
 void manager_experiment_done(Manager *m);
 /* The daemon stops: every running experiment is left as it is on disk (the next start marks it interrupted), its

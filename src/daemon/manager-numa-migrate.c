@@ -90,10 +90,8 @@ static const MigrationCallbacks migrate_callbacks = {
         .finished = migrate_on_finished,
 };
 
-/* The sizes of the guest's memory backends, for Scope=guest-ram: one per guest node (or Memory=), and the
- * virtio-mem device's (HotplugSize=). */
-static int guest_backend_sizes(const VmSpec *spec, uint64_t sizes[static NUMA_GUEST_RAM_MAX_BACKENDS],
-                               size_t *ret_n) {
+int manager_numa_guest_backend_sizes(const VmSpec *spec, uint64_t sizes[static NUMA_GUEST_RAM_MAX_BACKENDS],
+                                     size_t *ret_n) {
         size_t n = 0;
         int r;
 
@@ -135,7 +133,7 @@ static int migrate_prepare(Manager *m, const char *name, MigrationRequest *req, 
         req->pid = manager_numa_vm_running(vm) ? vm->pid : 0;
         req->hugepages = (vm->running_spec ?: vm->spec)->hugepages;
         req->memory_bytes = (vm->running_spec ?: vm->spec)->memory_bytes;
-        r = guest_backend_sizes(vm->running_spec ?: vm->spec, backend_sizes, &req->n_backends);
+        r = manager_numa_guest_backend_sizes(vm->running_spec ?: vm->spec, backend_sizes, &req->n_backends);
         if (r < 0)
                 return r;
         req->backend_sizes = backend_sizes;     /* copied by migration_run_new() below */

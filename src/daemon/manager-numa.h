@@ -22,6 +22,10 @@ struct ManagerNuma {
 bool manager_numa_vm_running(Vm *vm);
 /* The page migration context (NULL before the module started), for experiments. */
 const MigrationContext *manager_numa_context(Manager *m);
+/* The sizes of the guest's memory backends, for Scope=guest-ram: one per guest node (or Memory=), and the
+ * virtio-mem device's (HotplugSize=). MigratePages and experiments. */
+int manager_numa_guest_backend_sizes(const VmSpec *spec, uint64_t sizes[static NUMA_GUEST_RAM_MAX_BACKENDS],
+                                     size_t *ret_n);
 int manager_numa_fail_no_such_vm(ManagerError *ret, const char *name);
 /* A NumaError of the guest called name as the API error (code > 0), or code itself (internal). */
 int manager_numa_fail(Manager *m, const char *name, int code, const NumaError *e, ManagerError *ret);

@@ -35,6 +35,8 @@ const char *experiment_counter_unit(const char *name) {
                 return "us";
         if (ends_with(name, "_ns"))
                 return "ns";
+        if (ends_with(name, "_mb_per_sec"))
+                return "MB/s";
         if (ends_with(name, "bytes_per_sec"))
                 return "bytes/s";
         if (ends_with(name, "_bytes") || ends_with(name, ".bytes") || strcmp(name, "bytes") == 0)

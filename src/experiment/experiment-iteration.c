@@ -36,6 +36,7 @@ static ExperimentSnapshot *snapshot(ExperimentRun *run) {
 static void provoke(ExperimentRun *run);
 static void after_provocation(ExperimentRun *run);
 static void record_iteration(ExperimentRun *run);
+static void settle_measure(ExperimentRun *run);
 
 /* ---- the readings (before and after) ---- */
 
@@ -47,7 +48,7 @@ static void readings_done(ExperimentRun *run) {
         if (run->step == RUN_STEP_BEFORE)
                 provoke(run);
         else
-                record_iteration(run);
+                settle_measure(run);
 }
 
 static void guest_counters_cb(QgaClient *c, const QgaError *error, const QgaGuestCounters *counters,
@@ -246,9 +247,31 @@ static void migration_progress(const MigrationProgress *p, void *userdata) {
                 run->residency_before = *p->residency_before;
                 run->have_residency_before = true;
         } else if (p->phase == MIGRATION_PHASE_MOVED && p->report) {
-                run->have_residency_after = p->report->have_after;
-                if (p->report->have_after)
-                        run->residency_after = p->report->after;
+                const MigrationReport *rep = p->report;
+
+                run->have_residency_after = rep->have_after;
+                if (rep->have_after)
+                        run->residency_after = rep->after;
+                if (rep->scope == MIGRATION_SCOPE_GUEST_RAM && rep->have_guest_ram) {
+                        run->have_guest_ram = true;
+                        run->guest_ram_asked += rep->guest_ram.pages_asked;
+                        run->guest_ram_moved += rep->guest_ram.pages_moved;
+                        run->guest_ram_failed += rep->guest_ram.pages_failed;
+                        for (size_t i = 0; i < rep->guest_ram.n_failed && i < NUMA_GUEST_RAM_MAX_ERRNOS; i++) {
+                                const GuestRamErrno *e = rep->guest_ram.failed + i;
+                                size_t j = 0;
+
+                                while (j < run->n_guest_ram_errnos && run->guest_ram_errnos[j].error != e->error)
+                                        j++;
+                                if (j == run->n_guest_ram_errnos) {
+                                        if (j == NUMA_GUEST_RAM_MAX_ERRNOS)
+                                                j--;    /* the rest under the last slot, as the report does */
+                                        else
+                                                run->guest_ram_errnos[run->n_guest_ram_errnos++].error = e->error;
+                                }
+                                run->guest_ram_errnos[j].pages += e->pages;
+                        }
+                }
         }
 }
 
@@ -320,6 +343,9 @@ static void provoke_migration(ExperimentRun *run, const ExperimentGuest *g) {
         req.pid = g->pid;
         req.hugepages = g->hugepages;
         req.memory_bytes = g->memory_bytes;
+        req.scope = migration_scope_to_string(run->spec->scope);
+        req.backend_sizes = g->backend_sizes;   /* copied by migration_run_new() */
+        req.n_backends = g->n_backends;
         r = migration_run_new(g->migrations, g->migration_context, &req, &callbacks, run, &mrun, &e);
         if (r < 0 || e.code != 0)
                 return run_fail(run, "the migration could not start: %s",
@@ -382,6 +408,47 @@ static void balloon_cb(int r, const BalloonTargetResult *result, const BalloonEr
         provocation_ended(run);
 }
 
+static void hotplug_cb(int error, const char *reason, uint64_t size_bytes, uint64_t elapsed_usec, void *userdata);
+
+static void hotplug_step(ExperimentRun *run, uint64_t size, bool returning) {
+        _cleanup_free_ char *reason = NULL;
+        int r;
+
+        run->hotplug_returning = returning;
+        r = run->ctx->hotplug(run->spec->guest, size, run->spec->wait, run->spec->timeout_usec, hotplug_cb, run,
+                              run->ctx->userdata, &run->hotplug, &reason);
+        if (r < 0)
+                return run_fail(run, "the virtio-mem device could not be set to %" PRIu64 " bytes: %s", size,
+                                reason ?: strerror(-r));
+        if (!returning)
+                run->hotplug_owed = true;
+        run->n_pending++;
+}
+
+static void hotplug_cb(int error, const char *reason, uint64_t size_bytes, uint64_t elapsed_usec, void *userdata) {
+        ExperimentRun *run = userdata;
+
+        (void) elapsed_usec;
+        run->hotplug = NULL;
+        if (!run_op_end(run))
+                return;
+        if (error < 0) {
+                if (asprintf(&run->provoke_error, "the virtio-mem device did not reach %" PRIu64 " bytes: %s",
+                             run->hotplug_returning ? run->spec->return_bytes : run->spec->target_bytes,
+                             reason ?: strerror(-error)) < 0)
+                        return run_fail(run, "out of memory");
+                return provocation_ended(run);
+        }
+        if (!run->hotplug_returning) {
+                run->hotplug_target_usec = now_usec(CLOCK_MONOTONIC) - run->provoke_start_usec;
+                run->hotplug_reached_bytes = size_bytes;
+                return hotplug_step(run, run->spec->return_bytes, true);
+        }
+        run->hotplug_owed = false;
+        run->hotplug_returned_bytes = size_bytes;
+        provocation_ended(run);
+}
+
 static void provoke(ExperimentRun *run) {
         ExperimentGuest g;
         uint64_t target = 0, actual = 0;
@@ -414,6 +481,10 @@ static void provoke(ExperimentRun *run) {
                 else
                         return run_fail(run, "the balloon's size is not known yet: give Return=");
                 return balloon_step(run, run->spec->target_bytes, false);
+        case EXPERIMENT_OPERATION_HOTPLUG:
+                if (!run->ctx->hotplug)
+                        return run_fail(run, "virtio-mem is not available here");
+                return hotplug_step(run, run->spec->target_bytes, false);
         case _EXPERIMENT_OPERATION_MAX:
         case _EXPERIMENT_OPERATION_INVALID:
                 break;
@@ -440,6 +511,34 @@ static void after_provocation(ExperimentRun *run) {
 
 /* ---- the record ---- */
 
+/* Scope=guest-ram: move_pages(2)'s own account, summed over the iteration's moves. */
+static int add_guest_ram(ExperimentRun *run) {
+        ExperimentRecord *r = &run->record;
+        int k;
+
+        if (!run->have_guest_ram)
+                return experiment_record_unavailable(r, "host.migrate.guest_ram",
+                                                     "no move reported the guest RAM's pages (none ran to the end)");
+        k = experiment_record_add_int(r, "host.migrate.guest_ram.asked_pages", (int64_t) run->guest_ram_asked);
+        if (k >= 0)
+                k = experiment_record_add_int(r, "host.migrate.guest_ram.moved_pages", (int64_t) run->guest_ram_moved);
+        if (k >= 0)
+                k = experiment_record_add_int(r, "host.migrate.guest_ram.failed_pages",
+                                              (int64_t) run->guest_ram_failed);
+        for (size_t i = 0; k >= 0 && i < run->n_guest_ram_errnos; i++) {
+                const char *e = strerrorname_np(run->guest_ram_errnos[i].error);
+                char name[96];
+
+                if (e)
+                        snprintf(name, sizeof name, "host.migrate.guest_ram.failed.%s_pages", e);
+                else
+                        snprintf(name, sizeof name, "host.migrate.guest_ram.failed.errno%d_pages",
+                                 run->guest_ram_errnos[i].error);
+                k = experiment_record_add_int(r, name, (int64_t) run->guest_ram_errnos[i].pages);
+        }
+        return k;
+}
+
 static int add_provocation(ExperimentRun *run) {
         ExperimentRecord *r = &run->record;
         int k = experiment_record_add_int(r, "time.provoke_usec", (int64_t) run->provoke_usec);
@@ -458,6 +557,8 @@ static int add_provocation(ExperimentRun *run) {
                         k = experiment_record_add_int(r, "host.migrate.moved_bytes", (int64_t) run->moved_bytes);
                 if (k >= 0)
                         k = experiment_record_add_int(r, "host.migrate.syscall_usec", (int64_t) run->migrate_usec);
+                if (k >= 0 && run->spec->scope == MIGRATION_SCOPE_GUEST_RAM)
+                        k = add_guest_ram(run);
                 if (k < 0)
                         return k;
                 if (!run->have_residency_before || !run->have_residency_after)
@@ -493,6 +594,22 @@ static int add_provocation(ExperimentRun *run) {
                                                  run->balloon_start_bytes >= run->balloon_reached_bytes
                                                          ? (int64_t) (run->balloon_start_bytes - run->balloon_reached_bytes)
                                                          : (int64_t) (run->balloon_reached_bytes - run->balloon_start_bytes));
+        case EXPERIMENT_OPERATION_HOTPLUG:
+                k = experiment_record_add_int(r, "time.hotplug_target_usec", (int64_t) run->hotplug_target_usec);
+                if (k < 0)
+                        return k;
+                k = run->hotplug_reached_bytes == UINT64_MAX
+                            ? experiment_record_unavailable(r, "host.hotplug.reached_bytes",
+                                                            "the virtio-mem device's size was not read at Target=")
+                            : experiment_record_add_int(r, "host.hotplug.reached_bytes",
+                                                        (int64_t) run->hotplug_reached_bytes);
+                if (k < 0)
+                        return k;
+                return run->hotplug_returned_bytes == UINT64_MAX
+                               ? experiment_record_unavailable(r, "host.hotplug.returned_bytes",
+                                                               "the virtio-mem device's size was not read at Return=")
+                               : experiment_record_add_int(r, "host.hotplug.returned_bytes",
+                                                           (int64_t) run->hotplug_returned_bytes);
         case EXPERIMENT_OPERATION_NONE:
         case _EXPERIMENT_OPERATION_MAX:
         case _EXPERIMENT_OPERATION_INVALID:
@@ -503,7 +620,8 @@ static int add_provocation(ExperimentRun *run) {
 
 static int build_record(ExperimentRun *run, json_object **ret) {
         _cleanup_json_ json_object *o = json_object_new_object();
-        uint64_t now = now_usec(CLOCK_MONOTONIC);
+        /* The iteration ends where its settle phase begins (a dirty-rate measurement in it is not part of it). */
+        uint64_t now = run->settle_start_usec > 0 ? run->settle_start_usec : now_usec(CLOCK_MONOTONIC);
         int k;
 
         if (!o)
@@ -536,6 +654,81 @@ static int build_record(ExperimentRun *run, json_object **ret) {
                 return k;
         *ret = TAKE_PTR(o);
         return 0;
+}
+
+/* ---- the settle phase: Counters=dirty-rate ---- */
+
+static int add_dirty_rate(ExperimentRun *run, const DirtyRateInfo *info) {
+        ExperimentRecord *r = &run->record;
+        int k;
+
+        if (!info->has_rate)
+                return experiment_record_unavailable(r, "host.dirty_rate", "QEMU reported no rate");
+        k = experiment_record_add_int(r, "host.dirty_rate_mb_per_sec", info->rate);
+        if (k >= 0)
+                k = experiment_record_add_int(r, "host.dirty_rate.period_usec", info->calc_time * (int64_t) USEC_PER_SEC);
+        if (k < 0)
+                return k;
+        if (info->n_vcpus == 0)
+                return experiment_record_unavailable(r, "host.dirty_rate.per_vcpu",
+                                                     "DirtyRateMode=%s gives no rate per vCPU (dirty-ring does)",
+                                                     dirty_rate_mode_to_string(info->mode));
+        for (size_t i = 0; i < info->n_vcpus; i++) {
+                char name[96];
+
+                snprintf(name, sizeof name, "host.dirty_rate.vcpu%" PRIi64 "_mb_per_sec", info->vcpus[i].id);
+                k = experiment_record_add_int(r, name, info->vcpus[i].rate);
+                if (k < 0)
+                        return k;
+        }
+        return 0;
+}
+
+static void dirty_rate_cb(const DirtyRateInfo *info, const DirtyRateError *error, void *userdata) {
+        ExperimentRun *run = userdata;
+        int k;
+
+        run->dirty_rate = NULL;
+        if (!run_op_end(run))
+                return;
+        if (error || !info)
+                k = experiment_record_unavailable(&run->record, "host.dirty_rate", "%s: %s",
+                                                  error ? strna(error->command) : "query-dirty-rate",
+                                                  error ? error->description ?: strerror(-error->error) : "no result");
+        else
+                k = add_dirty_rate(run, info);
+        if (k < 0)
+                return run_fail(run, "out of memory");
+        record_iteration(run);
+}
+
+/* Counters=dirty-rate: a measurement over Settle= in whole seconds (1 … 60, QEMU's limits; validation keeps
+ * Settle= at 1 s at least) from the start of the settle phase; the record waits for it and the next iteration
+ * comes Settle= after the phase began (or when the measurement ended, if later). */
+static void settle_measure(ExperimentRun *run) {
+        DirtyRateParams p = {
+                .mode = run->spec->dirty_rate_mode,
+                .calc_time_sec = (unsigned) MAX(MIN(run->spec->settle_usec / USEC_PER_SEC,
+                                                    (uint64_t) DIRTY_RATE_CALC_TIME_MAX),
+                                                (uint64_t) DIRTY_RATE_CALC_TIME_MIN),
+        };
+        ExperimentGuest g;
+        int r;
+
+        run->settle_start_usec = now_usec(CLOCK_MONOTONIC);
+        if (!want(run, EXPERIMENT_COUNTER_DIRTY_RATE))
+                return record_iteration(run);
+        if (run_guest(run, &g) < 0)
+                return;
+        r = g.qmp ? dirty_rate_measure(g.qmp, run->ctx->event, &p, NULL, dirty_rate_cb, run, &run->dirty_rate)
+                  : -ENOTCONN;
+        if (r < 0) {
+                if (experiment_record_unavailable(&run->record, "host.dirty_rate", "calc-dirty-rate: %s",
+                                                  r == -ENOTCONN ? "QMP is not connected" : strerror(-r)) < 0)
+                        return run_fail(run, "out of memory");
+                return record_iteration(run);
+        }
+        run->n_pending++;
 }
 
 static int settle_cb(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -585,10 +778,17 @@ static void record_iteration(ExperimentRun *run) {
 }
 
 void run_settle_then_iterate(ExperimentRun *run) {
+        uint64_t wait = run->spec->settle_usec;
         int r;
 
-        r = sd_event_add_time_relative(run->ctx->event, &run->timer, CLOCK_MONOTONIC, run->spec->settle_usec, 0,
-                                       settle_cb, run);
+        /* The settle phase began before a measurement in it (settle_measure()): only what is left of it. */
+        if (run->settle_start_usec > 0) {
+                uint64_t spent = now_usec(CLOCK_MONOTONIC) - run->settle_start_usec;
+
+                wait = spent >= wait ? 0 : wait - spent;
+                run->settle_start_usec = 0;
+        }
+        r = sd_event_add_time_relative(run->ctx->event, &run->timer, CLOCK_MONOTONIC, wait, 0, settle_cb, run);
         if (r < 0)
                 return run_fail(run, "could not arm the settle timer: %s", strerror(-r));
         (void) sd_event_source_set_description(run->timer, "experiment-settle");
@@ -609,6 +809,12 @@ void run_iteration_begin(ExperimentRun *run) {
         run->provoke_done = run->workload_running = run->workload_done = false;
         run->have_residency_before = run->have_residency_after = false;
         run->moves = run->moves_failed = run->moved_pages = run->moved_bytes = run->migrate_usec = 0;
+        run->have_guest_ram = false;
+        run->guest_ram_asked = run->guest_ram_moved = run->guest_ram_failed = 0;
+        run->n_guest_ram_errnos = 0;
+        run->hotplug_target_usec = 0;
+        run->hotplug_reached_bytes = run->hotplug_returned_bytes = UINT64_MAX;
+        run->settle_start_usec = 0;
         run->provoke_usec = run->workload_usec = run->balloon_target_usec = 0;
         r = experiment_record_init(&run->record);
         if (r < 0)
@@ -641,4 +847,24 @@ void run_balloon_restore(ExperimentRun *run) {
         else
                 log_info("Experiment %s: the balloon of %s goes back to %" PRIu64 " bytes.", strna(run->id),
                          run->spec->guest, run->balloon_back_bytes);
+}
+
+void run_hotplug_restore(ExperimentRun *run) {
+        _cleanup_free_ char *reason = NULL;
+        ExperimentGuest g;
+        int r;
+
+        if (!run->hotplug_owed || run->hotplug || !run->ctx->hotplug)
+                return;         /* nothing owed, or a step is still out (it ends on its own) */
+        run->hotplug_owed = false;
+        if (run->ctx->lookup(run->spec->guest, run->ctx->userdata, &g) < 0 || g.pid != run->pid)
+                return;         /* the guest is gone: nothing to give back */
+        r = run->ctx->hotplug(run->spec->guest, run->spec->return_bytes, false, 0, NULL, NULL, run->ctx->userdata,
+                              NULL, &reason);
+        if (r < 0)
+                log_warning("Experiment %s: could not return the virtio-mem device of %s to %" PRIu64 " bytes: %s",
+                            strna(run->id), run->spec->guest, run->spec->return_bytes, reason ?: strerror(-r));
+        else
+                log_info("Experiment %s: the virtio-mem device of %s goes back to %" PRIu64 " bytes.",
+                         strna(run->id), run->spec->guest, run->spec->return_bytes);
 }

@@ -8,6 +8,7 @@
 #include "experiment/experiment-measure.h"
 #include "experiment/experiment-runner.h"
 #include "experiment/provenance.h"
+#include "qmp/qmp-dirty-rate.h"
 
 typedef enum RunStep {
         RUN_STEP_BEFORE,                /* the readings before */
@@ -54,11 +55,22 @@ struct ExperimentRun {
         uint64_t balloon_target_usec;   /* from the provocation's start until Target= was reached */
         uint64_t balloon_start_bytes;   /* the guest's memory as the balloon left it, before … */
         uint64_t balloon_reached_bytes; /* … and at Target= (BALLOON_SIZE_UNKNOWN when not known) */
+        void *hotplug;                  /* the virtio-mem step in flight (ctx->hotplug_cancel()) */
+        bool hotplug_returning;         /* the second step: back to Return= */
+        bool hotplug_owed;              /* a Target= was sent and the return has not completed */
+        uint64_t hotplug_target_usec;   /* from the provocation's start until Target= was reached */
+        uint64_t hotplug_reached_bytes, hotplug_returned_bytes; /* the plugged sizes read (UINT64_MAX: not read) */
+        DirtyRateMeasurement *dirty_rate;       /* the measurement in flight in the settle phase */
+        uint64_t settle_start_usec;
         MigrationHistory *migrations_busy;      /* a migration run of ours is in progress there */
         bool have_residency_before;
         NumaResidency residency_before, residency_after;
         bool have_residency_after;
         uint64_t moved_pages, moved_bytes, migrate_usec, moves, moves_failed;
+        bool have_guest_ram;            /* Scope=guest-ram: what move_pages(2) reported, summed over the moves */
+        uint64_t guest_ram_asked, guest_ram_moved, guest_ram_failed;
+        GuestRamErrno guest_ram_errnos[NUMA_GUEST_RAM_MAX_ERRNOS];
+        size_t n_guest_ram_errnos;
         sd_event_source *timer;         /* Settle= between iterations */
         struct ExperimentSummary *summary; /* the statistics of the iterations recorded so far (NULL: read back) */
         json_object *provenance_doc;    /* what provenance.json holds (a matrix run adds to it) */
@@ -115,3 +127,5 @@ void run_matrix_end(ExperimentRun *run, bool restore);
 
 /* An experiment that ends with its balloon at Target= gives the guest its memory back (no wait, no callback). */
 void run_balloon_restore(ExperimentRun *run);
+/* The same for a virtio-mem device left at Target=: back to Return= (no wait). */
+void run_hotplug_restore(ExperimentRun *run);

@@ -106,6 +106,7 @@ void run_finish(ExperimentRun *run, ExperimentState state, const char *reason) {
         if (run->over)
                 return;
         run_balloon_restore(run);
+        run_hotplug_restore(run);
         if (run->id) {
                 r = run_summary(run, &summary);
                 if (r < 0)
@@ -191,6 +192,12 @@ static int check_required(ExperimentRun *run, const ExperimentGuest *g, Experime
                 if (c == EXPERIMENT_COUNTER_GUEST_VMSTAT || c == EXPERIMENT_COUNTER_GUEST_INTERRUPTS ||
                     c == EXPERIMENT_COUNTER_WORKLOAD)
                         why = g->agent ? NULL : (g->agent_reason ?: "the guest agent is not connected");
+                else if (c == EXPERIMENT_COUNTER_DIRTY_RATE)
+                        /* What can be known before QEMU is asked (qmp-dirty-rate.h refuses the same). */
+                        why = !g->qmp ? "QMP is not connected"
+                              : g->tcg && s->dirty_rate_mode != DIRTY_RATE_MODE_PAGE_SAMPLING
+                                      ? "DirtyRateMode=dirty-bitmap and dirty-ring need KVM; the guest runs under TCG"
+                                      : NULL;
                 else
                         why = experiment_measure_unavailable(run->measure, c);
                 if (c == EXPERIMENT_COUNTER_WORKLOAD && s->when == EXPERIMENT_WORKLOAD_NONE)
@@ -212,6 +219,22 @@ static int check_operation(ExperimentRun *run, const ExperimentGuest *g, Experim
                         return start_failure(f, EXPERIMENT_START_INVALID, "Provoke.Operation", NULL,
                                              "the guest %s has no balloon device (Balloon=yes in its .vm)",
                                              s->guest);
+                return 0;
+        case EXPERIMENT_OPERATION_HOTPLUG:
+                if (!run->ctx->hotplug || g->hotplug_bytes == 0 || g->hotplug_block_bytes == 0)
+                        return start_failure(f, EXPERIMENT_START_INVALID, "Provoke.Operation", NULL,
+                                             "the guest %s has no virtio-mem device ([Memory] MaxMemory= and "
+                                             "HotplugSize= in its .vm)", s->guest);
+                if (s->target_bytes > g->hotplug_bytes || s->target_bytes % g->hotplug_block_bytes != 0)
+                        return start_failure(f, EXPERIMENT_START_INVALID, "Provoke.Target", NULL,
+                                             "Target= must be a multiple of %" PRIu64 " (the device's block size) "
+                                             "up to %" PRIu64 " (HotplugSize= of %s)", g->hotplug_block_bytes,
+                                             g->hotplug_bytes, s->guest);
+                if (s->return_bytes > g->hotplug_bytes || s->return_bytes % g->hotplug_block_bytes != 0)
+                        return start_failure(f, EXPERIMENT_START_INVALID, "Provoke.Return", NULL,
+                                             "Return= must be a multiple of %" PRIu64 " (the device's block size) "
+                                             "up to %" PRIu64 " (HotplugSize= of %s)", g->hotplug_block_bytes,
+                                             g->hotplug_bytes, s->guest);
                 return 0;
         case EXPERIMENT_OPERATION_MIGRATE:
         case EXPERIMENT_OPERATION_MIGRATE_PINGPONG:
@@ -500,6 +523,10 @@ ExperimentRun *experiment_run_abandon(ExperimentRun *run) {
                 balloon_wait_cancel(run->balloon_wait);         /* its callback comes now */
         run_matrix_end(run, /* restore= */ false);               /* the same for a restart in flight */
         run_balloon_restore(run);
+        if (run->hotplug)
+                run->ctx->hotplug_cancel(run->hotplug, run->ctx->userdata);     /* its callback comes now */
+        if (run->dirty_rate)
+                dirty_rate_measurement_abort(run->dirty_rate, -ECANCELED, "the daemon is stopping");
         if (run->migrations_busy)
                 migration_history_cancel(run->migrations_busy); /* the move in flight ends, then it calls back */
         if (run->worker) {

@@ -5,10 +5,12 @@
  *
  *     before:  host /proc/vmstat, tracepoint counts (trace/), QMP query-stats, the guest's counters (agent)
  *     provoke: nothing | one migration (numa-migration.h) | a ping-pong of Moves= | balloon to Target= and back
+ *              | virtio-mem to Target= and back (the context's hotplug())
  *              with the workload (agent guest-exec) started before it (When=during) or after it (When=after)
  *     after:   the same readings again
  *     record:  one JSON record of the deltas (docs: memvisor.experiment(5) RESULTS), appended to the store and
- *              fsync()ed, then Settle= before the next iteration
+ *              fsync()ed, then Settle= before the next iteration; with Counters=dirty-rate a dirty-rate
+ *              measurement (qmp-dirty-rate.h) runs at the start of Settle= and the record waits for it
  *
  * The provocation goes through the typed balloon and NUMA APIs, handed what the caller's lookup returns; nothing
  * here knows how guests are supervised or how the result reaches a client. Every step is asynchronous on the
@@ -26,6 +28,7 @@
 #include "basic/macro.h"
 #include "experiment/experiment-spec.h"
 #include "experiment/experiment-store.h"
+#include "numa/numa-guest-ram.h"
 #include "numa/numa-migration.h"
 #include "qga/qga-client.h"
 #include "qmp/qmp-client.h"
@@ -45,9 +48,18 @@ typedef struct ExperimentGuest {
         const MigrationContext *migration_context;
         bool hugepages;                         /* the guest's memory is in huge pages … */
         uint64_t memory_bytes;                  /* … of this size (for the migration's checks) */
+        uint64_t hotplug_bytes;                 /* the virtio-mem device's HotplugSize=; 0: the guest has none */
+        uint64_t hotplug_block_bytes;           /* … and its block size */
+        uint64_t backend_sizes[NUMA_GUEST_RAM_MAX_BACKENDS];    /* Scope=guest-ram: the memory backends' sizes */
+        size_t n_backends;                      /* (none: one backend of memory_bytes) */
         const char *definition;                 /* the guest's .vm text, for the provenance */
         const char *qemu_binary;
 } ExperimentGuest;
+
+/* The end of a virtio-mem step: error 0 and the device's plugged size (UINT64_MAX: not read), or a negative
+ * errno with the reason in words; elapsed_usec from the request until then. */
+typedef void (*ExperimentHotplugDone)(int error, const char *reason, uint64_t size_bytes, uint64_t elapsed_usec,
+                                      void *userdata);
 
 /* A matrix run's restart of its guest: 0, or a negative errno with the reason in words (a guest that did not
  * boot: what its console showed last). */
@@ -69,6 +81,15 @@ typedef struct ExperimentContext {
         void (*restart_cancel)(void *handle, void *userdata);
         /* After a matrix run: the guest gets its definition back (a restart when a variant runs), not waited for. */
         void (*restore)(const char *guest, void *userdata);
+        /* Operation=hotplug (NULL: refused). Sets the guest's virtio-mem requested size through the API of
+         * SetHotplugMemory and, with wait, follows its size until it is size_bytes or timeout_usec passed; then
+         * done() exactly once, never from within the call (done NULL: nobody waits). A negative errno with
+         * *ret_reason when nothing was sent. *ret_handle is for hotplug_cancel(), which makes done() come at once
+         * with -ECANCELED. */
+        int (*hotplug)(const char *guest, uint64_t size_bytes, bool wait, uint64_t timeout_usec,
+                       ExperimentHotplugDone done, void *done_userdata, void *userdata, void **ret_handle,
+                       char **ret_reason);
+        void (*hotplug_cancel)(void *handle, void *userdata);
         void *userdata;
 } ExperimentContext;
 

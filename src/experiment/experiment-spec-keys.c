@@ -23,6 +23,7 @@ static const char *const experiment_operation_table[_EXPERIMENT_OPERATION_MAX] =
         [EXPERIMENT_OPERATION_MIGRATE] = "migrate",
         [EXPERIMENT_OPERATION_MIGRATE_PINGPONG] = "migrate-pingpong",
         [EXPERIMENT_OPERATION_BALLOON] = "balloon",
+        [EXPERIMENT_OPERATION_HOTPLUG] = "hotplug",
 };
 DEFINE_STRING_TABLE(experiment_operation, ExperimentOperation, _EXPERIMENT_OPERATION_MAX);
 
@@ -58,6 +59,9 @@ static const struct {
                 "the guest's /proc/interrupts, read by the guest agent" },
         [EXPERIMENT_COUNTER_WORKLOAD] = { "workload", "the figures the workload prints as JSON" },
         [EXPERIMENT_COUNTER_TIME] = { "time", "provocation and workload wall time, throughput per thread" },
+        [EXPERIMENT_COUNTER_DIRTY_RATE] = { "dirty-rate",
+                "the guest's dirty-page rate (QMP calc-dirty-rate) in the settle phase, whole guest and per vCPU "
+                "where the mode gives it" },
 };
 
 const char *experiment_counter_to_string(ExperimentCounter c) {
@@ -83,7 +87,7 @@ const char *experiment_counter_description(ExperimentCounter c) {
 
 const char *experiment_counter_names(void) {
         return "host-kvm-exits, host-kvm-stats, host-tlb, host-migrate, host-vmstat, guest-vmstat, "
-               "guest-interrupts, workload, time";
+               "guest-interrupts, workload, time, dirty-rate";
 }
 
 #define DEFINE_ENUM_ACCESSORS(name, type)                                       \
@@ -97,6 +101,8 @@ const char *experiment_counter_names(void) {
 DEFINE_ENUM_ACCESSORS(experiment_operation, ExperimentOperation)
 DEFINE_ENUM_ACCESSORS(experiment_workload_when, ExperimentWorkloadWhen)
 DEFINE_ENUM_ACCESSORS(experiment_matrix_order, ExperimentMatrixOrder)
+DEFINE_ENUM_ACCESSORS(migration_scope, MigrationScope)
+DEFINE_ENUM_ACCESSORS(dirty_rate_mode, DirtyRateMode)
 
 int experiment_spec_reasonf(char **ret_reason, int error, const char *fmt, ...) {
         va_list ap;
@@ -257,11 +263,14 @@ const ExperimentKey experiment_keys[] = {
         { "Provoke", "Between", NODES(between_nodes, 2), .operations = OP(MIGRATE_PINGPONG) },
         { "Provoke", "Moves", UNSIGNED(moves, EXPERIMENT_MOVES_DEFAULT, 1, EXPERIMENT_MOVES_MAX),
           .operations = OP(MIGRATE_PINGPONG) },
-        { "Provoke", "Target", SIZE(target_bytes, SIZE_MB), .operations = OP(BALLOON) },
-        { "Provoke", "Return", SIZE(return_bytes, 0), .operations = OP(BALLOON) },
-        { "Provoke", "Wait", .type = EXPERIMENT_KEY_BOOL, AT(wait), .def = true, .operations = OP(BALLOON) },
+        { "Provoke", "Scope", ENUM(scope, MIGRATION_SCOPE_PROCESS, migration_scope),
+          .operations = OP(MIGRATE) | OP(MIGRATE_PINGPONG) },
+        { "Provoke", "Target", SIZE(target_bytes, SIZE_MB), .operations = OP(BALLOON) | OP(HOTPLUG) },
+        { "Provoke", "Return", SIZE(return_bytes, 0), .operations = OP(BALLOON) | OP(HOTPLUG) },
+        { "Provoke", "Wait", .type = EXPERIMENT_KEY_BOOL, AT(wait), .def = true,
+          .operations = OP(BALLOON) | OP(HOTPLUG) },
         { "Provoke", "Timeout", SEC(timeout_usec, EXPERIMENT_BALLOON_TIMEOUT_DEFAULT, 1, EXPERIMENT_TIMEOUT_MAX),
-          .operations = OP(BALLOON) },
+          .operations = OP(BALLOON) | OP(HOTPLUG) },
 
         { "Workload", "When", ENUM(when, EXPERIMENT_WORKLOAD_DURING, experiment_workload_when) },
         { "Workload", "Program", STRING(program, EXPERIMENT_PROGRAM_DEFAULT, program_is_valid,
@@ -272,11 +281,12 @@ const ExperimentKey experiment_keys[] = {
         { "Workload", "Timeout", SEC(workload_timeout_usec, EXPERIMENT_WORKLOAD_TIMEOUT_DEFAULT, 1, EXPERIMENT_TIMEOUT_MAX),
           .workload = true },
 
-        { "Measure", "Counters", COUNTERS(counters, EXPERIMENT_COUNTERS_ALL) },
+        { "Measure", "Counters", COUNTERS(counters, EXPERIMENT_COUNTERS_DEFAULT) },
         { "Measure", "Tracepoints", STRV(tracepoints, n_tracepoints, EXPERIMENT_TRACEPOINTS_MAX,
                 experiment_tracepoint_is_valid, "expected tracepoint names such as kvm:kvm_exit (subsystem:event, "
                 "each of A-Z, a-z, 0-9 and '_')", false) },
         { "Measure", "Require", COUNTERS(required, 0) },
+        { "Measure", "DirtyRateMode", ENUM(dirty_rate_mode, DIRTY_RATE_MODE_PAGE_SAMPLING, dirty_rate_mode) },
 
         { "Matrix", "Order", ENUM(order, EXPERIMENT_MATRIX_INTERLEAVED, experiment_matrix_order), .matrix = true },
         { "Matrix", "Block", UNSIGNED(block, 1, 1, EXPERIMENT_BLOCK_MAX), .matrix = true },
@@ -340,11 +350,23 @@ int experiment_key_foreign_reason(const ExperimentKey *k, const ExperimentSpec *
                 return reasonf(ret_reason, -EINVAL, "%s= is only used in a matrix run (no key of the guest's .vm "
                                "varies in [Matrix])", k->key);
 
-        for (int op = 0; op < _EXPERIMENT_OPERATION_MAX; op++)
-                if (k->operations & (1U << op))
-                        return reasonf(ret_reason, -EINVAL, "%s= belongs to Operation=%s, not to Operation=%s",
-                                       k->key, experiment_operation_to_string(op),
-                                       strna(experiment_operation_to_string(s->operation)));
+        if (k->operations != 0) {
+                char ops[128] = "";
+                size_t len = 0;
+
+                /* "balloon or hotplug" */
+                for (int op = 0; op < _EXPERIMENT_OPERATION_MAX; op++)
+                        if (k->operations & (1U << op)) {
+                                int w = snprintf(ops + len, sizeof ops - len, "%s%s", len ? " or " : "",
+                                                 experiment_operation_to_string(op));
+
+                                if (w < 0 || (size_t) w >= sizeof ops - len)
+                                        break;
+                                len += w;
+                        }
+                return reasonf(ret_reason, -EINVAL, "%s= belongs to Operation=%s, not to Operation=%s", k->key, ops,
+                               strna(experiment_operation_to_string(s->operation)));
+        }
         return reasonf(ret_reason, -EINVAL, "%s= is not used here", k->key);
 }
 

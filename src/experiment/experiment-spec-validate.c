@@ -47,8 +47,10 @@ int experiment_spec_validate_internal(const ExperimentSpec *s, char ret_field[st
                         FAIL("Provoke.From", "Operation=migrate needs From=, the nodes the memory moves from");
                 if (s->to_nodes == 0)
                         FAIL("Provoke.To", "Operation=migrate needs To=, the nodes the memory moves to");
-                if (s->from_nodes == s->to_nodes)
-                        FAIL("Provoke.To", "To= is the same as From=: nothing would move");
+                /* Scope=guest-ram may ask move_pages(2) for the node a page is on: a valid, measured call (as
+                 * MigratePages allows it, on a one-node host too). */
+                if (s->from_nodes == s->to_nodes && s->scope != MIGRATION_SCOPE_GUEST_RAM)
+                        FAIL("Provoke.To", "To= is the same as From=: nothing would move (Scope=guest-ram allows it)");
                 break;
         case EXPERIMENT_OPERATION_MIGRATE_PINGPONG:
                 if (s->between_nodes == 0)
@@ -59,6 +61,16 @@ int experiment_spec_validate_internal(const ExperimentSpec *s, char ret_field[st
                         FAIL("Provoke.Target", "Operation=balloon needs Target=, the size the balloon gives the guest");
                 if (s->return_bytes == s->target_bytes)
                         FAIL("Provoke.Return", "Return= is the same as Target=: the balloon would not move back");
+                break;
+        case EXPERIMENT_OPERATION_HOTPLUG:
+                if (s->target_bytes == 0)
+                        FAIL("Provoke.Target", "Operation=hotplug needs Target=, the size the virtio-mem device grows "
+                             "to");
+                if (s->return_bytes == s->target_bytes)
+                        FAIL("Provoke.Return", "Return= is the same as Target=: the device would not move back");
+                if (s->timeout_usec > EXPERIMENT_HOTPLUG_TIMEOUT_MAX)
+                        FAIL("Provoke.Timeout", "Operation=hotplug waits at most 1h for each step "
+                             "(SetHotplugMemory's longest wait)");
                 break;
         case _EXPERIMENT_OPERATION_MAX:
         case _EXPERIMENT_OPERATION_INVALID:
@@ -73,6 +85,14 @@ int experiment_spec_validate_internal(const ExperimentSpec *s, char ret_field[st
                         if ((s->required & ~s->counters) & EXPERIMENT_COUNTER_MASK(c))
                                 FAIL("Measure.Require", "Require= names %s, which Counters= does not take",
                                      experiment_counter_to_string(c));
+
+        if (s->dirty_rate_mode != DIRTY_RATE_MODE_PAGE_SAMPLING &&
+            !(s->counters & EXPERIMENT_COUNTER_MASK(EXPERIMENT_COUNTER_DIRTY_RATE)))
+                FAIL("Measure.DirtyRateMode", "DirtyRateMode= is only used when Counters= takes dirty-rate");
+        /* The measurement runs in the settle phase, for Settle= in whole seconds: QEMU measures for 1 s at least. */
+        if ((s->counters & EXPERIMENT_COUNTER_MASK(EXPERIMENT_COUNTER_DIRTY_RATE)) && s->settle_usec < USEC_PER_SEC)
+                FAIL("Experiment.Settle", "Counters=dirty-rate is measured in the settle phase, which must be at least "
+                     "1s (QEMU's shortest calc-time)");
 
         /* [Matrix] */
         return experiment_matrix_validate(s, ret_field, ret_reason);

@@ -17,12 +17,15 @@
 #include <stdint.h>
 
 #include "basic/macro.h"
+#include "numa/numa-guest-ram.h"
+#include "qmp/qmp-dirty-rate.h"
 
 typedef enum ExperimentOperation {
         EXPERIMENT_OPERATION_NONE,              /* the baseline: nothing is provoked */
         EXPERIMENT_OPERATION_MIGRATE,           /* one move of the guest's memory From= → To= */
         EXPERIMENT_OPERATION_MIGRATE_PINGPONG,  /* Moves= moves back and forth Between= two nodes */
         EXPERIMENT_OPERATION_BALLOON,           /* balloon to Target=, then back to Return= */
+        EXPERIMENT_OPERATION_HOTPLUG,           /* virtio-mem to Target=, then back to Return= */
         _EXPERIMENT_OPERATION_MAX,
         _EXPERIMENT_OPERATION_INVALID = -EINVAL,
 } ExperimentOperation;
@@ -46,6 +49,7 @@ typedef enum ExperimentCounter {
         EXPERIMENT_COUNTER_GUEST_INTERRUPTS,    /* the guest's /proc/interrupts (agent) */
         EXPERIMENT_COUNTER_WORKLOAD,            /* the workload's own JSON */
         EXPERIMENT_COUNTER_TIME,                /* wall times and throughput */
+        EXPERIMENT_COUNTER_DIRTY_RATE,          /* QMP calc-dirty-rate in the settle phase (not by default) */
         _EXPERIMENT_COUNTER_MAX,
         _EXPERIMENT_COUNTER_INVALID = -EINVAL,
 } ExperimentCounter;
@@ -69,6 +73,9 @@ const char *experiment_counter_names(void) _pure_;
 
 #define EXPERIMENT_COUNTER_MASK(c) (UINT64_C(1) << (c))
 #define EXPERIMENT_COUNTERS_ALL ((UINT64_C(1) << _EXPERIMENT_COUNTER_MAX) - 1)
+/* Counters= when not given: every set but dirty-rate, which runs a measurement in QEMU for a second or more after
+ * each iteration and so is taken only when asked for. */
+#define EXPERIMENT_COUNTERS_DEFAULT (EXPERIMENT_COUNTERS_ALL & ~EXPERIMENT_COUNTER_MASK(EXPERIMENT_COUNTER_DIRTY_RATE))
 
 #define EXPERIMENT_FILE_MAX (64U * 1024U)       /* a *.experiment file, and the text of the JSON form */
 #define EXPERIMENT_NAME_MAX 64                  /* Name=, as guest names */
@@ -83,6 +90,7 @@ const char *experiment_counter_names(void) _pure_;
 #define EXPERIMENT_MOVES_DEFAULT 2U
 #define EXPERIMENT_BALLOON_MAX (UINT64_C(16) << 40)     /* 16T, the largest guest */
 #define EXPERIMENT_BALLOON_TIMEOUT_DEFAULT (60 * USEC_PER_SEC)
+#define EXPERIMENT_HOTPLUG_TIMEOUT_MAX (3600 * USEC_PER_SEC)    /* SetHotplugMemory's longest wait */
 #define EXPERIMENT_PROGRAM_DEFAULT "/usr/bin/memvisor-touch"
 #define EXPERIMENT_PROGRAM_MAX 4095U
 #define EXPERIMENT_ARGUMENTS_MAX 256U
@@ -116,17 +124,22 @@ typedef struct ExperimentSpec {
 
         /* [Provoke] Only the keys of the chosen operation may be set; the others stay at their defaults. */
         ExperimentOperation operation;  /* Operation=, default none */
+        MigrationScope scope;           /* migrate, migrate-pingpong: Scope=, default process; guest-ram moves the
+                                         * guest RAM mappings alone (move_pages(2)), as MigratePages' scope */
         uint64_t from_nodes;            /* migrate: From=, node mask (bit n: node n), required */
         uint64_t to_nodes;              /* migrate: To=, node mask, required, not equal to From= */
         uint64_t between_nodes;         /* migrate-pingpong: Between=, exactly two nodes; the first move goes from
                                          * the lower to the higher */
         unsigned moves;                 /* migrate-pingpong: Moves=, per iteration, default 2; 1 … 10000 */
-        uint64_t target_bytes;          /* balloon: Target=, required; a whole number of MiB up to 16T */
+        uint64_t target_bytes;          /* balloon, hotplug: Target=, required; a whole number of MiB up to 16T.
+                                         * hotplug: the virtio-mem device's requested size (memory beyond
+                                         * Memory=), a multiple of its block size, at most HotplugSize= */
         uint64_t return_bytes;          /* balloon: Return=, default 0: back to the size read before the
-                                         * provocation; else a whole number of MiB, not Target= */
-        bool wait;                      /* balloon: Wait=, default yes: the provocation ends when the balloon has
-                                         * reached Target= (or Timeout= passes: the iteration fails) */
-        uint64_t timeout_usec;          /* balloon: Timeout=, default 1min; > 0, at most 24h */
+                                         * provocation; else a whole number of MiB, not Target=.
+                                         * hotplug: the requested size to go back to, default 0 (unplugged) */
+        bool wait;                      /* balloon, hotplug: Wait=, default yes: each step ends when the size has
+                                         * followed (or Timeout= passes: the iteration fails) */
+        uint64_t timeout_usec;          /* balloon, hotplug: Timeout=, default 1min; > 0, at most 24h */
 
         /* [Workload] With When=none only When= may be set. */
         ExperimentWorkloadWhen when;    /* When=, default during */
@@ -137,7 +150,9 @@ typedef struct ExperimentSpec {
         uint64_t workload_timeout_usec; /* Timeout=, default 5min; > 0, at most 24h */
 
         /* [Measure] */
-        uint64_t counters;              /* Counters=, EXPERIMENT_COUNTER_MASK() bits, default all; not empty */
+        uint64_t counters;              /* Counters=, EXPERIMENT_COUNTER_MASK() bits, default all but dirty-rate;
+                                         * not empty */
+        DirtyRateMode dirty_rate_mode;  /* DirtyRateMode=, default page-sampling; only with dirty-rate */
         uint64_t required;              /* Require=, a subset of counters, default none */
         char **tracepoints;             /* Tracepoints=, "subsystem:event" ([A-Za-z0-9_]), distinct, at most 64;
                                          * NULL-terminated, may be NULL */

@@ -15,6 +15,11 @@ static void test_units(void **state) {
         (void) state;
         assert_string_equal(experiment_counter_unit("time.provoke_usec"), "us");
         assert_string_equal(experiment_counter_unit("workload.elapsed_ns"), "ns");
+        assert_string_equal(experiment_counter_unit("host.dirty_rate_mb_per_sec"), "MB/s");
+        assert_string_equal(experiment_counter_unit("host.dirty_rate.vcpu1_mb_per_sec"), "MB/s");
+        assert_string_equal(experiment_counter_unit("host.dirty_rate.period_usec"), "us");
+        assert_string_equal(experiment_counter_unit("host.migrate.guest_ram.failed.EBUSY_pages"), "pages");
+        assert_string_equal(experiment_counter_unit("host.hotplug.reached_bytes"), "bytes");
         assert_string_equal(experiment_counter_unit("workload.per_thread.0.bytes_per_sec"), "bytes/s");
         assert_string_equal(experiment_counter_unit("host.migrate.moved_bytes"), "bytes");
         assert_string_equal(experiment_counter_unit("workload.per_thread.0.bytes"), "bytes");

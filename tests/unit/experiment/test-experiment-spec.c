@@ -144,7 +144,7 @@ static void test_defaults(void **state) {
         assert_string_equal(s->program, "/usr/bin/memvisor-touch");
         assert_int_equal(s->n_arguments, 0);
         assert_int_equal(s->workload_timeout_usec, 300 * USEC_PER_SEC);
-        assert_int_equal(s->counters, EXPERIMENT_COUNTERS_ALL);
+        assert_int_equal(s->counters, EXPERIMENT_COUNTERS_DEFAULT);
         assert_int_equal(s->required, 0);
         assert_int_equal(s->n_tracepoints, 0);
         assert_int_equal(s->moves, 2);
@@ -248,7 +248,7 @@ static void test_pingpong_and_balloon(void **state) {
         assert_int_equal(n->iterations, 10);
         assert_int_equal(n->n_arguments, 1);
         assert_string_equal(n->arguments[0], "c");
-        assert_int_equal(n->counters, EXPERIMENT_COUNTERS_ALL);
+        assert_int_equal(n->counters, EXPERIMENT_COUNTERS_DEFAULT);
         assert_int_equal(n->required, 0);
 }
 
@@ -528,6 +528,9 @@ static void test_round_trips(void **state) {
                 GUEST "Settle=1us\n[Provoke]\nOperation=balloon\nTarget=16T\nReturn=1M\nWait=no\nTimeout=1001ms\n"
                 "[Workload]\nWhen=none\n",
                 GUEST "[Provoke]\nOperation=balloon\nTarget=1536M\n[Workload]\nWhen=after\nProgram=/x\n",
+                GUEST "[Provoke]\nOperation=hotplug\nTarget=256M\nReturn=128M\nWait=no\nTimeout=5s\n",
+                GUEST "[Provoke]\nOperation=migrate\nFrom=0\nTo=1\nScope=guest-ram\n",
+                GUEST "Settle=2s\n[Measure]\nCounters=dirty-rate time\nDirtyRateMode=dirty-ring\nRequire=dirty-rate\n",
         };
 
         for (size_t i = 0; i < ELEMENTSOF(texts); i++) {
@@ -542,7 +545,8 @@ static void test_round_trips(void **state) {
                 _cleanup_free_ char *ini = NULL;
 
                 assert_int_equal(experiment_spec_to_ini(s, &ini), 0);
-                assert_non_null(strstr(ini, "[Provoke]\nOperation=migrate-pingpong\nBetween=3,62\nMoves=10000\n\n"));
+                assert_non_null(strstr(ini, "[Provoke]\nOperation=migrate-pingpong\nBetween=3,62\nMoves=10000\n"
+                                            "Scope=process\n\n"));
                 assert_null(strstr(ini, "From="));
                 assert_null(strstr(ini, "Target="));
                 assert_non_null(strstr(ini, "Counters=host-kvm-exits host-kvm-stats host-tlb host-migrate host-vmstat "
@@ -620,6 +624,61 @@ static void test_equal_copy_validate(void **state) {
 #undef INVALID
 }
 
+static void test_memory_operations(void **state) {
+        _cleanup_(experiment_spec_freep) ExperimentSpec *h = NULL, *m = NULL, *p = NULL, *d = NULL, *x = NULL;
+
+        /* Operation=hotplug: the balloon's keys, Return= defaults to 0 (every block unplugged). */
+        h = parse_ok(GUEST "[Provoke]\nOperation=hotplug\nTarget=512M\n");
+        assert_int_equal(h->operation, EXPERIMENT_OPERATION_HOTPLUG);
+        assert_int_equal(h->target_bytes, UINT64_C(512) << 20);
+        assert_int_equal(h->return_bytes, 0);
+        assert_true(h->wait);
+        assert_int_equal(h->timeout_usec, EXPERIMENT_BALLOON_TIMEOUT_DEFAULT);
+        assert_int_equal(h->scope, MIGRATION_SCOPE_PROCESS);
+        parse_bad(GUEST "[Provoke]\nOperation=hotplug\n", "Provoke.Target", "Operation=hotplug needs Target=");
+        parse_bad(GUEST "[Provoke]\nOperation=hotplug\nTarget=1G\nReturn=1024M\n", "Provoke.Return",
+                  "the device would not move back");
+        parse_bad(GUEST "[Provoke]\nOperation=hotplug\nTarget=1G\nFrom=0\n", "Provoke.From",
+                  "From= belongs to Operation=migrate, not to Operation=hotplug");
+        parse_bad(GUEST "[Provoke]\nOperation=none\nTarget=1G\n", "Provoke.Target",
+                  "Target= belongs to Operation=balloon or hotplug, not to Operation=none");
+        parse_bad(GUEST "[Provoke]\nOperation=hotplug\nTarget=1536K\n", "Provoke.Target", "whole number of MiB");
+        parse_bad(GUEST "[Provoke]\nOperation=hotplug\nTarget=1G\nTimeout=61min\n", "Provoke.Timeout", "at most 1h");
+
+        /* Scope= of both migrations; not of the others. */
+        m = parse_ok(GUEST "[Provoke]\nOperation=migrate\nFrom=0\nTo=1\nScope=guest-ram\n");
+        assert_int_equal(m->scope, MIGRATION_SCOPE_GUEST_RAM);
+        experiment_spec_free(m);
+        m = parse_ok(GUEST "[Provoke]\nOperation=migrate\nFrom=0\nTo=0\nScope=guest-ram\n");  /* move_pages in place */
+        assert_int_equal(m->from_nodes, m->to_nodes);
+        parse_bad(GUEST "[Provoke]\nOperation=migrate\nFrom=0\nTo=0\nScope=process\n", "Provoke.To",
+                  "To= is the same as From=");
+        p = parse_ok(GUEST "[Provoke]\nOperation=migrate-pingpong\nBetween=0,1\nScope=process\n");
+        assert_int_equal(p->scope, MIGRATION_SCOPE_PROCESS);
+        parse_bad(GUEST "[Provoke]\nOperation=migrate\nFrom=0\nTo=1\nScope=heap\n", "Provoke.Scope", "expected one of process, guest-ram");
+        parse_bad(GUEST "[Provoke]\nOperation=balloon\nTarget=1G\nScope=guest-ram\n", "Provoke.Scope",
+                  "Scope= belongs to Operation=migrate or migrate-pingpong, not to Operation=balloon");
+
+        /* The dirty-rate set: not by default, only when named, with Settle= of 1s at least. */
+        d = parse_ok(GUEST "[Measure]\nCounters=dirty-rate,time\n");
+        assert_int_equal(d->counters, EXPERIMENT_COUNTER_MASK(EXPERIMENT_COUNTER_DIRTY_RATE) |
+                                      EXPERIMENT_COUNTER_MASK(EXPERIMENT_COUNTER_TIME));
+        assert_int_equal(d->dirty_rate_mode, DIRTY_RATE_MODE_PAGE_SAMPLING);
+        x = parse_ok(GUEST);
+        assert_false(x->counters & EXPERIMENT_COUNTER_MASK(EXPERIMENT_COUNTER_DIRTY_RATE));
+        assert_int_equal(x->counters | EXPERIMENT_COUNTER_MASK(EXPERIMENT_COUNTER_DIRTY_RATE), EXPERIMENT_COUNTERS_ALL);
+        parse_bad(GUEST "Settle=999ms\n[Measure]\nCounters=dirty-rate\n", "Experiment.Settle",
+                  "must be at least 1s");
+        parse_bad(GUEST "Settle=0\n[Measure]\nCounters=dirty-rate\n", "Experiment.Settle", "QEMU's shortest calc-time");
+        parse_bad(GUEST "[Measure]\nDirtyRateMode=dirty-bitmap\n", "Measure.DirtyRateMode",
+                  "only used when Counters= takes dirty-rate");
+        parse_bad(GUEST "[Measure]\nCounters=dirty-rate\nDirtyRateMode=fast\n", "Measure.DirtyRateMode",
+                  "expected one of page-sampling, dirty-bitmap, dirty-ring");
+        parse_bad(GUEST "[Measure]\nCounters=time\nRequire=dirty-rate\n", "Measure.Require",
+                  "Require= names dirty-rate");
+        parse_bad(GUEST "[Measure]\nCounters=dirty_rate\n", "Measure.Counters", "dirty-rate");
+}
+
 static void test_tables(void **state) {
         const char *section, *key;
         bool multiple;
@@ -630,7 +689,7 @@ static void test_tables(void **state) {
                 assert_non_null(key);
                 lists += multiple;
         }
-        assert_int_equal(n, 26);       /* with Matrix.Order, Block, BootTimeout */
+        assert_int_equal(n, 28);       /* with Matrix.Order, Block, BootTimeout, Provoke.Scope, Measure.DirtyRateMode */
         assert_int_equal(lists, 4);    /* Arguments, Counters, Tracepoints, Require */
 
         for (int c = 0; c < _EXPERIMENT_COUNTER_MAX; c++) {
@@ -756,6 +815,7 @@ int main(void) {
                 cmocka_unit_test(test_round_trips),
                 cmocka_unit_test(test_equal_copy_validate),
                 cmocka_unit_test(test_tables),
+                cmocka_unit_test(test_memory_operations),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
