@@ -252,7 +252,7 @@ int measure_trace_read(ExperimentMeasure *m, ExperimentSnapshot *s) {
                 size_t targets = t->n_values / specs;
 
                 /* every count of the set at once: the kvm_exit group of each vCPU thread is read in one go, so
-                 * that its total minus the reasons ("other") is exact */
+                 * that its total minus the reasons ("other") is exact but for an exit being counted meanwhile */
                 if (trace_counters_read_all(t->counters, s->trace + t->offset) < 0)
                         for (size_t v = 0; v < specs * targets; v++)
                                 s->trace_bad[t->offset + v] = true;

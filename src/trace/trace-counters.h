@@ -14,8 +14,9 @@
  * after another, so a sum over specs matches the total exactly only while the targets are not producing
  * events during the read (for vCPU threads: a handful of exits at most) — unless the set is grouped
  * (trace_counters_open_group()): then the specs of each target are one perf group, started together and read in
- * one go by trace_counters_read_all(), so their counts are of the same instant and a total minus the sum of
- * its filtered parts is exact. */
+ * one go by trace_counters_read_all(), so their counts are of the same instant, up to the one event the kernel
+ * may be counting on that target at that moment (it bumps a tracepoint's events one after another): a total
+ * minus the sum of its filtered parts is off by at most one per target, not by every event between two reads. */
 
 #include <sys/types.h>
 
@@ -77,7 +78,7 @@ const char *trace_counters_note(const TraceCounters *c);
 /* kvm:kvm_exit by exit reason: one spec per reason of isa (the kernel's own table, trace_kvm_exit_reasons())
  * with the filter "exit_reason == VALUE", then a last spec without a filter, the total, leading a group per vCPU
  * thread (trace_counters_open_group()), so that other = total − sum of the reasons, read with
- * trace_counters_read_all(), is exact (exits outside the table, and VMX exits with flag bits above the basic reason,
+ * trace_counters_read_all(), is exact but for an exit being counted during the read (one per vCPU at most) (exits outside the table, and VMX exits with flag bits above the basic reason,
  * such as FAILED_VMENTRY, land there). ret_reasons[i] is spec i; *ret_n_reasons + 1 specs in all. When the
  * reasons cannot be had (no tracefs, no kvm_exit, a format without a table) the set has only the total spec,
  * *ret_n_reasons is 0, trace_counters_note() says why, and the total is counted if it can be. Over TRACE_COUNTERS_FDS_MAX events (reasons + 1)

@@ -257,8 +257,10 @@ static void *getpid_loop(void *arg) {
 }
 
 /* A grouped set (trace_counters_open_group): getpid and getuid filtered, the unfiltered total leading, counted on
- * a thread calling getpid as fast as it can, read while it runs. Every reading of the group is of one instant:
- * total = getpid + getuid exactly, each time ("other" = 0), which separate reads cannot promise. */
+ * a thread calling getpid as fast as it can, read while it runs. Every reading of the group is of one instant up
+ * to the one system call the kernel may be counting at that moment (its events are bumped one after the other,
+ * and the read may come between): |total − (getpid + getuid)| ≤ 1 each time, where separate reads drift apart by
+ * every call made between them (printed for comparison). */
 static void test_group_exact(void **state) {
 #if defined(__x86_64__)
         const TraceCounterSpec specs[] = {
@@ -268,7 +270,7 @@ static void test_group_exact(void **state) {
         };
         _cleanup_(trace_counters_freep) TraceCounters *c = NULL;
         uint64_t v[3], last = 0, total, parts;
-        unsigned skewed = 0;
+        unsigned skewed = 0, off_by_one = 0;
         pthread_t thread;
         pid_t tid;
 
@@ -290,9 +292,15 @@ static void test_group_exact(void **state) {
                 assert_null(trace_counters_unavailable(c, i));
 
         atomic_store(&group_phase, 1);
-        for (unsigned i = 0; i < 2000; i++) {
+        /* 2000 readings, and on until the thread has had the CPU for 1000 calls (a loaded machine may not run
+         * it at first); at most a million readings */
+        for (unsigned i = 0; i < 1000000 && (i < 2000 || last < 1000); i++) {
+                if (i >= 2000)
+                        sched_yield();
                 assert_true(trace_counters_read_all(c, v) >= 0);
-                assert_int_equal(v[2], v[0] + v[1]);    /* nothing but getpid, all of one instant */
+                /* nothing but getpid; of one instant, but for the call being counted */
+                assert_true(v[2] + 1 >= v[0] + v[1] && v[2] <= v[0] + v[1] + 1);
+                off_by_one += v[2] != v[0] + v[1];
                 assert_int_equal(v[1], 0);
                 assert_true(v[0] >= last);
                 last = v[0];
@@ -303,9 +311,9 @@ static void test_group_exact(void **state) {
         }
         atomic_store(&group_phase, 2);
         assert_int_equal(pthread_join(thread, NULL), 0);
-        print_message("group: %" PRIu64 " getpid counted, total = getpid in 2000 of 2000 group readings; separate "
-                      "reads disagreed %u times\n", last, skewed);
-        assert_true(last > 0);
+        print_message("group: %" PRIu64 " getpid counted; total = getpid in every group reading but %u (off by one: "
+                      "a call being counted); separate reads disagreed %u times\n", last, off_by_one, skewed);
+        assert_true(last >= 1000);
 #else
         print_message("SKIP: the syscall numbers (39, 102) are those of x86_64\n");
         skip();
