@@ -72,7 +72,7 @@ def wait_agent(timeout):
     t0 = time.monotonic()
     while True:
         vm = call_ok("DescribeVM", {"name": "inner"})["vm"]
-        if (vm.get("agent") or {}).get("state") == "ready":
+        if vm.get("state") == "running" and (vm.get("agent") or {}).get("state") == "ready":
             return vm, time.monotonic() - t0
         if vm.get("state") in ("failed", "stopped") or time.monotonic() - t0 > timeout:
             raise RuntimeError("the inner Linux guest's agent did not become ready in %d s: %s"
@@ -215,6 +215,11 @@ def backend_residency(pid, size):
 
 def guest_numa_checks():
     ctl(BUILD, "stop", "inner", timeout=120)
+    end = time.monotonic() + 120
+    while call_ok("DescribeVM", {"name": "inner"})["vm"].get("state") in ("running", "stopping", "starting"):
+        if time.monotonic() > end:
+            raise RuntimeError("the inner guest did not stop in 120 s")
+        time.sleep(1)
     node_mib = MEMORY_MIB // 2
     text = ("[VM]\nName=inner\nMemory=%dM\nVCPUs=2\nAccelerator=tcg\nKernel=%s/vmlinuz\nInitrd=%s/initrd.gz\n"
             "Append=console=ttyS0 quiet\nStopTimeoutSec=5s\n"
