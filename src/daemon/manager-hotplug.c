@@ -382,19 +382,6 @@ void manager_hotplug_done(Manager *m) {
 
 /* ---- varlink ---------------------------------------------------------------------------------- */
 
-static void vl_done(const char *error, json_object *parameters, void *userdata) {
-        _cleanup_(varlink_connection_unrefp) VarlinkConnection *c = userdata;
-
-        if (error)
-                (void) varlink_error(c, error, parameters);
-        else
-                (void) varlink_reply(c, parameters);
-}
-
-static void vl_free(void *userdata) {
-        varlink_connection_unref(userdata);
-}
-
 static void vl_progress(uint64_t requested, uint64_t size, uint64_t elapsed_usec, void *userdata) {
         json_object *p = json_object_new_object(), *h = json_object_new_object();
 
@@ -422,7 +409,7 @@ static int vl_set_hotplug_memory(VarlinkConnection *c, json_object *parameters, 
                 return varlink_error_invalid_parameter(c, "timeoutUSec");
         if (asprintf(&caller, "varlink uid %u", (unsigned) varlink_connection_get_peer_uid(c)) < 0)
                 return -ENOMEM;
-        completion = (ManagerCompletion) { .done = vl_done, .free = vl_free, .userdata = varlink_connection_ref(c) };
+        completion = manager_varlink_completion(c);
         r = manager_hotplug_set(userdata, json_get_string(parameters, "name"), (uint64_t) size, wait,
                                 (uint64_t) timeout, caller, (flags & VARLINK_CALL_MORE) ? vl_progress : NULL,
                                 &completion, &e);

@@ -220,6 +220,10 @@ static inline void manager_completion_drop(ManagerCompletion *c) {
         *c = (ManagerCompletion) {};
 }
 
+/* manager-varlink.c: the completion of a varlink call: done() answers c (reply or error), free() drops it; holds a
+ * reference on c until then. userdata is c, for progress callbacks that notify it. */
+ManagerCompletion manager_varlink_completion(VarlinkConnection *c);
+
 /* manager-numa.c: PinVCPUs. map as VCPUAffinity= ("0:0-1 1:2"), emulator optional; *ret_reply is the
  * varlink reply ({"vcpus": [...]}). Synchronous: sched_setaffinity only. */
 int manager_numa_pin_vcpus(Manager *m, const char *name, const char *map, const char *emulator,
