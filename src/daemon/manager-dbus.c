@@ -730,6 +730,9 @@ static const sd_bus_vtable manager_vtable[] = {
                                  manager_dbus_execute_monitor_command, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("DescribeMemoryLayout", "s", SD_BUS_PARAM(name), "s", SD_BUS_PARAM(json),
                                  manager_dbus_describe_memory_layout, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("GetConsole", "sxtx", SD_BUS_PARAM(name) SD_BUS_PARAM(boot) SD_BUS_PARAM(lines)
+                                 SD_BUS_PARAM(offset), "aya{sv}", SD_BUS_PARAM(data) SD_BUS_PARAM(console),
+                                 manager_dbus_get_console, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_SIGNAL_WITH_NAMES("StateChanged", "sosss",
                                  SD_BUS_PARAM(name) SD_BUS_PARAM(vm) SD_BUS_PARAM(state) SD_BUS_PARAM(previous_state)
                                  SD_BUS_PARAM(reason), 0),

@@ -285,6 +285,13 @@ int manager_dirty_rate_measure(Manager *m, const char *name, const DirtyRatePara
                                ManagerDirtyRateProgress progress, ManagerCompletion *completion,
                                ManagerError *ret_error);
 bool manager_dirty_rate_metrics(Manager *m, const char *name, double *ret_bytes_per_sec, uint64_t *ret_realtime_usec);
+/* manager-console.c: GetConsole (varlink, D-Bus): boot (0: the current one, -1 the one before, or a boot number)
+ * of guest name, its last lines (0: all within the reply bound) when offset is -1, else from the byte offset on.
+ * *ret_chunk gets the bytes, *ret_info the reply without them ({boot, first, last, active, start, end, size,
+ * truncated}); errors NoSuchVM, NoSuchBoot, InvalidParameter (lines, offset). */
+typedef struct ConsoleChunk ConsoleChunk;
+int manager_console_get(Manager *m, const char *name, int64_t boot, int64_t lines, int64_t offset,
+                        ConsoleChunk *ret_chunk, json_object **ret_info, ManagerError *ret_error);
 /* manager-hotplug.c: SetHotplugMemory: sets the virtio-mem device's requested-size to size; completion (always
  * consumed) gets {"hotplug": {name, requestedBytes, sizeBytes, maximumBytes, elapsedUSec}} once QEMU reports the
  * size (with wait: once it equals size, within timeout_usec, 0: 60 s) or the error. progress (optional, with
