@@ -65,6 +65,7 @@
         X(HOTPLUG_SIZE_OUT_OF_RANGE,    HotplugSizeOutOfRange,    BOTH) \
         X(HOTPLUG_TIMEOUT,              HotplugTimeout,           BOTH) \
         X(HOTPLUG_FAILED,               HotplugFailed,            BOTH) \
+        X(CONFIDENTIAL_GUEST,           ConfidentialGuest,        BOTH) \
         X(INTERNAL_ERROR,               InternalError,            VARLINK) \
         X(INVALID_SIGNAL,               InvalidSignal,            BUS)
 

@@ -269,6 +269,12 @@ int manager_hotplug_set(Manager *m, const char *name, uint64_t size, bool wait, 
                 manager_completion_drop(completion);
                 return manager_guest_fail(ret_error, -ENOENT, VARLINK_ERROR(NO_SUCH_VM), name, NULL);
         }
+        /* Before the state: a confidential guest never can, running or not. */
+        r = manager_guest_check_confidential(vm, VM_CONFIDENTIAL_OP_HOTPLUG, ret_error);
+        if (r < 0) {
+                manager_completion_drop(completion);
+                return r;
+        }
         if (!vm_is_active(vm) || vm->state != VM_STATE_RUNNING || !vm->qmp) {
                 manager_completion_drop(completion);
                 return manager_guest_fail(ret_error, -ESRCH, VARLINK_ERROR(INVALID_STATE), vm->name,
