@@ -136,6 +136,7 @@ static int manager_build_interface(Manager *m) {
                 manager_monitor_methods(),
                 manager_dirty_rate_methods(),
                 manager_console_methods(),
+                manager_host_methods(),
                 manager_hotplug_methods(),
         };
         size_t n = 0, k = 0;

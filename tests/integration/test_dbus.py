@@ -784,3 +784,18 @@ def test_console_over_dbus(daemons, private_bus, workdir):
     assert p.returncode != 0 and "Access denied" in p.stderr, p.stderr
     bus.call(PATH, IFACE, "KillVM", "ss", "fw", "KILL")
     wait_prop(bus, vm_path("fw"), "State", "stopped")
+
+
+def test_host_info_over_dbus(daemons, private_bus, workdir):
+    """GetHostInfo on the manager: KVM and the confidential guest kinds as a{sv}, open to everybody (it reads)."""
+    bus = private_bus()
+    start_daemon(daemons, bus, workdir)
+    p = bus.busctl("--json=short", "call", NAME, PATH, IFACE, "GetHostInfo", uid=NOBODY_UID, gid=NOGROUP_GID)
+    info = json.loads(p.stdout)["data"][0]
+    assert info["Kvm"]["data"] is os.access("/dev/kvm", os.R_OK | os.W_OK), info
+    kinds = [c["data"]["Kind"]["data"] for c in info["Confidential"]["data"]]
+    assert kinds == ["sev", "sev-es", "sev-snp", "tdx"], info
+    for c in info["Confidential"]["data"]:
+        c = c["data"]
+        assert c["Usable"]["data"] is False and c["Reason"]["data"], c
+        assert c["Host"]["data"] or c["HostReason"]["data"] == c["Reason"]["data"], c
