@@ -112,6 +112,9 @@ static int lookup(const char *name, void *userdata, ExperimentGuest *ret) {
         if (!ret->migrations)
                 return -ENOMEM;
         ret->migration_context = manager_numa_context(m);
+        if (spec && spec->confidential != VM_CONFIDENTIAL_NO)
+                ret->private_memory = "it is confidential (Confidential=): its private memory cannot be reclaimed "
+                                      "through the balloon or moved between host nodes";
         return 0;
 }
 

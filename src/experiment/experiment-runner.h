@@ -43,6 +43,8 @@ typedef struct ExperimentGuest {
         const BalloonGuestConfig *balloon_config;
         MigrationHistory *migrations;           /* the guest's history (moves are recorded there too) */
         const MigrationContext *migration_context;
+        const char *private_memory;             /* a confidential guest ([VM] Confidential=): why the balloon and
+                                                 * page migration cannot act on its memory; NULL: they can */
         bool hugepages;                         /* the guest's memory is in huge pages … */
         uint64_t memory_bytes;                  /* … of this size (for the migration's checks) */
         const char *definition;                 /* the guest's .vm text, for the provenance */
