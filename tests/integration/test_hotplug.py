@@ -171,16 +171,17 @@ def test_hotplug_wait_ends_when_client_goes(daemons, ctl, build, test_guest):
                                "--timeout", "600s"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
     try:
-        # the daemon holds the wait: another call is Busy
+        # QEMU took the requested size (so the client's call is in flight, waiting): another call is Busy
         deadline = time.monotonic() + 20
-        while True:
-            reply = d.call(M + "SetHotplugMemory", {"name": "deaf", "sizeBytes": 0})
-            if reply.get("error") == M + "Busy":
-                break
+        while qemu_device(d, "deaf")["requested-size"] != 128 * MiB:
             assert client.poll() is None, client.communicate()
-            assert time.monotonic() < deadline, reply
+            assert time.monotonic() < deadline, "the client's SetHotplugMemory never reached QEMU"
             time.sleep(0.1)
-        assert qemu_device(d, "deaf")["requested-size"] == 128 * MiB
+        reply = d.call(M + "SetHotplugMemory", {"name": "deaf", "sizeBytes": 0})
+        assert reply.get("error") == M + "Busy", reply
+        time.sleep(0.5)
+        assert client.poll() is None, client.communicate()
+        assert qemu_device(d, "deaf")["size"] == 0
     finally:
         client.kill()
         client.wait()
