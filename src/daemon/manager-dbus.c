@@ -625,11 +625,11 @@ static void host_info_done(const char *error, json_object *parameters, void *use
         _cleanup_json_ json_object *p = parameters;
         BusPending *pending = userdata;
 
-        if (error)
-                (void) bus_pending_reply_error(pending, &e,
-                                               bus_error_set_from_varlink(&e, manager_error_bus_from_varlink(error),
-                                                                          error, p));
-        else
+        if (error) {
+                int r = bus_error_set_from_varlink(&e, manager_error_bus_from_varlink(error), error, p);
+
+                (void) bus_pending_reply_error(pending, &e, r);
+        } else
                 (void) bus_pending_reply_json_dict(pending, p);
         bus_pending_free(pending);
 }
