@@ -22,6 +22,7 @@ static const char *const balloon_error_table[_BALLOON_ERROR_MAX] = {
         [BALLOON_ERROR_FAILED] = "failed",
         [BALLOON_ERROR_INVALID_SCHEDULE] = "invalid-schedule",
         [BALLOON_ERROR_NO_SCHEDULE] = "no-schedule",
+        [BALLOON_ERROR_CONFIDENTIAL] = "confidential",
 };
 
 DEFINE_STRING_TABLE(balloon_error, BalloonError, _BALLOON_ERROR_MAX);
@@ -438,7 +439,7 @@ void balloon_controller_start(BalloonController *c, QmpClient *qmp, const Balloo
 
         /* A record saved for this very QEMU says what runs: its target, its schedule (resumed). */
         same_qemu = balloon_controller_restore_apply(c, guest);
-        if (!same_qemu && guest->schedule.mode != BALLOON_SCHEDULE_NONE) {
+        if (!same_qemu && guest->schedule.mode != BALLOON_SCHEDULE_NONE && !guest->confidential) {
                 r = balloon_controller_schedule_start(c, &guest->schedule, BALLOON_SCHEDULE_ORIGIN_DEFINITION);
                 if (r < 0)
                         log_error_errno(r, "Guest %s: failed to start the balloon schedule: %m", c->name);
@@ -471,6 +472,8 @@ void balloon_controller_stop(BalloonController *c) {
 
 int balloon_controller_check_running(const BalloonController *c, const BalloonGuestConfig *guest,
                                      BalloonErrorInfo *ret_error) {
+        if (guest->confidential)
+                return error_set(ret_error, BALLOON_ERROR_CONFIDENTIAL, (BalloonErrorInfo) {}, NULL);
         if (!guest->device)
                 return error_set(ret_error, BALLOON_ERROR_NO_DEVICE, (BalloonErrorInfo) {}, NULL);
         if (!c || !c->tracking)

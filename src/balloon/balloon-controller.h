@@ -46,6 +46,7 @@ typedef enum BalloonError {
         BALLOON_ERROR_FAILED,           /* the balloon command failed; cause says how */
         BALLOON_ERROR_INVALID_SCHEDULE, /* a schedule that cannot run (field, reason) */
         BALLOON_ERROR_NO_SCHEDULE,      /* no schedule is running */
+        BALLOON_ERROR_CONFIDENTIAL,     /* the guest's memory is private to it (a confidential guest) */
         _BALLOON_ERROR_MAX,
         _BALLOON_ERROR_INVALID = -EINVAL,
 } BalloonError;
@@ -79,6 +80,8 @@ typedef struct BalloonGuestConfig {
         uint64_t ceiling_bytes;         /* the policy gives no more (≤ memory) */
         uint64_t stats_interval_usec;   /* guest statistics polling (≥ 1 s) */
         BalloonSchedule schedule;       /* started with tracking; mode NONE: none */
+        bool confidential;              /* a confidential guest: its memory cannot be reclaimed through the
+                                         * balloon, so targets, schedules and the policy leave it alone */
         /* Which QEMU process this is (pid and its start time, /proc/PID/stat field 22): a record restored by
          * balloon_record_load() (balloon-persist.h) is resumed only by the process it was saved for. 0: not
          * known (never resumes). */
@@ -112,7 +115,7 @@ void balloon_controller_stop(BalloonController *c);
 /* QEMU's BALLOON_CHANGE event: the balloon's actual size now. */
 void balloon_controller_on_balloon_change(BalloonController *c, uint64_t actual_bytes);
 
-/* NO_DEVICE when guest has none, INVALID_STATE when not tracking, else 0. */
+/* CONFIDENTIAL for a confidential guest, NO_DEVICE when guest has none, INVALID_STATE when not tracking, else 0. */
 int balloon_controller_check_running(const BalloonController *c, const BalloonGuestConfig *guest,
                                      BalloonErrorInfo *ret_error);
 /* OUT_OF_RANGE unless 0 < max(floor, 1) ≤ target ≤ memory of the running guest; field names the target in the

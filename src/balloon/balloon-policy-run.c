@@ -9,7 +9,7 @@
 #include "basic/parse.h"
 
 bool balloon_controller_policy_eligible(const BalloonController *c) {
-        return c && c->tracking && c->actual_known && !c->schedule_active;
+        return c && c->tracking && c->actual_known && !c->schedule_active && !c->config.confidential;
 }
 
 static BalloonPolicyGuest policy_input(const BalloonController *c) {

@@ -50,15 +50,52 @@ static void print_host_sample(json_object *s, bool header) {
         }
 }
 
+/* GetHostInfo: KVM and each confidential guest kind, "no" with the reason. */
+static void print_host_info(json_object *info) {
+        json_object *list = ctl_obj_get(info, "confidential");
+
+        printf("           KVM: %s\n", json_get_bool(info, "kvm", false) ? "yes" : strna(json_get_string(info, "kvmReason")));
+        printf("  Confidential: (QEMU %s)\n", strna(json_get_string(info, "qemuBinary")));
+        for (size_t i = 0; list && i < json_object_array_length(list); i++) {
+                json_object *c = json_object_array_get_idx(list, i);
+                char kind[16];
+                size_t j;
+
+                /* "sev-snp" → "SEV-SNP"; from the daemon, but never printed raw */
+                snprintf(kind, sizeof(kind), "%s", strna(json_get_string(c, "kind")));
+                for (j = 0; kind[j]; j++)
+                        kind[j] = (kind[j] >= 'a' && kind[j] <= 'z') ? (char) (kind[j] - 'a' + 'A')
+                                  : (kind[j] >= 'A' && kind[j] <= 'Z') || kind[j] == '-' ? kind[j] : '?';
+                printf("%14s: host %s, QEMU %s, usable %s%s%s\n", kind,
+                       json_get_bool(c, "host", false) ? "yes" : "no",
+                       ctl_obj_get(c, "qemu") ? (json_get_bool(c, "qemu", false) ? "yes" : "no") : "unknown",
+                       json_get_bool(c, "usable", false) ? "yes" : "no", ctl_obj_get(c, "reason") ? ": " : "",
+                       strempty(json_get_string(c, "reason")));
+        }
+}
+
 static int verb_host(int argc, char **argv) {
-        _cleanup_json_ json_object *reply = NULL;
-        json_object *p;
+        _cleanup_json_ json_object *reply = NULL, *info_reply = NULL;
+        json_object *p, *info;
         int r;
 
-        r = ctl_call_show("io.memvisor.Manager.GetHostMemory", NULL, &reply, &p);
-        if (r != EXIT_OK || !p)
+        r = ctl_call("io.memvisor.Manager.GetHostMemory", NULL, &reply);
+        if (r != EXIT_OK)
                 return r;
+        r = ctl_call("io.memvisor.Manager.GetHostInfo", NULL, &info_reply);
+        if (r != EXIT_OK)
+                return r;
+        p = ctl_reply_parameters(reply);
+        info = ctl_reply_parameters(info_reply);
+        if (arg_json) {
+                /* GetHostMemory's reply, with GetHostInfo's as "info" */
+                if (p && info && json_object_object_add(p, "info", json_object_get(info)) < 0)
+                        return EXIT_CONNECTION;
+                ctl_print_json(p);
+                return EXIT_OK;
+        }
         print_host_sample(ctl_obj_get(p, "sample"), true);
+        print_host_info(info);
         return EXIT_OK;
 }
 
@@ -145,7 +182,8 @@ static int verb_watch(int argc, char **argv) {
 }
 
 const CtlVerb ctl_metrics_verbs[] = {
-        { "host", "", "Show host memory now: MemTotal, MemAvailable, Committed_AS, CommitLimit, nodes", 0, 0,
+        { "host", "", "Show host memory now (MemTotal, MemAvailable, Committed_AS, CommitLimit, nodes), KVM and the "
+          "confidential guests this host supports", 0, 0,
           verb_host },
         { "metrics", "", "Show every metric (Prometheus names and labels)", 0, 0, verb_metrics },
         { "watch", "", "Stream host memory samples until interrupted", 0, 0, verb_watch, watch_options, watch_option,

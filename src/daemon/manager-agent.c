@@ -325,25 +325,8 @@ int manager_agent_copy(Manager *m, const char *name, const void *data, size_t si
 
 /* ---- varlink ---------------------------------------------------------------------------------- */
 
-static void vl_done(const char *error, json_object *parameters, void *userdata) {
-        _cleanup_(varlink_connection_unrefp) VarlinkConnection *c = userdata;
-
-        if (error)
-                (void) varlink_error(c, error, parameters);
-        else
-                (void) varlink_reply(c, parameters);
-}
-
-static void vl_free(void *userdata) {
-        varlink_connection_unref(userdata);
-}
-
-static ManagerCompletion vl_completion(VarlinkConnection *c) {
-        return (ManagerCompletion) { .done = vl_done, .free = vl_free, .userdata = varlink_connection_ref(c) };
-}
-
 static int vl_guest_info(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags, void *userdata) {
-        ManagerCompletion completion = vl_completion(c);
+        ManagerCompletion completion = manager_varlink_completion(c);
         ManagerError e = {};
         int r;
 
@@ -352,7 +335,7 @@ static int vl_guest_info(VarlinkConnection *c, json_object *parameters, VarlinkC
 }
 
 static int vl_guest_counters(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags, void *userdata) {
-        ManagerCompletion completion = vl_completion(c);
+        ManagerCompletion completion = manager_varlink_completion(c);
         ManagerError e = {};
         int r;
 
@@ -426,7 +409,7 @@ static int vl_guest_exec(VarlinkConnection *c, json_object *parameters, VarlinkC
         if (!caller)
                 return -ENOMEM;
 
-        completion = vl_completion(c);
+        completion = manager_varlink_completion(c);
         r = manager_agent_exec(userdata, json_get_string(parameters, "name"),
                                &(QgaExecRequest) {
                                        .argv = argv,
@@ -462,7 +445,7 @@ static int vl_guest_copy(VarlinkConnection *c, json_object *parameters, VarlinkC
         if (!caller)
                 return -ENOMEM;
 
-        completion = vl_completion(c);
+        completion = manager_varlink_completion(c);
         r = manager_agent_copy(userdata, json_get_string(parameters, "name"), bytes, size, path, (mode_t) mode, caller,
                                &completion, &e);
         return r < 0 ? manager_error_varlink_reply(c, &e, r) : 0;

@@ -36,6 +36,7 @@ void manager_balloon_guest_config(Manager *m, const Vm *vm, BalloonGuestConfig *
                 .ceiling_bytes = spec->balloon_ceiling ?: spec->memory_bytes,
                 .stats_interval_usec = effective_stats_interval(m, spec),
                 .schedule = spec->balloon_schedule,
+                .confidential = spec->confidential != VM_CONFIDENTIAL_NO,
                 .pid = vm->pid,
                 .starttime = vm->starttime,
         };

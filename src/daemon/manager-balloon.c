@@ -71,6 +71,12 @@ int manager_balloon_error(Manager *m, const char *name, int r, const BalloonErro
                 return manager_error_set(ret_error, -EINVAL, VARLINK_ERROR(INVALID_BALLOON_SCHEDULE), TAKE_PTR(p));
         case BALLOON_ERROR_NO_SCHEDULE:
                 return manager_error_set(ret_error, -ENOENT, VARLINK_ERROR(NO_BALLOON_SCHEDULE), TAKE_PTR(p));
+        case BALLOON_ERROR_CONFIDENTIAL:
+                vm = manager_find_vm(m, name);
+                if (!vm)
+                        return manager_guest_fail(ret_error, -ENOENT, VARLINK_ERROR(NO_SUCH_VM), name, NULL);
+                r = manager_guest_check_confidential(vm, VM_CONFIDENTIAL_OP_BALLOON, ret_error);
+                return r < 0 ? r : -EINVAL;
         case _BALLOON_ERROR_MAX:
         case _BALLOON_ERROR_INVALID:
                 break;

@@ -34,6 +34,8 @@ static inline char *bus_caller(sd_bus_message *message) {
         return s;
 }
 
+/* manager-dbus-console.c: GetConsole (s name, x boot, t lines, x offset) → (ay data, a{sv} console). */
+int manager_dbus_get_console(sd_bus_message *message, void *userdata, sd_bus_error *error);
 /* manager-dbus-compare.c: CompareExperiments (s a, s b, as counters, t seed, u resamples) → s: the comparison as
  * JSON text (seed 0 and resamples 0: the defaults). */
 int manager_dbus_compare_experiments(sd_bus_message *message, void *userdata, sd_bus_error *error);

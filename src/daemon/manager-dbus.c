@@ -619,6 +619,35 @@ static int method_get_host_memory(sd_bus_message *message, void *userdata, sd_bu
         return bus_reply_json_dict_flattened(message, result, "sample");
 }
 
+/* GetHostInfo: answered once QEMU listed its objects (a worker thread): the varlink reply as a{sv}. */
+static void host_info_done(const char *error, json_object *parameters, void *userdata) {
+        _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
+        _cleanup_json_ json_object *p = parameters;
+        BusPending *pending = userdata;
+
+        if (error) {
+                int r = bus_error_set_from_varlink(&e, manager_error_bus_from_varlink(error), error, p);
+
+                (void) bus_pending_reply_error(pending, &e, r);
+        } else
+                (void) bus_pending_reply_json_dict(pending, p);
+        bus_pending_free(pending);
+}
+
+static int method_get_host_info(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+        ManagerCompletion completion;
+        BusPending *pending;
+        ManagerError e = {};
+        int r;
+
+        r = bus_pending_new(message, "host", NULL, &pending);
+        if (r < 0)
+                return r;
+        completion = (ManagerCompletion) { .done = host_info_done, .free = bus_pending_free, .userdata = pending };
+        r = manager_host_info(userdata, &completion, &e);
+        return r < 0 ? bus_error_from_manager(error, &e, r) : 1;
+}
+
 /* ---- properties ---------------------------------------------------------------------------------------- */
 
 static int property_get_version(sd_bus *bus, const char *path, const char *interface, const char *property,
@@ -697,6 +726,8 @@ static const sd_bus_vtable manager_vtable[] = {
                                  SD_BUS_PARAM(scope), "", , method_run_migrate_pages_scoped, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("GetHostMemory", "", , "a{sv}", SD_BUS_PARAM(memory), method_get_host_memory,
                                  SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("GetHostInfo", "", , "a{sv}", SD_BUS_PARAM(info), method_get_host_info,
+                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("GuestInfo", "s", SD_BUS_PARAM(name), "a{sv}", SD_BUS_PARAM(info), method_guest_info,
                                  SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("GuestCounters", "s", SD_BUS_PARAM(name), "a{sv}", SD_BUS_PARAM(counters),
@@ -730,6 +761,9 @@ static const sd_bus_vtable manager_vtable[] = {
                                  manager_dbus_execute_monitor_command, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("DescribeMemoryLayout", "s", SD_BUS_PARAM(name), "s", SD_BUS_PARAM(json),
                                  manager_dbus_describe_memory_layout, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("GetConsole", "sxtx", SD_BUS_PARAM(name) SD_BUS_PARAM(boot) SD_BUS_PARAM(lines)
+                                 SD_BUS_PARAM(offset), "aya{sv}", SD_BUS_PARAM(data) SD_BUS_PARAM(console),
+                                 manager_dbus_get_console, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_SIGNAL_WITH_NAMES("StateChanged", "sosss",
                                  SD_BUS_PARAM(name) SD_BUS_PARAM(vm) SD_BUS_PARAM(state) SD_BUS_PARAM(previous_state)
                                  SD_BUS_PARAM(reason), 0),

@@ -221,19 +221,6 @@ bool manager_dirty_rate_metrics(Manager *m, const char *name, double *ret_bytes_
 
 /* ---- varlink ---------------------------------------------------------------------------------- */
 
-static void vl_done(const char *error, json_object *parameters, void *userdata) {
-        _cleanup_(varlink_connection_unrefp) VarlinkConnection *c = userdata;
-
-        if (error)
-                (void) varlink_error(c, error, parameters);
-        else
-                (void) varlink_reply(c, parameters);
-}
-
-static void vl_free(void *userdata) {
-        varlink_connection_unref(userdata);
-}
-
 static void vl_progress(uint64_t elapsed_usec, uint64_t period_usec, void *userdata) {
         json_object *p = json_object_new_object();
 
@@ -275,7 +262,7 @@ static int vl_measure_dirty_rate(VarlinkConnection *c, json_object *parameters, 
         if (asprintf(&caller, "varlink uid %u", (unsigned) varlink_connection_get_peer_uid(c)) < 0)
                 return -ENOMEM;
 
-        completion = (ManagerCompletion) { .done = vl_done, .free = vl_free, .userdata = varlink_connection_ref(c) };
+        completion = manager_varlink_completion(c);
         r = manager_dirty_rate_measure(userdata, json_get_string(parameters, "name"), &p, caller,
                                        (flags & VARLINK_CALL_MORE) ? vl_progress : NULL, &completion, &e);
         return r < 0 ? manager_error_varlink_reply(c, &e, r) : 0;

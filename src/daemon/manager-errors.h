@@ -60,11 +60,12 @@
         X(MEMORY_LAYOUT_UNAVAILABLE,    MemoryLayoutUnavailable,  BOTH) \
         X(DIRTY_RATE_OUT_OF_RANGE,      DirtyRateOutOfRange,      BOTH) \
         X(DIRTY_RATE_FAILED,            DirtyRateFailed,          BOTH) \
-        X(NO_SUCH_BOOT,                 NoSuchBoot,               VARLINK) \
+        X(NO_SUCH_BOOT,                 NoSuchBoot,               BOTH) \
         X(NO_HOTPLUG_DEVICE,            NoHotplugDevice,          BOTH) \
         X(HOTPLUG_SIZE_OUT_OF_RANGE,    HotplugSizeOutOfRange,    BOTH) \
         X(HOTPLUG_TIMEOUT,              HotplugTimeout,           BOTH) \
         X(HOTPLUG_FAILED,               HotplugFailed,            BOTH) \
+        X(CONFIDENTIAL_GUEST,           ConfidentialGuest,        BOTH) \
         X(INTERNAL_ERROR,               InternalError,            VARLINK) \
         X(INVALID_SIGNAL,               InvalidSignal,            BUS)
 

@@ -113,6 +113,9 @@ static int lookup(const char *name, void *userdata, ExperimentGuest *ret) {
         if (!ret->migrations)
                 return -ENOMEM;
         ret->migration_context = manager_numa_context(m);
+        if (spec && spec->confidential != VM_CONFIDENTIAL_NO)
+                ret->private_memory = "it is confidential (Confidential=): its private memory cannot be reclaimed "
+                                      "through the balloon or virtio-mem or moved between host nodes";
         if (spec && spec->hotplug_bytes > 0) {
                 ret->hotplug_bytes = spec->hotplug_bytes;
                 ret->hotplug_block_bytes = vm_spec_hotplug_block_size(spec);

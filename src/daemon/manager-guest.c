@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The per-guest records (manager-guest.h), kept in Manager.records, sorted by name. */
 #include "basic/json-util.h"
+#include "basic/log.h"
 #include "daemon/manager-guest.h"
 
 static ManagerGuest *guest_free(ManagerGuest *g) {
@@ -133,6 +134,27 @@ int manager_guest_fail(ManagerError *e, int error, const char *name, const char 
                 return -ENOMEM;
         }
         return manager_error_set(e, error, name, p);
+}
+
+int manager_guest_check_confidential(const Vm *vm, VmConfidentialOperation op, ManagerError *e) {
+        const VmSpec *spec = vm->running_spec ?: vm->spec;
+        _cleanup_free_ char *reason = NULL;
+        json_object *p;
+        int r;
+
+        r = vm_confidential_refusal(spec, op, &reason);
+        if (r != -EOPNOTSUPP)
+                return r;
+        p = json_object_new_object();
+        if (!p || json_add_string(p, "name", vm->name) < 0 ||
+            json_add_string(p, "confidential", vm_confidential_to_string(spec->confidential)) < 0 ||
+            json_add_string(p, "operation", vm_confidential_operation_to_string(op)) < 0 ||
+            json_add_string(p, "reason", reason) < 0) {
+                json_object_put(p);
+                return -ENOMEM;
+        }
+        log_info("Guest %s: %s refused: %s", vm->name, vm_confidential_operation_to_string(op), reason);
+        return manager_error_set(e, r, VARLINK_ERROR(CONFIDENTIAL_GUEST), p);
 }
 
 int manager_guest_reply_no_such_vm(VarlinkConnection *c, const char *guest) {

@@ -11,6 +11,7 @@
 #include "daemon/manager.h"
 #include "numa/numa-migration.h"
 #include "numa/numa-pin.h"
+#include "vm/vm-confidential.h"
 
 typedef struct ManagerGuest {
         char *name;
@@ -46,3 +47,7 @@ NumaVcpuThread *manager_guest_vcpu_threads(const Vm *vm);
 int manager_guest_fail(ManagerError *e, int error, const char *name, const char *guest, const char *state);
 /* Replies NoSuchVM {"name": guest}. */
 int manager_guest_reply_no_such_vm(VarlinkConnection *c, const char *guest);
+/* The operations that cannot act on a confidential guest's private memory (vm-confidential.h) check here first:
+ * 0, or -EOPNOTSUPP with *e ConfidentialGuest {name, confidential, operation, reason}. The guest's running
+ * definition decides when it runs. */
+int manager_guest_check_confidential(const Vm *vm, VmConfidentialOperation op, ManagerError *e);

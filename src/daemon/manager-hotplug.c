@@ -32,12 +32,22 @@ struct ManagerHotplugCall {
         sd_event_source *timer;
         ManagerCompletion completion;
         ManagerHotplugProgress progress;        /* optional; called with completion.userdata */
+        VarlinkConnection *peer;                /* a varlink caller whose hang-up ends the wait; NULL: none */
+        bool in_progress, abandoned;            /* peer hung up while progress() ran: abandon after it */
 };
+
+static void call_peer_closed(VarlinkConnection *c, void *userdata);
+
+static void call_unwatch_peer(ManagerHotplugCall *call) {
+        varlink_connection_clear_close_callback(call->peer, call_peer_closed, call);
+        call->peer = varlink_connection_unref(call->peer);
+}
 
 static void call_free(ManagerHotplugCall *call) {
         if (!call)
                 return;
         sd_event_source_disable_unref(call->timer);
+        call_unwatch_peer(call);
         manager_completion_drop(&call->completion);
         free(call->name);
         free(call);
@@ -71,6 +81,8 @@ static void call_finish(ManagerHotplugCall *call, const char *error, json_object
 
         if (g && g->hotplug == call)
                 g->hotplug = NULL;
+        /* The reply may close the connection (over its output limit): not a hang-up to handle any more. */
+        call_unwatch_peer(call);
         call->finished = true;
         call->timer = sd_event_source_disable_unref(call->timer);
         manager_completion_finish(&call->completion, error, parameters);
@@ -170,8 +182,14 @@ static void on_query(QmpClient *q, int error, json_object *result, const char *e
         }
         if (size != call->last_size && size != call->requested && call->progress && call->wait) {
                 call->last_size = size;
+                call->in_progress = true;
                 call->progress(call->requested, size, now_usec(call->manager) - call->start_usec,
                                call->completion.userdata);
+                call->in_progress = false;
+                if (call->abandoned) {  /* the notification found the caller gone */
+                        call_peer_closed(NULL, call);
+                        return;
+                }
         }
         call->last_size = size;
         if (!call->wait || size == call->requested) {
@@ -250,6 +268,12 @@ int manager_hotplug_set(Manager *m, const char *name, uint64_t size, bool wait, 
         if (!vm) {
                 manager_completion_drop(completion);
                 return manager_guest_fail(ret_error, -ENOENT, VARLINK_ERROR(NO_SUCH_VM), name, NULL);
+        }
+        /* Before the state: a confidential guest never can, running or not. */
+        r = manager_guest_check_confidential(vm, VM_CONFIDENTIAL_OP_HOTPLUG, ret_error);
+        if (r < 0) {
+                manager_completion_drop(completion);
+                return r;
         }
         if (!vm_is_active(vm) || vm->state != VM_STATE_RUNNING || !vm->qmp) {
                 manager_completion_drop(completion);
@@ -334,6 +358,24 @@ int manager_hotplug_set(Manager *m, const char *name, uint64_t size, bool wait, 
         return 0;
 }
 
+/* The varlink caller of a waiting call hung up (memvisorctl hotplug --wait interrupted): nobody waits any more, so
+ * the wait ends at once rather than at its timeout, and the guest's next SetHotplugMemory is not Busy. The
+ * requested-size stays set: the guest goes on plugging or unplugging towards it. */
+static void call_peer_closed(VarlinkConnection *c, void *userdata) {
+        ManagerHotplugCall *call = userdata;
+
+        if (call->finished)
+                return;
+        if (call->in_progress) {
+                call->abandoned = true;
+                return;
+        }
+        log_info("Guest %s: the caller waiting for virtio-mem size %" PRIu64 " went away; the wait ends (the "
+                 "requested size stays).", call->name, call->requested);
+        manager_completion_drop(&call->completion);
+        call_finish(call, NULL, NULL);
+}
+
 /* A guest leaving the running state ends its call; a MEMORY_DEVICE_SIZE_CHANGE of it reads the size at once. */
 static void hotplug_on_state(Vm *vm, VmState old_state, void *userdata) {
         ManagerGuest *g = manager_guest_find(userdata, vm->name);
@@ -382,19 +424,6 @@ void manager_hotplug_done(Manager *m) {
 
 /* ---- varlink ---------------------------------------------------------------------------------- */
 
-static void vl_done(const char *error, json_object *parameters, void *userdata) {
-        _cleanup_(varlink_connection_unrefp) VarlinkConnection *c = userdata;
-
-        if (error)
-                (void) varlink_error(c, error, parameters);
-        else
-                (void) varlink_reply(c, parameters);
-}
-
-static void vl_free(void *userdata) {
-        varlink_connection_unref(userdata);
-}
-
 static void vl_progress(uint64_t requested, uint64_t size, uint64_t elapsed_usec, void *userdata) {
         json_object *p = json_object_new_object(), *h = json_object_new_object();
 
@@ -413,6 +442,7 @@ static int vl_set_hotplug_memory(VarlinkConnection *c, json_object *parameters, 
         bool wait = json_get_bool(parameters, "wait", false) || (flags & VARLINK_CALL_MORE);
         _cleanup_free_ char *caller = NULL;
         ManagerCompletion completion;
+        ManagerGuest *g;
         ManagerError e = {};
         int r;
 
@@ -422,11 +452,18 @@ static int vl_set_hotplug_memory(VarlinkConnection *c, json_object *parameters, 
                 return varlink_error_invalid_parameter(c, "timeoutUSec");
         if (asprintf(&caller, "varlink uid %u", (unsigned) varlink_connection_get_peer_uid(c)) < 0)
                 return -ENOMEM;
-        completion = (ManagerCompletion) { .done = vl_done, .free = vl_free, .userdata = varlink_connection_ref(c) };
+        completion = manager_varlink_completion(c);
         r = manager_hotplug_set(userdata, json_get_string(parameters, "name"), (uint64_t) size, wait,
                                 (uint64_t) timeout, caller, (flags & VARLINK_CALL_MORE) ? vl_progress : NULL,
                                 &completion, &e);
-        return r < 0 ? manager_error_varlink_reply(c, &e, r) : 0;
+        if (r < 0)
+                return manager_error_varlink_reply(c, &e, r);
+        g = manager_guest_find(userdata, json_get_string(parameters, "name"));
+        if (wait && g && g->hotplug && !g->hotplug->finished) {
+                g->hotplug->peer = varlink_connection_ref(c);
+                varlink_connection_set_close_callback(c, call_peer_closed, g->hotplug);
+        }
+        return 0;
 }
 
 static const VarlinkMethod hotplug_methods[] = {

@@ -490,7 +490,7 @@ void manager_layout_done(Manager *m) {
 /* ---- varlink ---------------------------------------------------------------------------------- */
 
 int manager_layout_vl_describe(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags, void *userdata) {
-        ManagerCompletion completion = manager_monitor_vl_completion(c);
+        ManagerCompletion completion = manager_varlink_completion(c);
         ManagerError e = {};
         int r;
 

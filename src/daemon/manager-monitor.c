@@ -227,23 +227,6 @@ int manager_monitor_execute(Manager *m, const MonitorRequest *req, ManagerComple
 
 /* ---- varlink ---------------------------------------------------------------------------------- */
 
-static void vl_done(const char *error, json_object *parameters, void *userdata) {
-        _cleanup_(varlink_connection_unrefp) VarlinkConnection *c = userdata;
-
-        if (error)
-                (void) varlink_error(c, error, parameters);
-        else
-                (void) varlink_reply(c, parameters);
-}
-
-static void vl_free(void *userdata) {
-        varlink_connection_unref(userdata);
-}
-
-ManagerCompletion manager_monitor_vl_completion(VarlinkConnection *c) {
-        return (ManagerCompletion) { .done = vl_done, .free = vl_free, .userdata = varlink_connection_ref(c) };
-}
-
 static int vl_execute_monitor_command(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags,
                                       void *userdata) {
         const char *name = json_get_string(parameters, "name");
@@ -260,7 +243,7 @@ static int vl_execute_monitor_command(VarlinkConnection *c, json_object *paramet
         (void) snprintf(caller, sizeof(caller), "varlink uid %u", uid);
         (void) snprintf(vm_field, sizeof(vm_field), "VM=%s", strempty(name));
         (void) snprintf(uid_field, sizeof(uid_field), "CALLER_UID=%u", uid);
-        completion = manager_monitor_vl_completion(c);
+        completion = manager_varlink_completion(c);
         r = manager_monitor_execute(userdata,
                                     &(MonitorRequest) {
                                             .name = name,

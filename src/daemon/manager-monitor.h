@@ -32,7 +32,6 @@ int manager_monitor_fail_too_large(ManagerError *e, const char *name, const char
 /* error -EIO: QEMU's error (class, description); otherwise -ETIMEDOUT, -ECONNRESET, … */
 int manager_monitor_fail_command(ManagerError *e, const char *name, const char *command, int error,
                                  const char *error_class, const char *desc);
-ManagerCompletion manager_monitor_vl_completion(VarlinkConnection *c);
 int manager_layout_vl_describe(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags, void *userdata);
 
 /* manager-dbus-monitor.c: the D-Bus methods (sd_bus_message_handler_t, userdata the Manager). */

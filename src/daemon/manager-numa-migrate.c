@@ -130,6 +130,9 @@ static int migrate_prepare(Manager *m, const char *name, MigrationRequest *req, 
         r = manager_experiment_check_busy(m, vm->name, ret_error);
         if (r < 0)
                 return r;
+        r = manager_guest_check_confidential(vm, VM_CONFIDENTIAL_OP_MIGRATE, ret_error);
+        if (r < 0)
+                return r;
         req->pid = manager_numa_vm_running(vm) ? vm->pid : 0;
         req->hugepages = (vm->running_spec ?: vm->spec)->hugepages;
         req->memory_bytes = (vm->running_spec ?: vm->spec)->memory_bytes;

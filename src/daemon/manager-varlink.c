@@ -12,6 +12,27 @@
 #include "varlink/certification.h"
 #endif
 
+static void completion_done(const char *error, json_object *parameters, void *userdata) {
+        _cleanup_(varlink_connection_unrefp) VarlinkConnection *c = userdata;
+
+        if (error)
+                (void) varlink_error(c, error, parameters);
+        else
+                (void) varlink_reply(c, parameters);
+}
+
+static void completion_free(void *userdata) {
+        varlink_connection_unref(userdata);
+}
+
+ManagerCompletion manager_varlink_completion(VarlinkConnection *c) {
+        return (ManagerCompletion) {
+                .done = completion_done,
+                .free = completion_free,
+                .userdata = varlink_connection_ref(c),
+        };
+}
+
 static int vl_get_daemon_status(VarlinkConnection *c, json_object *parameters, VarlinkCallFlags flags, void *userdata) {
         Manager *m = userdata;
         const VarlinkServerLimits *l = varlink_server_get_limits(m->varlink);
@@ -115,6 +136,7 @@ static int manager_build_interface(Manager *m) {
                 manager_monitor_methods(),
                 manager_dirty_rate_methods(),
                 manager_console_methods(),
+                manager_host_methods(),
                 manager_hotplug_methods(),
         };
         size_t n = 0, k = 0;

@@ -14,6 +14,7 @@
 #include "daemon/manager-persist.h"
 #include "daemon/manager.h"
 #include "varlink/varlink-idl.h"
+#include "vm/vm-confidential.h"
 
 Vm *manager_find_vm(Manager *m, const char *name) {
         return vm_table_find(&m->guests, name);
@@ -272,7 +273,7 @@ static int vl_define_vm(VarlinkConnection *c, json_object *parameters, VarlinkCa
 
         /* What the host cannot give is refused here too, with the key: huge pages of a size it lacks. */
         {
-                _cleanup_free_ char *why = NULL;
+                _cleanup_free_ char *why = NULL, *conf_why = NULL;
                 const char *field = NULL;
 
                 r = vm_memory_check_definition(spec, m->vmctx.sysfs_root, &field, &why);
@@ -281,6 +282,15 @@ static int vl_define_vm(VarlinkConnection *c, json_object *parameters, VarlinkCa
                 if (r < 0 && field) {
                         log_info("DefineVM of %s refused: %s", spec->name, why);
                         return reply_invalid_definition(c, &(VmSpecError) { .field = (char *) field, .message = why }, r);
+                }
+                /* A confidential guest this host (or this build) cannot start. */
+                r = vm_confidential_check(spec, m->vmctx.sysfs_root, &conf_why);
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0) {
+                        log_info("DefineVM of %s refused: %s", spec->name, conf_why);
+                        return reply_invalid_definition(
+                                c, &(VmSpecError) { .field = (char *) "VM.Confidential", .message = conf_why }, r);
                 }
         }
 

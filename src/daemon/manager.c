@@ -56,6 +56,7 @@ Manager *manager_free(Manager *m) {
         manager_layout_done(m);
         manager_dirty_rate_done(m);
         manager_hotplug_done(m);
+        manager_host_done(m);
         m->varlink = varlink_server_free(m->varlink);
         manager_dbus_done(m);
         manager_persist_done(m);

@@ -26,6 +26,8 @@ typedef struct ManagerGuest ManagerGuest;       /* manager-guest.h: a guest's ba
 typedef struct ManagerPersist ManagerPersist;   /* manager-persist.c: saving and loading the guests' records */
 typedef struct ManagerExperiments ManagerExperiments; /* manager-experiment.c: experiments, STATE_DIR/experiments */
 typedef struct LayoutRequest LayoutRequest;     /* manager-layout.c: a DescribeMemoryLayout call in flight */
+typedef struct HostProbe HostProbe;             /* manager-host.c: a GetHostInfo call asking QEMU */
+#define MANAGER_HOST_PROBES_MAX 4
 
 typedef struct Manager {
         sd_event *event;
@@ -68,6 +70,7 @@ typedef struct Manager {
         int lock_fds[2];                /* flock(2) on the runtime and state directories: one daemon each */
         LayoutRequest **layouts;        /* manager-layout.c: DescribeMemoryLayout calls in flight */
         size_t n_layouts;
+        HostProbe *host_probes[MANAGER_HOST_PROBES_MAX]; /* manager-host.c: GetHostInfo calls in flight */
 } Manager;
 
 /* Takes ownership of config_path and overrides. */
@@ -132,6 +135,12 @@ void manager_dirty_rate_done(Manager *m);
 const VarlinkMethod *manager_hotplug_methods(void);
 int manager_hotplug_start(Manager *m);
 void manager_hotplug_done(Manager *m);
+/* manager-host.c: GetHostInfo (varlink, D-Bus): /dev/kvm and, per confidential guest kind, what the host, the
+ * QEMU binary (`-object help`, run in a worker thread) and this build support, each "no" with its reason.
+ * completion (always consumed) gets {"kvm", "kvmReason", "qemuBinary", "confidential": [...]}; Busy while
+ * MANAGER_HOST_PROBES_MAX calls are in flight. done abandons them. */
+const VarlinkMethod *manager_host_methods(void);
+void manager_host_done(Manager *m);
 /* manager-console.c: GetConsole. */
 const VarlinkMethod *manager_console_methods(void);
 /* manager-agent.c: start watches the agents and arms the guest counters timer; apply_config (re)arms it from
@@ -220,6 +229,10 @@ static inline void manager_completion_drop(ManagerCompletion *c) {
         *c = (ManagerCompletion) {};
 }
 
+/* manager-varlink.c: the completion of a varlink call: done() answers c (reply or error), free() drops it; holds a
+ * reference on c until then. userdata is c, for progress callbacks that notify it. */
+ManagerCompletion manager_varlink_completion(VarlinkConnection *c);
+
 /* manager-numa.c: PinVCPUs. map as VCPUAffinity= ("0:0-1 1:2"), emulator optional; *ret_reply is the
  * varlink reply ({"vcpus": [...]}). Synchronous: sched_setaffinity only. */
 int manager_numa_pin_vcpus(Manager *m, const char *name, const char *map, const char *emulator,
@@ -281,6 +294,15 @@ int manager_dirty_rate_measure(Manager *m, const char *name, const DirtyRatePara
                                ManagerDirtyRateProgress progress, ManagerCompletion *completion,
                                ManagerError *ret_error);
 bool manager_dirty_rate_metrics(Manager *m, const char *name, double *ret_bytes_per_sec, uint64_t *ret_realtime_usec);
+/* manager-host.c: GetHostInfo (above). */
+int manager_host_info(Manager *m, ManagerCompletion *completion, ManagerError *ret_error);
+/* manager-console.c: GetConsole (varlink, D-Bus): boot (0: the current one, -1 the one before, or a boot number)
+ * of guest name, its last lines (0: all within the reply bound) when offset is -1, else from the byte offset on.
+ * *ret_chunk gets the bytes, *ret_info the reply without them ({boot, first, last, active, start, end, size,
+ * truncated}); errors NoSuchVM, NoSuchBoot, InvalidParameter (lines, offset). */
+typedef struct ConsoleChunk ConsoleChunk;
+int manager_console_get(Manager *m, const char *name, int64_t boot, int64_t lines, int64_t offset,
+                        ConsoleChunk *ret_chunk, json_object **ret_info, ManagerError *ret_error);
 /* manager-hotplug.c: SetHotplugMemory: sets the virtio-mem device's requested-size to size; completion (always
  * consumed) gets {"hotplug": {name, requestedBytes, sizeBytes, maximumBytes, elapsedUSec}} once QEMU reports the
  * size (with wait: once it equals size, within timeout_usec, 0: 60 s) or the error. progress (optional, with

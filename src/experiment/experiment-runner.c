@@ -213,6 +213,12 @@ static int check_required(ExperimentRun *run, const ExperimentGuest *g, Experime
 static int check_operation(ExperimentRun *run, const ExperimentGuest *g, ExperimentStartFailure *f) {
         const ExperimentSpec *s = run->spec;
 
+        if (g->private_memory && (s->operation == EXPERIMENT_OPERATION_BALLOON ||
+                                  s->operation == EXPERIMENT_OPERATION_HOTPLUG ||
+                                  s->operation == EXPERIMENT_OPERATION_MIGRATE ||
+                                  s->operation == EXPERIMENT_OPERATION_MIGRATE_PINGPONG))
+                return start_failure(f, EXPERIMENT_START_INVALID, "Provoke.Operation", NULL, "the guest %s: %s",
+                                     s->guest, g->private_memory);
         switch (s->operation) {
         case EXPERIMENT_OPERATION_BALLOON:
                 if (!g->balloon || !g->balloon_config || !g->balloon_config->device)

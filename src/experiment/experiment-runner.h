@@ -46,6 +46,9 @@ typedef struct ExperimentGuest {
         const BalloonGuestConfig *balloon_config;
         MigrationHistory *migrations;           /* the guest's history (moves are recorded there too) */
         const MigrationContext *migration_context;
+        const char *private_memory;             /* a confidential guest ([VM] Confidential=): why the balloon,
+                                                 * virtio-mem and page migration cannot act on its memory;
+                                                 * NULL: they can */
         bool hugepages;                         /* the guest's memory is in huge pages … */
         uint64_t memory_bytes;                  /* … of this size (for the migration's checks) */
         uint64_t hotplug_bytes;                 /* the virtio-mem device's HotplugSize=; 0: the guest has none */

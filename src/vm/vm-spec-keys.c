@@ -56,6 +56,14 @@ static const char *const vm_memory_share_table[_VM_MEMORY_SHARE_MAX] = {
 };
 DEFINE_STRING_TABLE(vm_memory_share, VmMemoryShare, _VM_MEMORY_SHARE_MAX);
 
+static const char *const vm_confidential_table[_VM_CONFIDENTIAL_MAX] = {
+        [VM_CONFIDENTIAL_NO] = "no",
+        [VM_CONFIDENTIAL_SEV] = "sev",
+        [VM_CONFIDENTIAL_SEV_SNP] = "sev-snp",
+        [VM_CONFIDENTIAL_TDX] = "tdx",
+};
+DEFINE_STRING_TABLE(vm_confidential, VmConfidential, _VM_CONFIDENTIAL_MAX);
+
 /* The enums as the table's ENUM columns see them: ints. */
 #define DEFINE_ENUM_ACCESSORS(name, type)                                       \
         static int name##_from_int_string(const char *s) {                      \
@@ -71,6 +79,7 @@ DEFINE_ENUM_ACCESSORS(vm_memory_policy, VmMemoryPolicy)
 DEFINE_ENUM_ACCESSORS(vm_restart_policy, VmRestartPolicy)
 DEFINE_ENUM_ACCESSORS(vm_balloon_policy, VmBalloonPolicy)
 DEFINE_ENUM_ACCESSORS(vm_memory_share, VmMemoryShare)
+DEFINE_ENUM_ACCESSORS(vm_confidential, VmConfidential)
 DEFINE_ENUM_ACCESSORS(balloon_schedule_mode, BalloonScheduleMode)
 
 int vm_spec_reasonf(char **ret_reason, int error, const char *fmt, ...) {
@@ -594,6 +603,8 @@ const VmKey vm_keys[] = {
         { "VM", "Machine", STRING(machine, VM_MACHINE_DEFAULT, vm_spec_machine_is_valid,
                                   "expected a QEMU machine type such as q35, pc or microvm") },
         { "VM", "Accelerator", ENUM(accel, VM_ACCEL_AUTO, vm_accel, "expected auto, kvm or tcg") },
+        { "VM", "Confidential", ENUM(confidential, VM_CONFIDENTIAL_NO, vm_confidential,
+                                     "expected no, sev, sev-snp or tdx") },
         { "VM", "Emulator", STRING(qemu_binary, NULL, vm_spec_emulator_is_valid,
                                    "expected an absolute path or a command name such as qemu-system-x86_64") },
         { "VM", "CPUModel", STRING(cpu_model, NULL, vm_spec_cpu_model_is_valid,

@@ -41,6 +41,25 @@ int vm_spec_validate_internal(const VmSpec *s, const char **ret_field, char **re
                 FAIL("VM.Machine", "Machine= must be a QEMU machine type such as q35, pc or microvm");
         if (!vm_accel_to_string(s->accel))
                 FAIL("VM.Accelerator", "Accelerator= must be auto, kvm or tcg");
+        if (!vm_confidential_to_string(s->confidential))
+                FAIL("VM.Confidential", "Confidential= must be no, sev, sev-snp or tdx");
+        if (s->confidential != VM_CONFIDENTIAL_NO) {
+                const char *kind = vm_confidential_to_string(s->confidential);
+
+                /* What would only fail later, inside QEMU or on the guest's private memory. */
+                if (s->accel == VM_ACCEL_TCG)
+                        FAIL("VM.Confidential", "Confidential=%s needs KVM: it does not work with Accelerator=tcg",
+                             kind);
+                if (s->hotplug_bytes > 0)
+                        FAIL("Memory.HotplugSize", "HotplugSize= does not work with Confidential=%s: virtio-mem "
+                             "cannot plug or unplug a confidential guest's private memory", kind);
+                if (s->migrate_between)
+                        FAIL("Memory.MigrateBetween", "MigrateBetween= does not work with Confidential=%s: a "
+                             "confidential guest's private memory cannot be moved between host nodes", kind);
+                if (s->balloon_schedule.mode != BALLOON_SCHEDULE_NONE)
+                        FAIL("Balloon.Schedule", "Schedule= does not work with Confidential=%s: the host cannot "
+                             "reclaim a confidential guest's private memory through the balloon", kind);
+        }
         if (s->cpu_model && !vm_spec_cpu_model_is_valid(s->cpu_model))
                 FAIL("VM.CPUModel", "CPUModel= must be a QEMU CPU model such as host or max");
         if (s->qemu_binary && (!vm_spec_emulator_is_valid(s->qemu_binary) || !vm_spec_value_is_storable(s->qemu_binary)))

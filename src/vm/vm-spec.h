@@ -74,6 +74,18 @@ typedef enum VmMemoryShare {
 
 DECLARE_STRING_TABLE(vm_memory_share, VmMemoryShare);
 
+/* [VM] Confidential=: a guest whose memory is encrypted and private to it (AMD SEV, SEV-SNP, Intel TDX). */
+typedef enum VmConfidential {
+        VM_CONFIDENTIAL_NO,
+        VM_CONFIDENTIAL_SEV,
+        VM_CONFIDENTIAL_SEV_SNP,
+        VM_CONFIDENTIAL_TDX,
+        _VM_CONFIDENTIAL_MAX,
+        _VM_CONFIDENTIAL_INVALID = -EINVAL,
+} VmConfidential;
+
+DECLARE_STRING_TABLE(vm_confidential, VmConfidential);
+
 #define VM_NAME_MAX 64
 #define VM_MAX_DISKS 16
 #define VM_MAX_VCPUS 512
@@ -92,6 +104,8 @@ typedef struct VmSpec {
         unsigned vcpus;                 /* VCPUs=, default 1; 1 … 512 */
         char *machine;                  /* Machine=, default "q35" */
         VmAccel accel;                  /* Accelerator=, default auto */
+        VmConfidential confidential;    /* Confidential=, default no (vm-confidential.c: host support, what
+                                         * the daemon refuses for such a guest) */
         char *cpu_model;                /* CPUModel=, default NULL → "host" under KVM, "max" under TCG;
                                          * passed as -cpu VALUE ([A-Za-z0-9_.,=+-]) */
         char *qemu_binary;              /* Emulator=, default NULL → "qemu-system-x86_64" from PATH */

@@ -20,6 +20,7 @@
 #include "vm/process-find.h"
 #include "vm/process.h"
 #include "vm/qemu-argv.h"
+#include "vm/vm-confidential.h"
 #include "basic/strv.h"
 #include "vm/vm-internal.h"
 
@@ -524,7 +525,8 @@ static int vm_start_internal(Vm *vm, bool by_policy, char **ret_error) {
         _cleanup_close_ int listen_fd = -EBADF, out_fd = -EBADF, qmp_fd = -EBADF, dir_fd = -EBADF,
                 console_fd = -EBADF, console_read_fd = -EBADF, qga_listen_fd = -EBADF;
         _cleanup_(strv_freep) char **argv = NULL;
-        _cleanup_free_ char *emulator = NULL, *why = NULL, *mem_why = NULL, *console_dir = NULL, *cpu_why = NULL;
+        _cleanup_free_ char *emulator = NULL, *why = NULL, *mem_why = NULL, *conf_why = NULL, *console_dir = NULL,
+                *cpu_why = NULL;
         _cleanup_(vm_spec_freep) VmSpec *spec = NULL;
         cpu_set_t emulator_cpus;
         bool have_emulator_cpus;
@@ -578,6 +580,10 @@ static int vm_start_internal(Vm *vm, bool by_policy, char **ret_error) {
         r = vm_memory_check_start(spec, vm->ctx->sysfs_root, &mem_why);
         if (r < 0)
                 return fail_start(vm, r, ret_error, "%s", mem_why ?: strerror(-r));
+        /* A confidential guest: refused with the reason (the host's, or this build's), nothing spawned. */
+        r = vm_confidential_check(spec, vm->ctx->sysfs_root, &conf_why);
+        if (r < 0)
+                return fail_start(vm, r, ret_error, "%s", conf_why ?: strerror(-r));
 
         /* EmulatorAffinity=: set in the child before QEMU is executed (process_spawn), so no thread of QEMU,
          * preallocation and vCPUs included, runs elsewhere first. */

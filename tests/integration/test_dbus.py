@@ -741,3 +741,61 @@ def test_hotplug_over_dbus(daemons, private_bus, workdir):
     p = bus.send(PATH, IFACE, "SetHotplugMemory", "string:fw", "uint64:%d" % (1 << 20), "boolean:false", "uint64:0")
     assert "io.memvisor.Manager1.HotplugSizeOutOfRange" in p.stderr, p.stderr
     assert bus.get(vm_path("fw"), VM_IFACE, "State") == "running"
+
+
+def test_console_over_dbus(daemons, private_bus, workdir):
+    """GetConsole on the manager: the bytes of a boot's console file as ay (its header line first) and the
+    varlink reply's other members as a{sv}; from an offset on; a boot that is not kept is NoSuchBoot; admin only."""
+    bus = private_bus()
+    start_daemon(daemons, bus, workdir)
+    p = bus.busctl("introspect", NAME, PATH)
+    assert ".GetConsole" in p.stdout and "sxtx" in p.stdout and "aya{sv}" in p.stdout, p.stdout
+    p = bus.send(PATH, IFACE, "GetConsole", "string:fw", "int64:0", "uint64:0", "int64:-1")
+    assert "io.memvisor.Manager1.NoSuchBoot" in p.stderr, p.stderr
+    p = bus.send(PATH, IFACE, "GetConsole", "string:nosuch", "int64:0", "uint64:0", "int64:-1")
+    assert "io.memvisor.Manager1.NoSuchVM" in p.stderr, p.stderr
+    bus.call(PATH, IFACE, "StartVM", "s", "fw")
+    wait_prop(bus, vm_path("fw"), "State", "running")
+
+    def get_console(*args, **kw):
+        # "--": busctl would take the -1 for an option
+        p = bus.busctl("--json=short", "call", "--", NAME, PATH, IFACE, "GetConsole", "sxtx", *args, **kw)
+        return json.loads(p.stdout)["data"] if kw.get("check", True) else p
+
+    data, info = get_console("fw", 0, 0, -1)
+    text = bytes(data)
+    assert text.startswith(b"-- memvisor: guest fw, boot 1, started "), text[:200]
+    assert info["Boot"]["data"] == 1 and info["First"]["data"] == 1 and info["Last"]["data"] == 1, info
+    assert info["Active"]["data"] is True and info["Start"]["data"] == 0, info
+    assert info["End"]["data"] == len(text) and info["Size"]["data"] >= len(text), info
+    assert "Data" not in info, info
+    # from the end on: nothing new yet, or what the firmware wrote since
+    data, info2 = get_console("fw", 1, 0, info["End"]["data"])
+    assert info2["Start"]["data"] == info["End"]["data"] and info2["End"]["data"] >= info2["Start"]["data"], info2
+    # offset past the end, bad lines, a boot that is not kept
+    p = bus.send(PATH, IFACE, "GetConsole", "string:fw", "int64:0", "uint64:0", "int64:%d" % (1 << 40))
+    assert "org.freedesktop.DBus.Error.InvalidArgs" in p.stderr and "offset" in p.stderr, p.stderr
+    p = bus.send(PATH, IFACE, "GetConsole", "string:fw", "int64:0", "uint64:1000000", "int64:-1")
+    assert "org.freedesktop.DBus.Error.InvalidArgs" in p.stderr and "lines" in p.stderr, p.stderr
+    p = bus.send(PATH, IFACE, "GetConsole", "string:fw", "int64:-1", "uint64:0", "int64:-1")
+    assert "io.memvisor.Manager1.NoSuchBoot" in p.stderr, p.stderr
+    # a console shows what the guest prints: not for everybody
+    p = get_console("fw", 0, 0, -1, uid=NOBODY_UID, gid=NOGROUP_GID, check=False)
+    assert p.returncode != 0 and "Access denied" in p.stderr, p.stderr
+    bus.call(PATH, IFACE, "KillVM", "ss", "fw", "KILL")
+    wait_prop(bus, vm_path("fw"), "State", "stopped")
+
+
+def test_host_info_over_dbus(daemons, private_bus, workdir):
+    """GetHostInfo on the manager: KVM and the confidential guest kinds as a{sv}, open to everybody (it reads)."""
+    bus = private_bus()
+    start_daemon(daemons, bus, workdir)
+    p = bus.busctl("--json=short", "call", NAME, PATH, IFACE, "GetHostInfo", uid=NOBODY_UID, gid=NOGROUP_GID)
+    info = json.loads(p.stdout)["data"][0]
+    assert info["Kvm"]["data"] is os.access("/dev/kvm", os.R_OK | os.W_OK), info
+    kinds = [c["data"]["Kind"]["data"] for c in info["Confidential"]["data"]]
+    assert kinds == ["sev", "sev-es", "sev-snp", "tdx"], info
+    for c in info["Confidential"]["data"]:
+        c = c["data"]
+        assert c["Usable"]["data"] is False and c["Reason"]["data"], c
+        assert c["Host"]["data"] or c["HostReason"]["data"] == c["Reason"]["data"], c

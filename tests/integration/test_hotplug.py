@@ -5,6 +5,7 @@ back to 0 with --wait, QEMU's query-memory-devices follows, and so does the gues
 meminfo). And the errors a user sees: bad definitions, a guest without the device, sizes out of range."""
 
 import json
+import subprocess
 import time
 
 import pytest
@@ -154,3 +155,46 @@ def test_hotplug_grow_and_shrink(daemons, ctl, test_guest):
 
     for name in ("vmem", "plain"):
         assert ctl("kill", name, address=d.socket).returncode == 0
+
+
+def test_hotplug_wait_ends_when_client_goes(daemons, ctl, build, test_guest):
+    """A guest that never follows (its virtio_mem module is blacklisted): `hotplug --wait` waits; killing the
+    client ends the daemon's wait at once, so the guest's next SetHotplugMemory is accepted, not Busy."""
+    d = daemons(name="hk")
+    d.vm_dir.mkdir(exist_ok=True)
+    (d.vm_dir / "deaf.vm").write_text(vm_text(test_guest, "HotplugSize=256M\nMaxMemory=1G\n").replace(
+        "quiet\n", "quiet module_blacklist=virtio_mem\n"))
+    ok(d, "Reload")
+    start_and_wait_ready(d, ctl, "deaf")
+
+    client = subprocess.Popen([str(build.memvisorctl), "-A", str(d.socket), "hotplug", "deaf", "128M", "--wait",
+                               "--timeout", "600s"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        # QEMU took the requested size (so the client's call is in flight, waiting): another call is Busy
+        deadline = time.monotonic() + 20
+        while qemu_device(d, "deaf")["requested-size"] != 128 * MiB:
+            assert client.poll() is None, client.communicate()
+            assert time.monotonic() < deadline, "the client's SetHotplugMemory never reached QEMU"
+            time.sleep(0.1)
+        reply = d.call(M + "SetHotplugMemory", {"name": "deaf", "sizeBytes": 0})
+        assert reply.get("error") == M + "Busy", reply
+        time.sleep(0.5)
+        assert client.poll() is None, client.communicate()
+        assert qemu_device(d, "deaf")["size"] == 0
+    finally:
+        client.kill()
+        client.wait()
+
+    t0 = time.monotonic()
+    while True:
+        reply = d.call(M + "SetHotplugMemory", {"name": "deaf", "sizeBytes": 0})
+        if "error" not in reply:
+            break
+        assert reply["error"] == M + "Busy", reply
+        assert time.monotonic() - t0 < 5, "still Busy 5s after the waiting client was killed"
+        time.sleep(0.1)
+    print("SetHotplugMemory accepted %.2fs after the waiting client was killed" % (time.monotonic() - t0))
+    assert reply["parameters"]["hotplug"]["requestedBytes"] == 0
+    assert qemu_device(d, "deaf")["requested-size"] == 0
+    assert ctl("kill", "deaf", address=d.socket).returncode == 0

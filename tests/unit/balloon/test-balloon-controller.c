@@ -460,6 +460,16 @@ static void test_refused(void **state) {
         assert_string_equal(balloon_error_to_string(info.error), "no-device");
         h.cfg.device = true;
 
+        /* a confidential guest: refused before anything else, running or not */
+        h.cfg.confidential = true;
+        assert_int_equal(balloon_controller_set_target(h.ctl, &h.cfg, &(BalloonTargetRequest) { .target_bytes = 256 * MiB },
+                                                       on_done, &h.done, NULL, &info),
+                         BALLOON_ERROR_CONFIDENTIAL);
+        assert_int_equal(info.error, BALLOON_ERROR_CONFIDENTIAL);
+        assert_string_equal(balloon_error_to_string(info.error), "confidential");
+        assert_int_equal(balloon_controller_check_running(NULL, &h.cfg, NULL), BALLOON_ERROR_CONFIDENTIAL);
+        h.cfg.confidential = false;
+
         /* not running */
         assert_int_equal(set_target(&h, 256 * MiB, false, 0, NULL), BALLOON_ERROR_INVALID_STATE);
         assert_int_equal(balloon_controller_check_running(NULL, &h.cfg, NULL), BALLOON_ERROR_INVALID_STATE);

@@ -1146,6 +1146,7 @@ static const char full_ini[] =
         "VCPUs=4\n"
         "Machine=pc-q35-7.2\n"
         "Accelerator=kvm\n"
+        "Confidential=no\n"
         "Emulator=/usr/bin/qemu-system-x86_64\n"
         "CPUModel=host,-arch-capabilities\n"
         "Kernel=/srv/vm/vmlinuz\n"
@@ -1218,6 +1219,7 @@ static const char minimal_ini[] =
         "VCPUs=1\n"
         "Machine=q35\n"
         "Accelerator=auto\n"
+        "Confidential=no\n"
         "Emulator=\n"
         "CPUModel=\n"
         "Kernel=/boot/vmlinuz\n"
@@ -1352,7 +1354,7 @@ static void test_to_json(void **state) {
         assert_null(v);
         assert_string_equal(json_to_plain(mj, NULL),
                 "{\"VM\":{\"Name\":\"web\",\"Memory\":536870912,\"VCPUs\":1,\"Machine\":\"q35\",\"Accelerator\":\"auto\","
-                "\"Emulator\":null,\"CPUModel\":null,\"Kernel\":\"/boot/vmlinuz\",\"Initrd\":null,\"Append\":null,\"Disk\":[],"
+                "\"Confidential\":\"no\",\"Emulator\":null,\"CPUModel\":null,\"Kernel\":\"/boot/vmlinuz\",\"Initrd\":null,\"Append\":null,\"Disk\":[],"
                 "\"Balloon\":true,\"GuestAgent\":true,\"ExtraArgs\":[],\"Autostart\":false,\"StartTimeoutSec\":\"30s\","
                 "\"StopTimeoutSec\":\"30s\"},"
                 "\"Memory\":{\"Backend\":\"ram\",\"HugePages\":false,\"Path\":null,\"Policy\":\"default\","
@@ -1504,7 +1506,7 @@ static void test_key_table(void **state) {
                         assert_false(streq(s2, section) && streq(k2, key));
                 }
         }
-        assert_int_equal(n, 55U);
+        assert_int_equal(n, 56U);
         assert_false(vm_spec_key_get(n, &section, &key, &multiple));
 }
 
