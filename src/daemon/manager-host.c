@@ -69,7 +69,7 @@ static int probe_run(Worker *w, void *arg) {
                 return -errno;
         rfd = fds[0];
         wfd = fds[1];
-        r = process_spawn(p->binary, argv, wfd, NULL, 0, &pid, &pidfd);
+        r = process_spawn(p->binary, argv, wfd, NULL, 0, NULL, &pid, &pidfd);
         if (r < 0)
                 return r;
         wfd = safe_close(wfd);
