@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <strings.h>
 
+#include "numa/numa-topology.h"
 #include "vm/qemu-argv.h"
 
 #define QEMU_DEFAULT_BINARY "qemu-system-x86_64"
@@ -60,9 +61,18 @@ static void qemu_put_node_list(FILE *f, const char *key, const char *nodes) {
 }
 
 /* Whether the backend with this policy and these host nodes gets a thread-context: it preallocates
- * (Prealloc=yes, not the virtio-mem backend) and is bound to host nodes. */
-static bool qemu_backend_has_context(const VmSpec *s, VmMemoryPolicy policy, const char *host_nodes, bool prealloc) {
-        return prealloc && s->prealloc && policy != VM_MEMORY_POLICY_DEFAULT && !isempty(host_nodes);
+ * (Prealloc=yes, not the virtio-mem backend), is bound to host nodes, and one of them has CPUs we may use
+ * (memory-only nodes, CXL or HBM, or nodes outside our cpuset: QEMU could not place the threads there and would
+ * not start; preallocation then runs where QEMU runs, as without thread-context). */
+static bool qemu_backend_has_context(const VmSpec *s, const QemuArgvParams *p, VmMemoryPolicy policy,
+                                     const char *host_nodes, bool prealloc) {
+        uint64_t mask;
+
+        if (!prealloc || !s->prealloc || policy == VM_MEMORY_POLICY_DEFAULT || isempty(host_nodes))
+                return false;
+        if (numa_node_list_parse(host_nodes, &mask) < 0)
+                return true;    /* checked at definition: cannot happen */
+        return (mask & ~p->nodes_without_cpus) != 0;
 }
 
 /* "-object thread-context,id=tcN,node-affinity=…" (QEMU 7.2, qapi/qom.json ThreadContextProperties): the
@@ -90,14 +100,14 @@ static int qemu_argv_thread_context(char ***argv, size_t index, const char *host
 
 /* "-object memory-backend-…,id=mN,size=…[,hugetlb=on[,hugetlbsize=…]][,share=on|off][,reserve=off][,merge=off]
  * [,dump=off][,mem-path=…][,policy=…,host-nodes=…][,prealloc=on[,prealloc-threads=N][,prealloc-context=tcN]]";
- * prealloc-context= names the thread-context of index (when qemu_backend_has_context()); options at their QEMU
+ * prealloc-context= names the thread-context tcN of context_index (>= 0: when qemu_backend_has_context()); options at their QEMU
  * default are left out. policy and host_nodes are the guest's (HostNodes=) or its guest node's.
  * QEMU takes a node list as repeated host-nodes= options, one per number or range: "0,2-3" becomes
  * "host-nodes=0,host-nodes=2-3" (checked against QEMU 7.2 with query-memdev).
  * The virtio-mem device's backend (id vmem0, HotplugSize=) has the same type and options but no prealloc=: that
  * would allocate all of it at start; the device preallocates the blocks it plugs instead (prealloc=on). */
 static int qemu_memory_object(const VmSpec *s, const char *id, uint64_t size_bytes, VmMemoryPolicy policy,
-                              const char *host_nodes, bool prealloc, size_t index, char **ret) {
+                              const char *host_nodes, bool prealloc, ssize_t context_index, char **ret) {
         _cleanup_free_ char *buf = NULL, *path = NULL;
         const char *type;
         size_t size = 0;
@@ -141,8 +151,8 @@ static int qemu_memory_object(const VmSpec *s, const char *id, uint64_t size_byt
                 fputs(",prealloc=on", f);
         if (prealloc && s->prealloc_threads != 0)
                 fprintf(f, ",prealloc-threads=%u", s->prealloc_threads);
-        if (qemu_backend_has_context(s, policy, host_nodes, prealloc))
-                fprintf(f, ",prealloc-context=%s%zu", QEMU_THREAD_CONTEXT_PREFIX, index);
+        if (context_index >= 0)
+                fprintf(f, ",prealloc-context=%s%zd", QEMU_THREAD_CONTEXT_PREFIX, context_index);
 
         if (fclose(f) != 0 || !buf)
                 return -ENOMEM;
@@ -154,7 +164,7 @@ static int qemu_memory_object(const VmSpec *s, const char *id, uint64_t size_byt
 /* One backend and one "-numa node,nodeid=N[,cpus=A-B…],memdev=mN" per GuestNode=, then "-numa
  * dist,src=,dst=,val=" per GuestDistance=. A vCPU list "0-1,3" becomes repeated cpus= options, as QEMU takes
  * lists. */
-static int qemu_argv_guest_nodes(const VmSpec *spec, char ***argv) {
+static int qemu_argv_guest_nodes(const VmSpec *spec, const QemuArgvParams *p, char ***argv) {
         int r;
 
         for (size_t i = 0; i < spec->n_guest_nodes; i++) {
@@ -168,10 +178,13 @@ static int qemu_argv_guest_nodes(const VmSpec *spec, char ***argv) {
                 if (r < 0)
                         return r;
                 snprintf(id, sizeof(id), "%s%zu", QEMU_MEMORY_BACKEND_PREFIX, i);
-                r = qemu_memory_object(spec, id, n.size_bytes, n.policy, n.host_nodes, true, i, &object);
+                bool context = qemu_backend_has_context(spec, p, n.policy, n.host_nodes, true);
+
+                r = qemu_memory_object(spec, id, n.size_bytes, n.policy, n.host_nodes, true,
+                                       context ? (ssize_t) i : -1, &object);
                 if (r < 0)
                         return r;
-                if (qemu_backend_has_context(spec, n.policy, n.host_nodes, true)) {
+                if (context) {
                         r = qemu_argv_thread_context(argv, i, n.host_nodes);
                         if (r < 0)
                                 return r;
@@ -284,7 +297,9 @@ int qemu_build_argv(const VmSpec *spec, const QemuArgvParams *p, char ***ret) {
 
         if (spec->n_guest_nodes == 0) {
                 r = qemu_memory_object(spec, QEMU_MEMORY_BACKEND_PREFIX "0", spec->memory_bytes, spec->policy,
-                                       spec->host_nodes, true, 0, &object);
+                                       spec->host_nodes, true,
+                                       qemu_backend_has_context(spec, p, spec->policy, spec->host_nodes, true) ? 0 : -1,
+                                       &object);
                 if (r < 0)
                         return r;
         }
@@ -299,7 +314,8 @@ int qemu_build_argv(const VmSpec *spec, const QemuArgvParams *p, char ***ret) {
                 }
                 r = qemu_memory_object(spec, QEMU_VMEM_BACKEND_ID, spec->hotplug_bytes,
                                        spec->n_guest_nodes > 0 ? g.policy : spec->policy,
-                                       spec->n_guest_nodes > 0 ? g.host_nodes : spec->host_nodes, false, 0, &vmem_object);
+                                       spec->n_guest_nodes > 0 ? g.host_nodes : spec->host_nodes, false, -1,
+                                       &vmem_object);
                 if (r < 0)
                         return r;
         }
@@ -343,7 +359,7 @@ int qemu_build_argv(const VmSpec *spec, const QemuArgvParams *p, char ***ret) {
         ADD("-smp");
         ADDF("%u", spec->vcpus);
         if (object) {
-                if (qemu_backend_has_context(spec, spec->policy, spec->host_nodes, true)) {
+                if (qemu_backend_has_context(spec, p, spec->policy, spec->host_nodes, true)) {
                         r = qemu_argv_thread_context(&argv, 0, spec->host_nodes);
                         if (r < 0)
                                 return r;
@@ -351,7 +367,7 @@ int qemu_build_argv(const VmSpec *spec, const QemuArgvParams *p, char ***ret) {
                 ADD("-object");
                 ADD(object);
         }
-        r = qemu_argv_guest_nodes(spec, &argv);
+        r = qemu_argv_guest_nodes(spec, p, &argv);
         if (r < 0)
                 return r;
 

@@ -40,6 +40,9 @@ typedef struct QemuArgvParams {
                                          * query-fdsets and ps); NULL: "console" */
         VmAccel accel;                  /* resolved: KVM or TCG, never AUTO */
         bool paused;                    /* -S: start with vCPUs stopped (something must happen before `cont`) */
+        uint64_t nodes_without_cpus;    /* host nodes (bit N: node N) with no CPU this daemon may use: a backend
+                                         * bound to such nodes only gets no thread-context (QEMU fails with "The
+                                         * nodes select no CPUs"); 0 (a zeroed struct): every node has CPUs */
 } QemuArgvParams;
 
 /* Whether the command line gets the agent port: GuestAgent=yes, unless ExtraArgs= already has a port named

@@ -52,6 +52,9 @@ int vm_commit_charge_json(const Vm *vm, json_object *o);
 /* The CPU set QEMU is executed with: 0 without EmulatorAffinity= (*ret untouched), 1 with it in *ret; an
  * offline CPU → -EINVAL and *ret_reason naming the key, the CPUs and the online ones. */
 int vm_emulator_affinity(const VmSpec *spec, const char *sysfs_root, cpu_set_t *ret, char **ret_reason);
+/* The host nodes (bit N: node N) none of whose CPUs this process may run on (memory-only nodes, or outside our
+ * cpuset): QEMU cannot put a backend's preallocation threads there (QemuArgvParams.nodes_without_cpus). */
+uint64_t vm_nodes_without_cpus(const char *sysfs_root);
 /* The Cpus_allowed_list of a /proc/PID/task/TID/status text; -ENOENT without one, -EINVAL when malformed. */
 int vm_status_allowed_cpus(const char *text, CpuSet *ret);
 /* Whether a thread named comm is one of our thread-context objects' ("TC tcN"). */

@@ -3,6 +3,7 @@
  * child of process_spawn() sets it before execv, so every thread QEMU makes inherits it), and the check at the
  * first QMP greeting, before the vCPUs are pinned and continued, that every thread of QEMU was inside it. */
 #include <inttypes.h>
+#include <sched.h>
 #include <stdio.h>
 
 #include "basic/fileio.h"
@@ -56,6 +57,26 @@ int vm_emulator_affinity(const VmSpec *spec, const char *sysfs_root, cpu_set_t *
                 return asprintf(ret_reason, "EmulatorAffinity=%s cannot be set", spec->emulator_affinity) < 0
                                ? -ENOMEM : r;
         return 1;
+}
+
+uint64_t vm_nodes_without_cpus(const char *sysfs_root) {
+        _cleanup_(numa_topology_freep) NumaTopology *t = NULL;
+        cpu_set_t sched;
+        CpuSet ours;
+        uint64_t mask = 0;
+
+        if (numa_topology_read(sysfs_root, &t) < 0 || sched_getaffinity(0, sizeof(sched), &sched) < 0 ||
+            cpu_set_from_sched(&sched, &ours) < 0)
+                return 0;       /* not known: QEMU says so itself if it cannot place them */
+        for (size_t i = 0; i < t->n_nodes; i++) {
+                bool any = false;
+
+                for (unsigned cpu = 0; cpu < CPU_SET_MAX && !any; cpu++)
+                        any = cpu_set_contains(&t->nodes[i].cpus, cpu) && cpu_set_contains(&ours, cpu);
+                if (!any && t->nodes[i].id < 64)
+                        mask |= UINT64_C(1) << t->nodes[i].id;
+        }
+        return mask;
 }
 
 /* "Cpus_allowed_list:\t0-3,8" of a /proc/PID/task/TID/status text. */

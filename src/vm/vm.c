@@ -643,6 +643,7 @@ static int vm_start_internal(Vm *vm, bool by_policy, char **ret_error) {
                 .console_path = console_dir,    /* where the console goes: ps and query-fdsets show it */
                 .accel = vm->accel,
                 .paused = vm->start_paused,
+                .nodes_without_cpus = vm_nodes_without_cpus(vm->ctx->sysfs_root),
         };
         if (spec->dirty_ring > 0 && vm->accel == VM_ACCEL_TCG)
                 log_vm(vm, LOG_WARNING, 0, "Guest %s: starting under TCG (Accelerator=auto fell back), where there is "

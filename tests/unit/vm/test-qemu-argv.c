@@ -236,7 +236,7 @@ static void test_escaping(void **state) {
         assert_false(strv_contains(argv, "-S"));
 }
 
-static char **argv_of(const char *ini) {
+static char **argv_of_nodes(const char *ini, uint64_t nodes_without_cpus) {
         _cleanup_(vm_spec_freep) VmSpec *s = NULL;
         QemuArgvParams p = TCG_FD3;
         VmSpecError e = {};
@@ -244,8 +244,13 @@ static char **argv_of(const char *ini) {
 
         if (vm_spec_parse_ini(NULL, ini, NULL, &s, &e) < 0)
                 fail_msg("%s", strna(e.message));
+        p.nodes_without_cpus = nodes_without_cpus;
         assert_int_equal(qemu_build_argv(s, &p, &argv), 0);
         return argv;
+}
+
+static char **argv_of(const char *ini) {
+        return argv_of_nodes(ini, 0);
 }
 
 /* The index of the argument equal to a, or -1. */
@@ -295,6 +300,26 @@ static void test_thread_context(void **state) {
         assert_true(argv_find(d, "thread-context,id=tc0,node-affinity=1") > 0);
         assert_true(argv_find(d, "memory-backend-memfd,id=vmem0,size=134217728,policy=bind,host-nodes=1") > 0);
         assert_int_equal(argv_find(d, "thread-context,id=tc1,node-affinity=1"), -1);
+}
+
+/* A backend bound only to nodes without a CPU of ours (memory-only, or outside our cpuset) gets no thread-context:
+ * QEMU would fail ("The nodes select no CPUs"); one with at least one such node still does. */
+static void test_thread_context_cpuless(void **state) {
+        _cleanup_(strv_freep) char **a = NULL, **b = NULL;
+
+        a = argv_of_nodes("[VM]\nName=tc\nMemory=256M\nKernel=" T "/vmlinuz\n[Memory]\nPolicy=bind\nHostNodes=1\n"
+                          "Prealloc=yes\n", UINT64_C(1) << 1);
+        for (char **x = a; *x; x++)
+                assert_null(strstr(*x, "context"));
+        assert_true(argv_find(a, "memory-backend-ram,id=m0,size=268435456,policy=bind,host-nodes=1,prealloc=on") > 0);
+
+        b = argv_of_nodes("[VM]\nName=tc\nMemory=256M\nKernel=" T "/vmlinuz\n[Memory]\nBackend=memfd\n"
+                          "Prealloc=yes\nGuestNode=128M cpus=0 hostnodes=0 policy=bind\n"
+                          "GuestNode=128M hostnodes=1-2 policy=bind\n", UINT64_C(1) << 1);
+        assert_true(argv_find(b, "thread-context,id=tc0,node-affinity=0") > 0);
+        assert_true(argv_find(b, "thread-context,id=tc1,node-affinity=1-2") > 0);      /* node 2 has CPUs */
+        for (char **x = b; *x; x++)
+                assert_null(strstr(*x, "tc2"));
 }
 
 static void test_errors(void **state) {
@@ -367,6 +392,7 @@ int main(int argc, char *argv[]) {
                 cmocka_unit_test(test_structure),
                 cmocka_unit_test(test_escaping),
                 cmocka_unit_test(test_thread_context),
+                cmocka_unit_test(test_thread_context_cpuless),
                 cmocka_unit_test(test_errors),
                 cmocka_unit_test(test_to_string),
         };
