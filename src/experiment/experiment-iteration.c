@@ -12,6 +12,7 @@
 #include "basic/json-util.h"
 #include "basic/log.h"
 #include "basic/strv.h"
+#include "experiment/experiment-measure-internal.h"
 #include "experiment/experiment-runner-internal.h"
 #include "experiment/experiment-summary.h"
 
@@ -266,8 +267,9 @@ static void migration_progress(const MigrationProgress *p, void *userdata) {
                                 if (j == run->n_guest_ram_errnos) {
                                         if (j == NUMA_GUEST_RAM_MAX_ERRNOS)
                                                 j--;    /* the rest under the last slot, as the report does */
-                                        else
-                                                run->guest_ram_errnos[run->n_guest_ram_errnos++].error = e->error;
+                                        else    /* a new slot starts at 0 (not at the last iteration's) */
+                                                run->guest_ram_errnos[run->n_guest_ram_errnos++] =
+                                                        (GuestRamErrno) { .error = e->error };
                                 }
                                 run->guest_ram_errnos[j].pages += e->pages;
                         }
@@ -673,6 +675,23 @@ static int add_dirty_rate(ExperimentRun *run, const DirtyRateInfo *info) {
                 return experiment_record_unavailable(r, "host.dirty_rate.per_vcpu",
                                                      "DirtyRateMode=%s gives no rate per vCPU (dirty-ring does)",
                                                      dirty_rate_mode_to_string(info->mode));
+        /* Named by QEMU's vCPU ids, which are taken only when they are what a guest has: distinct, below
+         * EXPERIMENT_PER_VCPU_MAX, at most that many (as every per-vCPU split: a record stays within what the
+         * statistics take) */
+        if (info->n_vcpus > EXPERIMENT_PER_VCPU_MAX)
+                return experiment_record_unavailable(r, "host.dirty_rate.per_vcpu",
+                                                     "QEMU reported %zu vCPUs: rates per vCPU are kept for at most %u",
+                                                     info->n_vcpus, EXPERIMENT_PER_VCPU_MAX);
+        for (size_t i = 0; i < info->n_vcpus; i++) {
+                bool seen = false;
+
+                for (size_t j = 0; j < i; j++)
+                        seen = seen || info->vcpus[j].id == info->vcpus[i].id;
+                if (seen || info->vcpus[i].id < 0 || info->vcpus[i].id >= (int64_t) EXPERIMENT_PER_VCPU_MAX)
+                        return experiment_record_unavailable(r, "host.dirty_rate.per_vcpu",
+                                                             "QEMU reported vCPU id %" PRIi64 " %s",
+                                                             info->vcpus[i].id, seen ? "twice" : "out of range");
+        }
         for (size_t i = 0; i < info->n_vcpus; i++) {
                 char name[96];
 
@@ -812,6 +831,7 @@ void run_iteration_begin(ExperimentRun *run) {
         run->have_guest_ram = false;
         run->guest_ram_asked = run->guest_ram_moved = run->guest_ram_failed = 0;
         run->n_guest_ram_errnos = 0;
+        memset(run->guest_ram_errnos, 0, sizeof(run->guest_ram_errnos));
         run->hotplug_target_usec = 0;
         run->hotplug_reached_bytes = run->hotplug_returned_bytes = UINT64_MAX;
         run->settle_start_usec = 0;
