@@ -6,9 +6,10 @@
  * KILL_WAIT_USEC), and then the program's own status is polled a little longer (REAP_WAIT_USEC) so that its
  * output and its death by SIGKILL are reported and the agent forgets it.
  *
- * While the program runs, each of these commands may take as long as the program has left (at least the client's
- * default): an agent in a guest that is busy (a guest under memory pressure, its pages being migrated) may take
- * more than QGA_DEFAULT_TIMEOUT_USEC to answer, and the caller's timeout is what bounds the whole.
+ * While the program runs, each of these commands may take as long as the program has left, at least the client's
+ * default and at most EXEC_COMMAND_TIMEOUT_MAX_USEC: an agent in a busy guest (under memory pressure, its pages
+ * being migrated under nested TCG) was seen to take more than QGA_DEFAULT_TIMEOUT_USEC to answer; the upper bound
+ * keeps a hung agent from holding the channel (commands go one at a time) much longer than before.
  *
  * The agent holds up to 16 MiB per stream (GUEST_EXEC_MAX_OUTPUT in qemu's qga/commands.c) and returns it, base64,
  * in one guest-exec-status reply: that command gets a reply bound of its own. Only max_output bytes of each
@@ -34,6 +35,7 @@
 #define REAP_WAIT_USEC (2U * USEC_PER_SEC)
 #define REAP_POLL_USEC (100U * USEC_PER_MSEC)
 /* Both streams at qemu-ga's bound, base64, and the rest of the reply. */
+#define EXEC_COMMAND_TIMEOUT_MAX_USEC (30U * USEC_PER_SEC)
 #define STATUS_REPLY_MAX (2U * 22369624U + 64U * 1024U)
 
 typedef enum ExecPhase {
@@ -319,13 +321,13 @@ static int exec_arm(Exec *s, uint64_t delay) {
         return sd_event_add_time_relative(e, &s->timer, CLOCK_MONOTONIC, delay, 0, exec_on_timer, s);
 }
 
-/* The timeout of a guest-exec or guest-exec-status of the program: what it has left, at least the default. */
+/* The timeout of a guest-exec or guest-exec-status of the program: what it has left, within the bounds above. */
 static uint64_t exec_command_timeout(const Exec *s) {
         uint64_t now = qga_now(CLOCK_MONOTONIC);
 
         if (s->phase != PHASE_RUN || s->deadline <= now)
                 return 0;
-        return MAX(s->deadline - now, (uint64_t) QGA_DEFAULT_TIMEOUT_USEC);
+        return MIN(MAX(s->deadline - now, (uint64_t) QGA_DEFAULT_TIMEOUT_USEC), (uint64_t) EXEC_COMMAND_TIMEOUT_MAX_USEC);
 }
 
 static int exec_status_send(Exec *s) {
