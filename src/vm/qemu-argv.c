@@ -164,7 +164,7 @@ static int qemu_memory_object(const VmSpec *s, const char *id, uint64_t size_byt
 /* One backend and one "-numa node,nodeid=N[,cpus=A-B…],memdev=mN" per GuestNode=, then "-numa
  * dist,src=,dst=,val=" per GuestDistance=. A vCPU list "0-1,3" becomes repeated cpus= options, as QEMU takes
  * lists. */
-static int qemu_argv_guest_nodes(const VmSpec *spec, const QemuArgvParams *p, char ***argv) {
+static int qemu_argv_guest_nodes(const VmSpec *spec, const QemuArgvParams *params, char ***argv) {
         int r;
 
         for (size_t i = 0; i < spec->n_guest_nodes; i++) {
@@ -178,7 +178,7 @@ static int qemu_argv_guest_nodes(const VmSpec *spec, const QemuArgvParams *p, ch
                 if (r < 0)
                         return r;
                 snprintf(id, sizeof(id), "%s%zu", QEMU_MEMORY_BACKEND_PREFIX, i);
-                bool context = qemu_backend_has_context(spec, p, n.policy, n.host_nodes, true);
+                bool context = qemu_backend_has_context(spec, params, n.policy, n.host_nodes, true);
 
                 r = qemu_memory_object(spec, id, n.size_bytes, n.policy, n.host_nodes, true,
                                        context ? (ssize_t) i : -1, &object);
