@@ -89,7 +89,7 @@ static int pid_cmp(const void *a, const void *b) {
 int process_list_threads(const char *proc_root, pid_t pid, pid_t **ret, size_t *ret_n) {
         _cleanup_free_ char *path = NULL;
         _cleanup_free_ pid_t *tids = NULL;
-        size_t n = 0;
+        size_t n = 0, allocated = 0;
         struct dirent *de;
         DIR *d;
 
@@ -104,12 +104,19 @@ int process_list_threads(const char *proc_root, pid_t pid, pid_t **ret, size_t *
 
                 if (!isdigit((unsigned char) de->d_name[0]) || parse_unsigned(de->d_name, &v) < 0)
                         continue;
-                t = realloc(tids, (n + 1) * sizeof(pid_t));
-                if (!t) {
-                        closedir(d);
-                        return -ENOMEM;
+                if (n == allocated) {
+                        if (allocated >= PROCESS_THREADS_MAX) {
+                                closedir(d);
+                                return -E2BIG;  /* the process's thread count is its own: bounded here */
+                        }
+                        allocated = MIN(MAX(allocated * 2, (size_t) 64), (size_t) PROCESS_THREADS_MAX);
+                        t = realloc(tids, allocated * sizeof(pid_t));
+                        if (!t) {
+                                closedir(d);
+                                return -ENOMEM;
+                        }
+                        tids = t;
                 }
-                tids = t;
                 tids[n++] = (pid_t) v;
         }
         closedir(d);

@@ -21,7 +21,9 @@ int task_stat_read_last_cpu(const char *path, unsigned *ret);
 int thread_pin(pid_t tid, const CpuSet *cpus, CpuSet *ret_effective);
 int thread_get_affinity(pid_t tid, CpuSet *ret);
 
-/* The thread ids of a process from PROC_ROOT/PID/task (sorted). */
+/* The thread ids of a process from PROC_ROOT/PID/task (sorted); -E2BIG over PROCESS_THREADS_MAX (read no
+ * further). */
+#define PROCESS_THREADS_MAX 16384U
 int process_list_threads(const char *proc_root, pid_t pid, pid_t **ret, size_t *ret_n);
 
 typedef struct NumaResidency {
