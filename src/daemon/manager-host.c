@@ -4,10 +4,14 @@
  * whether the host supports it (sysfs, /dev), whether the QEMU binary has its launch object, and whether this
  * build starts such guests (it does not), each "no" with its reason. QEMU is asked with `qemu-system-x86_64
  * -object help` in a worker thread (it may take long or hang: never on the event loop), its output bounded and
- * given HOST_PROBE_TIMEOUT_USEC; at most MANAGER_HOST_PROBES_MAX calls at a time. QEMU's output is untrusted:
- * only compared line by line with the object names. */
+ * given HOST_PROBE_TIMEOUT_USEC for everything (its output, its exit; then its process group is killed), ended at
+ * once when the daemon stops; at most MANAGER_HOST_PROBES_MAX calls at a time. The answer is kept for the binary
+ * (its device, inode, size and mtime): later calls cost a stat() until the binary changes, so nobody can make the
+ * daemon run QEMU over and over. QEMU's output is untrusted: only compared line by line with the object names. */
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/wait.h>
@@ -26,19 +30,47 @@
 #define HOST_PROBE_OUTPUT_MAX (64U * 1024)
 #define HOST_PROBE_TIMEOUT_USEC (10 * USEC_PER_SEC)
 
+#define HOST_PROBE_DRAIN_USEC (100 * USEC_PER_MSEC)
+
 struct HostProbe {
         Manager *manager;
         Worker *worker;
         ManagerCompletion completion;
         char *binary;                   /* the QEMU found in PATH */
+        struct stat st;                 /* its identity, for the cache */
         char *output;                   /* what `-object help` printed, at most HOST_PROBE_OUTPUT_MAX bytes */
         size_t size;
+        int cancel_fd;                  /* an eventfd: written when the daemon stops, ends the probe at once */
 };
+
+/* The last answer of QEMU, for the binary it came from. */
+static struct {
+        char *binary;
+        struct stat st;
+        char *output;
+        size_t size;
+} cache;
+
+static char *copy_bytes(const char *p, size_t n) {
+        char *c = malloc(MAX(n, (size_t) 1));
+
+        if (c && n > 0)
+                memcpy(c, p, n);
+        return c;
+}
+
+static bool same_file(const struct stat *a, const struct stat *b) {
+        return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+               a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
 
 static HostProbe *probe_free(HostProbe *p) {
         if (!p)
                 return NULL;
-        worker_free(p->worker);         /* waits for a thread still running */
+        if (p->cancel_fd >= 0)
+                (void) eventfd_write(p->cancel_fd, 1);  /* a thread still running ends now */
+        worker_free(p->worker);         /* waits for it */
+        safe_close(p->cancel_fd);
         manager_completion_drop(&p->completion);
         free(p->binary);
         free(p->output);
@@ -52,20 +84,23 @@ static uint64_t monotonic_usec(void) {
         return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
 }
 
-/* In the worker thread: runs BINARY -object help, keeps the first HOST_PROBE_OUTPUT_MAX bytes. -ETIMEDOUT (then
- * QEMU is killed), -EBADMSG when it failed. */
+/* In the worker thread: runs BINARY -object help, keeps the first HOST_PROBE_OUTPUT_MAX bytes. One deadline for
+ * the output and the exit; when QEMU has exited, what is left in the pipe is read for HOST_PROBE_DRAIN_USEC at most
+ * (a descendant may hold it open). -ETIMEDOUT or -ECANCELED (the daemon stops): QEMU's process group is killed.
+ * -EBADMSG when QEMU failed. */
 static int probe_run(Worker *w, void *arg) {
         HostProbe *p = arg;
         char *const argv[] = { p->binary, (char *) "-object", (char *) "help", NULL };
         _cleanup_close_ int rfd = -EBADF, wfd = -EBADF, pidfd = -EBADF;
         uint64_t deadline = monotonic_usec() + HOST_PROBE_TIMEOUT_USEC;
+        bool eof = false, exited = false;
         int fds[2], status = 0, r = 0;
         pid_t pid;
 
         p->output = malloc(HOST_PROBE_OUTPUT_MAX);
         if (!p->output)
                 return -ENOMEM;
-        if (pipe2(fds, O_CLOEXEC) < 0)
+        if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) < 0)
                 return -errno;
         rfd = fds[0];
         wfd = fds[1];
@@ -74,39 +109,56 @@ static int probe_run(Worker *w, void *arg) {
                 return r;
         wfd = safe_close(wfd);
 
-        for (;;) {
-                struct pollfd pfd = { .fd = rfd, .events = POLLIN };
+        while (!eof || !exited) {
+                struct pollfd pfd[3] = {
+                        { .fd = eof ? -1 : rfd, .events = POLLIN },
+                        { .fd = exited ? -1 : pidfd, .events = POLLIN },
+                        { .fd = p->cancel_fd, .events = POLLIN },
+                };
                 uint64_t now = monotonic_usec();
-                char chunk[4096];
-                ssize_t l;
 
                 if (now >= deadline) {
-                        r = -ETIMEDOUT;
-                        (void) pidfd_send_sig(pidfd, SIGKILL);
-                        break;
+                        if (!exited)
+                                r = -ETIMEDOUT;
+                        break;  /* exited: only a descendant still holds the pipe, the output is complete */
                 }
-                if (poll(&pfd, 1, (int) ((deadline - now + 999) / 1000)) < 0) {
+                if (poll(pfd, 3, (int) ((deadline - now + 999) / 1000)) < 0) {
                         if (errno == EINTR)
                                 continue;
                         r = -errno;
-                        (void) pidfd_send_sig(pidfd, SIGKILL);
                         break;
                 }
-                if (pfd.revents == 0)
-                        continue;
-                l = read(rfd, chunk, sizeof(chunk));
-                if (l < 0 && (errno == EINTR || errno == EAGAIN))
-                        continue;
-                if (l <= 0)
-                        break;          /* end of output (or an error reading it: the exit status decides) */
-                if (p->size < HOST_PROBE_OUTPUT_MAX) {
-                        size_t keep = MIN((size_t) l, HOST_PROBE_OUTPUT_MAX - p->size);
+                if (pfd[2].revents) {
+                        r = -ECANCELED;
+                        break;
+                }
+                if (pfd[1].revents) {
+                        exited = true;
+                        deadline = MIN(deadline, monotonic_usec() + HOST_PROBE_DRAIN_USEC);
+                }
+                if (pfd[0].revents) {
+                        char chunk[4096];
+                        ssize_t l = read(rfd, chunk, sizeof(chunk));
 
-                        memcpy(p->output + p->size, chunk, keep);
-                        p->size += keep;
+                        if (l < 0 && (errno == EINTR || errno == EAGAIN))
+                                continue;
+                        if (l <= 0) {
+                                eof = true;     /* end of output (or an error reading it: the exit status decides) */
+                                continue;
+                        }
+                        if (p->size < HOST_PROBE_OUTPUT_MAX) {
+                                size_t keep = MIN((size_t) l, HOST_PROBE_OUTPUT_MAX - p->size);
+
+                                memcpy(p->output + p->size, chunk, keep);
+                                p->size += keep;
+                        }
                 }
         }
-        while (waitpid(pid, &status, 0) < 0)
+        /* Whatever is left of it goes: QEMU (when it has not exited) and what it started (its own session) */
+        (void) kill(-pid, SIGKILL);
+        if (!exited)
+                (void) pidfd_send_sig(pidfd, SIGKILL);
+        while (waitpid(pid, &status, 0) < 0)    /* it has exited, or has just been killed */
                 if (errno != EINTR)
                         return r < 0 ? r : -errno;
         if (r < 0)
@@ -234,6 +286,21 @@ static void probe_done(Worker *w, int code, bool done, int result, void *userdat
         for (size_t i = 0; i < MANAGER_HOST_PROBES_MAX; i++)
                 if (m->host_probes[i] == p)
                         m->host_probes[i] = NULL;
+        if (result == 0) {
+                char *b = strdup(p->binary), *o = copy_bytes(p->output, p->size);
+
+                if (b && o) {
+                        free(cache.binary);
+                        free(cache.output);
+                        cache.binary = b;
+                        cache.output = o;
+                        cache.size = p->size;
+                        cache.st = p->st;
+                } else {
+                        free(b);
+                        free(o);
+                }
+        }
         probe_answer(p, result);
         probe_free(p);
 }
@@ -265,6 +332,7 @@ int manager_host_info(Manager *m, ManagerCompletion *completion, ManagerError *r
         }
         p->manager = m;
         p->completion = *completion;
+        p->cancel_fd = -EBADF;
         *completion = (ManagerCompletion) {};
 
         r = find_executable(HOST_PROBE_QEMU, &p->binary);
@@ -278,6 +346,24 @@ int manager_host_info(Manager *m, ManagerCompletion *completion, ManagerError *r
                 probe_free(p);
                 return 0;
         }
+        if (stat(p->binary, &p->st) >= 0 && cache.binary && streq(cache.binary, p->binary) &&
+            same_file(&cache.st, &p->st)) {
+                p->output = copy_bytes(cache.output, cache.size);
+                if (!p->output) {
+                        probe_free(p);
+                        return -ENOMEM;
+                }
+                p->size = cache.size;
+                probe_answer(p, 0);     /* the same binary answered before */
+                probe_free(p);
+                return 0;
+        }
+        p->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (p->cancel_fd < 0) {
+                r = -errno;
+                probe_free(p);
+                return r;
+        }
         r = worker_start(m->event, "qemu -object help", probe_run, p, probe_done, p, &p->worker);
         if (r < 0) {
                 probe_free(p);
@@ -290,6 +376,8 @@ int manager_host_info(Manager *m, ManagerCompletion *completion, ManagerError *r
 void manager_host_done(Manager *m) {
         for (size_t i = 0; i < MANAGER_HOST_PROBES_MAX; i++)
                 m->host_probes[i] = probe_free(m->host_probes[i]);      /* nobody is answered */
+        cache.binary = mfree(cache.binary);
+        cache.output = mfree(cache.output);
 }
 
 /* ---- varlink ---------------------------------------------------------------------------------- */

@@ -2,6 +2,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -159,6 +160,8 @@ int process_spawn(const char *path, char *const *argv, int out_fd, const int *pa
         if (pidfd < 0) {
                 int r = -errno;
                 (void) kill(pid, SIGKILL);
+                while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)    /* no zombie left */
+                        ;
                 return r;
         }
 

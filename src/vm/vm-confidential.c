@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Confidential guests: host support from sysfs and /dev, the QEMU object list, and the refusals (see
  * vm-confidential.h). */
+#include <fcntl.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -75,8 +76,20 @@ int vm_confidential_host_supports(const char *root, VmConfidentialFeature f, cha
         *ret_reason = NULL;
         if ((int) f < 0 || f >= _VM_CONFIDENTIAL_FEATURE_MAX)
                 return -EINVAL;
-        if (!exists_below(root, "dev/kvm"))
-                return reason(ret_reason, "no /dev/kvm: %s guests need KVM%s", features[f].name, "");
+        {
+                /* as GetHostInfo's "kvm" and QEMU test it: opened for reading and writing */
+                _cleanup_free_ char *kvm = path_join(root, "dev/kvm");
+                _cleanup_close_ int fd = -EBADF;
+
+                if (!kvm)
+                        return -ENOMEM;
+                fd = open(kvm, O_RDWR | O_CLOEXEC | O_NOCTTY);
+                if (fd < 0 && errno == ENOENT)
+                        return reason(ret_reason, "no /dev/kvm: %s guests need KVM%s", features[f].name, "");
+                if (fd < 0)
+                        return reason(ret_reason, "cannot open /dev/kvm (%s): %s guests need KVM", strerror(errno),
+                                      features[f].name);
+        }
         if (asprintf(&module_dir, "sys/module/%s", features[f].module) < 0 ||
             asprintf(&param, "sys/module/%s/parameters/%s", features[f].module, features[f].parameter) < 0)
                 return -ENOMEM;
