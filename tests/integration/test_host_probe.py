@@ -9,6 +9,8 @@ import os
 import signal
 import time
 
+from test_vms import alive
+
 M = "io.memvisor.Manager."
 
 
@@ -19,14 +21,6 @@ def fake(workdir, body):
     q.write_text("#!/bin/sh\n" + body + "\n")
     q.chmod(0o755)
     return str(b) + ":" + os.environ["PATH"]
-
-
-def alive(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def test_probe_hung_qemu_killed_at_deadline(daemons, workdir):
